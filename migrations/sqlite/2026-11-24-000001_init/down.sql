@@ -1,0 +1,3 @@
+DROP TABLE audit_events;
+DROP TABLE remember_tokens;
+DROP TABLE users;

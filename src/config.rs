@@ -1,0 +1,234 @@
+//! Configuration of the remember-me layer: durations and cookie options.
+
+use std::time::Duration;
+
+/// How a remember-me token's server-side expiry moves when it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expiry {
+    /// The token expires `validity` after it was issued, however often it is
+    /// used. The default: a stolen cookie is worth something for a bounded time.
+    #[default]
+    Absolute,
+    /// Each use pushes expiry to `validity` from now, but never past
+    /// `max_lifetime` after the chain was first issued.
+    Sliding,
+    /// Each use pushes expiry to `validity` from now with no absolute limit
+    /// ("forever sessions"): a device that keeps coming back stays signed in
+    /// until it signs out or is revoked. An idle device still expires.
+    Forever,
+}
+
+impl std::str::FromStr for Expiry {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "absolute" => Ok(Self::Absolute),
+            "sliding" => Ok(Self::Sliding),
+            "forever" => Ok(Self::Forever),
+            other => Err(format!(
+                "unknown expiry `{other}`: expected absolute, sliding or forever"
+            )),
+        }
+    }
+}
+
+/// Settings of the remember-me layer. Build one with [`RememberMeConfig::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use rememberme::{Expiry, RememberMeConfig};
+///
+/// let config = RememberMeConfig::builder()
+///     .validity(Duration::from_secs(14 * 24 * 3600))
+///     .expiry(Expiry::Sliding)
+///     .cookie_secure(true)
+///     .build();
+/// assert_eq!(config.validity(), Duration::from_secs(14 * 24 * 3600));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RememberMeConfig {
+    pub(crate) cookie_name: String,
+    pub(crate) cookie_secure: bool,
+    pub(crate) cookie_domain: Option<String>,
+    pub(crate) validity: Duration,
+    pub(crate) expiry: Expiry,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) rotation_grace: Duration,
+    pub(crate) epoch_check_interval: Duration,
+    pub(crate) session_lifetime: Duration,
+    pub(crate) max_tokens_per_user: u32,
+    pub(crate) login_path: String,
+    pub(crate) step_up_path: String,
+}
+
+impl Default for RememberMeConfig {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl RememberMeConfig {
+    /// A builder holding the defaults documented on each setter.
+    pub fn builder() -> RememberMeConfigBuilder {
+        RememberMeConfigBuilder {
+            config: RememberMeConfig {
+                cookie_name: "remember_me".to_owned(),
+                cookie_secure: true,
+                cookie_domain: None,
+                validity: Duration::from_secs(30 * 24 * 3600),
+                expiry: Expiry::Absolute,
+                max_lifetime: Duration::from_secs(365 * 24 * 3600),
+                rotation_grace: Duration::from_secs(60),
+                epoch_check_interval: Duration::from_secs(60),
+                session_lifetime: Duration::from_secs(12 * 3600),
+                max_tokens_per_user: 20,
+                login_path: "/login".to_owned(),
+                step_up_path: "/login/step-up".to_owned(),
+            },
+        }
+    }
+
+    /// Name of the remember-me cookie.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// How long a token stays valid (see [`Expiry`] for how use moves it).
+    pub fn validity(&self) -> Duration {
+        self.validity
+    }
+
+    /// How a token's expiry moves when it is used.
+    pub fn expiry(&self) -> Expiry {
+        self.expiry
+    }
+
+    /// How long the token a rotation replaced is still accepted.
+    pub fn rotation_grace(&self) -> Duration {
+        self.rotation_grace
+    }
+
+    /// How often a session re-checks the user's auth epoch.
+    pub fn epoch_check_interval(&self) -> Duration {
+        self.epoch_check_interval
+    }
+
+    /// Whether cookies are marked `Secure`.
+    pub fn cookie_secure(&self) -> bool {
+        self.cookie_secure
+    }
+
+    /// Where anonymous visitors are sent to sign in.
+    pub fn login_path(&self) -> &str {
+        &self.login_path
+    }
+
+    /// Where remembered-only visitors are sent to confirm their password.
+    pub fn step_up_path(&self) -> &str {
+        &self.step_up_path
+    }
+
+    /// Most remember-me tokens one user may hold; issuing one more deletes the oldest.
+    pub fn max_tokens_per_user(&self) -> u32 {
+        self.max_tokens_per_user
+    }
+}
+
+/// Builder of [`RememberMeConfig`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RememberMeConfigBuilder {
+    config: RememberMeConfig,
+}
+
+impl RememberMeConfigBuilder {
+    /// Name of the remember-me cookie. Default `remember_me`.
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.config.cookie_name = name.into();
+        self
+    }
+
+    /// Mark cookies `Secure` (sent over HTTPS only). Default `true`; turn it
+    /// off only for plain-HTTP development.
+    pub fn cookie_secure(mut self, secure: bool) -> Self {
+        self.config.cookie_secure = secure;
+        self
+    }
+
+    /// Domain attribute of the cookie. Default none: the cookie goes back only
+    /// to the host that set it, which is the narrowest scope.
+    pub fn cookie_domain(mut self, domain: Option<String>) -> Self {
+        self.config.cookie_domain = domain;
+        self
+    }
+
+    /// Validity of a token. Default 30 days: long enough that a regular user
+    /// rarely types a password, short enough to bound a forgotten device.
+    pub fn validity(mut self, validity: Duration) -> Self {
+        self.config.validity = validity;
+        self
+    }
+
+    /// How use moves expiry. Default [`Expiry::Absolute`].
+    pub fn expiry(mut self, expiry: Expiry) -> Self {
+        self.config.expiry = expiry;
+        self
+    }
+
+    /// Absolute limit of a chain under [`Expiry::Sliding`]. Default 365 days.
+    pub fn max_lifetime(mut self, max_lifetime: Duration) -> Self {
+        self.config.max_lifetime = max_lifetime;
+        self
+    }
+
+    /// Grace window after a rotation. Default 60 s: enough for the parallel
+    /// requests of one page load (images, frames, tabs restored together) that
+    /// all carry the pre-rotation cookie, short enough that a thief replaying a
+    /// copied cookie later is caught.
+    pub fn rotation_grace(mut self, grace: Duration) -> Self {
+        self.config.rotation_grace = grace;
+        self
+    }
+
+    /// How often an open session re-reads the user's auth epoch. Default 60 s:
+    /// revocations reach open sessions within a minute without a database
+    /// query on every request. Zero checks on every request.
+    pub fn epoch_check_interval(mut self, interval: Duration) -> Self {
+        self.config.epoch_check_interval = interval;
+        self
+    }
+
+    /// Absolute lifetime of a signed-in session, checked on the server. Default
+    /// 12 hours: a copied session cookie stops working the same day even though
+    /// the session store keeps no server-side list. A remember-me cookie signs
+    /// the user in again without a form.
+    pub fn session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.session_lifetime = lifetime;
+        self
+    }
+
+    /// Most tokens (devices) per user. Default 20; issuing one more deletes the
+    /// least recently used, so a script cannot grow the table without bound.
+    pub fn max_tokens_per_user(mut self, max: u32) -> Self {
+        self.config.max_tokens_per_user = max.max(1);
+        self
+    }
+
+    /// Path of the sign-in page. Default `/login`.
+    pub fn login_path(mut self, path: impl Into<String>) -> Self {
+        self.config.login_path = path.into();
+        self
+    }
+
+    /// Path of the step-up (confirm your password) page. Default `/login/step-up`.
+    pub fn step_up_path(mut self, path: impl Into<String>) -> Self {
+        self.config.step_up_path = path.into();
+        self
+    }
+
+    /// The finished configuration.
+    pub fn build(self) -> RememberMeConfig {
+        self.config
+    }
+}

@@ -1,0 +1,548 @@
+//! Extractors: [`MaybeUser`], [`CurrentUser`], [`StrongAuth`] and [`Auth`],
+//! the handle through which handlers run flows, sign out and check CSRF.
+
+use std::collections::BTreeSet;
+use std::future::{Ready, ready};
+
+use actix_session::{Session, SessionExt as _};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError, web};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::flow::{
+    Credentials, Failure, FlowKind, FlowState, Progress, StepContext, Tag,
+};
+use crate::middleware::{
+    AUTH_KEY, AuthState, RequestAuth, SignInMethod, client_info, new_auth_state, random_id,
+    start_session, unix_now,
+};
+use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
+use crate::token::RememberCookie;
+use crate::flow::CookieChange;
+
+const FLOW_KEY: &str = "rm.flow";
+const CSRF_KEY: &str = "rm.csrf";
+
+/// A signed-in user as the request sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedUser {
+    /// Primary key.
+    pub id: UserId,
+    /// Login name.
+    pub username: String,
+    /// May use admin pages.
+    pub is_admin: bool,
+    /// Tags the session carries.
+    pub tags: BTreeSet<Tag>,
+    /// How the session was signed in.
+    pub method: SignInMethod,
+}
+
+impl AuthenticatedUser {
+    /// Whether the session carries `tag`.
+    pub fn has(&self, tag: Tag) -> bool {
+        self.tags.contains(&tag)
+    }
+
+    /// Whether the password was typed in this session.
+    pub fn is_strong(&self) -> bool {
+        self.has(Tag::PasswordVerified)
+    }
+}
+
+impl From<&AuthState> for AuthenticatedUser {
+    fn from(state: &AuthState) -> Self {
+        Self {
+            id: state.user_id,
+            username: state.username.clone(),
+            is_admin: state.is_admin,
+            tags: state.tags.clone(),
+            method: state.method,
+        }
+    }
+}
+
+/// Why a request was not served as asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Nobody is signed in: 303 to the sign-in page.
+    #[error("sign-in required")]
+    SignInRequired {
+        /// The sign-in URL with `next`.
+        location: String,
+    },
+    /// Only a remember-me sign-in: 303 to the step-up page.
+    #[error("password confirmation required")]
+    StepUpRequired {
+        /// The step-up URL with `next`.
+        location: String,
+    },
+    /// Signed in, but not allowed: 403.
+    #[error("forbidden")]
+    Forbidden,
+    /// The CSRF token was missing or wrong: 403.
+    #[error("invalid CSRF token")]
+    Csrf,
+    /// The database did not answer: 503.
+    #[error("service unavailable")]
+    Unavailable(#[source] StoreError),
+    /// A bug: 500, with no detail in the body.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The layer is missing from the app: 500.
+    #[error("RememberMe middleware is not installed: wrap the app with `RememberMe` inside `SessionMiddleware`")]
+    NotInstalled,
+}
+
+impl From<StoreError> for AuthError {
+    fn from(error: StoreError) -> Self {
+        AuthError::Unavailable(error)
+    }
+}
+
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AuthError::SignInRequired { .. } | AuthError::StepUpRequired { .. } => {
+                StatusCode::SEE_OTHER
+            }
+            AuthError::Forbidden | AuthError::Csrf => StatusCode::FORBIDDEN,
+            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Internal(_) | AuthError::NotInstalled => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            AuthError::SignInRequired { location } | AuthError::StepUpRequired { location } => {
+                HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, location.as_str()))
+                    .finish()
+            }
+            _ => {
+                match self {
+                    AuthError::Unavailable(e) => tracing::warn!(error = %e, "store unavailable"),
+                    AuthError::Internal(_) | AuthError::NotInstalled => {
+                        tracing::error!(error = %self, "request failed")
+                    }
+                    _ => {}
+                }
+                // Opaque bodies: no internal detail reaches the client.
+                let message = match status {
+                    StatusCode::FORBIDDEN if matches!(self, AuthError::Csrf) => {
+                        "The form has expired or did not come from this site. Go back, reload the page and try again."
+                    }
+                    StatusCode::FORBIDDEN => "You are not allowed to see this page.",
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        "The service is temporarily unavailable. Please try again in a moment."
+                    }
+                    _ => "Something went wrong on our side.",
+                };
+                let mut res = HttpResponse::build(status);
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    res.insert_header((header::RETRY_AFTER, "5"));
+                }
+                res.content_type(ContentType::html()).body(format!(
+                    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code}</title>\
+                     <link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+                     <body><main class=\"card\"><h1>{code} {reason}</h1><p>{message}</p>\
+                     <p><a href=\"/\">Home</a></p></main></body></html>",
+                    code = status.as_u16(),
+                    reason = status.canonical_reason().unwrap_or(""),
+                ))
+            }
+        }
+    }
+}
+
+/// `next` if it is a path on this site, else `/`. Refuses absolute URLs,
+/// scheme-relative `//host` and `/\host` (browsers treat `\` as `/`), and
+/// control characters: an open redirect would let phishing links borrow
+/// this site's name.
+pub fn safe_redirect_path(next: Option<&str>) -> &str {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.starts_with("/\\")
+                && !path.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            path
+        }
+        _ => "/",
+    }
+}
+
+fn with_next(path: &str, next: &str) -> String {
+    format!("{path}?next={}", utf8_percent_encode(next, NON_ALPHANUMERIC))
+}
+
+fn request_auth(req: &HttpRequest) -> Result<RequestAuth, AuthError> {
+    req.extensions()
+        .get::<RequestAuth>()
+        .cloned()
+        .ok_or(AuthError::NotInstalled)
+}
+
+fn current_path(req: &HttpRequest) -> String {
+    req.uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+/// The signed-in user, if any. Never fails (but for a missing middleware).
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<AuthenticatedUser>);
+
+impl FromRequest for MaybeUser {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(request_auth(req).map(|auth| {
+            MaybeUser(auth.state.borrow().as_ref().map(AuthenticatedUser::from))
+        }))
+    }
+}
+
+/// A signed-in user; anonymous visitors get a 303 to the sign-in page with
+/// `next` set to this page.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub AuthenticatedUser);
+
+impl FromRequest for CurrentUser {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(request_auth(req).and_then(|auth| {
+            match auth.state.borrow().as_ref() {
+                Some(state) => Ok(CurrentUser(state.into())),
+                None => Err(AuthError::SignInRequired {
+                    location: with_next(&auth.shared.config.login_path, &current_path(req)),
+                }),
+            }
+        }))
+    }
+}
+
+/// A user who typed their password in this session (`PASSWORD_VERIFIED`). A
+/// session signed in only by remember-me is sent through the step-up flow
+/// and back; anonymous visitors to the sign-in page.
+#[derive(Debug, Clone)]
+pub struct StrongAuth(pub AuthenticatedUser);
+
+impl FromRequest for StrongAuth {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(request_auth(req).and_then(|auth| {
+            let config = &auth.shared.config;
+            match auth.state.borrow().as_ref() {
+                Some(state) if state.tags.contains(&Tag::PasswordVerified) => {
+                    Ok(StrongAuth(state.into()))
+                }
+                Some(_) => Err(AuthError::StepUpRequired {
+                    location: with_next(&config.step_up_path, &current_path(req)),
+                }),
+                None => Err(AuthError::SignInRequired {
+                    location: with_next(&config.login_path, &current_path(req)),
+                }),
+            }
+        }))
+    }
+}
+
+/// What submitting an interactive step gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubmitOutcome {
+    /// The flow completed: the session is signed in.
+    SignedIn(AuthenticatedUser),
+    /// Wrong username or password (one answer for both).
+    InvalidCredentials,
+    /// A step's precondition did not hold; nothing was signed in or issued.
+    Refused,
+}
+
+/// The handle through which handlers run flows, sign out and check CSRF.
+pub struct Auth {
+    req: HttpRequest,
+    session: Session,
+    auth: RequestAuth,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("user", &self.user()).finish_non_exhaustive()
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(request_auth(req).map(|auth| Auth {
+            req: req.clone(),
+            session: req.get_session(),
+            auth,
+        }))
+    }
+}
+
+impl Auth {
+    /// The signed-in user, if any.
+    pub fn user(&self) -> Option<AuthenticatedUser> {
+        self.auth.state.borrow().as_ref().map(AuthenticatedUser::from)
+    }
+
+    /// Whether a remember-me cookie signed the visitor in on this very request.
+    pub fn signed_in_by_cookie_now(&self) -> bool {
+        self.auth.signed_in_by_cookie
+    }
+
+    /// The session's random id, renewed at every sign-in and step-up.
+    pub fn session_id(&self) -> Option<String> {
+        self.auth.state.borrow().as_ref().map(|s| s.sid.clone())
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &crate::RememberMeConfig {
+        &self.auth.shared.config
+    }
+
+    /// The stores.
+    pub fn stores(&self) -> &crate::store::Stores {
+        &self.auth.shared.stores
+    }
+
+    /// The session's CSRF token, created on first use. Put it in a hidden
+    /// `csrf_token` field of every form.
+    pub fn csrf_token(&self) -> String {
+        if let Ok(Some(token)) = self.session.get::<String>(CSRF_KEY) {
+            return token;
+        }
+        let token = random_id();
+        let _ = self.session.insert(CSRF_KEY, &token);
+        token
+    }
+
+    /// Checks a submitted CSRF token against the session's, in constant time.
+    pub fn verify_csrf(&self, presented: Option<&str>) -> Result<(), AuthError> {
+        use subtle::ConstantTimeEq as _;
+        let expected = self.session.get::<String>(CSRF_KEY).ok().flatten();
+        match (expected, presented) {
+            (Some(expected), Some(presented))
+                if !expected.is_empty()
+                    && bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) =>
+            {
+                Ok(())
+            }
+            _ => {
+                tracing::info!(path = self.req.path(), "request refused: CSRF token missing or wrong");
+                Err(AuthError::Csrf)
+            }
+        }
+    }
+
+    /// Starts a flow and keeps its state in the session until its
+    /// interactive step is answered. A step-up needs a signed-in user.
+    /// Returns whether the flow already completed (a step-up of a session that
+    /// has the password verified already).
+    pub async fn begin(&self, kind: FlowKind) -> Result<bool, AuthError> {
+        let state = self.start_state(kind)?;
+        self.session
+            .insert(FLOW_KEY, &state)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok(kind == FlowKind::StepUp
+            && self
+                .user()
+                .is_some_and(|u| u.is_strong()))
+    }
+
+    fn start_state(&self, kind: FlowKind) -> Result<FlowState, AuthError> {
+        let flow = self.auth.shared.flow(kind);
+        match kind {
+            FlowKind::Login => Ok(flow.start(None)),
+            FlowKind::StepUp => {
+                let state = self.auth.state.borrow();
+                let state = state.as_ref().ok_or_else(|| AuthError::SignInRequired {
+                    location: self.auth.shared.config.login_path.clone(),
+                })?;
+                Ok(flow.start(Some((state.user_id, &state.tags))))
+            }
+        }
+    }
+
+    /// Answers the waiting interactive step of the flow `kind` with
+    /// credentials and runs the rest of the flow. On completion the session
+    /// is signed in (renewed), and a remember-me cookie is issued if the
+    /// token step ran. Argon2 and the database run on a blocking thread.
+    pub async fn submit(
+        &self,
+        kind: FlowKind,
+        credentials: Credentials,
+    ) -> Result<SubmitOutcome, AuthError> {
+        let stored: Option<FlowState> = self.session.get(FLOW_KEY).ok().flatten();
+        let mut state = match stored {
+            Some(state) if state.kind() == kind => state,
+            _ => self.start_state(kind)?,
+        };
+        // A step-up is for the user signed in now, never another.
+        if kind == FlowKind::StepUp && state.user() != self.user().map(|u| u.id) {
+            state = self.start_state(kind)?;
+        }
+        let shared = &self.auth.shared;
+        let stores = shared.stores.clone();
+        let config = shared.config.clone();
+        let flow = shared.flow(kind);
+        let client = client_info(&self.req);
+        let browser_series = self
+            .req
+            .cookie(&config.cookie_name)
+            .and_then(|c| RememberCookie::decode(c.value().as_bytes()).ok())
+            .map(|c| c.series.hash());
+        let previous_method = self.user().map(|u| u.method);
+        let now = unix_now();
+        let (progress, state, change, new_state) = web::block(move || {
+            let mut ctx = StepContext {
+                stores: &stores,
+                config: &config,
+                now,
+                client: &client,
+                remember_cookie: None,
+                browser_series,
+                credentials: Some(credentials),
+                cookie_change: None,
+            };
+            let progress = flow.advance(&mut state, &mut ctx)?;
+            let mut new_state = None;
+            if let Progress::Complete { user, tags } = &progress {
+                // The browser still carries another user's series: revoke it,
+                // so the previous user's cookie does not outlive this sign-in.
+                if let Some(series) = ctx.browser_series.take()
+                    && let Some(record) = stores.tokens.find_by_series(&series)?
+                    && record.user_id != *user
+                {
+                    stores.tokens.delete_series(&series)?;
+                    ctx.cookie_change.get_or_insert(CookieChange::Remove);
+                }
+                let method = match (kind, previous_method) {
+                    (FlowKind::StepUp, Some(method)) => method,
+                    _ => SignInMethod::Password,
+                };
+                new_state = new_auth_state(&stores, *user, tags.clone(), method, now)?;
+                stores.audit(NewAuditEvent {
+                    at: now,
+                    kind: match kind {
+                        FlowKind::Login => AuditKind::PasswordSignIn,
+                        FlowKind::StepUp => AuditKind::StepUp,
+                    },
+                    user_id: Some(*user),
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
+                    detail: "",
+                });
+            }
+            Ok::<_, StoreError>((progress, state, ctx.cookie_change, new_state))
+        })
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))??;
+
+        if let Some(change) = change {
+            *self.auth.cookie_change.borrow_mut() = Some(change);
+        }
+        match progress {
+            Progress::Complete { .. } => {
+                let new_state = new_state.ok_or(AuthError::Forbidden)?;
+                start_session(&self.session, &new_state);
+                let user = AuthenticatedUser::from(&new_state);
+                *self.auth.state.borrow_mut() = Some(new_state);
+                Ok(SubmitOutcome::SignedIn(user))
+            }
+            Progress::Failed {
+                failure: Failure::InvalidCredentials,
+                ..
+            }
+            | Progress::NeedsInput { .. } => {
+                // Keep the flow where it stands, so the form can be answered again.
+                let _ = self.session.insert(FLOW_KEY, &state);
+                Ok(SubmitOutcome::InvalidCredentials)
+            }
+            Progress::Failed { .. } => Ok(SubmitOutcome::InvalidCredentials),
+            Progress::Refused { step, missing } => {
+                tracing::warn!(step, ?missing, "flow refused: precondition not met");
+                self.session.remove(FLOW_KEY);
+                Ok(SubmitOutcome::Refused)
+            }
+        }
+    }
+
+    /// Signs out: deletes this browser's remember-me row, removes the cookie
+    /// and purges the session.
+    pub async fn logout(&self) -> Result<(), AuthError> {
+        let stores = self.auth.shared.stores.clone();
+        let config = &self.auth.shared.config;
+        let series = self
+            .req
+            .cookie(&config.cookie_name)
+            .and_then(|c| RememberCookie::decode(c.value().as_bytes()).ok())
+            .map(|c| c.series.hash());
+        let user = self.user().map(|u| u.id);
+        let client = client_info(&self.req);
+        let now = unix_now();
+        web::block(move || {
+            if let Some(series) = series {
+                stores.tokens.delete_series(&series)?;
+            }
+            if user.is_some() {
+                stores.audit(NewAuditEvent {
+                    at: now,
+                    kind: AuditKind::Logout,
+                    user_id: user,
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
+                    detail: "",
+                });
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))??;
+        *self.auth.cookie_change.borrow_mut() = Some(CookieChange::Remove);
+        *self.auth.state.borrow_mut() = None;
+        self.session.purge();
+        Ok(())
+    }
+
+    /// Drops the session's auth state without touching tokens.
+    pub fn forget_session(&self) {
+        self.session.remove(AUTH_KEY);
+        *self.auth.state.borrow_mut() = None;
+    }
+}
+
+/// actix-session's cookie-store middleware set up as this crate expects: the
+/// cookie named `session`, `HttpOnly`, `SameSite=Lax`, `Secure` as the
+/// remember-me cookie, content encrypted and authenticated with `key`, and a
+/// browser-session lifetime (it dies with the browser; the remember-me cookie
+/// is what survives a restart).
+pub fn session_middleware(
+    key: actix_web::cookie::Key,
+    config: &crate::RememberMeConfig,
+) -> actix_session::SessionMiddleware<actix_session::storage::CookieSessionStore> {
+    actix_session::SessionMiddleware::builder(actix_session::storage::CookieSessionStore::default(), key)
+        .cookie_name("session".to_owned())
+        .cookie_secure(config.cookie_secure)
+        .cookie_http_only(true)
+        .cookie_same_site(actix_web::cookie::SameSite::Lax)
+        .cookie_path("/".to_owned())
+        .cookie_domain(config.cookie_domain.clone())
+        .build()
+}

@@ -1,0 +1,63 @@
+//! The remember-me token generating step.
+
+use super::{CookieChange, Failure, Step, StepContext, StepOutcome};
+use crate::store::{AuditKind, NewAuditEvent, NewToken, StoreError, UserId};
+use crate::token::RememberCookie;
+
+/// Issues a new series/token cookie for the identified user and stores its
+/// hashes. The browser's previous series, if it carries one, is deleted
+/// first: one token per browser.
+///
+/// The built-in flows give it the precondition `PASSWORD_VERIFIED`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RememberMeIssueStep;
+
+impl Step for RememberMeIssueStep {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+
+    fn run(
+        &self,
+        ctx: &mut StepContext<'_>,
+        known_user: Option<UserId>,
+    ) -> Result<StepOutcome, StoreError> {
+        let Some(user) = known_user else {
+            return Ok(StepOutcome::Failed(Failure::UserMismatch));
+        };
+        if let Some(old) = ctx.browser_series.take() {
+            ctx.stores.tokens.delete_series(&old)?;
+        }
+        let cookie = RememberCookie::generate();
+        let expires_at = ctx.now + ctx.config.validity.as_secs() as i64;
+        let id = ctx.stores.tokens.insert(
+            NewToken {
+                user_id: user,
+                series_hash: &cookie.series.hash(),
+                token_hash: &cookie.token.hash(),
+                now: ctx.now,
+                expires_at,
+                user_agent: ctx.client.user_agent.as_deref(),
+                ip: ctx.client.ip.as_deref(),
+            },
+            ctx.config.max_tokens_per_user,
+        )?;
+        tracing::info!(user_id = user, token_id = id, "remember-me token issued");
+        ctx.stores.audit(NewAuditEvent {
+            at: ctx.now,
+            kind: AuditKind::TokenIssued,
+            user_id: Some(user),
+            ip: ctx.client.ip.as_deref(),
+            user_agent: ctx.client.user_agent.as_deref(),
+            detail: &format!("token #{id}"),
+        });
+        ctx.cookie_change = Some(CookieChange::Set {
+            cookie,
+            max_age_secs: expires_at - ctx.now,
+        });
+        Ok(StepOutcome::Success {
+            user,
+            activate: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,486 @@
+//! The step engine: a login is a [`Flow`] of steps with tags, skip conditions,
+//! preconditions and activation. It knows nothing of HTTP; the middleware and
+//! the [`Auth`](crate::Auth) extractor drive it.
+//!
+//! A flow runs its steps in order. For each step:
+//!
+//! 1. a step that needs activation and was not activated by an earlier step is
+//!    passed over;
+//! 2. a step whose skip condition holds is skipped;
+//! 3. a step whose precondition does not hold **refuses the whole flow** (a
+//!    token-issuing step without `PASSWORD_VERIFIED` must never quietly pass);
+//! 4. an interactive step without its input pauses the flow: the
+//!    [`FlowState`] is kept (in the session) until the input arrives;
+//! 5. otherwise the step runs. Success adds the step's tags and may activate
+//!    later steps; failure ends the flow.
+//!
+//! When no step is left and a user was identified, the flow is complete and
+//! the session is authenticated with the collected tags.
+
+mod identify;
+mod issue;
+mod password;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use identify::RememberMeIdentifyStep;
+pub use issue::RememberMeIssueStep;
+pub use password::{PasswordStep, argon2_verifications, hash_password, verify_password_work};
+
+use crate::store::{StoreError, Stores, UserId};
+use crate::token::{RememberCookie, SecretHash};
+
+/// A fact a flow has established about the current user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Tag {
+    /// The user is identified, possibly only by a remember-me cookie.
+    #[serde(rename = "WEAK_AUTHENTICATION")]
+    WeakAuthentication,
+    /// The user typed their password in this session.
+    #[serde(rename = "PASSWORD_VERIFIED")]
+    PasswordVerified,
+}
+
+impl Tag {
+    /// The tag's name as the design writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tag::WeakAuthentication => "WEAK_AUTHENTICATION",
+            Tag::PasswordVerified => "PASSWORD_VERIFIED",
+        }
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of tags that must all be present. The empty condition always holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Condition(BTreeSet<Tag>);
+
+impl Condition {
+    /// Holds when every tag in `tags` is present.
+    pub fn has_all(tags: impl IntoIterator<Item = Tag>) -> Self {
+        Self(tags.into_iter().collect())
+    }
+
+    /// Holds when `tag` is present.
+    pub fn has(tag: Tag) -> Self {
+        Self::has_all([tag])
+    }
+
+    /// Whether the condition holds for `tags`.
+    pub fn is_met(&self, tags: &BTreeSet<Tag>) -> bool {
+        self.0.is_subset(tags)
+    }
+
+    fn missing(&self, tags: &BTreeSet<Tag>) -> Vec<Tag> {
+        self.0.difference(tags).copied().collect()
+    }
+}
+
+/// The name of a step within its flow, used for activation and in errors.
+pub type StepId = &'static str;
+
+/// Identifier of the remember-me identifying step in the built-in flows.
+pub const IDENTIFY: StepId = "remember_me_identify";
+/// Identifier of the password step in the built-in flows.
+pub const PASSWORD: StepId = "password";
+/// Identifier of the token generating step in the built-in flows.
+pub const ISSUE: StepId = "remember_me_issue";
+
+/// Credentials typed into an interactive password step.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The username typed (ignored when the flow already knows the user).
+    pub username: String,
+    /// The password typed.
+    pub password: String,
+    /// Whether "Keep me logged in" was ticked.
+    pub remember_me: bool,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("remember_me", &self.remember_me)
+            .finish()
+    }
+}
+
+/// Where a request comes from, for the token table and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The `User-Agent` header, truncated.
+    pub user_agent: Option<String>,
+    /// The peer address.
+    pub ip: Option<String>,
+}
+
+/// What a run of the steps wants done to the remember-me cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieChange {
+    /// Set the cookie to this value, for this many seconds.
+    Set {
+        /// The new cookie content.
+        cookie: RememberCookie,
+        /// Seconds until the server-side expiry.
+        max_age_secs: i64,
+    },
+    /// Remove the cookie (it is invalid, revoked, or replaced by nothing).
+    Remove,
+}
+
+/// Everything a step may read and write while it runs. Built by the bridge
+/// (middleware or extractor) from the request; holds no HTTP types.
+pub struct StepContext<'a> {
+    /// The stores.
+    pub stores: &'a Stores,
+    /// The settings.
+    pub config: &'a crate::RememberMeConfig,
+    /// Current time, Unix seconds.
+    pub now: i64,
+    /// Where the request comes from.
+    pub client: &'a ClientInfo,
+    /// The raw remember-me cookie, offered to identifying steps.
+    pub remember_cookie: Option<&'a [u8]>,
+    /// The series the browser carries, if its cookie decodes: issuing steps
+    /// replace it rather than adding a second token for one browser.
+    pub browser_series: Option<SecretHash>,
+    /// Input for the next interactive step; taken by the step that uses it.
+    pub credentials: Option<Credentials>,
+    /// Cookie change decided by the steps; applied to the response by the bridge.
+    pub cookie_change: Option<CookieChange>,
+}
+
+/// What one step reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The step succeeded for this user and activates these later steps.
+    Success {
+        /// The user the step identified or confirmed.
+        user: UserId,
+        /// Steps that may now run.
+        activate: Vec<StepId>,
+    },
+    /// The step had nothing to work with (no cookie, say): no tag, no failure.
+    NotApplicable,
+    /// The step refused: the flow ends without signing anyone in.
+    Failed(Failure),
+}
+
+/// Why a step refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Failure {
+    /// Wrong username or password. Deliberately one reason for both.
+    InvalidCredentials,
+    /// A step identified a different user than the flow already knows.
+    UserMismatch,
+}
+
+/// One unit of a login: identify by cookie, check a password, issue a token…
+pub trait Step: Send + Sync {
+    /// Whether the step needs input from the user (a form).
+    fn is_interactive(&self) -> bool;
+
+    /// Runs the step. Blocking: call from a blocking thread.
+    ///
+    /// `known_user` is the user the flow already identified, if any.
+    fn run(
+        &self,
+        ctx: &mut StepContext<'_>,
+        known_user: Option<UserId>,
+    ) -> Result<StepOutcome, StoreError>;
+}
+
+/// A step in a flow, with the flow-specific rules around it.
+pub struct StepDef {
+    id: StepId,
+    step: Box<dyn Step>,
+    tags_on_success: Vec<Tag>,
+    skip_if: Option<Condition>,
+    precondition: Condition,
+    needs_activation: bool,
+}
+
+impl StepDef {
+    /// A step that always runs, adds no tag and has no precondition.
+    pub fn new(id: StepId, step: impl Step + 'static) -> Self {
+        Self {
+            id,
+            step: Box::new(step),
+            tags_on_success: Vec::new(),
+            skip_if: None,
+            precondition: Condition::default(),
+            needs_activation: false,
+        }
+    }
+
+    /// Tags added when the step succeeds.
+    #[must_use]
+    pub fn tags_on_success(mut self, tags: impl IntoIterator<Item = Tag>) -> Self {
+        self.tags_on_success = tags.into_iter().collect();
+        self
+    }
+
+    /// Skip the step when `condition` holds.
+    #[must_use]
+    pub fn skip_if(mut self, condition: Condition) -> Self {
+        self.skip_if = Some(condition);
+        self
+    }
+
+    /// Refuse the flow if the step is reached and `condition` does not hold.
+    #[must_use]
+    pub fn precondition(mut self, condition: Condition) -> Self {
+        self.precondition = condition;
+        self
+    }
+
+    /// Run the step only when an earlier step activated it.
+    #[must_use]
+    pub fn only_when_activated(mut self) -> Self {
+        self.needs_activation = true;
+        self
+    }
+
+    /// The step's identifier.
+    pub fn id(&self) -> StepId {
+        self.id
+    }
+}
+
+/// Which configured flow a [`FlowState`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowKind {
+    /// Sign in: identify by cookie, else password, then maybe issue a token.
+    Login,
+    /// Confirm the password of a user already known by a weaker step.
+    StepUp,
+}
+
+/// An ordered list of steps.
+pub struct Flow {
+    kind: FlowKind,
+    steps: Vec<StepDef>,
+}
+
+impl fmt::Debug for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flow")
+            .field("kind", &self.kind)
+            .field("steps", &self.steps.iter().map(|s| s.id).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Flow {
+    /// An empty flow of this kind.
+    pub fn new(kind: FlowKind) -> Self {
+        Self {
+            kind,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Appends a step.
+    #[must_use]
+    pub fn step(mut self, def: StepDef) -> Self {
+        self.steps.push(def);
+        self
+    }
+
+    /// The default login flow:
+    ///
+    /// 1. remember-me identifying step, adds `WEAK_AUTHENTICATION`;
+    /// 2. password step, skipped when `WEAK_AUTHENTICATION` is present, adds
+    ///    `WEAK_AUTHENTICATION` and `PASSWORD_VERIFIED`, activates step 3 when
+    ///    "Keep me logged in" was ticked;
+    /// 3. token generating step, only when activated, precondition
+    ///    `PASSWORD_VERIFIED`.
+    pub fn login() -> Self {
+        Self::new(FlowKind::Login)
+            .step(
+                StepDef::new(IDENTIFY, RememberMeIdentifyStep)
+                    .tags_on_success([Tag::WeakAuthentication]),
+            )
+            .step(
+                StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
+                    .skip_if(Condition::has(Tag::WeakAuthentication))
+                    .tags_on_success([Tag::WeakAuthentication, Tag::PasswordVerified]),
+            )
+            .step(issue_step())
+    }
+
+    /// The step-up flow: the password step for a user already known (by a
+    /// remember-me cookie), skipped if the password was already verified, and
+    /// the same token generating step with the same precondition.
+    pub fn step_up() -> Self {
+        Self::new(FlowKind::StepUp)
+            .step(
+                StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
+                    .skip_if(Condition::has(Tag::PasswordVerified))
+                    .tags_on_success([Tag::WeakAuthentication, Tag::PasswordVerified]),
+            )
+            .step(issue_step())
+    }
+
+    /// This flow's kind.
+    pub fn kind(&self) -> FlowKind {
+        self.kind
+    }
+
+    /// A new state for this flow; `known` is the user (and tags) already
+    /// established, as in a step-up.
+    pub fn start(&self, known: Option<(UserId, &BTreeSet<Tag>)>) -> FlowState {
+        FlowState {
+            kind: self.kind,
+            position: 0,
+            user: known.map(|(user, _)| user),
+            tags: known.map(|(_, tags)| tags.clone()).unwrap_or_default(),
+            activated: BTreeSet::new(),
+        }
+    }
+
+    /// Runs steps from where `state` stands until the flow completes, fails,
+    /// is refused, or an interactive step has no input. Blocking.
+    pub fn advance(
+        &self,
+        state: &mut FlowState,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<Progress, StoreError> {
+        if state.kind != self.kind {
+            return Ok(Progress::Failed {
+                step: "",
+                failure: Failure::UserMismatch,
+            });
+        }
+        while let Some(def) = self.steps.get(state.position) {
+            if def.needs_activation && !state.activated.contains(def.id) {
+                state.position += 1;
+                continue;
+            }
+            if def.skip_if.as_ref().is_some_and(|c| c.is_met(&state.tags)) {
+                state.position += 1;
+                continue;
+            }
+            if !def.precondition.is_met(&state.tags) {
+                return Ok(Progress::Refused {
+                    step: def.id,
+                    missing: def.precondition.missing(&state.tags),
+                });
+            }
+            if def.step.is_interactive() && ctx.credentials.is_none() {
+                return Ok(Progress::NeedsInput { step: def.id });
+            }
+            match def.step.run(ctx, state.user)? {
+                StepOutcome::Success { user, activate } => {
+                    if state.user.is_some_and(|known| known != user) {
+                        return Ok(Progress::Failed {
+                            step: def.id,
+                            failure: Failure::UserMismatch,
+                        });
+                    }
+                    state.user = Some(user);
+                    state.tags.extend(def.tags_on_success.iter().copied());
+                    state.activated.extend(activate.iter().map(|s| s.to_string()));
+                }
+                StepOutcome::NotApplicable => {}
+                StepOutcome::Failed(failure) => {
+                    return Ok(Progress::Failed {
+                        step: def.id,
+                        failure,
+                    });
+                }
+            }
+            state.position += 1;
+        }
+        Ok(match state.user {
+            Some(user) => Progress::Complete {
+                user,
+                tags: state.tags.clone(),
+            },
+            // Every step passed over and nobody identified: nobody signs in.
+            None => Progress::NeedsInput { step: "" },
+        })
+    }
+}
+
+fn issue_step() -> StepDef {
+    StepDef::new(ISSUE, RememberMeIssueStep)
+        .only_when_activated()
+        // Only a typed password may mint a remember-me token: a stolen cookie
+        // must never be able to extend itself into a new chain.
+        .precondition(Condition::has(Tag::PasswordVerified))
+}
+
+/// Where a flow stands; kept in the session while an interactive step waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowState {
+    kind: FlowKind,
+    position: usize,
+    user: Option<UserId>,
+    tags: BTreeSet<Tag>,
+    activated: BTreeSet<String>,
+}
+
+impl FlowState {
+    /// The flow this state belongs to.
+    pub fn kind(&self) -> FlowKind {
+        self.kind
+    }
+
+    /// The user identified so far.
+    pub fn user(&self) -> Option<UserId> {
+        self.user
+    }
+
+    /// Tags collected so far.
+    pub fn tags(&self) -> &BTreeSet<Tag> {
+        &self.tags
+    }
+}
+
+/// The result of [`Flow::advance`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Every step is done or skipped and a user is identified.
+    Complete {
+        /// Who signed in.
+        user: UserId,
+        /// The tags the session carries.
+        tags: BTreeSet<Tag>,
+    },
+    /// An interactive step waits for input (an empty id: nothing identified
+    /// the user and no step is left).
+    NeedsInput {
+        /// The waiting step.
+        step: StepId,
+    },
+    /// A step refused.
+    Failed {
+        /// The refusing step.
+        step: StepId,
+        /// Why.
+        failure: Failure,
+    },
+    /// A step's precondition did not hold.
+    Refused {
+        /// The step that was reached.
+        step: StepId,
+        /// The tags it lacked.
+        missing: Vec<Tag>,
+    },
+}
+
+#[cfg(test)]
+mod tests;

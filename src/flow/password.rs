@@ -1,0 +1,137 @@
+//! The password step and Argon2id hashing.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+
+use super::{Failure, Step, StepContext, StepId, StepOutcome};
+use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
+
+/// Checks a typed password. With a user already known (step-up) the typed
+/// username is ignored and that user's password is checked.
+///
+/// An unknown username costs the same Argon2 work as a wrong password, and
+/// both fail with the same [`Failure::InvalidCredentials`], so neither the
+/// answer nor its timing tells whether a username exists.
+#[derive(Debug, Clone, Default)]
+pub struct PasswordStep {
+    activate_on_remember: Option<StepId>,
+}
+
+impl PasswordStep {
+    /// A password step that activates nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// When "Keep me logged in" was ticked, activate `step` on success.
+    #[must_use]
+    pub fn activate_on_remember(mut self, step: StepId) -> Self {
+        self.activate_on_remember = Some(step);
+        self
+    }
+}
+
+impl Step for PasswordStep {
+    fn is_interactive(&self) -> bool {
+        true
+    }
+
+    fn run(
+        &self,
+        ctx: &mut StepContext<'_>,
+        known_user: Option<UserId>,
+    ) -> Result<StepOutcome, StoreError> {
+        let Some(credentials) = ctx.credentials.take() else {
+            return Ok(StepOutcome::Failed(Failure::InvalidCredentials));
+        };
+        let users = &ctx.stores.users;
+        let user = match known_user {
+            Some(id) => users.find_by_id(id)?,
+            None => users.find_by_username(&credentials.username)?,
+        };
+        let verified = verify_password_work(
+            user.as_ref().map(|u| u.password_hash.as_str()),
+            &credentials.password,
+        );
+        match user {
+            Some(user) if verified => {
+                users.reset_failed_logins(user.id)?;
+                let activate = match self.activate_on_remember {
+                    Some(step) if credentials.remember_me => vec![step],
+                    _ => Vec::new(),
+                };
+                Ok(StepOutcome::Success {
+                    user: user.id,
+                    activate,
+                })
+            }
+            user => {
+                let user_id = user.map(|u| u.id);
+                if let Some(id) = user_id {
+                    users.record_failed_login(id, ctx.now)?;
+                }
+                tracing::info!(user_id, "password sign-in failed");
+                ctx.stores.audit(NewAuditEvent {
+                    at: ctx.now,
+                    kind: AuditKind::SignInFailed,
+                    user_id,
+                    ip: ctx.client.ip.as_deref(),
+                    user_agent: ctx.client.user_agent.as_deref(),
+                    detail: "",
+                });
+                Ok(StepOutcome::Failed(Failure::InvalidCredentials))
+            }
+        }
+    }
+}
+
+/// OWASP's Argon2id parameters: 19 MiB, 2 iterations, 1 lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("constant Argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password with Argon2id (OWASP parameters) and a fresh salt, as a
+/// PHC string. Slow by design (tens of milliseconds): call it from a
+/// blocking thread.
+pub fn hash_password(password: &str) -> String {
+    argon2()
+        .hash_password(password.as_bytes())
+        .expect("Argon2 with valid parameters and an OS RNG does not fail")
+        .to_string()
+}
+
+static VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many Argon2 verifications this process has run. For tests that
+/// prove unknown users cost the same work as known ones.
+#[doc(hidden)]
+pub fn argon2_verifications() -> u64 {
+    VERIFICATIONS.load(Ordering::Relaxed)
+}
+
+/// Verifies `password` against `stored`, always doing one full Argon2
+/// verification: with no stored hash (unknown user) it checks against a
+/// dummy hash and returns `false`. Blocking.
+pub fn verify_password_work(stored: Option<&str>, password: &str) -> bool {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
+    let (hash, real) = match stored {
+        Some(hash) => (hash, true),
+        None => (
+            DUMMY
+                .get_or_init(|| hash_password("no user has this password"))
+                .as_str(),
+            false,
+        ),
+    };
+    // A malformed stored hash verifies nothing (and costs less: that is a
+    // data bug worth the log line, not an enumeration oracle).
+    let ok = argon2().verify_password(password.as_bytes(), hash).is_ok();
+    if real && !ok && argon2::PasswordHash::new(hash).is_err() {
+        tracing::error!("stored password hash is not a valid PHC string");
+    }
+    real && ok
+}

@@ -1,0 +1,82 @@
+//! A safe "Keep me logged in" for [actix-web](https://actix.rs).
+//!
+//! A sign-in is a [`Flow`] of steps. The default one has three:
+//!
+//! 1. **remember-me identifying** (automatic): a valid remember-me cookie
+//!    identifies the user, adds [`Tag::WeakAuthentication`] and rotates the
+//!    cookie's token;
+//! 2. **password** (interactive): skipped when the user is already identified;
+//!    adds [`Tag::WeakAuthentication`] and [`Tag::PasswordVerified`], and
+//!    activates step 3 when "Keep me logged in" was ticked;
+//! 3. **remember-me token generating** (automatic, only when activated,
+//!    precondition [`Tag::PasswordVerified`]): issues a new cookie.
+//!
+//! Pages that need the password typed in this session take [`StrongAuth`]; a
+//! session signed in only by cookie is sent through the step-up flow first. So
+//! a remember-me cookie can never mint another remember-me cookie by itself.
+//!
+//! # The cookie
+//!
+//! The remember-me cookie carries a random **series** (128 bits) and a random
+//! **token** (256 bits). The database keeps only their SHA-256 hashes: a
+//! leaked database lets nobody build a cookie. Each use replaces the token
+//! (one compare-and-swap statement, so two racing requests cannot both
+//! rotate). The token a rotation replaced is accepted for a short grace
+//! window, so the parallel requests of one page load are not mistaken for
+//! theft. Any older token of a known series is theft: every token of that
+//! user is revoked and every session of the user ends (its auth epoch is
+//! bumped).
+//!
+//! # Wiring
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, Responder, cookie::Key, get};
+//! use rememberme::{CurrentUser, Database, DieselStore, RememberMe, RememberMeConfig, Stores};
+//!
+//! #[get("/")]
+//! async fn home(CurrentUser(user): CurrentUser) -> impl Responder {
+//!     format!("Hello, {}", user.username)
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let db = Database::connect("sqlite://app.db", 8).expect("database");
+//!     let stores = Stores::from_one(DieselStore::new(db));
+//!     let config = RememberMeConfig::builder().build();
+//!     let key = Key::generate(); // load a persistent key in production
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             // Inner first: RememberMe needs the session loaded.
+//!             .wrap(RememberMe::new(stores.clone(), config.clone()))
+//!             .wrap(rememberme::session_middleware(key.clone(), &config))
+//!             .service(home)
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! The sign-in handlers use the [`Auth`] extractor: [`Auth::begin`] when the
+//! form is shown, [`Auth::submit`] when it is posted, [`Auth::logout`], and
+//! [`Auth::csrf_token`] / [`Auth::verify_csrf`] for every form. The demo site
+//! in `src/web/` is a complete example.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod extract;
+pub mod flow;
+mod middleware;
+pub mod store;
+pub mod token;
+
+pub use config::{Expiry, RememberMeConfig, RememberMeConfigBuilder};
+pub use extract::{
+    Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, StrongAuth, SubmitOutcome,
+    safe_redirect_path, session_middleware,
+};
+pub use flow::{Credentials, Flow, FlowKind, Tag};
+pub use middleware::{RememberMe, SignInMethod};
+pub use store::{Database, DieselStore, Stores};

@@ -1,0 +1,392 @@
+//! The actix middleware: signs a visitor in by remember-me cookie on the
+//! same request, re-checks open sessions against the user's auth epoch, and
+//! applies remember-me cookie changes to responses.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_session::{Session, SessionExt as _};
+use actix_web::HttpMessage as _;
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::{Error, web};
+use futures_util::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::RememberMeConfig;
+use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind, Progress, StepContext, Tag};
+use crate::store::{AuditKind, NewAuditEvent, StoreError, Stores, UserId};
+
+pub(crate) const AUTH_KEY: &str = "rm.auth";
+
+/// How a session was signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignInMethod {
+    /// The user typed a password.
+    Password,
+    /// A remember-me cookie identified the user.
+    RememberMe,
+}
+
+/// The signed-in state kept in the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AuthState {
+    pub user_id: UserId,
+    pub username: String,
+    pub is_admin: bool,
+    pub tags: BTreeSet<Tag>,
+    pub method: SignInMethod,
+    /// The user's auth epoch when the session was made.
+    pub epoch: i64,
+    /// When the epoch was last compared with the database.
+    pub checked_at: i64,
+    /// When the session was signed in (absolute session lifetime).
+    pub signed_in_at: i64,
+    /// Random id renewed at every sign-in and step-up.
+    pub sid: String,
+}
+
+/// What the layer shares with the extractors.
+pub(crate) struct Shared {
+    pub config: Arc<RememberMeConfig>,
+    pub stores: Stores,
+    pub login: Arc<Flow>,
+    pub step_up: Arc<Flow>,
+}
+
+impl Shared {
+    pub fn flow(&self, kind: FlowKind) -> Arc<Flow> {
+        match kind {
+            FlowKind::Login => self.login.clone(),
+            FlowKind::StepUp => self.step_up.clone(),
+        }
+    }
+}
+
+/// Per-request data the middleware leaves in the request extensions.
+#[derive(Clone)]
+pub(crate) struct RequestAuth {
+    pub shared: Rc<Shared>,
+    pub state: Rc<RefCell<Option<AuthState>>>,
+    pub cookie_change: Rc<RefCell<Option<CookieChange>>>,
+    pub signed_in_by_cookie: bool,
+}
+
+/// The remember-me middleware. Wrap it **inside** actix-session's
+/// `SessionMiddleware` (register it first with `.wrap`, so it runs after the
+/// session is loaded):
+///
+/// ```no_run
+/// # use actix_web::{App, cookie::Key};
+/// # fn demo(remember: rememberme::RememberMe) {
+/// let config = rememberme::RememberMeConfig::default();
+/// let app = App::new()
+///     .wrap(remember)
+///     .wrap(rememberme::session_middleware(Key::generate(), &config));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RememberMe {
+    shared: Rc<Shared>,
+}
+
+impl std::fmt::Debug for RememberMe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RememberMe")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RememberMe {
+    /// The layer with the default login and step-up flows.
+    pub fn new(stores: Stores, config: RememberMeConfig) -> Self {
+        Self::with_flows(stores, config, Flow::login(), Flow::step_up())
+    }
+
+    /// The layer with custom flows (of kinds [`FlowKind::Login`] and
+    /// [`FlowKind::StepUp`]).
+    pub fn with_flows(stores: Stores, config: RememberMeConfig, login: Flow, step_up: Flow) -> Self {
+        Self {
+            shared: Rc::new(Shared {
+                config: Arc::new(config),
+                stores,
+                login: Arc::new(login),
+                step_up: Arc::new(step_up),
+            }),
+        }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RememberMe
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = RememberMeMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RememberMeMiddleware {
+            service: Rc::new(service),
+            shared: self.shared.clone(),
+        }))
+    }
+}
+
+#[doc(hidden)]
+pub struct RememberMeMiddleware<S> {
+    service: Rc<S>,
+    shared: Rc<Shared>,
+}
+
+impl<S, B> Service<ServiceRequest> for RememberMeMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = self.service.clone();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let session = req.get_session();
+            let now = unix_now();
+            let mut state = session_state(&session, &shared, now).await;
+            let mut cookie_change = None;
+            let mut signed_in_by_cookie = false;
+
+            if state.is_none() {
+                let cookie_name = shared.config.cookie_name.as_str();
+                if let Some(raw) = req.cookie(cookie_name).map(|c| c.value().to_owned()) {
+                    let client = client_info(req.request());
+                    match identify_by_cookie(&shared, raw, client, now).await {
+                        Ok((signed_in, change)) => {
+                            cookie_change = change;
+                            if let Some(new_state) = signed_in {
+                                start_session(&session, &new_state);
+                                signed_in_by_cookie = true;
+                                state = Some(new_state);
+                            }
+                        }
+                        // The database did not answer: the cookie may well be
+                        // valid, so keep it and serve the visitor anonymously.
+                        Err(error) => {
+                            tracing::warn!(%error, "remember-me check skipped: store unavailable");
+                        }
+                    }
+                }
+            }
+
+            let auth = RequestAuth {
+                shared: shared.clone(),
+                state: Rc::new(RefCell::new(state)),
+                cookie_change: Rc::new(RefCell::new(cookie_change)),
+                signed_in_by_cookie,
+            };
+            req.extensions_mut().insert(auth.clone());
+
+            let mut res = service.call(req).await?;
+            if let Some(change) = auth.cookie_change.borrow_mut().take() {
+                let cookie = remember_cookie(&shared.config, &change);
+                res.response_mut().add_cookie(&cookie)?;
+            }
+            if auth.state.borrow().is_some() {
+                // Signed-in pages must not be kept by shared caches or the
+                // back button after sign-out.
+                res.headers_mut().insert(
+                    actix_web::http::header::CACHE_CONTROL,
+                    actix_web::http::header::HeaderValue::from_static("no-store"),
+                );
+            }
+            Ok(res)
+        })
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The session's auth state if it is still good: within its lifetime and, at
+/// most every `epoch_check_interval`, still under the user's current epoch.
+async fn session_state(session: &Session, shared: &Rc<Shared>, now: i64) -> Option<AuthState> {
+    let mut state: AuthState = session.get(AUTH_KEY).ok().flatten()?;
+    let config = &shared.config;
+    if now - state.signed_in_at >= config.session_lifetime.as_secs() as i64 {
+        session.purge();
+        return None;
+    }
+    if now - state.checked_at < config.epoch_check_interval.as_secs() as i64 {
+        return Some(state);
+    }
+    let users = shared.stores.users.clone();
+    let user_id = state.user_id;
+    match web::block(move || users.auth_epoch(user_id)).await {
+        Ok(Ok(Some(epoch))) if epoch == state.epoch => {
+            state.checked_at = now;
+            let _ = session.insert(AUTH_KEY, &state);
+            Some(state)
+        }
+        Ok(Ok(_)) => {
+            // Revoked (epoch bumped) or the user is gone.
+            tracing::info!(user_id, "session ended: auth epoch changed");
+            session.purge();
+            None
+        }
+        Ok(Err(error)) => {
+            // Keep the session through an outage; check again next request.
+            tracing::warn!(%error, user_id, "auth epoch check skipped: store unavailable");
+            Some(state)
+        }
+        Err(error) => {
+            tracing::error!(%error, "auth epoch check could not run");
+            Some(state)
+        }
+    }
+}
+
+/// Runs the login flow's automatic steps with the cookie. Returns the new
+/// auth state if the flow completed, and the cookie change to apply.
+async fn identify_by_cookie(
+    shared: &Rc<Shared>,
+    raw: String,
+    client: ClientInfo,
+    now: i64,
+) -> Result<(Option<AuthState>, Option<CookieChange>), StoreError> {
+    let stores = shared.stores.clone();
+    let config = shared.config.clone();
+    let flow = shared.login.clone();
+    web::block(move || {
+        let mut ctx = StepContext {
+            stores: &stores,
+            config: &config,
+            now,
+            client: &client,
+            remember_cookie: Some(raw.as_bytes()),
+            browser_series: None,
+            credentials: None,
+            cookie_change: None,
+        };
+        let mut flow_state = flow.start(None);
+        let progress = flow.advance(&mut flow_state, &mut ctx)?;
+        let signed_in = match progress {
+            Progress::Complete { user, tags } => {
+                let state = new_auth_state(&stores, user, tags, SignInMethod::RememberMe, now)?;
+                if state.is_some() {
+                    stores.audit(NewAuditEvent {
+                        at: now,
+                        kind: AuditKind::RememberMeSignIn,
+                        user_id: Some(user),
+                        ip: client.ip.as_deref(),
+                        user_agent: client.user_agent.as_deref(),
+                        detail: "",
+                    });
+                }
+                state
+            }
+            _ => None,
+        };
+        Ok((signed_in, ctx.cookie_change))
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(e.to_string()))?
+}
+
+/// The session state of a user who just completed a flow.
+pub(crate) fn new_auth_state(
+    stores: &Stores,
+    user: UserId,
+    tags: BTreeSet<Tag>,
+    method: SignInMethod,
+    now: i64,
+) -> Result<Option<AuthState>, StoreError> {
+    let Some(user) = stores.users.find_by_id(user)? else {
+        return Ok(None);
+    };
+    Ok(Some(AuthState {
+        user_id: user.id,
+        username: user.username,
+        is_admin: user.is_admin,
+        tags,
+        method,
+        epoch: user.auth_epoch,
+        checked_at: now,
+        signed_in_at: now,
+        sid: random_id(),
+    }))
+}
+
+/// Puts a freshly signed-in state into a session. The old session content is
+/// dropped and the session renewed, so an id planted before sign-in (session
+/// fixation) is worth nothing after it.
+pub(crate) fn start_session(session: &Session, state: &AuthState) {
+    session.clear();
+    session.renew();
+    if let Err(error) = session.insert(AUTH_KEY, state) {
+        tracing::error!(%error, "could not store the auth state in the session");
+    }
+}
+
+pub(crate) fn random_id() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub(crate) fn client_info(req: &actix_web::HttpRequest) -> ClientInfo {
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect());
+    // The socket's peer, not X-Forwarded-For: a header any client can forge
+    // must not decide what the audit log records.
+    let ip = req.peer_addr().map(|addr| addr.ip().to_string());
+    ClientInfo { user_agent, ip }
+}
+
+/// The one place that builds the remember-me cookie.
+pub(crate) fn remember_cookie(config: &RememberMeConfig, change: &CookieChange) -> Cookie<'static> {
+    let (value, max_age) = match change {
+        CookieChange::Set {
+            cookie,
+            max_age_secs,
+        } => (cookie.encode(), *max_age_secs),
+        CookieChange::Remove => (String::new(), 0),
+    };
+    let mut cookie = Cookie::build(config.cookie_name.clone(), value)
+        // HttpOnly: page scripts (and so XSS) cannot read it.
+        .http_only(true)
+        // Lax: not sent on cross-site POSTs, so it cannot sign a forged form in.
+        .same_site(SameSite::Lax)
+        .path("/")
+        // Secure: never sent over plain HTTP where it could be sniffed.
+        .secure(config.cookie_secure)
+        .max_age(time::Duration::seconds(max_age.max(0)))
+        .finish();
+    if let Some(domain) = &config.cookie_domain {
+        cookie.set_domain(domain.clone());
+    }
+    if matches!(change, CookieChange::Remove) {
+        cookie.set_expires(time::OffsetDateTime::UNIX_EPOCH);
+    }
+    cookie
+}

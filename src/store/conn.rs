@@ -1,0 +1,193 @@
+//! Connections: one enum over both backends, a pool, and embedded migrations.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend; queries written once run on both.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    /// PostgreSQL.
+    Postgresql(PgConnection),
+    /// SQLite.
+    Sqlite(SqliteConnection),
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `postgres://` or `postgresql://`.
+    Postgres(String),
+    /// `sqlite://PATH`, `sqlite:PATH` or a bare path.
+    Sqlite(String),
+}
+
+impl Backend {
+    /// Picks the backend from the URL scheme.
+    pub fn from_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(url.to_owned())
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            Backend::Sqlite(path.to_owned())
+        }
+    }
+
+    /// The SQLite file, if this is SQLite.
+    pub fn sqlite_path(&self) -> Option<&str> {
+        match self {
+            Backend::Sqlite(path) => Some(path),
+            Backend::Postgres(_) => None,
+        }
+    }
+}
+
+/// Failure to open or migrate the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatabaseError {
+    /// The pool could not be built or no connection made.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// Migrations failed.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(String),
+}
+
+/// Opens connections for the pool. Written by hand (rather than diesel's
+/// `ConnectionManager<AnyConnection>`) so a bad URL or a refused connection is
+/// reported as it is, and so SQLite's pragmas are set on every connection.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    backend: Backend,
+    busy_timeout_ms: u32,
+}
+
+/// A pooled connection and whether it failed: a connection that saw an error
+/// is discarded rather than reused, so the pool heals by itself after the
+/// database restarts.
+pub(crate) struct PoolConn {
+    pub(crate) conn: AnyConnection,
+    pub(crate) failed: bool,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PoolConn;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<PoolConn, Self::Error> {
+        match &self.backend {
+            Backend::Postgres(url) => PgConnection::establish(url)
+                .map(|conn| PoolConn {
+                    conn: AnyConnection::Postgresql(conn),
+                    failed: false,
+                }),
+            Backend::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)?;
+                // WAL: readers never wait for the writer. NORMAL is durable
+                // across application crashes (not power loss mid-commit), the
+                // usual trade for WAL. busy_timeout makes a writer wait for
+                // the lock instead of failing with "database is locked".
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout_ms
+                ))
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(PoolConn {
+                    conn: AnyConnection::Sqlite(conn),
+                    failed: false,
+                })
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut PoolConn) -> Result<(), Self::Error> {
+        conn.conn
+            .batch_execute("SELECT 1")
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut PoolConn) -> bool {
+        conn.failed
+    }
+}
+
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub struct Database {
+    pool: r2d2::Pool<Manager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        };
+        f.debug_struct("Database").field("backend", &kind).finish()
+    }
+}
+
+impl Database {
+    /// Opens a pool of `max_size` connections to the database at `url` and
+    /// runs pending migrations. Fails at once if no connection can be made.
+    pub fn connect(url: &str, max_size: u32) -> Result<Self, DatabaseError> {
+        let db = Self::connect_lazy(url, max_size)?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Opens a pool without requiring the database to answer now: the server
+    /// starts (and `/healthz` says 503) while the database is down.
+    pub fn connect_lazy(url: &str, max_size: u32) -> Result<Self, DatabaseError> {
+        let backend = Backend::from_url(url);
+        let pool = r2d2::Pool::builder()
+            .max_size(max_size.max(1))
+            .min_idle(Some(0))
+            // A request waits at most this long for a connection, then gets a 503.
+            .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
+            .build_unchecked(Manager {
+                backend: backend.clone(),
+                busy_timeout_ms: 5_000,
+            });
+        Ok(Self { pool, backend })
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Runs pending migrations of this backend.
+    pub fn migrate(&self) -> Result<(), DatabaseError> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| DatabaseError::Connect(e.to_string()))?;
+        let result = match &mut conn.conn {
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+            AnyConnection::Postgresql(c) => {
+                c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ())
+            }
+        };
+        result.map_err(|e| DatabaseError::Migrate(e.to_string()))
+    }
+
+    /// A pooled connection. Blocking.
+    pub(crate) fn get(&self) -> Result<r2d2::PooledConnection<Manager>, crate::store::StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| crate::store::StoreError::Unavailable(e.to_string()))
+    }
+}

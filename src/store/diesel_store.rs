@@ -1,0 +1,418 @@
+//! The Diesel implementation of the stores: one code path for both backends.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::conn::{AnyConnection, Database};
+use super::models::{AuditRow, NewAuditRow, NewTokenRow, NewUserRow, TokenRow, UserRow};
+use super::schema::{audit_events, remember_tokens, users};
+use super::{
+    AuditEvent, AuditLog, NewAuditEvent, NewToken, NewUser, StoreError, TokenListing,
+    TokenRecord, TokenStore, User, UserId, UserStore,
+};
+use crate::token::SecretHash;
+
+/// [`TokenStore`], [`UserStore`] and [`AuditLog`] over a [`Database`].
+#[derive(Debug, Clone)]
+pub struct DieselStore {
+    db: Database,
+}
+
+impl DieselStore {
+    /// Stores over this database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs `f` on a pooled connection. A connection whose statement failed
+    /// for a reason other than the data (a unique key, say) is discarded.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
+    ) -> Result<T, StoreError> {
+        let mut pooled = self.db.get()?;
+        f(&mut pooled.conn).map_err(|error| {
+            let error = map_error(error);
+            if matches!(error, StoreError::Unavailable(_) | StoreError::Query(_)) {
+                pooled.failed = true;
+            }
+            error
+        })
+    }
+}
+
+fn map_error(error: DieselError) -> StoreError {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            StoreError::AlreadyExists
+        }
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            info,
+        ) => StoreError::Unavailable(info.message().to_owned()),
+        other => StoreError::Query(other.to_string()),
+    }
+}
+
+fn hash(bytes: Vec<u8>) -> Result<SecretHash, DieselError> {
+    SecretHash::from_slice(&bytes).ok_or_else(|| {
+        DieselError::DeserializationError("stored hash is not 32 bytes".into())
+    })
+}
+
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = DieselError;
+
+    fn try_from(row: TokenRow) -> Result<Self, DieselError> {
+        Ok(TokenRecord {
+            id: row.id,
+            series_hash: hash(row.series_hash)?,
+            token_hash: hash(row.token_hash)?,
+            previous_token_hash: row.previous_token_hash.map(hash).transpose()?,
+            rotated_at: row.rotated_at,
+            user_id: row.user_id,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            user_agent: row.user_agent,
+            ip: row.ip,
+        })
+    }
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: row.id,
+            username: row.username,
+            password_hash: row.password_hash,
+            is_admin: row.is_admin,
+            auth_epoch: row.auth_epoch,
+            created_at: row.created_at,
+            failed_logins: row.failed_logins,
+            last_failed_at: row.last_failed_at,
+        }
+    }
+}
+
+impl TokenStore for DieselStore {
+    fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
+        self.with_conn(|conn| {
+            remember_tokens::table
+                .filter(remember_tokens::series_hash.eq(series.as_bytes().as_slice()))
+                .select(TokenRow::as_select())
+                .first(conn)
+                .optional()?
+                .map(TokenRecord::try_from)
+                .transpose()
+        })
+    }
+
+    fn rotate(
+        &self,
+        id: i64,
+        expected: &SecretHash,
+        new_token: &SecretHash,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            // One statement: the WHERE on the current hash makes it a
+            // compare-and-swap, so of two racing rotations only one matches.
+            let updated = diesel::update(
+                t::remember_tokens
+                    .filter(t::id.eq(id))
+                    .filter(t::token_hash.eq(expected.as_bytes().as_slice())),
+            )
+            .set((
+                t::token_hash.eq(new_token.as_bytes().as_slice()),
+                t::previous_token_hash.eq(Some(expected.as_bytes().as_slice())),
+                t::rotated_at.eq(Some(now)),
+                t::last_used_at.eq(now),
+                t::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
+            Ok(updated == 1)
+        })
+    }
+
+    fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(t::remember_tokens)
+                    .values(NewTokenRow {
+                        series_hash: token.series_hash.as_bytes(),
+                        token_hash: token.token_hash.as_bytes(),
+                        user_id: token.user_id,
+                        created_at: token.now,
+                        last_used_at: token.now,
+                        expires_at: token.expires_at,
+                        user_agent: token.user_agent,
+                        ip: token.ip,
+                    })
+                    .execute(conn)?;
+                // Bounded growth: beyond the limit the least recently used go.
+                let ids: Vec<i64> = t::remember_tokens
+                    .filter(t::user_id.eq(token.user_id))
+                    .order((t::last_used_at.desc(), t::id.desc()))
+                    .select(t::id)
+                    .load(conn)?;
+                let excess: Vec<i64> = ids.iter().skip(max_per_user as usize).copied().collect();
+                if !excess.is_empty() {
+                    diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess))).execute(conn)?;
+                }
+                t::remember_tokens
+                    .filter(t::series_hash.eq(token.series_hash.as_bytes().as_slice()))
+                    .select(t::id)
+                    .first(conn)
+            })
+        })
+    }
+
+    fn delete_series(&self, series: &SecretHash) -> Result<bool, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            let n = diesel::delete(
+                t::remember_tokens.filter(t::series_hash.eq(series.as_bytes().as_slice())),
+            )
+            .execute(conn)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn delete_by_id(&self, id: i64, owner: Option<UserId>) -> Result<bool, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            let n = match owner {
+                Some(owner) => diesel::delete(
+                    t::remember_tokens
+                        .filter(t::id.eq(id))
+                        .filter(t::user_id.eq(owner)),
+                )
+                .execute(conn)?,
+                None => diesel::delete(t::remember_tokens.filter(t::id.eq(id))).execute(conn)?,
+            };
+            Ok(n > 0)
+        })
+    }
+
+    fn delete_all_for_user(&self, user: UserId) -> Result<usize, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            diesel::delete(t::remember_tokens.filter(t::user_id.eq(user))).execute(conn)
+        })
+    }
+
+    fn list_for_user(&self, user: UserId) -> Result<Vec<TokenRecord>, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            t::remember_tokens
+                .filter(t::user_id.eq(user))
+                .order((t::last_used_at.desc(), t::id.desc()))
+                .select(TokenRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(TokenRecord::try_from)
+                .collect()
+        })
+    }
+
+    fn list(
+        &self,
+        username: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<TokenListing>, StoreError> {
+        self.with_conn(|conn| {
+            let mut query = remember_tokens::table
+                .inner_join(users::table)
+                .order((remember_tokens::created_at.desc(), remember_tokens::id.desc()))
+                .select((TokenRow::as_select(), users::username))
+                .offset(offset)
+                .limit(limit)
+                .into_boxed();
+            if let Some(name) = username {
+                query = query.filter(users::username.eq(name));
+            }
+            query
+                .load::<(TokenRow, String)>(conn)?
+                .into_iter()
+                .map(|(row, username)| {
+                    Ok(TokenListing {
+                        token: row.try_into()?,
+                        username,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            diesel::delete(t::remember_tokens.filter(t::expires_at.le(now))).execute(conn)
+        })
+    }
+}
+
+impl UserStore for DieselStore {
+    fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.with_conn(|conn| {
+            users::table
+                .filter(users::username.eq(username))
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()
+                .map(|row| row.map(User::from))
+        })
+    }
+
+    fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.with_conn(|conn| {
+            users::table
+                .find(id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()
+                .map(|row| row.map(User::from))
+        })
+    }
+
+    fn create(&self, user: NewUser<'_>) -> Result<UserId, StoreError> {
+        self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(users::table)
+                    .values(NewUserRow {
+                        username: user.username,
+                        password_hash: user.password_hash,
+                        is_admin: user.is_admin,
+                        auth_epoch: 0,
+                        created_at: user.now,
+                        failed_logins: 0,
+                    })
+                    .execute(conn)?;
+                users::table
+                    .filter(users::username.eq(user.username))
+                    .select(users::id)
+                    .first(conn)
+            })
+        })
+    }
+
+    fn auth_epoch(&self, id: UserId) -> Result<Option<i64>, StoreError> {
+        self.with_conn(|conn| {
+            users::table
+                .find(id)
+                .select(users::auth_epoch)
+                .first(conn)
+                .optional()
+        })
+    }
+
+    fn bump_epoch(&self, id: UserId) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            diesel::update(users::table.find(id))
+                .set(users::auth_epoch.eq(users::auth_epoch + 1))
+                .execute(conn)
+                .map(drop)
+        })
+    }
+
+    fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            diesel::update(users::table.find(id))
+                .set(users::password_hash.eq(hash))
+                .execute(conn)
+                .map(drop)
+        })
+    }
+
+    fn record_failed_login(&self, id: UserId, now: i64) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            diesel::update(users::table.find(id))
+                .set((
+                    users::failed_logins.eq(users::failed_logins + 1),
+                    users::last_failed_at.eq(Some(now)),
+                ))
+                .execute(conn)
+                .map(drop)
+        })
+    }
+
+    fn reset_failed_logins(&self, id: UserId) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            diesel::update(users::table.find(id).filter(users::failed_logins.ne(0)))
+                .set(users::failed_logins.eq(0))
+                .execute(conn)
+                .map(drop)
+        })
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| conn.batch_execute("SELECT 1"))
+    }
+}
+
+impl AuditLog for DieselStore {
+    fn record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            diesel::insert_into(audit_events::table)
+                .values(NewAuditRow {
+                    at: event.at,
+                    kind: event.kind.as_str(),
+                    user_id: event.user_id,
+                    ip: event.ip,
+                    user_agent: event.user_agent,
+                    detail: event.detail,
+                })
+                .execute(conn)
+                .map(drop)
+        })
+    }
+
+    fn list(
+        &self,
+        kind: Option<&str>,
+        username: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.with_conn(|conn| {
+            let mut query = audit_events::table
+                .left_join(users::table)
+                .order((audit_events::at.desc(), audit_events::id.desc()))
+                .select((AuditRow::as_select(), users::username.nullable()))
+                .offset(offset)
+                .limit(limit)
+                .into_boxed();
+            if let Some(kind) = kind {
+                query = query.filter(audit_events::kind.eq(kind));
+            }
+            if let Some(name) = username {
+                query = query.filter(users::username.nullable().eq(name));
+            }
+            Ok(query
+                .load::<(AuditRow, Option<String>)>(conn)?
+                .into_iter()
+                .map(|(row, username)| AuditEvent {
+                    id: row.id,
+                    at: row.at,
+                    kind: row.kind,
+                    user_id: row.user_id,
+                    username,
+                    ip: row.ip,
+                    user_agent: row.user_agent,
+                    detail: row.detail,
+                })
+                .collect())
+        })
+    }
+}

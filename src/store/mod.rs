@@ -1,0 +1,365 @@
+//! Storage: the [`TokenStore`], [`UserStore`] and [`AuditLog`] traits and
+//! their Diesel implementation, [`DieselStore`], over SQLite or PostgreSQL.
+//!
+//! Every method is blocking; call them from a blocking thread (the
+//! middleware and extractors use `actix_web::web::block`). The stores hold
+//! data and know nothing of flows: the rules (grace, theft, expiry) live in
+//! the steps.
+
+mod conn;
+mod diesel_store;
+mod models;
+pub(crate) mod schema;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use conn::{AnyConnection, Backend, Database, DatabaseError};
+pub use diesel_store::DieselStore;
+
+use crate::token::SecretHash;
+
+/// A user's primary key.
+pub type UserId = i64;
+
+/// Failure of the storage layer. Wrong credentials or unknown rows are never
+/// errors: those are `Ok(None)` / `Ok(false)`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No connection could be had (database down, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A statement failed.
+    #[error("database query failed: {0}")]
+    Query(String),
+    /// A unique value already exists (a username, say).
+    #[error("already exists")]
+    AlreadyExists,
+}
+
+/// A stored user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// Primary key.
+    pub id: UserId,
+    /// Unique login name.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// May use the admin pages.
+    pub is_admin: bool,
+    /// Bumped to end every session and token of the user.
+    pub auth_epoch: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Failed sign-ins since the last success.
+    pub failed_logins: i32,
+    /// Time of the last failed sign-in.
+    pub last_failed_at: Option<i64>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"[redacted]")
+            .field("is_admin", &self.is_admin)
+            .field("auth_epoch", &self.auth_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored remember-me token (hashes only).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Internal id, for admin pages. Never the series.
+    pub id: i64,
+    /// SHA-256 of the series.
+    pub series_hash: SecretHash,
+    /// SHA-256 of the current token.
+    pub token_hash: SecretHash,
+    /// SHA-256 of the token the last rotation replaced.
+    pub previous_token_hash: Option<SecretHash>,
+    /// When the last rotation happened.
+    pub rotated_at: Option<i64>,
+    /// Owner.
+    pub user_id: UserId,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub last_used_at: i64,
+    /// Unix seconds; the token is refused from then on.
+    pub expires_at: i64,
+    /// User agent at issue.
+    pub user_agent: Option<String>,
+    /// IP at issue.
+    pub ip: Option<String>,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token to insert.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    /// Owner.
+    pub user_id: UserId,
+    /// SHA-256 of the series.
+    pub series_hash: &'a SecretHash,
+    /// SHA-256 of the token.
+    pub token_hash: &'a SecretHash,
+    /// Unix seconds.
+    pub now: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Client's user agent.
+    pub user_agent: Option<&'a str>,
+    /// Client's IP.
+    pub ip: Option<&'a str>,
+}
+
+/// A token row with its owner's name, for admin listings.
+#[derive(Debug, Clone)]
+pub struct TokenListing {
+    /// The token.
+    pub token: TokenRecord,
+    /// The owner's username.
+    pub username: String,
+}
+
+/// Persistence of remember-me tokens.
+pub trait TokenStore: Send + Sync {
+    /// The token of a series, if any.
+    fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Atomically replaces the current token by `new_token` if it still is
+    /// `expected` (compare-and-swap): of two racing rotations exactly one
+    /// returns `true`. The replaced hash becomes `previous_token_hash`.
+    fn rotate(
+        &self,
+        id: i64,
+        expected: &SecretHash,
+        new_token: &SecretHash,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Inserts a token, then deletes the user's least recently used tokens
+    /// beyond `max_per_user`. Returns the new row's id.
+    fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError>;
+
+    /// Deletes the token of a series. Returns whether a row went.
+    fn delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
+
+    /// Deletes a token by id; with `owner`, only if it belongs to that user.
+    fn delete_by_id(&self, id: i64, owner: Option<UserId>) -> Result<bool, StoreError>;
+
+    /// Deletes every token of a user. Returns how many went.
+    fn delete_all_for_user(&self, user: UserId) -> Result<usize, StoreError>;
+
+    /// A user's tokens, most recently used first.
+    fn list_for_user(&self, user: UserId) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Every token (or one user's), newest first, a page at a time.
+    fn list(
+        &self,
+        username: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<TokenListing>, StoreError>;
+
+    /// Deletes tokens that expired before `now`. Returns how many went.
+    fn purge_expired(&self, now: i64) -> Result<usize, StoreError>;
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    /// Unique login name.
+    pub username: &'a str,
+    /// Argon2id PHC string.
+    pub password_hash: &'a str,
+    /// Admin rights.
+    pub is_admin: bool,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// Persistence of users.
+pub trait UserStore: Send + Sync {
+    /// A user by name.
+    fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// A user by id.
+    fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// Creates a user; [`StoreError::AlreadyExists`] if the name is taken.
+    fn create(&self, user: NewUser<'_>) -> Result<UserId, StoreError>;
+    /// The user's current auth epoch; `None` if the user is gone.
+    fn auth_epoch(&self, id: UserId) -> Result<Option<i64>, StoreError>;
+    /// Increments the auth epoch: every session made under the old one ends.
+    fn bump_epoch(&self, id: UserId) -> Result<(), StoreError>;
+    /// Replaces the password hash.
+    fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
+    /// Counts a failed sign-in.
+    fn record_failed_login(&self, id: UserId, now: i64) -> Result<(), StoreError>;
+    /// Resets the failed sign-in count after a success.
+    fn reset_failed_logins(&self, id: UserId) -> Result<(), StoreError>;
+    /// Whether the database answers.
+    fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// What happened, for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuditKind {
+    /// Signed in with a password.
+    PasswordSignIn,
+    /// A password sign-in failed.
+    SignInFailed,
+    /// Signed in by a remember-me cookie.
+    RememberMeSignIn,
+    /// A remember-me token was issued.
+    TokenIssued,
+    /// A remember-me token was revoked.
+    TokenRevoked,
+    /// A replayed remember-me token: every token of the user was revoked.
+    TheftDetected,
+    /// Signed out.
+    Logout,
+    /// A remembered session confirmed the password.
+    StepUp,
+    /// The password changed.
+    PasswordChanged,
+    /// Every session and token of the user was ended.
+    SignOutEverywhere,
+}
+
+impl AuditKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [AuditKind; 10] = [
+        AuditKind::PasswordSignIn,
+        AuditKind::SignInFailed,
+        AuditKind::RememberMeSignIn,
+        AuditKind::TokenIssued,
+        AuditKind::TokenRevoked,
+        AuditKind::TheftDetected,
+        AuditKind::Logout,
+        AuditKind::StepUp,
+        AuditKind::PasswordChanged,
+        AuditKind::SignOutEverywhere,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::PasswordSignIn => "password_sign_in",
+            AuditKind::SignInFailed => "sign_in_failed",
+            AuditKind::RememberMeSignIn => "remember_me_sign_in",
+            AuditKind::TokenIssued => "token_issued",
+            AuditKind::TokenRevoked => "token_revoked",
+            AuditKind::TheftDetected => "theft_detected",
+            AuditKind::Logout => "logout",
+            AuditKind::StepUp => "step_up",
+            AuditKind::PasswordChanged => "password_changed",
+            AuditKind::SignOutEverywhere => "sign_out_everywhere",
+        }
+    }
+}
+
+/// An audit event to record.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent<'a> {
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened.
+    pub kind: AuditKind,
+    /// To whom.
+    pub user_id: Option<UserId>,
+    /// From where.
+    pub ip: Option<&'a str>,
+    /// With what.
+    pub user_agent: Option<&'a str>,
+    /// Free text (never a secret).
+    pub detail: &'a str,
+}
+
+/// A recorded audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Primary key.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// Stored kind name (see [`AuditKind::as_str`]).
+    pub kind: String,
+    /// To whom.
+    pub user_id: Option<UserId>,
+    /// The user's name, if the user still exists.
+    pub username: Option<String>,
+    /// From where.
+    pub ip: Option<String>,
+    /// With what.
+    pub user_agent: Option<String>,
+    /// Free text.
+    pub detail: String,
+}
+
+/// Persistence of audit events.
+pub trait AuditLog: Send + Sync {
+    /// Records an event.
+    fn record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError>;
+    /// Recent events, newest first, optionally of one kind and/or one user.
+    fn list(
+        &self,
+        kind: Option<&str>,
+        username: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// The three stores, shared by the middleware, the extractors and the steps.
+#[derive(Clone)]
+pub struct Stores {
+    /// Remember-me tokens.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Audit log.
+    pub audit: Arc<dyn AuditLog>,
+}
+
+impl fmt::Debug for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Stores")
+    }
+}
+
+impl Stores {
+    /// All three stores from one implementation.
+    pub fn from_one<S: TokenStore + UserStore + AuditLog + 'static>(store: S) -> Self {
+        let store = Arc::new(store);
+        Self {
+            tokens: store.clone(),
+            users: store.clone(),
+            audit: store,
+        }
+    }
+
+    /// Records an audit event; a failure is logged, never returned, so a full
+    /// audit table cannot lock users out.
+    pub fn audit(&self, event: NewAuditEvent<'_>) {
+        let kind = event.kind.as_str();
+        if let Err(error) = self.audit.record(event) {
+            tracing::error!(%error, kind, "could not write audit event");
+        }
+    }
+}
