@@ -1,6 +1,57 @@
 //! Configuration of the remember-me layer: durations and cookie options.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the layer reads the time (Unix seconds). The system clock by
+/// default; tests use a [`ManualClock`] to step over grace windows and
+/// expiry without sleeping.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> i64;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    }
+}
+
+/// A clock that moves only when told to. Clones share the same time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock standing at the system's current time.
+    pub fn new() -> Self {
+        Self(Arc::new(AtomicI64::new(SystemClock.now())))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_secs() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// How a remember-me token's server-side expiry moves when it is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,8 +97,9 @@ impl std::str::FromStr for Expiry {
 ///     .build();
 /// assert_eq!(config.validity(), Duration::from_secs(14 * 24 * 3600));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RememberMeConfig {
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) cookie_name: String,
     pub(crate) cookie_secure: bool,
     pub(crate) cookie_domain: Option<String>,
@@ -62,6 +114,21 @@ pub struct RememberMeConfig {
     pub(crate) step_up_path: String,
 }
 
+impl std::fmt::Debug for RememberMeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RememberMeConfig")
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("validity", &self.validity)
+            .field("expiry", &self.expiry)
+            .field("rotation_grace", &self.rotation_grace)
+            .field("epoch_check_interval", &self.epoch_check_interval)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("max_tokens_per_user", &self.max_tokens_per_user)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for RememberMeConfig {
     fn default() -> Self {
         Self::builder().build()
@@ -73,6 +140,7 @@ impl RememberMeConfig {
     pub fn builder() -> RememberMeConfigBuilder {
         RememberMeConfigBuilder {
             config: RememberMeConfig {
+                clock: Arc::new(SystemClock),
                 cookie_name: "remember_me".to_owned(),
                 cookie_secure: true,
                 cookie_domain: None,
@@ -87,6 +155,11 @@ impl RememberMeConfig {
                 step_up_path: "/login/step-up".to_owned(),
             },
         }
+    }
+
+    /// The current time from the configured clock, Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// Name of the remember-me cookie.
@@ -224,6 +297,12 @@ impl RememberMeConfigBuilder {
     /// Path of the step-up (confirm your password) page. Default `/login/step-up`.
     pub fn step_up_path(mut self, path: impl Into<String>) -> Self {
         self.config.step_up_path = path.into();
+        self
+    }
+
+    /// The clock. Default [`SystemClock`]; tests pass a [`ManualClock`].
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.config.clock = Arc::new(clock);
         self
     }
 

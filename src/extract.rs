@@ -15,7 +15,7 @@ use crate::flow::{
 };
 use crate::middleware::{
     AUTH_KEY, AuthState, RequestAuth, SignInMethod, client_info, new_auth_state, random_id,
-    start_session, unix_now,
+    start_session,
 };
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
 use crate::token::RememberCookie;
@@ -409,7 +409,7 @@ impl Auth {
             .and_then(|c| RememberCookie::decode(c.value().as_bytes()).ok())
             .map(|c| c.series.hash());
         let previous_method = self.user().map(|u| u.method);
-        let now = unix_now();
+        let now = self.auth.shared.config.now();
         let (progress, state, change, new_state) = web::block(move || {
             let mut ctx = StepContext {
                 stores: &stores,
@@ -496,7 +496,7 @@ impl Auth {
             .map(|c| c.series.hash());
         let user = self.user().map(|u| u.id);
         let client = client_info(&self.req);
-        let now = unix_now();
+        let now = self.auth.shared.config.now();
         web::block(move || {
             if let Some(series) = series {
                 stores.tokens.delete_series(&series)?;

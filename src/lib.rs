@@ -71,8 +71,11 @@ pub mod flow;
 mod middleware;
 pub mod store;
 pub mod token;
+#[cfg(feature = "demo")]
+#[path = "web/mod.rs"]
+pub mod demo;
 
-pub use config::{Expiry, RememberMeConfig, RememberMeConfigBuilder};
+pub use config::{Clock, Expiry, ManualClock, RememberMeConfig, RememberMeConfigBuilder, SystemClock};
 pub use extract::{
     Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, StrongAuth, SubmitOutcome,
     safe_redirect_path, session_middleware,

@@ -1,1 +1,297 @@
-fn main() {}
+//! `rememberme`: the demo site and its admin CLI.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::cookie::Key;
+use actix_web::{HttpServer, rt};
+use clap::{Args, Parser, Subcommand};
+use rememberme::demo::{Site, app};
+use rememberme::store::{Backend, NewUser, StoreError};
+use rememberme::{Database, DieselStore, Expiry, RememberMeConfig, Stores};
+
+#[derive(Parser, Debug)]
+#[command(name = "rememberme", version, about = "rememberme demo site and admin CLI")]
+struct Cli {
+    /// Database URL: `sqlite://FILE` (or a path) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://rememberme.db", global = true)]
+    database_url: String,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the demo site (the default).
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage remember-me tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        /// The username.
+        name: String,
+        /// Give the user admin rights.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCommand {
+    /// Delete expired remember-me tokens.
+    Purge,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "REMEMBERME_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Days a remember-me token stays valid.
+    #[arg(long, env = "REMEMBERME_REMEMBER_DAYS", default_value_t = 30)]
+    remember_days: u64,
+    /// How use moves a token's expiry: absolute, sliding or forever.
+    #[arg(long, env = "REMEMBERME_REMEMBER_EXPIRY", default_value = "absolute")]
+    remember_expiry: Expiry,
+    /// Seconds the token replaced by a rotation is still accepted.
+    #[arg(long, env = "REMEMBERME_ROTATION_GRACE_SECS", default_value_t = 60)]
+    rotation_grace_secs: u64,
+    /// Seconds between re-checks of a session's auth epoch (0: every request).
+    #[arg(long, env = "REMEMBERME_EPOCH_CHECK_SECS", default_value_t = 60)]
+    epoch_check_secs: u64,
+    /// Mark cookies Secure (HTTPS only). Browsers also accept Secure cookies
+    /// from http://127.0.0.1 and http://localhost.
+    #[arg(long, env = "REMEMBERME_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    cookie_secure: bool,
+    /// File holding the session key (created if missing). Default: beside
+    /// the SQLite database, or `rememberme.session-key` for PostgreSQL.
+    #[arg(long, env = "REMEMBERME_SESSION_KEY_FILE")]
+    session_key_file: Option<PathBuf>,
+    /// Hours a signed-in session lasts at most.
+    #[arg(long, env = "REMEMBERME_SESSION_HOURS", default_value_t = 12)]
+    session_hours: u64,
+    /// Most remember-me tokens (devices) per user; the least recently used goes.
+    #[arg(long, env = "REMEMBERME_MAX_TOKENS_PER_USER", default_value_t = 20)]
+    max_tokens_per_user: u32,
+    /// Seconds between purges of expired tokens (0: never).
+    #[arg(long, env = "REMEMBERME_PURGE_INTERVAL_SECS", default_value_t = 3600)]
+    purge_interval_secs: u64,
+    /// Database connections in the pool.
+    #[arg(long, env = "REMEMBERME_DB_POOL_SIZE", default_value_t = 8)]
+    db_pool_size: u32,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "REMEMBERME_WORKERS")]
+    workers: Option<usize>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        // The defaults declared above, without a command line.
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Only::parse_from(["rememberme"]).args
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(&cli.database_url, ServeArgs::default()),
+        Some(Command::Serve(args)) => serve(&cli.database_url, args),
+        Some(Command::Migrate) => {
+            open(&cli.database_url, 1).map(|_| eprintln!("migrations applied"))
+        }
+        Some(Command::User(UserCommand::Add { name, admin })) => {
+            add_user(&cli.database_url, &name, admin)
+        }
+        Some(Command::Tokens(TokensCommand::Purge)) => purge(&cli.database_url),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(url: &str, pool_size: u32) -> Result<DieselStore, String> {
+    Database::connect(url, pool_size)
+        .map(DieselStore::new)
+        .map_err(|e| e.to_string())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn add_user(url: &str, name: &str, admin: bool) -> Result<(), String> {
+    use rememberme::store::UserStore as _;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err("a username is 1 to 64 characters, without control characters".into());
+    }
+    if atty_stdin() {
+        eprint!("Password for {name}: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        return Err("the password must have at least 8 characters".into());
+    }
+    let store = open(url, 1)?;
+    let hash = rememberme::flow::hash_password(password);
+    match store.create(NewUser {
+        username: name,
+        password_hash: &hash,
+        is_admin: admin,
+        now: now(),
+    }) {
+        Ok(id) => {
+            eprintln!("user {name} created (id {id}{})", if admin { ", admin" } else { "" });
+            Ok(())
+        }
+        Err(StoreError::AlreadyExists) => Err(format!("user {name} already exists")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn atty_stdin() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdin().is_terminal()
+}
+
+fn purge(url: &str) -> Result<(), String> {
+    use rememberme::store::TokenStore as _;
+    let store = open(url, 1)?;
+    let n = store.purge_expired(now()).map_err(|e| e.to_string())?;
+    eprintln!("{n} expired token(s) deleted");
+    Ok(())
+}
+
+/// Loads the session key, creating it (readable by the owner only) on first start.
+fn session_key(path: &Path) -> Result<Key, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Key::try_from(bytes.as_slice())
+            .map_err(|_| format!("{} does not hold a 64-byte session key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Key::generate();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            file.write_all(key.master())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "new session key created");
+            Ok(key)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn default_key_path(url: &str) -> PathBuf {
+    match Backend::from_url(url).sqlite_path() {
+        Some(db) => {
+            let db = Path::new(db);
+            let stem = db.file_stem().and_then(|s| s.to_str()).unwrap_or("rememberme");
+            db.with_file_name(format!("{stem}.session-key"))
+        }
+        None => PathBuf::from("rememberme.session-key"),
+    }
+}
+
+fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
+    let key_path = args
+        .session_key_file
+        .clone()
+        .unwrap_or_else(|| default_key_path(url));
+    let store = open(url, args.db_pool_size)?;
+    let key = session_key(&key_path)?;
+    let config = RememberMeConfig::builder()
+        .validity(Duration::from_secs(args.remember_days * 24 * 3600))
+        .expiry(args.remember_expiry)
+        .rotation_grace(Duration::from_secs(args.rotation_grace_secs))
+        .epoch_check_interval(Duration::from_secs(args.epoch_check_secs))
+        .session_lifetime(Duration::from_secs(args.session_hours * 3600))
+        .max_tokens_per_user(args.max_tokens_per_user)
+        .cookie_secure(args.cookie_secure)
+        .build();
+    if !args.cookie_secure {
+        tracing::warn!("cookies are not marked Secure: use this only for plain-HTTP development");
+    }
+    // Computes the dummy hash used for unknown usernames now, so the first
+    // such sign-in is not slower than a real one.
+    rememberme::flow::verify_password_work(None, "");
+    let stores = Stores::from_one(store);
+    let site = Site {
+        stores: stores.clone(),
+        config,
+        session_key: key,
+    };
+    rt::System::new().block_on(async move {
+        if args.purge_interval_secs > 0 {
+            rt::spawn(purge_periodically(
+                stores.clone(),
+                Duration::from_secs(args.purge_interval_secs),
+            ));
+        }
+        let mut server = HttpServer::new(move || app(site.clone()));
+        if let Some(workers) = args.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .bind(&args.bind)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+        for addr in server.addrs() {
+            tracing::info!("listening on http://{addr}");
+        }
+        server.run().await.map_err(|e| e.to_string())
+    })
+}
+
+async fn purge_periodically(stores: Stores, every: Duration) {
+    let mut interval = rt::time::interval(every);
+    loop {
+        interval.tick().await;
+        let tokens = stores.tokens.clone();
+        match actix_web::web::block(move || tokens.purge_expired(now())).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "expired remember-me tokens purged"),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "purge of expired tokens failed"),
+            Err(error) => tracing::warn!(%error, "purge task could not run"),
+        }
+    }
+}

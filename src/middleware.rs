@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::future::{Ready, ready};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_session::{Session, SessionExt as _};
 use actix_web::HttpMessage as _;
@@ -164,7 +163,7 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let session = req.get_session();
-            let now = unix_now();
+            let now = shared.config.now();
             let mut state = session_state(&session, &shared, now).await;
             let mut cookie_change = None;
             let mut signed_in_by_cookie = false;
@@ -215,13 +214,6 @@ where
             Ok(res)
         })
     }
-}
-
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 /// The session's auth state if it is still good: within its lifetime and, at

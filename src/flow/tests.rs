@@ -1,1 +1,220 @@
+//! The engine without HTTP: scripted steps, no database access.
 
+use std::sync::Mutex;
+
+use super::*;
+use crate::store::{Database, DieselStore};
+
+/// A step that reports a fixed outcome and counts its runs.
+struct Scripted {
+    interactive: bool,
+    outcome: StepOutcome,
+    runs: std::sync::Arc<Mutex<u32>>,
+}
+
+fn scripted(interactive: bool, outcome: StepOutcome) -> (Scripted, std::sync::Arc<Mutex<u32>>) {
+    let runs = std::sync::Arc::new(Mutex::new(0));
+    (
+        Scripted {
+            interactive,
+            outcome,
+            runs: runs.clone(),
+        },
+        runs,
+    )
+}
+
+impl Step for Scripted {
+    fn is_interactive(&self) -> bool {
+        self.interactive
+    }
+    fn run(&self, ctx: &mut StepContext<'_>, _: Option<UserId>) -> Result<StepOutcome, StoreError> {
+        if self.interactive {
+            ctx.credentials.take();
+        }
+        *self.runs.lock().unwrap() += 1;
+        Ok(self.outcome.clone())
+    }
+}
+
+fn ok(user: UserId, activate: &[StepId]) -> StepOutcome {
+    StepOutcome::Success {
+        user,
+        activate: activate.to_vec(),
+    }
+}
+
+fn with_ctx<T>(credentials: bool, f: impl FnOnce(&mut StepContext<'_>) -> T) -> T {
+    // The scripted steps never touch the stores; the pool never connects.
+    let stores = Stores::from_one(DieselStore::new(
+        Database::connect_lazy("sqlite:///nonexistent/never-opened.db", 1).unwrap(),
+    ));
+    let config = crate::RememberMeConfig::default();
+    let client = ClientInfo::default();
+    let mut ctx = StepContext {
+        stores: &stores,
+        config: &config,
+        now: 0,
+        client: &client,
+        remember_cookie: None,
+        browser_series: None,
+        credentials: credentials.then(|| Credentials {
+            username: "u".into(),
+            password: "p".into(),
+            remember_me: false,
+        }),
+        cookie_change: None,
+    };
+    f(&mut ctx)
+}
+
+#[test]
+fn a_step_is_skipped_when_its_skip_condition_holds() {
+    let (first, _) = scripted(false, ok(7, &[]));
+    let (second, second_runs) = scripted(true, ok(7, &[]));
+    let flow = Flow::new(FlowKind::Login)
+        .step(StepDef::new("a", first).tags_on_success([Tag::WeakAuthentication]))
+        .step(
+            StepDef::new("b", second)
+                .skip_if(Condition::has(Tag::WeakAuthentication))
+                .tags_on_success([Tag::PasswordVerified]),
+        );
+    let mut state = flow.start(None);
+    let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert_eq!(
+        progress,
+        Progress::Complete {
+            user: 7,
+            tags: [Tag::WeakAuthentication].into()
+        }
+    );
+    assert_eq!(*second_runs.lock().unwrap(), 0, "the skipped step must not run");
+}
+
+#[test]
+fn an_unmet_precondition_refuses_the_flow_and_the_step_does_not_run() {
+    let (activator, _) = scripted(false, ok(7, &["issue"]));
+    let (issuer, issuer_runs) = scripted(false, ok(7, &[]));
+    let flow = Flow::new(FlowKind::Login)
+        .step(StepDef::new("id", activator).tags_on_success([Tag::WeakAuthentication]))
+        .step(
+            StepDef::new("issue", issuer)
+                .only_when_activated()
+                .precondition(Condition::has(Tag::PasswordVerified)),
+        );
+    let mut state = flow.start(None);
+    let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert_eq!(
+        progress,
+        Progress::Refused {
+            step: "issue",
+            missing: vec![Tag::PasswordVerified]
+        }
+    );
+    assert_eq!(*issuer_runs.lock().unwrap(), 0);
+}
+
+#[test]
+fn a_step_needing_activation_runs_only_when_activated() {
+    for activate in [true, false] {
+        let list: &[StepId] = if activate { &["c"] } else { &[] };
+        let (first, _) = scripted(false, ok(3, list));
+        let (third, third_runs) = scripted(false, ok(3, &[]));
+        let flow = Flow::new(FlowKind::Login)
+            .step(StepDef::new("a", first).tags_on_success([Tag::PasswordVerified]))
+            .step(StepDef::new("c", third).only_when_activated());
+        let mut state = flow.start(None);
+        let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
+        assert!(matches!(progress, Progress::Complete { user: 3, .. }));
+        assert_eq!(*third_runs.lock().unwrap(), u32::from(activate));
+    }
+}
+
+#[test]
+fn an_interactive_step_pauses_until_input_and_resumes_from_the_kept_state() {
+    let (identify, _) = scripted(false, StepOutcome::NotApplicable);
+    let (password, password_runs) = scripted(true, ok(9, &[]));
+    let flow = Flow::new(FlowKind::Login)
+        .step(StepDef::new("id", identify))
+        .step(StepDef::new("pw", password).tags_on_success([Tag::PasswordVerified]));
+    let mut state = flow.start(None);
+    let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert_eq!(progress, Progress::NeedsInput { step: "pw" });
+    assert_eq!(*password_runs.lock().unwrap(), 0);
+
+    // The state survives a round trip through the session's serialization.
+    let json = serde_json::to_string(&state).unwrap();
+    let mut state: FlowState = serde_json::from_str(&json).unwrap();
+    let progress = with_ctx(true, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert!(matches!(progress, Progress::Complete { user: 9, .. }));
+}
+
+#[test]
+fn a_flow_whose_steps_are_all_skipped_completes_for_the_known_user_without_running_any() {
+    let (password, runs) = scripted(true, ok(5, &[]));
+    let (issue, issue_runs) = scripted(false, ok(5, &[]));
+    let flow = Flow::new(FlowKind::StepUp)
+        .step(StepDef::new("pw", password).skip_if(Condition::has(Tag::PasswordVerified)))
+        .step(StepDef::new("issue", issue).only_when_activated());
+    let tags = [Tag::WeakAuthentication, Tag::PasswordVerified].into();
+    let mut state = flow.start(Some((5, &tags)));
+    let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert_eq!(progress, Progress::Complete { user: 5, tags });
+    assert_eq!(*runs.lock().unwrap() + *issue_runs.lock().unwrap(), 0);
+}
+
+#[test]
+fn a_flow_whose_steps_are_all_skipped_with_nobody_identified_signs_nobody_in() {
+    let (identify, _) = scripted(false, StepOutcome::NotApplicable);
+    let flow = Flow::new(FlowKind::Login).step(StepDef::new("id", identify));
+    let mut state = flow.start(None);
+    let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert!(!matches!(progress, Progress::Complete { .. }));
+}
+
+#[test]
+fn a_failing_step_ends_the_flow_and_a_different_user_is_refused() {
+    let (pw, _) = scripted(true, StepOutcome::Failed(Failure::InvalidCredentials));
+    let flow = Flow::new(FlowKind::Login).step(StepDef::new("pw", pw));
+    let mut state = flow.start(None);
+    let progress = with_ctx(true, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert_eq!(
+        progress,
+        Progress::Failed {
+            step: "pw",
+            failure: Failure::InvalidCredentials
+        }
+    );
+
+    let (other, _) = scripted(true, ok(2, &[]));
+    let flow = Flow::new(FlowKind::StepUp).step(StepDef::new("pw", other));
+    let tags = [Tag::WeakAuthentication].into();
+    let mut state = flow.start(Some((1, &tags)));
+    let progress = with_ctx(true, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert!(matches!(
+        progress,
+        Progress::Failed {
+            failure: Failure::UserMismatch,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn the_built_in_flows_refuse_to_issue_without_a_verified_password() {
+    // Step-up started from a remembered-only session, with the token step
+    // activated by some other means: the precondition still holds the line.
+    let flow = Flow::step_up();
+    let tags = [Tag::WeakAuthentication].into();
+    let mut state = flow.start(Some((1, &tags)));
+    state.activated.insert(ISSUE.to_owned());
+    state.position = 1;
+    let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
+    assert_eq!(
+        progress,
+        Progress::Refused {
+            step: ISSUE,
+            missing: vec![Tag::PasswordVerified]
+        }
+    );
+}

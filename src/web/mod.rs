@@ -1,0 +1,67 @@
+//! The demo site: a complete example of wiring the crate into an actix-web
+//! app, built only on the public API. The binary serves it; the tests drive
+//! it. Library users can turn it off with `default-features = false`.
+
+mod pages;
+
+use actix_web::body::MessageBody;
+use actix_web::cookie::Key;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, Error, web};
+
+use crate::{RememberMe, RememberMeConfig, Stores, session_middleware};
+
+/// Everything the demo site needs.
+#[derive(Clone)]
+pub struct Site {
+    /// The stores.
+    pub stores: Stores,
+    /// The remember-me settings.
+    pub config: RememberMeConfig,
+    /// Key that signs and encrypts the session cookie.
+    pub session_key: Key,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("config", &self.config)
+            .field("session_key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Content-Security-Policy of every page: no script at all, styles from this
+/// site only, no framing (clickjacking), forms post only here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The demo site as an actix `App`, with the session and remember-me layers.
+pub fn app(
+    site: Site,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(site.stores.clone()))
+        .app_data(web::FormConfig::default().limit(16 * 1024))
+        .configure(pages::routes)
+        .wrap(RememberMe::new(site.stores, site.config.clone()))
+        .wrap(session_middleware(site.session_key, &site.config))
+        .wrap(
+            DefaultHeaders::new()
+                .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+                .add((header::REFERRER_POLICY, "same-origin"))
+                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .add((header::X_FRAME_OPTIONS, "DENY")),
+        )
+        .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("rememberme::http"))
+}

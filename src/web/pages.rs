@@ -1,0 +1,236 @@
+//! Handlers of the demo site.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::{
+    Auth, AuthError, CurrentUser, Credentials, FlowKind, SignInMethod, Stores, SubmitOutcome,
+    safe_redirect_path,
+};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(home)
+        .service(login_form)
+        .service(login_submit)
+        .service(step_up_form)
+        .service(step_up_submit)
+        .service(logout)
+        .service(healthz)
+        .service(stylesheet);
+}
+
+fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AuthError> {
+    let body = page.render().map_err(|e| AuthError::Internal(e.to_string()))?;
+    Ok(HttpResponse::build(status)
+        .content_type(ContentType::html())
+        .body(body))
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    username: &'a str,
+    by_remember_me: bool,
+    tags: Vec<&'static str>,
+    is_admin: bool,
+    csrf_token: String,
+}
+
+#[get("/")]
+async fn home(CurrentUser(user): CurrentUser, auth: Auth) -> Result<HttpResponse, AuthError> {
+    html(
+        StatusCode::OK,
+        &HomePage {
+            username: &user.username,
+            by_remember_me: user.method == SignInMethod::RememberMe,
+            tags: user.tags.iter().map(|t| t.as_str()).collect(),
+            is_admin: user.is_admin,
+            csrf_token: auth.csrf_token(),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    action: &'a str,
+    step_up: bool,
+    signed_in_as: Option<String>,
+    error: Option<&'a str>,
+    csrf_token: String,
+    next: &'a str,
+    username: &'a str,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    remember_me: Option<String>,
+    csrf_token: Option<String>,
+    next: Option<String>,
+}
+
+/// One message for every failure: it must not say which of the two was wrong.
+const INVALID: &str = "Wrong username or password.";
+
+#[get("/login")]
+async fn login_form(auth: Auth, query: web::Query<NextQuery>) -> Result<HttpResponse, AuthError> {
+    let next = safe_redirect_path(query.next.as_deref());
+    if auth.signed_in_by_cookie_now() {
+        // Recognised by "Keep me logged in": no form to show.
+        return Ok(see_other(next));
+    }
+    auth.begin(FlowKind::Login).await?;
+    html(
+        StatusCode::OK,
+        &LoginPage {
+            action: "/login",
+            step_up: false,
+            signed_in_as: auth.user().map(|u| u.username),
+            error: None,
+            csrf_token: auth.csrf_token(),
+            next,
+            username: "",
+        },
+    )
+}
+
+#[post("/login")]
+async fn login_submit(auth: Auth, form: web::Form<LoginForm>) -> Result<HttpResponse, AuthError> {
+    auth.verify_csrf(form.csrf_token.as_deref())?;
+    let form = form.into_inner();
+    let next = safe_redirect_path(form.next.as_deref()).to_owned();
+    let outcome = auth
+        .submit(
+            FlowKind::Login,
+            Credentials {
+                username: form.username.clone(),
+                password: form.password,
+                remember_me: form.remember_me.is_some(),
+            },
+        )
+        .await?;
+    match outcome {
+        SubmitOutcome::SignedIn(_) => Ok(see_other(&next)),
+        _ => html(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                action: "/login",
+                step_up: false,
+                signed_in_as: auth.user().map(|u| u.username),
+                error: Some(INVALID),
+                csrf_token: auth.csrf_token(),
+                next: &next,
+                username: &form.username,
+            },
+        ),
+    }
+}
+
+#[get("/login/step-up")]
+async fn step_up_form(
+    CurrentUser(user): CurrentUser,
+    auth: Auth,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, AuthError> {
+    let next = safe_redirect_path(query.next.as_deref());
+    if auth.begin(FlowKind::StepUp).await? {
+        return Ok(see_other(next));
+    }
+    html(
+        StatusCode::OK,
+        &LoginPage {
+            action: "/login/step-up",
+            step_up: true,
+            signed_in_as: Some(user.username),
+            error: None,
+            csrf_token: auth.csrf_token(),
+            next,
+            username: "",
+        },
+    )
+}
+
+#[post("/login/step-up")]
+async fn step_up_submit(
+    CurrentUser(user): CurrentUser,
+    auth: Auth,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, AuthError> {
+    auth.verify_csrf(form.csrf_token.as_deref())?;
+    let form = form.into_inner();
+    let next = safe_redirect_path(form.next.as_deref()).to_owned();
+    let outcome = auth
+        .submit(
+            FlowKind::StepUp,
+            Credentials {
+                username: user.username.clone(),
+                password: form.password,
+                remember_me: form.remember_me.is_some(),
+            },
+        )
+        .await?;
+    match outcome {
+        SubmitOutcome::SignedIn(_) => Ok(see_other(&next)),
+        _ => html(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                action: "/login/step-up",
+                step_up: true,
+                signed_in_as: Some(user.username),
+                error: Some("Wrong password."),
+                csrf_token: auth.csrf_token(),
+                next: &next,
+                username: "",
+            },
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf_token: Option<String>,
+}
+
+#[post("/logout")]
+async fn logout(auth: Auth, form: web::Form<CsrfForm>) -> Result<HttpResponse, AuthError> {
+    auth.verify_csrf(form.csrf_token.as_deref())?;
+    auth.logout().await?;
+    Ok(see_other("/login"))
+}
+
+#[get("/healthz")]
+async fn healthz(stores: web::Data<Stores>) -> HttpResponse {
+    let users = stores.users.clone();
+    match web::block(move || users.ping()).await {
+        Ok(Ok(())) => HttpResponse::Ok().content_type(ContentType::plaintext()).body("ok"),
+        _ => HttpResponse::ServiceUnavailable()
+            .content_type(ContentType::plaintext())
+            .body("database unavailable"),
+    }
+}
+
+#[get("/static/style.css")]
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/style.css"))
+}
