@@ -10,16 +10,14 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError, web};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::flow::{
-    Credentials, Failure, FlowKind, FlowState, Progress, StepContext, Tag,
-};
+use crate::flow::CookieChange;
+use crate::flow::{Credentials, Failure, FlowKind, FlowState, Progress, StepContext, Tag};
 use crate::middleware::{
     AUTH_KEY, AuthState, RequestAuth, SignInMethod, client_info, new_auth_state, random_id,
-    start_session,
+    raw_cookie, start_session,
 };
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
 use crate::token::RememberCookie;
-use crate::flow::CookieChange;
 
 const FLOW_KEY: &str = "rm.flow";
 const CSRF_KEY: &str = "rm.csrf";
@@ -82,6 +80,9 @@ pub enum AuthError {
     /// Signed in, but not allowed: 403.
     #[error("forbidden")]
     Forbidden,
+    /// No such thing (or not yours): 404.
+    #[error("not found")]
+    NotFound,
     /// The CSRF token was missing or wrong: 403.
     #[error("invalid CSRF token")]
     Csrf,
@@ -92,7 +93,9 @@ pub enum AuthError {
     #[error("internal error: {0}")]
     Internal(String),
     /// The layer is missing from the app: 500.
-    #[error("RememberMe middleware is not installed: wrap the app with `RememberMe` inside `SessionMiddleware`")]
+    #[error(
+        "RememberMe middleware is not installed: wrap the app with `RememberMe` inside `SessionMiddleware`"
+    )]
     NotInstalled,
 }
 
@@ -109,6 +112,7 @@ impl ResponseError for AuthError {
                 StatusCode::SEE_OTHER
             }
             AuthError::Forbidden | AuthError::Csrf => StatusCode::FORBIDDEN,
+            AuthError::NotFound => StatusCode::NOT_FOUND,
             AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Internal(_) | AuthError::NotInstalled => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -136,6 +140,7 @@ impl ResponseError for AuthError {
                         "The form has expired or did not come from this site. Go back, reload the page and try again."
                     }
                     StatusCode::FORBIDDEN => "You are not allowed to see this page.",
+                    StatusCode::NOT_FOUND => "There is nothing here (or it is not yours).",
                     StatusCode::SERVICE_UNAVAILABLE => {
                         "The service is temporarily unavailable. Please try again in a moment."
                     }
@@ -177,7 +182,10 @@ pub fn safe_redirect_path(next: Option<&str>) -> &str {
 }
 
 fn with_next(path: &str, next: &str) -> String {
-    format!("{path}?next={}", utf8_percent_encode(next, NON_ALPHANUMERIC))
+    format!(
+        "{path}?next={}",
+        utf8_percent_encode(next, NON_ALPHANUMERIC)
+    )
 }
 
 fn request_auth(req: &HttpRequest) -> Result<RequestAuth, AuthError> {
@@ -203,9 +211,10 @@ impl FromRequest for MaybeUser {
     type Future = Ready<Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(request_auth(req).map(|auth| {
-            MaybeUser(auth.state.borrow().as_ref().map(AuthenticatedUser::from))
-        }))
+        ready(
+            request_auth(req)
+                .map(|auth| MaybeUser(auth.state.borrow().as_ref().map(AuthenticatedUser::from))),
+        )
     }
 }
 
@@ -219,14 +228,14 @@ impl FromRequest for CurrentUser {
     type Future = Ready<Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(request_auth(req).and_then(|auth| {
-            match auth.state.borrow().as_ref() {
+        ready(
+            request_auth(req).and_then(|auth| match auth.state.borrow().as_ref() {
                 Some(state) => Ok(CurrentUser(state.into())),
                 None => Err(AuthError::SignInRequired {
                     location: with_next(&auth.shared.config.login_path, &current_path(req)),
                 }),
-            }
-        }))
+            }),
+        )
     }
 }
 
@@ -258,6 +267,29 @@ impl FromRequest for StrongAuth {
     }
 }
 
+/// An admin (`is_admin`) who typed their password in this session. Other
+/// signed-in users get 403; a remembered-only admin is sent through step-up;
+/// anonymous visitors to the sign-in page.
+#[derive(Debug, Clone)]
+pub struct AdminAuth(pub AuthenticatedUser);
+
+impl FromRequest for AdminAuth {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let current = CurrentUser::from_request(req, payload).into_inner();
+        ready(current.and_then(|CurrentUser(user)| {
+            if !user.is_admin {
+                return Err(AuthError::Forbidden);
+            }
+            StrongAuth::from_request(req, payload)
+                .into_inner()
+                .map(|StrongAuth(user)| AdminAuth(user))
+        }))
+    }
+}
+
 /// What submitting an interactive step gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -279,7 +311,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("user", &self.user()).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("user", &self.user())
+            .finish_non_exhaustive()
     }
 }
 
@@ -299,7 +333,11 @@ impl FromRequest for Auth {
 impl Auth {
     /// The signed-in user, if any.
     pub fn user(&self) -> Option<AuthenticatedUser> {
-        self.auth.state.borrow().as_ref().map(AuthenticatedUser::from)
+        self.auth
+            .state
+            .borrow()
+            .as_ref()
+            .map(AuthenticatedUser::from)
     }
 
     /// Whether a remember-me cookie signed the visitor in on this very request.
@@ -345,7 +383,10 @@ impl Auth {
                 Ok(())
             }
             _ => {
-                tracing::info!(path = self.req.path(), "request refused: CSRF token missing or wrong");
+                tracing::info!(
+                    path = self.req.path(),
+                    "request refused: CSRF token missing or wrong"
+                );
                 Err(AuthError::Csrf)
             }
         }
@@ -360,10 +401,7 @@ impl Auth {
         self.session
             .insert(FLOW_KEY, &state)
             .map_err(|e| AuthError::Internal(e.to_string()))?;
-        Ok(kind == FlowKind::StepUp
-            && self
-                .user()
-                .is_some_and(|u| u.is_strong()))
+        Ok(kind == FlowKind::StepUp && self.user().is_some_and(|u| u.is_strong()))
     }
 
     fn start_state(&self, kind: FlowKind) -> Result<FlowState, AuthError> {
@@ -403,11 +441,7 @@ impl Auth {
         let config = shared.config.clone();
         let flow = shared.flow(kind);
         let client = client_info(&self.req);
-        let browser_series = self
-            .req
-            .cookie(&config.cookie_name)
-            .and_then(|c| RememberCookie::decode(c.value().as_bytes()).ok())
-            .map(|c| c.series.hash());
+        let browser_series = self.browser_series();
         let previous_method = self.user().map(|u| u.method);
         let now = self.auth.shared.config.now();
         let (progress, state, change, new_state) = web::block(move || {
@@ -488,12 +522,7 @@ impl Auth {
     /// and purges the session.
     pub async fn logout(&self) -> Result<(), AuthError> {
         let stores = self.auth.shared.stores.clone();
-        let config = &self.auth.shared.config;
-        let series = self
-            .req
-            .cookie(&config.cookie_name)
-            .and_then(|c| RememberCookie::decode(c.value().as_bytes()).ok())
-            .map(|c| c.series.hash());
+        let series = self.browser_series();
         let user = self.user().map(|u| u.id);
         let client = client_info(&self.req);
         let now = self.auth.shared.config.now();
@@ -521,11 +550,198 @@ impl Auth {
         Ok(())
     }
 
+    fn audit_event(&self, kind: AuditKind, user: Option<UserId>, detail: String) -> OwnedAudit {
+        let client = client_info(&self.req);
+        OwnedAudit {
+            at: self.auth.shared.config.now(),
+            kind,
+            user,
+            ip: client.ip,
+            user_agent: client.user_agent,
+            detail,
+        }
+    }
+
+    fn actor(&self) -> String {
+        self.user()
+            .map(|u| format!("by {} (#{})", u.username, u.id))
+            .unwrap_or_else(|| "by nobody".to_owned())
+    }
+
+    /// Revokes one remember-me token by its id. With `owner`, only if it
+    /// belongs to that user (a user revoking one of their devices: another
+    /// user's id then revokes nothing); without, any token (an admin).
+    pub async fn revoke_token(&self, id: i64, owner: Option<UserId>) -> Result<bool, AuthError> {
+        let stores = self.stores().clone();
+        let event = self.audit_event(
+            AuditKind::TokenRevoked,
+            owner,
+            format!("token #{id} {}", self.actor()),
+        );
+        blocking(move || {
+            let owner_of = match owner {
+                Some(owner) => Some(owner),
+                None => stores.tokens.find_owner(id)?,
+            };
+            let revoked = stores.tokens.delete_by_id(id, owner)?;
+            if revoked {
+                stores.audit(event.borrowed(owner_of));
+            }
+            Ok(revoked)
+        })
+        .await
+    }
+
+    /// Ends everything of `user`: every remember-me token is deleted and the
+    /// auth epoch bumped, so every open session of the user ends at its next
+    /// check (this one included, if it is that user's).
+    pub async fn revoke_all(&self, user: UserId) -> Result<usize, AuthError> {
+        let stores = self.stores().clone();
+        let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user), String::new());
+        let actor = self.actor();
+        let n = blocking(move || {
+            let n = stores.tokens.delete_all_for_user(user)?;
+            stores.users.bump_epoch(user)?;
+            let detail = format!("{n} token(s) revoked {actor}");
+            stores.audit(NewAuditEvent {
+                detail: &detail,
+                ..event.borrowed(Some(user))
+            });
+            Ok(n)
+        })
+        .await?;
+        if self.user().is_some_and(|u| u.id == user) {
+            *self.auth.cookie_change.borrow_mut() = Some(CookieChange::Remove);
+            self.forget_session();
+            self.session.purge();
+        }
+        Ok(n)
+    }
+
+    /// Signs the current user out of every other device: their other tokens
+    /// are deleted and the epoch bumped (other sessions end), while this
+    /// browser's token and session stay.
+    pub async fn sign_out_other_devices(&self) -> Result<usize, AuthError> {
+        let user = self.user().ok_or(AuthError::Forbidden)?;
+        let keep = self.browser_series();
+        let stores = self.stores().clone();
+        let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user.id), String::new());
+        let (n, epoch) = blocking(move || {
+            let n = delete_tokens_except(&stores, user.id, keep.as_ref())?;
+            stores.users.bump_epoch(user.id)?;
+            let detail = format!("other devices: {n} token(s) revoked");
+            stores.audit(NewAuditEvent {
+                detail: &detail,
+                ..event.borrowed(Some(user.id))
+            });
+            Ok((n, stores.users.auth_epoch(user.id)?))
+        })
+        .await?;
+        self.restamp(epoch);
+        Ok(n)
+    }
+
+    /// Changes the current user's password (Argon2id on a blocking thread),
+    /// ends every other session and token of the user, keeps this one.
+    /// Callers should demand [`StrongAuth`].
+    pub async fn change_password(&self, new_password: String) -> Result<(), AuthError> {
+        let user = self.user().ok_or(AuthError::Forbidden)?;
+        let keep = self.browser_series();
+        let stores = self.stores().clone();
+        let event = self.audit_event(AuditKind::PasswordChanged, Some(user.id), String::new());
+        let epoch = blocking(move || {
+            let hash = crate::flow::hash_password(&new_password);
+            stores.users.set_password_hash(user.id, &hash)?;
+            let n = delete_tokens_except(&stores, user.id, keep.as_ref())?;
+            stores.users.bump_epoch(user.id)?;
+            let detail = format!("{n} other token(s) revoked");
+            stores.audit(NewAuditEvent {
+                detail: &detail,
+                ..event.borrowed(Some(user.id))
+            });
+            stores.users.auth_epoch(user.id)
+        })
+        .await?;
+        self.restamp(epoch);
+        Ok(())
+    }
+
+    /// Moves this session to the user's new epoch after a change it made itself.
+    fn restamp(&self, epoch: Option<i64>) {
+        let mut state = self.auth.state.borrow_mut();
+        match (state.as_mut(), epoch) {
+            (Some(state), Some(epoch)) => {
+                state.epoch = epoch;
+                state.checked_at = self.auth.shared.config.now();
+                // A fresh id too: the session's privileges were just re-confirmed.
+                state.sid = random_id();
+                if let Err(error) = self.session.insert(AUTH_KEY, &*state) {
+                    tracing::error!(%error, "could not update the session");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The hash of the remember-me series this browser carries, if its cookie decodes.
+    pub fn browser_series(&self) -> Option<crate::token::SecretHash> {
+        raw_cookie(&self.req, &self.auth.shared.config.cookie_name)
+            .and_then(|raw| RememberCookie::decode(&raw).ok())
+            .map(|c| c.series.hash())
+    }
+
     /// Drops the session's auth state without touching tokens.
     pub fn forget_session(&self) {
         self.session.remove(AUTH_KEY);
         *self.auth.state.borrow_mut() = None;
     }
+}
+
+/// An audit event whose strings are owned, to move into a blocking closure.
+struct OwnedAudit {
+    at: i64,
+    kind: AuditKind,
+    user: Option<UserId>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    detail: String,
+}
+
+impl OwnedAudit {
+    fn borrowed(&self, user: Option<UserId>) -> NewAuditEvent<'_> {
+        NewAuditEvent {
+            at: self.at,
+            kind: self.kind,
+            user_id: user.or(self.user),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            detail: &self.detail,
+        }
+    }
+}
+
+fn delete_tokens_except(
+    stores: &crate::store::Stores,
+    user: UserId,
+    keep: Option<&crate::token::SecretHash>,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for token in stores.tokens.list_for_user(user)? {
+        if keep != Some(&token.series_hash) && stores.tokens.delete_by_id(token.id, Some(user))? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Runs store work on actix's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, AuthError> {
+    web::block(f)
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?
+        .map_err(AuthError::from)
 }
 
 /// actix-session's cookie-store middleware set up as this crate expects: the
@@ -537,12 +753,15 @@ pub fn session_middleware(
     key: actix_web::cookie::Key,
     config: &crate::RememberMeConfig,
 ) -> actix_session::SessionMiddleware<actix_session::storage::CookieSessionStore> {
-    actix_session::SessionMiddleware::builder(actix_session::storage::CookieSessionStore::default(), key)
-        .cookie_name("session".to_owned())
-        .cookie_secure(config.cookie_secure)
-        .cookie_http_only(true)
-        .cookie_same_site(actix_web::cookie::SameSite::Lax)
-        .cookie_path("/".to_owned())
-        .cookie_domain(config.cookie_domain.clone())
-        .build()
+    actix_session::SessionMiddleware::builder(
+        actix_session::storage::CookieSessionStore::default(),
+        key,
+    )
+    .cookie_name("session".to_owned())
+    .cookie_secure(config.cookie_secure)
+    .cookie_http_only(true)
+    .cookie_same_site(actix_web::cookie::SameSite::Lax)
+    .cookie_path("/".to_owned())
+    .cookie_domain(config.cookie_domain.clone())
+    .build()
 }

@@ -66,19 +66,21 @@
 #![deny(missing_docs)]
 
 mod config;
+#[cfg(feature = "demo")]
+#[path = "web/mod.rs"]
+pub mod demo;
 mod extract;
 pub mod flow;
 mod middleware;
 pub mod store;
 pub mod token;
-#[cfg(feature = "demo")]
-#[path = "web/mod.rs"]
-pub mod demo;
 
-pub use config::{Clock, Expiry, ManualClock, RememberMeConfig, RememberMeConfigBuilder, SystemClock};
+pub use config::{
+    Clock, Expiry, ManualClock, RememberMeConfig, RememberMeConfigBuilder, SystemClock,
+};
 pub use extract::{
-    Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, StrongAuth, SubmitOutcome,
-    safe_redirect_path, session_middleware,
+    AdminAuth, Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, StrongAuth,
+    SubmitOutcome, safe_redirect_path, session_middleware,
 };
 pub use flow::{Credentials, Flow, FlowKind, Tag};
 pub use middleware::{RememberMe, SignInMethod};

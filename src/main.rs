@@ -12,10 +12,19 @@ use rememberme::store::{Backend, NewUser, StoreError};
 use rememberme::{Database, DieselStore, Expiry, RememberMeConfig, Stores};
 
 #[derive(Parser, Debug)]
-#[command(name = "rememberme", version, about = "rememberme demo site and admin CLI")]
+#[command(
+    name = "rememberme",
+    version,
+    about = "rememberme demo site and admin CLI"
+)]
 struct Cli {
     /// Database URL: `sqlite://FILE` (or a path) or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://rememberme.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://rememberme.db",
+        global = true
+    )]
     database_url: String,
 
     #[command(subcommand)]
@@ -111,8 +120,7 @@ impl Default for ServeArgs {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -178,7 +186,10 @@ fn add_user(url: &str, name: &str, admin: bool) -> Result<(), String> {
         now: now(),
     }) {
         Ok(id) => {
-            eprintln!("user {name} created (id {id}{})", if admin { ", admin" } else { "" });
+            eprintln!(
+                "user {name} created (id {id}{})",
+                if admin { ", admin" } else { "" }
+            );
             Ok(())
         }
         Err(StoreError::AlreadyExists) => Err(format!("user {name} already exists")),
@@ -226,7 +237,10 @@ fn default_key_path(url: &str) -> PathBuf {
     match Backend::from_url(url).sqlite_path() {
         Some(db) => {
             let db = Path::new(db);
-            let stem = db.file_stem().and_then(|s| s.to_str()).unwrap_or("rememberme");
+            let stem = db
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("rememberme");
             db.with_file_name(format!("{stem}.session-key"))
         }
         None => PathBuf::from("rememberme.session-key"),

@@ -110,7 +110,12 @@ impl RememberMe {
 
     /// The layer with custom flows (of kinds [`FlowKind::Login`] and
     /// [`FlowKind::StepUp`]).
-    pub fn with_flows(stores: Stores, config: RememberMeConfig, login: Flow, step_up: Flow) -> Self {
+    pub fn with_flows(
+        stores: Stores,
+        config: RememberMeConfig,
+        login: Flow,
+        step_up: Flow,
+    ) -> Self {
         Self {
             shared: Rc::new(Shared {
                 config: Arc::new(config),
@@ -169,8 +174,7 @@ where
             let mut signed_in_by_cookie = false;
 
             if state.is_none() {
-                let cookie_name = shared.config.cookie_name.as_str();
-                if let Some(raw) = req.cookie(cookie_name).map(|c| c.value().to_owned()) {
+                if let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name) {
                     let client = client_info(req.request());
                     match identify_by_cookie(&shared, raw, client, now).await {
                         Ok((signed_in, change)) => {
@@ -258,7 +262,7 @@ async fn session_state(session: &Session, shared: &Rc<Shared>, now: i64) -> Opti
 /// auth state if the flow completed, and the cookie change to apply.
 async fn identify_by_cookie(
     shared: &Rc<Shared>,
-    raw: String,
+    raw: Vec<u8>,
     client: ClientInfo,
     now: i64,
 ) -> Result<(Option<AuthState>, Option<CookieChange>), StoreError> {
@@ -271,7 +275,7 @@ async fn identify_by_cookie(
             config: &config,
             now,
             client: &client,
-            remember_cookie: Some(raw.as_bytes()),
+            remember_cookie: Some(&raw),
             browser_series: None,
             credentials: None,
             cookie_change: None,
@@ -341,6 +345,27 @@ pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
     rand::fill(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The raw bytes of cookie `name`, read from the `Cookie` headers directly:
+/// actix's parsed jar drops a header that is not UTF-8, and such a cookie
+/// must still be seen (and removed), not silently kept by the browser.
+pub(crate) fn raw_cookie(req: &actix_web::HttpRequest, name: &str) -> Option<Vec<u8>> {
+    req.headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii_start();
+            let rest = pair.strip_prefix(name.as_bytes())?;
+            let value = rest.strip_prefix(b"=")?;
+            // RFC 6265 allows the value in double quotes.
+            let value = value.trim_ascii_end();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            Some(value.to_vec())
+        })
 }
 
 pub(crate) fn client_info(req: &actix_web::HttpRequest) -> ClientInfo {

@@ -165,7 +165,10 @@ impl RememberCookie {
             return Err(MalformedCookie);
         }
         let rest = raw.strip_prefix(PREFIX.as_bytes()).ok_or(MalformedCookie)?;
-        let dot = rest.iter().position(|&b| b == b'.').ok_or(MalformedCookie)?;
+        let dot = rest
+            .iter()
+            .position(|&b| b == b'.')
+            .ok_or(MalformedCookie)?;
         let (series, token) = (&rest[..dot], &rest[dot + 1..]);
         Ok(Self {
             series: Series(decode_exact(series)?),
@@ -195,7 +198,10 @@ mod tests {
     #[test]
     fn encode_then_decode_gives_the_same_cookie() {
         let cookie = RememberCookie::generate();
-        assert_eq!(RememberCookie::decode(cookie.encode().as_bytes()), Ok(cookie));
+        assert_eq!(
+            RememberCookie::decode(cookie.encode().as_bytes()),
+            Ok(cookie)
+        );
     }
 
     #[test]
@@ -212,7 +218,11 @@ mod tests {
             format!("{good}.{good}").into_bytes(),
         ];
         for case in cases {
-            assert_eq!(RememberCookie::decode(&case), Err(MalformedCookie), "{case:?}");
+            assert_eq!(
+                RememberCookie::decode(&case),
+                Err(MalformedCookie),
+                "{case:?}"
+            );
         }
     }
 

@@ -71,12 +71,13 @@ impl Step for RememberMeIdentifyStep {
             }
         }
 
-        let in_grace = record.rotated_at.is_some_and(|at| {
-            ctx.now - at <= ctx.config.rotation_grace.as_secs() as i64
-        }) && record
-            .previous_token_hash
-            .as_ref()
-            .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
+        let in_grace = record
+            .rotated_at
+            .is_some_and(|at| ctx.now - at <= ctx.config.rotation_grace.as_secs() as i64)
+            && record
+                .previous_token_hash
+                .as_ref()
+                .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
         if in_grace {
             // Accepted without rotating and without touching the cookie: the
             // browser already holds (or is about to receive) the new token.
@@ -101,7 +102,10 @@ impl Step for RememberMeIdentifyStep {
             user_id: Some(user),
             ip: ctx.client.ip.as_deref(),
             user_agent: ctx.client.user_agent.as_deref(),
-            detail: &format!("replayed token of series #{}; {revoked} token(s) revoked", record.id),
+            detail: &format!(
+                "replayed token of series #{}; {revoked} token(s) revoked",
+                record.id
+            ),
         });
         Ok(not_applicable_and_remove(ctx))
     }

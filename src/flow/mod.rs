@@ -278,7 +278,10 @@ impl fmt::Debug for Flow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Flow")
             .field("kind", &self.kind)
-            .field("steps", &self.steps.iter().map(|s| s.id).collect::<Vec<_>>())
+            .field(
+                "steps",
+                &self.steps.iter().map(|s| s.id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -392,7 +395,9 @@ impl Flow {
                     }
                     state.user = Some(user);
                     state.tags.extend(def.tags_on_success.iter().copied());
-                    state.activated.extend(activate.iter().map(|s| s.to_string()));
+                    state
+                        .activated
+                        .extend(activate.iter().map(|s| s.to_string()));
                 }
                 StepOutcome::NotApplicable => {}
                 StepOutcome::Failed(failure) => {

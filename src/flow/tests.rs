@@ -88,7 +88,11 @@ fn a_step_is_skipped_when_its_skip_condition_holds() {
             tags: [Tag::WeakAuthentication].into()
         }
     );
-    assert_eq!(*second_runs.lock().unwrap(), 0, "the skipped step must not run");
+    assert_eq!(
+        *second_runs.lock().unwrap(),
+        0,
+        "the skipped step must not run"
+    );
 }
 
 #[test]

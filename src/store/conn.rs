@@ -85,11 +85,10 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<PoolConn, Self::Error> {
         match &self.backend {
-            Backend::Postgres(url) => PgConnection::establish(url)
-                .map(|conn| PoolConn {
-                    conn: AnyConnection::Postgresql(conn),
-                    failed: false,
-                }),
+            Backend::Postgres(url) => PgConnection::establish(url).map(|conn| PoolConn {
+                conn: AnyConnection::Postgresql(conn),
+                failed: false,
+            }),
             Backend::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 // WAL: readers never wait for the writer. NORMAL is durable

@@ -8,8 +8,8 @@ use super::conn::{AnyConnection, Database};
 use super::models::{AuditRow, NewAuditRow, NewTokenRow, NewUserRow, TokenRow, UserRow};
 use super::schema::{audit_events, remember_tokens, users};
 use super::{
-    AuditEvent, AuditLog, NewAuditEvent, NewToken, NewUser, StoreError, TokenListing,
-    TokenRecord, TokenStore, User, UserId, UserStore,
+    AuditEvent, AuditLog, NewAuditEvent, NewToken, NewUser, StoreError, TokenListing, TokenRecord,
+    TokenStore, User, UserId, UserStore,
 };
 use crate::token::SecretHash;
 
@@ -61,9 +61,8 @@ fn map_error(error: DieselError) -> StoreError {
 }
 
 fn hash(bytes: Vec<u8>) -> Result<SecretHash, DieselError> {
-    SecretHash::from_slice(&bytes).ok_or_else(|| {
-        DieselError::DeserializationError("stored hash is not 32 bytes".into())
-    })
+    SecretHash::from_slice(&bytes)
+        .ok_or_else(|| DieselError::DeserializationError("stored hash is not 32 bytes".into()))
 }
 
 impl TryFrom<TokenRow> for TokenRecord {
@@ -167,13 +166,25 @@ impl TokenStore for DieselStore {
                     .load(conn)?;
                 let excess: Vec<i64> = ids.iter().skip(max_per_user as usize).copied().collect();
                 if !excess.is_empty() {
-                    diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess))).execute(conn)?;
+                    diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess)))
+                        .execute(conn)?;
                 }
                 t::remember_tokens
                     .filter(t::series_hash.eq(token.series_hash.as_bytes().as_slice()))
                     .select(t::id)
                     .first(conn)
             })
+        })
+    }
+
+    fn find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            t::remember_tokens
+                .find(id)
+                .select(t::user_id)
+                .first(conn)
+                .optional()
         })
     }
 
@@ -234,7 +245,10 @@ impl TokenStore for DieselStore {
         self.with_conn(|conn| {
             let mut query = remember_tokens::table
                 .inner_join(users::table)
-                .order((remember_tokens::created_at.desc(), remember_tokens::id.desc()))
+                .order((
+                    remember_tokens::created_at.desc(),
+                    remember_tokens::id.desc(),
+                ))
                 .select((TokenRow::as_select(), users::username))
                 .offset(offset)
                 .limit(limit)

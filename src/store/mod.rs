@@ -157,6 +157,9 @@ pub trait TokenStore: Send + Sync {
     /// beyond `max_per_user`. Returns the new row's id.
     fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError>;
 
+    /// The owner of a token, by id.
+    fn find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;
+
     /// Deletes the token of a series. Returns whether a row went.
     fn delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
 

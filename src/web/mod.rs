@@ -2,7 +2,10 @@
 //! app, built only on the public API. The binary serves it; the tests drive
 //! it. Library users can turn it off with `default-features = false`.
 
+mod account;
+mod admin;
 mod pages;
+mod view;
 
 use actix_web::body::MessageBody;
 use actix_web::cookie::Key;
@@ -54,6 +57,8 @@ pub fn app(
         .app_data(web::Data::new(site.stores.clone()))
         .app_data(web::FormConfig::default().limit(16 * 1024))
         .configure(pages::routes)
+        .configure(account::routes)
+        .configure(admin::routes)
         .wrap(RememberMe::new(site.stores, site.config.clone()))
         .wrap(session_middleware(site.session_key, &site.config))
         .wrap(

@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::{
-    Auth, AuthError, CurrentUser, Credentials, FlowKind, SignInMethod, Stores, SubmitOutcome,
+    Auth, AuthError, Credentials, CurrentUser, FlowKind, SignInMethod, Stores, SubmitOutcome,
     safe_redirect_path,
 };
 
@@ -22,18 +22,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .service(stylesheet);
 }
 
-fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AuthError> {
-    let body = page.render().map_err(|e| AuthError::Internal(e.to_string()))?;
-    Ok(HttpResponse::build(status)
-        .content_type(ContentType::html())
-        .body(body))
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
-}
+use super::view::{html, see_other};
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -220,7 +209,9 @@ async fn logout(auth: Auth, form: web::Form<CsrfForm>) -> Result<HttpResponse, A
 async fn healthz(stores: web::Data<Stores>) -> HttpResponse {
     let users = stores.users.clone();
     match web::block(move || users.ping()).await {
-        Ok(Ok(())) => HttpResponse::Ok().content_type(ContentType::plaintext()).body("ok"),
+        Ok(Ok(())) => HttpResponse::Ok()
+            .content_type(ContentType::plaintext())
+            .body("ok"),
         _ => HttpResponse::ServiceUnavailable()
             .content_type(ContentType::plaintext())
             .body("database unavailable"),

@@ -1,0 +1,179 @@
+//! The user's own devices and password.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::view::{back_with, device, html, take_flash, when};
+use crate::{Auth, AuthError, CurrentUser, StrongAuth};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(devices)
+        .service(revoke_device)
+        .service(sign_out_others)
+        .service(password_form)
+        .service(change_password);
+}
+
+struct DeviceRow {
+    id: i64,
+    device: String,
+    ip: String,
+    created: String,
+    last_used: String,
+    expires: String,
+    current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "devices.html")]
+struct DevicesPage {
+    username: String,
+    devices: Vec<DeviceRow>,
+    csrf_token: String,
+    flash: Option<String>,
+}
+
+#[get("/account/devices")]
+async fn devices(
+    CurrentUser(user): CurrentUser,
+    auth: Auth,
+    session: Session,
+) -> Result<HttpResponse, AuthError> {
+    let tokens = auth.stores().tokens.clone();
+    let records = web::block(move || tokens.list_for_user(user.id))
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))??;
+    let current = auth.browser_series();
+    let devices = records
+        .into_iter()
+        .map(|t| DeviceRow {
+            id: t.id,
+            device: device(t.user_agent.as_deref()),
+            ip: t.ip.unwrap_or_default(),
+            created: when(t.created_at),
+            last_used: when(t.last_used_at),
+            expires: when(t.expires_at),
+            current: current.as_ref() == Some(&t.series_hash),
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &DevicesPage {
+            username: user.username,
+            devices,
+            csrf_token: auth.csrf_token(),
+            flash: take_flash(&session),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfOnly {
+    pub csrf_token: Option<String>,
+}
+
+#[post("/account/devices/{id}/revoke")]
+async fn revoke_device(
+    CurrentUser(user): CurrentUser,
+    auth: Auth,
+    session: Session,
+    id: web::Path<i64>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, AuthError> {
+    auth.verify_csrf(form.csrf_token.as_deref())?;
+    // Scoped to the owner: another user's id revokes nothing and says so.
+    if !auth.revoke_token(id.into_inner(), Some(user.id)).await? {
+        return Err(AuthError::NotFound);
+    }
+    Ok(back_with(
+        &session,
+        "/account/devices",
+        "Device signed out.",
+    ))
+}
+
+#[post("/account/devices/sign-out-others")]
+async fn sign_out_others(
+    CurrentUser(_): CurrentUser,
+    auth: Auth,
+    session: Session,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, AuthError> {
+    auth.verify_csrf(form.csrf_token.as_deref())?;
+    let n = auth.sign_out_other_devices().await?;
+    Ok(back_with(
+        &session,
+        "/account/devices",
+        format!("Signed out everywhere else ({n} device(s))."),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage<'a> {
+    csrf_token: String,
+    flash: Option<String>,
+    error: Option<&'a str>,
+}
+
+#[get("/account/password")]
+async fn password_form(
+    StrongAuth(_): StrongAuth,
+    auth: Auth,
+    session: Session,
+) -> Result<HttpResponse, AuthError> {
+    html(
+        StatusCode::OK,
+        &PasswordPage {
+            csrf_token: auth.csrf_token(),
+            flash: take_flash(&session),
+            error: None,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    csrf_token: Option<String>,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    confirm_password: String,
+}
+
+#[post("/account/password")]
+async fn change_password(
+    StrongAuth(_): StrongAuth,
+    auth: Auth,
+    session: Session,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, AuthError> {
+    auth.verify_csrf(form.csrf_token.as_deref())?;
+    let form = form.into_inner();
+    let error = if form.new_password.chars().count() < 8 {
+        Some("The new password must have at least 8 characters.")
+    } else if form.new_password != form.confirm_password {
+        Some("The two passwords differ.")
+    } else {
+        None
+    };
+    if let Some(error) = error {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &PasswordPage {
+                csrf_token: auth.csrf_token(),
+                flash: None,
+                error: Some(error),
+            },
+        );
+    }
+    auth.change_password(form.new_password).await?;
+    Ok(back_with(
+        &session,
+        "/account/devices",
+        "Password changed. Every other session and device was signed out.",
+    ))
+}

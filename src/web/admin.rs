@@ -1,0 +1,230 @@
+//! Admin pages: every remember-me token, and the audit log.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::account::CsrfOnly;
+use super::view::{PAGE_SIZE, back_with, device, html, pages, take_flash, when};
+use crate::store::AuditKind;
+use crate::{AdminAuth, Auth, AuthError};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(tokens)
+        .service(revoke_token)
+        .service(revoke_all)
+        .service(audit);
+}
+
+struct TokenRow {
+    id: i64,
+    username: String,
+    device: String,
+    ip: String,
+    created: String,
+    last_used: String,
+    expires: String,
+    issued: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "admin_tokens.html")]
+struct TokensPage {
+    rows: Vec<TokenRow>,
+    filter: String,
+    csrf_token: String,
+    flash: Option<String>,
+    prev_page: Option<i64>,
+    next_page: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct TokensQuery {
+    user: Option<String>,
+    page: Option<i64>,
+}
+
+fn page_number(page: Option<i64>) -> i64 {
+    page.unwrap_or(1).clamp(1, 1_000_000)
+}
+
+#[get("/admin/tokens")]
+async fn tokens(
+    AdminAuth(_): AdminAuth,
+    auth: Auth,
+    session: Session,
+    query: web::Query<TokensQuery>,
+) -> Result<HttpResponse, AuthError> {
+    let filter = query.user.clone().unwrap_or_default().trim().to_owned();
+    let page = page_number(query.page);
+    let store = auth.stores().tokens.clone();
+    let name = (!filter.is_empty()).then(|| filter.clone());
+    // One row more than a page tells whether an older page exists.
+    let listings =
+        web::block(move || store.list(name.as_deref(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))??;
+    let (prev_page, next_page) = pages(page, listings.len());
+    let rows = listings
+        .into_iter()
+        .take(PAGE_SIZE as usize)
+        .map(|l| TokenRow {
+            id: l.token.id,
+            username: l.username,
+            device: device(l.token.user_agent.as_deref()),
+            ip: l.token.ip.unwrap_or_default(),
+            created: when(l.token.created_at),
+            last_used: when(l.token.last_used_at),
+            expires: when(l.token.expires_at),
+            issued: "Keep me logged in (browser)",
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &TokensPage {
+            rows,
+            filter,
+            csrf_token: auth.csrf_token(),
+            flash: take_flash(&session),
+            prev_page,
+            next_page,
+        },
+    )
+}
+
+#[post("/admin/tokens/{id}/revoke")]
+async fn revoke_token(
+    AdminAuth(_): AdminAuth,
+    auth: Auth,
+    session: Session,
+    id: web::Path<i64>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, AuthError> {
+    auth.verify_csrf(form.csrf_token.as_deref())?;
+    let message = if auth.revoke_token(id.into_inner(), None).await? {
+        "Token revoked."
+    } else {
+        "That token was already gone."
+    };
+    Ok(back_with(&session, "/admin/tokens", message))
+}
+
+#[derive(Deserialize)]
+struct RevokeAllForm {
+    csrf_token: Option<String>,
+    #[serde(default)]
+    username: String,
+}
+
+#[post("/admin/users/revoke-all")]
+async fn revoke_all(
+    AdminAuth(_): AdminAuth,
+    auth: Auth,
+    session: Session,
+    form: web::Form<RevokeAllForm>,
+) -> Result<HttpResponse, AuthError> {
+    auth.verify_csrf(form.csrf_token.as_deref())?;
+    let users = auth.stores().users.clone();
+    let name = form.username.clone();
+    let user = web::block(move || users.find_by_username(&name))
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))??
+        .ok_or(AuthError::NotFound)?;
+    let n = auth.revoke_all(user.id).await?;
+    if auth.user().is_none() {
+        // The admin revoked their own sessions.
+        return Ok(super::view::see_other("/login"));
+    }
+    Ok(back_with(
+        &session,
+        "/admin/tokens",
+        format!(
+            "Signed {} out everywhere: {n} token(s) revoked, open sessions end at their next check.",
+            user.username
+        ),
+    ))
+}
+
+struct AuditRow {
+    at: String,
+    kind: String,
+    username: String,
+    ip: String,
+    user_agent: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+struct AuditPage {
+    rows: Vec<AuditRow>,
+    kinds: Vec<(&'static str, bool)>,
+    kind: String,
+    user: String,
+    csrf_token: String,
+    prev_page: Option<i64>,
+    next_page: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    kind: Option<String>,
+    user: Option<String>,
+    page: Option<i64>,
+}
+
+#[get("/admin/audit")]
+async fn audit(
+    AdminAuth(_): AdminAuth,
+    auth: Auth,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, AuthError> {
+    let kind = query.kind.clone().unwrap_or_default();
+    let user = query.user.clone().unwrap_or_default().trim().to_owned();
+    let page = page_number(query.page);
+    let log = auth.stores().audit.clone();
+    let (k, u) = (
+        (!kind.is_empty()).then(|| kind.clone()),
+        (!user.is_empty()).then(|| user.clone()),
+    );
+    let events = web::block(move || {
+        log.list(
+            k.as_deref(),
+            u.as_deref(),
+            (page - 1) * PAGE_SIZE,
+            PAGE_SIZE + 1,
+        )
+    })
+    .await
+    .map_err(|e| AuthError::Internal(e.to_string()))??;
+    let (prev_page, next_page) = pages(page, events.len());
+    let rows = events
+        .into_iter()
+        .take(PAGE_SIZE as usize)
+        .map(|e| AuditRow {
+            at: when(e.at),
+            kind: e.kind,
+            username: e.username.unwrap_or_else(|| "—".to_owned()),
+            ip: e.ip.unwrap_or_default(),
+            user_agent: e.user_agent.unwrap_or_default(),
+            detail: e.detail,
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &AuditPage {
+            rows,
+            kinds: AuditKind::ALL
+                .iter()
+                .map(|k| (k.as_str(), k.as_str() == kind))
+                .collect(),
+            kind,
+            user,
+            csrf_token: auth.csrf_token(),
+            prev_page,
+            next_page,
+        },
+    )
+}

@@ -1,0 +1,400 @@
+//! Test harness: a fresh database per test (SQLite file or PostgreSQL
+//! schema), the demo site on a real loopback socket, and a cookie-keeping
+//! browser-like HTTP client.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix_web::cookie::Cookie;
+use actix_web::{HttpServer, rt};
+use diesel::connection::SimpleConnection as _;
+use diesel::{Connection as _, PgConnection};
+use rememberme::demo::{Site, app};
+use rememberme::store::{NewUser, UserId};
+use rememberme::{
+    Database, DieselStore, ManualClock, RememberMeConfig, RememberMeConfigBuilder, Stores,
+};
+
+/// The PostgreSQL server the tests use. Each test gets its own schema in it.
+pub const POSTGRES_URL_VAR: &str = "REMEMBERME_TEST_POSTGRES_URL";
+pub const POSTGRES_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// One test's database.
+pub struct TestDb {
+    pub url: String,
+    pub backend: &'static str,
+    schema: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self {
+            url,
+            backend: "sqlite",
+            schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh schema on the test server; `None` (with a loud line) when no
+    /// server answers, unless `CI=true`, where that is a failure.
+    pub fn postgres() -> Option<Self> {
+        let base = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| POSTGRES_URL_DEFAULT.into());
+        let mut conn = match PgConnection::establish(&base) {
+            Ok(conn) => conn,
+            Err(error) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("PostgreSQL at {base} is required under CI=true: {error}");
+                }
+                eprintln!(
+                    "\n!!! SKIPPED PostgreSQL test: no server at {base} ({error}). \
+                     Start one or set {POSTGRES_URL_VAR}.\n"
+                );
+                return None;
+            }
+        };
+        let schema = format!("rm_test_{}", random_suffix());
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("create test schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        Some(Self {
+            url,
+            backend: "postgres",
+            schema: Some((base, schema)),
+            _dir: None,
+        })
+    }
+
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self._dir.as_ref().map(|d| d.path().join("test.db"))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = &self.schema
+            && let Ok(mut conn) = PgConnection::establish(base)
+        {
+            let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+pub fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    rand_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rand_bytes(buf: &mut [u8]) {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    for chunk in buf.chunks_mut(8) {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .elapsed()
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+}
+
+/// The demo site on a loopback port, in its own thread and actix `System`.
+pub struct TestServer {
+    pub base: String,
+    pub clock: ManualClock,
+    pub stores: Stores,
+    pub store: DieselStore,
+    pub config: RememberMeConfig,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<()>>,
+    pub db: TestDb,
+}
+
+impl TestServer {
+    pub fn start(db: TestDb) -> Self {
+        Self::start_with(db, |b| b)
+    }
+
+    pub fn start_with(
+        db: TestDb,
+        tweak: impl FnOnce(RememberMeConfigBuilder) -> RememberMeConfigBuilder,
+    ) -> Self {
+        let database = Database::connect(&db.url, 8).expect("test database");
+        let store = DieselStore::new(database);
+        let stores = Stores::from_one(store.clone());
+        let clock = ManualClock::new();
+        let config = tweak(
+            RememberMeConfig::builder()
+                .clock(clock.clone())
+                .epoch_check_interval(Duration::ZERO),
+        )
+        .build();
+        let site = Site {
+            stores: stores.clone(),
+            config: config.clone(),
+            session_key: actix_web::cookie::Key::generate(),
+        };
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = rt::System::new();
+            let server = HttpServer::new(move || app(site.clone()))
+                .workers(2)
+                .disable_signals()
+                .bind(("127.0.0.1", 0))
+                .expect("bind");
+            let addr = server.addrs()[0];
+            let server = server.run();
+            tx.send((addr, server.handle())).unwrap();
+            system.block_on(server).expect("server");
+        });
+        let (addr, handle) = rx.recv().expect("server started");
+        Self {
+            base: format!("http://{addr}"),
+            clock,
+            stores,
+            store,
+            config,
+            handle,
+            thread: Some(thread),
+            db,
+        }
+    }
+
+    pub fn add_user(&self, name: &str, password: &str, admin: bool) -> UserId {
+        self.stores
+            .users
+            .create(NewUser {
+                username: name,
+                password_hash: &rememberme::flow::hash_password(password),
+                is_admin: admin,
+                now: self.clock_now(),
+            })
+            .expect("create user")
+    }
+
+    pub fn clock_now(&self) -> i64 {
+        rememberme::Clock::now(&self.clock)
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    pub fn tokens_of(&self, user: UserId) -> Vec<rememberme::store::TokenRecord> {
+        self.stores.tokens.list_for_user(user).expect("list tokens")
+    }
+
+    pub fn audit_kinds(&self) -> Vec<String> {
+        self.stores
+            .audit
+            .list(None, None, 0, 1000)
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // `stop` sends the command at once; the returned future only waits.
+        drop(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub headers: actix_web::http::header::HeaderMap,
+    pub body: String,
+    pub set_cookies: Vec<Cookie<'static>>,
+}
+
+impl Page {
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn set_cookie(&self, name: &str) -> Option<&Cookie<'static>> {
+        self.set_cookies.iter().rev().find(|c| c.name() == name)
+    }
+
+    /// The value of the form's hidden `csrf_token`.
+    pub fn csrf(&self) -> String {
+        hidden_value(&self.body, "csrf_token")
+            .unwrap_or_else(|| panic!("no csrf_token in:\n{}", self.body))
+    }
+}
+
+pub fn hidden_value(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(body[start..end].to_owned())
+}
+
+/// A cookie-keeping client that does not follow redirects.
+pub struct Browser {
+    client: awc::Client,
+    base: String,
+    pub jar: BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        Self {
+            client: awc::Client::builder()
+                .disable_redirects()
+                .add_default_header(("user-agent", "rememberme-tests/1.0"))
+                .timeout(Duration::from_secs(30))
+                .finish(),
+            base: base.to_owned(),
+            jar: BTreeMap::new(),
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.get(name).cloned()
+    }
+
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.jar.insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn drop_cookie(&mut self, name: &str) {
+        self.jar.remove(name);
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn read<S>(&mut self, mut res: awc::ClientResponse<S>) -> Page
+    where
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+            + Unpin,
+    {
+        let mut set_cookies = Vec::new();
+        for value in res.headers().get_all("set-cookie") {
+            let cookie = Cookie::parse(value.to_str().expect("ascii cookie").to_owned())
+                .expect("well-formed Set-Cookie");
+            let removed = cookie.value().is_empty()
+                || cookie
+                    .max_age()
+                    .is_some_and(|age| age.is_zero() || age.is_negative());
+            if removed {
+                self.jar.remove(cookie.name());
+            } else {
+                self.jar
+                    .insert(cookie.name().to_owned(), cookie.value().to_owned());
+            }
+            set_cookies.push(cookie.into_owned());
+        }
+        let body = res.body().limit(4 << 20).await.expect("body");
+        Page {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            set_cookies,
+        }
+    }
+
+    /// Opens the sign-in form and posts it.
+    pub async fn login(&mut self, username: &str, password: &str, remember: bool) -> Page {
+        let form = self.get("/login").await;
+        assert_eq!(form.status, 200, "sign-in form: {}", form.body);
+        let csrf = form.csrf();
+        let mut fields = vec![
+            ("csrf_token", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ];
+        if remember {
+            fields.push(("remember_me", "on"));
+        }
+        self.post("/login", &fields).await
+    }
+
+    /// Posts the sign-out form of the home page.
+    pub async fn logout(&mut self) -> Page {
+        let home = self.get("/").await;
+        let csrf = home.csrf();
+        self.post("/logout", &[("csrf_token", csrf.as_str())]).await
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if !self.jar.is_empty() {
+            req = req.insert_header(("cookie", self.cookie_header()));
+        }
+        let res = req.send().await.expect("GET");
+        self.read(res).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let mut req = self.client.post(format!("{}{path}", self.base));
+        if !self.jar.is_empty() {
+            req = req.insert_header(("cookie", self.cookie_header()));
+        }
+        let res = req.send_form(&form).await.expect("POST");
+        self.read(res).await
+    }
+}
+
+/// Runs each named `async fn(TestDb)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::common::TestDb::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if let Some(db) = $crate::common::TestDb::postgres() {
+                        super::$name(db).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Decodes a remember-me cookie value into (series, token) raw bytes.
+pub fn raw_parts(value: &str) -> (Vec<u8>, Vec<u8>) {
+    let cookie = rememberme::token::RememberCookie::decode(value.as_bytes()).expect("valid cookie");
+    (
+        cookie.series.as_bytes().to_vec(),
+        cookie.token.as_bytes().to_vec(),
+    )
+}

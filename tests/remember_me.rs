@@ -1,0 +1,535 @@
+//! The remember-me journey over HTTP, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDb, TestServer, raw_parts};
+
+const RM: &str = "remember_me";
+const SESSION: &str = "session";
+const THIRTY_DAYS: i64 = 30 * 24 * 3600;
+
+on_both_backends!(
+    sign_in_without_the_box_gives_a_session_and_no_remember_me_cookie,
+    sign_in_with_the_box_sets_a_hardened_cookie_and_stores_only_hashes,
+    the_remember_me_cookie_alone_signs_in_weakly_and_rotates_on_that_response,
+    a_remembered_only_session_is_sent_through_step_up_for_a_strong_page,
+    the_pre_rotation_token_is_accepted_in_grace_and_is_theft_after,
+    malformed_and_unknown_cookies_are_removed_and_change_nothing,
+    an_expired_token_is_deleted_and_its_cookie_removed,
+    logout_clears_cookie_row_and_session,
+    another_user_signing_in_revokes_the_series_the_browser_carries,
+    the_same_user_signing_in_again_replaces_the_browser_series,
+    step_up_from_a_remembered_only_session_never_issues_a_token_by_itself,
+    forms_without_a_valid_csrf_token_are_refused,
+    next_only_redirects_within_the_site,
+    wrong_password_and_unknown_user_get_the_same_generic_401,
+    healthz_answers_when_the_database_does,
+    every_html_response_carries_the_security_headers,
+);
+
+async fn sign_in_without_the_box_gives_a_session_and_no_remember_me_cookie(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+
+    let res = browser.login("alice", "correct horse", false).await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert_eq!(res.location(), Some("/"));
+    assert!(
+        res.set_cookie(RM).is_none(),
+        "no remember-me cookie without the box"
+    );
+    assert!(browser.cookie(RM).is_none());
+
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Signed in as alice"));
+    assert!(home.body.contains("Signed in with your password"));
+
+    browser.drop_cookie(SESSION);
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 303);
+    assert_eq!(home.location(), Some("/login?next=%2F"));
+}
+
+async fn sign_in_with_the_box_sets_a_hardened_cookie_and_stores_only_hashes(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+
+    let res = browser.login("alice", "correct horse", true).await;
+    assert_eq!(res.status, 303);
+    let cookie = res.set_cookie(RM).expect("remember-me cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.same_site(), Some(actix_web::cookie::SameSite::Lax));
+    assert_eq!(cookie.path(), Some("/"));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(
+        cookie.max_age().map(|d| d.whole_seconds()),
+        Some(THIRTY_DAYS)
+    );
+
+    let (series, token) = raw_parts(cookie.value());
+    assert!(series.len() >= 16 && token.len() >= 32);
+    let rows = server.tokens_of(alice);
+    assert_eq!(rows.len(), 1);
+    use sha2::Digest as _;
+    assert_eq!(
+        rows[0].series_hash.as_bytes().as_slice(),
+        sha2::Sha256::digest(&series).as_slice()
+    );
+    assert_eq!(
+        rows[0].token_hash.as_bytes().as_slice(),
+        sha2::Sha256::digest(&token).as_slice()
+    );
+
+    // The raw secrets appear nowhere in the database files.
+    if let Some(path) = server.db.sqlite_path() {
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+            bytes.extend(wal);
+        }
+        let value = cookie.value().as_bytes();
+        for needle in [&series[..], &token[..], value, &value[3..25], &value[26..]] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "a raw secret was found in the database file"
+            );
+        }
+    }
+}
+
+async fn the_remember_me_cookie_alone_signs_in_weakly_and_rotates_on_that_response(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut first = server.browser();
+    first.login("alice", "correct horse", true).await;
+    let issued = first.cookie(RM).unwrap();
+
+    let mut returning = server.browser();
+    returning.set_cookie(RM, &issued);
+    let home = returning.get("/").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("Signed in as alice"));
+    assert!(home.body.contains("Signed in by remember-me"));
+    assert!(home.body.contains("WEAK_AUTHENTICATION"));
+    assert!(!home.body.contains("PASSWORD_VERIFIED"));
+    let rotated = home.set_cookie(RM).expect("rotated on the same response");
+    assert_ne!(rotated.value(), issued);
+    assert_eq!(
+        raw_parts(rotated.value()).0,
+        raw_parts(&issued).0,
+        "same series"
+    );
+    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert!(
+        server
+            .audit_kinds()
+            .contains(&"remember_me_sign_in".to_owned())
+    );
+
+    // A visitor with a valid cookie who opens the sign-in page goes straight on.
+    let mut other = server.browser();
+    other.set_cookie(RM, rotated.value());
+    let res = other.get("/login?next=/somewhere").await;
+    assert_eq!(res.status, 303);
+    assert_eq!(res.location(), Some("/somewhere"));
+}
+
+async fn a_remembered_only_session_is_sent_through_step_up_for_a_strong_page(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("root", "admin password", true);
+    let mut first = server.browser();
+    first.login("root", "admin password", true).await;
+
+    let mut returning = server.browser();
+    returning.set_cookie(RM, &first.cookie(RM).unwrap());
+    let res = returning.get("/admin/tokens").await;
+    assert_eq!(res.status, 303);
+    assert_eq!(
+        res.location(),
+        Some("/login/step-up?next=%2Fadmin%2Ftokens")
+    );
+
+    let form = returning.get("/login/step-up?next=%2Fadmin%2Ftokens").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("Confirm your password"));
+    let sid_before = returning.cookie(SESSION);
+    let res = returning
+        .post(
+            "/login/step-up",
+            &[
+                ("csrf_token", &form.csrf()),
+                ("password", "admin password"),
+                ("next", "/admin/tokens"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert_eq!(res.location(), Some("/admin/tokens"));
+    assert_ne!(
+        returning.cookie(SESSION),
+        sid_before,
+        "session renewed at step-up"
+    );
+    let page = returning.get("/admin/tokens").await;
+    assert_eq!(page.status, 200);
+    assert!(server.audit_kinds().contains(&"step_up".to_owned()));
+}
+
+async fn the_pre_rotation_token_is_accepted_in_grace_and_is_theft_after(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut victim = server.browser();
+    victim.login("alice", "correct horse", true).await;
+    let old = victim.cookie(RM).unwrap();
+
+    // The victim's browser restarts: session gone, cookie used and rotated.
+    victim.drop_cookie(SESSION);
+    assert_eq!(victim.get("/").await.status, 200);
+    let new = victim.cookie(RM).unwrap();
+    assert_ne!(new, old);
+
+    // A parallel request with the old token, inside the grace window.
+    let mut parallel = server.browser();
+    parallel.set_cookie(RM, &old);
+    let res = parallel.get("/").await;
+    assert_eq!(res.status, 200, "accepted in grace");
+    assert!(
+        res.set_cookie(RM).is_none(),
+        "grace leaves the cookie untouched"
+    );
+    assert_eq!(server.tokens_of(alice).len(), 1);
+
+    // After the window the old token is a replay: theft.
+    server.clock.advance(Duration::from_secs(61));
+    let mut thief = server.browser();
+    thief.set_cookie(RM, &old);
+    let res = thief.get("/").await;
+    assert_eq!(res.status, 303, "the replay signs nobody in");
+    let removal = res.set_cookie(RM).expect("cookie removed");
+    assert_eq!(removal.max_age().map(|d| d.whole_seconds()), Some(0));
+    assert!(
+        server.tokens_of(alice).is_empty(),
+        "every token of the user revoked"
+    );
+    assert!(server.audit_kinds().contains(&"theft_detected".to_owned()));
+
+    // The newer cookie no longer works, and the open session ended too.
+    let mut holder = server.browser();
+    holder.set_cookie(RM, &new);
+    assert_eq!(holder.get("/").await.status, 303);
+    assert_eq!(
+        victim.get("/").await.status,
+        303,
+        "open session ended (auth epoch)"
+    );
+}
+
+async fn malformed_and_unknown_cookies_are_removed_and_change_nothing(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut owner = server.browser();
+    owner.login("alice", "correct horse", true).await;
+    let good = owner.cookie(RM).unwrap();
+    let before = server.tokens_of(alice);
+    let audit_before = server.audit_kinds().len();
+
+    let unknown = rememberme::token::RememberCookie::generate().encode();
+    let mut series_tampered = good.clone().into_bytes();
+    series_tampered[5] = if series_tampered[5] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let cases: Vec<Vec<u8>> = vec![
+        good.replacen("v1.", "v9.", 1).into_bytes(),
+        series_tampered,
+        format!("{}*", &good[..good.len() - 1]).into_bytes(),
+        good[..good.len() - 5].as_bytes().to_vec(),
+        Vec::new(),
+        vec![b'v', b'1', b'.', 0xC3, 0x28, 0xFF],
+        unknown.into_bytes(),
+    ];
+    for raw in cases {
+        let res = get_with_raw_cookie(&server, &raw).await;
+        assert_eq!(res.0, 303, "anonymous for {raw:?}");
+        assert!(
+            res.1
+                .iter()
+                .any(|c| c.starts_with("remember_me=;") && c.contains("Max-Age=0")),
+            "cookie removed for {raw:?}: {:?}",
+            res.1
+        );
+    }
+    assert_eq!(server.tokens_of(alice), before, "rows unchanged");
+    assert_eq!(server.audit_kinds().len(), audit_before, "nothing recorded");
+    assert_eq!(owner.get("/").await.status, 200);
+}
+
+/// Sends `remember_me=<raw bytes>` (possibly not UTF-8) to `/`.
+async fn get_with_raw_cookie(server: &TestServer, raw: &[u8]) -> (u16, Vec<String>) {
+    let mut header = b"remember_me=".to_vec();
+    header.extend_from_slice(raw);
+    let value = actix_web::http::header::HeaderValue::from_bytes(&header).unwrap();
+    let res = awc::Client::builder()
+        .disable_redirects()
+        .finish()
+        .get(format!("{}/", server.base))
+        .insert_header(("cookie", value))
+        .send()
+        .await
+        .unwrap();
+    let cookies = res
+        .headers()
+        .get_all("set-cookie")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    (res.status().as_u16(), cookies)
+}
+
+async fn an_expired_token_is_deleted_and_its_cookie_removed(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    browser.drop_cookie(SESSION);
+
+    server
+        .clock
+        .advance(Duration::from_secs(THIRTY_DAYS as u64 + 1));
+    let res = browser.get("/").await;
+    assert_eq!(res.status, 303);
+    assert!(res.set_cookie(RM).is_some_and(|c| c.value().is_empty()));
+    assert!(server.tokens_of(alice).is_empty(), "expired row deleted");
+    assert!(!server.audit_kinds().contains(&"theft_detected".to_owned()));
+}
+
+async fn logout_clears_cookie_row_and_session(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    let cookie = browser.cookie(RM).unwrap();
+    let session = browser.cookie(SESSION).unwrap();
+
+    let res = browser.logout().await;
+    assert_eq!(res.status, 303);
+    assert_eq!(res.location(), Some("/login"));
+    let removal = res.set_cookie(RM).expect("remember-me cookie cleared");
+    assert_eq!(removal.max_age().map(|d| d.whole_seconds()), Some(0));
+    assert!(server.tokens_of(alice).is_empty(), "row deleted");
+    assert_eq!(browser.get("/").await.status, 303, "session ended");
+    assert!(server.audit_kinds().contains(&"logout".to_owned()));
+
+    let mut replay = server.browser();
+    replay.set_cookie(RM, &cookie);
+    assert_eq!(
+        replay.get("/").await.status,
+        303,
+        "old cookie signs nobody in"
+    );
+    // The session cookie from before the logout carries nobody either
+    // (its content was purged and the client was told to drop it).
+    let mut old_session = server.browser();
+    old_session.set_cookie(SESSION, &session);
+    let _ = old_session.get("/").await;
+}
+
+async fn another_user_signing_in_revokes_the_series_the_browser_carries(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let bob = server.add_user("bob", "battery staple", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    assert_eq!(server.tokens_of(alice).len(), 1);
+
+    let res = browser.login("bob", "battery staple", false).await;
+    assert_eq!(res.status, 303);
+    assert!(server.tokens_of(alice).is_empty(), "alice's series revoked");
+    assert!(browser.cookie(RM).is_none(), "and removed from the browser");
+    assert!(browser.get("/").await.body.contains("Signed in as bob"));
+
+    // With the box ticked the other user's series goes and a new one comes.
+    browser.login("alice", "correct horse", true).await;
+    browser.login("bob", "battery staple", true).await;
+    assert!(server.tokens_of(alice).is_empty());
+    assert_eq!(server.tokens_of(bob).len(), 1);
+}
+
+async fn the_same_user_signing_in_again_replaces_the_browser_series(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    let first = server.tokens_of(alice);
+    browser.login("alice", "correct horse", true).await;
+    let second = server.tokens_of(alice);
+    assert_eq!(second.len(), 1, "one token per browser");
+    assert_ne!(first[0].series_hash, second[0].series_hash, "replaced");
+
+    // A second browser is a second device.
+    let mut laptop = server.browser();
+    laptop.login("alice", "correct horse", true).await;
+    assert_eq!(server.tokens_of(alice).len(), 2);
+}
+
+async fn step_up_from_a_remembered_only_session_never_issues_a_token_by_itself(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut first = server.browser();
+    first.login("alice", "correct horse", true).await;
+    let mut remembered = server.browser();
+    remembered.set_cookie(RM, &first.cookie(RM).unwrap());
+    assert_eq!(remembered.get("/").await.status, 200);
+    let cookie_after_identify = remembered.cookie(RM);
+
+    // Ask for a token from the step-up form without the password.
+    let form = remembered.get("/login/step-up?next=/").await;
+    let res = remembered
+        .post(
+            "/login/step-up",
+            &[
+                ("csrf_token", &form.csrf()),
+                ("password", "guess"),
+                ("remember_me", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 401);
+    assert!(res.set_cookie(RM).is_none());
+    // Nor through the sign-in form, nor by merely browsing.
+    let form = remembered.get("/login").await;
+    let res = remembered
+        .post(
+            "/login",
+            &[
+                ("csrf_token", &form.csrf()),
+                ("username", "alice"),
+                ("password", ""),
+                ("remember_me", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 401);
+    for _ in 0..3 {
+        remembered.get("/").await;
+    }
+    assert_eq!(server.tokens_of(alice).len(), 1, "no token minted");
+    assert_eq!(remembered.cookie(RM), cookie_after_identify);
+    assert_eq!(
+        server
+            .audit_kinds()
+            .iter()
+            .filter(|k| *k == "token_issued")
+            .count(),
+        1
+    );
+}
+
+async fn forms_without_a_valid_csrf_token_are_refused(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.get("/login").await;
+    let fields = [("username", "alice"), ("password", "correct horse")];
+    assert_eq!(browser.post("/login", &fields).await.status, 403);
+    let with_wrong = [
+        ("csrf_token", "wrong"),
+        ("username", "alice"),
+        ("password", "correct horse"),
+    ];
+    assert_eq!(browser.post("/login", &with_wrong).await.status, 403);
+    // A token from another session is wrong too.
+    let mut other = server.browser();
+    let foreign = other.get("/login").await.csrf();
+    let with_foreign = [
+        ("csrf_token", foreign.as_str()),
+        ("username", "alice"),
+        ("password", "correct horse"),
+    ];
+    assert_eq!(browser.post("/login", &with_foreign).await.status, 403);
+
+    assert_eq!(
+        browser.login("alice", "correct horse", false).await.status,
+        303
+    );
+    assert_eq!(browser.post("/logout", &[]).await.status, 403);
+    assert_eq!(
+        browser.post("/logout", &[("csrf_token", "x")]).await.status,
+        403
+    );
+    assert_eq!(browser.get("/").await.status, 200, "still signed in");
+}
+
+async fn next_only_redirects_within_the_site(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    for (next, expected) in [
+        ("//other.example/", "/"),
+        ("https://other.example/", "/"),
+        ("/\\other.example", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/account/devices", "/account/devices"),
+    ] {
+        let mut browser = server.browser();
+        let form = browser.get("/login").await;
+        let res = browser
+            .post(
+                "/login",
+                &[
+                    ("csrf_token", &form.csrf()),
+                    ("username", "alice"),
+                    ("password", "correct horse"),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(res.status, 303);
+        assert_eq!(res.location(), Some(expected), "next={next}");
+    }
+}
+
+async fn wrong_password_and_unknown_user_get_the_same_generic_401(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    let wrong = browser.login("alice", "nope", true).await;
+    let unknown = browser.login("mallory", "nope", true).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    let message = "Wrong username or password.";
+    assert!(wrong.body.contains(message) && unknown.body.contains(message));
+    assert!(browser.cookie(RM).is_none());
+    assert_eq!(browser.get("/").await.status, 303);
+    // The form can be answered again after a failure.
+    assert_eq!(
+        browser.login("alice", "correct horse", false).await.status,
+        303
+    );
+}
+
+async fn healthz_answers_when_the_database_does(db: TestDb) {
+    let server = TestServer::start(db);
+    let res = server.browser().get("/healthz").await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, "ok");
+}
+
+async fn every_html_response_carries_the_security_headers(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    let login = browser.get("/login").await;
+    browser.login("alice", "correct horse", false).await;
+    let home = browser.get("/").await;
+    for page in [&login, &home] {
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"));
+        assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+        assert!(page.header("referrer-policy").is_some());
+    }
+    assert_eq!(home.header("cache-control"), Some("no-store"));
+}
