@@ -73,6 +73,8 @@ mod extract;
 pub mod flow;
 mod middleware;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token;
 
 pub use config::{

@@ -27,6 +27,7 @@ on_both_backends!(
     wrong_password_and_unknown_user_get_the_same_generic_401,
     healthz_answers_when_the_database_does,
     every_html_response_carries_the_security_headers,
+    a_cookie_minted_by_the_testing_helpers_signs_in_by_remember_me,
 );
 
 async fn sign_in_without_the_box_gives_a_session_and_no_remember_me_cookie(db: TestDb) {
@@ -532,4 +533,18 @@ async fn every_html_response_carries_the_security_headers(db: TestDb) {
         assert!(page.header("referrer-policy").is_some());
     }
     assert_eq!(home.header("cache-control"), Some("no-store"));
+}
+
+async fn a_cookie_minted_by_the_testing_helpers_signs_in_by_remember_me(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let cookie =
+        rememberme::testing::remember_me_cookie(&server.stores, &server.config, alice).unwrap();
+    assert_eq!(cookie.name(), RM);
+    let mut browser = server.browser();
+    browser.set_cookie(RM, cookie.value());
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Signed in by remember-me"));
+    assert_eq!(server.tokens_of(alice).len(), 1);
 }

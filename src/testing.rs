@@ -1,0 +1,61 @@
+//! Helpers for a site's own tests: sign a user in without the form.
+//!
+//! Enabled by the `testing` feature; add it to your dev-dependencies only:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! rememberme = { version = "0.1", features = ["testing"] }
+//! ```
+//!
+//! [`remember_me_cookie`] issues a real token through the same step the
+//! login flow uses (hashes stored, limits applied, audit written), so a test
+//! that sets the cookie in a browser or HTTP client exercises the real
+//! remember-me sign-in path.
+//!
+//! ```no_run
+//! # fn demo(stores: rememberme::Stores, user_id: i64) {
+//! let config = rememberme::RememberMeConfig::default();
+//! let cookie = rememberme::testing::remember_me_cookie(&stores, &config, user_id)
+//!     .expect("token issued");
+//! // Send it as `Cookie: remember_me=<value>` or add it to a WebDriver session.
+//! println!("{}={}", cookie.name(), cookie.value());
+//! # }
+//! ```
+
+use actix_web::cookie::Cookie;
+
+use crate::RememberMeConfig;
+use crate::flow::{ClientInfo, CookieChange, RememberMeIssueStep, Step, StepContext, StepOutcome};
+use crate::middleware::remember_cookie;
+use crate::store::{StoreError, Stores, UserId};
+
+/// Issues a remember-me token for `user` and returns the cookie a browser
+/// would have received after ticking "Keep me logged in". Blocking.
+pub fn remember_me_cookie(
+    stores: &Stores,
+    config: &RememberMeConfig,
+    user: UserId,
+) -> Result<Cookie<'static>, StoreError> {
+    let client = ClientInfo {
+        user_agent: Some("rememberme::testing".to_owned()),
+        ip: None,
+    };
+    let mut ctx = StepContext {
+        stores,
+        config,
+        now: config.now(),
+        client: &client,
+        remember_cookie: None,
+        browser_series: None,
+        credentials: None,
+        cookie_change: None,
+    };
+    match RememberMeIssueStep.run(&mut ctx, Some(user))? {
+        StepOutcome::Success { .. } => {}
+        other => return Err(StoreError::Query(format!("token not issued: {other:?}"))),
+    }
+    match ctx.cookie_change {
+        Some(change @ CookieChange::Set { .. }) => Ok(remember_cookie(config, &change)),
+        _ => Err(StoreError::Query("token step set no cookie".into())),
+    }
+}
