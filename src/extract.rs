@@ -669,17 +669,14 @@ impl Auth {
     /// Moves this session to the user's new epoch after a change it made itself.
     fn restamp(&self, epoch: Option<i64>) {
         let mut state = self.auth.state.borrow_mut();
-        match (state.as_mut(), epoch) {
-            (Some(state), Some(epoch)) => {
-                state.epoch = epoch;
-                state.checked_at = self.auth.shared.config.now();
-                // A fresh id too: the session's privileges were just re-confirmed.
-                state.sid = random_id();
-                if let Err(error) = self.session.insert(AUTH_KEY, &*state) {
-                    tracing::error!(%error, "could not update the session");
-                }
+        if let (Some(state), Some(epoch)) = (state.as_mut(), epoch) {
+            state.epoch = epoch;
+            state.checked_at = self.auth.shared.config.now();
+            // A fresh id too: the session's privileges were just re-confirmed.
+            state.sid = random_id();
+            if let Err(error) = self.session.insert(AUTH_KEY, &*state) {
+                tracing::error!(%error, "could not update the session");
             }
-            _ => {}
         }
     }
 

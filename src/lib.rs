@@ -87,3 +87,8 @@ pub use extract::{
 pub use flow::{Credentials, Flow, FlowKind, Tag};
 pub use middleware::{RememberMe, SignInMethod};
 pub use store::{Database, DieselStore, Stores};
+
+/// The README's Rust snippets, compiled by `cargo test`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -27,6 +27,10 @@ struct Cli {
     )]
     database_url: String,
 
+    /// `serve`'s settings, accepted without the subcommand too.
+    #[command(flatten)]
+    serve: ServeArgs,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -100,21 +104,14 @@ struct ServeArgs {
     /// Database connections in the pool.
     #[arg(long, env = "REMEMBERME_DB_POOL_SIZE", default_value_t = 8)]
     db_pool_size: u32,
+    /// Create the demo users `alice` (password `alice-password`) and `admin`
+    /// (password `admin-password`, an admin) if they do not exist. For trying
+    /// the demo only: never on a site with real users.
+    #[arg(long, env = "REMEMBERME_SEED_DEMO_USERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    seed_demo_users: bool,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "REMEMBERME_WORKERS")]
     workers: Option<usize>,
-}
-
-impl Default for ServeArgs {
-    fn default() -> Self {
-        // The defaults declared above, without a command line.
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            args: ServeArgs,
-        }
-        Only::parse_from(["rememberme"]).args
-    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -126,7 +123,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        None => serve(&cli.database_url, ServeArgs::default()),
+        None => serve(&cli.database_url, cli.serve),
         Some(Command::Serve(args)) => serve(&cli.database_url, args),
         Some(Command::Migrate) => {
             open(&cli.database_url, 1).map(|_| eprintln!("migrations applied"))
@@ -254,6 +251,9 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .unwrap_or_else(|| default_key_path(url));
     let store = open(url, args.db_pool_size)?;
     let key = session_key(&key_path)?;
+    if args.seed_demo_users {
+        seed_demo_users(&store)?;
+    }
     let config = RememberMeConfig::builder()
         .validity(Duration::from_secs(args.remember_days * 24 * 3600))
         .expiry(args.remember_expiry)
@@ -294,6 +294,35 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         }
         server.run().await.map_err(|e| e.to_string())
     })
+}
+
+fn seed_demo_users(store: &DieselStore) -> Result<(), String> {
+    use rememberme::store::UserStore as _;
+    for (name, password, admin) in [
+        ("alice", "alice-password", false),
+        ("admin", "admin-password", true),
+    ] {
+        if store
+            .find_by_username(name)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            continue;
+        }
+        store
+            .create(NewUser {
+                username: name,
+                password_hash: &rememberme::flow::hash_password(password),
+                is_admin: admin,
+                now: now(),
+            })
+            .map_err(|e| e.to_string())?;
+        tracing::warn!(
+            username = name,
+            "demo user created (password: <username>-password)"
+        );
+    }
+    Ok(())
 }
 
 async fn purge_periodically(stores: Stores, every: Duration) {

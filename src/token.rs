@@ -210,7 +210,7 @@ mod tests {
         let cases: Vec<Vec<u8>> = vec![
             Vec::new(),
             b"v1.".to_vec(),
-            good[..good.len() - 1].as_bytes().to_vec(),
+            good.as_bytes()[..good.len() - 1].to_vec(),
             format!("{good}A").into_bytes(),
             good.replacen("v1.", "v2.", 1).into_bytes(),
             good.replace('.', "").into_bytes(),

@@ -249,7 +249,7 @@ async fn malformed_and_unknown_cookies_are_removed_and_change_nothing(db: TestDb
         good.replacen("v1.", "v9.", 1).into_bytes(),
         series_tampered,
         format!("{}*", &good[..good.len() - 1]).into_bytes(),
-        good[..good.len() - 5].as_bytes().to_vec(),
+        good.as_bytes()[..good.len() - 5].to_vec(),
         Vec::new(),
         vec![b'v', b'1', b'.', 0xC3, 0x28, 0xFF],
         unknown.into_bytes(),
