@@ -65,6 +65,18 @@ enum UserCommand {
 enum TokensCommand {
     /// Delete expired remember-me tokens.
     Purge,
+    /// List remember-me tokens (never the secrets), newest first.
+    List {
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke every token of a user and end their open sessions.
+    Revoke {
+        /// The user.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -132,6 +144,12 @@ fn main() -> std::process::ExitCode {
             add_user(&cli.database_url, &name, admin)
         }
         Some(Command::Tokens(TokensCommand::Purge)) => purge(&cli.database_url),
+        Some(Command::Tokens(TokensCommand::List { user })) => {
+            list_tokens(&cli.database_url, user.as_deref())
+        }
+        Some(Command::Tokens(TokensCommand::Revoke { user })) => {
+            revoke_tokens(&cli.database_url, &user)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -204,6 +222,63 @@ fn purge(url: &str) -> Result<(), String> {
     let store = open(url, 1)?;
     let n = store.purge_expired(now()).map_err(|e| e.to_string())?;
     eprintln!("{n} expired token(s) deleted");
+    Ok(())
+}
+
+fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {
+    use rememberme::store::TokenStore as _;
+    let store = open(url, 1)?;
+    let rows = store.list(user, 0, i64::MAX).map_err(|e| e.to_string())?;
+    println!(
+        "{:>6}  {:<20} {:<20} {:<16} {:<16} user agent",
+        "id", "user", "expires (unix)", "last used", "ip"
+    );
+    for row in &rows {
+        let t = &row.token;
+        println!(
+            "{:>6}  {:<20} {:<20} {:<16} {:<16} {}",
+            t.id,
+            row.username,
+            t.expires_at,
+            t.last_used_at,
+            t.ip.as_deref().unwrap_or("-"),
+            t.user_agent
+                .as_deref()
+                .unwrap_or("-")
+                .chars()
+                .take(60)
+                .collect::<String>(),
+        );
+    }
+    eprintln!("{} token(s)", rows.len());
+    Ok(())
+}
+
+fn revoke_tokens(url: &str, name: &str) -> Result<(), String> {
+    use rememberme::store::{
+        AuditKind, AuditLog as _, NewAuditEvent, TokenStore as _, UserStore as _,
+    };
+    let store = open(url, 1)?;
+    let user = store
+        .find_by_username(name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name}"))?;
+    let n = store
+        .delete_all_for_user(user.id)
+        .map_err(|e| e.to_string())?;
+    store.bump_epoch(user.id).map_err(|e| e.to_string())?;
+    let detail = format!("{n} token(s) revoked from the command line");
+    store
+        .record(NewAuditEvent {
+            at: now(),
+            kind: AuditKind::SignOutEverywhere,
+            user_id: Some(user.id),
+            ip: None,
+            user_agent: None,
+            detail: &detail,
+        })
+        .map_err(|e| e.to_string())?;
+    eprintln!("{name}: {n} token(s) revoked; open sessions end at their next check");
     Ok(())
 }
 

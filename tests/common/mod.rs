@@ -131,9 +131,21 @@ impl TestServer {
         db: TestDb,
         tweak: impl FnOnce(RememberMeConfigBuilder) -> RememberMeConfigBuilder,
     ) -> Self {
+        Self::start_counting(db, tweak).0
+    }
+
+    /// Like `start_with`, with every store call counted.
+    pub fn start_counting(
+        db: TestDb,
+        tweak: impl FnOnce(RememberMeConfigBuilder) -> RememberMeConfigBuilder,
+    ) -> (Self, std::sync::Arc<CallCounts>) {
         let database = Database::connect(&db.url, 8).expect("test database");
         let store = DieselStore::new(database);
-        let stores = Stores::from_one(store.clone());
+        let counts = std::sync::Arc::new(CallCounts::default());
+        let stores = Stores::from_one(CountingStore {
+            inner: store.clone(),
+            counts: counts.clone(),
+        });
         let clock = ManualClock::new();
         let config = tweak(
             RememberMeConfig::builder()
@@ -160,7 +172,7 @@ impl TestServer {
             system.block_on(server).expect("server");
         });
         let (addr, handle) = rx.recv().expect("server started");
-        Self {
+        let server = Self {
             base: format!("http://{addr}"),
             clock,
             stores,
@@ -169,7 +181,8 @@ impl TestServer {
             handle,
             thread: Some(thread),
             db,
-        }
+        };
+        (server, counts)
     }
 
     pub fn add_user(&self, name: &str, password: &str, admin: bool) -> UserId {
@@ -256,16 +269,22 @@ pub fn hidden_value(body: &str, name: &str) -> Option<String> {
 /// A cookie-keeping client that does not follow redirects.
 pub struct Browser {
     client: awc::Client,
+    pub user_agent: String,
     base: String,
     pub jar: BTreeMap<String, String>,
 }
 
 impl Browser {
     pub fn new(base: &str) -> Self {
+        Self::with_user_agent(base, "rememberme-tests/1.0")
+    }
+
+    pub fn with_user_agent(base: &str, user_agent: &str) -> Self {
         Self {
+            user_agent: user_agent.to_owned(),
             client: awc::Client::builder()
                 .disable_redirects()
-                .add_default_header(("user-agent", "rememberme-tests/1.0"))
+                .add_default_header(("user-agent", user_agent))
                 .timeout(Duration::from_secs(30))
                 .finish(),
             base: base.to_owned(),
@@ -397,4 +416,92 @@ pub fn raw_parts(value: &str) -> (Vec<u8>, Vec<u8>) {
         cookie.series.as_bytes().to_vec(),
         cookie.token.as_bytes().to_vec(),
     )
+}
+
+/// How often each kind of store call was made.
+#[derive(Default, Debug)]
+pub struct CallCounts {
+    pub total: std::sync::atomic::AtomicU64,
+    pub auth_epoch: std::sync::atomic::AtomicU64,
+}
+
+impl CallCounts {
+    pub fn total(&self) -> u64 {
+        self.total.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn auth_epoch(&self) -> u64 {
+        self.auth_epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The real Diesel store, with every call counted.
+pub struct CountingStore {
+    inner: DieselStore,
+    counts: std::sync::Arc<CallCounts>,
+}
+
+impl CountingStore {
+    fn tick(&self) {
+        self.counts
+            .total
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+use rememberme::store::{
+    AuditEvent, AuditLog, NewAuditEvent, NewToken, StoreError, TokenListing, TokenRecord,
+    TokenStore, User, UserStore,
+};
+use rememberme::token::SecretHash;
+
+macro_rules! counted {
+    ($tr:ident; $($name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        $(fn $name(&self $(, $arg: $ty)*) -> $ret {
+            self.tick();
+            <DieselStore as $tr>::$name(&self.inner $(, $arg)*)
+        })*
+    };
+}
+
+impl TokenStore for CountingStore {
+    counted! { TokenStore;
+        find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
+        rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, now: i64, expires_at: i64) -> Result<bool, StoreError>;
+        insert(&self, token: NewToken<'_>, max: u32) -> Result<i64, StoreError>;
+        find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;
+        delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
+        delete_by_id(&self, id: i64, owner: Option<UserId>) -> Result<bool, StoreError>;
+        delete_all_for_user(&self, user: UserId) -> Result<usize, StoreError>;
+        list_for_user(&self, user: UserId) -> Result<Vec<TokenRecord>, StoreError>;
+        list(&self, username: Option<&str>, offset: i64, limit: i64) -> Result<Vec<TokenListing>, StoreError>;
+        purge_expired(&self, now: i64) -> Result<usize, StoreError>;
+    }
+}
+
+impl UserStore for CountingStore {
+    counted! { UserStore;
+        find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+        find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+        create(&self, user: NewUser<'_>) -> Result<UserId, StoreError>;
+        bump_epoch(&self, id: UserId) -> Result<(), StoreError>;
+        set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
+        record_failed_login(&self, id: UserId, now: i64) -> Result<(), StoreError>;
+        reset_failed_logins(&self, id: UserId) -> Result<(), StoreError>;
+        ping(&self) -> Result<(), StoreError>;
+    }
+
+    fn auth_epoch(&self, id: UserId) -> Result<Option<i64>, StoreError> {
+        self.tick();
+        self.counts
+            .auth_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.auth_epoch(id)
+    }
+}
+
+impl AuditLog for CountingStore {
+    counted! { AuditLog;
+        record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError>;
+        list(&self, kind: Option<&str>, username: Option<&str>, offset: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
+    }
 }
