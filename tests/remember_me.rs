@@ -28,6 +28,8 @@ on_both_backends!(
     healthz_answers_when_the_database_does,
     every_html_response_carries_the_security_headers,
     a_cookie_minted_by_the_testing_helpers_signs_in_by_remember_me,
+    parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft,
+    parallel_sign_ins_of_one_user_stay_within_the_token_cap,
 );
 
 async fn sign_in_without_the_box_gives_a_session_and_no_remember_me_cookie(db: TestDb) {
@@ -547,4 +549,73 @@ async fn a_cookie_minted_by_the_testing_helpers_signs_in_by_remember_me(db: Test
     assert_eq!(home.status, 200);
     assert!(home.body.contains("Signed in by remember-me"));
     assert_eq!(server.tokens_of(alice).len(), 1);
+}
+
+async fn parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    for parallel in [32, 50] {
+        let cookie =
+            rememberme::testing::remember_me_cookie(&server.stores, &server.config, alice).unwrap();
+        let requests = (0..parallel).map(|_| {
+            let mut browser = server.browser();
+            browser.set_cookie(RM, cookie.value());
+            async move {
+                let page = browser.get("/").await;
+                (
+                    page.status,
+                    page.set_cookie(RM).map(|c| c.value().to_owned()),
+                    page.body,
+                )
+            }
+        });
+        let results = futures_util::future::join_all(requests).await;
+        for (status, _, body) in &results {
+            assert_eq!(*status, 200, "every request signed in: {body}");
+            assert!(!body.contains("locked"), "no database error reaches a user");
+        }
+        let rotated: Vec<_> = results.iter().filter_map(|(_, c, _)| c.clone()).collect();
+        assert_eq!(
+            rotated.len(),
+            1,
+            "exactly one rotation among {parallel} requests"
+        );
+        let (series, _) = raw_parts(cookie.value());
+        let row = server
+            .tokens_of(alice)
+            .into_iter()
+            .find(|t| {
+                use sha2::Digest as _;
+                t.series_hash.as_bytes().as_slice() == sha2::Sha256::digest(&series).as_slice()
+            })
+            .expect("the row survives");
+        use sha2::Digest as _;
+        let (_, new_token) = raw_parts(&rotated[0]);
+        let (_, old_token) = raw_parts(cookie.value());
+        assert_eq!(
+            row.token_hash.as_bytes().as_slice(),
+            sha2::Sha256::digest(&new_token).as_slice()
+        );
+        assert_eq!(
+            row.previous_token_hash.unwrap().as_bytes().as_slice(),
+            sha2::Sha256::digest(&old_token).as_slice()
+        );
+    }
+    assert!(!server.audit_kinds().contains(&"theft_detected".to_owned()));
+}
+
+async fn parallel_sign_ins_of_one_user_stay_within_the_token_cap(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.max_tokens_per_user(5));
+    let alice = server.add_user("alice", "correct horse", false);
+    let sign_ins = (0..20).map(|_| {
+        let mut browser = server.browser();
+        async move { browser.login("alice", "correct horse", true).await.status }
+    });
+    let statuses = futures_util::future::join_all(sign_ins).await;
+    assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
+    assert_eq!(
+        server.tokens_of(alice).len(),
+        5,
+        "the oldest go beyond the cap"
+    );
 }

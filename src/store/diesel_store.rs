@@ -146,6 +146,17 @@ impl TokenStore for DieselStore {
         use remember_tokens::dsl as t;
         self.with_conn(|conn| {
             conn.transaction(|conn| {
+                // Serialize the user's concurrent sign-ins so the cap below
+                // holds exactly. PostgreSQL needs a row lock (READ COMMITTED
+                // lets two inserts each trim only the rows they saw); SQLite
+                // already serializes writers on the database lock.
+                if let AnyConnection::Postgresql(pg) = conn {
+                    users::table
+                        .find(token.user_id)
+                        .select(users::id)
+                        .for_update()
+                        .first::<i64>(pg)?;
+                }
                 diesel::insert_into(t::remember_tokens)
                     .values(NewTokenRow {
                         series_hash: token.series_hash.as_bytes(),

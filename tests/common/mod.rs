@@ -270,7 +270,8 @@ pub fn hidden_value(body: &str, name: &str) -> Option<String> {
 pub struct Browser {
     client: awc::Client,
     pub user_agent: String,
-    base: String,
+    /// The site the browser talks to; change it to switch instances.
+    pub base: String,
     pub jar: BTreeMap<String, String>,
 }
 

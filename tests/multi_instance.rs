@@ -1,0 +1,162 @@
+//! Two instances of the real binary behind one PostgreSQL database and one
+//! session key: what one issues, the other honours.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Browser, TestDb};
+
+const RM: &str = "remember_me";
+const SESSION: &str = "session";
+
+/// A `rememberme serve` child process, killed on drop.
+struct Instance {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rememberme"))
+}
+
+fn start(db: &TestDb, key_file: &std::path::Path) -> Instance {
+    let mut child = binary()
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        .args(["--rotation-grace-secs", "1", "--epoch-check-secs", "0"])
+        .args(["--purge-interval-secs", "0", "--db-pool-size", "4"])
+        .arg("--session-key-file")
+        .arg(key_file)
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the instance reports its address");
+    Instance { child, base }
+}
+
+fn cli(db: &TestDb, args: &[&str], stdin: &str) -> String {
+    let mut child = binary()
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[actix_web::test]
+async fn two_instances_share_tokens_theft_detection_and_logout() {
+    let Some(db) = TestDb::postgres() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("session.key");
+    std::fs::write(&key_file, actix_web::cookie::Key::generate().master()).unwrap();
+    cli(&db, &["migrate"], "");
+    cli(&db, &["user", "add", "alice"], "correct horse battery\n");
+
+    let a = start(&db, &key_file);
+    let b = start(&db, &key_file);
+
+    // Issued by A, accepted and rotated by B.
+    let mut browser = Browser::new(&a.base);
+    assert_eq!(
+        browser
+            .login("alice", "correct horse battery", true)
+            .await
+            .status,
+        303
+    );
+    let issued = browser.cookie(RM).unwrap();
+    let mut returning = Browser::new(&b.base);
+    returning.set_cookie(RM, &issued);
+    let home = returning.get("/").await;
+    assert_eq!(home.status, 200, "B accepts A's cookie");
+    assert!(home.body.contains("Signed in by remember-me"));
+    let rotated = returning.cookie(RM).unwrap();
+    assert_ne!(rotated, issued, "and rotates it");
+
+    // The session made by B is read by A (one key).
+    returning.base = a.base.clone();
+    assert_eq!(returning.get("/").await.status, 200);
+
+    // After the grace window, A sees the pre-rotation cookie as theft.
+    let mut thief = Browser::new(&a.base);
+    thief.set_cookie(RM, &issued);
+    std::thread::sleep(Duration::from_millis(2100)); // the grace window (1 s) must pass in real time
+    let res = thief.get("/").await;
+    assert_eq!(res.status, 303, "the replay signs nobody in");
+    let listing = cli(&db, &["tokens", "list", "--user", "alice"], "");
+    assert!(
+        listing.contains("0 token(s)"),
+        "every token revoked: {listing}"
+    );
+    returning.base = b.base.clone();
+    assert_eq!(
+        returning.get("/").await.status,
+        303,
+        "B ends the victim's session too"
+    );
+
+    // A logout on B is honoured by A.
+    let mut browser = Browser::new(&a.base);
+    browser.login("alice", "correct horse battery", true).await;
+    let cookie = browser.cookie(RM).unwrap();
+    browser.base = b.base.clone();
+    let res = browser.logout().await;
+    assert_eq!(res.status, 303);
+    let mut replay = Browser::new(&a.base);
+    replay.set_cookie(RM, &cookie);
+    assert_eq!(
+        replay.get("/").await.status,
+        303,
+        "A refuses the logged-out cookie"
+    );
+    assert!(browser.cookie(SESSION).is_none(), "the session cookie was dropped");
+    browser.base = a.base.clone();
+    assert_eq!(browser.get("/").await.status, 303, "signed out on A too");
+
+    // The admin CLI works on the shared database.
+    let mut device = Browser::new(&b.base);
+    device.login("alice", "correct horse battery", true).await;
+    assert!(cli(&db, &["tokens", "list"], "").contains("1 token(s)"));
+    let out = cli(&db, &["tokens", "revoke", "--user", "alice"], "");
+    assert!(out.contains("1 token(s) revoked"), "{out}");
+    assert_eq!(device.get("/").await.status, 303, "the open session ended");
+}
