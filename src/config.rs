@@ -110,6 +110,9 @@ pub struct RememberMeConfig {
     pub(crate) epoch_check_interval: Duration,
     pub(crate) session_lifetime: Duration,
     pub(crate) max_tokens_per_user: u32,
+    pub(crate) max_failed_logins: u32,
+    pub(crate) lockout: Duration,
+    pub(crate) ip_attempts_per_minute: u32,
     pub(crate) login_path: String,
     pub(crate) step_up_path: String,
 }
@@ -151,6 +154,9 @@ impl RememberMeConfig {
                 epoch_check_interval: Duration::from_secs(60),
                 session_lifetime: Duration::from_secs(12 * 3600),
                 max_tokens_per_user: 20,
+                max_failed_logins: 5,
+                lockout: Duration::from_secs(300),
+                ip_attempts_per_minute: 30,
                 login_path: "/login".to_owned(),
                 step_up_path: "/login/step-up".to_owned(),
             },
@@ -285,6 +291,29 @@ impl RememberMeConfigBuilder {
     /// least recently used, so a script cannot grow the table without bound.
     pub fn max_tokens_per_user(mut self, max: u32) -> Self {
         self.config.max_tokens_per_user = max.max(1);
+        self
+    }
+
+    /// Failed sign-ins of one account after which it is throttled. Default 5.
+    pub fn max_failed_logins(mut self, max: u32) -> Self {
+        self.config.max_failed_logins = max.max(1);
+        self
+    }
+
+    /// How long a throttled account waits after its last failure before the
+    /// next attempt is checked. Default 5 minutes: slows an online guesser
+    /// to about a dozen guesses an hour per account, while a user who
+    /// mistypes a few times waits minutes, not forever. A success resets it.
+    pub fn lockout(mut self, lockout: Duration) -> Self {
+        self.config.lockout = lockout;
+        self
+    }
+
+    /// Password attempts one client IP may make per minute (0: no limit).
+    /// Default 30: no person types that fast; a script spraying many
+    /// accounts from one address is slowed.
+    pub fn ip_attempts_per_minute(mut self, n: u32) -> Self {
+        self.config.ip_attempts_per_minute = n;
         self
     }
 

@@ -300,6 +300,36 @@ pub enum SubmitOutcome {
     InvalidCredentials,
     /// A step's precondition did not hold; nothing was signed in or issued.
     Refused,
+    /// Too many attempts (for this account or from this address): answer
+    /// 429 with `Retry-After`.
+    Throttled {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+}
+
+/// Limits password attempts per client IP.
+pub(crate) type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
+pub(crate) fn ip_limiter(per_minute: u32) -> Option<IpLimiter> {
+    let per_minute = std::num::NonZeroU32::new(per_minute)?;
+    Some(governor::RateLimiter::keyed(governor::Quota::per_minute(
+        per_minute,
+    )))
+}
+
+/// `Some(seconds to wait)` when this IP has used up its attempts.
+fn ip_throttled(limiter: &IpLimiter, req: &HttpRequest) -> Option<u64> {
+    use governor::clock::Clock as _;
+    let ip = req.peer_addr()?.ip();
+    // Forget idle addresses now and then so the map stays small.
+    if limiter.len() > 10_000 {
+        limiter.retain_recent();
+    }
+    limiter.check_key(&ip).err().map(|not_until| {
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        wait.as_secs().max(1)
+    })
 }
 
 /// The handle through which handlers run flows, sign out and check CSRF.
@@ -427,6 +457,15 @@ impl Auth {
         kind: FlowKind,
         credentials: Credentials,
     ) -> Result<SubmitOutcome, AuthError> {
+        if let Some(limiter) = &self.auth.shared.ip_limiter
+            && let Some(retry_after_secs) = ip_throttled(limiter, &self.req)
+        {
+            tracing::info!(
+                retry_after_secs,
+                "sign-in throttled for this client address"
+            );
+            return Ok(SubmitOutcome::Throttled { retry_after_secs });
+        }
         let stored: Option<FlowState> = self.session.get(FLOW_KEY).ok().flatten();
         let mut state = match stored {
             Some(state) if state.kind() == kind => state,
@@ -508,6 +547,13 @@ impl Auth {
                 // Keep the flow where it stands, so the form can be answered again.
                 let _ = self.session.insert(FLOW_KEY, &state);
                 Ok(SubmitOutcome::InvalidCredentials)
+            }
+            Progress::Failed {
+                failure: Failure::Throttled { retry_after_secs },
+                ..
+            } => {
+                let _ = self.session.insert(FLOW_KEY, &state);
+                Ok(SubmitOutcome::Throttled { retry_after_secs })
             }
             Progress::Failed { .. } => Ok(SubmitOutcome::InvalidCredentials),
             Progress::Refused { step, missing } => {

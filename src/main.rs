@@ -110,6 +110,15 @@ struct ServeArgs {
     /// Most remember-me tokens (devices) per user; the least recently used goes.
     #[arg(long, env = "REMEMBERME_MAX_TOKENS_PER_USER", default_value_t = 20)]
     max_tokens_per_user: u32,
+    /// Failed sign-ins after which an account is throttled.
+    #[arg(long, env = "REMEMBERME_MAX_FAILED_LOGINS", default_value_t = 5)]
+    max_failed_logins: u32,
+    /// Seconds a throttled account waits after its last failure.
+    #[arg(long, env = "REMEMBERME_LOCKOUT_SECS", default_value_t = 300)]
+    lockout_secs: u64,
+    /// Password attempts per minute from one client IP (0: no limit).
+    #[arg(long, env = "REMEMBERME_IP_ATTEMPTS_PER_MINUTE", default_value_t = 30)]
+    ip_attempts_per_minute: u32,
     /// Seconds between purges of expired tokens (0: never).
     #[arg(long, env = "REMEMBERME_PURGE_INTERVAL_SECS", default_value_t = 3600)]
     purge_interval_secs: u64,
@@ -336,6 +345,9 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .epoch_check_interval(Duration::from_secs(args.epoch_check_secs))
         .session_lifetime(Duration::from_secs(args.session_hours * 3600))
         .max_tokens_per_user(args.max_tokens_per_user)
+        .max_failed_logins(args.max_failed_logins)
+        .lockout(Duration::from_secs(args.lockout_secs))
+        .ip_attempts_per_minute(args.ip_attempts_per_minute)
         .cookie_secure(args.cookie_secure)
         .build();
     if !args.cookie_secure {

@@ -53,6 +53,7 @@ pub(crate) struct AuthState {
 /// What the layer shares with the extractors.
 pub(crate) struct Shared {
     pub config: Arc<RememberMeConfig>,
+    pub ip_limiter: Option<crate::extract::IpLimiter>,
     pub stores: Stores,
     pub login: Arc<Flow>,
     pub step_up: Arc<Flow>,
@@ -118,6 +119,7 @@ impl RememberMe {
     ) -> Self {
         Self {
             shared: Rc::new(Shared {
+                ip_limiter: crate::extract::ip_limiter(config.ip_attempts_per_minute),
                 config: Arc::new(config),
                 stores,
                 login: Arc::new(login),

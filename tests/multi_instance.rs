@@ -148,7 +148,10 @@ async fn two_instances_share_tokens_theft_detection_and_logout() {
         303,
         "A refuses the logged-out cookie"
     );
-    assert!(browser.cookie(SESSION).is_none(), "the session cookie was dropped");
+    assert!(
+        browser.cookie(SESSION).is_none(),
+        "the session cookie was dropped"
+    );
     browser.base = a.base.clone();
     assert_eq!(browser.get("/").await.status, 303, "signed out on A too");
 

@@ -185,6 +185,11 @@ pub enum Failure {
     InvalidCredentials,
     /// A step identified a different user than the flow already knows.
     UserMismatch,
+    /// Too many failed attempts for this account: try again later.
+    Throttled {
+        /// Seconds until the next attempt is checked.
+        retry_after_secs: u64,
+    },
 }
 
 /// One unit of a login: identify by cookie, check a password, issue a token…

@@ -1,7 +1,8 @@
 //! The password step and Argon2id hashing.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 
@@ -14,15 +15,42 @@ use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
 /// An unknown username costs the same Argon2 work as a wrong password, and
 /// both fail with the same [`Failure::InvalidCredentials`], so neither the
 /// answer nor its timing tells whether a username exists.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct PasswordStep {
     activate_on_remember: Option<StepId>,
+    /// Failures of usernames that do not exist, so that they are throttled
+    /// exactly like real accounts (whose count lives in the users table): a
+    /// 429 must not reveal that an account exists.
+    unknown: Mutex<HashMap<String, (u32, i64)>>,
 }
+
+/// Most unknown usernames whose failures are remembered.
+const MAX_UNKNOWN_TRACKED: usize = 10_000;
 
 impl PasswordStep {
     /// A password step that activates nothing.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn unknown_state(&self, username: &str) -> (u32, Option<i64>) {
+        let map = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(username)
+            .map(|&(n, at)| (n, Some(at)))
+            .unwrap_or((0, None))
+    }
+
+    fn record_unknown_failure(&self, username: &str, now: i64, lockout: i64) {
+        let mut map = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_UNKNOWN_TRACKED {
+            map.retain(|_, (_, at)| now - *at < lockout);
+            if map.len() >= MAX_UNKNOWN_TRACKED {
+                map.clear();
+            }
+        }
+        let entry = map.entry(username.to_owned()).or_insert((0, now));
+        entry.0 += 1;
+        entry.1 = now;
     }
 
     /// When "Keep me logged in" was ticked, activate `step` on success.
@@ -51,6 +79,26 @@ impl Step for PasswordStep {
             Some(id) => users.find_by_id(id)?,
             None => users.find_by_username(&credentials.username)?,
         };
+        // Throttle before any Argon2 work, and the same way whether or not
+        // the account exists.
+        let (failures, last_failed_at) = match &user {
+            Some(user) => (user.failed_logins.max(0) as u32, user.last_failed_at),
+            None => self.unknown_state(&credentials.username),
+        };
+        let lockout = ctx.config.lockout.as_secs() as i64;
+        if failures >= ctx.config.max_failed_logins
+            && let Some(at) = last_failed_at
+            && ctx.now - at < lockout
+        {
+            let retry_after_secs = (at + lockout - ctx.now).max(1) as u64;
+            tracing::info!(
+                user_id = user.as_ref().map(|u| u.id),
+                failures,
+                retry_after_secs,
+                "sign-in throttled"
+            );
+            return Ok(StepOutcome::Failed(Failure::Throttled { retry_after_secs }));
+        }
         let verified = verify_password_work(
             user.as_ref().map(|u| u.password_hash.as_str()),
             &credentials.password,
@@ -69,8 +117,9 @@ impl Step for PasswordStep {
             }
             user => {
                 let user_id = user.map(|u| u.id);
-                if let Some(id) = user_id {
-                    users.record_failed_login(id, ctx.now)?;
+                match user_id {
+                    Some(id) => users.record_failed_login(id, ctx.now)?,
+                    None => self.record_unknown_failure(&credentials.username, ctx.now, lockout),
                 }
                 tracing::info!(user_id, "password sign-in failed");
                 ctx.stores.audit(NewAuditEvent {

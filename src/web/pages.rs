@@ -116,21 +116,26 @@ async fn login_submit(auth: Auth, form: web::Form<LoginForm>) -> Result<HttpResp
             },
         )
         .await?;
-    match outcome {
-        SubmitOutcome::SignedIn(_) => Ok(see_other(&next)),
-        _ => html(
-            StatusCode::UNAUTHORIZED,
+    let (status, error, retry) = match outcome {
+        SubmitOutcome::SignedIn(_) => return Ok(see_other(&next)),
+        SubmitOutcome::Throttled { retry_after_secs } => throttled(retry_after_secs),
+        _ => (StatusCode::UNAUTHORIZED, INVALID.to_owned(), None),
+    };
+    with_retry_after(
+        retry,
+        html(
+            status,
             &LoginPage {
                 action: "/login",
                 step_up: false,
                 signed_in_as: auth.user().map(|u| u.username),
-                error: Some(INVALID),
+                error: Some(&error),
                 csrf_token: auth.csrf_token(),
                 next: &next,
                 username: &form.username,
             },
         ),
-    }
+    )
 }
 
 #[get("/login/step-up")]
@@ -176,21 +181,46 @@ async fn step_up_submit(
             },
         )
         .await?;
-    match outcome {
-        SubmitOutcome::SignedIn(_) => Ok(see_other(&next)),
-        _ => html(
-            StatusCode::UNAUTHORIZED,
+    let (status, error, retry) = match outcome {
+        SubmitOutcome::SignedIn(_) => return Ok(see_other(&next)),
+        SubmitOutcome::Throttled { retry_after_secs } => throttled(retry_after_secs),
+        _ => (StatusCode::UNAUTHORIZED, "Wrong password.".to_owned(), None),
+    };
+    with_retry_after(
+        retry,
+        html(
+            status,
             &LoginPage {
                 action: "/login/step-up",
                 step_up: true,
                 signed_in_as: Some(user.username),
-                error: Some("Wrong password."),
+                error: Some(&error),
                 csrf_token: auth.csrf_token(),
                 next: &next,
                 username: "",
             },
         ),
+    )
+}
+
+fn throttled(retry_after_secs: u64) -> (StatusCode, String, Option<u64>) {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many attempts. Try again in {retry_after_secs} seconds."),
+        Some(retry_after_secs),
+    )
+}
+
+fn with_retry_after(
+    retry_after_secs: Option<u64>,
+    page: Result<HttpResponse, AuthError>,
+) -> Result<HttpResponse, AuthError> {
+    let mut page = page?;
+    if let Some(secs) = retry_after_secs {
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
     }
+    Ok(page)
 }
 
 #[derive(Deserialize)]

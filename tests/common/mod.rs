@@ -73,6 +73,16 @@ impl TestDb {
         })
     }
 
+    /// Owns nothing: what a restarted server leaves behind in the old one.
+    fn moved() -> Self {
+        Self {
+            url: String::new(),
+            backend: "moved",
+            schema: None,
+            _dir: None,
+        }
+    }
+
     pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
         self._dir.as_ref().map(|d| d.path().join("test.db"))
     }
@@ -117,6 +127,7 @@ pub struct TestServer {
     pub stores: Stores,
     pub store: DieselStore,
     pub config: RememberMeConfig,
+    pub session_key: actix_web::cookie::Key,
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<()>>,
     pub db: TestDb,
@@ -153,10 +164,11 @@ impl TestServer {
                 .epoch_check_interval(Duration::ZERO),
         )
         .build();
+        let session_key = actix_web::cookie::Key::generate();
         let site = Site {
             stores: stores.clone(),
             config: config.clone(),
-            session_key: actix_web::cookie::Key::generate(),
+            session_key: session_key.clone(),
         };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -178,11 +190,26 @@ impl TestServer {
             stores,
             store,
             config,
+            session_key,
             handle,
             thread: Some(thread),
             db,
         };
         (server, counts)
+    }
+
+    /// Stops this server and starts a new one on the same database (a
+    /// process restart: everything in memory is gone).
+    pub fn restart(
+        mut self,
+        tweak: impl FnOnce(RememberMeConfigBuilder) -> RememberMeConfigBuilder,
+    ) -> Self {
+        drop(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let db = std::mem::replace(&mut self.db, TestDb::moved());
+        Self::start_with(db, tweak)
     }
 
     pub fn add_user(&self, name: &str, password: &str, admin: bool) -> UserId {

@@ -1,0 +1,33 @@
+//! No user enumeration: an unknown username costs the same Argon2 work as a
+//! wrong password and gets the same answer. Alone in its test binary because
+//! the verification counter is process-wide.
+
+mod common;
+
+use rememberme::flow::argon2_verifications;
+
+use common::{TestDb, TestServer};
+
+async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    let mut answers = Vec::new();
+    for user in ["alice", "nobody-by-this-name"] {
+        let before = argon2_verifications();
+        let res = browser.login(user, "wrong password", false).await;
+        assert_eq!(argon2_verifications() - before, 1, "one Argon2 verification for {user}");
+        let body = res.body.replace(user, "USER").replace(&res.csrf(), "CSRF");
+        answers.push((res.status, body));
+    }
+    assert_eq!(answers[0].0, 401);
+    assert_eq!(answers[0], answers[1], "same status and page");
+}
+
+#[actix_web::test]
+async fn unknown_users_cost_the_same_argon2_work_on_both_backends() {
+    unknown_users_cost_one_verification_like_wrong_passwords(TestDb::sqlite()).await;
+    if let Some(db) = TestDb::postgres() {
+        unknown_users_cost_one_verification_like_wrong_passwords(db).await;
+    }
+}

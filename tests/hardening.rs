@@ -1,0 +1,138 @@
+//! Brute force, session ids, outages and bounded growth, on both backends.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDb, TestServer};
+
+on_both_backends!(
+    an_account_is_throttled_after_repeated_failures_even_with_the_right_password,
+    the_account_throttle_survives_a_restart_and_a_success_resets_it,
+    unknown_usernames_are_throttled_exactly_like_real_accounts,
+    one_client_address_is_limited_across_accounts,
+    the_session_id_changes_at_every_sign_in_and_step_up,
+);
+
+async fn fail(browser: &mut common::Browser, user: &str, times: usize) {
+    for _ in 0..times {
+        assert_eq!(
+            browser.login(user, "wrong password", false).await.status,
+            401
+        );
+    }
+}
+
+async fn an_account_is_throttled_after_repeated_failures_even_with_the_right_password(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    fail(&mut browser, "alice", 3).await;
+    let verifications = rememberme::flow::argon2_verifications();
+    let res = browser.login("alice", "correct horse", false).await;
+    assert_eq!(res.status, 429, "{}", res.body);
+    let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 300, "{retry}");
+    assert!(res.body.contains("Too many attempts"));
+    assert_eq!(browser.get("/").await.status, 303, "not signed in");
+    assert_eq!(
+        rememberme::flow::argon2_verifications(),
+        verifications,
+        "a throttled attempt costs no Argon2 work"
+    );
+}
+
+async fn the_account_throttle_survives_a_restart_and_a_success_resets_it(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
+    server.add_user("alice", "correct horse", false);
+    fail(&mut server.browser(), "alice", 3).await;
+
+    let server = server.restart(|b| b.max_failed_logins(3));
+    let mut browser = server.browser();
+    assert_eq!(
+        browser.login("alice", "correct horse", false).await.status,
+        429,
+        "kept in the database"
+    );
+
+    server.clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        browser.login("alice", "correct horse", false).await.status,
+        303
+    );
+    let alice = server
+        .stores
+        .users
+        .find_by_username("alice")
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.failed_logins, 0, "a success resets the count");
+    let mut other = server.browser();
+    fail(&mut other, "alice", 2).await;
+    assert_eq!(
+        other.login("alice", "correct horse", false).await.status,
+        303
+    );
+}
+
+async fn unknown_usernames_are_throttled_exactly_like_real_accounts(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    fail(&mut browser, "alice", 3).await;
+    fail(&mut browser, "ghost", 3).await;
+    let real = browser.login("alice", "guess", false).await;
+    let ghost = browser.login("ghost", "guess", false).await;
+    assert_eq!((real.status, ghost.status), (429, 429));
+    assert_eq!(real.header("retry-after"), ghost.header("retry-after"));
+}
+
+async fn one_client_address_is_limited_across_accounts(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.ip_attempts_per_minute(4));
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    for user in ["a", "b", "c", "d"] {
+        assert_eq!(browser.login(user, "x", false).await.status, 401);
+    }
+    let res = browser.login("alice", "correct horse", false).await;
+    assert_eq!(res.status, 429, "a fifth attempt within the minute");
+    assert!(res.header("retry-after").is_some());
+}
+
+/// Decrypts the session cookie with the server's key and returns the
+/// session's random id.
+fn session_id(server: &TestServer, browser: &common::Browser) -> Option<String> {
+    let value = browser.cookie("session")?;
+    let mut jar = actix_web::cookie::CookieJar::new();
+    jar.add_original(actix_web::cookie::Cookie::parse_encoded(format!("session={value}")).ok()?);
+    let decrypted = jar.private(&server.session_key).get("session")?;
+    let state: std::collections::HashMap<String, String> =
+        serde_json::from_str(decrypted.value()).ok()?;
+    let auth: serde_json::Value = serde_json::from_str(state.get("rm.auth")?).ok()?;
+    auth["sid"].as_str().map(str::to_owned)
+}
+
+async fn the_session_id_changes_at_every_sign_in_and_step_up(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    let first = session_id(&server, &browser).expect("signed-in session");
+    browser.login("alice", "correct horse", true).await;
+    let second = session_id(&server, &browser).unwrap();
+    assert_ne!(first, second, "new id at a second sign-in");
+
+    let mut remembered = server.browser();
+    remembered.set_cookie("remember_me", &browser.cookie("remember_me").unwrap());
+    remembered.get("/").await;
+    let by_cookie = session_id(&server, &remembered).unwrap();
+    let form = remembered.get("/login/step-up?next=/").await;
+    remembered
+        .post(
+            "/login/step-up",
+            &[("csrf_token", &form.csrf()), ("password", "correct horse")],
+        )
+        .await;
+    let stepped_up = session_id(&server, &remembered).unwrap();
+    assert_ne!(by_cookie, stepped_up, "new id at step-up");
+}
