@@ -181,6 +181,12 @@ pub fn safe_redirect_path(next: Option<&str>) -> &str {
     }
 }
 
+fn unavailable() -> AuthError {
+    AuthError::Unavailable(StoreError::Unavailable(
+        "the remember-me cookie could not be checked".into(),
+    ))
+}
+
 fn with_next(path: &str, next: &str) -> String {
     format!(
         "{path}?next={}",
@@ -231,6 +237,7 @@ impl FromRequest for CurrentUser {
         ready(
             request_auth(req).and_then(|auth| match auth.state.borrow().as_ref() {
                 Some(state) => Ok(CurrentUser(state.into())),
+                None if auth.store_unavailable => Err(unavailable()),
                 None => Err(AuthError::SignInRequired {
                     location: with_next(&auth.shared.config.login_path, &current_path(req)),
                 }),
@@ -259,6 +266,7 @@ impl FromRequest for StrongAuth {
                 Some(_) => Err(AuthError::StepUpRequired {
                     location: with_next(&config.step_up_path, &current_path(req)),
                 }),
+                None if auth.store_unavailable => Err(unavailable()),
                 None => Err(AuthError::SignInRequired {
                     location: with_next(&config.login_path, &current_path(req)),
                 }),

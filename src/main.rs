@@ -130,6 +130,9 @@ struct ServeArgs {
     /// the demo only: never on a site with real users.
     #[arg(long, env = "REMEMBERME_SEED_DEMO_USERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     seed_demo_users: bool,
+    /// Seconds a request waits for a database connection before a 503.
+    #[arg(long, env = "REMEMBERME_DB_TIMEOUT_SECS", default_value_t = 5)]
+    db_timeout_secs: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "REMEMBERME_WORKERS")]
     workers: Option<usize>,
@@ -333,7 +336,13 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .session_key_file
         .clone()
         .unwrap_or_else(|| default_key_path(url));
-    let store = open(url, args.db_pool_size)?;
+    let store = Database::connect_with_timeout(
+        url,
+        args.db_pool_size,
+        Duration::from_secs(args.db_timeout_secs.max(1)),
+    )
+    .map(DieselStore::new)
+    .map_err(|e| e.to_string())?;
     let key = session_key(&key_path)?;
     if args.seed_demo_users {
         seed_demo_users(&store)?;

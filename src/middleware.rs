@@ -75,6 +75,9 @@ pub(crate) struct RequestAuth {
     pub state: Rc<RefCell<Option<AuthState>>>,
     pub cookie_change: Rc<RefCell<Option<CookieChange>>>,
     pub signed_in_by_cookie: bool,
+    /// A remember-me cookie could not be checked because the store did not
+    /// answer: pages that need a user answer 503, not "please sign in".
+    pub store_unavailable: bool,
 }
 
 /// The remember-me middleware. Wrap it **inside** actix-session's
@@ -174,6 +177,7 @@ where
             let mut state = session_state(&session, &shared, now).await;
             let mut cookie_change = None;
             let mut signed_in_by_cookie = false;
+            let mut store_unavailable = false;
 
             if state.is_none() {
                 if let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name) {
@@ -191,6 +195,7 @@ where
                         // valid, so keep it and serve the visitor anonymously.
                         Err(error) => {
                             tracing::warn!(%error, "remember-me check skipped: store unavailable");
+                            store_unavailable = true;
                         }
                     }
                 }
@@ -201,6 +206,7 @@ where
                 state: Rc::new(RefCell::new(state)),
                 cookie_change: Rc::new(RefCell::new(cookie_change)),
                 signed_in_by_cookie,
+                store_unavailable,
             };
             req.extensions_mut().insert(auth.clone());
 

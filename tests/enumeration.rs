@@ -16,7 +16,11 @@ async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
     for user in ["alice", "nobody-by-this-name"] {
         let before = argon2_verifications();
         let res = browser.login(user, "wrong password", false).await;
-        assert_eq!(argon2_verifications() - before, 1, "one Argon2 verification for {user}");
+        assert_eq!(
+            argon2_verifications() - before,
+            1,
+            "one Argon2 verification for {user}"
+        );
         let body = res.body.replace(user, "USER").replace(&res.csrf(), "CSRF");
         answers.push((res.status, body));
     }

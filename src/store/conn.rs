@@ -141,7 +141,17 @@ impl Database {
     /// Opens a pool of `max_size` connections to the database at `url` and
     /// runs pending migrations. Fails at once if no connection can be made.
     pub fn connect(url: &str, max_size: u32) -> Result<Self, DatabaseError> {
-        let db = Self::connect_lazy(url, max_size)?;
+        Self::connect_with_timeout(url, max_size, Duration::from_secs(5))
+    }
+
+    /// Like [`Database::connect`], with the longest wait for a connection
+    /// before a request gets a 503 (default 5 s).
+    pub fn connect_with_timeout(
+        url: &str,
+        max_size: u32,
+        timeout: Duration,
+    ) -> Result<Self, DatabaseError> {
+        let db = Self::lazy(url, max_size, timeout);
         db.migrate()?;
         Ok(db)
     }
@@ -149,18 +159,22 @@ impl Database {
     /// Opens a pool without requiring the database to answer now: the server
     /// starts (and `/healthz` says 503) while the database is down.
     pub fn connect_lazy(url: &str, max_size: u32) -> Result<Self, DatabaseError> {
+        Ok(Self::lazy(url, max_size, Duration::from_secs(5)))
+    }
+
+    fn lazy(url: &str, max_size: u32, timeout: Duration) -> Self {
         let backend = Backend::from_url(url);
         let pool = r2d2::Pool::builder()
             .max_size(max_size.max(1))
             .min_idle(Some(0))
             // A request waits at most this long for a connection, then gets a 503.
-            .connection_timeout(Duration::from_secs(5))
+            .connection_timeout(timeout)
             .test_on_check_out(false)
             .build_unchecked(Manager {
                 backend: backend.clone(),
                 busy_timeout_ms: 5_000,
             });
-        Ok(Self { pool, backend })
+        Self { pool, backend }
     }
 
     /// Which backend this is.

@@ -150,7 +150,8 @@ impl TestServer {
         db: TestDb,
         tweak: impl FnOnce(RememberMeConfigBuilder) -> RememberMeConfigBuilder,
     ) -> (Self, std::sync::Arc<CallCounts>) {
-        let database = Database::connect(&db.url, 8).expect("test database");
+        let database = Database::connect_with_timeout(&db.url, 8, Duration::from_secs(1))
+            .expect("test database");
         let store = DieselStore::new(database);
         let counts = std::sync::Arc::new(CallCounts::default());
         let stores = Stores::from_one(CountingStore {

@@ -1,0 +1,144 @@
+//! The database goes away and comes back: clear 503s, no panic, signed-in
+//! sessions kept, and normal service again without a restart.
+//!
+//! PostgreSQL is reached through a TCP proxy the test can cut, which is what
+//! a database host disappearing looks like to the app (existing connections
+//! die, new ones are refused).
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TestDb, TestServer};
+
+/// Forwards 127.0.0.1:<port> to the PostgreSQL server until cut.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let streams = Arc::new(Mutex::new(Vec::new()));
+        let (up2, streams2) = (up.clone(), streams.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client); // refused
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let mut all = streams2.lock().unwrap();
+                all.push(client.try_clone().unwrap());
+                all.push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Self { port, up, streams }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+#[actix_web::test]
+async fn a_postgres_outage_gives_503s_keeps_sessions_and_heals_without_a_restart() {
+    let Some(mut db) = TestDb::postgres() else {
+        return;
+    };
+    let proxy = Proxy::start("127.0.0.1:5432");
+    assert!(
+        db.url.contains("127.0.0.1:5432"),
+        "the test server is expected on 127.0.0.1:5432"
+    );
+    db.url = db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut signed_in = server.browser();
+    assert_eq!(
+        signed_in
+            .login("alice", "correct horse", false)
+            .await
+            .status,
+        303
+    );
+    let mut remembered = server.browser();
+    remembered.login("alice", "correct horse", true).await;
+    remembered.drop_cookie("session");
+    let cookie = remembered.cookie("remember_me").unwrap();
+
+    proxy.cut();
+
+    let health = server.browser().get("/healthz").await;
+    assert_eq!(health.status, 503);
+    let home = signed_in.get("/").await;
+    assert_eq!(home.status, 200, "a signed-in session survives the outage");
+    assert!(home.body.contains("Signed in as alice"));
+    let res = remembered.get("/").await;
+    assert_eq!(
+        res.status,
+        503,
+        "not 'please sign in' while the cookie cannot be checked: {:?} {:?}",
+        res.location(),
+        res.set_cookies
+    );
+    assert!(res.body.contains("temporarily unavailable"));
+    assert!(res.header("retry-after").is_some());
+    assert_eq!(
+        remembered.cookie("remember_me").as_deref(),
+        Some(cookie.as_str()),
+        "cookie kept"
+    );
+    let mut newcomer = server.browser();
+    let res = newcomer.login("alice", "correct horse", false).await;
+    assert_eq!(res.status, 503, "sign-in answers a clear 503");
+    assert!(!res.body.contains("panicked") && !res.body.contains("Error("));
+
+    proxy.restore();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.browser().get("/healthz").await.status != 200 {
+        assert!(Instant::now() < deadline, "the pool reconnects by itself");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = remembered.get("/").await;
+    assert_eq!(res.status, 200, "the kept cookie signs in again");
+    assert_eq!(
+        newcomer.login("alice", "correct horse", false).await.status,
+        303
+    );
+    assert_eq!(signed_in.get("/").await.status, 200);
+}
