@@ -119,7 +119,10 @@ struct ServeArgs {
     /// Password attempts per minute from one client IP (0: no limit).
     #[arg(long, env = "REMEMBERME_IP_ATTEMPTS_PER_MINUTE", default_value_t = 30)]
     ip_attempts_per_minute: u32,
-    /// Seconds between purges of expired tokens (0: never).
+    /// Days audit events are kept; older ones go with each purge.
+    #[arg(long, env = "REMEMBERME_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    audit_retention_days: u64,
+    /// Seconds between purges of expired tokens and old audit events (0: never).
     #[arg(long, env = "REMEMBERME_PURGE_INTERVAL_SECS", default_value_t = 3600)]
     purge_interval_secs: u64,
     /// Database connections in the pool.
@@ -376,6 +379,7 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
             rt::spawn(purge_periodically(
                 stores.clone(),
                 Duration::from_secs(args.purge_interval_secs),
+                Duration::from_secs(args.audit_retention_days * 24 * 3600),
             ));
         }
         let mut server = HttpServer::new(move || app(site.clone()));
@@ -421,15 +425,27 @@ fn seed_demo_users(store: &DieselStore) -> Result<(), String> {
     Ok(())
 }
 
-async fn purge_periodically(stores: Stores, every: Duration) {
+/// Keeps the tables small: expired tokens and audit events past retention.
+async fn purge_periodically(stores: Stores, every: Duration, audit_retention: Duration) {
     let mut interval = rt::time::interval(every);
     loop {
         interval.tick().await;
-        let tokens = stores.tokens.clone();
-        match actix_web::web::block(move || tokens.purge_expired(now())).await {
-            Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "expired remember-me tokens purged"),
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "purge of expired tokens failed"),
+        let stores = stores.clone();
+        let result = actix_web::web::block(move || {
+            let now = now();
+            let tokens = stores.tokens.purge_expired(now)?;
+            let events = stores
+                .audit
+                .purge_before(now - audit_retention.as_secs() as i64)?;
+            Ok::<_, StoreError>((tokens, events))
+        })
+        .await;
+        match result {
+            Ok(Ok((0, 0))) => {}
+            Ok(Ok((tokens, events))) => {
+                tracing::info!(tokens, events, "purged expired tokens and old audit events")
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "purge failed"),
             Err(error) => tracing::warn!(%error, "purge task could not run"),
         }
     }

@@ -387,6 +387,12 @@ impl UserStore for DieselStore {
 }
 
 impl AuditLog for DieselStore {
+    fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError> {
+        self.with_conn(|conn| {
+            diesel::delete(audit_events::table.filter(audit_events::at.lt(cutoff))).execute(conn)
+        })
+    }
+
     fn record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError> {
         self.with_conn(|conn| {
             diesel::insert_into(audit_events::table)

@@ -327,6 +327,8 @@ pub trait AuditLog: Send + Sync {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Deletes events older than `cutoff` (Unix seconds). Returns how many went.
+    fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError>;
 }
 
 /// The three stores, shared by the middleware, the extractors and the steps.

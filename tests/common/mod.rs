@@ -532,5 +532,6 @@ impl AuditLog for CountingStore {
     counted! { AuditLog;
         record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError>;
         list(&self, kind: Option<&str>, username: Option<&str>, offset: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
+        purge_before(&self, cutoff: i64) -> Result<usize, StoreError>;
     }
 }

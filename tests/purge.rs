@@ -1,0 +1,133 @@
+//! Bounded growth: the server's background task and `tokens purge` delete
+//! expired tokens and audit events past retention; live rows stay.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rememberme::store::{AuditKind, NewAuditEvent, NewToken, NewUser};
+use rememberme::token::RememberCookie;
+use rememberme::{Database, DieselStore, Stores};
+
+use common::TestDb;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A user with one live and one expired token, one recent and one ancient event.
+fn seed(db: &TestDb) -> Stores {
+    let stores = Stores::from_one(DieselStore::new(Database::connect(&db.url, 2).unwrap()));
+    let user = stores
+        .users
+        .create(NewUser {
+            username: "alice",
+            password_hash: "x",
+            is_admin: false,
+            now: now(),
+        })
+        .unwrap();
+    for expires_at in [now() + 3600, now() - 10] {
+        let cookie = RememberCookie::generate();
+        stores
+            .tokens
+            .insert(
+                NewToken {
+                    user_id: user,
+                    series_hash: &cookie.series.hash(),
+                    token_hash: &cookie.token.hash(),
+                    now: now() - 100,
+                    expires_at,
+                    user_agent: None,
+                    ip: None,
+                },
+                20,
+            )
+            .unwrap();
+    }
+    for at in [now(), now() - 100 * 24 * 3600] {
+        stores
+            .audit
+            .record(NewAuditEvent {
+                at,
+                kind: AuditKind::Logout,
+                user_id: Some(user),
+                ip: None,
+                user_agent: None,
+                detail: "",
+            })
+            .unwrap();
+    }
+    stores
+}
+
+fn counts(stores: &Stores) -> (usize, usize) {
+    (
+        stores.tokens.list(None, 0, 100).unwrap().len(),
+        stores.audit.list(None, None, 0, 100).unwrap().len(),
+    )
+}
+
+fn the_server_purges_expired_tokens_and_old_events_in_the_background(db: TestDb) {
+    let stores = seed(&db);
+    assert_eq!(counts(&stores), (2, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rememberme"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--purge-interval-secs",
+            "1",
+        ])
+        .args(["--audit-retention-days", "90", "--workers", "1"])
+        .arg("--session-key-file")
+        .arg(dir.path().join("key"))
+        .env("DATABASE_URL", &db.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counts(&stores) != (1, 1) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("not purged: {:?}", counts(&stores));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn the_cli_purges_expired_tokens(db: TestDb) {
+    let stores = seed(&db);
+    let out = Command::new(env!("CARGO_BIN_EXE_rememberme"))
+        .args(["tokens", "purge"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 expired token(s) deleted"));
+    assert_eq!(counts(&stores).0, 1, "the live token stays");
+}
+
+#[test]
+fn background_purge_on_both_backends() {
+    the_server_purges_expired_tokens_and_old_events_in_the_background(TestDb::sqlite());
+    if let Some(db) = TestDb::postgres() {
+        the_server_purges_expired_tokens_and_old_events_in_the_background(db);
+    }
+}
+
+#[test]
+fn cli_purge_on_both_backends() {
+    the_cli_purges_expired_tokens(TestDb::sqlite());
+    if let Some(db) = TestDb::postgres() {
+        the_cli_purges_expired_tokens(db);
+    }
+}
