@@ -234,6 +234,46 @@ mod tests {
         assert!(!shown.contains(&cookie.encode()[3..10]));
     }
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = RememberCookie::decode(&raw);
+            }
+
+            #[test]
+            fn encode_decode_round_trips(series in any::<[u8; 16]>(), token in any::<[u8; 32]>()) {
+                let cookie = RememberCookie { series: Series(series), token: Token(token) };
+                prop_assert_eq!(RememberCookie::decode(cookie.encode().as_bytes()), Ok(cookie));
+            }
+
+            #[test]
+            fn a_one_bit_change_never_verifies(
+                series in any::<[u8; 16]>(),
+                token in any::<[u8; 32]>(),
+                bit in 0usize..(69 * 8),
+            ) {
+                let cookie = RememberCookie { series: Series(series), token: Token(token) };
+                let mut raw = cookie.encode().into_bytes();
+                let bit = bit % (raw.len() * 8);
+                raw[bit / 8] ^= 1 << (bit % 8);
+                match RememberCookie::decode(&raw) {
+                    Err(MalformedCookie) => {}
+                    // Whatever still decodes names another series or token:
+                    // its hashes match nothing that was stored for this one.
+                    Ok(other) => prop_assert!(
+                        other.series.hash() != cookie.series.hash()
+                            || !other.token.hash().ct_eq(cookie.token.hash().as_bytes())
+                    ),
+                }
+            }
+        }
+    }
+
     #[test]
     fn hashes_compare_in_constant_time_and_exactly() {
         let token = Token::generate();

@@ -222,3 +222,149 @@ fn the_built_in_flows_refuse_to_issue_without_a_verified_password() {
         }
     );
 }
+
+mod properties {
+    //! Random flows of scripted steps against a plain model of the rules.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const IDS: [StepId; 5] = ["s0", "s1", "s2", "s3", "s4"];
+    const TAGS: [Tag; 2] = [Tag::WeakAuthentication, Tag::PasswordVerified];
+
+    #[derive(Debug, Clone)]
+    struct Spec {
+        interactive: bool,
+        outcome: u8, // 0 success, 1 not applicable, 2 failed
+        user: UserId,
+        activates: Vec<usize>,
+        tags: Vec<usize>,
+        skip_if: Option<Vec<usize>>,
+        precondition: Vec<usize>,
+        needs_activation: bool,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (
+            any::<bool>(),
+            0u8..3,
+            1i64..3,
+            proptest::collection::vec(0usize..5, 0..3),
+            proptest::collection::vec(0usize..2, 0..3),
+            proptest::option::of(proptest::collection::vec(0usize..2, 0..3)),
+            proptest::collection::vec(0usize..2, 0..2),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(
+                    interactive,
+                    outcome,
+                    user,
+                    activates,
+                    tags,
+                    skip_if,
+                    precondition,
+                    needs_activation,
+                )| Spec {
+                    interactive,
+                    outcome,
+                    user,
+                    activates,
+                    tags,
+                    skip_if,
+                    precondition,
+                    needs_activation,
+                },
+            )
+    }
+
+    fn tags_of(indexes: &[usize]) -> Vec<Tag> {
+        indexes.iter().map(|&i| TAGS[i]).collect()
+    }
+
+    fn outcome(spec: &Spec) -> StepOutcome {
+        match spec.outcome {
+            0 => StepOutcome::Success {
+                user: spec.user,
+                activate: spec.activates.iter().map(|&i| IDS[i]).collect(),
+            },
+            1 => StepOutcome::NotApplicable,
+            _ => StepOutcome::Failed(Failure::InvalidCredentials),
+        }
+    }
+
+    fn build(specs: &[Spec]) -> Flow {
+        let mut flow = Flow::new(FlowKind::Login);
+        for (i, spec) in specs.iter().enumerate() {
+            let (step, _) = scripted(spec.interactive, outcome(spec));
+            let mut def = StepDef::new(IDS[i], step)
+                .tags_on_success(tags_of(&spec.tags))
+                .precondition(Condition::has_all(tags_of(&spec.precondition)));
+            if let Some(skip) = &spec.skip_if {
+                def = def.skip_if(Condition::has_all(tags_of(skip)));
+            }
+            if spec.needs_activation {
+                def = def.only_when_activated();
+            }
+            flow = flow.step(def);
+        }
+        flow
+    }
+
+    /// The rules, written as plainly as possible.
+    fn model(specs: &[Spec]) -> Option<(UserId, std::collections::BTreeSet<Tag>)> {
+        let mut tags = std::collections::BTreeSet::new();
+        let mut activated = std::collections::BTreeSet::new();
+        let mut user = None;
+        let mut input = true;
+        for (i, spec) in specs.iter().enumerate() {
+            if spec.needs_activation && !activated.contains(&i) {
+                continue;
+            }
+            if let Some(skip) = &spec.skip_if
+                && tags_of(skip).iter().all(|t| tags.contains(t))
+            {
+                continue;
+            }
+            if !tags_of(&spec.precondition).iter().all(|t| tags.contains(t)) {
+                return None;
+            }
+            if spec.interactive {
+                if !input {
+                    return None;
+                }
+                input = false;
+            }
+            match spec.outcome {
+                0 => {
+                    if user.is_some_and(|u| u != spec.user) {
+                        return None;
+                    }
+                    user = Some(spec.user);
+                    tags.extend(tags_of(&spec.tags));
+                    activated.extend(spec.activates.iter().copied());
+                }
+                1 => {}
+                _ => return None,
+            }
+        }
+        user.map(|u| (u, tags))
+    }
+
+    proptest! {
+        #[test]
+        fn random_flows_never_panic_and_sign_in_only_as_the_rules_allow(
+            specs in proptest::collection::vec(spec(), 0..5)
+        ) {
+            let flow = build(&specs);
+            let mut state = flow.start(None);
+            let progress = with_ctx(true, |ctx| flow.advance(&mut state, ctx)).unwrap();
+            let got = match progress {
+                Progress::Complete { user, tags } => Some((user, tags)),
+                _ => None,
+            };
+            prop_assert_eq!(got, model(&specs));
+        }
+    }
+}
