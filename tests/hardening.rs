@@ -12,7 +12,27 @@ on_both_backends!(
     unknown_usernames_are_throttled_exactly_like_real_accounts,
     one_client_address_is_limited_across_accounts,
     the_session_id_changes_at_every_sign_in_and_step_up,
+    a_session_ends_on_the_server_after_its_lifetime,
 );
+
+async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", false).await;
+    server.clock.advance(Duration::from_secs(12 * 3600 - 60));
+    assert_eq!(browser.get("/").await.status, 200);
+    let copied = browser.cookie("session").unwrap();
+    server.clock.advance(Duration::from_secs(61));
+    assert_eq!(browser.get("/").await.status, 303, "ended after 12 hours");
+    let mut replay = server.browser();
+    replay.set_cookie("session", &copied);
+    assert_eq!(
+        replay.get("/").await.status,
+        303,
+        "a copy of the cookie too"
+    );
+}
 
 async fn fail(browser: &mut common::Browser, user: &str, times: usize) {
     for _ in 0..times {

@@ -184,3 +184,23 @@ pub fn verify_password_work(stored: Option<&str>, password: &str) -> bool {
     }
     real && ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hashed_with_argon2id_at_owasp_parameters_and_a_fresh_salt() {
+        let a = hash_password("correct horse");
+        let b = hash_password("correct horse");
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "a fresh salt each time");
+        assert!(verify_password_work(Some(&a), "correct horse"));
+        assert!(!verify_password_work(Some(&a), "Correct horse"));
+        assert!(
+            !verify_password_work(None, "correct horse"),
+            "no user, no success"
+        );
+        assert!(!verify_password_work(Some("not a phc string"), "x"));
+    }
+}
