@@ -113,6 +113,7 @@ pub struct RememberMeConfig {
     pub(crate) max_failed_logins: u32,
     pub(crate) lockout: Duration,
     pub(crate) ip_attempts_per_minute: u32,
+    pub(crate) password_concurrency: usize,
     pub(crate) login_path: String,
     pub(crate) step_up_path: String,
 }
@@ -157,6 +158,9 @@ impl RememberMeConfig {
                 max_failed_logins: 5,
                 lockout: Duration::from_secs(300),
                 ip_attempts_per_minute: 30,
+                password_concurrency: std::thread::available_parallelism()
+                    .map(usize::from)
+                    .unwrap_or(2),
                 login_path: "/login".to_owned(),
                 step_up_path: "/login/step-up".to_owned(),
             },
@@ -314,6 +318,15 @@ impl RememberMeConfigBuilder {
     /// accounts from one address is slowed.
     pub fn ip_attempts_per_minute(mut self, n: u32) -> Self {
         self.config.ip_attempts_per_minute = n;
+        self
+    }
+
+    /// Most password checks (Argon2, 19 MiB each) running at once; the others
+    /// wait without holding a thread. Default: the number of cores, which is
+    /// all Argon2 can use anyway. This bounds memory under a sign-in storm and
+    /// keeps the blocking pool free for the database work of other requests.
+    pub fn password_concurrency(mut self, n: usize) -> Self {
+        self.config.password_concurrency = n.max(1);
         self
     }
 

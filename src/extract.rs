@@ -490,6 +490,14 @@ impl Auth {
         let client = client_info(&self.req);
         let browser_series = self.browser_series();
         let previous_method = self.user().map(|u| u.method);
+        // Wait here, in async land, for a password-check permit: a storm of
+        // sign-ins queues without holding blocking threads or Argon2 memory.
+        let _permit = shared
+            .password_checks
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
         let now = self.auth.shared.config.now();
         let (progress, state, change, new_state) = web::block(move || {
             let mut ctx = StepContext {

@@ -44,10 +44,12 @@
 //!     let stores = Stores::from_one(DieselStore::new(db));
 //!     let config = RememberMeConfig::builder().build();
 //!     let key = Key::generate(); // load a persistent key in production
+//!     // Built once and cloned into each worker: its limits are shared.
+//!     let remember = RememberMe::new(stores, config.clone());
 //!     HttpServer::new(move || {
 //!         App::new()
 //!             // Inner first: RememberMe needs the session loaded.
-//!             .wrap(RememberMe::new(stores.clone(), config.clone()))
+//!             .wrap(remember.clone())
 //!             .wrap(rememberme::session_middleware(key.clone(), &config))
 //!             .service(home)
 //!     })

@@ -133,6 +133,9 @@ struct ServeArgs {
     /// the demo only: never on a site with real users.
     #[arg(long, env = "REMEMBERME_SEED_DEMO_USERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     seed_demo_users: bool,
+    /// Most password checks (Argon2) at once (default: one per core).
+    #[arg(long, env = "REMEMBERME_PASSWORD_CONCURRENCY")]
+    password_concurrency: Option<usize>,
     /// Seconds a request waits for a database connection before a 503.
     #[arg(long, env = "REMEMBERME_DB_TIMEOUT_SECS", default_value_t = 5)]
     db_timeout_secs: u64,
@@ -350,7 +353,11 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     if args.seed_demo_users {
         seed_demo_users(&store)?;
     }
-    let config = RememberMeConfig::builder()
+    let mut builder = RememberMeConfig::builder();
+    if let Some(n) = args.password_concurrency {
+        builder = builder.password_concurrency(n);
+    }
+    let config = builder
         .validity(Duration::from_secs(args.remember_days * 24 * 3600))
         .expiry(args.remember_expiry)
         .rotation_grace(Duration::from_secs(args.rotation_grace_secs))
@@ -369,11 +376,7 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     // such sign-in is not slower than a real one.
     rememberme::flow::verify_password_work(None, "");
     let stores = Stores::from_one(store);
-    let site = Site {
-        stores: stores.clone(),
-        config,
-        session_key: key,
-    };
+    let site = Site::new(stores.clone(), config, key);
     rt::System::new().block_on(async move {
         if args.purge_interval_secs > 0 {
             rt::spawn(purge_periodically(

@@ -54,6 +54,8 @@ pub(crate) struct AuthState {
 pub(crate) struct Shared {
     pub config: Arc<RememberMeConfig>,
     pub ip_limiter: Option<crate::extract::IpLimiter>,
+    /// Permits for password checks (see `password_concurrency`).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
     pub stores: Stores,
     pub login: Arc<Flow>,
     pub step_up: Arc<Flow>,
@@ -71,7 +73,7 @@ impl Shared {
 /// Per-request data the middleware leaves in the request extensions.
 #[derive(Clone)]
 pub(crate) struct RequestAuth {
-    pub shared: Rc<Shared>,
+    pub shared: Arc<Shared>,
     pub state: Rc<RefCell<Option<AuthState>>>,
     pub cookie_change: Rc<RefCell<Option<CookieChange>>>,
     pub signed_in_by_cookie: bool,
@@ -93,9 +95,14 @@ pub(crate) struct RequestAuth {
 ///     .wrap(rememberme::session_middleware(Key::generate(), &config));
 /// # }
 /// ```
+///
+/// Build it **once**, outside `HttpServer::new`'s closure, and clone it into
+/// each worker: the sign-in limits (per-IP rate, concurrent password checks,
+/// unknown-username throttling) are then shared by all workers instead of
+/// multiplied by their number.
 #[derive(Clone)]
 pub struct RememberMe {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for RememberMe {
@@ -121,8 +128,9 @@ impl RememberMe {
         step_up: Flow,
     ) -> Self {
         Self {
-            shared: Rc::new(Shared {
+            shared: Arc::new(Shared {
                 ip_limiter: crate::extract::ip_limiter(config.ip_attempts_per_minute),
+                password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
                 config: Arc::new(config),
                 stores,
                 login: Arc::new(login),
@@ -154,7 +162,7 @@ where
 #[doc(hidden)]
 pub struct RememberMeMiddleware<S> {
     service: Rc<S>,
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl<S, B> Service<ServiceRequest> for RememberMeMiddleware<S>
@@ -230,7 +238,7 @@ where
 
 /// The session's auth state if it is still good: within its lifetime and, at
 /// most every `epoch_check_interval`, still under the user's current epoch.
-async fn session_state(session: &Session, shared: &Rc<Shared>, now: i64) -> Option<AuthState> {
+async fn session_state(session: &Session, shared: &Shared, now: i64) -> Option<AuthState> {
     let mut state: AuthState = session.get(AUTH_KEY).ok().flatten()?;
     let config = &shared.config;
     if now - state.signed_in_at >= config.session_lifetime.as_secs() as i64 {
@@ -269,7 +277,7 @@ async fn session_state(session: &Session, shared: &Rc<Shared>, now: i64) -> Opti
 /// Runs the login flow's automatic steps with the cookie. Returns the new
 /// auth state if the flow completed, and the cookie change to apply.
 async fn identify_by_cookie(
-    shared: &Rc<Shared>,
+    shared: &Shared,
     raw: Vec<u8>,
     client: ClientInfo,
     now: i64,

@@ -1,3 +1,5 @@
+//! Argon2 accounting: no user enumeration, and bounded concurrency.
+//!
 //! No user enumeration: an unknown username costs the same Argon2 work as a
 //! wrong password and gets the same answer. Alone in its test binary because
 //! the verification counter is process-wide.
@@ -7,6 +9,9 @@ mod common;
 use rememberme::flow::argon2_verifications;
 
 use common::{TestDb, TestServer};
+
+/// The counters are process-wide: the tests of this file take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
     let server = TestServer::start(db);
@@ -30,8 +35,26 @@ async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
 
 #[actix_web::test]
 async fn unknown_users_cost_the_same_argon2_work_on_both_backends() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     unknown_users_cost_one_verification_like_wrong_passwords(TestDb::sqlite()).await;
     if let Some(db) = TestDb::postgres() {
         unknown_users_cost_one_verification_like_wrong_passwords(db).await;
     }
+}
+
+#[actix_web::test]
+async fn a_sign_in_storm_runs_at_most_the_configured_number_of_argon2_checks_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = TestServer::start_with(TestDb::sqlite(), |b| {
+        b.password_concurrency(2).ip_attempts_per_minute(0)
+    });
+    server.add_user("alice", "correct horse", false);
+    let storm = (0..12).map(|_| {
+        let mut browser = server.browser();
+        async move { browser.login("alice", "correct horse", false).await.status }
+    });
+    let statuses = futures_util::future::join_all(storm).await;
+    assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
+    let peak = rememberme::flow::argon2_peak_concurrency();
+    assert!((1..=2).contains(&peak), "peak concurrency {peak}");
 }

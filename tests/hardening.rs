@@ -34,20 +34,21 @@ async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
     );
 }
 
-async fn fail(browser: &mut common::Browser, user: &str, times: usize) {
+/// Fails `times` sign-ins, each from a new connection: actix hands new
+/// connections to its workers in turn, so state kept per worker would show.
+async fn fail(server: &TestServer, user: &str, times: usize) {
     for _ in 0..times {
-        assert_eq!(
-            browser.login(user, "wrong password", false).await.status,
-            401
-        );
+        let mut browser = server.browser();
+        let status = browser.login(user, "wrong password", false).await.status;
+        assert_eq!(status, 401);
     }
 }
 
 async fn an_account_is_throttled_after_repeated_failures_even_with_the_right_password(db: TestDb) {
     let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
     server.add_user("alice", "correct horse", false);
+    fail(&server, "alice", 3).await;
     let mut browser = server.browser();
-    fail(&mut browser, "alice", 3).await;
     let verifications = rememberme::flow::argon2_verifications();
     let res = browser.login("alice", "correct horse", false).await;
     assert_eq!(res.status, 429, "{}", res.body);
@@ -65,7 +66,7 @@ async fn an_account_is_throttled_after_repeated_failures_even_with_the_right_pas
 async fn the_account_throttle_survives_a_restart_and_a_success_resets_it(db: TestDb) {
     let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
     server.add_user("alice", "correct horse", false);
-    fail(&mut server.browser(), "alice", 3).await;
+    fail(&server, "alice", 3).await;
 
     let server = server.restart(|b| b.max_failed_logins(3));
     let mut browser = server.browser();
@@ -87,8 +88,9 @@ async fn the_account_throttle_survives_a_restart_and_a_success_resets_it(db: Tes
         .unwrap()
         .unwrap();
     assert_eq!(alice.failed_logins, 0, "a success resets the count");
+    fail(&server, "alice", 2).await;
     let mut other = server.browser();
-    fail(&mut other, "alice", 2).await;
+
     assert_eq!(
         other.login("alice", "correct horse", false).await.status,
         303
@@ -98,9 +100,9 @@ async fn the_account_throttle_survives_a_restart_and_a_success_resets_it(db: Tes
 async fn unknown_usernames_are_throttled_exactly_like_real_accounts(db: TestDb) {
     let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
     server.add_user("alice", "correct horse", false);
+    fail(&server, "alice", 3).await;
+    fail(&server, "ghost", 3).await;
     let mut browser = server.browser();
-    fail(&mut browser, "alice", 3).await;
-    fail(&mut browser, "ghost", 3).await;
     let real = browser.login("alice", "guess", false).await;
     let ghost = browser.login("ghost", "guess", false).await;
     assert_eq!((real.status, ghost.status), (429, 429));
@@ -110,10 +112,11 @@ async fn unknown_usernames_are_throttled_exactly_like_real_accounts(db: TestDb) 
 async fn one_client_address_is_limited_across_accounts(db: TestDb) {
     let server = TestServer::start_with(db, |b| b.ip_attempts_per_minute(4));
     server.add_user("alice", "correct horse", false);
-    let mut browser = server.browser();
     for user in ["a", "b", "c", "d"] {
+        let mut browser = server.browser();
         assert_eq!(browser.login(user, "x", false).await.status, 401);
     }
+    let mut browser = server.browser();
     let res = browser.login("alice", "correct horse", false).await;
     assert_eq!(res.status, 429, "a fifth attempt within the minute");
     assert!(res.header("retry-after").is_some());

@@ -28,7 +28,10 @@ use serde::{Deserialize, Serialize};
 
 pub use identify::RememberMeIdentifyStep;
 pub use issue::RememberMeIssueStep;
-pub use password::{PasswordStep, argon2_verifications, hash_password, verify_password_work};
+pub use password::{
+    PasswordStep, argon2_peak_concurrency, argon2_verifications, hash_password,
+    verify_password_work,
+};
 
 use crate::store::{StoreError, Stores, UserId};
 use crate::token::{RememberCookie, SecretHash};

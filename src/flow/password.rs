@@ -153,12 +153,34 @@ pub fn hash_password(password: &str) -> String {
 }
 
 static VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
+static RUNNING: AtomicU64 = AtomicU64::new(0);
+static PEAK_RUNNING: AtomicU64 = AtomicU64::new(0);
+
+/// The most Argon2 verifications this process ran at the same time. For
+/// tests that prove sign-in storms are bounded.
+#[doc(hidden)]
+pub fn argon2_peak_concurrency() -> u64 {
+    PEAK_RUNNING.load(Ordering::SeqCst)
+}
 
 /// How many Argon2 verifications this process has run. For tests that
 /// prove unknown users cost the same work as known ones.
 #[doc(hidden)]
 pub fn argon2_verifications() -> u64 {
     VERIFICATIONS.load(Ordering::Relaxed)
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 /// Verifies `password` against `stored`, always doing one full Argon2
@@ -176,6 +198,11 @@ pub fn verify_password_work(stored: Option<&str>, password: &str) -> bool {
             false,
         ),
     };
+    let running = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    PEAK_RUNNING.fetch_max(running, Ordering::SeqCst);
+    let _running = scopeguard(|| {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    });
     // A malformed stored hash verifies nothing (and costs less: that is a
     // data bug worth the log line, not an enumeration oracle).
     let ok = argon2().verify_password(password.as_bytes(), hash).is_ok();

@@ -78,7 +78,7 @@ async fn tokens(
             created: when(l.token.created_at),
             last_used: when(l.token.last_used_at),
             expires: when(l.token.expires_at),
-            issued: "Keep me logged in (browser)",
+            issued: "Browser cookie (Keep me logged in)",
         })
         .collect();
     html(

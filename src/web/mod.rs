@@ -16,15 +16,27 @@ use actix_web::{App, Error, web};
 
 use crate::{RememberMe, RememberMeConfig, Stores, session_middleware};
 
-/// Everything the demo site needs.
+/// Everything the demo site needs. Build it once (outside
+/// `HttpServer::new`'s closure) and clone it into each worker.
 #[derive(Clone)]
 pub struct Site {
-    /// The stores.
-    pub stores: Stores,
-    /// The remember-me settings.
-    pub config: RememberMeConfig,
-    /// Key that signs and encrypts the session cookie.
-    pub session_key: Key,
+    stores: Stores,
+    config: RememberMeConfig,
+    session_key: Key,
+    layer: RememberMe,
+}
+
+impl Site {
+    /// The site over these stores, settings and session key.
+    pub fn new(stores: Stores, config: RememberMeConfig, session_key: Key) -> Self {
+        let layer = RememberMe::new(stores.clone(), config.clone());
+        Self {
+            stores,
+            config,
+            session_key,
+            layer,
+        }
+    }
 }
 
 impl std::fmt::Debug for Site {
@@ -59,7 +71,7 @@ pub fn app(
         .configure(pages::routes)
         .configure(account::routes)
         .configure(admin::routes)
-        .wrap(RememberMe::new(site.stores, site.config.clone()))
+        .wrap(site.layer)
         .wrap(session_middleware(site.session_key, &site.config))
         .wrap(
             DefaultHeaders::new()

@@ -166,11 +166,7 @@ impl TestServer {
         )
         .build();
         let session_key = actix_web::cookie::Key::generate();
-        let site = Site {
-            stores: stores.clone(),
-            config: config.clone(),
-            session_key: session_key.clone(),
-        };
+        let site = Site::new(stores.clone(), config.clone(), session_key.clone());
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = rt::System::new();
