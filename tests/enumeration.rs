@@ -11,7 +11,7 @@ use rememberme::flow::argon2_verifications;
 use common::{TestDb, TestServer};
 
 /// The counters are process-wide: the tests of this file take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
     let server = TestServer::start(db);
@@ -35,7 +35,7 @@ async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
 
 #[actix_web::test]
 async fn unknown_users_cost_the_same_argon2_work_on_both_backends() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     unknown_users_cost_one_verification_like_wrong_passwords(TestDb::sqlite()).await;
     if let Some(db) = TestDb::postgres() {
         unknown_users_cost_one_verification_like_wrong_passwords(db).await;
@@ -44,7 +44,7 @@ async fn unknown_users_cost_the_same_argon2_work_on_both_backends() {
 
 #[actix_web::test]
 async fn a_sign_in_storm_runs_at_most_the_configured_number_of_argon2_checks_at_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start_with(TestDb::sqlite(), |b| {
         b.password_concurrency(2).ip_attempts_per_minute(0)
     });
