@@ -114,6 +114,8 @@ pub struct RememberMeConfig {
     pub(crate) lockout: Duration,
     pub(crate) ip_attempts_per_minute: u32,
     pub(crate) password_concurrency: usize,
+    pub(crate) access_tokens: Option<crate::access::AccessTokens>,
+    pub(crate) access_token_lifetime: Duration,
     pub(crate) login_path: String,
     pub(crate) step_up_path: String,
 }
@@ -161,6 +163,8 @@ impl RememberMeConfig {
                 password_concurrency: std::thread::available_parallelism()
                     .map(usize::from)
                     .unwrap_or(2),
+                access_tokens: None,
+                access_token_lifetime: Duration::from_secs(15 * 60),
                 login_path: "/login".to_owned(),
                 step_up_path: "/login/step-up".to_owned(),
             },
@@ -327,6 +331,22 @@ impl RememberMeConfigBuilder {
     /// keeps the blocking pool free for the database work of other requests.
     pub fn password_concurrency(mut self, n: usize) -> Self {
         self.config.password_concurrency = n.max(1);
+        self
+    }
+
+    /// Enables the JSON API's access tokens, signed with a key derived from
+    /// `secret` (give every instance the same secret, e.g. the session key's
+    /// master bytes). Without it the API answers 500.
+    pub fn access_token_secret(mut self, secret: &[u8]) -> Self {
+        self.config.access_tokens = Some(crate::access::AccessTokens::from_secret(secret));
+        self
+    }
+
+    /// Lifetime of an API access token. Default 15 minutes: short enough
+    /// that a leaked one is soon worthless, long enough that an app refreshes
+    /// rarely.
+    pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.access_token_lifetime = lifetime;
         self
     }
 

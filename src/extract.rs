@@ -194,7 +194,7 @@ fn with_next(path: &str, next: &str) -> String {
     )
 }
 
-fn request_auth(req: &HttpRequest) -> Result<RequestAuth, AuthError> {
+pub(crate) fn request_auth(req: &HttpRequest) -> Result<RequestAuth, AuthError> {
     req.extensions()
         .get::<RequestAuth>()
         .cloned()
@@ -327,7 +327,7 @@ pub(crate) fn ip_limiter(per_minute: u32) -> Option<IpLimiter> {
 }
 
 /// `Some(seconds to wait)` when this IP has used up its attempts.
-fn ip_throttled(limiter: &IpLimiter, req: &HttpRequest) -> Option<u64> {
+pub(crate) fn ip_throttled(limiter: &IpLimiter, req: &HttpRequest) -> Option<u64> {
     use governor::clock::Clock as _;
     let ip = req.peer_addr()?.ip();
     // Forget idle addresses now and then so the map stays small.
@@ -507,6 +507,7 @@ impl Auth {
                 client: &client,
                 remember_cookie: None,
                 browser_series,
+                device_key: None,
                 credentials: Some(credentials),
                 cookie_change: None,
             };

@@ -67,6 +67,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access;
+pub mod api;
 mod config;
 #[cfg(feature = "demo")]
 #[path = "web/mod.rs"]

@@ -133,6 +133,9 @@ struct ServeArgs {
     /// the demo only: never on a site with real users.
     #[arg(long, env = "REMEMBERME_SEED_DEMO_USERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     seed_demo_users: bool,
+    /// Minutes an API access token is valid.
+    #[arg(long, env = "REMEMBERME_ACCESS_TOKEN_MINUTES", default_value_t = 15)]
+    access_token_minutes: u64,
     /// Most password checks (Argon2) at once (default: one per core).
     #[arg(long, env = "REMEMBERME_PASSWORD_CONCURRENCY")]
     password_concurrency: Option<usize>,
@@ -367,6 +370,7 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .max_failed_logins(args.max_failed_logins)
         .lockout(Duration::from_secs(args.lockout_secs))
         .ip_attempts_per_minute(args.ip_attempts_per_minute)
+        .access_token_lifetime(Duration::from_secs(args.access_token_minutes * 60))
         .cookie_secure(args.cookie_secure)
         .build();
     if !args.cookie_secure {

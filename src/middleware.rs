@@ -293,6 +293,7 @@ async fn identify_by_cookie(
             client: &client,
             remember_cookie: Some(&raw),
             browser_series: None,
+            device_key: None,
             credentials: None,
             cookie_change: None,
         };

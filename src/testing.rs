@@ -47,6 +47,7 @@ pub fn remember_me_cookie(
         client: &client,
         remember_cookie: None,
         browser_series: None,
+        device_key: None,
         credentials: None,
         cookie_change: None,
     };

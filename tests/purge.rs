@@ -44,6 +44,7 @@ fn seed(db: &TestDb) -> Stores {
                     expires_at,
                     user_agent: None,
                     ip: None,
+                    device_key: None,
                 },
                 20,
             )

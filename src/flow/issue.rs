@@ -39,6 +39,7 @@ impl Step for RememberMeIssueStep {
                 expires_at,
                 user_agent: ctx.client.user_agent.as_deref(),
                 ip: ctx.client.ip.as_deref(),
+                device_key: ctx.device_key.as_deref(),
             },
             ctx.config.max_tokens_per_user,
         )?;

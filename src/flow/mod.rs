@@ -158,6 +158,8 @@ pub struct StepContext<'a> {
     /// The series the browser carries, if its cookie decodes: issuing steps
     /// replace it rather than adding a second token for one browser.
     pub browser_series: Option<SecretHash>,
+    /// The app device a token step issues for (`None`: a browser cookie).
+    pub device_key: Option<String>,
     /// Input for the next interactive step; taken by the step that uses it.
     pub credentials: Option<Credentials>,
     /// Cookie change decided by the steps; applied to the response by the bridge.
@@ -460,6 +462,12 @@ impl FlowState {
     /// Tags collected so far.
     pub fn tags(&self) -> &BTreeSet<Tag> {
         &self.tags
+    }
+
+    /// Activates a step because the caller asked for it (an app asking for a
+    /// long-lived token). The step's precondition still decides whether it runs.
+    pub fn activate(&mut self, step: StepId) {
+        self.activated.insert(step.to_owned());
     }
 }
 

@@ -58,6 +58,7 @@ fn with_ctx<T>(credentials: bool, f: impl FnOnce(&mut StepContext<'_>) -> T) -> 
         client: &client,
         remember_cookie: None,
         browser_series: None,
+        device_key: None,
         credentials: credentials.then(|| Credentials {
             username: "u".into(),
             password: "p".into(),

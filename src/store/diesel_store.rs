@@ -81,6 +81,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             expires_at: row.expires_at,
             user_agent: row.user_agent,
             ip: row.ip,
+            device_key: row.device_key,
         })
     }
 }
@@ -157,6 +158,15 @@ impl TokenStore for DieselStore {
                         .for_update()
                         .first::<i64>(pg)?;
                 }
+                // One token per app device: a new one replaces the old.
+                if let Some(device) = token.device_key {
+                    diesel::delete(
+                        t::remember_tokens
+                            .filter(t::user_id.eq(token.user_id))
+                            .filter(t::device_key.eq(device)),
+                    )
+                    .execute(conn)?;
+                }
                 diesel::insert_into(t::remember_tokens)
                     .values(NewTokenRow {
                         series_hash: token.series_hash.as_bytes(),
@@ -167,6 +177,7 @@ impl TokenStore for DieselStore {
                         expires_at: token.expires_at,
                         user_agent: token.user_agent,
                         ip: token.ip,
+                        device_key: token.device_key,
                     })
                     .execute(conn)?;
                 // Bounded growth: beyond the limit the least recently used go.

@@ -96,6 +96,8 @@ pub struct TokenRecord {
     pub user_agent: Option<String>,
     /// IP at issue.
     pub ip: Option<String>,
+    /// The app device this token belongs to; `None` for a browser cookie.
+    pub device_key: Option<String>,
 }
 
 impl fmt::Debug for TokenRecord {
@@ -125,6 +127,9 @@ pub struct NewToken<'a> {
     pub user_agent: Option<&'a str>,
     /// Client's IP.
     pub ip: Option<&'a str>,
+    /// The app device; a new token for the same `(user, device_key)`
+    /// replaces the old one. `None` for a browser cookie.
+    pub device_key: Option<&'a str>,
 }
 
 /// A token row with its owner's name, for admin listings.
@@ -153,8 +158,9 @@ pub trait TokenStore: Send + Sync {
         expires_at: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Inserts a token, then deletes the user's least recently used tokens
-    /// beyond `max_per_user`. Returns the new row's id.
+    /// Inserts a token (first deleting the user's token of the same
+    /// `device_key`, if any), then deletes the user's least recently used
+    /// tokens beyond `max_per_user`. Returns the new row's id.
     fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError>;
 
     /// The owner of a token, by id.

@@ -42,6 +42,7 @@ pub(super) struct TokenRow {
     pub expires_at: i64,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    pub device_key: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -55,6 +56,7 @@ pub(super) struct NewTokenRow<'a> {
     pub expires_at: i64,
     pub user_agent: Option<&'a str>,
     pub ip: Option<&'a str>,
+    pub device_key: Option<&'a str>,
 }
 
 #[derive(Queryable, Selectable)]

@@ -25,6 +25,7 @@ diesel::table! {
         expires_at -> Int8,
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
+        device_key -> Nullable<Text>,
     }
 }
 

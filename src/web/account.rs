@@ -51,7 +51,10 @@ async fn devices(
         .into_iter()
         .map(|t| DeviceRow {
             id: t.id,
-            device: device(t.user_agent.as_deref()),
+            device: match &t.device_key {
+                Some(key) => format!("App: {key}"),
+                None => device(t.user_agent.as_deref()),
+            },
             ip: t.ip.unwrap_or_default(),
             created: when(t.created_at),
             last_used: when(t.last_used_at),

@@ -26,7 +26,7 @@ struct TokenRow {
     created: String,
     last_used: String,
     expires: String,
-    issued: &'static str,
+    issued: String,
 }
 
 #[derive(Template)]
@@ -78,7 +78,10 @@ async fn tokens(
             created: when(l.token.created_at),
             last_used: when(l.token.last_used_at),
             expires: when(l.token.expires_at),
-            issued: "Browser cookie (Keep me logged in)",
+            issued: match &l.token.device_key {
+                Some(device) => format!("App token (device {device})"),
+                None => "Browser cookie (Keep me logged in)".to_owned(),
+            },
         })
         .collect();
     html(

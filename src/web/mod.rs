@@ -28,7 +28,13 @@ pub struct Site {
 
 impl Site {
     /// The site over these stores, settings and session key.
-    pub fn new(stores: Stores, config: RememberMeConfig, session_key: Key) -> Self {
+    pub fn new(stores: Stores, mut config: RememberMeConfig, session_key: Key) -> Self {
+        if config.access_tokens.is_none() {
+            // Instances sharing the session key accept each other's API tokens.
+            config.access_tokens = Some(crate::access::AccessTokens::from_secret(
+                session_key.master(),
+            ));
+        }
         let layer = RememberMe::new(stores.clone(), config.clone());
         Self {
             stores,
@@ -68,6 +74,7 @@ pub fn app(
     App::new()
         .app_data(web::Data::new(site.stores.clone()))
         .app_data(web::FormConfig::default().limit(16 * 1024))
+        .service(crate::api::scope())
         .configure(pages::routes)
         .configure(account::routes)
         .configure(admin::routes)

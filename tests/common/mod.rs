@@ -367,6 +367,42 @@ impl Browser {
         }
     }
 
+    /// Sends a JSON API request (no cookies) and returns status, headers and
+    /// the JSON body (`Null` when there is none). `body` is sent as is, so
+    /// malformed JSON can be tested.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, actix_web::http::header::HeaderMap, serde_json::Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "GET" => self.client.get(url),
+            _ => self.client.post(url),
+        };
+        if let Some(token) = bearer {
+            req = req.insert_header(("authorization", format!("Bearer {token}")));
+        }
+        let mut res = match body {
+            Some(body) => req
+                .insert_header(("content-type", "application/json"))
+                .send_body(body.to_owned())
+                .await
+                .expect("API request"),
+            None => req.send().await.expect("API request"),
+        };
+        let bytes = res.body().limit(1 << 20).await.expect("body");
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        (res.status().as_u16(), res.headers().clone(), json)
+    }
+
     /// Opens the sign-in form and posts it.
     pub async fn login(&mut self, username: &str, password: &str, remember: bool) -> Page {
         let form = self.get("/login").await;

@@ -1,0 +1,175 @@
+//! Short-lived, stateless access tokens for apps that talk JSON.
+//!
+//! `at1.<claims>.<mac>`: the claims (user, auth epoch, tags, expiry, device)
+//! in unpadded URL-safe base64 JSON, and an HMAC-SHA256 over them with a key
+//! only the server knows. Nothing is stored. A token is refused when its MAC
+//! is wrong, when it expired (15 minutes by default), or when the user's auth
+//! epoch moved on (revoke-all, password change, theft): the API checks the
+//! epoch on every request, so revocation is immediate.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::flow::Tag;
+use crate::middleware::SignInMethod;
+use crate::store::UserId;
+
+const PREFIX: &str = "at1.";
+/// Longest token looked at; anything longer is refused unread.
+const MAX_LEN: usize = 2048;
+
+/// What an access token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The user.
+    pub sub: UserId,
+    /// The user's auth epoch when the token was made.
+    pub epoch: i64,
+    /// Tags of the authentication behind the token.
+    pub tags: Vec<Tag>,
+    /// How the user authenticated.
+    pub method: SignInMethod,
+    /// The app device, if the token came with a device key.
+    pub device: Option<String>,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+}
+
+/// Why an access token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// Not an access token, or its signature does not match.
+    #[error("invalid access token")]
+    Invalid,
+    /// Valid once, but expired.
+    #[error("access token expired")]
+    Expired,
+}
+
+/// Signs and verifies access tokens.
+#[derive(Clone)]
+pub struct AccessTokens {
+    key: [u8; 32],
+}
+
+impl fmt::Debug for AccessTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessTokens([redacted])")
+    }
+}
+
+impl AccessTokens {
+    /// A signer whose key is derived from `secret` (for instance the session
+    /// key's master bytes), so instances sharing that secret accept each
+    /// other's tokens. The derivation separates this use from any other use
+    /// of the same secret.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"rememberme access token key v1\0");
+        hasher.update(secret);
+        Self {
+            key: hasher.finalize().into(),
+        }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    /// The token for `claims`.
+    pub fn issue(&self, claims: &AccessClaims) -> String {
+        let json = serde_json::to_vec(claims).expect("claims serialize");
+        let mut out = String::from(PREFIX);
+        URL_SAFE_NO_PAD.encode_string(&json, &mut out);
+        let mut mac = self.mac();
+        mac.update(out.as_bytes());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut out);
+        out
+    }
+
+    /// The claims of a token whose MAC matches (compared in constant time)
+    /// and that has not expired at `now`.
+    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, AccessError> {
+        if token.len() > MAX_LEN || !token.starts_with(PREFIX) {
+            return Err(AccessError::Invalid);
+        }
+        let (signed, tag) = token.rsplit_once('.').ok_or(AccessError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| AccessError::Invalid)?;
+        let mut mac = self.mac();
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&tag).map_err(|_| AccessError::Invalid)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(&signed[PREFIX.len()..])
+            .map_err(|_| AccessError::Invalid)?;
+        let claims: AccessClaims =
+            serde_json::from_slice(&json).map_err(|_| AccessError::Invalid)?;
+        if claims.exp <= now {
+            return Err(AccessError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> AccessClaims {
+        AccessClaims {
+            sub: 7,
+            epoch: 1,
+            tags: vec![Tag::WeakAuthentication],
+            method: SignInMethod::RememberMe,
+            device: Some("phone".into()),
+            exp,
+        }
+    }
+
+    #[test]
+    fn a_token_verifies_until_it_expires() {
+        let signer = AccessTokens::from_secret(b"secret");
+        let token = signer.issue(&claims(100));
+        assert_eq!(signer.verify(&token, 99), Ok(claims(100)));
+        assert_eq!(signer.verify(&token, 100), Err(AccessError::Expired));
+    }
+
+    #[test]
+    fn tampered_foreign_and_malformed_tokens_are_invalid() {
+        let signer = AccessTokens::from_secret(b"secret");
+        let token = signer.issue(&claims(100));
+        let other = AccessTokens::from_secret(b"other").issue(&claims(100));
+        let forged = {
+            let (_, tag) = token.rsplit_once('.').unwrap();
+            let body = URL_SAFE_NO_PAD.encode(
+                serde_json::to_vec(&AccessClaims {
+                    sub: 1,
+                    ..claims(100)
+                })
+                .unwrap(),
+            );
+            format!("{PREFIX}{body}.{tag}")
+        };
+        let mut flipped = token.clone().into_bytes();
+        flipped[10] ^= 1;
+        for bad in [
+            other,
+            forged,
+            String::from_utf8_lossy(&flipped).into_owned(),
+            String::new(),
+            "at1.".into(),
+            "at1..".into(),
+            "x".repeat(5000),
+        ] {
+            assert_eq!(signer.verify(&bad, 0), Err(AccessError::Invalid), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The JSON API for apps: long-lived device tokens exchanged for short-lived
+//! access tokens, with the cookie's rules, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use common::{Browser, TestDb, TestServer};
+
+on_both_backends!(
+    login_without_remember_me_gives_only_an_access_token,
+    login_with_remember_me_gives_a_long_lived_token_stored_as_hashes,
+    refresh_rotates_the_long_lived_token_and_answers_as_remembered,
+    a_stale_long_lived_token_is_accepted_in_grace_and_is_theft_after,
+    the_same_device_key_replaces_the_devices_token,
+    a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_password,
+    the_forever_option_keeps_refreshing_past_the_absolute_validity,
+    logout_revokes_the_devices_token,
+    access_tokens_are_refused_after_revoke_all,
+    malformed_inputs_get_json_4xx_answers,
+    app_tokens_are_listed_beside_browser_tokens,
+);
+
+fn login_body(user: &str, password: &str, remember: bool, device: Option<&str>) -> String {
+    json!({"username": user, "password": password, "remember_me": remember, "device_key": device})
+        .to_string()
+}
+
+async fn app_login(app: &Browser, device: &str) -> Value {
+    let (status, _, body) = app
+        .api(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("alice", "correct horse", true, Some(device))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn refresh(app: &Browser, token: &str) -> (u16, Value) {
+    let (status, _, body) = app
+        .api(
+            "POST",
+            "/api/v1/token/refresh",
+            None,
+            Some(&json!({"long_lived_token": token}).to_string()),
+        )
+        .await;
+    (status, body)
+}
+
+fn setup(db: TestDb) -> (TestServer, i64, Browser) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let app = server.browser();
+    (server, alice, app)
+}
+
+async fn login_without_remember_me_gives_only_an_access_token(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let (status, headers, body) = app
+        .api(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("alice", "correct horse", false, None)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert!(body.get("long_lived_token").is_none());
+    assert_eq!(headers.get("cache-control").unwrap(), "no-store");
+    assert!(server.tokens_of(alice).is_empty());
+    let (status, _, me) = app
+        .api("GET", "/api/v1/me", body["access_token"].as_str(), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["method"], "password");
+    assert!(
+        me["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("PASSWORD_VERIFIED"))
+    );
+    let (status, _, wrong) = app
+        .api(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("alice", "nope", false, None)),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(wrong["error"], "invalid_credentials");
+}
+
+async fn login_with_remember_me_gives_a_long_lived_token_stored_as_hashes(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let body = app_login(&app, "phone-1").await;
+    let token = body["long_lived_token"].as_str().unwrap();
+    assert_eq!(body["long_lived_expires_in"], 30 * 24 * 3600);
+    let rows = server.tokens_of(alice);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].device_key.as_deref(), Some("phone-1"));
+    let (series, secret) = common::raw_parts(token);
+    use sha2::Digest as _;
+    assert_eq!(
+        rows[0].series_hash.as_bytes().as_slice(),
+        sha2::Sha256::digest(&series).as_slice()
+    );
+    assert_eq!(
+        rows[0].token_hash.as_bytes().as_slice(),
+        sha2::Sha256::digest(&secret).as_slice()
+    );
+}
+
+async fn refresh_rotates_the_long_lived_token_and_answers_as_remembered(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let first = app_login(&app, "phone").await;
+    let old = first["long_lived_token"].as_str().unwrap();
+    let (status, body) = refresh(&app, old).await;
+    assert_eq!(status, 200, "{body}");
+    let new = body["long_lived_token"].as_str().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(
+        common::raw_parts(new).0,
+        common::raw_parts(old).0,
+        "same series"
+    );
+    assert_eq!(server.tokens_of(alice).len(), 1);
+    let (_, _, me) = app
+        .api("GET", "/api/v1/me", body["access_token"].as_str(), None)
+        .await;
+    assert_eq!(me["method"], "long_lived_token");
+    assert_eq!(me["device_key"], "phone");
+    assert!(
+        !me["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("PASSWORD_VERIFIED"))
+    );
+}
+
+async fn a_stale_long_lived_token_is_accepted_in_grace_and_is_theft_after(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let old = app_login(&app, "phone").await["long_lived_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, rotated) = refresh(&app, &old).await;
+    let new = rotated["long_lived_token"].as_str().unwrap().to_owned();
+    let (status, grace) = refresh(&app, &old).await;
+    assert_eq!(status, 200, "accepted in grace");
+    assert!(
+        grace.get("long_lived_token").is_none(),
+        "nothing rotated in grace"
+    );
+    server.clock.advance(Duration::from_secs(61));
+    let (status, body) = refresh(&app, &old).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_token");
+    assert!(
+        server.tokens_of(alice).is_empty(),
+        "theft revokes everything"
+    );
+    assert!(server.audit_kinds().contains(&"theft_detected".to_owned()));
+    assert_eq!(
+        refresh(&app, &new).await.0,
+        401,
+        "the newer token is dead too"
+    );
+}
+
+async fn the_same_device_key_replaces_the_devices_token(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let first = app_login(&app, "tablet").await;
+    app_login(&app, "tablet").await;
+    assert_eq!(server.tokens_of(alice).len(), 1, "a device never holds two");
+    assert_eq!(
+        refresh(&app, first["long_lived_token"].as_str().unwrap())
+            .await
+            .0,
+        401
+    );
+    app_login(&app, "laptop").await;
+    assert_eq!(server.tokens_of(alice).len(), 2);
+}
+
+async fn a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_password(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let first = app_login(&app, "phone").await;
+    let (_, refreshed) = refresh(&app, first["long_lived_token"].as_str().unwrap()).await;
+    let weak = refreshed["access_token"].as_str().unwrap();
+    let ask = json!({"remember_me": true, "device_key": "second"}).to_string();
+    let (status, _, body) = app
+        .api("POST", "/api/v1/login", Some(weak), Some(&ask))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "password_required");
+    assert_eq!(server.tokens_of(alice).len(), 1, "nothing issued");
+    // An access token from a password sign-in may ask for one.
+    let strong = first["access_token"].as_str().unwrap();
+    let (status, _, body) = app
+        .api("POST", "/api/v1/login", Some(strong), Some(&ask))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["long_lived_token"].is_string());
+    assert_eq!(server.tokens_of(alice).len(), 2);
+}
+
+async fn the_forever_option_keeps_refreshing_past_the_absolute_validity(db: TestDb) {
+    let server = TestServer::start_with(db, |b| {
+        b.validity(Duration::from_secs(2 * 24 * 3600))
+            .expiry(rememberme::Expiry::Forever)
+    });
+    server.add_user("alice", "correct horse", false);
+    let app = server.browser();
+    let mut token = app_login(&app, "phone").await["long_lived_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for day in 1..=5 {
+        server.clock.advance(Duration::from_secs(24 * 3600));
+        let (status, body) = refresh(&app, &token).await;
+        assert_eq!(status, 200, "day {day}: {body}");
+        token = body["long_lived_token"].as_str().unwrap().to_owned();
+    }
+    server.clock.advance(Duration::from_secs(2 * 24 * 3600 + 1));
+    assert_eq!(
+        refresh(&app, &token).await.0,
+        401,
+        "an idle device still expires"
+    );
+}
+
+async fn logout_revokes_the_devices_token(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let phone = app_login(&app, "phone").await;
+    app_login(&app, "laptop").await;
+    let (status, _, _) = app
+        .api(
+            "POST",
+            "/api/v1/logout",
+            phone["access_token"].as_str(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let left = server.tokens_of(alice);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].device_key.as_deref(), Some("laptop"));
+    assert_eq!(
+        refresh(&app, phone["long_lived_token"].as_str().unwrap())
+            .await
+            .0,
+        401
+    );
+    let (status, _, body) = app.api("POST", "/api/v1/logout", None, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+}
+
+async fn access_tokens_are_refused_after_revoke_all(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let body = app_login(&app, "phone").await;
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(access), None).await.0,
+        200
+    );
+    server.stores.tokens.delete_all_for_user(alice).unwrap();
+    server.stores.users.bump_epoch(alice).unwrap();
+    let (status, _, body) = app.api("GET", "/api/v1/me", Some(access), None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "token_revoked");
+    server.clock.advance(Duration::from_secs(16 * 60));
+    let fresh = app
+        .api(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("alice", "correct horse", false, None)),
+        )
+        .await
+        .2;
+    let token = fresh["access_token"].as_str().unwrap();
+    server.clock.advance(Duration::from_secs(15 * 60));
+    let (status, _, body) = app.api("GET", "/api/v1/me", Some(token), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("token_expired"))
+    );
+}
+
+async fn malformed_inputs_get_json_4xx_answers(db: TestDb) {
+    let (_server, _alice, app) = setup(db);
+    let good = app_login(&app, "phone").await;
+    let access = good["access_token"].as_str().unwrap();
+    let mut tampered = access.to_owned().into_bytes();
+    tampered[8] = if tampered[8] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let big = format!("{{\"username\":\"{}\"}}", "x".repeat(10_000));
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/api/v1/login",
+            None,
+            Some("{not json"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/api/v1/login",
+            None,
+            Some("{}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(r#"{"username": 5, "password": "x"}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(r#"{"username": "a", "password": "b", "remember_me": "yes"}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(r#"{"username": "a", "password": "b", "remember_me": true}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&big),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "POST",
+            "/api/v1/token/refresh",
+            None,
+            Some("{}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/api/v1/token/refresh",
+            None,
+            Some(r#"{"long_lived_token": "v1.garbage"}"#),
+            401,
+            "invalid_token",
+        ),
+        ("GET", "/api/v1/me", None, None, 401, "unauthorized"),
+        (
+            "GET",
+            "/api/v1/me",
+            Some("garbage"),
+            None,
+            401,
+            "invalid_token",
+        ),
+        (
+            "GET",
+            "/api/v1/me",
+            Some(&tampered),
+            None,
+            401,
+            "invalid_token",
+        ),
+        ("GET", "/api/v1/nothing", None, None, 404, "not_found"),
+    ];
+    for (method, path, bearer, body, status, error) in cases {
+        let (got, _, json) = app.api(method, path, bearer, body).await;
+        assert_eq!(got, status, "{method} {path} {body:?}: {json}");
+        assert_eq!(json["error"], error, "{method} {path} {body:?}");
+        assert!(json["message"].is_string());
+    }
+}
+
+async fn app_tokens_are_listed_beside_browser_tokens(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("root", "admin password", true);
+    server.add_user("alice", "correct horse", false);
+    let app = server.browser();
+    app_login(&app, "alices-phone").await;
+    let mut alice = server.browser();
+    alice.login("alice", "correct horse", true).await;
+    let devices = alice.get("/account/devices").await;
+    assert!(
+        devices.body.contains("App: alices-phone"),
+        "{}",
+        devices.body
+    );
+    let mut admin = server.browser();
+    admin.login("root", "admin password", true).await;
+    let page = admin.get("/admin/tokens").await;
+    assert!(
+        page.body.contains("App token (device alices-phone)"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Browser cookie"));
+}
