@@ -10,14 +10,14 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError, web};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::flow::CookieChange;
+use crate::flow::{CookieChange, verified_series};
 use crate::flow::{Credentials, Failure, FlowKind, FlowState, Progress, StepContext, Tag};
 use crate::middleware::{
     AUTH_KEY, AuthState, RequestAuth, SignInMethod, client_info, new_auth_state, random_id,
     raw_cookie, start_session,
 };
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
-use crate::token::RememberCookie;
+use crate::token::{RememberCookie, SecretHash};
 
 const FLOW_KEY: &str = "rm.flow";
 const CSRF_KEY: &str = "rm.csrf";
@@ -488,8 +488,13 @@ impl Auth {
         let config = shared.config.clone();
         let flow = shared.flow(kind);
         let client = client_info(&self.req);
-        let browser_series = self.browser_series();
-        let previous_method = self.user().map(|u| u.method);
+        let browser_cookie = raw_cookie(&self.req, &config.cookie_name);
+        let previous = self
+            .auth
+            .state
+            .borrow()
+            .as_ref()
+            .map(|s| (s.method, s.series.clone()));
         // Wait here, in async land, for a password-check permit: a storm of
         // sign-ins queues without holding blocking threads or Argon2 memory.
         let _permit = shared
@@ -500,6 +505,10 @@ impl Auth {
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         let now = self.auth.shared.config.now();
         let (progress, state, change, new_state) = web::block(move || {
+            let browser_series = match &browser_cookie {
+                Some(raw) => verified_series(&stores, &config, now, raw)?,
+                None => None,
+            };
             let mut ctx = StepContext {
                 stores: &stores,
                 config: &config,
@@ -523,11 +532,18 @@ impl Auth {
                     stores.tokens.delete_series(&series)?;
                     ctx.cookie_change.get_or_insert(CookieChange::Remove);
                 }
-                let method = match (kind, previous_method) {
-                    (FlowKind::StepUp, Some(method)) => method,
-                    _ => SignInMethod::Password,
+                let (method, series) = match (kind, previous) {
+                    (FlowKind::StepUp, Some((method, series))) => {
+                        (method, series.as_deref().and_then(SecretHash::from_slice))
+                    }
+                    _ => (SignInMethod::Password, None),
                 };
-                new_state = new_auth_state(&stores, *user, tags.clone(), method, now)?;
+                // The session is bound to the token it was issued, if any.
+                let series = match &ctx.cookie_change {
+                    Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
+                    _ => series,
+                };
+                new_state = new_auth_state(&stores, *user, tags.clone(), method, now, series)?;
                 stores.audit(NewAuditEvent {
                     at: now,
                     kind: match kind {
@@ -585,11 +601,18 @@ impl Auth {
     /// and purges the session.
     pub async fn logout(&self) -> Result<(), AuthError> {
         let stores = self.auth.shared.stores.clone();
-        let series = self.browser_series();
+        let series = raw_cookie(&self.req, &self.auth.shared.config.cookie_name);
         let user = self.user().map(|u| u.id);
         let client = client_info(&self.req);
         let now = self.auth.shared.config.now();
+        let config = self.auth.shared.config.clone();
         web::block(move || {
+            // Only a cookie that still proves its token deletes its row: an
+            // old copy must not quietly sign its owner's browser out.
+            let series = match &series {
+                Some(raw) => verified_series(&stores, &config, now, raw)?,
+                None => None,
+            };
             if let Some(series) = series {
                 stores.tokens.delete_series(&series)?;
             }
@@ -685,48 +708,117 @@ impl Auth {
     /// are deleted and the epoch bumped (other sessions end), while this
     /// browser's token and session stay.
     pub async fn sign_out_other_devices(&self) -> Result<usize, AuthError> {
-        let user = self.user().ok_or(AuthError::Forbidden)?;
-        let keep = self.browser_series();
+        let (user, epoch) = self.user_and_epoch()?;
+        let keep = raw_cookie(&self.req, &self.auth.shared.config.cookie_name);
         let stores = self.stores().clone();
-        let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user.id), String::new());
-        let (n, epoch) = blocking(move || {
-            let n = delete_tokens_except(&stores, user.id, keep.as_ref())?;
-            stores.users.bump_epoch(user.id)?;
+        let config = self.auth.shared.config.clone();
+        let now = config.now();
+        let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user), String::new());
+        let done = blocking(move || {
+            // Only a session still under the current epoch may move to the
+            // next one: a revoked session must not adopt it and live on.
+            let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
+                return Ok(None);
+            };
+            let keep = match &keep {
+                Some(raw) => verified_series(&stores, &config, now, raw)?,
+                None => None,
+            };
+            let n = delete_tokens_except(&stores, user, keep.as_ref())?;
             let detail = format!("other devices: {n} token(s) revoked");
             stores.audit(NewAuditEvent {
                 detail: &detail,
-                ..event.borrowed(Some(user.id))
+                ..event.borrowed(Some(user))
             });
-            Ok((n, stores.users.auth_epoch(user.id)?))
+            Ok(Some((n, new_epoch)))
         })
         .await?;
-        self.restamp(epoch);
-        Ok(n)
+        self.restamp_or_end(done).map(|(n, _)| n)
     }
 
-    /// Changes the current user's password (Argon2id on a blocking thread),
-    /// ends every other session and token of the user, keeps this one.
-    /// Callers should demand [`StrongAuth`].
-    pub async fn change_password(&self, new_password: String) -> Result<(), AuthError> {
-        let user = self.user().ok_or(AuthError::Forbidden)?;
-        let keep = self.browser_series();
+    /// Changes the current user's password (Argon2id on a blocking thread)
+    /// after checking the current one, ends every other session and token of
+    /// the user, keeps this one. Callers should demand [`StrongAuth`].
+    /// Returns `false` (nothing changed) when the current password is wrong.
+    pub async fn change_password(
+        &self,
+        current_password: String,
+        new_password: String,
+    ) -> Result<bool, AuthError> {
+        let (user, epoch) = self.user_and_epoch()?;
+        let keep = raw_cookie(&self.req, &self.auth.shared.config.cookie_name);
         let stores = self.stores().clone();
-        let event = self.audit_event(AuditKind::PasswordChanged, Some(user.id), String::new());
-        let epoch = blocking(move || {
+        let config = self.auth.shared.config.clone();
+        let now = config.now();
+        let event = self.audit_event(AuditKind::PasswordChanged, Some(user), String::new());
+        let _permit = self
+            .auth
+            .shared
+            .password_checks
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let done = blocking(move || {
+            let stored = stores.users.find_by_id(user)?.map(|u| u.password_hash);
+            if !crate::flow::verify_password_work(stored.as_deref(), &current_password) {
+                return Ok(Some(None));
+            }
+            let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
+                return Ok(None);
+            };
             let hash = crate::flow::hash_password(&new_password);
-            stores.users.set_password_hash(user.id, &hash)?;
-            let n = delete_tokens_except(&stores, user.id, keep.as_ref())?;
-            stores.users.bump_epoch(user.id)?;
+            stores.users.set_password_hash(user, &hash)?;
+            let keep = match &keep {
+                Some(raw) => verified_series(&stores, &config, now, raw)?,
+                None => None,
+            };
+            let n = delete_tokens_except(&stores, user, keep.as_ref())?;
             let detail = format!("{n} other token(s) revoked");
             stores.audit(NewAuditEvent {
                 detail: &detail,
-                ..event.borrowed(Some(user.id))
+                ..event.borrowed(Some(user))
             });
-            stores.users.auth_epoch(user.id)
+            Ok(Some(Some(new_epoch)))
         })
         .await?;
-        self.restamp(epoch);
-        Ok(())
+        match done {
+            Some(None) => Ok(false),
+            Some(Some(new_epoch)) => {
+                self.restamp_or_end(Some(((), new_epoch)))?;
+                Ok(true)
+            }
+            None => self.restamp_or_end::<()>(None).map(|_| false),
+        }
+    }
+
+    fn user_and_epoch(&self) -> Result<(UserId, i64), AuthError> {
+        self.auth
+            .state
+            .borrow()
+            .as_ref()
+            .map(|s| (s.user_id, s.epoch))
+            .ok_or(AuthError::Forbidden)
+    }
+
+    /// After a change this session made under its epoch: move it to the new
+    /// epoch, or, if the epoch had already moved on (the session was revoked
+    /// meanwhile), end it.
+    fn restamp_or_end<T>(&self, done: Option<(T, i64)>) -> Result<(T, i64), AuthError> {
+        match done {
+            Some((value, epoch)) => {
+                self.restamp(Some(epoch));
+                Ok((value, epoch))
+            }
+            None => {
+                tracing::info!("session ended: it was revoked before its own change");
+                self.forget_session();
+                self.session.clear();
+                Err(AuthError::SignInRequired {
+                    location: self.auth.shared.config.login_path.clone(),
+                })
+            }
+        }
     }
 
     /// Moves this session to the user's new epoch after a change it made itself.

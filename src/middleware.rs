@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::RememberMeConfig;
 use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind, Progress, StepContext, Tag};
 use crate::store::{AuditKind, NewAuditEvent, StoreError, Stores, UserId};
+use crate::token::{RememberCookie, SecretHash};
 
 pub(crate) const AUTH_KEY: &str = "rm.auth";
 
@@ -48,6 +49,10 @@ pub(crate) struct AuthState {
     pub signed_in_at: i64,
     /// Random id renewed at every sign-in and step-up.
     pub sid: String,
+    /// SHA-256 of the remember-me series this session came from or was
+    /// issued; the session ends when that token is revoked.
+    #[serde(default)]
+    pub series: Option<Vec<u8>>,
 }
 
 /// What the layer shares with the extractors.
@@ -242,24 +247,40 @@ async fn session_state(session: &Session, shared: &Shared, now: i64) -> Option<A
     let mut state: AuthState = session.get(AUTH_KEY).ok().flatten()?;
     let config = &shared.config;
     if now - state.signed_in_at >= config.session_lifetime.as_secs() as i64 {
-        session.purge();
+        // `clear`, not `purge`: a remember-me cookie may sign the user in
+        // again on this same request, and a purged session keeps nothing.
+        session.clear();
         return None;
     }
     if now - state.checked_at < config.epoch_check_interval.as_secs() as i64 {
         return Some(state);
     }
-    let users = shared.stores.users.clone();
-    let user_id = state.user_id;
-    match web::block(move || users.auth_epoch(user_id)).await {
-        Ok(Ok(Some(epoch))) if epoch == state.epoch => {
+    let stores = shared.stores.clone();
+    let (user_id, series) = (state.user_id, state.series.clone());
+    let checked = web::block(move || {
+        let epoch = stores.users.auth_epoch(user_id)?;
+        // A session signed in by (or issued) a token lives only as long as
+        // that token: revoking the device ends the device's open session.
+        let series_alive = match series.as_deref().and_then(SecretHash::from_slice) {
+            Some(series) => stores
+                .tokens
+                .find_by_series(&series)?
+                .is_some_and(|t| t.user_id == user_id),
+            None => true,
+        };
+        Ok::<_, StoreError>((epoch, series_alive))
+    })
+    .await;
+    match checked {
+        Ok(Ok((Some(epoch), true))) if epoch == state.epoch => {
             state.checked_at = now;
             let _ = session.insert(AUTH_KEY, &state);
             Some(state)
         }
         Ok(Ok(_)) => {
-            // Revoked (epoch bumped) or the user is gone.
-            tracing::info!(user_id, "session ended: auth epoch changed");
-            session.purge();
+            // Revoked (epoch bumped, device revoked) or the user is gone.
+            tracing::info!(user_id, "session ended: revoked");
+            session.clear();
             None
         }
         Ok(Err(error)) => {
@@ -275,7 +296,10 @@ async fn session_state(session: &Session, shared: &Shared, now: i64) -> Option<A
 }
 
 /// Runs the login flow's automatic steps with the cookie. Returns the new
-/// auth state if the flow completed, and the cookie change to apply.
+/// auth state if the flow completed, and the cookie change to apply: the
+/// change is returned even when work after the rotation fails, so a rotated
+/// token is never lost (the browser would keep a token the database no
+/// longer accepts after the grace window, a false theft alarm).
 async fn identify_by_cookie(
     shared: &Shared,
     raw: Vec<u8>,
@@ -299,9 +323,13 @@ async fn identify_by_cookie(
         };
         let mut flow_state = flow.start(None);
         let progress = flow.advance(&mut flow_state, &mut ctx)?;
-        let signed_in = match progress {
-            Progress::Complete { user, tags } => {
-                let state = new_auth_state(&stores, user, tags, SignInMethod::RememberMe, now)?;
+        let change = ctx.cookie_change.take();
+        let Progress::Complete { user, tags } = progress else {
+            return Ok((None, change));
+        };
+        let series = RememberCookie::decode(&raw).ok().map(|c| c.series.hash());
+        match new_auth_state(&stores, user, tags, SignInMethod::RememberMe, now, series) {
+            Ok(state) => {
                 if state.is_some() {
                     stores.audit(NewAuditEvent {
                         at: now,
@@ -312,11 +340,13 @@ async fn identify_by_cookie(
                         detail: "",
                     });
                 }
-                state
+                Ok((state, change))
             }
-            _ => None,
-        };
-        Ok((signed_in, ctx.cookie_change))
+            Err(error) => {
+                tracing::warn!(%error, user_id = user, "signed in by cookie, but the user could not be loaded");
+                Ok((None, change))
+            }
+        }
     })
     .await
     .map_err(|e| StoreError::Unavailable(e.to_string()))?
@@ -329,6 +359,7 @@ pub(crate) fn new_auth_state(
     tags: BTreeSet<Tag>,
     method: SignInMethod,
     now: i64,
+    series: Option<SecretHash>,
 ) -> Result<Option<AuthState>, StoreError> {
     let Some(user) = stores.users.find_by_id(user)? else {
         return Ok(None);
@@ -343,6 +374,7 @@ pub(crate) fn new_auth_state(
         checked_at: now,
         signed_in_at: now,
         sid: random_id(),
+        series: series.map(|s| s.as_bytes().to_vec()),
     }))
 }
 

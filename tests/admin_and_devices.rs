@@ -21,7 +21,89 @@ on_both_backends!(
     usernames_and_user_agents_render_inert,
     every_action_refuses_a_missing_csrf_token,
     the_epoch_check_queries_the_database_at_most_once_per_interval,
+    revoking_a_device_ends_that_devices_open_session,
+    a_revoked_session_cannot_adopt_the_next_epoch_by_signing_out_others,
+    a_password_change_needs_the_current_password,
 );
+
+async fn revoking_a_device_ends_that_devices_open_session(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut laptop = remembered(&server, "alice", "correct horse").await;
+    let mut stolen_phone = remembered(&server, "alice", "correct horse").await;
+    assert_eq!(stolen_phone.get("/").await.status, 200);
+    let phone_series = server
+        .tokens_of(alice)
+        .into_iter()
+        .find(|t| {
+            let (series, _) = common::raw_parts(&stolen_phone.cookie(RM).unwrap());
+            use sha2::Digest as _;
+            t.series_hash.as_bytes().as_slice() == sha2::Sha256::digest(&series).as_slice()
+        })
+        .unwrap();
+    let csrf = laptop.get("/account/devices").await.csrf();
+    let res = laptop
+        .post(
+            &format!("/account/devices/{}/revoke", phone_series.id),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status, 303);
+    assert_eq!(
+        stolen_phone.get("/").await.status,
+        303,
+        "the revoked device's open session ends"
+    );
+    assert_eq!(laptop.get("/").await.status, 200, "the other device stays");
+}
+
+async fn a_revoked_session_cannot_adopt_the_next_epoch_by_signing_out_others(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.epoch_check_interval(Duration::from_secs(60)));
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut thief = remembered(&server, "alice", "correct horse").await;
+    let csrf = thief.get("/account/devices").await.csrf();
+    // The victim revokes everything (as revoke-all does: tokens and epoch);
+    // the thief's session has not re-checked yet.
+    server.stores.tokens.delete_all_for_user(alice).unwrap();
+    server.stores.users.bump_epoch(alice).unwrap();
+    let res = thief
+        .post("/account/devices/sign-out-others", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status, 303);
+    assert_eq!(
+        res.location(),
+        Some("/login"),
+        "the revoked session ends instead"
+    );
+    assert_eq!(thief.get("/").await.status, 303);
+    let epoch = server.stores.users.auth_epoch(alice).unwrap().unwrap();
+    assert_eq!(epoch, 1, "no second bump adopted by the thief");
+}
+
+async fn a_password_change_needs_the_current_password(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = remembered(&server, "alice", "correct horse").await;
+    let form = browser.get("/account/password").await;
+    let res = browser
+        .post(
+            "/account/password",
+            &[
+                ("csrf_token", &form.csrf()),
+                ("current_password", "wrong"),
+                ("new_password", "a brand new password"),
+                ("confirm_password", "a brand new password"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 401);
+    let mut fresh = server.browser();
+    assert_eq!(
+        fresh.login("alice", "correct horse", false).await.status,
+        303,
+        "unchanged"
+    );
+}
 
 /// Signs in with the box ticked in a fresh browser.
 async fn remembered(server: &TestServer, name: &str, password: &str) -> Browser {
@@ -189,13 +271,8 @@ async fn the_devices_page_shows_only_ones_own_tokens_and_cannot_revoke_anothers(
         .await;
     assert_eq!(res.status, 303);
     assert!(server.tokens_of(alice).is_empty());
-    assert!(
-        alice_browser
-            .get("/account/devices")
-            .await
-            .body
-            .contains("No device keeps you signed in")
-    );
+    // Revoking this browser's own token signs this browser out.
+    assert_eq!(alice_browser.get("/account/devices").await.status, 303);
 }
 
 async fn sign_out_all_other_devices_keeps_the_current_one(db: TestDb) {
@@ -266,6 +343,7 @@ async fn a_password_change_ends_other_sessions_and_tokens(db: TestDb) {
             "/account/password",
             &[
                 ("csrf_token", &form.csrf()),
+                ("current_password", "correct horse"),
                 ("new_password", "a brand new password"),
                 ("confirm_password", "a brand new password"),
             ],
@@ -324,6 +402,7 @@ async fn every_listed_event_kind_reaches_the_audit_log(db: TestDb) {
             "/account/password",
             &[
                 ("csrf_token", &form.csrf()),
+                ("current_password", "correct horse"),
                 ("new_password", "another password"),
                 ("confirm_password", "another password"),
             ],
@@ -333,7 +412,8 @@ async fn every_listed_event_kind_reaches_the_audit_log(db: TestDb) {
     alice
         .post("/account/devices/sign-out-others", &[("csrf_token", &csrf)])
         .await; // sign_out_everywhere
-    let id = server.tokens_of(2)[0].id;
+    let _tablet = remembered(&server, "alice", "another password").await;
+    let id = server.tokens_of(2)[0].id; // the tablet's: newest first
     let csrf = alice.get("/account/devices").await.csrf();
     alice
         .post(

@@ -308,7 +308,14 @@ async fn malformed_inputs_get_json_4xx_answers(db: TestDb) {
     tampered[8] = if tampered[8] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     let big = format!("{{\"username\":\"{}\"}}", "x".repeat(10_000));
-    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16, &'a str);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        u16,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             "POST",

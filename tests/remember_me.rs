@@ -30,7 +30,51 @@ on_both_backends!(
     a_cookie_minted_by_the_testing_helpers_signs_in_by_remember_me,
     parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft,
     parallel_sign_ins_of_one_user_stay_within_the_token_cap,
+    an_old_copy_of_a_cookie_cannot_sign_its_owner_out,
+    an_expired_session_is_replaced_by_a_cookie_sign_in_on_the_same_request,
 );
+
+async fn an_old_copy_of_a_cookie_cannot_sign_its_owner_out(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    server.add_user("mallory", "mallory pass", false);
+    let mut victim = server.browser();
+    victim.login("alice", "correct horse", true).await;
+    let old = victim.cookie(RM).unwrap();
+    victim.drop_cookie(SESSION);
+    victim.get("/").await; // rotated
+    server.clock.advance(Duration::from_secs(120));
+    // Mallory signs in as herself carrying the old copy, then logs out.
+    let mut mallory = server.browser();
+    mallory.set_cookie(RM, &old);
+    mallory.drop_cookie(RM);
+    mallory.login("mallory", "mallory pass", false).await;
+    mallory.set_cookie(RM, &old);
+    mallory.logout().await;
+    assert_eq!(server.tokens_of(alice).len(), 1, "the victim's token stays");
+    victim.drop_cookie(SESSION);
+    assert_eq!(victim.get("/").await.status, 200);
+}
+
+async fn an_expired_session_is_replaced_by_a_cookie_sign_in_on_the_same_request(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    server.clock.advance(Duration::from_secs(12 * 3600 + 1));
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200, "signed in again by the cookie");
+    assert!(home.body.contains("Signed in by remember-me"));
+    // The new session was kept: its CSRF token works, no second rotation.
+    let cookie = browser.cookie(RM).unwrap();
+    let again = browser.get("/").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(browser.cookie(RM).unwrap(), cookie, "no re-identification");
+    let res = browser
+        .post("/logout", &[("csrf_token", &again.csrf())])
+        .await;
+    assert_eq!(res.status, 303);
+}
 
 async fn sign_in_without_the_box_gives_a_session_and_no_remember_me_cookie(db: TestDb) {
     let server = TestServer::start(db);

@@ -1,9 +1,10 @@
 //! The remember-me identifying step.
 
 use super::{CookieChange, Step, StepContext, StepOutcome};
+use crate::RememberMeConfig;
 use crate::config::Expiry;
 use crate::store::{AuditKind, NewAuditEvent, StoreError, TokenRecord, UserId};
-use crate::token::RememberCookie;
+use crate::token::{RememberCookie, SecretHash};
 
 /// Identifies the user by the remember-me cookie and rotates its token.
 ///
@@ -71,14 +72,7 @@ impl Step for RememberMeIdentifyStep {
             }
         }
 
-        let in_grace = record
-            .rotated_at
-            .is_some_and(|at| ctx.now - at <= ctx.config.rotation_grace.as_secs() as i64)
-            && record
-                .previous_token_hash
-                .as_ref()
-                .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
-        if in_grace {
+        if in_grace(&record, &presented, ctx.now, ctx.config) {
             // Accepted without rotating and without touching the cookie: the
             // browser already holds (or is about to receive) the new token.
             return Ok(success(record.user_id));
@@ -109,6 +103,45 @@ impl Step for RememberMeIdentifyStep {
         });
         Ok(not_applicable_and_remove(ctx))
     }
+}
+
+/// Whether `presented` is the token the last rotation replaced, within the
+/// grace window.
+fn in_grace(
+    record: &TokenRecord,
+    presented: &SecretHash,
+    now: i64,
+    config: &RememberMeConfig,
+) -> bool {
+    record
+        .rotated_at
+        .is_some_and(|at| now - at <= config.rotation_grace.as_secs() as i64)
+        && record
+            .previous_token_hash
+            .as_ref()
+            .is_some_and(|previous| previous.ct_eq(presented.as_bytes()))
+}
+
+/// The series of a browser's cookie if the cookie still proves it: its token
+/// is current, or the one just replaced within the grace window. Logout and
+/// sign-in act on the browser's series only then, so an old copy of a
+/// cookie cannot be used to delete its owner's token quietly. Blocking.
+pub(crate) fn verified_series(
+    stores: &crate::store::Stores,
+    config: &RememberMeConfig,
+    now: i64,
+    raw: &[u8],
+) -> Result<Option<SecretHash>, StoreError> {
+    let Ok(cookie) = RememberCookie::decode(raw) else {
+        return Ok(None);
+    };
+    let series = cookie.series.hash();
+    let presented = cookie.token.hash();
+    Ok(stores.tokens.find_by_series(&series)?.and_then(|record| {
+        (record.token_hash.ct_eq(presented.as_bytes())
+            || in_grace(&record, &presented, now, config))
+        .then_some(series)
+    }))
 }
 
 fn success(user: UserId) -> StepOutcome {

@@ -27,6 +27,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use identify::RememberMeIdentifyStep;
+pub(crate) use identify::verified_series;
 pub use issue::RememberMeIssueStep;
 pub use password::{
     PasswordStep, argon2_peak_concurrency, argon2_verifications, hash_password,

@@ -21,7 +21,7 @@ pub struct PasswordStep {
     /// Failures of usernames that do not exist, so that they are throttled
     /// exactly like real accounts (whose count lives in the users table): a
     /// 429 must not reveal that an account exists.
-    unknown: Mutex<HashMap<String, (u32, i64)>>,
+    unknown: Mutex<HashMap<[u8; 32], (u32, i64)>>,
 }
 
 /// Most unknown usernames whose failures are remembered.
@@ -33,9 +33,15 @@ impl PasswordStep {
         Self::default()
     }
 
+    /// Keys are SHA-256 of the username: bounded size whatever is typed.
+    fn unknown_key(username: &str) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(username.as_bytes()).into()
+    }
+
     fn unknown_state(&self, username: &str) -> (u32, Option<i64>) {
         let map = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(username)
+        map.get(&Self::unknown_key(username))
             .map(|&(n, at)| (n, Some(at)))
             .unwrap_or((0, None))
     }
@@ -44,11 +50,18 @@ impl PasswordStep {
         let mut map = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_UNKNOWN_TRACKED {
             map.retain(|_, (_, at)| now - *at < lockout);
-            if map.len() >= MAX_UNKNOWN_TRACKED {
-                map.clear();
+            // Still full: drop the entry that failed longest ago. Clearing
+            // everything would reset the counters of unknown names while
+            // real accounts stay throttled, which tells them apart.
+            while map.len() >= MAX_UNKNOWN_TRACKED {
+                let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k)
+                else {
+                    break;
+                };
+                map.remove(&oldest);
             }
         }
-        let entry = map.entry(username.to_owned()).or_insert((0, now));
+        let entry = map.entry(Self::unknown_key(username)).or_insert((0, now));
         entry.0 += 1;
         entry.1 = now;
     }

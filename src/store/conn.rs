@@ -19,12 +19,22 @@ pub enum AnyConnection {
 }
 
 /// Which database a URL names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Backend {
     /// `postgres://` or `postgresql://`.
     Postgres(String),
     /// `sqlite://PATH`, `sqlite:PATH` or a bare path.
     Sqlite(String),
+}
+
+// A PostgreSQL URL may hold a password: never print it.
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Postgres(_) => f.write_str("Postgres([redacted])"),
+            Backend::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+        }
+    }
 }
 
 impl Backend {

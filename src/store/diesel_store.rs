@@ -362,6 +362,15 @@ impl UserStore for DieselStore {
         })
     }
 
+    fn bump_epoch_from(&self, id: UserId, expected: i64) -> Result<Option<i64>, StoreError> {
+        self.with_conn(|conn| {
+            let n = diesel::update(users::table.find(id).filter(users::auth_epoch.eq(expected)))
+                .set(users::auth_epoch.eq(users::auth_epoch + 1))
+                .execute(conn)?;
+            Ok((n == 1).then_some(expected + 1))
+        })
+    }
+
     fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError> {
         self.with_conn(|conn| {
             diesel::update(users::table.find(id))

@@ -215,6 +215,10 @@ pub trait UserStore: Send + Sync {
     fn auth_epoch(&self, id: UserId) -> Result<Option<i64>, StoreError>;
     /// Increments the auth epoch: every session made under the old one ends.
     fn bump_epoch(&self, id: UserId) -> Result<(), StoreError>;
+    /// Increments the auth epoch only if it still is `expected` (one atomic
+    /// statement); returns the new epoch, or `None` if it had moved on: the
+    /// caller's session was already revoked and must not adopt the new one.
+    fn bump_epoch_from(&self, id: UserId, expected: i64) -> Result<Option<i64>, StoreError>;
     /// Replaces the password hash.
     fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
     /// Counts a failed sign-in.

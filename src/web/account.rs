@@ -80,7 +80,7 @@ pub(super) struct CsrfOnly {
 
 #[post("/account/devices/{id}/revoke")]
 async fn revoke_device(
-    CurrentUser(user): CurrentUser,
+    StrongAuth(user): StrongAuth,
     auth: Auth,
     session: Session,
     id: web::Path<i64>,
@@ -100,7 +100,7 @@ async fn revoke_device(
 
 #[post("/account/devices/sign-out-others")]
 async fn sign_out_others(
-    CurrentUser(_): CurrentUser,
+    StrongAuth(_): StrongAuth,
     auth: Auth,
     session: Session,
     form: web::Form<CsrfOnly>,
@@ -142,6 +142,8 @@ async fn password_form(
 struct PasswordForm {
     csrf_token: Option<String>,
     #[serde(default)]
+    current_password: String,
+    #[serde(default)]
     new_password: String,
     #[serde(default)]
     confirm_password: String,
@@ -173,7 +175,19 @@ async fn change_password(
             },
         );
     }
-    auth.change_password(form.new_password).await?;
+    if !auth
+        .change_password(form.current_password, form.new_password)
+        .await?
+    {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            &PasswordPage {
+                csrf_token: auth.csrf_token(),
+                flash: None,
+                error: Some("Your current password is not right."),
+            },
+        );
+    }
     Ok(back_with(
         &session,
         "/account/devices",

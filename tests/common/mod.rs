@@ -545,6 +545,7 @@ impl UserStore for CountingStore {
         find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
         create(&self, user: NewUser<'_>) -> Result<UserId, StoreError>;
         bump_epoch(&self, id: UserId) -> Result<(), StoreError>;
+        bump_epoch_from(&self, id: UserId, expected: i64) -> Result<Option<i64>, StoreError>;
         set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
         record_failed_login(&self, id: UserId, now: i64) -> Result<(), StoreError>;
         reset_failed_logins(&self, id: UserId) -> Result<(), StoreError>;
