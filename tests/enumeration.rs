@@ -58,3 +58,29 @@ async fn a_sign_in_storm_runs_at_most_the_configured_number_of_argon2_checks_at_
     let peak = rememberme::flow::argon2_peak_concurrency();
     assert!((1..=2).contains(&peak), "peak concurrency {peak}");
 }
+
+/// Issue 7's hot path: with a valid session, a request makes no store call
+/// and no Argon2 call.
+async fn a_signed_in_request_makes_no_store_call_and_no_argon2_call(db: TestDb) {
+    let (server, counts) = TestServer::start_counting(db, |b| {
+        b.epoch_check_interval(std::time::Duration::from_secs(60))
+    });
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    let (calls, verifications) = (counts.total(), argon2_verifications());
+    for _ in 0..50 {
+        assert_eq!(browser.get("/").await.status, 200);
+    }
+    assert_eq!(counts.total(), calls, "no store call");
+    assert_eq!(argon2_verifications(), verifications, "no Argon2 call");
+}
+
+#[actix_web::test]
+async fn the_signed_in_hot_path_touches_neither_database_nor_argon2_on_both_backends() {
+    let _serial = SERIAL.lock().await;
+    a_signed_in_request_makes_no_store_call_and_no_argon2_call(TestDb::sqlite()).await;
+    if let Some(db) = TestDb::postgres() {
+        a_signed_in_request_makes_no_store_call_and_no_argon2_call(db).await;
+    }
+}
