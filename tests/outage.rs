@@ -142,3 +142,59 @@ async fn a_postgres_outage_gives_503s_keeps_sessions_and_heals_without_a_restart
     );
     assert_eq!(signed_in.get("/").await.status, 200);
 }
+
+#[actix_web::test]
+async fn a_missing_sqlite_file_gives_503s_keeps_sessions_and_heals_when_it_is_back() {
+    let db = TestDb::sqlite();
+    let path = db.sqlite_path().unwrap();
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let mut signed_in = server.browser();
+    assert_eq!(
+        signed_in
+            .login("alice", "correct horse", false)
+            .await
+            .status,
+        303
+    );
+    let mut remembered = server.browser();
+    remembered.login("alice", "correct horse", true).await;
+    remembered.drop_cookie("session");
+    let cookie = remembered.cookie("remember_me").unwrap();
+
+    let away = path.with_extension("away");
+    std::fs::rename(&path, &away).unwrap();
+
+    assert_eq!(server.browser().get("/healthz").await.status, 503);
+    assert_eq!(
+        signed_in.get("/").await.status,
+        200,
+        "a signed-in session survives"
+    );
+    let res = remembered.get("/").await;
+    assert_eq!(res.status, 503);
+    assert_eq!(
+        remembered.cookie("remember_me").as_deref(),
+        Some(cookie.as_str()),
+        "cookie kept"
+    );
+    let mut newcomer = server.browser();
+    assert_eq!(
+        newcomer.login("alice", "correct horse", false).await.status,
+        503
+    );
+    assert!(!path.exists(), "no empty database was created in its place");
+
+    std::fs::rename(&away, &path).unwrap();
+
+    assert_eq!(server.browser().get("/healthz").await.status, 200);
+    assert_eq!(
+        remembered.get("/").await.status,
+        200,
+        "the kept cookie signs in again"
+    );
+    assert_eq!(
+        newcomer.login("alice", "correct horse", false).await.status,
+        303
+    );
+}

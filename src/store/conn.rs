@@ -208,7 +208,20 @@ impl Database {
     }
 
     /// A pooled connection. Blocking.
+    ///
+    /// A SQLite file that vanished after start-up is an outage, not a reason
+    /// to open (and so create) an empty database: until the file is back,
+    /// every call fails as unavailable.
     pub(crate) fn get(&self) -> Result<r2d2::PooledConnection<Manager>, crate::store::StoreError> {
+        if let Backend::Sqlite(path) = &self.backend
+            && !path.starts_with("file:")
+            && !path.contains(":memory:")
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(crate::store::StoreError::Unavailable(
+                "the SQLite database file is missing".into(),
+            ));
+        }
         self.pool
             .get()
             .map_err(|e| crate::store::StoreError::Unavailable(e.to_string()))
