@@ -155,14 +155,70 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// A few threads that do all Argon2 work of the process. Argon2 allocates
+/// 19 MiB per call; done on whichever blocking-pool thread happens to run,
+/// the allocator keeps an arena of that size per thread, and a sign-in storm
+/// grew the server to gigabytes. Here the memory is bounded by the number of
+/// these threads (one per core: Argon2 cannot use more), and callers queue.
+struct Argon2Pool {
+    jobs: Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+}
+
+fn argon2_pool() -> &'static Argon2Pool {
+    static POOL: OnceLock<Argon2Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        let threads = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2);
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .expect("spawn an Argon2 thread");
+        }
+        Argon2Pool {
+            jobs: Mutex::new(tx),
+        }
+    })
+}
+
+/// Runs `f` on the Argon2 threads and waits for its result. Blocking.
+fn on_argon2_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    argon2_pool()
+        .jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(job)
+        .expect("the Argon2 threads live as long as the process");
+    rx.recv().expect("an Argon2 job always answers")
+}
+
 /// Hashes a password with Argon2id (OWASP parameters) and a fresh salt, as a
 /// PHC string. Slow by design (tens of milliseconds): call it from a
 /// blocking thread.
 pub fn hash_password(password: &str) -> String {
-    argon2()
-        .hash_password(password.as_bytes())
-        .expect("Argon2 with valid parameters and an OS RNG does not fail")
-        .to_string()
+    let password = password.to_owned();
+    on_argon2_thread(move || {
+        argon2()
+            .hash_password(password.as_bytes())
+            .expect("Argon2 with valid parameters and an OS RNG does not fail")
+            .to_string()
+    })
 }
 
 static VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
@@ -218,7 +274,12 @@ pub fn verify_password_work(stored: Option<&str>, password: &str) -> bool {
     });
     // A malformed stored hash verifies nothing (and costs less: that is a
     // data bug worth the log line, not an enumeration oracle).
-    let ok = argon2().verify_password(password.as_bytes(), hash).is_ok();
+    let (hash_owned, password_owned) = (hash.to_owned(), password.to_owned());
+    let ok = on_argon2_thread(move || {
+        argon2()
+            .verify_password(password_owned.as_bytes(), hash_owned.as_str())
+            .is_ok()
+    });
     if real && !ok && argon2::PasswordHash::new(hash).is_err() {
         tracing::error!("stored password hash is not a valid PHC string");
     }
