@@ -1,0 +1,663 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md from the results of bench/run.sh and prints its tables.
+
+Usage: report.py WORK_DIR OUTPUT.md   (run.sh calls it; standard library only)
+
+Everything with a number in BENCHMARKS.md is computed here from the run; the
+explanations are fixed text about the code path, chosen by which targets were
+met, with this run's numbers filled in.
+"""
+
+import glob
+import os
+import re
+import sys
+
+CASES = {
+    "a": "(a) `GET /static/style.css`, no auth, no DB",
+    "b": "(b) `GET /`, valid session cookie",
+    "c": "(c) `GET /`, remember-me cookie only, a new one per request",
+    "d": "(d) `POST /login`, right password (Argon2id)",
+    "e": "(e) (b) during a sign-in storm (d)",
+    "e_storm": "(e) … the storm (d) beside it",
+}
+SHORT = {"a": "(a)", "b": "(b)", "c": "(c)", "d": "(d)", "e": "(e)", "e_storm": "(e) storm",
+         "d_mmap": "(d) with a fixed mmap threshold"}
+EXPECTED_STATUS = {"a": 200, "b": 200, "c": 200, "d": 303, "e": 200, "e_storm": 303, "d_mmap": 303}
+BACKENDS = ["sqlite", "postgres"]
+RSS_LIMIT_MIB = 64
+ARGON2_MIB = 19
+
+# Where the server's CPU goes, by function name (approximate: the first
+# pattern that matches a perf symbol wins). Kernel symbols are grouped apart.
+USER_GROUPS = [
+    ("Argon2id", r"argon2|blake2"),
+    ("SQLite engine", r"^sqlite3|^yy_|^wal[A-Z]|^pcache|^btree|^pager|^vdbe|^resolve|^walker|^expr|^token|^select|^where|^lookupName"),
+    ("libpq + TLS to PostgreSQL", r"^PQ|^pq|^pqsecure|^SSL|^ssl|^EVP|^OSSL|^ERR_|^BIO|^CRYPTO|^ossl|^aesni|^gcm_|^ChaCha|^sha"),
+    ("Diesel, r2d2 pool", r"diesel|r2d2|scheduled_thread_pool"),
+    ("cookie crypto (AES-GCM), SHA-256, base64, percent-encoding",
+     r"aes|polyval|ghash|aead|Aes|cipher|sha2::|Sha256|base64|percent_encoding"),
+    ("serde / JSON", r"serde"),
+    ("templates (askama), core::fmt", r"askama|core::fmt|fmt::write|fmt::Formatter|fmt::num"),
+    ("logging (tracing)", r"tracing|Logger|logger|nu_ansi"),
+    ("HTTP: actix-http, actix-web, session", r"actix_http|actix_web|httparse|http::|actix_session|actix_router|cookie::|bytes::|bytestring|mime|regex"),
+    ("async runtime, blocking pool", r"tokio|actix_rt|actix_server|mio::|futures"),
+    ("locks, condvars (user space)", r"parking_lot|pthread_mutex|pthread_cond|__lll|syscall$|std::sync|sched_yield"),
+    ("malloc / free", r"malloc|free|_int_|realloc|calloc|unlink_chunk|consolidate|tcache|arena|sysmalloc|alloc::"),
+    ("memcpy / memset", r"memmove|memcpy|memset|memcmp|memchr|strlen"),
+]
+KERNEL_GROUPS = [
+    ("kernel: TCP on loopback",
+     r"tcp|skb|sock|inet|^ip_|ipv4|net_|netif|napi|__send|recv|loopback|dev_|xmit|softirq|bh_enable|"
+     r"raw_local_deliver|process_backlog|dst_|epoll|^ep_"),
+    ("kernel: scheduler, futex, wake-ups (see note)",
+     r"schedule|switch|futex|wake|_raw_spin|irqentry|enqueue|dequeue|update_curr|pick_next|select_task|"
+     r"ttwu|hrtimer|sched|yield|rseq|exit_to_user|load_balance|nohz|idle"),
+    ("kernel: memory (faults, zeroing, mmap)",
+     r"page|fault|folio_alloc|clear_|mmap|munmap|vma|tlb|lru|memcg|pte|pmd|mm_|unmap|do_anonymous|zap"),
+    ("kernel: files (SQLite I/O and locks, the access log)",
+     r"ext4|filemap|vfs|posix_lock|fdget|file|iomap|jbd2|lock|fcntl|write_begin|generic_perform|xas_|"
+     r"__get_user|pread|pwrite|fsync|copy_folio|write_iter|ksys_write"),
+]
+
+
+def parse(work):
+    meta, results, rss, logs = {}, {}, {}, []
+    for line in open(os.path.join(work, "results.txt"), encoding="utf-8"):
+        line = line.rstrip("\n")
+        if line.startswith("META "):
+            key, _, value = line[5:].partition("=")
+            meta[key] = value
+        elif line.startswith("RESULT ") or line.startswith("RSS "):
+            fields = dict(f.split("=", 1) for f in line.split()[1:])
+            key = (fields["backend"], fields["case"])
+            (results if line.startswith("RESULT ") else rss)[key] = fields
+        elif line.startswith("LOG "):
+            logs.append(line[4:])
+    profiles, symbols = {}, {}
+    for path in sorted(glob.glob(os.path.join(work, "profile-*.txt"))):
+        backend, case = os.path.basename(path)[len("profile-"):-len(".txt")].rsplit("-", 1)
+        profiles[(backend, case)] = open(path, encoding="utf-8").read().rstrip()
+    for path in sorted(glob.glob(os.path.join(work, "symbols-*.txt"))):
+        backend, case = os.path.basename(path)[len("symbols-"):-len(".txt")].rsplit("-", 1)
+        symbols[(backend, case)] = open(path, encoding="utf-8").read()
+    # System calls of the server per request, counted during the profiles.
+    syscalls = {}
+    for path in sorted(glob.glob(os.path.join(work, "syscalls-*.txt"))):
+        backend, case = os.path.basename(path)[len("syscalls-"):-len(".txt")].rsplit("-", 1)
+        wrk_out = os.path.join(work, f"wrk-{backend}-profile-{case}.txt")
+        m = re.search(r"BENCH_RESULT requests=(\d+)", open(wrk_out, encoding="utf-8").read()) \
+            if os.path.exists(wrk_out) else None
+        if not m or int(m.group(1)) == 0:
+            continue
+        requests = int(m.group(1))
+        counts = {}
+        for line in open(path, encoding="utf-8"):
+            parts = line.strip().split(",")
+            if len(parts) > 2 and parts[0].isdigit():
+                counts[parts[2].replace("syscalls:sys_enter_", "")] = int(parts[0]) / requests
+        syscalls[(backend, case)] = counts
+    return meta, results, rss, logs, profiles, symbols, syscalls
+
+
+def group_symbols(text):
+    """{group: percent of the server's samples} from `perf report --sort dso,sym`."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)$", line)
+        if not m:
+            continue
+        pct, dso, kind, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4).strip()
+        name = None
+        if kind == "k" or dso.startswith("[kernel"):
+            for group, pattern in KERNEL_GROUPS:
+                if re.search(pattern, sym):
+                    name = group
+                    break
+            name = name or "kernel: other"
+        else:
+            if dso.startswith("libpq") or dso.startswith("libssl") or dso.startswith("libcrypto"):
+                name = "libpq + TLS to PostgreSQL"
+            else:
+                for group, pattern in USER_GROUPS:
+                    if re.search(pattern, sym):
+                        name = group
+                        break
+            name = name or "other user code (app, std, …)"
+        out[name] = out.get(name, 0.0) + pct
+    return out
+
+
+def fmt_ms(us):
+    v = float(us) / 1000.0
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def statuses(r):
+    return {int(s): int(n) for s, n in (p.split(":") for p in r["statuses"].split(",") if p)}
+
+
+def validity(case, r):
+    """Empty when the run is clean, else what is wrong with it."""
+    problems = []
+    want = EXPECTED_STATUS[case]
+    other = {s: n for s, n in statuses(r).items() if s != want}
+    if other:
+        problems.append("unexpected statuses " + ", ".join(f"{s}×{n}" for s, n in sorted(other.items())))
+    if int(r["socket_errors"]) or int(r["timeouts"]):
+        problems.append(f"{r['socket_errors']} socket errors, {r['timeouts']} timeouts")
+    if int(r["exhausted"]):
+        problems.append(f"ran out of remember-me cookies ({r['exhausted']} requests without one)")
+    return "; ".join(problems)
+
+
+def disturbed(r):
+    return float(r["other_cpu_s"]) / float(r["wall_s"]) > 0.2
+
+
+def main():
+    work, out = sys.argv[1], sys.argv[2]
+    meta, results, rss, logs, profiles, symbols, syscalls = parse(work)
+    nproc = int(meta.get("nproc", "2"))
+    argon_ms = float(meta["argon2_median_ms"])
+    ceiling = nproc / (argon_ms / 1000.0)
+    parallel = float(meta.get("argon2_parallel_per_s") or 0)
+    backends = [b for b in BACKENDS if (b, "a") in results]
+    dur, thr, conn = meta["duration"], meta["threads"], meta["connections"]
+
+    def R(b, c, k="rps"):
+        return float(results[(b, c)][k])
+
+    def per_req_us(b, c, k):
+        return R(b, c, k) / int(results[(b, c)]["requests"]) * 1e6
+
+    def cores(b, c, k):
+        return R(b, c, k) / R(b, c, "wall_s")
+
+    def peak_mib(b, c):
+        return int(rss.get((b, c), {}).get("peak_kb", 0)) / 1024
+
+    def threads(b, c):
+        return rss.get((b, c), {}).get("peak_threads", "?")
+
+    L = []
+    w = L.append
+
+    # ------------------------------------------------------------ header
+    w("# Benchmarks")
+    w("")
+    w("Generated by `bash bench/run.sh` (the one command; method in the script's "
+      "header) — numbers from one run on the machine below. Rerun to refresh.")
+    w("")
+    w("## Machine, versions, method")
+    w("")
+    w(f"- date: {meta['date']}; commit `{meta['commit']}`")
+    w(f"- CPU: {meta['cpu']} (model name from /proc/cpuinfo), `nproc` = {meta['nproc']}; "
+      f"memory {meta['memory']}; Linux {meta['kernel']} (a VM)")
+    w(f"- {meta['rustc']}; crate `rememberme` {meta['crate']}, release profile; "
+      f"{meta['wrk']}; PostgreSQL {meta['postgres']} on the same machine (TCP to 127.0.0.1, "
+      "libpq's default `sslmode=prefer`, so TLS); SQLite bundled (libsqlite3-sys 0.38), "
+      "a fresh temp file")
+    w(f"- load: `wrk -t{thr} -c{conn} -d{dur}s --timeout 30s` per case, after a 3 s "
+      f"unrecorded warm-up; wrk, the server and PostgreSQL share the {nproc} cores. Before "
+      "each case the harness waits (≤ 60 s) for the machine to be quiet, because other "
+      "builds may share it")
+    w("- server: `rememberme serve` with its defaults — 2 HTTP workers (one per core), "
+      f"8 DB connections, Argon2id m={ARGON2_MIB} MiB t=2 p=1, one `info` access-log line "
+      "per request (to a file) — except `--ip-attempts-per-minute 0` (all load comes "
+      "from one address) and `--purge-interval-secs 0`")
+    w("- (b) and (e) use the session cookie of a sign-in made just before the case "
+      "(after `--epoch-check-secs`, 60 s, an old cookie costs a DB query per request); "
+      f"(c) presents {int(meta.get('cookies_sqlite', 0)):,} (SQLite) / "
+      f"{int(meta.get('cookies_postgres', 0)):,} (PostgreSQL) cookies minted beforehand "
+      "by `rememberme::testing::remember_me_cookie` (10 per user), each exactly once; "
+      "(d) posts username, password, CSRF token and `next` with the session cookie of "
+      "one `GET /login`, without \"Keep me logged in\"")
+    w("")
+
+    # ------------------------------------------------------------ results
+    w("## Results")
+    w("")
+    w("Latency in ms as wrk measures it (closed loop: each of the 64 connections "
+      "sends its next request when the previous answer is in, so latency ≈ "
+      "connections ÷ throughput under saturation). Every response's status is "
+      "counted by the Lua script; \"check\" says whether all were the expected one.")
+    w("")
+    t1 = ["| backend | case | requests/s | p50 ms | p99 ms | check |",
+          "|---|---|---:|---:|---:|---|"]
+    for b in backends:
+        for c in ["a", "b", "c", "d", "e", "e_storm"]:
+            r = results.get((b, c))
+            if not r:
+                continue
+            problem = validity(c, r)
+            check = f"all {EXPECTED_STATUS[c]}" if not problem else "INVALID: " + problem
+            if disturbed(r):
+                check += "; DISTURBED (other load on the machine)"
+            t1.append(f"| {b} | {CASES[c]} | {R(b, c):,.0f} | {fmt_ms(r['p50_us'])} | "
+                      f"{fmt_ms(r['p99_us'])} | {check} |")
+    L.extend(t1)
+    w("")
+    w(f"One Argon2id verification (default parameters, release, one thread, median of "
+      f"30): **{argon_ms:.1f} ms** (mean {float(meta['argon2_mean_ms']):.1f}, min "
+      f"{float(meta.get('argon2_min_ms', 0)):.1f}). Sign-in ceiling = {nproc} cores ÷ "
+      f"{argon_ms:.1f} ms = **{ceiling:.0f} sign-ins/s**."
+      + (f" The same verification on {nproc} threads at once, measured: "
+         f"**{parallel:.0f}/s** ({parallel / ceiling:.2f} of the ceiling: what this "
+         "machine gives when both cores hash)." if parallel else ""))
+    w("")
+    w("Where the CPU went during each case, in cores (CPU seconds ÷ wall seconds; the "
+      f"machine has {nproc}). \"µs/req\" = server CPU per request. \"irq\" = interrupt "
+      "time charged to no process (mostly loopback TCP); \"other\" = every other process "
+      "on the machine (above 0.2 the case is flagged DISTURBED). Peak RSS = highest "
+      "VmRSS of the server sampled every 100 ms during the case; threads = its peak "
+      "thread count.")
+    w("")
+    t2 = ["| backend | case | server | µs/req | PostgreSQL | PG µs/req | wrk | irq | other | peak RSS MiB | threads |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for b in backends:
+        for c in ["a", "b", "c", "d", "e"]:
+            if (b, c) not in results:
+                continue
+            reqs = int(results[(b, c)]["requests"]) + (
+                int(results[(b, "e_storm")]["requests"]) if c == "e" and (b, "e_storm") in results else 0)
+            srv = R(b, c, "server_cpu_s") / reqs * 1e6
+            pg = R(b, c, "postgres_cpu_s") / reqs * 1e6
+            t2.append(
+                f"| {b} | {SHORT[c]} | {cores(b, c, 'server_cpu_s'):.2f} | {srv:,.0f} | "
+                f"{cores(b, c, 'postgres_cpu_s'):.2f} | {pg:,.0f} | {cores(b, c, 'client_cpu_s'):.2f} | "
+                f"{cores(b, c, 'irq_cpu_s'):.2f} | {cores(b, c, 'other_cpu_s'):.2f} | "
+                f"{peak_mib(b, c):,.0f} | {threads(b, c)} |")
+    L.extend(t2)
+    w("")
+    w("(e)'s µs/req counts the requests of both wrk processes. Server RSS at start-up: "
+      + ", ".join(f"{b} {int(meta.get('startup_rss_kb_' + b, 0)) / 1024:.0f} MiB" for b in backends)
+      + "; after the whole run (idle, after the storms): "
+      + ", ".join(f"{b} {peak_mib(b, 'idle'):,.0f} MiB (peak while idle)" for b in backends) + ".")
+    w("")
+
+    # ------------------------------------------------------------ targets
+    w("## Targets")
+    w("")
+    t3 = ["| backend | target | measured | verdict |", "|---|---|---|---|"]
+    verdicts = {}
+    for b in backends:
+        rows = []
+        ba = R(b, "b") / R(b, "a")
+        rows.append(("b/a", "(b) ≥ 0.9 × (a)", f"(b)/(a) = {ba:.2f} ({R(b, 'b'):,.0f} / {R(b, 'a'):,.0f} req/s)",
+                     ba >= 0.9, f"short by {(0.9 - ba) / 0.9:.0%}: it needs {0.9 * R(b, 'a'):,.0f} req/s"))
+        want_c = 0.25 if b == "sqlite" else 0.1
+        cb = R(b, "c") / R(b, "b")
+        rows.append(("c/b", f"(c) ≥ {want_c} × (b)", f"(c)/(b) = {cb:.3f} ({R(b, 'c'):,.0f} / {R(b, 'b'):,.0f} req/s)",
+                     cb >= want_c, f"{want_c / cb:.1f}× too slow: it needs {want_c * R(b, 'b'):,.0f} req/s"))
+        dc = R(b, "d") / ceiling
+        rows.append(("d/ceiling", "(d) ≥ 0.8 × ceiling", f"(d)/ceiling = {dc:.2f} ({R(b, 'd'):,.0f} / {ceiling:.0f} sign-ins/s)",
+                     dc >= 0.8, f"short by {(0.8 - dc) / 0.8:.0%}: it needs {0.8 * ceiling:.0f} sign-ins/s"))
+        ep = R(b, "e", "p99_us") / R(b, "b", "p99_us")
+        rows.append(("e/b p99", "(e) p99 ≤ 5 × (b) p99",
+                     f"{fmt_ms(results[(b, 'e')]['p99_us'])} ms / {fmt_ms(results[(b, 'b')]['p99_us'])} ms = {ep:.0f}×",
+                     ep <= 5, f"{ep / 5:.0f}× over the limit"))
+        hwm = int(meta.get(f"vmhwm_kb_{b}", "0")) / 1024
+        rows.append(("RSS", f"peak RSS ≤ {RSS_LIMIT_MIB} MiB at {conn} connections",
+                     f"VmHWM {hwm:,.0f} MiB (over (a)–(e))", hwm <= RSS_LIMIT_MIB,
+                     f"{hwm / RSS_LIMIT_MIB:.0f}× the limit"))
+        for key, target, measured, ok, by in rows:
+            verdicts[(b, key)] = (ok, by)
+            t3.append(f"| {b} | {target} | {measured} | {'**met**' if ok else '**missed** — ' + by} |")
+    L.extend(t3)
+    w("")
+    bad = [f"{b} {SHORT.get(c, c)}" for (b, c), r in results.items() if validity(c, r)]
+    if bad:
+        w(f"**Invalid runs: {', '.join(bad)}** — see the check column; their numbers do not "
+          "measure what the case says.")
+        w("")
+    noisy = [f"{b} {SHORT.get(c, c)}" for (b, c), r in results.items() if disturbed(r) and c != "e_storm"]
+    if noisy:
+        w(f"**Disturbed runs: {', '.join(noisy)}** — other processes used more than 0.2 "
+          "cores during them; rerun on a quiet machine before trusting their ratios.")
+        w("")
+
+    # ------------------------------------------------------------ analysis
+    w("## Where the time goes")
+    w("")
+    w("### Work per request, from the code")
+    w("")
+    w("| case | database statements (each its own pool checkout, autocommit) | Argon2id | other work |")
+    w("|---|---|---|---|")
+    w("| (a) | none | — | a fixed 2.4 KB body |")
+    w("| (b) | none (the auth epoch is re-checked at most every 60 s) | — | decrypt + authenticate "
+      "the session cookie (AES-GCM), two JSON parses (the session map, then the auth "
+      "state inside it), render the home page |")
+    w("| (c) | 4 on the blocking pool (one `web::block`): `SELECT` token by series hash; "
+      "`UPDATE … WHERE id AND token_hash` (the compare-and-swap rotation); `SELECT` user by "
+      "id; `INSERT` audit event — **2 writes, 2 commits** | — | a new session cookie "
+      "(encrypted) and a new remember-me cookie, home page |")
+    w("| (d) | 4 on the blocking pool: `SELECT` user by name; `UPDATE users` reset failed "
+      "logins (matches no row when already 0); `SELECT` user by id; `INSERT` audit event | "
+      f"1 verification ({ARGON2_MIB} MiB allocated and zeroed for it) | form parse, CSRF "
+      "check, a new session cookie |")
+    w("")
+
+    groups = {k: group_symbols(v) for k, v in symbols.items()}
+    if groups:
+        w("### The server's CPU by kind of work (perf)")
+        w("")
+        w("Share of the server process's perf samples in each repeat of a case, by "
+          "function name (approximate). Together with the µs/req column above: "
+          "share × µs/req = µs per request spent on that kind of work.")
+        w("")
+        for b in backends:
+            cols = [c for c in ["a", "b", "c", "d", "e"] if (b, c) in groups]
+            if not cols:
+                continue
+            names = []
+            for c in cols:
+                for name, pct in sorted(groups[(b, c)].items(), key=lambda kv: -kv[1]):
+                    if name not in names:
+                        names.append(name)
+            shown = [n for n in names if max(groups[(b, c)].get(n, 0) for c in cols) >= 2.0]
+            w(f"**{b}**")
+            w("")
+            w("| kind of work | " + " | ".join(SHORT[c] for c in cols) + " |")
+            w("|---|" + "---:|" * len(cols))
+            for n in shown:
+                w(f"| {n} | " + " | ".join(
+                    f"{groups[(b, c)].get(n, 0):.0f}%" if groups[(b, c)].get(n, 0) >= 0.5 else "·"
+                    for c in cols) + " |")
+            w("| rest (each kind < 2 %) | " + " | ".join(
+                f"{sum(v for n, v in groups[(b, c)].items() if n not in shown):.0f}%" for c in cols) + " |")
+            w("")
+
+    if groups:
+        w("Note: in this VM perf samples with `cpu-clock` (no hardware counters), so "
+          "time spent with interrupts off is charged to the kernel function that turns "
+          "them back on (`_raw_spin_unlock_irqrestore`, `finish_task_switch`): the "
+          "\"scheduler, futex, wake-ups\" row is mostly waking threads and switching "
+          "between them.")
+        w("")
+
+    sc_events = ["context-switches", "futex", "sched_yield", "clock_nanosleep", "fcntl",
+                 "pread64", "pwrite64", "fdatasync", "fsync", "sendto", "write"]
+    if syscalls:
+        w("### The server's context switches and system calls per request (perf stat)")
+        w("")
+        w("Counted in the server process during each profile run, divided by that run's "
+          "requests. `sendto` ≈ 1 per response; `write` is mostly the access log "
+          "(and SQLite's WAL on a few); `fcntl` = SQLite's file locks; "
+          "`clock_nanosleep` = sleeps (SQLite's busy handler waiting for a lock); "
+          "`sched_yield` = spinning on a contended lock.")
+        w("")
+        w("| backend | case | " + " | ".join(e.replace("context-switches", "ctx switches") for e in sc_events) + " |")
+        w("|---|---|" + "---:|" * len(sc_events))
+        for b in backends:
+            for c in ["a", "b", "c", "d", "e"]:
+                if (b, c) in syscalls:
+                    row = syscalls[(b, c)]
+                    w(f"| {b} | {SHORT[c]} | " + " | ".join(
+                        (f"{row[e]:.1f}" if row[e] >= 0.05 else "0") if e in row else "?" for e in sc_events) + " |")
+        w("")
+    if "postgres" in backends:
+        w("PostgreSQL per request (cluster-wide counters `pg_stat_database.xact_commit`, "
+          "`pg_stat_wal`): "
+          + "; ".join(
+              f"{SHORT[c]} {int(results[('postgres', c)]['pg_commits']) / int(results[('postgres', c)]['requests']):.2f} commits, "
+              f"{int(results[('postgres', c)]['pg_wal_syncs']) / int(results[('postgres', c)]['requests']):.2f} WAL flushes, "
+              f"{int(results[('postgres', c)]['pg_wal_records']) / int(results[('postgres', c)]['requests']):.1f} WAL records"
+              for c in ["c", "d"] if ("postgres", c) in results and "pg_commits" in results[("postgres", c)])
+          + ".")
+        w("")
+
+    def g(b, c, name):
+        return groups.get((b, c), {}).get(name, 0.0)
+
+    def sc(b, c, e):
+        return syscalls.get((b, c), {}).get(e, float("nan"))
+
+    def both(fmt):
+        return "; ".join(fmt(b) for b in backends)
+
+    w("### Target by target")
+    w("")
+
+    # (b)/(a)
+    ok_all = all(verdicts[(b, "b/a")][0] for b in backends)
+    w(f"**(b) ≥ 0.9 × (a): {'met' if ok_all else 'missed'}.** "
+      + both(lambda b: f"{b}: (a) costs {per_req_us(b, 'a', 'server_cpu_s'):.0f} µs of server "
+             f"CPU per request, (b) {per_req_us(b, 'b', 'server_cpu_s'):.0f} µs"))
+    if not ok_all:
+        b0 = backends[0]
+        crypto = "cookie crypto (AES-GCM), SHA-256, base64, percent-encoding"
+        w("— the session path adds about "
+          + both(lambda b: f"{per_req_us(b, 'b', 'server_cpu_s') - per_req_us(b, 'a', 'server_cpu_s'):.0f} µs ({b})")
+          + f" to a request that costs ~{per_req_us(b0, 'a', 'server_cpu_s'):.0f} µs. In the (b) "
+          f"profile ({b0}): cookie crypto and decoding {g(b0, 'b', crypto):.0f}%, JSON "
+          f"{g(b0, 'b', 'serde / JSON'):.0f}%, templates/formatting "
+          f"{g(b0, 'b', 'templates (askama), core::fmt'):.0f}% (vs "
+          f"{g(b0, 'a', 'templates (askama), core::fmt'):.0f}% in (a), where it is the access "
+          f"log line), HTTP/session glue {g(b0, 'b', 'HTTP: actix-http, actix-web, session'):.0f}% "
+          f"(vs {g(b0, 'a', 'HTTP: actix-http, actix-web, session'):.0f}%), malloc/free "
+          f"{g(b0, 'b', 'malloc / free'):.0f}% (vs {g(b0, 'a', 'malloc / free'):.0f}%). Nothing "
+          "in (b) touches the database or Argon2 (0 statements; the perf stat table shows "
+          "no file or lock system calls beyond the access log): the gap is the price of an "
+          "encrypted cookie session and a rendered page against a static body. (a) passes "
+          "through the same session and remember-me middleware, but with no cookie there is "
+          "nothing to decrypt. The target leaves ~"
+          f"{per_req_us(b0, 'a', 'server_cpu_s') * (1 / 0.9 - 1):.1f} µs for all of that. What would "
+          "change it: store the auth state flat in the session (today it is serialized to a "
+          "JSON string which actix-session serializes again into its JSON map, so it is "
+          "escaped and parsed twice, and every value is a heap `String`); fewer allocations "
+          "on the session path (malloc/free is twice (a)'s share). Each is worth a microsecond "
+          "or two, not the ~10 % gap: a ratio near 0.8 is what an encrypted-cookie session "
+          "costs on this stack, and the target may be set too tight for a 15 µs baseline.")
+    w("")
+
+    # (c)/(b)
+    ok_all = all(verdicts[(b, "c/b")][0] for b in backends)
+    w(f"**(c) ≥ 0.25 × (b) on SQLite, ≥ 0.1 × (b) on PostgreSQL: "
+      + both(lambda b: f"{b} {'met' if verdicts[(b, 'c/b')][0] else 'missed (' + verdicts[(b, 'c/b')][1] + ')'}")
+      + ".**")
+    w("")
+    lines = []
+    if "sqlite" in backends and (("sqlite", "c") in results):
+        b = "sqlite"
+        lines.append(
+            f"- SQLite: {per_req_us(b, 'c', 'server_cpu_s'):.0f} µs of server CPU per re-authentication "
+            f"against {per_req_us(b, 'b', 'server_cpu_s'):.0f} µs for (b), while using "
+            f"{cores(b, 'c', 'server_cpu_s'):.2f} cores; the blocking pool grew to {threads(b, 'c')} "
+            f"threads. Profile: kernel scheduler/futex/wake-ups "
+            f"{g(b, 'c', 'kernel: scheduler, futex, wake-ups (see note)'):.0f}%, kernel file I/O and locks "
+            f"{g(b, 'c', 'kernel: files (SQLite I/O and locks, the access log)'):.0f}%, SQLite itself "
+            f"{g(b, 'c', 'SQLite engine'):.0f}%, malloc/free {g(b, 'c', 'malloc / free'):.0f}%, "
+            f"user-space locks {g(b, 'c', 'locks, condvars (user space)'):.0f}%, Diesel/r2d2 "
+            f"{g(b, 'c', 'Diesel, r2d2 pool'):.0f}%. Per request the server made "
+            f"{sc(b, 'c', 'context-switches'):.0f} context switches, {sc(b, 'c', 'futex'):.0f} futex "
+            f"calls, {sc(b, 'c', 'fcntl'):.0f} `fcntl` lock calls, {sc(b, 'c', 'pread64'):.0f} reads and "
+            f"{sc(b, 'c', 'pwrite64'):.0f} writes, {sc(b, 'c', 'sched_yield'):.1f} `sched_yield` and "
+            f"{sc(b, 'c', 'clock_nanosleep'):.2f} sleeps. The statements themselves are cheap; the "
+            "time goes to handing work between threads: 64 connections put up to 64 "
+            "`web::block` tasks on actix's blocking pool, which grows a thread for each, and "
+            "they queue on 8 pooled connections — 4 checkouts per request — and on SQLite's "
+            "single writer lock (2 write transactions per request; a connection whose page "
+            "cache another connection's write invalidated re-reads it, SQLite's busy "
+            "handler sleeps and retries). p99 "
+            f"{fmt_ms(results[(b, 'c')]['p99_us'])} ms against {fmt_ms(results[(b, 'c')]['p50_us'])} ms "
+            "p50 is that queueing.")
+    if "postgres" in backends and (("postgres", "c") in results):
+        b = "postgres"
+        lines.append(
+            f"- PostgreSQL: per re-authentication {per_req_us(b, 'c', 'server_cpu_s'):.0f} µs of server "
+            f"CPU plus {per_req_us(b, 'c', 'postgres_cpu_s'):.0f} µs in PostgreSQL's processes, which "
+            f"run on the same 2 cores ({cores(b, 'c', 'postgres_cpu_s'):.2f} cores of them during (c)). "
+            f"In the server: kernel scheduler/futex {g(b, 'c', 'kernel: scheduler, futex, wake-ups (see note)'):.0f}%, "
+            f"TCP {g(b, 'c', 'kernel: TCP on loopback'):.0f}%, libpq + TLS "
+            f"{g(b, 'c', 'libpq + TLS to PostgreSQL'):.0f}%; {sc(b, 'c', 'context-switches'):.0f} "
+            f"context switches and {sc(b, 'c', 'futex'):.0f} futex calls per request: 4 statements "
+            "are 4 round trips, each a sleep and a wake-up of a blocking thread, and 2 commits, "
+            "each a WAL flush in PostgreSQL (see the counters above).")
+    L.extend(lines)
+    if not ok_all:
+        w("")
+        w("What would change it (in the library, not done here): run the whole "
+          "re-authentication on **one** pooled connection in **one** transaction (one "
+          "checkout instead of 4, one commit instead of 2 — on PostgreSQL one WAL flush "
+          "instead of 2); fetch the user in the token lookup (`JOIN users`) — 3 statements, "
+          "and on PostgreSQL the UPDATE can return the row (`RETURNING`) — 2 round trips; "
+          "bound the number of threads that wait for a connection to the pool size (a "
+          "semaphore before `web::block`) so that 64 connections do not become 64+ "
+          "threads; write audit events through a small buffered writer (one multi-row "
+          "INSERT per batch) if a sign-in's audit row may lag by a few milliseconds. "
+          "On SQLite, a single writer connection fed by a queue avoids the busy-wait "
+          "loop. Configuration alone does not get there: a smaller pool "
+          "(`--db-pool-size 2`) helps SQLite a little (fewer writers contending), a larger "
+          "one hurts, and neither changes the 4 checkouts, 2 commits and thread "
+          "hand-offs per request.")
+    w("")
+
+    # (d)
+    ok_all = all(verdicts[(b, "d/ceiling")][0] for b in backends)
+    w(f"**(d) ≥ 0.8 × ceiling ({ceiling:.0f}/s): "
+      + both(lambda b: f"{b} {R(b, 'd'):.0f}/s, {'met' if verdicts[(b, 'd/ceiling')][0] else 'missed'}")
+      + ".** "
+      + both(lambda b: f"{b}: server at {cores(b, 'd', 'server_cpu_s'):.2f} cores, "
+             f"{per_req_us(b, 'd', 'server_cpu_s') / 1000:.1f} ms of CPU per sign-in "
+             f"(one verification alone: {argon_ms:.1f} ms), Argon2 {g(b, 'd', 'Argon2id'):.0f}% of "
+             f"the profile, memory work (page faults, zeroing, memset) "
+             f"{g(b, 'd', 'kernel: memory (faults, zeroing, mmap)') + g(b, 'd', 'memcpy / memset'):.0f}%, "
+             f"scheduler {g(b, 'd', 'kernel: scheduler, futex, wake-ups (see note)'):.0f}%"))
+    w("")
+    if not ok_all:
+        w(f"The ceiling assumes {nproc} verifications run twice as fast as one. "
+          + (f"Measured on this machine, {nproc} threads verifying at once give "
+             f"{parallel:.0f}/s = {parallel / ceiling:.2f} × the ceiling — the rest of the "
+             "gap is the machine (the two vCPUs share memory bandwidth and cache, and Argon2 "
+             "is memory-hard: each verification streams through 19 MiB). " if parallel else "")
+          + "Of what is left, the server pays for running up to 64 verifications at once "
+          "on actix's blocking pool: each allocates and zeroes its own 19 MiB "
+          "(page faults, memset), and 64 threads share 2 cores, so caches are cold and "
+          "every verification takes ~32 time slices. What would change it: verify on a "
+          f"dedicated pool of {nproc} threads (one per core) that reuses one Argon2 "
+          "memory block per thread (`argon2`'s `hash_password_into_with_memory`), with "
+          "a bounded queue in front (answer 503 + `Retry-After` when it is full) — the "
+          "ceiling is then the machine's parallel figure above, and the latency of a "
+          "sign-in is the queue's length × one verification instead of 64 × one.")
+        w("")
+
+    # (e)
+    ok_all = all(verdicts[(b, "e/b p99")][0] for b in backends)
+    w(f"**(e) p99 of (b) under the sign-in storm ≤ 5 × idle: {'met' if ok_all else 'missed'}.** "
+      + both(lambda b: f"{b}: p99 {fmt_ms(results[(b, 'b')]['p99_us'])} → "
+             f"{fmt_ms(results[(b, 'e')]['p99_us'])} ms, throughput {R(b, 'b'):,.0f} → {R(b, 'e'):,.0f} req/s"))
+    w("")
+    if not ok_all:
+        w("A signed-in page needs no Argon2 and no database, yet it waits: during the "
+          "storm the blocking pool runs one Argon2 verification per waiting sign-in "
+          f"(peak threads: {both(lambda b: b + ' ' + str(threads(b, 'e')))}), each a "
+          "CPU-bound thread, and Linux gives every runnable thread its fair share: the 2 "
+          "HTTP worker threads, which serve every request, are 2 of ~66 runnable threads. "
+          "A worker woken by a new request waits behind dozens of hashing threads for a "
+          "core, so (b)'s latency grows by the length of that run queue. In the (e) "
+          "profile the HTTP workers had "
+          + both(lambda b: f"{b} {pct_comm(profiles.get((b, 'e'), ''), 'actix-rt|system'):.0f}%")
+          + " of the machine's samples and the blocking pool "
+          + both(lambda b: f"{b} {pct_comm(profiles.get((b, 'e'), ''), 'tokio-rt-worker'):.0f}%")
+          + ". What would change it: the same bounded Argon2 pool as for (d), sized "
+            "below the core count (or run at a lower priority — `nice`/`SCHED_BATCH` "
+            "threads) so one core stays free for the HTTP workers; sign-ins beyond the "
+            "pool wait in its queue (or get 503), not on the CPU. `--ip-attempts-per-minute` "
+            "(30 by default, off for this benchmark) limits one address's storm, not a "
+            "distributed one.")
+        w("")
+
+    # RSS
+    ok_all = all(verdicts[(b, "RSS")][0] for b in backends)
+    w(f"**Peak RSS ≤ {RSS_LIMIT_MIB} MiB at 64 connections: {'met' if ok_all else 'missed'}.** "
+      + both(lambda b: f"{b}: VmHWM {int(meta.get('vmhwm_kb_' + b, 0)) / 1024:,.0f} MiB; without "
+             f"sign-ins the peak was (a) {peak_mib(b, 'a'):.0f}, (b) {peak_mib(b, 'b'):.0f}, "
+             f"(c) {peak_mib(b, 'c'):.0f} MiB"))
+    w("")
+    if not ok_all:
+        exp = ""
+        if "mmap_vmhwm_kb_sqlite" in meta:
+            exp = (
+                "The memory experiment shows the split (SQLite, (d) for "
+                f"{dur} s on a fresh server process): with glibc's defaults the peak after (d) "
+                f"and (e) was {int(meta['vmhwm_kb_sqlite']) / 1024:,.0f} MiB and "
+                f"{int(meta.get('rss_after_kb_sqlite', 0)) / 1024:,.0f} MiB were still resident "
+                "after the storms; with `MALLOC_MMAP_THRESHOLD_=131072` (every 19 MiB block "
+                "mapped and unmapped) the peak was "
+                f"{int(meta['mmap_vmhwm_kb_sqlite']) / 1024:,.0f} MiB — that is the concurrency "
+                f"alone — and {int(meta['mmap_rss_after_kb_sqlite']) / 1024:,.0f} MiB right after, at "
+                f"{R('sqlite', 'd_mmap'):.0f} sign-ins/s (against {R('sqlite', 'd'):.0f}/s). ")
+        w(f"Each Argon2 verification allocates its {ARGON2_MIB} MiB; with 64 connections "
+          f"posting, up to 64 run at once (64 × {ARGON2_MIB} MiB = {64 * ARGON2_MIB:,} MiB). "
+          "On top of that, glibc's malloc raises its mmap threshold after the first 19 MiB "
+          "block is freed, so later blocks come from its per-thread arenas and stay "
+          "there: the RSS stays high after the storm ends and grows with how the arenas "
+          "fragment. " + exp + "What would change it: the bounded Argon2 "
+          f"pool above — with k hashing threads reusing their memory, peak ≈ baseline "
+          f"(~{peak_mib(backends[0], 'b'):.0f} MiB here) + k × {ARGON2_MIB} MiB, so 64 MiB "
+          "leaves room for k = 1 at the default parameters; and fewer blocking threads "
+          f"for (c) (its peak {peak_mib(backends[0], 'c'):.0f} MiB with "
+          f"{threads(backends[0], 'c')} threads). Lowering m below 19 MiB is the other "
+          "lever, but that weakens the hash (OWASP's m=19 MiB, t=2 is the crate's choice).")
+        w("")
+
+    # ------------------------------------------------------------ profiles
+    w("## Profiles")
+    w("")
+    if not profiles:
+        w("No profile: `perf` is not usable here.")
+    else:
+        w("`perf record -a -e cpu-clock -F 499` for 6 s during a repeat of each case (not "
+          "during the measured runs). Thread names: `actix-rt|system` = the HTTP workers; "
+          "`tokio-rt-worker` = actix's blocking pool, where `web::block` runs Diesel "
+          "calls and Argon2; `postgres` = PostgreSQL's processes.")
+        for (b, c), text in sorted(profiles.items()):
+            w("")
+            w(f"<details><summary>{b} {SHORT.get(c, c)}</summary>")
+            w("")
+            w("```")
+            w(text)
+            w("```")
+            w("</details>")
+    w("")
+    if logs:
+        w("Warnings and errors the server logged during the run (count, message):")
+        w("")
+        w("```")
+        L.extend(logs)
+        w("```")
+        w("")
+    w("## Run")
+    w("")
+    total = int(meta.get("total_secs", 0))
+    w(f"This run took {total // 60} min {total % 60} s end to end, of which building "
+      f"{meta['build_secs']} s (warm target directory; a clean release build adds about 5 "
+      "min, plus about 2 min for the example's dev-dependencies), minting cookies "
+      + ", ".join(f"{meta.get('mint_secs_' + b, '?')} s ({b})" for b in backends)
+      + ". The server's access log grew by "
+      + ", ".join(f"{meta.get('server_log_mib_' + b, '?')} MiB ({b})" for b in backends)
+      + " (it is deleted with the work directory).")
+    w("")
+
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("\n".join(L))
+    print("\n".join(t1))
+    print()
+    print("\n".join(t3))
+    print(f"\nwrote {out}")
+
+
+def pct_comm(profile_text, comm):
+    """Share of all samples of one thread name, from the profile's first view."""
+    for line in profile_text.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(.*?)\s*$", line)
+        if m and m.group(2) == comm:
+            return float(m.group(1))
+        if line.startswith("### CPU by thread name and binary"):
+            break
+    return 0.0
+
+
+if __name__ == "__main__":
+    main()
