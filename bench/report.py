@@ -588,16 +588,19 @@ def main():
                 f"{int(meta['mmap_vmhwm_kb_sqlite']) / 1024:,.0f} MiB — that is the concurrency "
                 f"alone — and {int(meta['mmap_rss_after_kb_sqlite']) / 1024:,.0f} MiB right after, at "
                 f"{R('sqlite', 'd_mmap'):.0f} sign-ins/s (against {R('sqlite', 'd'):.0f}/s). ")
-        w(f"Each Argon2 verification allocates its {ARGON2_MIB} MiB; with 64 connections "
-          f"posting, up to 64 run at once (64 × {ARGON2_MIB} MiB = {64 * ARGON2_MIB:,} MiB). "
-          "On top of that, glibc's malloc raises its mmap threshold after the first 19 MiB "
-          "block is freed, so later blocks come from its per-thread arenas and stay "
-          "there: the RSS stays high after the storm ends and grows with how the arenas "
-          "fragment. " + exp + "What would change it: the bounded Argon2 "
-          f"pool above — with k hashing threads reusing their memory, peak ≈ baseline "
-          f"(~{peak_mib(backends[0], 'b'):.0f} MiB here) + k × {ARGON2_MIB} MiB, so 64 MiB "
-          "leaves room for k = 1 at the default parameters; and fewer blocking threads "
-          f"for (c) (its peak {peak_mib(backends[0], 'c'):.0f} MiB with "
+        w(f"Argon2 runs on a dedicated pool of one thread per core, at most one "
+          f"verification per core at a time (`--password-concurrency`), so at most "
+          f"{nproc} × {ARGON2_MIB} MiB are in use for hashing at once. Each verification "
+          "still allocates its block afresh, and glibc's malloc raises its mmap threshold "
+          "after the first 19 MiB block is freed, so later blocks come from its arenas and "
+          "stay resident; the blocking pool's threads for (c) keep arenas of their own. "
+          + exp + "What would change it: reuse one memory block per Argon2 thread "
+          "(`argon2`'s `hash_password_into_with_memory` with a thread-local block, "
+          "comparing the output in constant time) or lower glibc's mmap threshold for "
+          f"those blocks — then peak ≈ baseline (~{peak_mib(backends[0], 'b'):.0f} MiB here) "
+          f"+ k × {ARGON2_MIB} MiB for k hashing threads, so 64 MiB leaves room for k = 1 "
+          "at the default parameters (`--password-concurrency 1`); and fewer blocking "
+          f"threads for (c) (its peak {peak_mib(backends[0], 'c'):.0f} MiB with "
           f"{threads(backends[0], 'c')} threads). Lowering m below 19 MiB is the other "
           "lever, but that weakens the hash (OWASP's m=19 MiB, t=2 is the crate's choice).")
         w("")
@@ -611,7 +614,7 @@ def main():
         w("`perf record -a -e cpu-clock -F 499` for 6 s during a repeat of each case (not "
           "during the measured runs). Thread names: `actix-rt|system` = the HTTP workers; "
           "`tokio-rt-worker` = actix's blocking pool, where `web::block` runs Diesel "
-          "calls and Argon2; `postgres` = PostgreSQL's processes.")
+          "calls; `argon2-N` = the Argon2 threads; `postgres` = PostgreSQL's processes.")
         for (b, c), text in sorted(profiles.items()):
             w("")
             w(f"<details><summary>{b} {SHORT.get(c, c)}</summary>")
