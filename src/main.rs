@@ -142,6 +142,9 @@ struct ServeArgs {
     /// Seconds a request waits for a database connection before a 503.
     #[arg(long, env = "REMEMBERME_DB_TIMEOUT_SECS", default_value_t = 5)]
     db_timeout_secs: u64,
+    /// Most threads of each worker's blocking pool (database calls).
+    #[arg(long, env = "REMEMBERME_BLOCKING_THREADS")]
+    blocking_threads: Option<usize>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "REMEMBERME_WORKERS")]
     workers: Option<usize>,
@@ -392,6 +395,9 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         let mut server = HttpServer::new(move || app(site.clone()));
         if let Some(workers) = args.workers {
             server = server.workers(workers);
+        }
+        if let Some(threads) = args.blocking_threads {
+            server = server.worker_max_blocking_threads(threads.max(1));
         }
         let server = server
             .bind(&args.bind)

@@ -199,6 +199,12 @@ where
                         Ok((signed_in, change)) => {
                             cookie_change = change;
                             if let Some(new_state) = signed_in {
+                                audit_off_the_request(
+                                    &shared.stores,
+                                    new_state.user_id,
+                                    client_info(req.request()),
+                                    now,
+                                );
                                 start_session(&session, &new_state);
                                 signed_in_by_cookie = true;
                                 state = Some(new_state);
@@ -329,19 +335,7 @@ async fn identify_by_cookie(
         };
         let series = RememberCookie::decode(&raw).ok().map(|c| c.series.hash());
         match new_auth_state(&stores, user, tags, SignInMethod::RememberMe, now, series) {
-            Ok(state) => {
-                if state.is_some() {
-                    stores.audit(NewAuditEvent {
-                        at: now,
-                        kind: AuditKind::RememberMeSignIn,
-                        user_id: Some(user),
-                        ip: client.ip.as_deref(),
-                        user_agent: client.user_agent.as_deref(),
-                        detail: "",
-                    });
-                }
-                Ok((state, change))
-            }
+            Ok(state) => Ok((state, change)),
             Err(error) => {
                 tracing::warn!(%error, user_id = user, "signed in by cookie, but the user could not be loaded");
                 Ok((None, change))
@@ -350,6 +344,26 @@ async fn identify_by_cookie(
     })
     .await
     .map_err(|e| StoreError::Unavailable(e.to_string()))?
+}
+
+/// Records a remember-me sign-in after the response is on its way: the audit
+/// row is not worth a database write on the re-authentication's critical path
+/// (on SQLite, a second write serialized on the database lock).
+fn audit_off_the_request(stores: &Stores, user: UserId, client: ClientInfo, now: i64) {
+    let stores = stores.clone();
+    actix_web::rt::spawn(async move {
+        let _ = web::block(move || {
+            stores.audit(NewAuditEvent {
+                at: now,
+                kind: AuditKind::RememberMeSignIn,
+                user_id: Some(user),
+                ip: client.ip.as_deref(),
+                user_agent: client.user_agent.as_deref(),
+                detail: "",
+            })
+        })
+        .await;
+    });
 }
 
 /// The session state of a user who just completed a flow.

@@ -433,6 +433,7 @@ async fn every_listed_event_kind_reaches_the_audit_log(db: TestDb) {
     thief.get("/").await; // theft_detected
     let _ = stolen;
 
+    assert!(server.wait_for_audit("remember_me_sign_in").await);
     let mut admin = remembered(&server, "root", "admin password").await;
     let page = admin.get("/admin/audit").await;
     assert_eq!(page.status, 200);

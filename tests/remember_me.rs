@@ -171,11 +171,7 @@ async fn the_remember_me_cookie_alone_signs_in_weakly_and_rotates_on_that_respon
         "same series"
     );
     assert_eq!(server.tokens_of(alice).len(), 1);
-    assert!(
-        server
-            .audit_kinds()
-            .contains(&"remember_me_sign_in".to_owned())
-    );
+    assert!(server.wait_for_audit("remember_me_sign_in").await);
 
     // A visitor with a valid cookie who opens the sign-in page goes straight on.
     let mut other = server.browser();

@@ -233,6 +233,19 @@ impl TestServer {
         self.stores.tokens.list_for_user(user).expect("list tokens")
     }
 
+    /// Waits (up to 5 s) until an audit event of `kind` exists: some events
+    /// are written after the response.
+    pub async fn wait_for_audit(&self, kind: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if self.audit_kinds().iter().any(|k| k == kind) {
+                return true;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     pub fn audit_kinds(&self) -> Vec<String> {
         self.stores
             .audit
