@@ -328,9 +328,10 @@ def main():
     w("| (b) | none (the auth epoch is re-checked at most every 60 s) | — | decrypt + authenticate "
       "the session cookie (AES-GCM), two JSON parses (the session map, then the auth "
       "state inside it), render the home page |")
-    w("| (c) | 4 on the blocking pool (one `web::block`): `SELECT` token by series hash; "
+    w("| (c) | 3 on the blocking pool (one `web::block`): `SELECT` token by series hash; "
       "`UPDATE … WHERE id AND token_hash` (the compare-and-swap rotation); `SELECT` user by "
-      "id; `INSERT` audit event — **2 writes, 2 commits** | — | a new session cookie "
+      "id — **1 write, 1 commit**; then, after the response, the `INSERT` of the audit "
+      "event (a second write, off the critical path) | — | a new session cookie "
       "(encrypted) and a new remember-me cookie, home page |")
     w("| (d) | 4 on the blocking pool: `SELECT` user by name; `UPDATE users` reset failed "
       "logins (matches no row when already 0); `SELECT` user by id; `INSERT` audit event | "
