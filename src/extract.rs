@@ -720,11 +720,7 @@ impl Auth {
             let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
                 return Ok(None);
             };
-            let keep = match &keep {
-                Some(raw) => verified_series(&stores, &config, now, raw)?,
-                None => None,
-            };
-            let n = delete_tokens_except(&stores, user, keep.as_ref())?;
+            let n = delete_tokens_except(&stores, &config, now, user, keep.as_deref())?;
             let detail = format!("other devices: {n} token(s) revoked");
             stores.audit(NewAuditEvent {
                 detail: &detail,
@@ -769,11 +765,7 @@ impl Auth {
             };
             let hash = crate::flow::hash_password(&new_password);
             stores.users.set_password_hash(user, &hash)?;
-            let keep = match &keep {
-                Some(raw) => verified_series(&stores, &config, now, raw)?,
-                None => None,
-            };
-            let n = delete_tokens_except(&stores, user, keep.as_ref())?;
+            let n = delete_tokens_except(&stores, &config, now, user, keep.as_deref())?;
             let detail = format!("{n} other token(s) revoked");
             stores.audit(NewAuditEvent {
                 detail: &detail,
@@ -872,14 +864,24 @@ impl OwnedAudit {
     }
 }
 
+/// Deletes every token of `user` except the one this browser's cookie
+/// (`keep`, raw) still proves. Blocking.
 fn delete_tokens_except(
     stores: &crate::store::Stores,
+    config: &crate::RememberMeConfig,
+    now: i64,
     user: UserId,
-    keep: Option<&crate::token::SecretHash>,
+    keep: Option<&[u8]>,
 ) -> Result<usize, StoreError> {
+    let keep = match keep {
+        Some(raw) => verified_series(stores, config, now, raw)?,
+        None => None,
+    };
     let mut n = 0;
     for token in stores.tokens.list_for_user(user)? {
-        if keep != Some(&token.series_hash) && stores.tokens.delete_by_id(token.id, Some(user))? {
+        if keep.as_ref() != Some(&token.series_hash)
+            && stores.tokens.delete_by_id(token.id, Some(user))?
+        {
             n += 1;
         }
     }

@@ -21,7 +21,36 @@ on_both_backends!(
     access_tokens_are_refused_after_revoke_all,
     malformed_inputs_get_json_4xx_answers,
     app_tokens_are_listed_beside_browser_tokens,
+    api_sign_ins_are_throttled_like_the_form,
 );
+
+async fn api_sign_ins_are_throttled_like_the_form(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
+    server.add_user("alice", "correct horse", false);
+    let app = server.browser();
+    for _ in 0..3 {
+        let (status, _, _) = app
+            .api(
+                "POST",
+                "/api/v1/login",
+                None,
+                Some(&login_body("alice", "nope", false, None)),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, headers, body) = app
+        .api(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("alice", "correct horse", false, None)),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "too_many_attempts");
+    assert!(headers.get("retry-after").is_some());
+}
 
 fn login_body(user: &str, password: &str, remember: bool, device: Option<&str>) -> String {
     json!({"username": user, "password": password, "remember_me": remember, "device_key": device})
@@ -308,6 +337,7 @@ async fn malformed_inputs_get_json_4xx_answers(db: TestDb) {
     tampered[8] = if tampered[8] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     let big = format!("{{\"username\":\"{}\"}}", "x".repeat(10_000));
+    let long_device = login_body("alice", "correct horse", true, Some(&"d".repeat(129)));
     type Case<'a> = (
         &'a str,
         &'a str,
@@ -364,6 +394,14 @@ async fn malformed_inputs_get_json_4xx_answers(db: TestDb) {
             Some(&big),
             413,
             "payload_too_large",
+        ),
+        (
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&long_device),
+            400,
+            "invalid_request",
         ),
         (
             "POST",

@@ -227,3 +227,27 @@ impl Database {
             .map_err(|e| crate::store::StoreError::Unavailable(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend_and_a_postgres_password_never_prints() {
+        let pg = Backend::from_url("postgres://app:s3cret@db.example/app");
+        assert!(matches!(pg, Backend::Postgres(_)));
+        assert!(!format!("{pg:?}").contains("s3cret"));
+        assert_eq!(
+            Backend::from_url("sqlite://x.db").sqlite_path(),
+            Some("x.db")
+        );
+        assert_eq!(
+            Backend::from_url("data/x.db").sqlite_path(),
+            Some("data/x.db")
+        );
+        assert!(matches!(
+            Backend::from_url("postgresql://h/d"),
+            Backend::Postgres(_)
+        ));
+    }
+}

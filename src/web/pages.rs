@@ -104,35 +104,54 @@ async fn login_form(auth: Auth, query: web::Query<NextQuery>) -> Result<HttpResp
 #[post("/login")]
 async fn login_submit(auth: Auth, form: web::Form<LoginForm>) -> Result<HttpResponse, AuthError> {
     auth.verify_csrf(form.csrf_token.as_deref())?;
-    let form = form.into_inner();
+    submit(auth, form.into_inner(), None).await
+}
+
+/// Answers the password form of the login flow, or of the step-up flow when
+/// `step_up_user` names the signed-in user.
+async fn submit(
+    auth: Auth,
+    form: LoginForm,
+    step_up_user: Option<String>,
+) -> Result<HttpResponse, AuthError> {
     let next = safe_redirect_path(form.next.as_deref()).to_owned();
+    let (kind, action, username) = match &step_up_user {
+        Some(user) => (FlowKind::StepUp, "/login/step-up", user.clone()),
+        None => (FlowKind::Login, "/login", form.username.clone()),
+    };
     let outcome = auth
         .submit(
-            FlowKind::Login,
+            kind,
             Credentials {
-                username: form.username.clone(),
+                username,
                 password: form.password,
                 remember_me: form.remember_me.is_some(),
             },
         )
         .await?;
+    let wrong = if step_up_user.is_some() {
+        "Wrong password."
+    } else {
+        INVALID
+    };
     let (status, error, retry) = match outcome {
         SubmitOutcome::SignedIn(_) => return Ok(see_other(&next)),
         SubmitOutcome::Throttled { retry_after_secs } => throttled(retry_after_secs),
-        _ => (StatusCode::UNAUTHORIZED, INVALID.to_owned(), None),
+        _ => (StatusCode::UNAUTHORIZED, wrong.to_owned(), None),
     };
+    let step_up = step_up_user.is_some();
     with_retry_after(
         retry,
         html(
             status,
             &LoginPage {
-                action: "/login",
-                step_up: false,
-                signed_in_as: auth.user().map(|u| u.username),
+                action,
+                step_up,
+                signed_in_as: step_up_user.or_else(|| auth.user().map(|u| u.username)),
                 error: Some(&error),
                 csrf_token: auth.csrf_token(),
                 next: &next,
-                username: &form.username,
+                username: if step_up { "" } else { &form.username },
             },
         ),
     )
@@ -169,38 +188,7 @@ async fn step_up_submit(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, AuthError> {
     auth.verify_csrf(form.csrf_token.as_deref())?;
-    let form = form.into_inner();
-    let next = safe_redirect_path(form.next.as_deref()).to_owned();
-    let outcome = auth
-        .submit(
-            FlowKind::StepUp,
-            Credentials {
-                username: user.username.clone(),
-                password: form.password,
-                remember_me: form.remember_me.is_some(),
-            },
-        )
-        .await?;
-    let (status, error, retry) = match outcome {
-        SubmitOutcome::SignedIn(_) => return Ok(see_other(&next)),
-        SubmitOutcome::Throttled { retry_after_secs } => throttled(retry_after_secs),
-        _ => (StatusCode::UNAUTHORIZED, "Wrong password.".to_owned(), None),
-    };
-    with_retry_after(
-        retry,
-        html(
-            status,
-            &LoginPage {
-                action: "/login/step-up",
-                step_up: true,
-                signed_in_as: Some(user.username),
-                error: Some(&error),
-                csrf_token: auth.csrf_token(),
-                next: &next,
-                username: "",
-            },
-        ),
-    )
+    submit(auth, form.into_inner(), Some(user.username)).await
 }
 
 fn throttled(retry_after_secs: u64) -> (StatusCode, String, Option<u64>) {
