@@ -201,36 +201,38 @@ async fn run_flow(
     let config = shared.config.clone();
     let flow = shared.flow(kind);
     let now = config.now();
-    web::block(move || {
-        let mut state = flow.start(known.as_ref().map(|(u, t)| (*u, t)));
-        if activate_issue {
-            state.activate(ISSUE);
-        }
-        let mut ctx = StepContext {
-            stores: &stores,
-            config: &config,
-            now,
-            client: &client,
-            remember_cookie: remember_cookie.as_deref(),
-            browser_series: None,
-            device_key,
-            credentials,
-            cookie_change: None,
-        };
-        let progress = flow.advance(&mut state, &mut ctx)?;
-        let epoch = match &progress {
-            Progress::Complete { user, .. } => stores.users.auth_epoch(*user)?,
-            _ => None,
-        };
-        Ok::<_, StoreError>(Ran {
-            progress,
-            cookie_change: ctx.cookie_change,
-            epoch,
+    shared
+        .run_blocking(move || {
+            let mut state = flow.start(known.as_ref().map(|(u, t)| (*u, t)));
+            if activate_issue {
+                state.activate(ISSUE);
+            }
+            let mut ctx = StepContext {
+                stores: &stores,
+                config: &config,
+                now,
+                client: &client,
+                remember_cookie: remember_cookie.as_deref(),
+                browser_series: None,
+                device_key,
+                credentials,
+                cookie_change: None,
+                user: None,
+            };
+            let progress = flow.advance(&mut state, &mut ctx)?;
+            let epoch = match &progress {
+                Progress::Complete { user, .. } => stores.users.auth_epoch(*user)?,
+                _ => None,
+            };
+            Ok::<_, StoreError>(Ran {
+                progress,
+                cookie_change: ctx.cookie_change,
+                epoch,
+            })
         })
-    })
-    .await
-    .map_err(internal)?
-    .map_err(ApiError::from)
+        .await
+        .map_err(internal)?
+        .map_err(ApiError::from)
 }
 
 fn token_response(
@@ -284,17 +286,19 @@ async fn audit(
     let stores: Stores = auth.shared.stores.clone();
     let client = client.clone();
     let now = auth.shared.config.now();
-    let _ = web::block(move || {
-        stores.audit(NewAuditEvent {
-            at: now,
-            kind,
-            user_id: Some(user),
-            ip: client.ip.as_deref(),
-            user_agent: client.user_agent.as_deref(),
-            detail,
+    let _ = auth
+        .shared
+        .run_blocking(move || {
+            stores.audit(NewAuditEvent {
+                at: now,
+                kind,
+                user_id: Some(user),
+                ip: client.ip.as_deref(),
+                user_agent: client.user_agent.as_deref(),
+                detail,
+            })
         })
-    })
-    .await;
+        .await;
 }
 
 async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpResponse, ApiError> {
@@ -434,7 +438,9 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
         (Progress::Complete { user, tags }, Some(epoch)) => {
             let stores = auth.shared.stores.clone();
             let device = match series {
-                Some(series) => web::block(move || stores.tokens.find_by_series(&series))
+                Some(series) => auth
+                    .shared
+                    .run_blocking(move || stores.tokens.find_by_series(&series))
                     .await
                     .map_err(internal)??
                     .and_then(|t| t.device_key),
@@ -488,7 +494,9 @@ async fn verify_bearer(auth: &RequestAuth, token: &str) -> Result<AccessClaims, 
     })?;
     let users = auth.shared.stores.users.clone();
     let sub = claims.sub;
-    let epoch = web::block(move || users.auth_epoch(sub))
+    let epoch = auth
+        .shared
+        .run_blocking(move || users.auth_epoch(sub))
         .await
         .map_err(internal)??;
     if epoch != Some(claims.epoch) {
@@ -530,19 +538,22 @@ async fn logout(
     };
     let stores = auth.shared.stores.clone();
     let (user, device) = (claims.sub, claims.device.clone());
-    let revoked = web::block(move || {
-        let mut revoked = 0;
-        for token in stores.tokens.list_for_user(user)? {
-            let named = series.as_ref() == Some(&token.series_hash);
-            let this_device = series.is_none() && device.is_some() && token.device_key == device;
-            if (named || this_device) && stores.tokens.delete_by_id(token.id, Some(user))? {
-                revoked += 1;
+    let revoked = auth
+        .shared
+        .run_blocking(move || {
+            let mut revoked = 0;
+            for token in stores.tokens.list_for_user(user)? {
+                let named = series.as_ref() == Some(&token.series_hash);
+                let this_device =
+                    series.is_none() && device.is_some() && token.device_key == device;
+                if (named || this_device) && stores.tokens.delete_by_id(token.id, Some(user))? {
+                    revoked += 1;
+                }
             }
-        }
-        Ok::<_, StoreError>(revoked)
-    })
-    .await
-    .map_err(internal)??;
+            Ok::<_, StoreError>(revoked)
+        })
+        .await
+        .map_err(internal)??;
     tracing::info!(user_id = claims.sub, revoked, "API logout");
     audit(
         &auth,
@@ -560,7 +571,9 @@ async fn me(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let claims = bearer_claims(&req, &auth).await?;
     let users = auth.shared.stores.users.clone();
     let sub = claims.sub;
-    let user = web::block(move || users.find_by_id(sub))
+    let user = auth
+        .shared
+        .run_blocking(move || users.find_by_id(sub))
         .await
         .map_err(internal)??
         .ok_or_else(|| ApiError::unauthorized("token_revoked", "The user is gone."))?;

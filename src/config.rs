@@ -114,6 +114,7 @@ pub struct RememberMeConfig {
     pub(crate) lockout: Duration,
     pub(crate) ip_attempts_per_minute: u32,
     pub(crate) password_concurrency: usize,
+    pub(crate) store_concurrency: usize,
     pub(crate) access_tokens: Option<crate::access::AccessTokens>,
     pub(crate) access_token_lifetime: Duration,
     pub(crate) login_path: String,
@@ -163,6 +164,7 @@ impl RememberMeConfig {
                 password_concurrency: std::thread::available_parallelism()
                     .map(usize::from)
                     .unwrap_or(2),
+                store_concurrency: 8,
                 access_tokens: None,
                 access_token_lifetime: Duration::from_secs(15 * 60),
                 login_path: "/login".to_owned(),
@@ -331,6 +333,17 @@ impl RememberMeConfigBuilder {
     /// keeps the blocking pool free for the database work of other requests.
     pub fn password_concurrency(mut self, n: usize) -> Self {
         self.config.password_concurrency = n.max(1);
+        self
+    }
+
+    /// Most store calls of the layer running at once on actix's blocking
+    /// pool; the others wait without holding a thread. Set it to the size of
+    /// the database pool (default 8, the demo's default pool): more calls at
+    /// once would only queue for a connection, each on a thread of its own,
+    /// and a burst of re-authentications grew the blocking pool to 150
+    /// threads that took turns on 8 connections.
+    pub fn store_concurrency(mut self, n: usize) -> Self {
+        self.config.store_concurrency = n.max(1);
         self
     }
 

@@ -16,6 +16,7 @@ use crate::middleware::{
     AUTH_KEY, AuthState, RequestAuth, SignInMethod, client_info, new_auth_state, random_id,
     raw_cookie, start_session,
 };
+use crate::store::audit_queue::OwnedAudit;
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
 use crate::token::{RememberCookie, SecretHash};
 
@@ -519,6 +520,7 @@ impl Auth {
                 device_key: None,
                 credentials: Some(credentials),
                 cookie_change: None,
+                user: None,
             };
             let progress = flow.advance(&mut state, &mut ctx)?;
             let mut new_state = None;
@@ -543,7 +545,9 @@ impl Auth {
                     Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
                     _ => series,
                 };
-                new_state = new_auth_state(&stores, *user, tags.clone(), method, now, series)?;
+                let loaded = ctx.user.take();
+                new_state =
+                    new_auth_state(&stores, *user, loaded, tags.clone(), method, now, series)?;
                 stores.audit(NewAuditEvent {
                     at: now,
                     kind: match kind {
@@ -606,30 +610,32 @@ impl Auth {
         let client = client_info(&self.req);
         let now = self.auth.shared.config.now();
         let config = self.auth.shared.config.clone();
-        web::block(move || {
-            // Only a cookie that still proves its token deletes its row: an
-            // old copy must not quietly sign its owner's browser out.
-            let series = match &series {
-                Some(raw) => verified_series(&stores, &config, now, raw)?,
-                None => None,
-            };
-            if let Some(series) = series {
-                stores.tokens.delete_series(&series)?;
-            }
-            if user.is_some() {
-                stores.audit(NewAuditEvent {
-                    at: now,
-                    kind: AuditKind::Logout,
-                    user_id: user,
-                    ip: client.ip.as_deref(),
-                    user_agent: client.user_agent.as_deref(),
-                    detail: "",
-                });
-            }
-            Ok::<_, StoreError>(())
-        })
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))??;
+        self.auth
+            .shared
+            .run_blocking(move || {
+                // Only a cookie that still proves its token deletes its row: an
+                // old copy must not quietly sign its owner's browser out.
+                let series = match &series {
+                    Some(raw) => verified_series(&stores, &config, now, raw)?,
+                    None => None,
+                };
+                if let Some(series) = series {
+                    stores.tokens.delete_series(&series)?;
+                }
+                if user.is_some() {
+                    stores.audit(NewAuditEvent {
+                        at: now,
+                        kind: AuditKind::Logout,
+                        user_id: user,
+                        ip: client.ip.as_deref(),
+                        user_agent: client.user_agent.as_deref(),
+                        detail: "",
+                    });
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))??;
         *self.auth.cookie_change.borrow_mut() = Some(CookieChange::Remove);
         *self.auth.state.borrow_mut() = None;
         self.session.purge();
@@ -664,7 +670,7 @@ impl Auth {
             owner,
             format!("token #{id} {}", self.actor()),
         );
-        blocking(move || {
+        blocking(&self.auth.shared, move || {
             let owner_of = match owner {
                 Some(owner) => Some(owner),
                 None => stores.tokens.find_owner(id)?,
@@ -685,7 +691,7 @@ impl Auth {
         let stores = self.stores().clone();
         let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user), String::new());
         let actor = self.actor();
-        let n = blocking(move || {
+        let n = blocking(&self.auth.shared, move || {
             let n = stores.tokens.delete_all_for_user(user)?;
             stores.users.bump_epoch(user)?;
             let detail = format!("{n} token(s) revoked {actor}");
@@ -714,7 +720,7 @@ impl Auth {
         let config = self.auth.shared.config.clone();
         let now = config.now();
         let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user), String::new());
-        let done = blocking(move || {
+        let done = blocking(&self.auth.shared, move || {
             // Only a session still under the current epoch may move to the
             // next one: a revoked session must not adopt it and live on.
             let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
@@ -755,7 +761,7 @@ impl Auth {
             .acquire_owned()
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?;
-        let done = blocking(move || {
+        let done = blocking(&self.auth.shared, move || {
             let stored = stores.users.find_by_id(user)?.map(|u| u.password_hash);
             if !crate::flow::verify_password_work(stored.as_deref(), &current_password) {
                 return Ok(Some(None));
@@ -841,29 +847,6 @@ impl Auth {
     }
 }
 
-/// An audit event whose strings are owned, to move into a blocking closure.
-struct OwnedAudit {
-    at: i64,
-    kind: AuditKind,
-    user: Option<UserId>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    detail: String,
-}
-
-impl OwnedAudit {
-    fn borrowed(&self, user: Option<UserId>) -> NewAuditEvent<'_> {
-        NewAuditEvent {
-            at: self.at,
-            kind: self.kind,
-            user_id: user.or(self.user),
-            ip: self.ip.as_deref(),
-            user_agent: self.user_agent.as_deref(),
-            detail: &self.detail,
-        }
-    }
-}
-
 /// Deletes every token of `user` except the one this browser's cookie
 /// (`keep`, raw) still proves. Blocking.
 fn delete_tokens_except(
@@ -888,11 +871,13 @@ fn delete_tokens_except(
     Ok(n)
 }
 
-/// Runs store work on actix's blocking pool.
+/// Runs store work on actix's blocking pool, through the layer's gate.
 async fn blocking<T: Send + 'static>(
+    shared: &crate::middleware::Shared,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, AuthError> {
-    web::block(f)
+    shared
+        .run_blocking(f)
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))?
         .map_err(AuthError::from)

@@ -373,6 +373,7 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .max_failed_logins(args.max_failed_logins)
         .lockout(Duration::from_secs(args.lockout_secs))
         .ip_attempts_per_minute(args.ip_attempts_per_minute)
+        .store_concurrency(args.db_pool_size as usize)
         .access_token_lifetime(Duration::from_secs(args.access_token_minutes * 60))
         .cookie_secure(args.cookie_secure)
         .build();

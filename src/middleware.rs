@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::RememberMeConfig;
 use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind, Progress, StepContext, Tag};
-use crate::store::{AuditKind, NewAuditEvent, StoreError, Stores, UserId};
+use crate::store::audit_queue::{AuditQueue, OwnedAudit};
+use crate::store::{AuditKind, StoreError, Stores, User, UserId};
 use crate::token::{RememberCookie, SecretHash};
 
 pub(crate) const AUTH_KEY: &str = "rm.auth";
@@ -61,12 +62,28 @@ pub(crate) struct Shared {
     pub ip_limiter: Option<crate::extract::IpLimiter>,
     /// Permits for password checks (see `password_concurrency`).
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Permits for store calls (see `store_concurrency`).
+    pub store_gate: tokio::sync::Semaphore,
+    /// Remember-me sign-ins to record, written in batches off the request.
+    pub audit_queue: AuditQueue,
     pub stores: Stores,
     pub login: Arc<Flow>,
     pub step_up: Arc<Flow>,
 }
 
 impl Shared {
+    /// Runs blocking store work on actix's blocking pool, at most
+    /// `store_concurrency` calls at once: the others wait here, in async
+    /// land, without a thread.
+    pub async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, actix_web::error::BlockingError> {
+        // The gate is never closed, so this always gets a permit.
+        let _permit = self.store_gate.acquire().await;
+        web::block(f).await
+    }
+
     pub fn flow(&self, kind: FlowKind) -> Arc<Flow> {
         match kind {
             FlowKind::Login => self.login.clone(),
@@ -136,6 +153,8 @@ impl RememberMe {
             shared: Arc::new(Shared {
                 ip_limiter: crate::extract::ip_limiter(config.ip_attempts_per_minute),
                 password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
+                store_gate: tokio::sync::Semaphore::new(config.store_concurrency),
+                audit_queue: AuditQueue::start(stores.audit.clone()),
                 config: Arc::new(config),
                 stores,
                 login: Arc::new(login),
@@ -200,7 +219,7 @@ where
                             cookie_change = change;
                             if let Some(new_state) = signed_in {
                                 audit_off_the_request(
-                                    &shared.stores,
+                                    &shared,
                                     new_state.user_id,
                                     client_info(req.request()),
                                     now,
@@ -263,20 +282,21 @@ async fn session_state(session: &Session, shared: &Shared, now: i64) -> Option<A
     }
     let stores = shared.stores.clone();
     let (user_id, series) = (state.user_id, state.series.clone());
-    let checked = web::block(move || {
-        let epoch = stores.users.auth_epoch(user_id)?;
-        // A session signed in by (or issued) a token lives only as long as
-        // that token: revoking the device ends the device's open session.
-        let series_alive = match series.as_deref().and_then(SecretHash::from_slice) {
-            Some(series) => stores
-                .tokens
-                .find_by_series(&series)?
-                .is_some_and(|t| t.user_id == user_id),
-            None => true,
-        };
-        Ok::<_, StoreError>((epoch, series_alive))
-    })
-    .await;
+    let checked = shared
+        .run_blocking(move || {
+            let epoch = stores.users.auth_epoch(user_id)?;
+            // A session signed in by (or issued) a token lives only as long as
+            // that token: revoking the device ends the device's open session.
+            let series_alive = match series.as_deref().and_then(SecretHash::from_slice) {
+                Some(series) => stores
+                    .tokens
+                    .find_by_series(&series)?
+                    .is_some_and(|t| t.user_id == user_id),
+                None => true,
+            };
+            Ok::<_, StoreError>((epoch, series_alive))
+        })
+        .await;
     match checked {
         Ok(Ok((Some(epoch), true))) if epoch == state.epoch => {
             state.checked_at = now;
@@ -315,7 +335,7 @@ async fn identify_by_cookie(
     let stores = shared.stores.clone();
     let config = shared.config.clone();
     let flow = shared.login.clone();
-    web::block(move || {
+    shared.run_blocking(move || {
         let mut ctx = StepContext {
             stores: &stores,
             config: &config,
@@ -326,6 +346,7 @@ async fn identify_by_cookie(
             device_key: None,
             credentials: None,
             cookie_change: None,
+            user: None,
         };
         let mut flow_state = flow.start(None);
         let progress = flow.advance(&mut flow_state, &mut ctx)?;
@@ -334,7 +355,8 @@ async fn identify_by_cookie(
             return Ok((None, change));
         };
         let series = RememberCookie::decode(&raw).ok().map(|c| c.series.hash());
-        match new_auth_state(&stores, user, tags, SignInMethod::RememberMe, now, series) {
+        let loaded = ctx.user.take();
+        match new_auth_state(&stores, user, loaded, tags, SignInMethod::RememberMe, now, series) {
             Ok(state) => Ok((state, change)),
             Err(error) => {
                 tracing::warn!(%error, user_id = user, "signed in by cookie, but the user could not be loaded");
@@ -346,37 +368,49 @@ async fn identify_by_cookie(
     .map_err(|e| StoreError::Unavailable(e.to_string()))?
 }
 
-/// Records a remember-me sign-in after the response is on its way: the audit
-/// row is not worth a database write on the re-authentication's critical path
-/// (on SQLite, a second write serialized on the database lock).
-fn audit_off_the_request(stores: &Stores, user: UserId, client: ClientInfo, now: i64) {
-    let stores = stores.clone();
-    actix_web::rt::spawn(async move {
-        let _ = web::block(move || {
-            stores.audit(NewAuditEvent {
-                at: now,
-                kind: AuditKind::RememberMeSignIn,
-                user_id: Some(user),
-                ip: client.ip.as_deref(),
-                user_agent: client.user_agent.as_deref(),
-                detail: "",
-            })
-        })
-        .await;
-    });
+/// Records a remember-me sign-in off the request: the event goes to the
+/// audit queue, written with others in one transaction (see
+/// [`AuditQueue`]). Only if the queue is full is it written by a task of
+/// its own, still after the response.
+fn audit_off_the_request(shared: &Arc<Shared>, user: UserId, client: ClientInfo, now: i64) {
+    let event = OwnedAudit {
+        at: now,
+        kind: AuditKind::RememberMeSignIn,
+        user: Some(user),
+        ip: client.ip,
+        user_agent: client.user_agent,
+        detail: String::new(),
+    };
+    if let Err(event) = shared.audit_queue.push(event) {
+        let shared = shared.clone();
+        actix_web::rt::spawn(async move {
+            let stores = shared.stores.clone();
+            let _ = shared
+                .run_blocking(move || stores.audit(event.borrowed(None)))
+                .await;
+        });
+    }
 }
 
 /// The session state of a user who just completed a flow.
+///
+/// `loaded` is the user's row if a step already read it (see
+/// [`StepContext::user`]); otherwise it is read here.
 pub(crate) fn new_auth_state(
     stores: &Stores,
     user: UserId,
+    loaded: Option<User>,
     tags: BTreeSet<Tag>,
     method: SignInMethod,
     now: i64,
     series: Option<SecretHash>,
 ) -> Result<Option<AuthState>, StoreError> {
-    let Some(user) = stores.users.find_by_id(user)? else {
-        return Ok(None);
+    let user = match loaded {
+        Some(loaded) if loaded.id == user => loaded,
+        _ => match stores.users.find_by_id(user)? {
+            Some(user) => user,
+            None => return Ok(None),
+        },
     };
     Ok(Some(AuthState {
         user_id: user.id,

@@ -50,6 +50,7 @@ pub fn remember_me_cookie(
         device_key: None,
         credentials: None,
         cookie_change: None,
+        user: None,
     };
     match RememberMeIssueStep.run(&mut ctx, Some(user))? {
         StepOutcome::Success { .. } => {}

@@ -84,3 +84,52 @@ async fn the_signed_in_hot_path_touches_neither_database_nor_argon2_on_both_back
         a_signed_in_request_makes_no_store_call_and_no_argon2_call(db).await;
     }
 }
+
+/// Issue 7's re-authentication: a remember-me sign-in reads the token with
+/// its owner in one query and rotates it in one compare-and-swap; the audit
+/// row is written afterwards, in a batch (`record_batch`), never on the
+/// request. A password sign-in without failures to reset writes nothing but
+/// its audit row.
+async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
+    let (server, counts) = TestServer::start_counting(db, |b| {
+        b.epoch_check_interval(std::time::Duration::from_secs(60))
+    });
+    server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    counts.take_log();
+    browser.login("alice", "correct horse", false).await;
+    let login: Vec<_> = counts
+        .take_log()
+        .into_iter()
+        .filter(|c| *c != "record")
+        .collect();
+    assert_eq!(login, ["find_by_username"], "password sign-in: {login:?}");
+
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    browser.drop_cookie("session");
+    counts.take_log();
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.set_cookie("remember_me").is_some(), "rotated");
+    assert!(server.wait_for_audit("remember_me_sign_in").await);
+    let calls: Vec<_> = counts
+        .take_log()
+        .into_iter()
+        .filter(|c| *c != "list") // wait_for_audit's reads
+        .collect();
+    assert_eq!(
+        calls,
+        ["find_by_series_with_owner", "rotate", "record_batch"],
+        "one read, one compare-and-swap, then the batched audit row"
+    );
+}
+
+#[actix_web::test]
+async fn a_re_authentication_costs_one_read_and_one_write_on_both_backends() {
+    let _serial = SERIAL.lock().await;
+    a_re_authentication_is_one_read_and_one_write(TestDb::sqlite()).await;
+    if let Some(db) = TestDb::postgres() {
+        a_re_authentication_is_one_read_and_one_write(db).await;
+    }
+}

@@ -165,6 +165,10 @@ pub struct StepContext<'a> {
     pub credentials: Option<Credentials>,
     /// Cookie change decided by the steps; applied to the response by the bridge.
     pub cookie_change: Option<CookieChange>,
+    /// The user row a step loaded on its way (the identifying step reads it
+    /// with the token, the password step with the credentials), so the
+    /// bridge does not read it again to build the session.
+    pub user: Option<crate::store::User>,
 }
 
 /// What one step reports.

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::{Failure, Step, StepContext, StepId, StepOutcome};
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
@@ -118,15 +121,18 @@ impl Step for PasswordStep {
         );
         match user {
             Some(user) if verified => {
-                users.reset_failed_logins(user.id)?;
+                // Skipped when there is nothing to reset: no write, on
+                // SQLite no wait for the single writer.
+                if user.failed_logins != 0 {
+                    users.reset_failed_logins(user.id)?;
+                }
                 let activate = match self.activate_on_remember {
                     Some(step) if credentials.remember_me => vec![step],
                     _ => Vec::new(),
                 };
-                Ok(StepOutcome::Success {
-                    user: user.id,
-                    activate,
-                })
+                let id = user.id;
+                ctx.user = Some(user);
+                Ok(StepOutcome::Success { user: id, activate })
             }
             user => {
                 let user_id = user.map(|u| u.id);
@@ -214,11 +220,82 @@ fn on_argon2_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
 pub fn hash_password(password: &str) -> String {
     let password = password.to_owned();
     on_argon2_thread(move || {
-        argon2()
-            .hash_password(password.as_bytes())
-            .expect("Argon2 with valid parameters and an OS RNG does not fail")
-            .to_string()
+        let mut salt = [0u8; 16];
+        rand::fill(&mut salt);
+        let params = argon2().params().clone();
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        with_memory(params.block_count(), |memory| {
+            argon2().hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, memory)
+        })
+        .expect("Argon2 with valid parameters, salt and output length does not fail");
+        PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).expect("valid parameters encode"),
+            salt: Some(Salt::new(&salt).expect("a 16-byte salt is valid")),
+            hash: Some(Output::new(&out).expect("a 32-byte output is valid")),
+        }
+        .to_string()
     })
+}
+
+/// The memory blocks of the Argon2 thread it runs on. Argon2 needs
+/// `m_cost` KiB of memory per call; allocated afresh each time, the freed
+/// blocks stay in the allocator's arenas (glibc raises its mmap threshold
+/// after the first one), and a sign-in storm left hundreds of MiB resident.
+/// Kept per thread, the memory is `threads × m_cost` for the life of the
+/// process, whatever the load. (Every block is written before it is read,
+/// so reuse needs no zeroing; a hash with a larger `m_cost` than any before
+/// grows the buffer, up to [`MAX_REUSED_BLOCKS`], beyond which it gets a
+/// buffer of its own.)
+fn with_memory<T>(blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    thread_local! {
+        static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    }
+    if blocks > MAX_REUSED_BLOCKS {
+        return f(&mut vec![Block::new(); blocks]);
+    }
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::new());
+        }
+        f(&mut memory[..blocks])
+    })
+}
+
+/// Largest Argon2 memory (in 1 KiB blocks) kept per thread between calls.
+const MAX_REUSED_BLOCKS: usize = 64 * 1024;
+
+/// Whether `password` matches the PHC string `stored` (Argon2 of any variant
+/// and parameters the string names), computed in the thread's reused memory
+/// and compared in constant time. Runs on an Argon2 thread.
+fn verify_phc(password: &[u8], stored: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = hash
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..expected.len()];
+    let computed = with_memory(params.block_count(), |memory| {
+        Argon2::new(algorithm, version, params.clone())
+            .hash_password_into_with_memory(password, salt, out, memory)
+    });
+    use subtle::ConstantTimeEq as _;
+    computed.is_ok() && bool::from(out.ct_eq(expected.as_bytes()))
 }
 
 static VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
@@ -275,12 +352,8 @@ pub fn verify_password_work(stored: Option<&str>, password: &str) -> bool {
     // A malformed stored hash verifies nothing (and costs less: that is a
     // data bug worth the log line, not an enumeration oracle).
     let (hash_owned, password_owned) = (hash.to_owned(), password.to_owned());
-    let ok = on_argon2_thread(move || {
-        argon2()
-            .verify_password(password_owned.as_bytes(), hash_owned.as_str())
-            .is_ok()
-    });
-    if real && !ok && argon2::PasswordHash::new(hash).is_err() {
+    let ok = on_argon2_thread(move || verify_phc(password_owned.as_bytes(), &hash_owned));
+    if real && !ok && PasswordHash::new(hash).is_err() {
         tracing::error!("stored password hash is not a valid PHC string");
     }
     real && ok
@@ -289,6 +362,41 @@ pub fn verify_password_work(stored: Option<&str>, password: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_interoperate_with_the_argon2_crate_and_any_parameters_verify() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        // Ours verifies with the stock verifier…
+        let ours = hash_password("tr0ub4dor");
+        argon2()
+            .verify_password(b"tr0ub4dor", ours.as_str())
+            .expect("the argon2 crate accepts our hash");
+        // …and a stock hash at other parameters (smaller, then larger than
+        // the memory the thread kept) verifies with ours.
+        for m in [8 * 1024, 24 * 1024] {
+            let params = Params::new(m, 1, 1, None).unwrap();
+            let stock = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password(b"tr0ub4dor")
+                .unwrap()
+                .to_string();
+            assert!(verify_password_work(Some(&stock), "tr0ub4dor"), "m={m}");
+            assert!(!verify_password_work(Some(&stock), "tr0ub4dor!"), "m={m}");
+        }
+        // A tampered output or salt fails.
+        let mut tampered = ours.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(!verify_password_work(Some(&tampered), "tr0ub4dor"));
+        let salt_at = ours.rfind('$').unwrap() - 2;
+        let mut tampered = ours.clone().into_bytes();
+        tampered[salt_at] = if tampered[salt_at] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(!verify_password_work(Some(&tampered), "tr0ub4dor"));
+    }
 
     #[test]
     fn passwords_are_hashed_with_argon2id_at_owasp_parameters_and_a_fresh_salt() {

@@ -65,6 +65,7 @@ fn with_ctx<T>(credentials: bool, f: impl FnOnce(&mut StepContext<'_>) -> T) -> 
             remember_me: false,
         }),
         cookie_change: None,
+        user: None,
     };
     f(&mut ctx)
 }

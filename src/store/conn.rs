@@ -1,5 +1,6 @@
 //! Connections: one enum over both backends, a pool, and embedded migrations.
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -135,6 +136,13 @@ impl r2d2::ManageConnection for Manager {
 pub struct Database {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
+    /// SQLite allows one writer at a time. Writers of this process queue
+    /// here, on a mutex that hands over at once, instead of inside SQLite's
+    /// busy handler, which sleeps and retries (1 ms, 2 ms, 5 ms, …) and so
+    /// stalls every writer behind the first. Other processes on the same
+    /// file still meet the busy timeout. `None` for PostgreSQL, whose row
+    /// locks let writers run side by side.
+    sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -184,7 +192,12 @@ impl Database {
                 backend: backend.clone(),
                 busy_timeout_ms: 5_000,
             });
-        Self { pool, backend }
+        let sqlite_writer = matches!(backend, Backend::Sqlite(_)).then(Default::default);
+        Self {
+            pool,
+            backend,
+            sqlite_writer,
+        }
     }
 
     /// Which backend this is.
@@ -225,6 +238,16 @@ impl Database {
         self.pool
             .get()
             .map_err(|e| crate::store::StoreError::Unavailable(e.to_string()))
+    }
+
+    /// The right to write, on SQLite: taken **before** a connection is
+    /// checked out, so a writer waiting here holds no connection (a writer
+    /// holding the lock can always get one). `None` on PostgreSQL. Blocking.
+    pub(crate) fn write_lock(&self) -> Option<MutexGuard<'_, ()>> {
+        self.sqlite_writer
+            .as_ref()
+            // A panic while writing left no state behind the mutex to repair.
+            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }
 

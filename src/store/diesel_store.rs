@@ -30,6 +30,16 @@ impl DieselStore {
         &self.db
     }
 
+    /// Runs `f`, which writes, on a pooled connection: on SQLite, after
+    /// taking the process's write lock (see [`Database::write_lock`]).
+    fn with_write_conn<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
+    ) -> Result<T, StoreError> {
+        let _writer = self.db.write_lock();
+        self.with_conn(f)
+    }
+
     /// Runs `f` on a pooled connection. A connection whose statement failed
     /// for a reason other than the data (a unique key, say) is discarded.
     fn with_conn<T>(
@@ -114,6 +124,22 @@ impl TokenStore for DieselStore {
         })
     }
 
+    fn find_by_series_with_owner(
+        &self,
+        series: &SecretHash,
+    ) -> Result<Option<(TokenRecord, User)>, StoreError> {
+        self.with_conn(|conn| {
+            remember_tokens::table
+                .inner_join(users::table)
+                .filter(remember_tokens::series_hash.eq(series.as_bytes().as_slice()))
+                .select((TokenRow::as_select(), UserRow::as_select()))
+                .first::<(TokenRow, UserRow)>(conn)
+                .optional()?
+                .map(|(token, user)| Ok((TokenRecord::try_from(token)?, User::from(user))))
+                .transpose()
+        })
+    }
+
     fn rotate(
         &self,
         id: i64,
@@ -123,7 +149,7 @@ impl TokenStore for DieselStore {
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         use remember_tokens::dsl as t;
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             // One statement: the WHERE on the current hash makes it a
             // compare-and-swap, so of two racing rotations only one matches.
             let updated = diesel::update(
@@ -145,7 +171,7 @@ impl TokenStore for DieselStore {
 
     fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError> {
         use remember_tokens::dsl as t;
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 // Serialize the user's concurrent sign-ins so the cap below
                 // holds exactly. PostgreSQL needs a row lock (READ COMMITTED
@@ -212,7 +238,7 @@ impl TokenStore for DieselStore {
 
     fn delete_series(&self, series: &SecretHash) -> Result<bool, StoreError> {
         use remember_tokens::dsl as t;
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             let n = diesel::delete(
                 t::remember_tokens.filter(t::series_hash.eq(series.as_bytes().as_slice())),
             )
@@ -223,7 +249,7 @@ impl TokenStore for DieselStore {
 
     fn delete_by_id(&self, id: i64, owner: Option<UserId>) -> Result<bool, StoreError> {
         use remember_tokens::dsl as t;
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             let n = match owner {
                 Some(owner) => diesel::delete(
                     t::remember_tokens
@@ -239,7 +265,7 @@ impl TokenStore for DieselStore {
 
     fn delete_all_for_user(&self, user: UserId) -> Result<usize, StoreError> {
         use remember_tokens::dsl as t;
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             diesel::delete(t::remember_tokens.filter(t::user_id.eq(user))).execute(conn)
         })
     }
@@ -293,7 +319,7 @@ impl TokenStore for DieselStore {
 
     fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
         use remember_tokens::dsl as t;
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             diesel::delete(t::remember_tokens.filter(t::expires_at.le(now))).execute(conn)
         })
     }
@@ -323,7 +349,7 @@ impl UserStore for DieselStore {
     }
 
     fn create(&self, user: NewUser<'_>) -> Result<UserId, StoreError> {
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 diesel::insert_into(users::table)
                     .values(NewUserRow {
@@ -354,7 +380,7 @@ impl UserStore for DieselStore {
     }
 
     fn bump_epoch(&self, id: UserId) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             diesel::update(users::table.find(id))
                 .set(users::auth_epoch.eq(users::auth_epoch + 1))
                 .execute(conn)
@@ -363,7 +389,7 @@ impl UserStore for DieselStore {
     }
 
     fn bump_epoch_from(&self, id: UserId, expected: i64) -> Result<Option<i64>, StoreError> {
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             let n = diesel::update(users::table.find(id).filter(users::auth_epoch.eq(expected)))
                 .set(users::auth_epoch.eq(users::auth_epoch + 1))
                 .execute(conn)?;
@@ -372,7 +398,7 @@ impl UserStore for DieselStore {
     }
 
     fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             diesel::update(users::table.find(id))
                 .set(users::password_hash.eq(hash))
                 .execute(conn)
@@ -381,7 +407,7 @@ impl UserStore for DieselStore {
     }
 
     fn record_failed_login(&self, id: UserId, now: i64) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             diesel::update(users::table.find(id))
                 .set((
                     users::failed_logins.eq(users::failed_logins + 1),
@@ -393,7 +419,7 @@ impl UserStore for DieselStore {
     }
 
     fn reset_failed_logins(&self, id: UserId) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             diesel::update(users::table.find(id).filter(users::failed_logins.ne(0)))
                 .set(users::failed_logins.eq(0))
                 .execute(conn)
@@ -406,26 +432,36 @@ impl UserStore for DieselStore {
     }
 }
 
+fn insert_audit(conn: &mut AnyConnection, event: &NewAuditEvent<'_>) -> Result<(), DieselError> {
+    diesel::insert_into(audit_events::table)
+        .values(NewAuditRow {
+            at: event.at,
+            kind: event.kind.as_str(),
+            user_id: event.user_id,
+            ip: event.ip,
+            user_agent: event.user_agent,
+            detail: event.detail,
+        })
+        .execute(conn)
+        .map(drop)
+}
+
 impl AuditLog for DieselStore {
     fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError> {
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             diesel::delete(audit_events::table.filter(audit_events::at.lt(cutoff))).execute(conn)
         })
     }
 
     fn record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            diesel::insert_into(audit_events::table)
-                .values(NewAuditRow {
-                    at: event.at,
-                    kind: event.kind.as_str(),
-                    user_id: event.user_id,
-                    ip: event.ip,
-                    user_agent: event.user_agent,
-                    detail: event.detail,
-                })
-                .execute(conn)
-                .map(drop)
+        self.with_write_conn(|conn| insert_audit(conn, &event))
+    }
+
+    fn record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
+        // One transaction, so one commit (one WAL flush) for the batch.
+        // Row by row inside it: `MultiConnection` has no multi-row INSERT.
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| events.iter().try_for_each(|e| insert_audit(conn, e)))
         })
     }
 

@@ -6,6 +6,7 @@
 //! data and know nothing of flows: the rules (grace, theft, expiry) live in
 //! the steps.
 
+pub(crate) mod audit_queue;
 mod conn;
 mod diesel_store;
 mod models;
@@ -145,6 +146,14 @@ pub struct TokenListing {
 pub trait TokenStore: Send + Sync {
     /// The token of a series, if any.
     fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// The token of a series and its owner, in one query: a remember-me
+    /// sign-in needs both, and a round trip saved is one less wait on the
+    /// database on every re-authentication.
+    fn find_by_series_with_owner(
+        &self,
+        series: &SecretHash,
+    ) -> Result<Option<(TokenRecord, User)>, StoreError>;
 
     /// Atomically replaces the current token by `new_token` if it still is
     /// `expected` (compare-and-swap): of two racing rotations exactly one
@@ -329,6 +338,14 @@ pub struct AuditEvent {
 pub trait AuditLog: Send + Sync {
     /// Records an event.
     fn record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError>;
+    /// Records several events at once: all or none. The default records them
+    /// one by one; a database implementation writes them in one transaction
+    /// (one commit for the lot).
+    fn record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
+        events
+            .iter()
+            .try_for_each(|event| self.record(event.clone()))
+    }
     /// Recent events, newest first, optionally of one kind and/or one user.
     fn list(
         &self,

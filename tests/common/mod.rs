@@ -497,6 +497,8 @@ pub fn raw_parts(value: &str) -> (Vec<u8>, Vec<u8>) {
 pub struct CallCounts {
     pub total: std::sync::atomic::AtomicU64,
     pub auth_epoch: std::sync::atomic::AtomicU64,
+    /// Every call's method name, in order.
+    pub log: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl CallCounts {
@@ -505,6 +507,10 @@ impl CallCounts {
     }
     pub fn auth_epoch(&self) -> u64 {
         self.auth_epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// The names of the calls made since the last `take_log`.
+    pub fn take_log(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.log.lock().unwrap())
     }
 }
 
@@ -515,10 +521,11 @@ pub struct CountingStore {
 }
 
 impl CountingStore {
-    fn tick(&self) {
+    fn tick(&self, name: &'static str) {
         self.counts
             .total
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.counts.log.lock().unwrap().push(name);
     }
 }
 
@@ -531,7 +538,7 @@ use rememberme::token::SecretHash;
 macro_rules! counted {
     ($tr:ident; $($name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         $(fn $name(&self $(, $arg: $ty)*) -> $ret {
-            self.tick();
+            self.tick(stringify!($name));
             <DieselStore as $tr>::$name(&self.inner $(, $arg)*)
         })*
     };
@@ -540,6 +547,7 @@ macro_rules! counted {
 impl TokenStore for CountingStore {
     counted! { TokenStore;
         find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
+        find_by_series_with_owner(&self, series: &SecretHash) -> Result<Option<(TokenRecord, User)>, StoreError>;
         rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, now: i64, expires_at: i64) -> Result<bool, StoreError>;
         insert(&self, token: NewToken<'_>, max: u32) -> Result<i64, StoreError>;
         find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;
@@ -566,7 +574,7 @@ impl UserStore for CountingStore {
     }
 
     fn auth_epoch(&self, id: UserId) -> Result<Option<i64>, StoreError> {
-        self.tick();
+        self.tick("auth_epoch");
         self.counts
             .auth_epoch
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -577,6 +585,7 @@ impl UserStore for CountingStore {
 impl AuditLog for CountingStore {
     counted! { AuditLog;
         record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError>;
+        record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError>;
         list(&self, kind: Option<&str>, username: Option<&str>, offset: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
         purge_before(&self, cutoff: i64) -> Result<usize, StoreError>;
     }

@@ -1,0 +1,225 @@
+//! Audit events written in the background, a batch per transaction.
+//!
+//! A remember-me sign-in is recorded in the audit log, but the record is not
+//! worth a database write on the re-authentication's critical path: on
+//! SQLite every write waits for the single writer, and on PostgreSQL every
+//! commit is a WAL flush. The middleware queues the event instead; one
+//! thread drains the queue and writes what has gathered in one transaction
+//! ([`AuditLog::record_batch`]), so under load many sign-ins share a commit
+//! and when idle an event is written at once.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use super::{AuditKind, AuditLog, NewAuditEvent, UserId};
+
+/// Events waiting beyond this are written by their caller instead (the
+/// database is far behind, or down).
+const CAPACITY: usize = 4096;
+/// Most events in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// An audit event that owns its strings, to cross threads.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedAudit {
+    pub at: i64,
+    pub kind: AuditKind,
+    pub user: Option<UserId>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: String,
+}
+
+impl OwnedAudit {
+    /// The event to record, its user replaced by `user` if given.
+    pub fn borrowed(&self, user: Option<UserId>) -> NewAuditEvent<'_> {
+        NewAuditEvent {
+            at: self.at,
+            kind: self.kind,
+            user_id: user.or(self.user),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            detail: &self.detail,
+        }
+    }
+}
+
+/// The queue and its writer thread. The thread ends, after writing what is
+/// left, when the queue is dropped.
+#[derive(Debug)]
+pub(crate) struct AuditQueue {
+    tx: Option<SyncSender<OwnedAudit>>,
+}
+
+impl AuditQueue {
+    /// Starts the writer thread. If no thread can be started, every push
+    /// hands its event back to be written by the caller.
+    pub fn start(log: Arc<dyn AuditLog>) -> Self {
+        let (tx, rx) = sync_channel(CAPACITY);
+        let spawned = std::thread::Builder::new()
+            .name("rememberme-audit".into())
+            .spawn(move || write_batches(&*log, &rx));
+        match spawned {
+            Ok(_) => Self { tx: Some(tx) },
+            Err(error) => {
+                tracing::error!(%error, "no audit writer thread: audit events written inline");
+                Self { tx: None }
+            }
+        }
+    }
+
+    /// Queues `event`; gives it back if the queue is full (or has no
+    /// writer), and the caller must then write it itself: an audit event is
+    /// never dropped.
+    pub fn push(&self, event: OwnedAudit) -> Result<(), OwnedAudit> {
+        let Some(tx) = &self.tx else {
+            return Err(event);
+        };
+        tx.try_send(event).map_err(|error| match error {
+            TrySendError::Full(event) | TrySendError::Disconnected(event) => event,
+        })
+    }
+}
+
+/// Waits for an event, takes whatever else has gathered (up to
+/// [`MAX_BATCH`]) and writes it all in one transaction, until the queue is
+/// closed and empty.
+fn write_batches(log: &dyn AuditLog, rx: &Receiver<OwnedAudit>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        let events: Vec<NewAuditEvent<'_>> = batch.iter().map(|e| e.borrowed(None)).collect();
+        if let Err(error) = log.record_batch(&events) {
+            tracing::error!(%error, count = events.len(), "could not write audit events");
+        }
+        drop(events);
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::store::{AuditEvent, StoreError};
+
+    /// Records batch sizes; the first batch waits until `release` is set,
+    /// so events pile up behind it.
+    #[derive(Default)]
+    struct Recorder {
+        batches: Mutex<Vec<Vec<i64>>>,
+        release: std::sync::atomic::AtomicBool,
+    }
+
+    impl AuditLog for Recorder {
+        fn record(&self, _: NewAuditEvent<'_>) -> Result<(), StoreError> {
+            unreachable!("the queue writes batches")
+        }
+        fn record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
+            while !self.release.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut batches = self.batches.lock().unwrap();
+            batches.push(events.iter().map(|e| e.at).collect());
+            Ok(())
+        }
+        fn list(
+            &self,
+            _: Option<&str>,
+            _: Option<&str>,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<AuditEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn purge_before(&self, _: i64) -> Result<usize, StoreError> {
+            Ok(0)
+        }
+    }
+
+    fn event(at: i64) -> OwnedAudit {
+        OwnedAudit {
+            at,
+            kind: AuditKind::RememberMeSignIn,
+            user: Some(1),
+            ip: None,
+            user_agent: None,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn events_that_gather_share_a_batch_and_none_is_lost_or_reordered() {
+        let log = Arc::new(Recorder::default());
+        let queue = AuditQueue::start(log.clone());
+        for at in 0..1000 {
+            queue.push(event(at)).expect("room in the queue");
+        }
+        log.release.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(queue); // closes the queue: the thread writes the rest and ends
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let batches = log.batches.lock().unwrap().clone();
+            let all: Vec<i64> = batches.iter().flatten().copied().collect();
+            if all.len() == 1000 {
+                assert_eq!(all, (0..1000).collect::<Vec<_>>(), "in order");
+                assert!(
+                    batches.len() <= 1000 / MAX_BATCH + 2,
+                    "batched: {} transactions for 1000 events",
+                    batches.len()
+                );
+                assert!(batches.iter().all(|b| b.len() <= MAX_BATCH));
+                break;
+            }
+            assert!(Instant::now() < deadline, "only {} written", all.len());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_full_queue_hands_the_event_back_instead_of_dropping_it() {
+        let log = Arc::new(Recorder::default()); // the writer is stuck until released
+        let queue = AuditQueue::start(log.clone());
+        let total = CAPACITY as i64 + MAX_BATCH as i64 + 10;
+        let mut handed_back = Vec::new();
+        for at in 0..total {
+            if let Err(back) = queue.push(event(at)) {
+                handed_back.push(back.at);
+            }
+        }
+        assert!(!handed_back.is_empty(), "the queue is bounded");
+        log.release.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(queue);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut all: Vec<i64> = log
+                .batches
+                .lock()
+                .unwrap()
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+            if all.len() + handed_back.len() == total as usize {
+                all.extend(&handed_back);
+                all.sort_unstable();
+                assert_eq!(
+                    all,
+                    (0..total).collect::<Vec<_>>(),
+                    "every event written or handed back"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "only {} written", all.len());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
