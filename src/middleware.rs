@@ -35,7 +35,13 @@ pub enum SignInMethod {
 }
 
 /// The signed-in state kept in the session.
+///
+/// Read on every request of a signed-in user, so it is stored as one short
+/// string (see [`AuthState::encode`]) rather than a JSON object: the session
+/// cookie stays small, and reading it is a split and a few integer parses
+/// instead of a second JSON parse inside actix-session's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub(crate) struct AuthState {
     pub user_id: UserId,
     pub username: String,
@@ -52,8 +58,108 @@ pub(crate) struct AuthState {
     pub sid: String,
     /// SHA-256 of the remember-me series this session came from or was
     /// issued; the session ends when that token is revoked.
-    #[serde(default)]
     pub series: Option<Vec<u8>>,
+}
+
+/// Flag bits of the encoded [`AuthState`].
+const ADMIN: u8 = 1;
+const WEAK: u8 = 2;
+const PASSWORD: u8 = 4;
+const BY_COOKIE: u8 = 8;
+
+impl AuthState {
+    /// `a1.<user>.<epoch>.<checked_at>.<signed_in_at>.<flags>.<sid>.<series>.<username>`:
+    /// integers in decimal, the flags a bit set, `sid` and `series`
+    /// (SHA-256, or empty) in unpadded base64url, and the username last, so
+    /// that it may hold any character. Inside the encrypted session cookie.
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        let mut flags = 0;
+        for (on, bit) in [
+            (self.is_admin, ADMIN),
+            (self.tags.contains(&Tag::WeakAuthentication), WEAK),
+            (self.tags.contains(&Tag::PasswordVerified), PASSWORD),
+            (self.method == SignInMethod::RememberMe, BY_COOKIE),
+        ] {
+            if on {
+                flags |= bit;
+            }
+        }
+        let series = self
+            .series
+            .as_ref()
+            .map(|s| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s))
+            .unwrap_or_default();
+        format!(
+            "a1.{}.{}.{}.{}.{flags}.{}.{series}.{}",
+            self.user_id, self.epoch, self.checked_at, self.signed_in_at, self.sid, self.username
+        )
+    }
+
+    /// The state `encode` wrote; `None` for anything else (another version,
+    /// a damaged value), which reads as "not signed in".
+    fn decode(value: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let mut parts = value.splitn(9, '.');
+        if parts.next()? != "a1" {
+            return None;
+        }
+        let mut int = || parts.next()?.parse::<i64>().ok();
+        let (user_id, epoch, checked_at, signed_in_at) = (int()?, int()?, int()?, int()?);
+        let flags: u8 = parts.next()?.parse().ok()?;
+        if flags & !(ADMIN | WEAK | PASSWORD | BY_COOKIE) != 0 {
+            return None;
+        }
+        let sid = parts.next()?.to_owned();
+        let series = match parts.next()? {
+            "" => None,
+            b64 => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(b64)
+                    .ok()
+                    .filter(|s| s.len() == 32)?,
+            ),
+        };
+        let username = parts.next()?.to_owned();
+        let tags = [
+            (WEAK, Tag::WeakAuthentication),
+            (PASSWORD, Tag::PasswordVerified),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, tag)| tag)
+        .collect();
+        Some(AuthState {
+            user_id,
+            username,
+            is_admin: flags & ADMIN != 0,
+            tags,
+            method: if flags & BY_COOKIE != 0 {
+                SignInMethod::RememberMe
+            } else {
+                SignInMethod::Password
+            },
+            epoch,
+            checked_at,
+            signed_in_at,
+            sid,
+            series,
+        })
+    }
+}
+
+impl From<AuthState> for String {
+    fn from(state: AuthState) -> String {
+        state.encode()
+    }
+}
+
+impl TryFrom<String> for AuthState {
+    type Error = &'static str;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::decode(&value).ok_or("not an encoded auth state")
+    }
 }
 
 /// What the layer shares with the extractors.
@@ -503,4 +609,62 @@ pub(crate) fn remember_cookie(config: &RememberMeConfig, change: &CookieChange) 
         cookie.set_expires(time::OffsetDateTime::UNIX_EPOCH);
     }
     cookie
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(username: &str, series: Option<Vec<u8>>) -> AuthState {
+        AuthState {
+            user_id: 42,
+            username: username.to_owned(),
+            is_admin: true,
+            tags: [Tag::WeakAuthentication].into_iter().collect(),
+            method: SignInMethod::RememberMe,
+            epoch: 3,
+            checked_at: 1_764_000_123,
+            signed_in_at: -5,
+            sid: random_id(),
+            series,
+        }
+    }
+
+    #[test]
+    fn the_auth_state_round_trips_through_the_session_whatever_the_username() {
+        for name in ["alice", "a.b.c", "\"quoted\" \\ ä 日本", ""] {
+            for series in [None, Some(vec![7u8; 32])] {
+                let original = state(name, series);
+                let json = serde_json::to_string(&original).unwrap();
+                assert!(json.starts_with("\"a1.42.3."), "{json}");
+                let back: AuthState = serde_json::from_str(&json).unwrap();
+                assert_eq!(back, original);
+            }
+        }
+        let mut both = state("bob", None);
+        both.tags.insert(Tag::PasswordVerified);
+        both.is_admin = false;
+        both.method = SignInMethod::Password;
+        let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+        assert_eq!(back, both);
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_auth_state_reads_as_signed_out() {
+        let good = state("alice", Some(vec![1u8; 32])).encode();
+        assert!(AuthState::decode(&good).is_some());
+        let bad = [
+            good.replacen("a1", "a2", 1),
+            good.replacen(".42.", ".x.", 1),
+            good.replacen(".3.", ".", 1),
+            "a1.1.2.3.4.16.sid..alice".to_owned(), // unknown flag bit
+            "a1.1.2.3.4.0.sid.AAAA.alice".to_owned(), // series not 32 bytes
+            "a1.1.2.3".to_owned(),
+            String::new(),
+            r#"{"user_id":1}"#.to_owned(), // the former JSON form
+        ];
+        for value in bad {
+            assert!(AuthState::decode(&value).is_none(), "{value}");
+        }
+    }
 }
