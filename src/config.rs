@@ -336,12 +336,13 @@ impl RememberMeConfigBuilder {
         self
     }
 
-    /// Most store calls of the layer running at once on actix's blocking
-    /// pool; the others wait without holding a thread. Set it to the size of
-    /// the database pool (default 8, the demo's default pool): more calls at
-    /// once would only queue for a connection, each on a thread of its own,
-    /// and a burst of re-authentications grew the blocking pool to 150
-    /// threads that took turns on 8 connections.
+    /// Threads that run the layer's store calls (remember-me sign-ins,
+    /// session checks, sign-outs), so at most this many run at once and the
+    /// others wait in a queue without a thread. Default 8, the demo's pool
+    /// size: set it to the database pool size on PostgreSQL. On SQLite, which
+    /// writes one transaction at a time, 1 is fastest: one thread, one
+    /// connection whose page cache no other connection's write invalidates,
+    /// jobs back to back.
     pub fn store_concurrency(mut self, n: usize) -> Self {
         self.config.store_concurrency = n.max(1);
         self

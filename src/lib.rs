@@ -79,6 +79,7 @@ mod middleware;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod threads;
 pub mod token;
 
 pub use config::{

@@ -145,6 +145,11 @@ struct ServeArgs {
     /// Most threads of each worker's blocking pool (database calls).
     #[arg(long, env = "REMEMBERME_BLOCKING_THREADS")]
     blocking_threads: Option<usize>,
+    /// Threads that run the remember-me layer's database calls (default: 1
+    /// on SQLite, which writes one transaction at a time; the pool size on
+    /// PostgreSQL).
+    #[arg(long, env = "REMEMBERME_STORE_THREADS")]
+    store_threads: Option<usize>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "REMEMBERME_WORKERS")]
     workers: Option<usize>,
@@ -373,7 +378,13 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .max_failed_logins(args.max_failed_logins)
         .lockout(Duration::from_secs(args.lockout_secs))
         .ip_attempts_per_minute(args.ip_attempts_per_minute)
-        .store_concurrency(args.db_pool_size as usize)
+        .store_concurrency(args.store_threads.unwrap_or(
+            if Backend::from_url(url).sqlite_path().is_some() {
+                1
+            } else {
+                args.db_pool_size as usize
+            },
+        ))
         .access_token_lifetime(Duration::from_secs(args.access_token_minutes * 60))
         .cookie_secure(args.cookie_secure)
         .build();

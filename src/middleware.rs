@@ -9,11 +9,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_session::{Session, SessionExt as _};
+use actix_web::Error;
 use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::{Error, web};
 use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,7 @@ use crate::RememberMeConfig;
 use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind, Progress, StepContext, Tag};
 use crate::store::audit_queue::{AuditQueue, OwnedAudit};
 use crate::store::{AuditKind, StoreError, Stores, User, UserId};
+use crate::threads::{JobFailed, Threads};
 use crate::token::{RememberCookie, SecretHash};
 
 pub(crate) const AUTH_KEY: &str = "rm.auth";
@@ -168,8 +169,8 @@ pub(crate) struct Shared {
     pub ip_limiter: Option<crate::extract::IpLimiter>,
     /// Permits for password checks (see `password_concurrency`).
     pub password_checks: Arc<tokio::sync::Semaphore>,
-    /// Permits for store calls (see `store_concurrency`).
-    pub store_gate: tokio::sync::Semaphore,
+    /// The threads that run the layer's store calls (see `store_concurrency`).
+    pub store_threads: Threads,
     /// Remember-me sign-ins to record, written in batches off the request.
     pub audit_queue: AuditQueue,
     pub stores: Stores,
@@ -178,16 +179,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs blocking store work on actix's blocking pool, at most
-    /// `store_concurrency` calls at once: the others wait here, in async
-    /// land, without a thread.
+    /// Runs blocking store work on the layer's store threads, at most
+    /// `store_concurrency` calls at once: the others wait in the queue, in
+    /// async land, without a thread.
     pub async fn run_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, actix_web::error::BlockingError> {
-        // The gate is never closed, so this always gets a permit.
-        let _permit = self.store_gate.acquire().await;
-        web::block(f).await
+    ) -> Result<T, JobFailed> {
+        self.store_threads.run(f).await
     }
 
     pub fn flow(&self, kind: FlowKind) -> Arc<Flow> {
@@ -243,12 +242,20 @@ impl std::fmt::Debug for RememberMe {
 
 impl RememberMe {
     /// The layer with the default login and step-up flows.
+    ///
+    /// # Panics
+    ///
+    /// If the layer's threads (store calls, audit writer) cannot be started.
     pub fn new(stores: Stores, config: RememberMeConfig) -> Self {
         Self::with_flows(stores, config, Flow::login(), Flow::step_up())
     }
 
     /// The layer with custom flows (of kinds [`FlowKind::Login`] and
     /// [`FlowKind::StepUp`]).
+    ///
+    /// # Panics
+    ///
+    /// If the layer's threads (store calls, audit writer) cannot be started.
     pub fn with_flows(
         stores: Stores,
         config: RememberMeConfig,
@@ -259,7 +266,8 @@ impl RememberMe {
             shared: Arc::new(Shared {
                 ip_limiter: crate::extract::ip_limiter(config.ip_attempts_per_minute),
                 password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
-                store_gate: tokio::sync::Semaphore::new(config.store_concurrency),
+                store_threads: Threads::start("rememberme-store", config.store_concurrency)
+                    .expect("spawn the store threads"),
                 audit_queue: AuditQueue::start(stores.audit.clone()),
                 config: Arc::new(config),
                 stores,

@@ -11,6 +11,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::{Failure, Step, StepContext, StepId, StepOutcome};
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
+use crate::threads::Threads;
 
 /// Checks a typed password. With a user already known (step-up) the typed
 /// username is ignored and that user's password is checked.
@@ -161,57 +162,21 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// A few threads that do all Argon2 work of the process. Argon2 allocates
-/// 19 MiB per call; done on whichever blocking-pool thread happens to run,
-/// the allocator keeps an arena of that size per thread, and a sign-in storm
-/// grew the server to gigabytes. Here the memory is bounded by the number of
-/// these threads (one per core: Argon2 cannot use more), and callers queue.
-struct Argon2Pool {
-    jobs: Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
-}
-
-fn argon2_pool() -> &'static Argon2Pool {
-    static POOL: OnceLock<Argon2Pool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        let rx = std::sync::Arc::new(Mutex::new(rx));
-        let threads = std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(2);
-        for i in 0..threads {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("argon2-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => break,
-                        }
-                    }
-                })
-                .expect("spawn an Argon2 thread");
-        }
-        Argon2Pool {
-            jobs: Mutex::new(tx),
-        }
-    })
-}
-
-/// Runs `f` on the Argon2 threads and waits for its result. Blocking.
+/// Runs `f` on the process's Argon2 threads (one per core) and waits for
+/// its result. Argon2 allocates 19 MiB per call: done on whichever
+/// blocking-pool thread happens to run, a sign-in storm grew the server to
+/// gigabytes. Here memory is bounded by the number of these threads (one
+/// per core: Argon2 cannot use more), each keeping one buffer (see
+/// [`with_memory`]), and callers queue. Blocking.
 fn on_argon2_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let job: Box<dyn FnOnce() + Send> = Box::new(move || {
-        let _ = tx.send(f());
-    });
-    argon2_pool()
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(job)
-        .expect("the Argon2 threads live as long as the process");
-    rx.recv().expect("an Argon2 job always answers")
+    static THREADS: OnceLock<Threads> = OnceLock::new();
+    THREADS
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(2, usize::from);
+            Threads::start("argon2", cores).expect("spawn the Argon2 threads")
+        })
+        .run_blocking(f)
+        .expect("an Argon2 job does not panic")
 }
 
 /// Hashes a password with Argon2id (OWASP parameters) and a fresh salt, as a

@@ -18,6 +18,10 @@ use super::{AuditKind, AuditLog, NewAuditEvent, UserId};
 const CAPACITY: usize = 4096;
 /// Most events in one transaction.
 const MAX_BATCH: usize = 256;
+/// How long the writer gathers events after the first of a batch: an event
+/// is in the log at most this much later than without the queue, and a busy
+/// server writes at most one audit transaction per this interval.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// An audit event that owns its strings, to cross threads.
 #[derive(Debug, Clone)]
@@ -81,17 +85,19 @@ impl AuditQueue {
     }
 }
 
-/// Waits for an event, takes whatever else has gathered (up to
+/// Waits for an event, gathers what else comes within [`GATHER`] (up to
 /// [`MAX_BATCH`]) and writes it all in one transaction, until the queue is
 /// closed and empty.
 fn write_batches(log: &dyn AuditLog, rx: &Receiver<OwnedAudit>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
+        let deadline = std::time::Instant::now() + GATHER;
         batch.push(first);
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
                 Ok(event) => batch.push(event),
-                Err(_) => break,
+                Err(_) => break, // gathered long enough, or closed
             }
         }
         let events: Vec<NewAuditEvent<'_>> = batch.iter().map(|e| e.borrowed(None)).collect();

@@ -1,0 +1,135 @@
+//! A fixed set of named threads that run blocking jobs in order of arrival.
+//!
+//! Used for the two kinds of blocking work the layer does on every busy
+//! path: Argon2 (CPU- and memory-bound: one thread per core, each keeping
+//! its Argon2 memory) and the store calls of sign-ins and checks (one
+//! thread per database connection worth using). A fixed set instead of
+//! actix's growing blocking pool: jobs beyond the threads wait in the queue,
+//! not on a thread of their own, and a thread that finishes a job takes the
+//! next one at once, without a hand-off through an async task in between —
+//! on SQLite, with one thread, the database's single writer never waits for
+//! a wake-up. Hand-written (a channel and a few threads): the crates that
+//! offer this (`threadpool`, `rayon`) either are unmaintained or bring a
+//! work-stealing scheduler this does not need.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads; they end when this is dropped, after the jobs queued.
+#[derive(Debug)]
+pub(crate) struct Threads {
+    jobs: Sender<Job>,
+}
+
+/// The job panicked (its thread lives on), or the threads are gone.
+#[derive(Debug, thiserror::Error)]
+#[error("a background job did not finish")]
+pub(crate) struct JobFailed;
+
+impl Threads {
+    /// Starts `count` (at least 1) threads named `name-N`.
+    pub fn start(name: &str, count: usize) -> std::io::Result<Self> {
+        let (jobs, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..count.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || work(&rx))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on one of the threads and waits for it, in async land.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, JobFailed> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(move || {
+            let _ = tx.send(f());
+        })?;
+        rx.await.map_err(|_| JobFailed)
+    }
+
+    /// Runs `f` on one of the threads and blocks the calling thread until it
+    /// is done. Not from an async worker.
+    pub fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, JobFailed> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(move || {
+            let _ = tx.send(f());
+        })?;
+        rx.recv().map_err(|_| JobFailed)
+    }
+
+    fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), JobFailed> {
+        self.jobs.send(Box::new(job)).map_err(|_| JobFailed)
+    }
+}
+
+fn work(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while taking a job, never while running it.
+        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(job) = job else {
+            return; // the `Threads` was dropped and the queue is empty
+        };
+        // A panicking job drops its result sender (its caller sees
+        // `JobFailed`); the thread stays for the next job.
+        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+            tracing::error!(
+                thread = std::thread::current().name().unwrap_or("?"),
+                "a background job panicked"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_on_the_named_threads_and_a_panic_costs_only_its_job() {
+        let threads = Threads::start("test-pool", 2).unwrap();
+        let name = threads
+            .run_blocking(|| std::thread::current().name().map(str::to_owned))
+            .unwrap();
+        assert!(name.unwrap().starts_with("test-pool-"));
+        assert!(threads.run_blocking::<()>(|| panic!("boom")).is_err());
+        assert!(threads.run_blocking::<()>(|| panic!("boom")).is_err());
+        // Both threads panicked once and still serve.
+        let sum: u32 = (0..10)
+            .map(|i| threads.run_blocking(move || i).unwrap())
+            .sum();
+        assert_eq!(sum, 45);
+        let async_answer = actix_rt::System::new().block_on(threads.run(|| 7)).unwrap();
+        assert_eq!(async_answer, 7);
+    }
+
+    #[test]
+    fn at_most_count_jobs_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let threads = Threads::start("test-bound", 3).unwrap();
+        let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let waits: Vec<_> = (0..20)
+            .map(|_| {
+                let (running, peak) = (running.clone(), peak.clone());
+                threads.run(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        actix_rt::System::new().block_on(futures_util::future::join_all(waits));
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+}
