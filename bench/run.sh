@@ -21,14 +21,15 @@
 #
 # Environment (all optional):
 #   CARGO_TARGET_DIR  where cargo builds (default: target/)
-#   BENCH_PG_URL      PostgreSQL server URL (default postgres://postgres@127.0.0.1:5432/test)
+#   BENCH_PG_URL      PostgreSQL server URL (default postgres://postgres@127.0.0.1:5432/test?sslmode=disable:
+#                     TLS off on loopback, as for a database on the same host)
 #   BENCH_BACKENDS    "sqlite postgres" (default), or one of them
 #   BENCH_KEEP=1      keep the work directory (logs, wrk output, perf data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
+PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
 BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 
 # Fixed parameters of every measured case.
@@ -457,26 +458,6 @@ run_backend() {
       sort | uniq -c | sort -rn | head -n5 | sed "s/^/LOG backend=$BACKEND /" >>"$RESULTS"; } || true
   meta "server_log_mib_$BACKEND" "$(du -m "$WORK/server-$BACKEND.log" | cut -f1)"
 
-  if [ "$BACKEND" = sqlite ]; then malloc_experiment "$url"; fi
-}
-
-# How much of (d)'s peak memory is glibc keeping freed Argon2 blocks: (d)
-# again on a fresh server process whose malloc always returns blocks above
-# 128 KiB to the system (a fixed mmap threshold turns off glibc's dynamic
-# one). Not a target: evidence for BENCHMARKS.md's explanation.
-malloc_experiment() {
-  local url=$1
-  log "$BACKEND: (d) again with MALLOC_MMAP_THRESHOLD_=131072 (memory experiment)"
-  start_server "$url" "$WORK/server-$BACKEND-malloc.log" MALLOC_MMAP_THRESHOLD_=131072
-  login_form
-  case_begin d_mmap
-  wrk_cmd d "$DURATION"
-  "${CMD[@]}" >"$WORK/wrk-$BACKEND-d_mmap.txt" 2>&1 || die "wrk failed in the memory experiment"
-  case_end
-  record d_mmap "$WORK/wrk-$BACKEND-d_mmap.txt"
-  meta "mmap_vmhwm_kb_$BACKEND" "$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status")"
-  meta "mmap_rss_after_kb_$BACKEND" "$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")"
-  stop_server
 }
 
 for backend in $BACKENDS; do
