@@ -132,3 +132,50 @@ fn cli_purge_on_both_backends() {
         the_cli_purges_expired_tokens(db);
     }
 }
+
+/// The audit writer's batches: every event stored, one statement for the
+/// lot, and an empty batch is no error.
+fn a_batch_of_audit_events_is_stored_whole(db: TestDb) {
+    let stores = Stores::from_one(DieselStore::new(Database::connect(&db.url, 2).unwrap()));
+    let user = stores
+        .users
+        .create(NewUser {
+            username: "alice",
+            password_hash: "x",
+            is_admin: false,
+            now: now(),
+        })
+        .unwrap();
+    stores.audit.record_batch(&[]).unwrap();
+    let details: Vec<String> = (0..300).map(|i| format!("event {i}")).collect();
+    let events: Vec<NewAuditEvent<'_>> = details
+        .iter()
+        .enumerate()
+        .map(|(i, detail)| NewAuditEvent {
+            at: now() + i as i64,
+            kind: AuditKind::RememberMeSignIn,
+            user_id: (i % 2 == 0).then_some(user),
+            ip: (i % 3 == 0).then_some("192.0.2.7"),
+            user_agent: None,
+            detail,
+        })
+        .collect();
+    stores.audit.record_batch(&events).unwrap();
+    let stored = stores.audit.list(None, None, 0, 1000).unwrap();
+    assert_eq!(stored.len(), 300);
+    // Newest first: the last event of the batch comes first.
+    for (i, event) in stored.iter().rev().enumerate() {
+        assert_eq!(event.detail, format!("event {i}"));
+        assert_eq!(event.kind, "remember_me_sign_in");
+        assert_eq!(event.user_id, (i % 2 == 0).then_some(user));
+        assert_eq!(event.ip.as_deref(), (i % 3 == 0).then_some("192.0.2.7"));
+    }
+}
+
+#[test]
+fn audit_batches_on_both_backends() {
+    a_batch_of_audit_events_is_stored_whole(TestDb::sqlite());
+    if let Some(db) = TestDb::postgres() {
+        a_batch_of_audit_events_is_stored_whole(db);
+    }
+}

@@ -437,18 +437,15 @@ impl UserStore for DieselStore {
     }
 }
 
-fn insert_audit(conn: &mut AnyConnection, event: &NewAuditEvent<'_>) -> Result<(), DieselError> {
-    diesel::insert_into(audit_events::table)
-        .values(NewAuditRow {
-            at: event.at,
-            kind: event.kind.as_str(),
-            user_id: event.user_id,
-            ip: event.ip,
-            user_agent: event.user_agent,
-            detail: event.detail,
-        })
-        .execute(conn)
-        .map(drop)
+fn audit_row<'a>(event: &NewAuditEvent<'a>) -> NewAuditRow<'a> {
+    NewAuditRow {
+        at: event.at,
+        kind: event.kind.as_str(),
+        user_id: event.user_id,
+        ip: event.ip,
+        user_agent: event.user_agent,
+        detail: event.detail,
+    }
 }
 
 impl AuditLog for DieselStore {
@@ -459,14 +456,26 @@ impl AuditLog for DieselStore {
     }
 
     fn record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError> {
-        self.with_write_conn(|conn| insert_audit(conn, &event))
+        self.with_write_conn(|conn| {
+            diesel::insert_into(audit_events::table)
+                .values(audit_row(&event))
+                .execute(conn)
+                .map(drop)
+        })
     }
 
     fn record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
-        // One transaction, so one commit (one WAL flush) for the batch.
-        // Row by row inside it: `MultiConnection` has no multi-row INSERT.
+        // One multi-row INSERT: one statement and one commit for the batch.
+        // `MultiConnection` cannot build a multi-row INSERT, so each backend
+        // gets its own (same code, concrete connection).
+        let rows: Vec<NewAuditRow<'_>> = events.iter().map(audit_row).collect();
         self.with_write_conn(|conn| {
-            conn.transaction(|conn| events.iter().try_for_each(|e| insert_audit(conn, e)))
+            let insert = diesel::insert_into(audit_events::table).values(&rows);
+            match conn {
+                AnyConnection::Postgresql(pg) => insert.execute(pg),
+                AnyConnection::Sqlite(sqlite) => insert.execute(sqlite),
+            }
+            .map(drop)
         })
     }
 
