@@ -40,10 +40,10 @@ WARMUP=3             # seconds of unrecorded warm-up per server
 PROFILE_SECS=6       # seconds of each perf profile
 STORM_LEAD=1         # seconds the sign-in storm of (e) runs before (b) starts
 # Remember-me cookies minted per backend, each used once: for (c) and for its
-# profile run, about twice what a run uses (SQLite ~3,500/s, PostgreSQL
-# ~1,200/s here). A run that runs out is reported invalid, never replays one.
-declare -A COOKIES_C=([sqlite]=60000 [postgres]=30000)
-declare -A COOKIES_PROFILE=([sqlite]=30000 [postgres]=15000)
+# profile run, more than a run uses (SQLite and PostgreSQL re-authenticate
+# ~10,000/s here). A run that runs out is reported invalid, never replays one.
+declare -A COOKIES_C=([sqlite]=150000 [postgres]=120000)
+declare -A COOKIES_PROFILE=([sqlite]=80000 [postgres]=70000)
 # Minting threads: SQLite serializes writers anyway; PostgreSQL commits
 # (one fsync each) go faster with more in flight.
 declare -A MINT_THREADS=([sqlite]=4 [postgres]=16)

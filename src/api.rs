@@ -201,38 +201,43 @@ async fn run_flow(
     let config = shared.config.clone();
     let flow = shared.flow(kind);
     let now = config.now();
-    shared
-        .run_blocking(move || {
-            let mut state = flow.start(known.as_ref().map(|(u, t)| (*u, t)));
-            if activate_issue {
-                state.activate(ISSUE);
-            }
-            let mut ctx = StepContext {
-                stores: &stores,
-                config: &config,
-                now,
-                client: &client,
-                remember_cookie: remember_cookie.as_deref(),
-                browser_series: None,
-                device_key,
-                credentials,
-                cookie_change: None,
-                user: None,
-            };
-            let progress = flow.advance(&mut state, &mut ctx)?;
-            let epoch = match &progress {
-                Progress::Complete { user, .. } => stores.users.auth_epoch(*user)?,
-                _ => None,
-            };
-            Ok::<_, StoreError>(Ran {
-                progress,
-                cookie_change: ctx.cookie_change,
-                epoch,
-            })
+    let has_password = credentials.is_some();
+    let job = move || {
+        let mut state = flow.start(known.as_ref().map(|(u, t)| (*u, t)));
+        if activate_issue {
+            state.activate(ISSUE);
+        }
+        let mut ctx = StepContext {
+            stores: &stores,
+            config: &config,
+            now,
+            client: &client,
+            remember_cookie: remember_cookie.as_deref(),
+            browser_series: None,
+            device_key,
+            credentials,
+            cookie_change: None,
+            user: None,
+        };
+        let progress = flow.advance(&mut state, &mut ctx)?;
+        let epoch = match &progress {
+            Progress::Complete { user, .. } => stores.users.auth_epoch(*user)?,
+            _ => None,
+        };
+        Ok::<_, StoreError>(Ran {
+            progress,
+            cookie_change: ctx.cookie_change,
+            epoch,
         })
-        .await
-        .map_err(internal)?
-        .map_err(ApiError::from)
+    };
+    // A password check holds its thread for an Argon2 run: never on the
+    // store threads, where it would hold up every cookie sign-in behind it.
+    let ran = if has_password {
+        shared.run_with_argon2(job).await.map_err(internal)?
+    } else {
+        shared.run_blocking(job).await.map_err(internal)?
+    };
+    ran.map_err(ApiError::from)
 }
 
 fn token_response(

@@ -7,7 +7,7 @@ use std::future::{Ready, ready};
 use actix_session::{Session, SessionExt as _};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
-use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::flow::{CookieChange, verified_series};
@@ -18,6 +18,7 @@ use crate::middleware::{
 };
 use crate::store::audit_queue::OwnedAudit;
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
+use crate::threads::JobFailed;
 use crate::token::{RememberCookie, SecretHash};
 
 const FLOW_KEY: &str = "rm.flow";
@@ -505,65 +506,66 @@ impl Auth {
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         let now = self.auth.shared.config.now();
-        let (progress, state, change, new_state) = web::block(move || {
-            let browser_series = match &browser_cookie {
-                Some(raw) => verified_series(&stores, &config, now, raw)?,
-                None => None,
-            };
-            let mut ctx = StepContext {
-                stores: &stores,
-                config: &config,
-                now,
-                client: &client,
-                remember_cookie: None,
-                browser_series,
-                device_key: None,
-                credentials: Some(credentials),
-                cookie_change: None,
-                user: None,
-            };
-            let progress = flow.advance(&mut state, &mut ctx)?;
-            let mut new_state = None;
-            if let Progress::Complete { user, tags } = &progress {
-                // The browser still carries another user's series: revoke it,
-                // so the previous user's cookie does not outlive this sign-in.
-                if let Some(series) = ctx.browser_series.take()
-                    && let Some(record) = stores.tokens.find_by_series(&series)?
-                    && record.user_id != *user
-                {
-                    stores.tokens.delete_series(&series)?;
-                    ctx.cookie_change.get_or_insert(CookieChange::Remove);
-                }
-                let (method, series) = match (kind, previous) {
-                    (FlowKind::StepUp, Some((method, series))) => {
-                        (method, series.as_deref().and_then(SecretHash::from_slice))
+        let (progress, state, change, new_state) = shared
+            .run_with_argon2(move || {
+                let browser_series = match &browser_cookie {
+                    Some(raw) => verified_series(&stores, &config, now, raw)?,
+                    None => None,
+                };
+                let mut ctx = StepContext {
+                    stores: &stores,
+                    config: &config,
+                    now,
+                    client: &client,
+                    remember_cookie: None,
+                    browser_series,
+                    device_key: None,
+                    credentials: Some(credentials),
+                    cookie_change: None,
+                    user: None,
+                };
+                let progress = flow.advance(&mut state, &mut ctx)?;
+                let mut new_state = None;
+                if let Progress::Complete { user, tags } = &progress {
+                    // The browser still carries another user's series: revoke it,
+                    // so the previous user's cookie does not outlive this sign-in.
+                    if let Some(series) = ctx.browser_series.take()
+                        && let Some(record) = stores.tokens.find_by_series(&series)?
+                        && record.user_id != *user
+                    {
+                        stores.tokens.delete_series(&series)?;
+                        ctx.cookie_change.get_or_insert(CookieChange::Remove);
                     }
-                    _ => (SignInMethod::Password, None),
-                };
-                // The session is bound to the token it was issued, if any.
-                let series = match &ctx.cookie_change {
-                    Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
-                    _ => series,
-                };
-                let loaded = ctx.user.take();
-                new_state =
-                    new_auth_state(&stores, *user, loaded, tags.clone(), method, now, series)?;
-                stores.audit(NewAuditEvent {
-                    at: now,
-                    kind: match kind {
-                        FlowKind::Login => AuditKind::PasswordSignIn,
-                        FlowKind::StepUp => AuditKind::StepUp,
-                    },
-                    user_id: Some(*user),
-                    ip: client.ip.as_deref(),
-                    user_agent: client.user_agent.as_deref(),
-                    detail: "",
-                });
-            }
-            Ok::<_, StoreError>((progress, state, ctx.cookie_change, new_state))
-        })
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))??;
+                    let (method, series) = match (kind, previous) {
+                        (FlowKind::StepUp, Some((method, series))) => {
+                            (method, series.as_deref().and_then(SecretHash::from_slice))
+                        }
+                        _ => (SignInMethod::Password, None),
+                    };
+                    // The session is bound to the token it was issued, if any.
+                    let series = match &ctx.cookie_change {
+                        Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
+                        _ => series,
+                    };
+                    let loaded = ctx.user.take();
+                    new_state =
+                        new_auth_state(&stores, *user, loaded, tags.clone(), method, now, series)?;
+                    stores.audit(NewAuditEvent {
+                        at: now,
+                        kind: match kind {
+                            FlowKind::Login => AuditKind::PasswordSignIn,
+                            FlowKind::StepUp => AuditKind::StepUp,
+                        },
+                        user_id: Some(*user),
+                        ip: client.ip.as_deref(),
+                        user_agent: client.user_agent.as_deref(),
+                        detail: "",
+                    });
+                }
+                Ok::<_, StoreError>((progress, state, ctx.cookie_change, new_state))
+            })
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))??;
 
         if let Some(change) = change {
             *self.auth.cookie_change.borrow_mut() = Some(change);
@@ -761,25 +763,31 @@ impl Auth {
             .acquire_owned()
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?;
-        let done = blocking(&self.auth.shared, move || {
-            let stored = stores.users.find_by_id(user)?.map(|u| u.password_hash);
-            if !crate::flow::verify_password_work(stored.as_deref(), &current_password) {
-                return Ok(Some(None));
-            }
-            let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
-                return Ok(None);
-            };
-            let hash = crate::flow::hash_password(&new_password);
-            stores.users.set_password_hash(user, &hash)?;
-            let n = delete_tokens_except(&stores, &config, now, user, keep.as_deref())?;
-            let detail = format!("{n} other token(s) revoked");
-            stores.audit(NewAuditEvent {
-                detail: &detail,
-                ..event.borrowed(Some(user))
-            });
-            Ok(Some(Some(new_epoch)))
-        })
-        .await?;
+        // Argon2 twice: on the blocking pool, not on the store threads.
+        let done = self
+            .auth
+            .shared
+            .run_with_argon2(move || {
+                let stored = stores.users.find_by_id(user)?.map(|u| u.password_hash);
+                if !crate::flow::verify_password_work(stored.as_deref(), &current_password) {
+                    return Ok::<_, StoreError>(Some(None));
+                }
+                let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
+                    return Ok(None);
+                };
+                let hash = crate::flow::hash_password(&new_password);
+                stores.users.set_password_hash(user, &hash)?;
+                let n = delete_tokens_except(&stores, &config, now, user, keep.as_deref())?;
+                let detail = format!("{n} other token(s) revoked");
+                stores.audit(NewAuditEvent {
+                    detail: &detail,
+                    ..event.borrowed(Some(user))
+                });
+                Ok(Some(Some(new_epoch)))
+            })
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+            .map_err(AuthError::from)?;
         match done {
             Some(None) => Ok(false),
             Some(Some(new_epoch)) => {
@@ -871,16 +879,18 @@ fn delete_tokens_except(
     Ok(n)
 }
 
-/// Runs store work on actix's blocking pool, through the layer's gate.
+/// Runs store work on the layer's store threads.
 async fn blocking<T: Send + 'static>(
     shared: &crate::middleware::Shared,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, AuthError> {
-    shared
-        .run_blocking(f)
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?
-        .map_err(AuthError::from)
+    match shared.run_blocking(f).await {
+        Ok(result) => result.map_err(AuthError::from),
+        Err(busy @ JobFailed::Busy) => Err(AuthError::Unavailable(StoreError::Unavailable(
+            busy.to_string(),
+        ))),
+        Err(failed) => Err(AuthError::Internal(failed.to_string())),
+    }
 }
 
 /// actix-session's cookie-store middleware set up as this crate expects: the

@@ -26,6 +26,12 @@ use crate::token::{RememberCookie, SecretHash};
 
 pub(crate) const AUTH_KEY: &str = "rm.auth";
 
+/// Name (prefix) of the layer's store threads.
+pub(crate) const STORE_THREADS: &str = "rememberme-store";
+/// Store calls that may wait for a store thread; beyond, requests get a 503
+/// at once (about half a second of work at the benchmark's rates).
+const STORE_QUEUE: usize = 4096;
+
 /// How a session was signed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignInMethod {
@@ -76,15 +82,18 @@ impl AuthState {
     fn encode(&self) -> String {
         use base64::Engine as _;
         let mut flags = 0;
-        for (on, bit) in [
-            (self.is_admin, ADMIN),
-            (self.tags.contains(&Tag::WeakAuthentication), WEAK),
-            (self.tags.contains(&Tag::PasswordVerified), PASSWORD),
-            (self.method == SignInMethod::RememberMe, BY_COOKIE),
-        ] {
-            if on {
-                flags |= bit;
-            }
+        if self.is_admin {
+            flags |= ADMIN;
+        }
+        if self.method == SignInMethod::RememberMe {
+            flags |= BY_COOKIE;
+        }
+        for tag in &self.tags {
+            // Exhaustive: a new tag must get a bit here (and in `decode`).
+            flags |= match tag {
+                Tag::WeakAuthentication => WEAK,
+                Tag::PasswordVerified => PASSWORD,
+            };
         }
         let series = self
             .series
@@ -189,6 +198,18 @@ impl Shared {
         self.store_threads.run(f).await
     }
 
+    /// Runs work that checks or hashes a password on actix's blocking pool
+    /// (callers hold a `password_checks` permit, which bounds it). Never on
+    /// the store threads: an Argon2 run holds its thread for tens of
+    /// milliseconds, and every cookie sign-in and session check would wait
+    /// behind it (with one store thread on SQLite, behind each of them).
+    pub async fn run_with_argon2<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, actix_web::error::BlockingError> {
+        actix_web::web::block(f).await
+    }
+
     pub fn flow(&self, kind: FlowKind) -> Arc<Flow> {
         match kind {
             FlowKind::Login => self.login.clone(),
@@ -266,7 +287,7 @@ impl RememberMe {
             shared: Arc::new(Shared {
                 ip_limiter: crate::extract::ip_limiter(config.ip_attempts_per_minute),
                 password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
-                store_threads: Threads::start("rememberme-store", config.store_concurrency)
+                store_threads: Threads::start(STORE_THREADS, config.store_concurrency, STORE_QUEUE)
                     .expect("spawn the store threads"),
                 audit_queue: AuditQueue::start(stores.audit.clone()),
                 config: Arc::new(config),

@@ -13,7 +13,7 @@
 //! work-stealing scheduler this does not need.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -21,18 +21,26 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The threads; they end when this is dropped, after the jobs queued.
 #[derive(Debug)]
 pub(crate) struct Threads {
-    jobs: Sender<Job>,
+    jobs: SyncSender<Job>,
 }
 
-/// The job panicked (its thread lives on), or the threads are gone.
-#[derive(Debug, thiserror::Error)]
-#[error("a background job did not finish")]
-pub(crate) struct JobFailed;
+/// Why a job gave no result.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum JobFailed {
+    /// The queue was full: the threads are far behind (the database is
+    /// slow or down). The job did not run.
+    #[error("too much work queued")]
+    Busy,
+    /// The job panicked (its thread lives on), or the threads are gone.
+    #[error("a background job did not finish")]
+    Failed,
+}
 
 impl Threads {
-    /// Starts `count` (at least 1) threads named `name-N`.
-    pub fn start(name: &str, count: usize) -> std::io::Result<Self> {
-        let (jobs, rx) = channel::<Job>();
+    /// Starts `count` (at least 1) threads named `name-N`, with room for
+    /// `capacity` waiting jobs.
+    pub fn start(name: &str, count: usize, capacity: usize) -> std::io::Result<Self> {
+        let (jobs, rx) = sync_channel::<Job>(capacity);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..count.max(1) {
             let rx = rx.clone();
@@ -44,32 +52,39 @@ impl Threads {
     }
 
     /// Runs `f` on one of the threads and waits for it, in async land.
+    /// With the queue full it fails at once ([`JobFailed::Busy`]) rather than
+    /// wait: the caller answers 503. A job whose caller has gone (the client
+    /// disconnected while it waited) is skipped: for a cookie sign-in, a
+    /// rotation whose new cookie no browser would receive.
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, JobFailed> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(move || {
-            let _ = tx.send(f());
+        let job: Job = Box::new(move || {
+            if !tx.is_closed() {
+                let _ = tx.send(f());
+            }
+        });
+        self.jobs.try_send(job).map_err(|error| match error {
+            TrySendError::Full(_) => JobFailed::Busy,
+            TrySendError::Disconnected(_) => JobFailed::Failed,
         })?;
-        rx.await.map_err(|_| JobFailed)
+        rx.await.map_err(|_| JobFailed::Failed)
     }
 
     /// Runs `f` on one of the threads and blocks the calling thread until it
-    /// is done. Not from an async worker.
+    /// is done (waiting for room in a full queue). Not from an async worker.
     pub fn run_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, JobFailed> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.submit(move || {
+        let job: Job = Box::new(move || {
             let _ = tx.send(f());
-        })?;
-        rx.recv().map_err(|_| JobFailed)
-    }
-
-    fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), JobFailed> {
-        self.jobs.send(Box::new(job)).map_err(|_| JobFailed)
+        });
+        self.jobs.send(job).map_err(|_| JobFailed::Failed)?;
+        rx.recv().map_err(|_| JobFailed::Failed)
     }
 }
 
@@ -97,7 +112,7 @@ mod tests {
 
     #[test]
     fn jobs_run_on_the_named_threads_and_a_panic_costs_only_its_job() {
-        let threads = Threads::start("test-pool", 2).unwrap();
+        let threads = Threads::start("test-pool", 2, 16).unwrap();
         let name = threads
             .run_blocking(|| std::thread::current().name().map(str::to_owned))
             .unwrap();
@@ -116,7 +131,7 @@ mod tests {
     #[test]
     fn at_most_count_jobs_run_at_once() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let threads = Threads::start("test-bound", 3).unwrap();
+        let threads = Threads::start("test-bound", 3, 64).unwrap();
         let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let waits: Vec<_> = (0..20)
             .map(|_| {
@@ -131,5 +146,39 @@ mod tests {
             .collect();
         actix_rt::System::new().block_on(futures_util::future::join_all(waits));
         assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_an_abandoned_job_is_skipped() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let threads = Arc::new(Threads::start("test-full", 1, 1).unwrap());
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let ran = Arc::new(AtomicUsize::new(0));
+        actix_rt::System::new().block_on(async {
+            // The one thread is stuck on the first job…
+            let t = threads.clone();
+            let stuck =
+                actix_rt::spawn(async move { t.run(move || hold_rx.recv().unwrap()).await });
+            actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+            // …the second job fills the queue, and its caller gives up…
+            let ran2 = ran.clone();
+            let t = threads.clone();
+            let abandoned = actix_rt::spawn(async move {
+                t.run(move || {
+                    ran2.fetch_add(1, Ordering::SeqCst);
+                })
+                .await
+            });
+            actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+            // …so a third finds no room and is refused without waiting.
+            assert_eq!(threads.run(|| ()).await, Err(JobFailed::Busy));
+            abandoned.abort();
+            let _ = abandoned.await;
+            hold_tx.send(()).unwrap();
+            stuck.await.unwrap().unwrap();
+            // The thread moved on past the abandoned job without running it.
+            assert_eq!(threads.run(|| 5).await, Ok(5));
+        });
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "an abandoned job is skipped");
     }
 }

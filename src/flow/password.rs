@@ -169,11 +169,17 @@ fn argon2() -> Argon2<'static> {
 /// per core: Argon2 cannot use more), each keeping one buffer (see
 /// [`with_memory`]), and callers queue. Blocking.
 fn on_argon2_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    debug_assert!(
+        !std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with(crate::middleware::STORE_THREADS)),
+        "Argon2 called from a store thread: every store call would wait behind it"
+    );
     static THREADS: OnceLock<Threads> = OnceLock::new();
     THREADS
         .get_or_init(|| {
             let cores = std::thread::available_parallelism().map_or(2, usize::from);
-            Threads::start("argon2", cores).expect("spawn the Argon2 threads")
+            Threads::start("argon2", cores, 1024).expect("spawn the Argon2 threads")
         })
         .run_blocking(f)
         .expect("an Argon2 job does not panic")

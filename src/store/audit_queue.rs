@@ -5,8 +5,12 @@
 //! SQLite every write waits for the single writer, and on PostgreSQL every
 //! commit is a WAL flush. The middleware queues the event instead; one
 //! thread drains the queue and writes what has gathered in one transaction
-//! ([`AuditLog::record_batch`]), so under load many sign-ins share a commit
-//! and when idle an event is written at once.
+//! ([`AuditLog::record_batch`]), so under load many sign-ins share a commit;
+//! an event is in the log within about 10 ms. If a batch fails (a database
+//! hiccup, or a user deleted meanwhile whose row the foreign key now
+//! refuses), its events are written one by one, so one bad row costs only
+//! itself. Dropping the queue waits (up to a few seconds) for the rows
+//! still in it.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -49,10 +53,31 @@ impl OwnedAudit {
 }
 
 /// The queue and its writer thread. The thread ends, after writing what is
-/// left, when the queue is dropped.
+/// left, when the queue is dropped; the drop waits for it (at most
+/// [`DRAIN_WAIT`]).
 #[derive(Debug)]
 pub(crate) struct AuditQueue {
     tx: Option<SyncSender<OwnedAudit>>,
+    /// Closed by the writer thread when it ends. (A mutex only to make the
+    /// queue `Sync`; only `drop` reads it.)
+    done: Option<std::sync::Mutex<Receiver<()>>>,
+}
+
+/// The longest a dropped queue waits for its last rows to be written.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Drop for AuditQueue {
+    fn drop(&mut self) {
+        drop(self.tx.take()); // the writer sees the queue closed once it is empty
+        if let Some(done) = self.done.take()
+            && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .recv_timeout(DRAIN_WAIT)
+        {
+            tracing::warn!("audit writer still busy at shutdown: its last rows may be lost");
+        }
+    }
 }
 
 impl AuditQueue {
@@ -60,14 +85,24 @@ impl AuditQueue {
     /// hands its event back to be written by the caller.
     pub fn start(log: Arc<dyn AuditLog>) -> Self {
         let (tx, rx) = sync_channel(CAPACITY);
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name("rememberme-audit".into())
-            .spawn(move || write_batches(&*log, &rx));
+            .spawn(move || {
+                let _done = done_tx; // dropped when the thread ends
+                write_batches(&*log, &rx);
+            });
         match spawned {
-            Ok(_) => Self { tx: Some(tx) },
+            Ok(_) => Self {
+                tx: Some(tx),
+                done: Some(std::sync::Mutex::new(done)),
+            },
             Err(error) => {
                 tracing::error!(%error, "no audit writer thread: audit events written inline");
-                Self { tx: None }
+                Self {
+                    tx: None,
+                    done: None,
+                }
             }
         }
     }
@@ -103,7 +138,12 @@ fn write_batches(log: &dyn AuditLog, rx: &Receiver<OwnedAudit>) {
         }
         let events: Vec<NewAuditEvent<'_>> = batch.iter().map(|e| e.borrowed(None)).collect();
         if let Err(error) = log.record_batch(&events) {
-            tracing::error!(%error, count = events.len(), "could not write audit events");
+            tracing::warn!(%error, count = events.len(), "audit batch failed: writing its events one by one");
+            for event in &events {
+                if let Err(error) = log.record(event.clone()) {
+                    tracing::error!(%error, kind = event.kind.as_str(), "could not write audit event");
+                }
+            }
         }
         drop(events);
         batch.clear();
@@ -124,15 +164,26 @@ mod tests {
     struct Recorder {
         batches: Mutex<Vec<Vec<i64>>>,
         release: std::sync::atomic::AtomicBool,
+        /// Batches fail; single events fail when `at` is negative.
+        failing: bool,
+        singles: Mutex<Vec<i64>>,
     }
 
     impl AuditLog for Recorder {
-        fn record(&self, _: NewAuditEvent<'_>) -> Result<(), StoreError> {
-            unreachable!("the queue writes batches")
+        fn record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError> {
+            assert!(self.failing, "single writes only after a failed batch");
+            if event.at < 0 {
+                return Err(StoreError::Query("a bad row".into()));
+            }
+            self.singles.lock().unwrap().push(event.at);
+            Ok(())
         }
         fn record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
             while !self.release.load(std::sync::atomic::Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(1));
+            }
+            if self.failing {
+                return Err(StoreError::Query("the batch has a bad row".into()));
             }
             let mut batches = self.batches.lock().unwrap();
             batches.push(events.iter().map(|e| e.at).collect());
@@ -228,5 +279,24 @@ mod tests {
             assert!(Instant::now() < deadline, "only {} written", all.len());
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_failed_batch_is_written_one_by_one_and_drop_waits_for_the_rows() {
+        let log = Arc::new(Recorder {
+            failing: true,
+            release: std::sync::atomic::AtomicBool::new(true),
+            ..Recorder::default()
+        });
+        let queue = AuditQueue::start(log.clone());
+        for at in [1, 2, -3, 4] {
+            queue.push(event(at)).unwrap();
+        }
+        drop(queue); // waits for the writer
+        assert_eq!(
+            *log.singles.lock().unwrap(),
+            [1, 2, 4],
+            "only the bad row is lost"
+        );
     }
 }

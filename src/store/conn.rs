@@ -1,6 +1,6 @@
 //! Connections: one enum over both backends, a pool, and embedded migrations.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -142,7 +142,9 @@ pub struct Database {
     /// stalls every writer behind the first. Other processes on the same
     /// file still meet the busy timeout. `None` for PostgreSQL, whose row
     /// locks let writers run side by side.
-    sqlite_writer: Option<Arc<Mutex<()>>>,
+    sqlite_writer: Option<Arc<parking_lot::Mutex<()>>>,
+    /// The longest wait for a connection, and on SQLite for the write lock.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Database {
@@ -197,6 +199,7 @@ impl Database {
             pool,
             backend,
             sqlite_writer,
+            timeout,
         }
     }
 
@@ -242,12 +245,18 @@ impl Database {
 
     /// The right to write, on SQLite: taken **before** a connection is
     /// checked out, so a writer waiting here holds no connection (a writer
-    /// holding the lock can always get one). `None` on PostgreSQL. Blocking.
-    pub(crate) fn write_lock(&self) -> Option<MutexGuard<'_, ()>> {
-        self.sqlite_writer
-            .as_ref()
-            // A panic while writing left no state behind the mutex to repair.
-            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    /// holding the lock can always get one). `None` on PostgreSQL. Waits at
+    /// most the connection timeout, like SQLite's busy timeout before it,
+    /// then fails as unavailable. Blocking.
+    pub(crate) fn write_lock(
+        &self,
+    ) -> Result<Option<parking_lot::MutexGuard<'_, ()>>, crate::store::StoreError> {
+        let Some(lock) = &self.sqlite_writer else {
+            return Ok(None);
+        };
+        lock.try_lock_for(self.timeout).map(Some).ok_or_else(|| {
+            crate::store::StoreError::Unavailable("SQLite is busy: no write lock in time".into())
+        })
     }
 }
 
@@ -272,5 +281,35 @@ mod tests {
             Backend::from_url("postgresql://h/d"),
             Backend::Postgres(_)
         ));
+    }
+
+    #[test]
+    fn a_sqlite_writer_waits_for_the_lock_at_most_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let db = Database::lazy(path.to_str().unwrap(), 2, Duration::from_millis(100));
+        let held = db.write_lock().unwrap().expect("SQLite has a write lock");
+        let other = db.clone();
+        let (result, waited) = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let result = other.write_lock().map(|guard| guard.is_some());
+            (result, start.elapsed())
+        })
+        .join()
+        .unwrap();
+        assert!(
+            matches!(result, Err(crate::store::StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        drop(held);
+        assert!(db.write_lock().unwrap().is_some(), "free again");
+        // PostgreSQL has row locks and no process-wide writer lock.
+        let pg = Database::lazy(
+            "postgres://nobody@127.0.0.1:1/none",
+            1,
+            Duration::from_millis(10),
+        );
+        assert!(pg.write_lock().unwrap().is_none());
     }
 }

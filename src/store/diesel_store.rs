@@ -36,7 +36,7 @@ impl DieselStore {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
     ) -> Result<T, StoreError> {
-        let _writer = self.db.write_lock();
+        let _writer = self.db.write_lock()?;
         self.with_conn(f)
     }
 
