@@ -161,7 +161,7 @@ impl RememberMeConfig {
                 max_failed_logins: 5,
                 lockout: Duration::from_secs(300),
                 ip_attempts_per_minute: 30,
-                password_concurrency: std::thread::available_parallelism()
+                password_concurrency: 2 * std::thread::available_parallelism()
                     .map(usize::from)
                     .unwrap_or(2),
                 store_concurrency: 8,
@@ -327,10 +327,13 @@ impl RememberMeConfigBuilder {
         self
     }
 
-    /// Most password checks (Argon2, 19 MiB each) running at once; the others
-    /// wait without holding a thread. Default: the number of cores, which is
-    /// all Argon2 can use anyway. This bounds memory under a sign-in storm and
-    /// keeps the blocking pool free for the database work of other requests.
+    /// Most password checks in progress at once (reading the user, then
+    /// waiting for or running on one of the Argon2 threads, one per core);
+    /// the others wait without holding a thread. Default: twice the cores,
+    /// so that while every Argon2 thread hashes, the next sign-ins already
+    /// have their user row and queue for it: no Argon2 thread idles between
+    /// two sign-ins. Argon2's memory does not grow with it (one block per
+    /// Argon2 thread); it bounds the blocking-pool threads that sign-ins hold.
     pub fn password_concurrency(mut self, n: usize) -> Self {
         self.config.password_concurrency = n.max(1);
         self

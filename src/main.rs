@@ -136,7 +136,8 @@ struct ServeArgs {
     /// Minutes an API access token is valid.
     #[arg(long, env = "REMEMBERME_ACCESS_TOKEN_MINUTES", default_value_t = 15)]
     access_token_minutes: u64,
-    /// Most password checks (Argon2) at once (default: one per core).
+    /// Most password checks in progress at once (default: twice the cores;
+    /// Argon2 itself runs on one thread per core).
     #[arg(long, env = "REMEMBERME_PASSWORD_CONCURRENCY")]
     password_concurrency: Option<usize>,
     /// Seconds a request waits for a database connection before a 503.
