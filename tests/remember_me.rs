@@ -32,7 +32,58 @@ on_both_backends!(
     parallel_sign_ins_of_one_user_stay_within_the_token_cap,
     an_old_copy_of_a_cookie_cannot_sign_its_owner_out,
     an_expired_session_is_replaced_by_a_cookie_sign_in_on_the_same_request,
+    absolute_expiry_survives_rotations_and_sliding_expiry_moves_with_them,
 );
+
+/// Absolute (the default): rotations keep the expiry set at sign-in, so the
+/// cookie dies on schedule however often it is used. Sliding: each rotation
+/// moves the expiry to now + validity, never past the maximum lifetime.
+async fn absolute_expiry_survives_rotations_and_sliding_expiry_moves_with_them(db: TestDb) {
+    const DAY: u64 = 24 * 3600;
+    let server = TestServer::start_with(db, |b| {
+        b.validity(Duration::from_secs(2 * DAY))
+            .epoch_check_interval(Duration::from_secs(60))
+    });
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
+    let expires_at = server.tokens_of(alice)[0].expires_at;
+    assert_eq!(expires_at, server.clock_now() + 2 * DAY as i64);
+    server.clock.advance(Duration::from_secs(DAY));
+    browser.drop_cookie(SESSION);
+    assert!(browser.get("/").await.set_cookie(RM).is_some(), "rotated");
+    let token = &server.tokens_of(alice)[0];
+    assert_eq!(token.rotated_at, Some(server.clock_now()));
+    assert_eq!(
+        token.expires_at, expires_at,
+        "absolute: unchanged by the rotation"
+    );
+    server.clock.advance(Duration::from_secs(DAY));
+    browser.drop_cookie(SESSION);
+    let page = browser.get("/").await;
+    assert!(!page.body.contains("Signed in as"), "expired on schedule");
+
+    let server = server.restart(|b| {
+        b.validity(Duration::from_secs(2 * DAY))
+            .expiry(rememberme::Expiry::Sliding)
+            .max_lifetime(Duration::from_secs(3 * DAY))
+            .epoch_check_interval(Duration::from_secs(60))
+    });
+    let bob = server.add_user("bob", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("bob", "correct horse", true).await;
+    let created = server.clock_now();
+    for day in 1..=2 {
+        server.clock.advance(Duration::from_secs(DAY));
+        browser.drop_cookie(SESSION);
+        assert!(
+            browser.get("/").await.body.contains("Signed in as"),
+            "day {day}"
+        );
+        let expected = (server.clock_now() + 2 * DAY as i64).min(created + 3 * DAY as i64);
+        assert_eq!(server.tokens_of(bob)[0].expires_at, expected, "day {day}");
+    }
+}
 
 async fn an_old_copy_of_a_cookie_cannot_sign_its_owner_out(db: TestDb) {
     let server = TestServer::start(db);

@@ -53,12 +53,13 @@ impl Step for RememberMeIdentifyStep {
         if record.token_hash.ct_eq(presented.as_bytes()) {
             let next = cookie.rotated();
             let expires_at = next_expiry(ctx, &record);
+            let new_expiry = (expires_at != record.expires_at).then_some(expires_at);
             if tokens.rotate(
                 record.id,
                 &presented,
                 &next.token.hash(),
                 ctx.now,
-                expires_at,
+                new_expiry,
             )? {
                 ctx.cookie_change = Some(CookieChange::Set {
                     cookie: next,

@@ -158,13 +158,15 @@ pub trait TokenStore: Send + Sync {
     /// Atomically replaces the current token by `new_token` if it still is
     /// `expected` (compare-and-swap): of two racing rotations exactly one
     /// returns `true`. The replaced hash becomes `previous_token_hash`.
+    /// `expires_at` is the new expiry, or `None` to keep it (absolute
+    /// expiry: then the write leaves the expiry index alone).
     fn rotate(
         &self,
         id: i64,
         expected: &SecretHash,
         new_token: &SecretHash,
         now: i64,
-        expires_at: i64,
+        expires_at: Option<i64>,
     ) -> Result<bool, StoreError>;
 
     /// Inserts a token (first deleting the user's token of the same

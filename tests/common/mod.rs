@@ -548,7 +548,7 @@ impl TokenStore for CountingStore {
     counted! { TokenStore;
         find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
         find_by_series_with_owner(&self, series: &SecretHash) -> Result<Option<(TokenRecord, User)>, StoreError>;
-        rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, now: i64, expires_at: i64) -> Result<bool, StoreError>;
+        rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, now: i64, expires_at: Option<i64>) -> Result<bool, StoreError>;
         insert(&self, token: NewToken<'_>, max: u32) -> Result<i64, StoreError>;
         find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;
         delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
