@@ -19,8 +19,8 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// A user with one live and one expired token, one recent and one ancient event.
-fn seed(db: &TestDb) -> Stores {
+/// Stores over the test database, with the user `alice`.
+fn stores_with_alice(db: &TestDb) -> (Stores, rememberme::store::UserId) {
     let stores = Stores::from_one(DieselStore::new(Database::connect(&db.url, 2).unwrap()));
     let user = stores
         .users
@@ -31,6 +31,12 @@ fn seed(db: &TestDb) -> Stores {
             now: now(),
         })
         .unwrap();
+    (stores, user)
+}
+
+/// A user with one live and one expired token, one recent and one ancient event.
+fn seed(db: &TestDb) -> Stores {
+    let (stores, user) = stores_with_alice(db);
     for expires_at in [now() + 3600, now() - 10] {
         let cookie = RememberCookie::generate();
         stores
@@ -136,16 +142,7 @@ fn cli_purge_on_both_backends() {
 /// The audit writer's batches: every event stored, one statement for the
 /// lot, and an empty batch is no error.
 fn a_batch_of_audit_events_is_stored_whole(db: TestDb) {
-    let stores = Stores::from_one(DieselStore::new(Database::connect(&db.url, 2).unwrap()));
-    let user = stores
-        .users
-        .create(NewUser {
-            username: "alice",
-            password_hash: "x",
-            is_admin: false,
-            now: now(),
-        })
-        .unwrap();
+    let (stores, user) = stores_with_alice(&db);
     stores.audit.record_batch(&[]).unwrap();
     let details: Vec<String> = (0..300).map(|i| format!("event {i}")).collect();
     let events: Vec<NewAuditEvent<'_>> = details
