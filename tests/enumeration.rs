@@ -133,3 +133,34 @@ async fn a_re_authentication_costs_one_read_and_one_write_on_both_backends() {
         a_re_authentication_is_one_read_and_one_write(db).await;
     }
 }
+
+/// Throttling comes before any Argon2 work: a throttled attempt, even with
+/// the right password, costs no verification (for a real account and for an
+/// unknown name alike).
+async fn a_throttled_attempt_costs_no_argon2_work(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.max_failed_logins(3).ip_attempts_per_minute(0));
+    server.add_user("alice", "correct horse", false);
+    for user in ["alice", "nobody-by-this-name"] {
+        for _ in 0..3 {
+            let status = server.browser().login(user, "wrong", false).await.status;
+            assert_eq!(status, 401);
+        }
+        let before = argon2_verifications();
+        let status = server
+            .browser()
+            .login(user, "correct horse", false)
+            .await
+            .status;
+        assert_eq!(status, 429, "{user}");
+        assert_eq!(argon2_verifications(), before, "no Argon2 work for {user}");
+    }
+}
+
+#[actix_web::test]
+async fn a_throttled_attempt_costs_no_argon2_work_on_both_backends() {
+    let _serial = SERIAL.lock().await;
+    a_throttled_attempt_costs_no_argon2_work(TestDb::sqlite()).await;
+    if let Some(db) = TestDb::postgres() {
+        a_throttled_attempt_costs_no_argon2_work(db).await;
+    }
+}

@@ -49,18 +49,15 @@ async fn an_account_is_throttled_after_repeated_failures_even_with_the_right_pas
     server.add_user("alice", "correct horse", false);
     fail(&server, "alice", 3).await;
     let mut browser = server.browser();
-    let verifications = rememberme::flow::argon2_verifications();
     let res = browser.login("alice", "correct horse", false).await;
     assert_eq!(res.status, 429, "{}", res.body);
     let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 300, "{retry}");
     assert!(res.body.contains("Too many attempts"));
     assert_eq!(browser.get("/").await.status, 303, "not signed in");
-    assert_eq!(
-        rememberme::flow::argon2_verifications(),
-        verifications,
-        "a throttled attempt costs no Argon2 work"
-    );
+    // That a throttled attempt costs no Argon2 work is checked in
+    // tests/enumeration.rs, whose tests take turns: the verification
+    // counter is process-wide, and the tests here run side by side.
 }
 
 async fn the_account_throttle_survives_a_restart_and_a_success_resets_it(db: TestDb) {
