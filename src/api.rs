@@ -28,8 +28,10 @@ use crate::extract::{ip_throttled, request_auth};
 use crate::flow::{
     ClientInfo, CookieChange, Credentials, Failure, FlowKind, ISSUE, Progress, StepContext, Tag,
 };
+use crate::middleware::audit_off_the_request;
 use crate::middleware::{RequestAuth, SignInMethod, client_info};
-use crate::store::{AuditKind, NewAuditEvent, StoreError, Stores, UserId};
+use crate::store::audit_queue::OwnedAudit;
+use crate::store::{AuditKind, StoreError, UserId};
 use crate::token::RememberCookie;
 
 /// The API's routes under `/api/v1`, with JSON errors for bad bodies.
@@ -220,8 +222,13 @@ async fn run_flow(
             user: None,
         };
         let progress = flow.advance(&mut state, &mut ctx)?;
+        // The step read the user already (with the token, or with the
+        // credentials); only a flow that did not is read again.
         let epoch = match &progress {
-            Progress::Complete { user, .. } => stores.users.auth_epoch(*user)?,
+            Progress::Complete { user, .. } => match ctx.user.take().filter(|u| u.id == *user) {
+                Some(loaded) => Some(loaded.auth_epoch),
+                None => stores.users.auth_epoch(*user)?,
+            },
             _ => None,
         };
         Ok::<_, StoreError>(Ran {
@@ -281,29 +288,19 @@ fn token_response(
         }))
 }
 
-async fn audit(
-    auth: &RequestAuth,
-    kind: AuditKind,
-    user: UserId,
-    client: &ClientInfo,
-    detail: &'static str,
-) {
-    let stores: Stores = auth.shared.stores.clone();
-    let client = client.clone();
-    let now = auth.shared.config.now();
-    let _ = auth
-        .shared
-        .run_blocking(move || {
-            stores.audit(NewAuditEvent {
-                at: now,
-                kind,
-                user_id: Some(user),
-                ip: client.ip.as_deref(),
-                user_agent: client.user_agent.as_deref(),
-                detail,
-            })
-        })
-        .await;
+/// Records an API event through the layer's audit queue, off the request.
+fn audit(auth: &RequestAuth, kind: AuditKind, user: UserId, client: &ClientInfo, detail: &str) {
+    audit_off_the_request(
+        &auth.shared,
+        OwnedAudit {
+            at: auth.shared.config.now(),
+            kind,
+            user: Some(user),
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            detail: detail.to_owned(),
+        },
+    );
 }
 
 async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpResponse, ApiError> {
@@ -378,7 +375,7 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
                 ApiError::unauthorized("invalid_credentials", "Wrong username or password.")
             })?;
             if kind == FlowKind::Login {
-                audit(&auth, AuditKind::PasswordSignIn, user, &client, "api").await;
+                audit(&auth, AuditKind::PasswordSignIn, user, &client, "api");
             }
             token_response(
                 &auth,
@@ -457,8 +454,7 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
                 user,
                 &client,
                 "api refresh",
-            )
-            .await;
+            );
             token_response(
                 &auth,
                 user,
@@ -566,8 +562,7 @@ async fn logout(
         claims.sub,
         &client_info(&req),
         "api",
-    )
-    .await;
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -612,32 +612,29 @@ impl Auth {
         let client = client_info(&self.req);
         let now = self.auth.shared.config.now();
         let config = self.auth.shared.config.clone();
-        self.auth
-            .shared
-            .run_blocking(move || {
-                // Only a cookie that still proves its token deletes its row: an
-                // old copy must not quietly sign its owner's browser out.
-                let series = match &series {
-                    Some(raw) => verified_series(&stores, &config, now, raw)?,
-                    None => None,
-                };
-                if let Some(series) = series {
-                    stores.tokens.delete_series(&series)?;
-                }
-                if user.is_some() {
-                    stores.audit(NewAuditEvent {
-                        at: now,
-                        kind: AuditKind::Logout,
-                        user_id: user,
-                        ip: client.ip.as_deref(),
-                        user_agent: client.user_agent.as_deref(),
-                        detail: "",
-                    });
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))??;
+        blocking(&self.auth.shared, move || {
+            // Only a cookie that still proves its token deletes its row: an
+            // old copy must not quietly sign its owner's browser out.
+            let series = match &series {
+                Some(raw) => verified_series(&stores, &config, now, raw)?,
+                None => None,
+            };
+            if let Some(series) = series {
+                stores.tokens.delete_series(&series)?;
+            }
+            if user.is_some() {
+                stores.audit(NewAuditEvent {
+                    at: now,
+                    kind: AuditKind::Logout,
+                    user_id: user,
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
+                    detail: "",
+                });
+            }
+            Ok(())
+        })
+        .await?;
         *self.auth.cookie_change.borrow_mut() = Some(CookieChange::Remove);
         *self.auth.state.borrow_mut() = None;
         self.session.purge();

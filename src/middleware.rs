@@ -349,15 +349,20 @@ where
             if state.is_none() {
                 if let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name) {
                     let client = client_info(req.request());
-                    match identify_by_cookie(&shared, raw, client, now).await {
+                    match identify_by_cookie(&shared, raw, client.clone(), now).await {
                         Ok((signed_in, change)) => {
                             cookie_change = change;
                             if let Some(new_state) = signed_in {
                                 audit_off_the_request(
                                     &shared,
-                                    new_state.user_id,
-                                    client_info(req.request()),
-                                    now,
+                                    OwnedAudit {
+                                        at: now,
+                                        kind: AuditKind::RememberMeSignIn,
+                                        user: Some(new_state.user_id),
+                                        ip: client.ip,
+                                        user_agent: client.user_agent,
+                                        detail: String::new(),
+                                    },
                                 );
                                 start_session(&session, &new_state);
                                 signed_in_by_cookie = true;
@@ -503,19 +508,11 @@ async fn identify_by_cookie(
     .map_err(|e| StoreError::Unavailable(e.to_string()))?
 }
 
-/// Records a remember-me sign-in off the request: the event goes to the
-/// audit queue, written with others in one transaction (see
-/// [`AuditQueue`]). Only if the queue is full is it written by a task of
-/// its own, still after the response.
-fn audit_off_the_request(shared: &Arc<Shared>, user: UserId, client: ClientInfo, now: i64) {
-    let event = OwnedAudit {
-        at: now,
-        kind: AuditKind::RememberMeSignIn,
-        user: Some(user),
-        ip: client.ip,
-        user_agent: client.user_agent,
-        detail: String::new(),
-    };
+/// Records an audit event off the request: the event goes to the audit
+/// queue, written with others in one transaction (see [`AuditQueue`]).
+/// Only if the queue is full is it written by a task of its own, still
+/// after the response.
+pub(crate) fn audit_off_the_request(shared: &Arc<Shared>, event: OwnedAudit) {
     if let Err(event) = shared.audit_queue.push(event) {
         let shared = shared.clone();
         actix_web::rt::spawn(async move {

@@ -1,8 +1,9 @@
 //! Storage: the [`TokenStore`], [`UserStore`] and [`AuditLog`] traits and
 //! their Diesel implementation, [`DieselStore`], over SQLite or PostgreSQL.
 //!
-//! Every method is blocking; call them from a blocking thread (the
-//! middleware and extractors use `actix_web::web::block`). The stores hold
+//! Every method is blocking; call them from a blocking thread (the layer
+//! runs them on its store threads, password work on actix's blocking pool),
+//! never on an async worker. The stores hold
 //! data and know nothing of flows: the rules (grace, theft, expiry) live in
 //! the steps.
 

@@ -211,13 +211,11 @@ fn with_retry_after(
     Ok(page)
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf_token: Option<String>,
-}
-
 #[post("/logout")]
-async fn logout(auth: Auth, form: web::Form<CsrfForm>) -> Result<HttpResponse, AuthError> {
+async fn logout(
+    auth: Auth,
+    form: web::Form<super::account::CsrfOnly>,
+) -> Result<HttpResponse, AuthError> {
     auth.verify_csrf(form.csrf_token.as_deref())?;
     auth.logout().await?;
     Ok(see_other("/login"))
