@@ -295,6 +295,32 @@ async fn logout_revokes_the_devices_token(db: TestDb) {
         (status, body["error"].as_str()),
         (401, Some("unauthorized"))
     );
+
+    // Another user's access token naming Alice's long-lived token revokes
+    // nothing of Alice's: a logout acts on the bearer's own tokens only.
+    server.add_user("bob", "battery staple", false);
+    let (_, _, bob) = app
+        .api(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("bob", "battery staple", false, None)),
+        )
+        .await;
+    let laptop = server.tokens_of(alice);
+    assert_eq!(laptop.len(), 1);
+    let alices = app_login(&app, "tablet").await;
+    let ask = json!({"long_lived_token": alices["long_lived_token"]}).to_string();
+    let (status, _, _) = app
+        .api(
+            "POST",
+            "/api/v1/logout",
+            bob["access_token"].as_str(),
+            Some(&ask),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(server.tokens_of(alice).len(), 2, "Alice's tokens stay");
 }
 
 async fn access_tokens_are_refused_after_revoke_all(db: TestDb) {

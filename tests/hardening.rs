@@ -109,11 +109,22 @@ async fn unknown_usernames_are_throttled_exactly_like_real_accounts(db: TestDb) 
 async fn one_client_address_is_limited_across_accounts(db: TestDb) {
     let server = TestServer::start_with(db, |b| b.ip_attempts_per_minute(4));
     server.add_user("alice", "correct horse", false);
-    for user in ["a", "b", "c", "d"] {
-        let mut browser = server.browser();
+    // Each attempt claims another address in X-Forwarded-For: a header any
+    // client can forge must not give it a fresh allowance.
+    for (i, user) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let forged = format!("203.0.113.{i}");
+        let mut browser = common::Browser::with_headers(
+            &server.base,
+            "rememberme-tests/1.0",
+            &[("x-forwarded-for", &forged), ("x-real-ip", &forged)],
+        );
         assert_eq!(browser.login(user, "x", false).await.status, 401);
     }
-    let mut browser = server.browser();
+    let mut browser = common::Browser::with_headers(
+        &server.base,
+        "rememberme-tests/1.0",
+        &[("x-forwarded-for", "198.51.100.9")],
+    );
     let res = browser.login("alice", "correct horse", false).await;
     assert_eq!(res.status, 429, "a fifth attempt within the minute");
     assert!(res.header("retry-after").is_some());

@@ -546,9 +546,20 @@ async fn forms_without_a_valid_csrf_token_are_refused(db: TestDb) {
     ];
     assert_eq!(browser.post("/login", &with_foreign).await.status, 403);
 
+    // The session is emptied at sign-in: a token of the session before it
+    // (which a fixation attacker could know) is worthless afterwards.
+    let before = browser.get("/login").await.csrf();
     assert_eq!(
         browser.login("alice", "correct horse", false).await.status,
         303
+    );
+    assert_eq!(
+        browser
+            .post("/logout", &[("csrf_token", before.as_str())])
+            .await
+            .status,
+        403,
+        "a CSRF token from before the sign-in"
     );
     assert_eq!(browser.post("/logout", &[]).await.status, 403);
     assert_eq!(

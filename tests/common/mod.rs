@@ -318,13 +318,20 @@ impl Browser {
     }
 
     pub fn with_user_agent(base: &str, user_agent: &str) -> Self {
+        Self::with_headers(base, user_agent, &[])
+    }
+
+    /// A browser that sends these headers with every request too.
+    pub fn with_headers(base: &str, user_agent: &str, headers: &[(&str, &str)]) -> Self {
+        let mut client = awc::Client::builder()
+            .disable_redirects()
+            .add_default_header(("user-agent", user_agent));
+        for (name, value) in headers {
+            client = client.add_default_header((name.to_string(), value.to_string()));
+        }
         Self {
             user_agent: user_agent.to_owned(),
-            client: awc::Client::builder()
-                .disable_redirects()
-                .add_default_header(("user-agent", user_agent))
-                .timeout(Duration::from_secs(30))
-                .finish(),
+            client: client.timeout(Duration::from_secs(30)).finish(),
             base: base.to_owned(),
             jar: BTreeMap::new(),
         }
