@@ -424,21 +424,22 @@ async fn session_state(session: &Session, shared: &Shared, now: i64) -> Option<A
     let (user_id, series) = (state.user_id, state.series.clone());
     let checked = shared
         .run_blocking(move || {
-            let epoch = stores.users.auth_epoch(user_id)?;
-            // A session signed in by (or issued) a token lives only as long as
-            // that token: revoking the device ends the device's open session.
-            let series_alive = match series.as_deref().and_then(SecretHash::from_slice) {
-                Some(series) => stores
+            match series.as_deref().and_then(SecretHash::from_slice) {
+                // A session signed in by (or issued) a token lives only as
+                // long as that token: revoking the device ends the device's
+                // open session. One query gives the token and its owner's
+                // epoch; no token (or another user's) reads as revoked.
+                Some(series) => Ok(stores
                     .tokens
-                    .find_by_series(&series)?
-                    .is_some_and(|t| t.user_id == user_id),
-                None => true,
-            };
-            Ok::<_, StoreError>((epoch, series_alive))
+                    .find_by_series_with_owner(&series)?
+                    .filter(|(token, _)| token.user_id == user_id)
+                    .map(|(_, owner)| owner.auth_epoch)),
+                None => stores.users.auth_epoch(user_id),
+            }
         })
         .await;
     match checked {
-        Ok(Ok((Some(epoch), true))) if epoch == state.epoch => {
+        Ok(Ok(Some(epoch))) if epoch == state.epoch => {
             state.checked_at = now;
             let _ = session.insert(AUTH_KEY, &state);
             Some(state)
