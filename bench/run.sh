@@ -12,12 +12,14 @@
 #       "cores / one verification's time"
 #   (e) (b) while (d) runs at full load beside it (two wrk processes)
 # plus the server's peak resident memory, then short perf profiles of (a)-(e)
-# (not during the measured runs). Writes BENCHMARKS.md at the repository root
-# and prints its table.
+# (not during the measured runs), then (a) and (b) counted in instructions
+# under valgrind's callgrind. Writes BENCHMARKS.md at the repository root and
+# prints its table.
 #
 # It is a benchmark, not a test: `cargo test` never runs it. Traffic goes to
-# 127.0.0.1 only; durations and loop bounds are fixed. Takes about 5 minutes
-# with a warm target directory (a clean release build adds about 5).
+# 127.0.0.1 only; durations and loop bounds are fixed. Takes about 20
+# minutes with a warm target directory, most of it minting the cookies (c)
+# uses up (a clean release build adds about 5).
 #
 # Environment (all optional):
 #   CARGO_TARGET_DIR  where cargo builds (default: target/)
@@ -40,10 +42,11 @@ WARMUP=3             # seconds of unrecorded warm-up per server
 PROFILE_SECS=6       # seconds of each perf profile
 STORM_LEAD=1         # seconds the sign-in storm of (e) runs before (b) starts
 # Remember-me cookies minted per backend, each used once: for (c) and for its
-# profile run, more than a run uses (SQLite and PostgreSQL re-authenticate
-# ~10,000/s here). A run that runs out is reported invalid, never replays one.
-declare -A COOKIES_C=([sqlite]=150000 [postgres]=120000)
-declare -A COOKIES_PROFILE=([sqlite]=80000 [postgres]=70000)
+# profile run, more than a run uses (with group commit, quick runs here saw up
+# to ~25,000 re-authentications/s on SQLite and ~16,000 on PostgreSQL). A run
+# that runs out is reported invalid, never replays one.
+declare -A COOKIES_C=([sqlite]=400000 [postgres]=300000)
+declare -A COOKIES_PROFILE=([sqlite]=200000 [postgres]=150000)
 # Minting threads: SQLite serializes writers anyway; PostgreSQL commits
 # (one fsync each) go faster with more in flight.
 declare -A MINT_THREADS=([sqlite]=4 [postgres]=16)
@@ -361,33 +364,42 @@ profile_case() {
   rm -f "$data"
 }
 
-# start_server URL LOG [VAR=VALUE…]: `rememberme serve` on a free loopback
-# port with the settings of every case, in the environment given; waits until
-# /healthz answers 200. Defaults except: no per-IP sign-in limit (all load
-# comes from one address), no periodic purge during the run, a key file in
-# the work directory.
-start_server() {
-  local url=$1 logfile=$2 port
-  shift 2
+# launch_server URL LOG SECS [COMMAND…]: `rememberme serve` on a free
+# loopback port with the settings of every case, run through COMMAND (`env
+# VAR=VALUE…`, or valgrind); waits at most SECS for /healthz to answer 200
+# and fails if it does not. Defaults except: no per-IP sign-in limit (all
+# load comes from one address), no periodic purge during the run, a key file
+# in the work directory.
+launch_server() {
+  local url=$1 logfile=$2 secs=$3 port
+  shift 3
   port=$(free_port)
   BASE=http://127.0.0.1:$port
-  log "$BACKEND: starting rememberme serve on $BASE${*:+ with $*}"
-  env "$@" "$BIN" serve --bind "127.0.0.1:$port" --database-url "$url" \
+  log "$BACKEND: starting rememberme serve on $BASE${*:+ through $*}"
+  "$@" "$BIN" serve --bind "127.0.0.1:$port" --database-url "$url" \
     --ip-attempts-per-minute 0 --purge-interval-secs 0 \
     --session-key-file "$WORK/session-$BACKEND.key" \
     >"$logfile" 2>&1 &
   SERVER_PID=$!
-  local ok=0
-  for _ in $(seq 1 100); do
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz" || true)" = 200 ]; then ok=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
+  for _ in $(seq 1 $((secs * 10))); do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz" || true)" = 200 ]; then return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
     sleep 0.1
   done
-  [ "$ok" = 1 ] || die "server did not come up: $(tail -n5 "$logfile")"
+  return 1
+}
+
+# start_server URL LOG [VAR=VALUE…]: launch_server in the environment given,
+# up within 10 s, or the run ends.
+start_server() {
+  local url=$1 logfile=$2
+  shift 2
+  launch_server "$url" "$logfile" 10 env "$@" || die "server did not come up: $(tail -n5 "$logfile")"
 }
 
 stop_server() {
-  kill "$SERVER_PID"
+  # It may have died already (a crash under valgrind, say): not an error here.
+  kill "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
 }
@@ -481,6 +493,84 @@ for backend in $BACKENDS; do
     *) die "unknown backend $backend" ;;
   esac
 done
+
+# ---------------------------------------------------------------- instructions
+# (b) against (a) in instructions, with valgrind's callgrind: a count that
+# does not move with the VM's neighbours, and per function, so the report can
+# say where (b)'s extra instructions go. On SQLite (neither case touches the
+# database), one wrk connection at a time through the server under
+# callgrind; not part of the measured runs above.
+# label=function name as callgrind_annotate prints it (a trailing * matches
+# any continuation: the cookie store's load is inlined into the middleware).
+FUNCTIONS_OF_B=(
+  "cookie header parsed (percent-decoding)=actix_web::request::HttpRequest::cookies"
+  "session cookie decrypted (base64, AES-GCM)=cookie::secure::private::PrivateJar<J>::get"
+  "session map parsed from JSON (actix-session's cookie store)=/src/storage/cookie.rs:<actix_session::middleware::InnerSessionMiddleware*"
+  "session map copied into the request=actix_session::session::Session::set_session"
+  "session values read (JSON; the auth state; the CSRF token)=actix_session::session::Session::get"
+  "page rendered (askama) and response built=rememberme::demo::view::html"
+  "the access-log line=<log::__private_api::GlobalLogger as log::Log>::log"
+)
+# Optional: any failure here is logged and skipped (the measured runs above
+# are kept). `set -e` does not apply inside a function called from `if`, so
+# every step that matters is checked.
+callgrind_ab() {
+  BACKEND=callgrind
+  log "instructions per request of (a) and (b) (callgrind)"
+  local url="sqlite://$WORK/bench-callgrind.db" case dump requests total entry label pattern ir
+  printf '%s\n' "$PASSWORD" | "$BIN" --database-url "$url" user add "$USERNAME" >/dev/null || return 1
+  launch_server "$url" "$WORK/server-callgrind.log" 120 \
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+    || { log "the server under callgrind did not come up"; return 1; }
+  # In a subshell: `sign_in` dies (exits) on failure.
+  ( sign_in && echo "$SESSION" >"$WORK/callgrind-session" ) || return 1
+  SESSION=$(<"$WORK/callgrind-session")
+  wrk -t1 -c2 -d3s "$BASE/static/style.css" >/dev/null || return 1
+  env BENCH_MODE=session "BENCH_SESSION=$SESSION" wrk -t1 -c2 -d3s -s "$ROOT/bench/wrk.lua" "$BASE/" >/dev/null || return 1
+  for case in a b; do
+    callgrind_control -z "$SERVER_PID" >/dev/null || return 1
+    if [ "$case" = a ]; then
+      wrk -t1 -c2 -d10s -s "$ROOT/bench/wrk.lua" "$BASE/static/style.css" >"$WORK/callgrind-wrk-$case.txt" || return 1
+    else
+      env BENCH_MODE=session "BENCH_SESSION=$SESSION" \
+        wrk -t1 -c2 -d10s -s "$ROOT/bench/wrk.lua" "$BASE/" >"$WORK/callgrind-wrk-$case.txt" || return 1
+    fi
+    # Every response must be the expected 200 (a refused session would
+    # measure something else).
+    grep -q 'statuses=200:[0-9]*$' "$WORK/callgrind-wrk-$case.txt" \
+      || { log "callgrind ($case): not all 200: $(grep -o 'statuses=.*' "$WORK/callgrind-wrk-$case.txt")"; return 1; }
+    callgrind_control -d "$case" "$SERVER_PID" >/dev/null || return 1
+  done
+  stop_server
+  for case in a b; do
+    dump=$(grep -l "^desc: Trigger: dump $case\$" "$WORK"/callgrind.out.* 2>/dev/null | head -n1 || true)
+    [ -n "$dump" ] || { log "no callgrind dump for ($case)"; return 1; }
+    requests=$(sed -n 's/.*BENCH_RESULT requests=\([0-9]*\).*/\1/p' "$WORK/callgrind-wrk-$case.txt")
+    # Every function (threshold 100), no source annotation.
+    callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$dump" >"$WORK/callgrind-$case.txt" 2>/dev/null || return 1
+    total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$WORK/callgrind-$case.txt")
+    echo "CALLGRIND case=$case requests=$requests total=$total" >>"$RESULTS"
+    for entry in "${FUNCTIONS_OF_B[@]}"; do
+      label=${entry%%=*} pattern=${entry#*=}
+      # The first (largest: the listing is sorted) line naming exactly that
+      # function.
+      ir=$(awk -v p="$pattern" '
+        BEGIN { prefix = sub(/\*$/, "", p) }
+        { i = index($0, p)
+          if (i) { c = substr($0, i + length(p), 1)
+                   if (prefix || c == "" || c == " ") { gsub(",", "", $1); print $1; exit } } }
+      ' "$WORK/callgrind-$case.txt")
+      echo "CALLGRIND_FN case=$case ir=${ir:-0} label=$label" >>"$RESULTS"
+    done
+  done
+  rm -f "$WORK"/callgrind.out*
+}
+if command -v valgrind >/dev/null 2>&1 && command -v callgrind_annotate >/dev/null 2>&1; then
+  if ! callgrind_ab; then
+    log "callgrind measurement skipped"
+    [ -n "${SERVER_PID:-}" ] && stop_server
+  fi
+fi
 
 meta total_secs $(( $(date +%s) - START_TIME ))
 python3 "$ROOT/bench/report.py" "$WORK" "$ROOT/BENCHMARKS.md"

@@ -53,6 +53,11 @@ impl Clock for ManualClock {
     }
 }
 
+/// The longest validity or maximum lifetime a token can be given: 100 years.
+/// Expiry times are Unix seconds in an `i64`, and computed by the database
+/// too; the cap keeps every sum of them far from overflowing.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// How a remember-me token's server-side expiry moves when it is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Expiry {
@@ -254,8 +259,9 @@ impl RememberMeConfigBuilder {
 
     /// Validity of a token. Default 30 days: long enough that a regular user
     /// rarely types a password, short enough to bound a forgotten device.
+    /// At most [`MAX_TOKEN_LIFETIME`] (longer is capped).
     pub fn validity(mut self, validity: Duration) -> Self {
-        self.config.validity = validity;
+        self.config.validity = validity.min(MAX_TOKEN_LIFETIME);
         self
     }
 
@@ -266,8 +272,9 @@ impl RememberMeConfigBuilder {
     }
 
     /// Absolute limit of a chain under [`Expiry::Sliding`]. Default 365 days.
+    /// At most [`MAX_TOKEN_LIFETIME`] (longer is capped).
     pub fn max_lifetime(mut self, max_lifetime: Duration) -> Self {
-        self.config.max_lifetime = max_lifetime;
+        self.config.max_lifetime = max_lifetime.min(MAX_TOKEN_LIFETIME);
         self
     }
 
@@ -341,11 +348,15 @@ impl RememberMeConfigBuilder {
 
     /// Threads that run the layer's store calls (remember-me sign-ins,
     /// session checks, sign-outs), so at most this many run at once and the
-    /// others wait in a queue without a thread. Default 8, the demo's pool
-    /// size: set it to the database pool size on PostgreSQL. On SQLite, which
-    /// writes one transaction at a time, 1 is fastest: one thread, one
-    /// connection whose page cache no other connection's write invalidates,
-    /// jobs back to back.
+    /// others wait in a queue without a thread. Default 8. The Diesel store
+    /// runs the re-authentications waiting at one time together (one
+    /// transaction on SQLite, one statement on PostgreSQL), so more threads
+    /// make larger batches: about the pool size on SQLite (one writer at a
+    /// time anyway), about 4 × the pool size on PostgreSQL, where a thread
+    /// waiting to join a batch holds no connection (a batch takes one; the
+    /// threads' other calls, session checks and sign-outs, take one each
+    /// and wait for the pool beyond its size). A store of your own gains
+    /// nothing from more threads than connections.
     pub fn store_concurrency(mut self, n: usize) -> Self {
         self.config.store_concurrency = n.max(1);
         self
@@ -388,5 +399,30 @@ impl RememberMeConfigBuilder {
     /// The finished configuration.
     pub fn build(self) -> RememberMeConfig {
         self.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expiry sums (`now + validity`, `created_at + max_lifetime`, in Rust
+    /// and in SQL) stay far from `i64::MAX` whatever a site configures.
+    #[test]
+    fn token_lifetimes_are_capped() {
+        let config = RememberMeConfig::builder()
+            .validity(Duration::MAX)
+            .max_lifetime(Duration::MAX)
+            .build();
+        assert_eq!(config.validity(), MAX_TOKEN_LIFETIME);
+        assert_eq!(config.max_lifetime, MAX_TOKEN_LIFETIME);
+        let short = Duration::from_secs(3600);
+        assert_eq!(
+            RememberMeConfig::builder()
+                .validity(short)
+                .build()
+                .validity(),
+            short
+        );
     }
 }

@@ -83,7 +83,8 @@ mod threads;
 pub mod token;
 
 pub use config::{
-    Clock, Expiry, ManualClock, RememberMeConfig, RememberMeConfigBuilder, SystemClock,
+    Clock, Expiry, MAX_TOKEN_LIFETIME, ManualClock, RememberMeConfig, RememberMeConfigBuilder,
+    SystemClock,
 };
 pub use extract::{
     AdminAuth, Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, StrongAuth,

@@ -146,9 +146,10 @@ struct ServeArgs {
     /// Most threads of each worker's blocking pool (database calls).
     #[arg(long, env = "REMEMBERME_BLOCKING_THREADS")]
     blocking_threads: Option<usize>,
-    /// Threads that run the remember-me layer's database calls (default: 1
-    /// on SQLite, which writes one transaction at a time; the pool size on
-    /// PostgreSQL).
+    /// Threads that run the remember-me layer's database calls (default:
+    /// the pool size on SQLite; 4 × the pool size on PostgreSQL, where the
+    /// re-authentications waiting together run as one statement on one
+    /// connection).
     #[arg(long, env = "REMEMBERME_STORE_THREADS")]
     store_threads: Option<usize>,
     /// HTTP worker threads (default: one per core).
@@ -383,9 +384,9 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .ip_attempts_per_minute(args.ip_attempts_per_minute)
         .store_concurrency(args.store_threads.unwrap_or(
             if Backend::from_url(url).sqlite_path().is_some() {
-                1
-            } else {
                 args.db_pool_size as usize
+            } else {
+                4 * args.db_pool_size as usize
             },
         ))
         .access_token_lifetime(Duration::from_secs(args.access_token_minutes * 60))

@@ -202,7 +202,7 @@ impl Shared {
     /// (callers hold a `password_checks` permit, which bounds it). Never on
     /// the store threads: an Argon2 run holds its thread for tens of
     /// milliseconds, and every cookie sign-in and session check would wait
-    /// behind it (with one store thread on SQLite, behind each of them).
+    /// behind it.
     pub async fn run_with_argon2<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,

@@ -6,6 +6,9 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use diesel::connection::InstrumentationEvent;
 use rememberme::flow::argon2_verifications;
 
 use common::{TestDb, TestServer};
@@ -85,12 +88,38 @@ async fn the_signed_in_hot_path_touches_neither_database_nor_argon2_on_both_back
     }
 }
 
+/// Whether [`record_statements`]'s instrumentation keeps what runs now.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+/// The SQL of every statement run while [`RECORDING`] is on, any connection.
+static STATEMENTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Installs (once) Diesel instrumentation on every connection opened from
+/// now on that records each statement's SQL while [`RECORDING`] is on.
+fn record_statements() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        diesel::connection::set_default_instrumentation(|| {
+            Some(Box::new(|event: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::StartQuery { query, .. } = event
+                    && RECORDING.load(Ordering::SeqCst)
+                {
+                    STATEMENTS.lock().unwrap().push(query.to_string());
+                }
+            }))
+        })
+        .expect("instrumentation installed");
+    });
+}
+
 /// Issue 7's re-authentication: a remember-me sign-in reads the token with
-/// its owner in one query and rotates it in one compare-and-swap; the audit
-/// row is written afterwards, in a batch (`record_batch`), never on the
-/// request. A password sign-in without failures to reset writes nothing but
-/// its audit row.
+/// its owner and rotates it by compare-and-swap through one store call
+/// (`find_and_rotate`): on PostgreSQL one statement, so one round trip; on
+/// SQLite, in-process, a read and a write. The audit row is written
+/// afterwards, in a batch (`record_batch`), never on the request. A password
+/// sign-in without failures to reset writes nothing but its audit row.
 async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
+    record_statements();
+    let postgres = db.sqlite_path().is_none();
     let (server, counts) = TestServer::start_counting(db, |b| {
         b.epoch_check_interval(std::time::Duration::from_secs(60))
     });
@@ -109,9 +138,33 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
     browser.login("alice", "correct horse", true).await;
     browser.drop_cookie("session");
     counts.take_log();
+    STATEMENTS.lock().unwrap().clear();
+    RECORDING.store(true, Ordering::SeqCst);
     let page = browser.get("/").await;
+    RECORDING.store(false, Ordering::SeqCst);
     assert_eq!(page.status, 200);
     assert!(page.set_cookie("remember_me").is_some(), "rotated");
+    let token_statements: Vec<_> = std::mem::take(&mut *STATEMENTS.lock().unwrap())
+        .into_iter()
+        // The data statements: not the audit batch, nor a new connection's
+        // PRAGMA or SET.
+        .filter(|sql| {
+            (sql.contains("remember_tokens") || sql.contains("users"))
+                && !sql.contains("audit_events")
+        })
+        .collect();
+    if postgres {
+        assert_eq!(token_statements.len(), 1, "{token_statements:#?}");
+        let sql = &token_statements[0];
+        assert!(
+            sql.contains("UPDATE remember_tokens") && sql.contains("JOIN"),
+            "lookup and rotation in one statement: {sql}"
+        );
+    } else {
+        assert_eq!(token_statements.len(), 2, "{token_statements:#?}");
+        assert!(token_statements[0].starts_with("SELECT"));
+        assert!(token_statements[1].starts_with("UPDATE remember_tokens"));
+    }
     assert!(server.wait_for_audit("remember_me_sign_in").await);
     let calls: Vec<_> = counts
         .take_log()
@@ -120,8 +173,8 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         .collect();
     assert_eq!(
         calls,
-        ["find_by_series_with_owner", "rotate", "record_batch"],
-        "one read, one compare-and-swap, then the batched audit row"
+        ["find_and_rotate", "record_batch"],
+        "one lookup-and-rotation, then the batched audit row"
     );
 }
 

@@ -3,7 +3,10 @@
 use super::{CookieChange, Step, StepContext, StepOutcome};
 use crate::RememberMeConfig;
 use crate::config::Expiry;
-use crate::store::{AuditKind, NewAuditEvent, StoreError, TokenRecord, UserId};
+use crate::store::{
+    AuditKind, ExpiryOnUse, FoundSeries, NewAuditEvent, RotationAttempt, StoreError, TokenRecord,
+    UserId,
+};
 use crate::token::{RememberCookie, SecretHash};
 
 /// Identifies the user by the remember-me cookie and rotates its token.
@@ -37,39 +40,48 @@ impl Step for RememberMeIdentifyStep {
         let tokens = &ctx.stores.tokens;
         let series = cookie.series.hash();
         let presented = cookie.token.hash();
+        let next = cookie.rotated();
 
-        // The token with its owner, in one query: the bridge needs the user
-        // to build the session, and every re-authentication saves a trip.
-        let Some((mut record, owner)) = tokens.find_by_series_with_owner(&series)? else {
+        // The token with its owner (the bridge builds the session from it),
+        // rotated if the presented token is current: one round trip where
+        // the store can, on every re-authentication.
+        let expiry = expiry_on_use(ctx);
+        let Some(found) = tokens.find_and_rotate(RotationAttempt {
+            series: &series,
+            token: &presented,
+            new_token: &next.token.hash(),
+            now: ctx.now,
+            expiry,
+        })?
+        else {
             tracing::debug!("unknown remember-me series removed");
             return Ok(not_applicable_and_remove(ctx));
         };
+        let FoundSeries {
+            mut record,
+            owner,
+            rotated,
+        } = found;
+        // `rotated` alone would do for a correct store; the step checks the
+        // row itself too, so a store that gets it wrong cannot let an expired
+        // or wrong token in (`record` is the row before the rotation).
+        if rotated && record.expires_at > ctx.now && record.token_hash.ct_eq(presented.as_bytes()) {
+            ctx.cookie_change = Some(CookieChange::Set {
+                cookie: next,
+                max_age_secs: expiry.applied_to(&record) - ctx.now,
+            });
+            ctx.user = Some(owner);
+            return Ok(success(record.user_id));
+        }
         if record.expires_at <= ctx.now {
             tokens.delete_series(&series)?;
             tracing::debug!(token_id = record.id, "expired remember-me token deleted");
             return Ok(not_applicable_and_remove(ctx));
         }
-
         if record.token_hash.ct_eq(presented.as_bytes()) {
-            let next = cookie.rotated();
-            let expires_at = next_expiry(ctx, &record);
-            let new_expiry = (expires_at != record.expires_at).then_some(expires_at);
-            if tokens.rotate(
-                record.id,
-                &presented,
-                &next.token.hash(),
-                ctx.now,
-                new_expiry,
-            )? {
-                ctx.cookie_change = Some(CookieChange::Set {
-                    cookie: next,
-                    max_age_secs: expires_at - ctx.now,
-                });
-                ctx.user = Some(owner);
-                return Ok(success(record.user_id));
-            }
-            // Another request rotated this token a moment ago: read the row
-            // again and treat this one as that rotation's parallel request.
+            // Current when read, yet not rotated: another request rotated
+            // it a moment ago. Read the row again and treat this one as that
+            // rotation's parallel request.
             match tokens.find_by_series(&series)? {
                 Some(fresh) => record = fresh,
                 None => return Ok(not_applicable_and_remove(ctx)),
@@ -161,15 +173,19 @@ fn not_applicable_and_remove(ctx: &mut StepContext<'_>) -> StepOutcome {
     StepOutcome::NotApplicable
 }
 
-/// Server-side expiry after a use, per [`Expiry`].
-fn next_expiry(ctx: &StepContext<'_>, record: &TokenRecord) -> i64 {
-    let validity = ctx.config.validity.as_secs() as i64;
+/// How a use moves the token's server-side expiry, per [`Expiry`].
+fn expiry_on_use(ctx: &StepContext<'_>) -> ExpiryOnUse {
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let until = ctx.now.saturating_add(secs(ctx.config.validity));
     match ctx.config.expiry {
-        Expiry::Absolute => record.expires_at,
-        Expiry::Sliding => {
-            let cap = record.created_at + ctx.config.max_lifetime.as_secs() as i64;
-            (ctx.now + validity).min(cap)
-        }
-        Expiry::Forever => ctx.now + validity,
+        Expiry::Absolute => ExpiryOnUse::Keep,
+        Expiry::Sliding => ExpiryOnUse::Extend {
+            until,
+            max_lifetime_secs: Some(secs(ctx.config.max_lifetime)),
+        },
+        Expiry::Forever => ExpiryOnUse::Extend {
+            until,
+            max_lifetime_secs: None,
+        },
     }
 }

@@ -29,6 +29,7 @@ impl Step for RememberMeIssueStep {
             ctx.stores.tokens.delete_series(&old)?;
         }
         let cookie = RememberCookie::generate();
+        // `validity` is at most `MAX_TOKEN_LIFETIME`: no overflow.
         let expires_at = ctx.now + ctx.config.validity.as_secs() as i64;
         let id = ctx.stores.tokens.insert(
             NewToken {

@@ -370,3 +370,141 @@ mod properties {
         }
     }
 }
+
+/// A token store that claims every presented token was current and has
+/// been rotated: the identify step must still refuse a wrong or expired
+/// token, from the row the store returned.
+struct ClaimsRotated {
+    record: crate::store::TokenRecord,
+}
+
+impl crate::store::TokenStore for ClaimsRotated {
+    fn find_by_series(
+        &self,
+        _: &crate::token::SecretHash,
+    ) -> Result<Option<crate::store::TokenRecord>, StoreError> {
+        Ok(Some(self.record.clone()))
+    }
+    fn find_by_series_with_owner(
+        &self,
+        _: &crate::token::SecretHash,
+    ) -> Result<Option<(crate::store::TokenRecord, crate::store::User)>, StoreError> {
+        unreachable!("the step calls find_and_rotate")
+    }
+    fn find_and_rotate(
+        &self,
+        _: crate::store::RotationAttempt<'_>,
+    ) -> Result<Option<crate::store::FoundSeries>, StoreError> {
+        Ok(Some(crate::store::FoundSeries {
+            record: self.record.clone(),
+            owner: crate::store::User::for_tests(self.record.user_id, "victim"),
+            rotated: true,
+        }))
+    }
+    fn rotate(
+        &self,
+        _: i64,
+        _: &crate::token::SecretHash,
+        _: &crate::token::SecretHash,
+        _: i64,
+        _: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    fn insert(&self, _: crate::store::NewToken<'_>, _: u32) -> Result<i64, StoreError> {
+        Ok(1)
+    }
+    fn find_owner(&self, _: i64) -> Result<Option<UserId>, StoreError> {
+        Ok(None)
+    }
+    fn delete_series(&self, _: &crate::token::SecretHash) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    fn delete_by_id(&self, _: i64, _: Option<UserId>) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    fn delete_all_for_user(&self, _: UserId) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+    fn list_for_user(&self, _: UserId) -> Result<Vec<crate::store::TokenRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn list(
+        &self,
+        _: Option<&str>,
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<crate::store::TokenListing>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn purge_expired(&self, _: i64) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+}
+
+#[test]
+fn a_store_claiming_a_rotation_cannot_let_a_wrong_or_expired_token_in() {
+    use crate::token::RememberCookie;
+    let cookie = RememberCookie::generate();
+    let raw = cookie.encode();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(dir.path().join("x.db").to_str().unwrap(), 1).unwrap();
+    let real = DieselStore::new(db);
+    let now = 1_000;
+    for (what, token_hash, expires_at) in [
+        (
+            "a wrong token",
+            crate::token::SecretHash::from_slice(&[7; 32]).unwrap(),
+            now + 10,
+        ),
+        ("an expired token", cookie.token.hash(), now),
+    ] {
+        let lying = ClaimsRotated {
+            record: crate::store::TokenRecord {
+                id: 1,
+                series_hash: cookie.series.hash(),
+                token_hash,
+                previous_token_hash: None,
+                rotated_at: None,
+                user_id: 42,
+                created_at: 0,
+                last_used_at: 0,
+                expires_at,
+                user_agent: None,
+                ip: None,
+                device_key: None,
+            },
+        };
+        let stores = Stores {
+            tokens: std::sync::Arc::new(lying),
+            users: std::sync::Arc::new(real.clone()),
+            audit: std::sync::Arc::new(real.clone()),
+        };
+        let config = crate::RememberMeConfig::default();
+        let client = ClientInfo::default();
+        let mut ctx = StepContext {
+            stores: &stores,
+            config: &config,
+            now,
+            client: &client,
+            remember_cookie: Some(raw.as_bytes()),
+            browser_series: None,
+            device_key: None,
+            credentials: None,
+            cookie_change: None,
+            user: None,
+        };
+        let outcome = crate::flow::RememberMeIdentifyStep
+            .run(&mut ctx, None)
+            .unwrap();
+        assert!(
+            !matches!(outcome, StepOutcome::Success { .. }),
+            "{what} got in: {outcome:?}"
+        );
+        assert!(ctx.user.is_none(), "{what}");
+        assert!(
+            matches!(ctx.cookie_change, Some(CookieChange::Remove)),
+            "{what}: the cookie goes"
+        );
+    }
+}

@@ -79,6 +79,7 @@ pub enum DatabaseError {
 #[derive(Debug)]
 pub(crate) struct Manager {
     backend: Backend,
+    /// SQLite's busy timeout and PostgreSQL's `lock_timeout`, in ms.
     busy_timeout_ms: u32,
 }
 
@@ -96,10 +97,19 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<PoolConn, Self::Error> {
         match &self.backend {
-            Backend::Postgres(url) => PgConnection::establish(url).map(|conn| PoolConn {
-                conn: AnyConnection::Postgresql(conn),
-                failed: false,
-            }),
+            Backend::Postgres(url) => {
+                let mut conn = PgConnection::establish(url)?;
+                // A statement waits at most this long for a row lock, then
+                // fails: a row held by some long transaction elsewhere costs
+                // the requests that need that row, not every request queued
+                // behind them (the sign-ins by cookie run in batches).
+                conn.batch_execute(&format!("SET lock_timeout = {}", self.busy_timeout_ms))
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(PoolConn {
+                    conn: AnyConnection::Postgresql(conn),
+                    failed: false,
+                })
+            }
             Backend::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 // WAL: readers never wait for the writer. NORMAL is durable
@@ -192,7 +202,11 @@ impl Database {
             .test_on_check_out(false)
             .build_unchecked(Manager {
                 backend: backend.clone(),
-                busy_timeout_ms: 5_000,
+                // Locks are waited for as long as connections: SQLite's
+                // busy timeout, PostgreSQL's lock_timeout.
+                busy_timeout_ms: u32::try_from(timeout.as_millis())
+                    .unwrap_or(u32::MAX)
+                    .max(1),
             });
         let sqlite_writer = matches!(backend, Backend::Sqlite(_)).then(Default::default);
         Self {
@@ -201,6 +215,11 @@ impl Database {
             sqlite_writer,
             timeout,
         }
+    }
+
+    /// The longest wait for a connection or the SQLite write lock.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Which backend this is.

@@ -11,6 +11,7 @@ pub(crate) mod audit_queue;
 mod conn;
 mod diesel_store;
 mod models;
+mod rotation_batch;
 pub(crate) mod schema;
 
 use std::fmt;
@@ -26,7 +27,7 @@ pub type UserId = i64;
 
 /// Failure of the storage layer. Wrong credentials or unknown rows are never
 /// errors: those are `Ok(None)` / `Ok(false)`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// No connection could be had (database down, pool exhausted).
@@ -59,6 +60,23 @@ pub struct User {
     pub failed_logins: i32,
     /// Time of the last failed sign-in.
     pub last_failed_at: Option<i64>,
+}
+
+#[cfg(test)]
+impl User {
+    /// A user row for unit tests that need one without a database.
+    pub(crate) fn for_tests(id: UserId, username: &str) -> Self {
+        Self {
+            id,
+            username: username.to_owned(),
+            password_hash: String::new(),
+            is_admin: false,
+            auth_epoch: 0,
+            created_at: 0,
+            failed_logins: 0,
+            last_failed_at: None,
+        }
+    }
 }
 
 impl fmt::Debug for User {
@@ -143,6 +161,106 @@ pub struct TokenListing {
     pub username: String,
 }
 
+/// How a rotation moves a token's expiry (from [`crate::Expiry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryOnUse {
+    /// The expiry stays (absolute expiry): the write leaves its index alone.
+    Keep,
+    /// The expiry becomes `until`, but never later than the token's
+    /// `created_at + max_lifetime_secs` when that is set.
+    Extend {
+        /// The new expiry, usually now + validity.
+        until: i64,
+        /// The longest life of a token from its creation, if capped.
+        max_lifetime_secs: Option<i64>,
+    },
+}
+
+impl ExpiryOnUse {
+    /// The expiry a rotation under this rule gives `record`.
+    pub fn applied_to(self, record: &TokenRecord) -> i64 {
+        match self {
+            ExpiryOnUse::Keep => record.expires_at,
+            ExpiryOnUse::Extend {
+                until,
+                max_lifetime_secs,
+            } => max_lifetime_secs.map_or(until, |max| {
+                until.min(record.created_at.saturating_add(max))
+            }),
+        }
+    }
+}
+
+/// A presented remember-me token and its replacement, for
+/// [`TokenStore::find_and_rotate`].
+#[derive(Debug, Clone, Copy)]
+pub struct RotationAttempt<'a> {
+    /// SHA-256 of the presented series.
+    pub series: &'a SecretHash,
+    /// SHA-256 of the presented token.
+    pub token: &'a SecretHash,
+    /// SHA-256 of the token that replaces it.
+    pub new_token: &'a SecretHash,
+    /// Unix seconds: the time of the use (`rotated_at`, `last_used_at`).
+    pub now: i64,
+    /// How the rotation moves the expiry.
+    pub expiry: ExpiryOnUse,
+}
+
+/// What [`TokenStore::find_and_rotate`] found.
+#[derive(Debug, Clone)]
+pub struct FoundSeries {
+    /// The token as it was before this call's rotation, if any.
+    pub record: TokenRecord,
+    /// Its owner.
+    pub owner: User,
+    /// Whether this call rotated the token.
+    pub rotated: bool,
+}
+
+/// [`TokenStore::find_and_rotate`] in two steps: the lookup, then (if the
+/// token is current and unexpired) the compare-and-swap. The default of
+/// every store.
+pub fn find_then_rotate<S: TokenStore + ?Sized>(
+    store: &S,
+    attempt: RotationAttempt<'_>,
+) -> Result<Option<FoundSeries>, StoreError> {
+    let found = store.find_by_series_with_owner(attempt.series)?;
+    rotate_if_current(found, &attempt, |id, expires_at| {
+        store.rotate(
+            id,
+            attempt.token,
+            attempt.new_token,
+            attempt.now,
+            expires_at,
+        )
+    })
+}
+
+/// The rule of [`TokenStore::find_and_rotate`] over a lookup's result: a
+/// token that is current and unexpired is rotated by `rotate(id,
+/// new_expiry)` (a compare-and-swap; `None`: the expiry stays).
+pub(crate) fn rotate_if_current<E>(
+    found: Option<(TokenRecord, User)>,
+    attempt: &RotationAttempt<'_>,
+    rotate: impl FnOnce(i64, Option<i64>) -> Result<bool, E>,
+) -> Result<Option<FoundSeries>, E> {
+    let Some((record, owner)) = found else {
+        return Ok(None);
+    };
+    let rotated = record.expires_at > attempt.now
+        && record.token_hash.ct_eq(attempt.token.as_bytes())
+        && rotate(
+            record.id,
+            Some(attempt.expiry.applied_to(&record)).filter(|&at| at != record.expires_at),
+        )?;
+    Ok(Some(FoundSeries {
+        record,
+        owner,
+        rotated,
+    }))
+}
+
 /// Persistence of remember-me tokens.
 pub trait TokenStore: Send + Sync {
     /// The token of a series, if any.
@@ -155,6 +273,26 @@ pub trait TokenStore: Send + Sync {
         &self,
         series: &SecretHash,
     ) -> Result<Option<(TokenRecord, User)>, StoreError>;
+
+    /// A remember-me sign-in's lookup and rotation together: reads the token
+    /// of `attempt.series` with its owner and, if `attempt.token` is its
+    /// current token and it has not expired at `attempt.now`, rotates it to
+    /// `attempt.new_token` with the same compare-and-swap as
+    /// [`TokenStore::rotate`]. The record returned is the row as it was
+    /// **before** the rotation; [`FoundSeries::rotated`] says whether this
+    /// call rotated it (`false` also when a racing request rotated it first).
+    ///
+    /// The default runs [`TokenStore::find_by_series_with_owner`] and then
+    /// [`TokenStore::rotate`]. A store that can do better should: this is
+    /// the whole database cost of a re-authentication. The Diesel store runs
+    /// the calls that wait at the same time together: on PostgreSQL as one
+    /// statement (one round trip), on SQLite in one transaction (one commit).
+    fn find_and_rotate(
+        &self,
+        attempt: RotationAttempt<'_>,
+    ) -> Result<Option<FoundSeries>, StoreError> {
+        find_then_rotate(self, attempt)
+    }
 
     /// Atomically replaces the current token by `new_token` if it still is
     /// `expected` (compare-and-swap): of two racing rotations exactly one

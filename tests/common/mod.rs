@@ -537,8 +537,8 @@ impl CountingStore {
 }
 
 use rememberme::store::{
-    AuditEvent, AuditLog, NewAuditEvent, NewToken, StoreError, TokenListing, TokenRecord,
-    TokenStore, User, UserStore,
+    AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, RotationAttempt, StoreError,
+    TokenListing, TokenRecord, TokenStore, User, UserStore,
 };
 use rememberme::token::SecretHash;
 
@@ -555,6 +555,7 @@ impl TokenStore for CountingStore {
     counted! { TokenStore;
         find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
         find_by_series_with_owner(&self, series: &SecretHash) -> Result<Option<(TokenRecord, User)>, StoreError>;
+        find_and_rotate(&self, attempt: RotationAttempt<'_>) -> Result<Option<FoundSeries>, StoreError>;
         rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, now: i64, expires_at: Option<i64>) -> Result<bool, StoreError>;
         insert(&self, token: NewToken<'_>, max: u32) -> Result<i64, StoreError>;
         find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;

@@ -1,0 +1,520 @@
+//! Group commit for remember-me re-authentications (flat combining).
+//!
+//! A re-authentication is a lookup and a compare-and-swap rotation, and most
+//! of its database time is the commit (and on PostgreSQL the round trip).
+//! Under load several store threads make one at the same time. Here, the
+//! first caller to find no batch running becomes the leader: it takes the
+//! attempts waiting (its own included; the oldest [`MAX_BATCH`]), runs them
+//! together — on PostgreSQL as **one** statement, on SQLite in one
+//! transaction: one commit for the lot — and hands each caller its own
+//! result. Callers that arrive meanwhile wait for the next batch, which one
+//! of them leads. Alone, a caller leads a batch of one at once: no timer, no
+//! added latency.
+//!
+//! Each attempt's result is what it would be alone: the same series may come
+//! twice in a batch (one cookie on parallel requests), and then one rotates
+//! and the others find the token replaced, as when they race alone; results
+//! are handed out only after the batch, i.e. after its commit. A batch that
+//! was not written and whose attempts may do better alone (on PostgreSQL: a
+//! deadlock with another process's batch, a row lock held elsewhere) is
+//! retried attempt by attempt, so one bad attempt costs only itself; a batch
+//! that was written is never run again. An attempt that no batch takes
+//! within the connection timeout gives up as unavailable.
+//!
+//! Hand-written: this is a few lines around one `Mutex` and `Condvar`, and
+//! the rules (repeats share a batch, retry alone only what rolled back) are
+//! specific to the rotation; no crate offers flat combining over blocking
+//! calls.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use super::{ExpiryOnUse, FoundSeries, RotationAttempt, StoreError};
+use crate::token::SecretHash;
+
+/// Most attempts in one batch (one statement's arrays).
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// One attempt, owned while it waits.
+#[derive(Debug, Clone)]
+pub(crate) struct Attempt {
+    pub series: SecretHash,
+    pub token: SecretHash,
+    pub new_token: SecretHash,
+    pub now: i64,
+    pub expiry: ExpiryOnUse,
+}
+
+impl Attempt {
+    fn new(attempt: &RotationAttempt<'_>) -> Self {
+        Self {
+            series: attempt.series.clone(),
+            token: attempt.token.clone(),
+            new_token: attempt.new_token.clone(),
+            now: attempt.now,
+            expiry: attempt.expiry,
+        }
+    }
+
+    /// The attempt as the store API takes it.
+    pub fn borrowed(&self) -> RotationAttempt<'_> {
+        RotationAttempt {
+            series: &self.series,
+            token: &self.token,
+            new_token: &self.new_token,
+            now: self.now,
+            expiry: self.expiry,
+        }
+    }
+}
+
+/// One attempt's result.
+pub(crate) type Outcome = Result<Option<FoundSeries>, StoreError>;
+
+/// How a batch ran: `Ok` with one outcome per attempt, in order, once the
+/// batch committed (an attempt's own row may have failed to decode) or when
+/// trying again cannot help (every attempt then carries the error); `Err`
+/// when nothing of it was written and each attempt may succeed alone (a
+/// deadlock with another process's batch, say).
+pub(crate) type BatchResult = Result<Vec<Outcome>, StoreError>;
+
+/// The batches of one store (shared by its clones).
+#[derive(Debug)]
+pub(crate) struct RotationBatches {
+    state: Mutex<State>,
+    finished: Condvar,
+    max_leaders: usize,
+    max_wait: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    waiting: Vec<(u64, Attempt)>,
+    results: HashMap<u64, Outcome>,
+    leaders: usize,
+}
+
+impl RotationBatches {
+    /// At most `max_leaders` (at least 1) batches run at once; an attempt
+    /// that no batch has taken after `max_wait` gives up as unavailable.
+    pub fn new(max_leaders: usize, max_wait: Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            finished: Condvar::new(),
+            max_leaders: max_leaders.max(1),
+            max_wait,
+        }
+    }
+
+    /// Runs `attempt` in a batch with whatever else waits, through
+    /// `execute`, which runs a batch together (see [`BatchResult`]).
+    /// Blocking.
+    pub fn run(
+        &self,
+        attempt: RotationAttempt<'_>,
+        execute: impl Fn(&[Attempt]) -> BatchResult,
+    ) -> Outcome {
+        let mut state = self.state.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.waiting.push((id, Attempt::new(&attempt)));
+        // Until a batch takes the attempt, it may give up: a batch stuck in
+        // the database must not hold every caller behind it for longer than
+        // a connection would. Once taken, it waits for its batch's result.
+        let mut deadline = Some(Instant::now() + self.max_wait);
+        loop {
+            if let Some(outcome) = state.results.remove(&id) {
+                return outcome;
+            }
+            if state.leaders < self.max_leaders && !state.waiting.is_empty() {
+                self.lead(&mut state, &execute);
+                continue;
+            }
+            let Some(until) = deadline else {
+                self.finished.wait(&mut state);
+                continue;
+            };
+            if self.finished.wait_until(&mut state, until).timed_out() {
+                if let Some(at) = state.waiting.iter().position(|(w, _)| *w == id) {
+                    state.waiting.remove(at);
+                    return Err(StoreError::Unavailable(
+                        "no turn for the sign-in by cookie in time".into(),
+                    ));
+                }
+                deadline = None;
+            }
+        }
+    }
+
+    /// Takes a batch, runs it without the lock, files its results. Every
+    /// attempt taken gets a result, whatever happens in between (a panic
+    /// fails the batch's attempts, not the callers waiting on them).
+    fn lead(
+        &self,
+        state: &mut MutexGuard<'_, State>,
+        execute: &impl Fn(&[Attempt]) -> BatchResult,
+    ) {
+        let (ids, batch) = take_batch(&mut state.waiting);
+        state.leaders += 1;
+        let outcomes = MutexGuard::unlocked(state, || {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                tracing::trace!(size = batch.len(), "remember-me rotation batch");
+                run_batch(&batch, execute)
+            }))
+            .unwrap_or_default()
+        });
+        let mut outcomes = outcomes.into_iter();
+        for id in ids {
+            let outcome = outcomes.next().unwrap_or_else(|| {
+                Err(StoreError::Query(
+                    "the remember-me rotation batch did not finish".into(),
+                ))
+            });
+            state.results.insert(id, outcome);
+        }
+        state.leaders -= 1;
+        self.finished.notify_all();
+    }
+}
+
+/// The next batch: the oldest [`MAX_BATCH`] attempts waiting, sorted by
+/// series (so rows are usually locked in one order; a deadlock between two
+/// processes' batches is still possible: the database fails one of them,
+/// which is then retried attempt by attempt). The same series may come twice (the same
+/// cookie on parallel requests): one of them rotates, the others find the
+/// token replaced, as when they race alone.
+fn take_batch(waiting: &mut Vec<(u64, Attempt)>) -> (Vec<u64>, Vec<Attempt>) {
+    let rest = waiting.split_off(waiting.len().min(MAX_BATCH));
+    let mut taken = std::mem::replace(waiting, rest);
+    taken.sort_by(|a, b| a.1.series.as_bytes().cmp(b.1.series.as_bytes()));
+    taken.into_iter().unzip()
+}
+
+/// One result per attempt. A batch that rolled back where each attempt may
+/// do better alone (see [`BatchResult`]) is retried attempt by attempt,
+/// until the database turns out unavailable (then the rest share that); a
+/// batch that was written is never run again (its tokens are already
+/// rotated). A panic fails the attempts it touched.
+fn run_batch(batch: &[Attempt], execute: &impl Fn(&[Attempt]) -> BatchResult) -> Vec<Outcome> {
+    let guarded = |batch: &[Attempt]| -> BatchResult {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| execute(batch))) {
+            Ok(Ok(outcomes)) if outcomes.len() == batch.len() => Ok(outcomes),
+            Ok(Ok(_)) => Ok(failed_all(
+                batch,
+                "the rotation batch answered the wrong number of rows",
+            )),
+            Ok(Err(error)) => Err(error),
+            // Whether a panicking batch was written is unknown: not retried.
+            Err(_) => Ok(failed_all(batch, "the remember-me rotation panicked")),
+        }
+    };
+    match guarded(batch) {
+        Ok(outcomes) => outcomes,
+        Err(error @ StoreError::Unavailable(_)) => every_attempt(batch, &error),
+        Err(error) if batch.len() == 1 => vec![Err(error)],
+        Err(error) => {
+            tracing::warn!(size = batch.len(), %error, "rotation batch failed; retrying one by one");
+            // Once the database is unavailable, the rest are not tried: each
+            // would wait out the connection timeout again.
+            let mut unavailable: Option<StoreError> = None;
+            batch
+                .iter()
+                .map(|attempt| {
+                    if let Some(error) = &unavailable {
+                        return Err(error.clone());
+                    }
+                    match guarded(std::slice::from_ref(attempt)) {
+                        Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+                            Err(StoreError::Query("the rotation answered no row".into()))
+                        }),
+                        Err(error) => {
+                            if matches!(error, StoreError::Unavailable(_)) {
+                                unavailable = Some(error.clone());
+                            }
+                            Err(error)
+                        }
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+fn failed_all(batch: &[Attempt], why: &str) -> Vec<Outcome> {
+    tracing::error!(size = batch.len(), why, "remember-me rotation batch failed");
+    every_attempt(batch, &StoreError::Query(why.to_owned()))
+}
+
+/// `error` as the outcome of every attempt of `batch`.
+pub(crate) fn every_attempt(batch: &[Attempt], error: &StoreError) -> Vec<Outcome> {
+    batch.iter().map(|_| Err(error.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+    use crate::store::{TokenRecord, User};
+
+    fn hash(byte: u8) -> SecretHash {
+        SecretHash::from_slice(&[byte; 32]).unwrap()
+    }
+
+    /// A found series whose record id is the series' first byte.
+    fn found(attempt: &Attempt) -> Option<FoundSeries> {
+        let id = i64::from(attempt.series.as_bytes()[0]);
+        Some(FoundSeries {
+            record: TokenRecord {
+                id,
+                series_hash: attempt.series.clone(),
+                token_hash: attempt.token.clone(),
+                previous_token_hash: None,
+                rotated_at: None,
+                user_id: id,
+                created_at: 0,
+                last_used_at: 0,
+                expires_at: 1,
+                user_agent: None,
+                ip: None,
+                device_key: None,
+            },
+            owner: User::for_tests(id, &format!("user{id}")),
+            rotated: true,
+        })
+    }
+
+    fn run(
+        batches: &RotationBatches,
+        series: u8,
+        execute: impl Fn(&[Attempt]) -> BatchResult,
+    ) -> Outcome {
+        batches.run(
+            RotationAttempt {
+                series: &hash(series),
+                token: &hash(200),
+                new_token: &hash(201),
+                now: 0,
+                expiry: ExpiryOnUse::Keep,
+            },
+            execute,
+        )
+    }
+
+    fn all_found(batch: &[Attempt]) -> BatchResult {
+        Ok(batch.iter().map(|a| Ok(found(a))).collect())
+    }
+
+    fn attempts(series: &[u8]) -> Vec<Attempt> {
+        series
+            .iter()
+            .map(|&series| Attempt {
+                series: hash(series),
+                token: hash(0),
+                new_token: hash(0),
+                now: 0,
+                expiry: ExpiryOnUse::Keep,
+            })
+            .collect()
+    }
+
+    fn id_of(outcome: &Outcome) -> i64 {
+        outcome.as_ref().unwrap().as_ref().unwrap().record.id
+    }
+
+    #[test]
+    fn alone_a_caller_runs_a_batch_of_one_at_once() {
+        let batches = RotationBatches::new(1, Duration::from_secs(5));
+        let sizes = Mutex::new(Vec::new());
+        let outcome = run(&batches, 7, |batch| {
+            sizes.lock().push(batch.len());
+            all_found(batch)
+        });
+        assert_eq!(id_of(&outcome), 7);
+        assert_eq!(*sizes.lock(), [1]);
+    }
+
+    /// Callers arriving while batches run share the next ones, each gets its
+    /// own row (the same series twice included), and no more than
+    /// `max_leaders` batches run at once.
+    #[test]
+    fn callers_share_batches_get_their_own_rows_and_leaders_are_bounded() {
+        const CALLERS: u8 = 24;
+        let batches = Arc::new(RotationBatches::new(2, Duration::from_secs(5)));
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most_running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(usize::from(CALLERS)));
+        let callers: Vec<_> = (1..=CALLERS)
+            .map(|caller| {
+                let (batches, sizes, start) = (batches.clone(), sizes.clone(), start.clone());
+                let (running, most_running) = (running.clone(), most_running.clone());
+                // Callers 1 and 2 present the same series.
+                let series = caller.max(2);
+                std::thread::spawn(move || {
+                    let execute = move |batch: &[Attempt]| {
+                        use std::sync::atomic::Ordering::SeqCst;
+                        let now = running.fetch_add(1, SeqCst) + 1;
+                        most_running.fetch_max(now, SeqCst);
+                        sizes.lock().push(batch.len());
+                        // Slow enough that the others queue behind it.
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        running.fetch_sub(1, SeqCst);
+                        all_found(batch)
+                    };
+                    start.wait();
+                    (series, run(&batches, series, execute))
+                })
+            })
+            .collect();
+        for caller in callers {
+            let (series, outcome) = caller.join().unwrap();
+            assert_eq!(id_of(&outcome), i64::from(series), "its own row");
+        }
+        let sizes = sizes.lock();
+        assert_eq!(sizes.iter().sum::<usize>(), usize::from(CALLERS));
+        assert!(
+            sizes.len() < usize::from(CALLERS) && sizes.iter().any(|&n| n > 1),
+            "batched: {sizes:?}"
+        );
+        let most = most_running.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} batches at once");
+    }
+
+    #[test]
+    fn a_batch_is_the_oldest_max_batch_attempts_sorted_by_series() {
+        let mut waiting: Vec<_> = (0..).zip(attempts(&[5, 3, 5, 9, 3])).collect();
+        let (ids, batch) = take_batch(&mut waiting);
+        let series: Vec<u8> = batch.iter().map(|a| a.series.as_bytes()[0]).collect();
+        assert_eq!(series, [3, 3, 5, 5, 9], "in series order, repeats included");
+        assert_eq!(ids, [1, 4, 0, 2, 3]);
+        assert!(waiting.is_empty());
+
+        let all: Vec<u8> = (0..=u8::MAX).rev().collect();
+        let mut waiting: Vec<_> = (0..).zip(attempts(&all)).collect();
+        let (ids, _) = take_batch(&mut waiting);
+        assert_eq!(ids.len(), MAX_BATCH);
+        assert!(ids.iter().all(|&id| id < MAX_BATCH as u64), "the oldest");
+        assert_eq!(waiting.len(), 256 - MAX_BATCH);
+        assert_eq!(waiting[0].0, MAX_BATCH as u64, "the rest wait in order");
+    }
+
+    #[test]
+    fn a_batch_that_was_not_written_is_retried_one_by_one() {
+        let batch = attempts(&[1, 2, 3]);
+        // Series 2 fails any batch holding it (rolled back).
+        let calls = Mutex::new(Vec::new());
+        let execute = |batch: &[Attempt]| {
+            calls.lock().push(batch.len());
+            if batch.iter().any(|a| a.series.as_bytes()[0] == 2) {
+                return Err(StoreError::Query("deadlock detected".into()));
+            }
+            all_found(batch)
+        };
+        let outcomes = run_batch(&batch, &execute);
+        assert_eq!(*calls.lock(), [3, 1, 1, 1]);
+        assert_eq!(id_of(&outcomes[0]), 1);
+        assert!(matches!(outcomes[1], Err(StoreError::Query(_))));
+        assert_eq!(id_of(&outcomes[2]), 3);
+
+        // Unavailable: no retries, every attempt gets the error.
+        let calls = Mutex::new(0);
+        let down = |_: &[Attempt]| {
+            *calls.lock() += 1;
+            Err(StoreError::Unavailable("down".into()))
+        };
+        let outcomes = run_batch(&batch, &down);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Err(StoreError::Unavailable(_))))
+        );
+        assert_eq!(*calls.lock(), 1);
+    }
+
+    /// A written batch is never run again, even when one of its rows failed
+    /// to decode or it panicked: its tokens are already rotated, and running
+    /// it again would make their callers look like a replay.
+    #[test]
+    fn a_written_batch_is_never_retried() {
+        let batch = attempts(&[1, 2, 3]);
+        let calls = Mutex::new(0);
+        let one_bad_row = |batch: &[Attempt]| {
+            *calls.lock() += 1;
+            Ok(batch
+                .iter()
+                .map(|a| match a.series.as_bytes()[0] {
+                    2 => Err(StoreError::Query("stored hash is not 32 bytes".into())),
+                    _ => Ok(found(a)),
+                })
+                .collect())
+        };
+        let outcomes = run_batch(&batch, &one_bad_row);
+        assert_eq!(*calls.lock(), 1);
+        assert_eq!(id_of(&outcomes[0]), 1);
+        assert!(outcomes[1].is_err());
+        assert_eq!(id_of(&outcomes[2]), 3);
+
+        let calls = Mutex::new(0);
+        let panics = |_: &[Attempt]| -> BatchResult {
+            *calls.lock() += 1;
+            panic!("boom")
+        };
+        let outcomes = run_batch(&batch, &panics);
+        assert_eq!(*calls.lock(), 1);
+        assert!(outcomes.iter().all(Result::is_err));
+    }
+
+    /// A caller whose attempt no batch has taken gives up after `max_wait`
+    /// (unavailable, nothing written for it); the batch that was running
+    /// still finishes for its own caller.
+    #[test]
+    fn a_caller_stuck_behind_a_slow_batch_gives_up_untaken() {
+        let batches = Arc::new(RotationBatches::new(1, Duration::from_millis(50)));
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let slow = {
+            let (batches, sizes) = (batches.clone(), sizes.clone());
+            std::thread::spawn(move || {
+                run(&batches, 1, |batch: &[Attempt]| {
+                    sizes.lock().push(batch.len());
+                    std::thread::sleep(Duration::from_millis(400));
+                    all_found(batch)
+                })
+            })
+        };
+        while sizes.lock().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let started = Instant::now();
+        let outcome = run(&batches, 2, |batch: &[Attempt]| {
+            sizes.lock().push(batch.len());
+            all_found(batch)
+        });
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "gave up in time"
+        );
+        assert_eq!(id_of(&slow.join().unwrap()), 1);
+        assert_eq!(*sizes.lock(), [1], "the abandoned attempt never ran");
+    }
+
+    #[test]
+    fn a_panicking_leader_leaves_the_batches_usable() {
+        let batches = RotationBatches::new(1, Duration::from_secs(5));
+        let boom = |_: &[Attempt]| -> BatchResult { panic!("boom") };
+        assert!(matches!(run(&batches, 1, boom), Err(StoreError::Query(_))));
+        assert_eq!(
+            id_of(&run(&batches, 2, all_found)),
+            2,
+            "the next caller leads"
+        );
+    }
+}

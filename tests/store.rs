@@ -1,0 +1,329 @@
+//! The token store's re-authentication contract (`find_and_rotate`), called
+//! directly on SQLite and PostgreSQL: only the current, unexpired token
+//! rotates; the record returned is the row before the rotation; of racing
+//! rotations of one token exactly one wins; the expiry moves by the rule.
+//! (On PostgreSQL this is one statement of its own, on SQLite two steps: the
+//! same tests hold both to the contract.)
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use common::TestDb;
+use rememberme::store::{
+    ExpiryOnUse, NewToken, NewUser, RotationAttempt, TokenRecord, TokenStore as _, UserId,
+    UserStore as _,
+};
+use rememberme::token::SecretHash;
+use rememberme::{Database, DieselStore};
+
+on_both_backends!(
+    only_the_current_unexpired_token_rotates_and_the_old_row_is_returned,
+    racing_rotations_of_one_token_rotate_it_exactly_once,
+    a_rotation_moves_the_expiry_by_the_rule,
+    concurrent_re_authentications_each_get_their_own_row,
+    a_row_that_does_not_decode_is_refused_before_it_is_rotated,
+);
+
+const NOW: i64 = 1_800_000_000;
+const DAY: i64 = 24 * 3600;
+
+fn store(db: &TestDb) -> DieselStore {
+    DieselStore::new(Database::connect(&db.url, 8).expect("test database"))
+}
+
+fn hash(byte: u8) -> SecretHash {
+    SecretHash::from_slice(&[byte; 32]).unwrap()
+}
+
+/// A user with one token: series `hash(series)`, token `hash(token)`,
+/// created at `NOW - DAY`, expiring at `expires_at`.
+fn user_with_token(
+    store: &DieselStore,
+    name: &str,
+    series: u8,
+    token: u8,
+    expires_at: i64,
+) -> UserId {
+    let user = store
+        .create(NewUser {
+            username: name,
+            password_hash: "$argon2id$unused",
+            is_admin: false,
+            now: NOW - DAY,
+        })
+        .unwrap();
+    store
+        .insert(
+            NewToken {
+                user_id: user,
+                series_hash: &hash(series),
+                token_hash: &hash(token),
+                now: NOW - DAY,
+                expires_at,
+                user_agent: None,
+                ip: None,
+                device_key: None,
+            },
+            10,
+        )
+        .unwrap();
+    user
+}
+
+fn attempt<'a>(
+    series: &'a SecretHash,
+    token: &'a SecretHash,
+    new_token: &'a SecretHash,
+    now: i64,
+) -> RotationAttempt<'a> {
+    RotationAttempt {
+        series,
+        token,
+        new_token,
+        now,
+        expiry: ExpiryOnUse::Keep,
+    }
+}
+
+fn row(store: &DieselStore, series: u8) -> TokenRecord {
+    store.find_by_series(&hash(series)).unwrap().expect("row")
+}
+
+async fn only_the_current_unexpired_token_rotates_and_the_old_row_is_returned(db: TestDb) {
+    let store = store(&db);
+    let alice = user_with_token(&store, "alice", 1, 10, NOW + DAY);
+    let before = row(&store, 1);
+
+    // Unknown series: nothing.
+    let unknown = store
+        .find_and_rotate(attempt(&hash(2), &hash(10), &hash(11), NOW))
+        .unwrap();
+    assert!(unknown.is_none());
+
+    // A wrong token: found, not rotated, the row untouched.
+    let wrong = store
+        .find_and_rotate(attempt(&hash(1), &hash(99), &hash(11), NOW))
+        .unwrap()
+        .expect("found");
+    assert!(!wrong.rotated);
+    assert_eq!(wrong.record, before);
+    assert_eq!(row(&store, 1), before, "a wrong token changes nothing");
+
+    // The current token: rotated; the record is the row before.
+    let found = store
+        .find_and_rotate(attempt(&hash(1), &hash(10), &hash(11), NOW))
+        .unwrap()
+        .expect("found");
+    assert!(found.rotated);
+    assert_eq!(
+        found.record, before,
+        "the row as it was before the rotation"
+    );
+    assert_eq!(found.owner.id, alice);
+    assert_eq!(found.owner.username, "alice");
+    let after = row(&store, 1);
+    assert_eq!(after.token_hash, hash(11));
+    assert_eq!(after.previous_token_hash, Some(hash(10)));
+    assert_eq!(after.rotated_at, Some(NOW));
+    assert_eq!(after.last_used_at, NOW);
+    assert_eq!(after.expires_at, before.expires_at);
+
+    // The replaced token again (a replay, or a parallel request): found as
+    // it now is, not rotated.
+    let replay = store
+        .find_and_rotate(attempt(&hash(1), &hash(10), &hash(12), NOW + 1))
+        .unwrap()
+        .expect("found");
+    assert!(!replay.rotated);
+    assert_eq!(replay.record, after);
+    assert_eq!(row(&store, 1), after);
+
+    // An expired token is never rotated, even with the right token.
+    user_with_token(&store, "bob", 3, 30, NOW);
+    let expired_before = row(&store, 3);
+    let expired = store
+        .find_and_rotate(attempt(&hash(3), &hash(30), &hash(31), NOW))
+        .unwrap()
+        .expect("found");
+    assert!(!expired.rotated);
+    assert_eq!(row(&store, 3), expired_before);
+}
+
+async fn racing_rotations_of_one_token_rotate_it_exactly_once(db: TestDb) {
+    const RACERS: u8 = 8;
+    let store = store(&db);
+    // A second store on its own pool: as another process, its batches race
+    // this one's in the database, not in one batcher.
+    let other = self::store(&db);
+    user_with_token(&store, "alice", 1, 0, NOW + DAY);
+    // Each round, every racer presents the current token with a new token
+    // of its own, all released at once; half through each store (so the
+    // same series also meets itself inside one batch).
+    let mut current = 0u8;
+    for round in 0..10u8 {
+        let barrier = Arc::new(Barrier::new(RACERS.into()));
+        let racers: Vec<_> = (0..RACERS)
+            .map(|racer| {
+                let store = if racer % 2 == 0 { &store } else { &other }.clone();
+                let barrier = barrier.clone();
+                let new = 100 + round * RACERS + racer;
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let found = store
+                        .find_and_rotate(attempt(
+                            &hash(1),
+                            &hash(current),
+                            &hash(new),
+                            NOW + i64::from(round),
+                        ))
+                        .unwrap()
+                        .expect("found");
+                    found.rotated.then_some(new)
+                })
+            })
+            .collect();
+        let winners: Vec<u8> = racers
+            .into_iter()
+            .filter_map(|racer| racer.join().unwrap())
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let after = row(&store, 1);
+        assert_eq!(after.token_hash, hash(winners[0]));
+        assert_eq!(after.previous_token_hash, Some(hash(current)));
+        current = winners[0];
+    }
+}
+
+async fn a_rotation_moves_the_expiry_by_the_rule(db: TestDb) {
+    let store = store(&db);
+    let created = NOW - DAY;
+    for (series, expiry, expected) in [
+        // Absolute: unchanged.
+        (1, ExpiryOnUse::Keep, NOW + DAY),
+        // Sliding within the cap: to `until`.
+        (
+            2,
+            ExpiryOnUse::Extend {
+                until: NOW + 2 * DAY,
+                max_lifetime_secs: Some(10 * DAY),
+            },
+            NOW + 2 * DAY,
+        ),
+        // Sliding past the cap: to the cap.
+        (
+            3,
+            ExpiryOnUse::Extend {
+                until: NOW + 30 * DAY,
+                max_lifetime_secs: Some(10 * DAY),
+            },
+            created + 10 * DAY,
+        ),
+        // No cap: to `until`.
+        (
+            4,
+            ExpiryOnUse::Extend {
+                until: NOW + 30 * DAY,
+                max_lifetime_secs: None,
+            },
+            NOW + 30 * DAY,
+        ),
+    ] {
+        user_with_token(&store, &format!("user{series}"), series, 10, NOW + DAY);
+        let found = store
+            .find_and_rotate(RotationAttempt {
+                expiry,
+                ..attempt(&hash(series), &hash(10), &hash(11), NOW)
+            })
+            .unwrap()
+            .expect("found");
+        assert!(found.rotated, "{expiry:?}");
+        assert_eq!(found.record.created_at, created);
+        assert_eq!(expiry.applied_to(&found.record), expected, "{expiry:?}");
+        assert_eq!(row(&store, series).expires_at, expected, "{expiry:?}");
+    }
+}
+
+/// Many tokens re-authenticated at once (they share batches):
+/// each caller gets its own row and owner, each token is rotated once, and a
+/// wrong token among them changes nothing.
+async fn concurrent_re_authentications_each_get_their_own_row(db: TestDb) {
+    const CALLERS: u8 = 24;
+    let store = store(&db);
+    let users: Vec<UserId> = (1..=CALLERS)
+        .map(|i| user_with_token(&store, &format!("user{i}"), i, 100 + i, NOW + DAY))
+        .collect();
+    let barrier = Arc::new(Barrier::new(CALLERS.into()));
+    let callers: Vec<_> = (1..=CALLERS)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                // Every third caller presents a wrong token.
+                let presented = if i % 3 == 0 { 250 } else { 100 + i };
+                barrier.wait();
+                store
+                    .find_and_rotate(attempt(&hash(i), &hash(presented), &hash(200 - i), NOW))
+                    .unwrap()
+                    .expect("found")
+            })
+        })
+        .collect();
+    for ((i, caller), user) in (1..=CALLERS).zip(callers).zip(users) {
+        let found = caller.join().unwrap();
+        assert_eq!(found.record.series_hash, hash(i), "caller {i}: its own row");
+        assert_eq!(found.owner.id, user);
+        assert_eq!(found.owner.username, format!("user{i}"));
+        let after = row(&store, i);
+        if i % 3 == 0 {
+            assert!(!found.rotated, "caller {i}: a wrong token");
+            assert_eq!(after, found.record);
+        } else {
+            assert!(found.rotated, "caller {i}");
+            assert_eq!(found.record.token_hash, hash(100 + i), "the row before");
+            assert_eq!(after.token_hash, hash(200 - i));
+        }
+    }
+}
+
+/// A corrupted row (a previous hash that is not 32 bytes) fails the attempt
+/// and is left as it was: rotated, it would carry a token no browser ever
+/// received, and the next use of the cookie would look like theft.
+async fn a_row_that_does_not_decode_is_refused_before_it_is_rotated(db: TestDb) {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    let store = store(&db);
+    user_with_token(&store, "alice", 1, 10, NOW + DAY);
+    match db.sqlite_path() {
+        Some(path) => diesel::SqliteConnection::establish(path.to_str().unwrap())
+            .unwrap()
+            .batch_execute("UPDATE remember_tokens SET previous_token_hash = X'0102'")
+            .unwrap(),
+        None => diesel::PgConnection::establish(&db.url)
+            .unwrap()
+            .batch_execute("UPDATE remember_tokens SET previous_token_hash = '\\x0102'")
+            .unwrap(),
+    }
+    let result = store.find_and_rotate(attempt(&hash(1), &hash(10), &hash(11), NOW));
+    assert!(result.is_err(), "{result:?}");
+    // Read back without decoding the broken column.
+    let token_hash: Vec<u8> = {
+        use diesel::prelude::*;
+        use diesel::sql_types::Binary;
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Binary)]
+            token_hash: Vec<u8>,
+        }
+        let sql = "SELECT token_hash FROM remember_tokens";
+        let rows: Vec<Row> = match db.sqlite_path() {
+            Some(path) => diesel::sql_query(sql)
+                .load(&mut diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap())
+                .unwrap(),
+            None => diesel::sql_query(sql)
+                .load(&mut diesel::PgConnection::establish(&db.url).unwrap())
+                .unwrap(),
+        };
+        rows.into_iter().next().unwrap().token_hash
+    };
+    assert_eq!(token_hash, hash(10).as_bytes(), "not rotated");
+}
