@@ -41,11 +41,12 @@
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let db = Database::connect("sqlite://app.db", 8).expect("database");
-//!     let stores = Stores::from_one(DieselStore::new(db));
+//!     let stores = Stores::from_one(DieselStore::new(db.clone()));
 //!     let config = RememberMeConfig::builder().build();
 //!     let key = Key::generate(); // load a persistent key in production
 //!     // Built once and cloned into each worker: its limits are shared.
 //!     let remember = RememberMe::new(stores, config.clone());
+//!     let layer = remember.clone();
 //!     HttpServer::new(move || {
 //!         App::new()
 //!             // Inner first: RememberMe needs the session loaded.
@@ -55,7 +56,13 @@
 //!     })
 //!     .bind(("127.0.0.1", 8080))?
 //!     .run()
-//!     .await
+//!     .await?;
+//!     // A clean exit: the queued audit rows are written, and no thread is
+//!     // left inside the database's client library.
+//!     let wait = std::time::Duration::from_secs(10);
+//!     layer.close(wait);
+//!     db.close(wait);
+//!     Ok(())
 //! }
 //! ```
 //!

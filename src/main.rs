@@ -398,9 +398,11 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     // Computes the dummy hash used for unknown usernames now, so the first
     // such sign-in is not slower than a real one.
     rememberme::flow::verify_password_work(None, "");
+    let database = store.database().clone();
     let stores = Stores::from_one(store);
     let site = Site::new(stores.clone(), config, key);
-    rt::System::new().block_on(async move {
+    let closing = site.clone();
+    let served = rt::System::new().block_on(async move {
         if args.purge_interval_secs > 0 {
             rt::spawn(purge_periodically(
                 stores.clone(),
@@ -422,8 +424,19 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
             tracing::info!("listening on http://{addr}");
         }
         server.run().await.map_err(|e| e.to_string())
-    })
+    });
+    // The workers are stopping: end the layer (its queued audit rows are
+    // written) and close the pool, so that no thread is inside the
+    // database's client library when the process exits.
+    if !(closing.close(SHUTDOWN_WAIT) && database.close(SHUTDOWN_WAIT)) {
+        tracing::warn!("shut down before the workers let go of the database");
+    }
+    served
 }
+
+/// The longest the server waits at exit for its workers to let go of the
+/// remember-me layer, and then of the database.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 fn seed_demo_users(store: &DieselStore) -> Result<(), String> {
     use rememberme::store::UserStore as _;

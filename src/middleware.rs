@@ -299,6 +299,39 @@ impl RememberMe {
     }
 }
 
+impl RememberMe {
+    /// Ends the layer cleanly once the server is done with it: waits, at
+    /// most `timeout`, until this is the layer's last handle (the server's
+    /// workers have dropped their copies of the app), then writes the audit
+    /// rows still queued and lets the layer's threads finish their jobs and
+    /// end (each waited for a few seconds at most). Returns `false` if the
+    /// time ran out first; the layer then ends whenever its last handle
+    /// drops, on whichever thread holds it.
+    ///
+    /// Call it after `HttpServer::run` returns and before the process
+    /// exits, then [`Database::close`](crate::store::Database::close). A
+    /// process that exits while one of the layer's threads is inside the
+    /// database's client library can crash (libpq's Kerberos and OpenSSL
+    /// clean up at exit), and audit rows still queued would be lost.
+    pub fn close(self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut shared = self.shared;
+        loop {
+            match Arc::try_unwrap(shared) {
+                Ok(last) => {
+                    drop(last); // drains the audit queue, ends the threads
+                    return true;
+                }
+                Err(still_shared) if std::time::Instant::now() < deadline => {
+                    shared = still_shared;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
 impl<S, B> Transform<S, ServiceRequest> for RememberMe
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,

@@ -13,15 +13,59 @@
 //! work-stealing scheduler this does not need.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The threads; they end when this is dropped, after the jobs queued.
+/// The longest a dropped [`Threads`] waits for its threads to finish the
+/// jobs queued and end.
+pub(crate) const END_WAIT: Duration = Duration::from_secs(3);
+
+/// The threads; they end when this is dropped, after the jobs queued, and
+/// the drop waits for that (at most [`END_WAIT`]): a process must not exit
+/// while one of them is inside the database's client library, whose own
+/// clean-up at exit (libpq's Kerberos and OpenSSL) would pull the ground
+/// from under it.
 #[derive(Debug)]
 pub(crate) struct Threads {
-    jobs: SyncSender<Job>,
+    /// `None` only while dropping.
+    jobs: Option<SyncSender<Job>>,
+    ended: Ended,
+    name: String,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        drop(self.jobs.take()); // each thread ends once the queue is empty
+        if !self.ended.wait(END_WAIT) {
+            tracing::warn!(threads = %self.name, "threads still busy after the wait at shutdown");
+        }
+    }
+}
+
+/// Tells when a group of threads has ended: each thread holds a clone of
+/// the [`Sender`] that [`ended`] returns, dropped as the thread ends.
+#[derive(Debug)]
+pub(crate) struct Ended(Mutex<Receiver<()>>); // a mutex only to be `Sync`
+
+/// A new signal: hand a clone of the sender to each thread.
+pub(crate) fn ended() -> (Sender<()>, Ended) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    (tx, Ended(Mutex::new(rx)))
+}
+
+impl Ended {
+    /// Waits at most `timeout` for every thread holding a sender to end.
+    /// False if one still runs. (Nothing is ever sent: the channel closes.)
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let rx = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(
+            rx.recv_timeout(timeout),
+            Err(RecvTimeoutError::Disconnected)
+        )
+    }
 }
 
 /// Why a job gave no result.
@@ -42,13 +86,25 @@ impl Threads {
     pub fn start(name: &str, count: usize, capacity: usize) -> std::io::Result<Self> {
         let (jobs, rx) = sync_channel::<Job>(capacity);
         let rx = Arc::new(Mutex::new(rx));
+        let (alive, ended) = ended();
         for i in 0..count.max(1) {
-            let rx = rx.clone();
+            let (rx, alive) = (rx.clone(), alive.clone());
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || work(&rx))?;
+                .spawn(move || {
+                    let _alive = alive; // dropped when the thread ends
+                    work(&rx);
+                })?;
         }
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs: Some(jobs),
+            ended,
+            name: name.to_owned(),
+        })
+    }
+
+    fn queue(&self) -> Result<&SyncSender<Job>, JobFailed> {
+        self.jobs.as_ref().ok_or(JobFailed::Failed)
     }
 
     /// Runs `f` on one of the threads and waits for it, in async land.
@@ -66,7 +122,7 @@ impl Threads {
                 let _ = tx.send(f());
             }
         });
-        self.jobs.try_send(job).map_err(|error| match error {
+        self.queue()?.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => JobFailed::Busy,
             TrySendError::Disconnected(_) => JobFailed::Failed,
         })?;
@@ -83,7 +139,7 @@ impl Threads {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        self.jobs.send(job).map_err(|_| JobFailed::Failed)?;
+        self.queue()?.send(job).map_err(|_| JobFailed::Failed)?;
         rx.recv().map_err(|_| JobFailed::Failed)
     }
 }
@@ -146,6 +202,39 @@ mod tests {
             .collect();
         actix_rt::System::new().block_on(futures_util::future::join_all(waits));
         assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_drop_waits_for_the_queued_jobs_to_end_but_not_forever() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let done = Arc::new(AtomicUsize::new(0));
+        let threads = Threads::start("test-drop", 1, 8).unwrap();
+        for _ in 0..3 {
+            let done = done.clone();
+            let job: Job = Box::new(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+            threads.queue().unwrap().send(job).unwrap();
+        }
+        drop(threads);
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            3,
+            "the drop waited for all of them"
+        );
+
+        // A job that never ends holds the drop up for the bound only.
+        let threads = Threads::start("test-stuck", 1, 8).unwrap();
+        let (_hold, stuck) = std::sync::mpsc::channel::<()>();
+        let job: Job = Box::new(move || {
+            let _ = stuck.recv();
+        });
+        threads.queue().unwrap().send(job).unwrap();
+        let started = std::time::Instant::now();
+        drop(threads);
+        let waited = started.elapsed();
+        assert!(waited >= END_WAIT && waited < END_WAIT * 2, "{waited:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use super::{AuditKind, AuditLog, NewAuditEvent, UserId};
+use crate::threads::{Ended, ended};
 
 /// Events waiting beyond this are written by their caller instead (the
 /// database is far behind, or down).
@@ -58,9 +59,8 @@ impl OwnedAudit {
 #[derive(Debug)]
 pub(crate) struct AuditQueue {
     tx: Option<SyncSender<OwnedAudit>>,
-    /// Closed by the writer thread when it ends. (A mutex only to make the
-    /// queue `Sync`; only `drop` reads it.)
-    done: Option<std::sync::Mutex<Receiver<()>>>,
+    /// When the writer thread has ended (`None` without a writer).
+    ended: Option<Ended>,
 }
 
 /// The longest a dropped queue waits for its last rows to be written.
@@ -69,11 +69,8 @@ const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 impl Drop for AuditQueue {
     fn drop(&mut self) {
         drop(self.tx.take()); // the writer sees the queue closed once it is empty
-        if let Some(done) = self.done.take()
-            && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done
-                .into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .recv_timeout(DRAIN_WAIT)
+        if let Some(ended) = &self.ended
+            && !ended.wait(DRAIN_WAIT)
         {
             tracing::warn!("audit writer still busy at shutdown: its last rows may be lost");
         }
@@ -85,23 +82,23 @@ impl AuditQueue {
     /// hands its event back to be written by the caller.
     pub fn start(log: Arc<dyn AuditLog>) -> Self {
         let (tx, rx) = sync_channel(CAPACITY);
-        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let (alive, ended) = ended();
         let spawned = std::thread::Builder::new()
             .name("rememberme-audit".into())
             .spawn(move || {
-                let _done = done_tx; // dropped when the thread ends
+                let _alive = alive; // dropped when the thread ends
                 write_batches(&*log, &rx);
             });
         match spawned {
             Ok(_) => Self {
                 tx: Some(tx),
-                done: Some(std::sync::Mutex::new(done)),
+                ended: Some(ended),
             },
             Err(error) => {
                 tracing::error!(%error, "no audit writer thread: audit events written inline");
                 Self {
                     tx: None,
-                    done: None,
+                    ended: None,
                 }
             }
         }

@@ -81,6 +81,59 @@ pub(crate) struct Manager {
     backend: Backend,
     /// SQLite's busy timeout and PostgreSQL's `lock_timeout`, in ms.
     busy_timeout_ms: u32,
+    gate: Arc<Gate>,
+}
+
+/// The pool's connection attempts under way, and whether new ones are
+/// refused ([`Database::close`]). r2d2 connects on threads of its own that
+/// nobody joins; this is how a closing process knows none is inside the
+/// client library.
+#[derive(Debug, Default)]
+struct Gate {
+    state: parking_lot::Mutex<GateState>,
+    changed: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: bool,
+    connecting: usize,
+}
+
+/// One connection attempt under way; ends it in the gate when dropped.
+struct Connecting<'a>(&'a Gate);
+
+impl Gate {
+    fn enter(&self) -> Result<Connecting<'_>, diesel::ConnectionError> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(diesel::ConnectionError::BadConnection(
+                "the database handle is closed".into(),
+            ));
+        }
+        state.connecting += 1;
+        Ok(Connecting(self))
+    }
+
+    /// Refuses new attempts, then waits until `deadline` for those under
+    /// way. False if one is still running.
+    fn close(&self, deadline: std::time::Instant) -> bool {
+        let mut state = self.state.lock();
+        state.closed = true;
+        while state.connecting > 0 {
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                return state.connecting == 0;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().connecting -= 1;
+        self.0.changed.notify_all();
+    }
 }
 
 /// A pooled connection and whether it failed: a connection that saw an error
@@ -96,6 +149,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = diesel::ConnectionError;
 
     fn connect(&self) -> Result<PoolConn, Self::Error> {
+        let _connecting = self.gate.enter()?;
         match &self.backend {
             Backend::Postgres(url) => {
                 let mut conn = PgConnection::establish(url)?;
@@ -155,6 +209,40 @@ pub struct Database {
     sqlite_writer: Option<Arc<parking_lot::Mutex<()>>>,
     /// The longest wait for a connection, and on SQLite for the write lock.
     timeout: Duration,
+    /// Shared by every clone of this handle, and only by them: dropped with
+    /// the last one, it closes the pool (see [`Database::close`]).
+    last: Arc<Closer>,
+}
+
+/// Closes the pool when the last handle of it goes, on that thread, rather
+/// than whenever r2d2's own threads let go of it.
+struct Closer {
+    pool: r2d2::Pool<Manager>,
+    gate: Arc<Gate>,
+    timeout: Duration,
+}
+
+impl Closer {
+    /// Refuses new connections, waits until `deadline` for the attempts
+    /// under way, and closes the idle connections here. False if an attempt
+    /// was still running at the deadline.
+    fn close(&self, deadline: std::time::Instant) -> bool {
+        let settled = self.gate.close(deadline);
+        // Nothing can connect any more: take the idle connections and
+        // discard them, which closes them on this thread.
+        while let Some(mut conn) = self.pool.try_get() {
+            conn.failed = true;
+        }
+        settled
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if !self.close(std::time::Instant::now() + self.timeout) {
+            tracing::warn!("a database connection attempt still runs as the pool closes");
+        }
+    }
 }
 
 impl std::fmt::Debug for Database {
@@ -194,6 +282,7 @@ impl Database {
 
     fn lazy(url: &str, max_size: u32, timeout: Duration) -> Self {
         let backend = Backend::from_url(url);
+        let gate = Arc::new(Gate::default());
         let pool = r2d2::Pool::builder()
             .max_size(max_size.max(1))
             .min_idle(Some(0))
@@ -207,14 +296,45 @@ impl Database {
                 busy_timeout_ms: u32::try_from(timeout.as_millis())
                     .unwrap_or(u32::MAX)
                     .max(1),
+                gate: gate.clone(),
             });
         let sqlite_writer = matches!(backend, Backend::Sqlite(_)).then(Default::default);
         Self {
+            last: Arc::new(Closer {
+                pool: pool.clone(),
+                gate,
+                timeout,
+            }),
             pool,
             backend,
             sqlite_writer,
             timeout,
         }
+    }
+
+    /// Closes the pool, for a clean exit: waits, at most `timeout`, until
+    /// this is the last handle of it (the stores and layers built on it are
+    /// gone: close the layer first, see `RememberMe::close`), then refuses
+    /// new connections, waits for the connection attempts under way, and
+    /// closes the idle connections on this thread. Returns `false` if the
+    /// time ran out first.
+    ///
+    /// Dropping the last handle does the same (waiting at most the
+    /// connection timeout), wherever that happens; `close` is how a `main`
+    /// makes sure it happens before the process exits. A process that
+    /// exits while another thread is inside the database's client library
+    /// can crash, since libpq's Kerberos and OpenSSL clean up after
+    /// themselves at exit; and r2d2 opens connections on threads of its own
+    /// that nobody waits for.
+    pub fn close(self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while Arc::strong_count(&self.last) > 1 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.last.close(deadline)
     }
 
     /// The longest wait for a connection or the SQLite write lock.
@@ -282,6 +402,48 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Starts a connection attempt that hangs (a "server" that accepts and
+    /// never answers: libpq waits in its start-up, on one of r2d2's
+    /// threads), calls `end` on the pool's only handle on another thread,
+    /// and checks that `end` returns only once the attempt has ended.
+    fn ends_only_after_the_attempt_under_way(end: fn(Database) -> bool) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "postgres://nobody@127.0.0.1:{}/none?sslmode=disable&gssencmode=disable",
+            listener.local_addr().unwrap().port()
+        );
+        let db = Database::lazy(&url, 1, Duration::from_secs(2));
+        let started = std::thread::scope(|s| {
+            // The checkout gives up after its timeout; the attempt goes on.
+            s.spawn(|| db.get().is_err());
+            listener.accept().unwrap()
+        });
+        let (socket, _) = started;
+        let (tx, ended) = std::sync::mpsc::channel();
+        let ender = std::thread::spawn(move || tx.send(end(db)));
+        assert!(
+            ended.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the pool waits while the attempt runs"
+        );
+        drop(listener); // no second attempt can reach it
+        drop(socket); // the attempt fails and ends
+        assert_eq!(ended.recv_timeout(Duration::from_secs(5)), Ok(true));
+        ender.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn closing_waits_for_a_connection_attempt_under_way() {
+        ends_only_after_the_attempt_under_way(|db| db.close(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn dropping_the_last_handle_waits_for_a_connection_attempt_under_way() {
+        ends_only_after_the_attempt_under_way(|db| {
+            drop(db);
+            true
+        });
+    }
 
     #[test]
     fn urls_pick_the_backend_and_a_postgres_password_never_prints() {

@@ -43,6 +43,13 @@ impl Site {
             layer,
         }
     }
+
+    /// Ends the site's remember-me layer once the server has stopped (see
+    /// [`RememberMe::close`]); `false` if the workers still held it after
+    /// `timeout`.
+    pub fn close(self, timeout: std::time::Duration) -> bool {
+        self.layer.close(timeout)
+    }
 }
 
 impl std::fmt::Debug for Site {

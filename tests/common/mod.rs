@@ -130,6 +130,8 @@ pub struct TestServer {
     pub session_key: actix_web::cookie::Key,
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<()>>,
+    /// The site the server runs, to close when it stops.
+    site: Option<Site>,
     pub db: TestDb,
 }
 
@@ -167,6 +169,7 @@ impl TestServer {
         .build();
         let session_key = actix_web::cookie::Key::generate();
         let site = Site::new(stores.clone(), config.clone(), session_key.clone());
+        let closing = site.clone();
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = rt::System::new();
@@ -190,6 +193,7 @@ impl TestServer {
             session_key,
             handle,
             thread: Some(thread),
+            site: Some(closing),
             db,
         };
         (server, counts)
@@ -201,12 +205,35 @@ impl TestServer {
         mut self,
         tweak: impl FnOnce(RememberMeConfigBuilder) -> RememberMeConfigBuilder,
     ) -> Self {
+        self.shut_down();
+        let db = std::mem::replace(&mut self.db, TestDb::moved());
+        Self::start_with(db, tweak)
+    }
+
+    /// Stops the server, then closes its remember-me layer and its pool, as
+    /// the demo binary does at exit: once this returns, no thread of it is
+    /// left inside the database's client library (a test process exiting
+    /// under one crashed in libpq's Kerberos clean-up). Safe to call twice.
+    fn shut_down(&mut self) {
+        let Some(site) = self.site.take() else {
+            return;
+        };
+        // `stop` sends the command at once; the returned future only waits.
         drop(self.handle.stop(false));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let db = std::mem::replace(&mut self.db, TestDb::moved());
-        Self::start_with(db, tweak)
+        let database = self.store.database().clone();
+        // Let go of this server's own handles: they become handles on an
+        // in-memory database that is never opened.
+        let unopened = DieselStore::new(Database::connect_lazy(":memory:", 1).expect("lazy"));
+        self.stores = Stores::from_one(unopened.clone());
+        self.store = unopened;
+        let wait = Duration::from_secs(10);
+        let closed = site.close(wait) && database.close(wait);
+        if !closed && !std::thread::panicking() {
+            panic!("the stopped server still held the database after {wait:?}");
+        }
     }
 
     pub fn add_user(&self, name: &str, password: &str, admin: bool) -> UserId {
@@ -259,11 +286,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        // `stop` sends the command at once; the returned future only waits.
-        drop(self.handle.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.shut_down();
     }
 }
 
