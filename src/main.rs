@@ -428,8 +428,14 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     // The workers are stopping: end the layer (its queued audit rows are
     // written) and close the pool, so that no thread is inside the
     // database's client library when the process exits.
-    if !(closing.close(SHUTDOWN_WAIT) && database.close(SHUTDOWN_WAIT)) {
-        tracing::warn!("shut down before the workers let go of the database");
+    let layer_closed = closing.close(SHUTDOWN_WAIT);
+    let database_closed = database.close(SHUTDOWN_WAIT);
+    if !(layer_closed && database_closed) {
+        tracing::warn!(
+            layer_closed,
+            database_closed,
+            "shut down before all work ended"
+        );
     }
     served
 }

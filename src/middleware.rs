@@ -302,11 +302,12 @@ impl RememberMe {
 impl RememberMe {
     /// Ends the layer cleanly once the server is done with it: waits, at
     /// most `timeout`, until this is the layer's last handle (the server's
-    /// workers have dropped their copies of the app), then writes the audit
-    /// rows still queued and lets the layer's threads finish their jobs and
-    /// end (each waited for a few seconds at most). Returns `false` if the
-    /// time ran out first; the layer then ends whenever its last handle
-    /// drops, on whichever thread holds it.
+    /// workers have dropped their copies of the app), then lets the layer's
+    /// store threads finish their jobs and the audit writer write the rows
+    /// still queued, and waits for them to end (a few seconds each at
+    /// most). Returns `false` if any of it ran out of time; if the handles
+    /// did, the layer ends whenever its last handle drops, on whichever
+    /// thread holds it.
     ///
     /// Call it after `HttpServer::run` returns and before the process
     /// exits, then [`Database::close`](crate::store::Database::close). A
@@ -318,9 +319,10 @@ impl RememberMe {
         let mut shared = self.shared;
         loop {
             match Arc::try_unwrap(shared) {
-                Ok(last) => {
-                    drop(last); // drains the audit queue, ends the threads
-                    return true;
+                Ok(mut last) => {
+                    let threads_ended = last.store_threads.end();
+                    let rows_written = last.audit_queue.end();
+                    return threads_ended && rows_written;
                 }
                 Err(still_shared) if std::time::Instant::now() < deadline => {
                     shared = still_shared;

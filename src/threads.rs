@@ -38,8 +38,7 @@ pub(crate) struct Threads {
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        drop(self.jobs.take()); // each thread ends once the queue is empty
-        if !self.ended.wait(END_WAIT) {
+        if !self.end() {
             tracing::warn!(threads = %self.name, "threads still busy after the wait at shutdown");
         }
     }
@@ -101,6 +100,14 @@ impl Threads {
             ended,
             name: name.to_owned(),
         })
+    }
+
+    /// Closes the queue (later jobs fail) and waits, at most [`END_WAIT`],
+    /// for the threads to finish the jobs queued and end. False if one
+    /// still runs.
+    pub fn end(&mut self) -> bool {
+        drop(self.jobs.take()); // each thread ends once the queue is empty
+        self.ended.wait(END_WAIT)
     }
 
     fn queue(&self) -> Result<&SyncSender<Job>, JobFailed> {

@@ -3,84 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::instance::{cli, start};
 use common::{Browser, TestDb};
 
 const RM: &str = "remember_me";
 const SESSION: &str = "session";
-
-/// A `rememberme serve` child process, killed on drop.
-struct Instance {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rememberme"))
-}
-
-fn start(db: &TestDb, key_file: &std::path::Path) -> Instance {
-    let mut child = binary()
-        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-        .args(["--rotation-grace-secs", "1", "--epoch-check-secs", "0"])
-        .args(["--purge-interval-secs", "0", "--db-pool-size", "4"])
-        .arg("--session-key-file")
-        .arg(key_file)
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the instance reports its address");
-    Instance { child, base }
-}
-
-fn cli(db: &TestDb, args: &[&str], stdin: &str) -> String {
-    let mut child = binary()
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 #[actix_web::test]
 async fn two_instances_share_tokens_theft_detection_and_logout() {

@@ -1,21 +1,24 @@
 //! A clean exit: the remember-me layer and the pool close once nothing else
 //! holds them (the server's workers have let go), so the queued audit rows
 //! are written and no thread is left inside the database's client library
-//! when the process exits. (Waiting for a connection attempt under way is a
-//! unit test in `store::conn`; every `TestServer` also closes this way when
-//! dropped, and fails its test if that does not work.)
+//! when the process exits; the real binary does so on SIGTERM. (Waiting
+//! for a connection attempt under way is a unit test in `store::conn`;
+//! every `TestServer` also closes this way when dropped, and fails its test
+//! if that does not work.)
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestDb;
-use rememberme::store::UserStore as _;
+use common::instance::{cli, start};
+use common::{Browser, TestDb};
+use rememberme::store::{AuditLog as _, UserStore as _};
 use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores};
 
 on_both_backends!(
     the_pool_closes_once_its_other_handles_are_gone,
     the_layer_closes_once_the_workers_let_go,
+    the_binary_exits_cleanly_on_sigterm_after_a_cookie_sign_in,
 );
 
 /// Drops `handle` on another thread after `after`.
@@ -70,4 +73,41 @@ async fn the_layer_closes_once_the_workers_let_go(db: TestDb) {
     later.join().unwrap();
     // The layer's stores and threads are gone with it: the pool is free.
     assert!(database.close(Duration::from_secs(1)));
+}
+
+async fn the_binary_exits_cleanly_on_sigterm_after_a_cookie_sign_in(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("session.key");
+    std::fs::write(&key_file, actix_web::cookie::Key::generate().master()).unwrap();
+    cli(&db, &["migrate"], "");
+    cli(&db, &["user", "add", "alice"], "correct horse battery\n");
+    let mut server = start(&db, &key_file);
+
+    // Open connections, a rotation and a queued audit row to end with.
+    let mut browser = Browser::new(&server.base);
+    browser.login("alice", "correct horse battery", true).await;
+    browser.drop_cookie("session");
+    let page = browser.get("/").await;
+    assert!(page.body.contains("Signed in by remember-me"));
+
+    let status = server
+        .terminate(Duration::from_secs(30))
+        .expect("it exits after SIGTERM");
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("shut down before all work ended"), "{log}");
+    assert!(!log.contains("still busy"), "{log}");
+
+    let store = DieselStore::new(Database::connect(&db.url, 1).expect("test database"));
+    let kinds: Vec<String> = store
+        .list(None, None, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert!(
+        kinds.iter().any(|kind| kind == "remember_me_sign_in"),
+        "{kinds:?}"
+    );
 }

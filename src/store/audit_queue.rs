@@ -68,10 +68,7 @@ const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Drop for AuditQueue {
     fn drop(&mut self) {
-        drop(self.tx.take()); // the writer sees the queue closed once it is empty
-        if let Some(ended) = &self.ended
-            && !ended.wait(DRAIN_WAIT)
-        {
+        if !self.end() {
             tracing::warn!("audit writer still busy at shutdown: its last rows may be lost");
         }
     }
@@ -86,7 +83,8 @@ impl AuditQueue {
         let spawned = std::thread::Builder::new()
             .name("rememberme-audit".into())
             .spawn(move || {
-                let _alive = alive; // dropped when the thread ends
+                let _alive = alive; // dropped when the thread ends…
+                let log = log; // …after the store (so its pool) is let go
                 write_batches(&*log, &rx);
             });
         match spawned {
@@ -102,6 +100,15 @@ impl AuditQueue {
                 }
             }
         }
+    }
+
+    /// Closes the queue and waits, at most [`DRAIN_WAIT`], for the writer
+    /// to write what is left and end. False if it still runs.
+    pub fn end(&mut self) -> bool {
+        drop(self.tx.take()); // the writer sees the queue closed once it is empty
+        self.ended
+            .as_ref()
+            .is_none_or(|ended| ended.wait(DRAIN_WAIT))
     }
 
     /// Queues `event`; gives it back if the queue is full (or has no

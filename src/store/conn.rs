@@ -52,6 +52,22 @@ impl Backend {
         }
     }
 
+    /// This backend with libpq's `connect_timeout` set to `timeout` (in
+    /// whole seconds, at least 2, libpq's floor) unless the URL sets it:
+    /// without one, an attempt to reach a server that accepts and never
+    /// answers waits forever, holding one of r2d2's threads and a place in
+    /// the pool.
+    fn with_connect_timeout(&self, timeout: Duration) -> Backend {
+        match self {
+            Backend::Postgres(url) if !url.contains("connect_timeout=") => {
+                let secs = (timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)).max(2);
+                let separator = if url.contains('?') { '&' } else { '?' };
+                Backend::Postgres(format!("{url}{separator}connect_timeout={secs}"))
+            }
+            other => other.clone(),
+        }
+    }
+
     /// The SQLite file, if this is SQLite.
     pub fn sqlite_path(&self) -> Option<&str> {
         match self {
@@ -84,10 +100,10 @@ pub(crate) struct Manager {
     gate: Arc<Gate>,
 }
 
-/// The pool's connection attempts under way, and whether new ones are
-/// refused ([`Database::close`]). r2d2 connects on threads of its own that
-/// nobody joins; this is how a closing process knows none is inside the
-/// client library.
+/// The pool's connections, open or being opened, and whether new ones are
+/// refused ([`Database::close`]). r2d2 opens connections, and closes old
+/// ones, on threads of its own that nobody joins; this is how a closing
+/// process knows that none of them is inside the client library.
 #[derive(Debug, Default)]
 struct Gate {
     state: parking_lot::Mutex<GateState>,
@@ -97,41 +113,35 @@ struct Gate {
 #[derive(Debug, Default)]
 struct GateState {
     closed: bool,
-    connecting: usize,
+    /// Connection attempts under way plus connections open.
+    live: usize,
 }
 
-/// One connection attempt under way; ends it in the gate when dropped.
-struct Connecting<'a>(&'a Gate);
+/// One connection, from the start of its attempt until it is closed.
+#[derive(Debug)]
+struct Live(Arc<Gate>);
 
 impl Gate {
-    fn enter(&self) -> Result<Connecting<'_>, diesel::ConnectionError> {
+    /// A new connection may be opened, unless the pool is closed.
+    fn enter(self: &Arc<Self>) -> Result<Live, diesel::ConnectionError> {
         let mut state = self.state.lock();
         if state.closed {
             return Err(diesel::ConnectionError::BadConnection(
                 "the database handle is closed".into(),
             ));
         }
-        state.connecting += 1;
-        Ok(Connecting(self))
+        state.live += 1;
+        Ok(Live(self.clone()))
     }
 
-    /// Refuses new attempts, then waits until `deadline` for those under
-    /// way. False if one is still running.
-    fn close(&self, deadline: std::time::Instant) -> bool {
-        let mut state = self.state.lock();
-        state.closed = true;
-        while state.connecting > 0 {
-            if self.changed.wait_until(&mut state, deadline).timed_out() {
-                return state.connecting == 0;
-            }
-        }
-        true
+    fn is_closed(&self) -> bool {
+        self.state.lock().closed
     }
 }
 
-impl Drop for Connecting<'_> {
+impl Drop for Live {
     fn drop(&mut self) {
-        self.0.state.lock().connecting -= 1;
+        self.0.state.lock().live -= 1;
         self.0.changed.notify_all();
     }
 }
@@ -142,6 +152,9 @@ impl Drop for Connecting<'_> {
 pub(crate) struct PoolConn {
     pub(crate) conn: AnyConnection,
     pub(crate) failed: bool,
+    /// Dropped after `conn` (fields drop in order): once the connection is
+    /// closed.
+    _live: Live,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -149,7 +162,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = diesel::ConnectionError;
 
     fn connect(&self) -> Result<PoolConn, Self::Error> {
-        let _connecting = self.gate.enter()?;
+        let live = self.gate.enter()?;
         match &self.backend {
             Backend::Postgres(url) => {
                 let mut conn = PgConnection::establish(url)?;
@@ -162,6 +175,7 @@ impl r2d2::ManageConnection for Manager {
                 Ok(PoolConn {
                     conn: AnyConnection::Postgresql(conn),
                     failed: false,
+                    _live: live,
                 })
             }
             Backend::Sqlite(path) => {
@@ -179,6 +193,7 @@ impl r2d2::ManageConnection for Manager {
                 Ok(PoolConn {
                     conn: AnyConnection::Sqlite(conn),
                     failed: false,
+                    _live: live,
                 })
             }
         }
@@ -223,24 +238,44 @@ struct Closer {
 }
 
 impl Closer {
-    /// Refuses new connections, waits until `deadline` for the attempts
-    /// under way, and closes the idle connections here. False if an attempt
-    /// was still running at the deadline.
+    /// Refuses new connections and closes the idle ones on this thread,
+    /// until `deadline` for those still being opened (or held by r2d2's
+    /// reaper). False if one was still open at the deadline.
     fn close(&self, deadline: std::time::Instant) -> bool {
-        let settled = self.gate.close(deadline);
-        // Nothing can connect any more: take the idle connections and
-        // discard them, which closes them on this thread.
-        while let Some(mut conn) = self.pool.try_get() {
-            conn.failed = true;
+        self.gate.state.lock().closed = true;
+        loop {
+            // Discarding an idle connection closes it here.
+            while let Some(mut conn) = self.pool.try_get() {
+                conn.failed = true;
+            }
+            let mut state = self.gate.state.lock();
+            if state.live == 0 {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // An attempt under way, or a new connection on its way into
+            // the idle list (which wakes nobody): look again soon.
+            let _ = self
+                .gate
+                .changed
+                .wait_until(&mut state, deadline.min(now + Duration::from_millis(10)));
         }
-        settled
     }
 }
 
 impl Drop for Closer {
     fn drop(&mut self) {
-        if !self.close(std::time::Instant::now() + self.timeout) {
-            tracing::warn!("a database connection attempt still runs as the pool closes");
+        // After `Database::close`, only what is idle now: it waited already.
+        let wait = if self.gate.is_closed() {
+            Duration::ZERO
+        } else {
+            self.timeout
+        };
+        if !self.close(std::time::Instant::now() + wait) {
+            tracing::warn!("a database connection is still open as the pool closes");
         }
     }
 }
@@ -290,7 +325,7 @@ impl Database {
             .connection_timeout(timeout)
             .test_on_check_out(false)
             .build_unchecked(Manager {
-                backend: backend.clone(),
+                backend: backend.with_connect_timeout(timeout),
                 // Locks are waited for as long as connections: SQLite's
                 // busy timeout, PostgreSQL's lock_timeout.
                 busy_timeout_ms: u32::try_from(timeout.as_millis())
@@ -410,7 +445,8 @@ mod tests {
     fn ends_only_after_the_attempt_under_way(end: fn(Database) -> bool) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
-            "postgres://nobody@127.0.0.1:{}/none?sslmode=disable&gssencmode=disable",
+            "postgres://nobody@127.0.0.1:{}/none?sslmode=disable&gssencmode=disable\
+             &connect_timeout=60",
             listener.local_addr().unwrap().port()
         );
         let db = Database::lazy(&url, 1, Duration::from_secs(2));
@@ -430,6 +466,52 @@ mod tests {
         drop(socket); // the attempt fails and ends
         assert_eq!(ended.recv_timeout(Duration::from_secs(5)), Ok(true));
         ender.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_connection_attempt_that_gets_no_answer_ends_by_itself() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "postgres://nobody@127.0.0.1:{}/none?sslmode=disable&gssencmode=disable",
+            listener.local_addr().unwrap().port()
+        );
+        let db = Database::lazy(&url, 1, Duration::from_secs(1));
+        let _silent = std::thread::scope(|s| {
+            s.spawn(|| db.get().is_err());
+            listener.accept().unwrap()
+        });
+        // The socket stays open and silent; libpq gives up after its
+        // connect_timeout (2 s, its floor), so the pool can close.
+        let started = std::time::Instant::now();
+        assert!(db.close(Duration::from_secs(8)));
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn the_connect_timeout_is_set_unless_the_url_sets_it() {
+        let url = |backend: Backend| match backend {
+            Backend::Postgres(url) => url,
+            Backend::Sqlite(_) => unreachable!(),
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            url(Backend::from_url("postgres://h/d").with_connect_timeout(second * 5)),
+            "postgres://h/d?connect_timeout=5"
+        );
+        assert_eq!(
+            url(Backend::from_url("postgres://h/d?sslmode=require")
+                .with_connect_timeout(second / 2)),
+            "postgres://h/d?sslmode=require&connect_timeout=2"
+        );
+        assert_eq!(
+            url(Backend::from_url("postgres://h/d?connect_timeout=30")
+                .with_connect_timeout(second * 5)),
+            "postgres://h/d?connect_timeout=30"
+        );
+        assert_eq!(
+            Backend::from_url("x.db").with_connect_timeout(second),
+            Backend::from_url("x.db")
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod instance;
+
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::thread::JoinHandle;

@@ -1,0 +1,106 @@
+//! The real binary as a child process: `rememberme serve` and the CLI.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::TestDb;
+
+/// A `rememberme serve` child process, killed on drop.
+pub struct Instance {
+    child: Child,
+    pub base: String,
+    /// Everything it has written to stderr so far, a line each.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Instance {
+    /// Asks it to stop, as a service manager does (SIGTERM), and waits at
+    /// most `wait` for it to exit. `None` if it did not.
+    pub fn terminate(&mut self, wait: Duration) -> Option<ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM sent");
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rememberme"))
+}
+
+/// Starts `rememberme serve` on `db` with the session key in `key_file`.
+pub fn start(db: &TestDb, key_file: &std::path::Path) -> Instance {
+    let mut child = binary()
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        .args(["--rotation-grace-secs", "1", "--epoch-check-secs", "0"])
+        .args(["--purge-interval-secs", "0", "--db-pool-size", "4"])
+        .arg("--session-key-file")
+        .arg(key_file)
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the instance reports its address");
+    Instance { child, base, log }
+}
+
+/// Runs the CLI on `db` with `stdin`; its stdout and stderr. Fails the test
+/// if it fails.
+pub fn cli(db: &TestDb, args: &[&str], stdin: &str) -> String {
+    let mut child = binary()
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
