@@ -350,8 +350,14 @@ def main():
     w("| `d25e609` | one `SELECT … JOIN users` and one compare-and-swap, kept prepared; audit batched; store threads; session state flattened; Argon2 memory reused | 0.83 / 0.98 | 11,755 / 5,212 | 103 / 116 | 10.2 / 10.6 | 62 / 57 |")
     w("| `aec9eb3` | group commit of re-authentications, SQLite and PostgreSQL | 0.92 / 0.87 | 17,965 / 12,097 | 123 / 118 | 10.6 / 9.7 | 60 / 61 |")
     w("| `753c164` | a failed batch retried alone only when that can help; expiry capped (error paths only) | 0.75 / 0.78 | 16,407 / 14,583 | 128 / 123 | 10.0 / 10.8 | 60 / 60 |")
+    w("| `9010a42` | lock waits bounded by the connection timeout (error paths only) | 0.80 / 0.79 | 18,023 / 14,575 | 127 / 124 | 11.1 / 10.0 | 60 / 60 |")
     w("")
-    w("Since `753c164`: lock waits bounded by the connection timeout (PostgreSQL's "
+    w("Since `9010a42`: a clean exit (the layer and the pool close at shutdown, a "
+      "`connect_timeout` default for PostgreSQL URLs) — shutdown and connection paths "
+      "only. The runs up to `9010a42` were made on other VMs of the same kind; on the "
+      "VM of this run loopback HTTP is about 40 % faster ((a) 114,000 req/s against "
+      "75,000–78,000 in the run of `9010a42`), and a ratio to (b) moves with it. "
+      "Since `753c164`: lock waits bounded by the connection timeout (PostgreSQL's "
       "`lock_timeout`, SQLite's busy timeout; a queued attempt gives up after as long) — "
       "error paths only. Since `d25e609`: group commit of re-authentications — the ones waiting at the same "
       "time run together, on PostgreSQL as one statement (lookups and compare-and-swap "
@@ -595,6 +601,19 @@ def main():
           "for every Diesel call off the async workers, and a checkpoint's fsync would "
           "then stall a worker); fewer cookies per re-authentication (a new encrypted "
           "session cookie and a new remember-me cookie on the same response).")
+        w("")
+        w("On SQLite, (c) is bound by one core: the batches run one at a time, and SQLite "
+          "has one writer. It hardly moves with the machine: 18,023/s in the run of "
+          "`9010a42`, about 20,000/s on this run's VM, where (b) rose from 62,632 to "
+          "88,291/s, so (c)/(b) fell below 0.25 although (c) is about twice the issue's "
+          "\"about 10,000 requests/s here\". It is not the hand-off between threads: 10 s "
+          "runs of (c) alone on this VM (commit `ad4033b`, 2026-11-25) gave 20,314, 19,898 "
+          "and 20,901 re-authentications/s with 2, 4 and 8 store threads. What would "
+          "change it: a dedicated SQLite writer connection. A batch now runs on whichever "
+          "pooled connection its leader takes, and every write through another connection "
+          "empties that connection's page cache (WAL mode), so each batch reads its pages "
+          "again: `pcache1TruncateUnsafe`, `pcache1Fetch` and the kernel's page-cache "
+          "reads in the SQLite (c) profile below.")
     w("")
 
     # (d)
