@@ -316,20 +316,16 @@ impl RememberMe {
     /// clean up at exit), and audit rows still queued would be lost.
     pub fn close(self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        let mut shared = self.shared;
-        loop {
-            match Arc::try_unwrap(shared) {
-                Ok(mut last) => {
-                    let threads_ended = last.store_threads.end();
-                    let rows_written = last.audit_queue.end();
-                    return threads_ended && rows_written;
-                }
-                Err(still_shared) if std::time::Instant::now() < deadline => {
-                    shared = still_shared;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(_) => return false,
+        if !crate::threads::wait_until_only(&self.shared, deadline) {
+            return false;
+        }
+        match Arc::try_unwrap(self.shared) {
+            Ok(mut last) => {
+                let threads_ended = last.store_threads.end();
+                let rows_written = last.audit_queue.end();
+                threads_ended && rows_written
             }
+            Err(_) => false, // cannot happen: this was the only handle
         }
     }
 }

@@ -2,13 +2,13 @@
 //!
 //! Used for the two kinds of blocking work the layer does on every busy
 //! path: Argon2 (CPU- and memory-bound: one thread per core, each keeping
-//! its Argon2 memory) and the store calls of sign-ins and checks (one
-//! thread per database connection worth using). A fixed set instead of
+//! its Argon2 memory) and the store calls of sign-ins and checks
+//! (`store_concurrency` threads; the demo's default is the pool size on
+//! SQLite and four times it on PostgreSQL, as a thread waiting to join a
+//! batch of sign-ins by cookie holds no connection). A fixed set instead of
 //! actix's growing blocking pool: jobs beyond the threads wait in the queue,
 //! not on a thread of their own, and a thread that finishes a job takes the
-//! next one at once, without a hand-off through an async task in between —
-//! on SQLite, with one thread, the database's single writer never waits for
-//! a wake-up. Hand-written (a channel and a few threads): the crates that
+//! next one at once, without a hand-off through an async task in between. Hand-written (a channel and a few threads): the crates that
 //! offer this (`threadpool`, `rayon`) either are unmaintained or bring a
 //! work-stealing scheduler this does not need.
 
@@ -38,10 +38,24 @@ pub(crate) struct Threads {
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        if !self.end() {
+        // After an explicit `end`, which waited already: nothing more.
+        if self.jobs.is_some() && !self.end() {
             tracing::warn!(threads = %self.name, "threads still busy after the wait at shutdown");
         }
     }
+}
+
+/// Waits until `deadline` for `handle` to be the only one of its `Arc`;
+/// false if others remain. For a clean shutdown: the server's workers drop
+/// their copies when they end, on their own threads.
+pub(crate) fn wait_until_only<T>(handle: &Arc<T>, deadline: std::time::Instant) -> bool {
+    while Arc::strong_count(handle) > 1 {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
 }
 
 /// Tells when a group of threads has ended: each thread holds a clone of

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use super::{AuditKind, AuditLog, NewAuditEvent, UserId};
-use crate::threads::{Ended, ended};
+use crate::threads::{END_WAIT, Ended, ended};
 
 /// Events waiting beyond this are written by their caller instead (the
 /// database is far behind, or down).
@@ -55,7 +55,7 @@ impl OwnedAudit {
 
 /// The queue and its writer thread. The thread ends, after writing what is
 /// left, when the queue is dropped; the drop waits for it (at most
-/// [`DRAIN_WAIT`]).
+/// [`END_WAIT`]).
 #[derive(Debug)]
 pub(crate) struct AuditQueue {
     tx: Option<SyncSender<OwnedAudit>>,
@@ -63,12 +63,10 @@ pub(crate) struct AuditQueue {
     ended: Option<Ended>,
 }
 
-/// The longest a dropped queue waits for its last rows to be written.
-const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
 impl Drop for AuditQueue {
     fn drop(&mut self) {
-        if !self.end() {
+        // After an explicit `end`, which waited already: nothing more.
+        if self.tx.is_some() && !self.end() {
             tracing::warn!("audit writer still busy at shutdown: its last rows may be lost");
         }
     }
@@ -102,13 +100,11 @@ impl AuditQueue {
         }
     }
 
-    /// Closes the queue and waits, at most [`DRAIN_WAIT`], for the writer
+    /// Closes the queue and waits, at most [`END_WAIT`], for the writer
     /// to write what is left and end. False if it still runs.
     pub fn end(&mut self) -> bool {
         drop(self.tx.take()); // the writer sees the queue closed once it is empty
-        self.ended
-            .as_ref()
-            .is_none_or(|ended| ended.wait(DRAIN_WAIT))
+        self.ended.as_ref().is_none_or(|ended| ended.wait(END_WAIT))
     }
 
     /// Queues `event`; gives it back if the queue is full (or has no

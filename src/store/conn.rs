@@ -363,13 +363,7 @@ impl Database {
     /// that nobody waits for.
     pub fn close(self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        while Arc::strong_count(&self.last) > 1 {
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.last.close(deadline)
+        crate::threads::wait_until_only(&self.last, deadline) && self.last.close(deadline)
     }
 
     /// The longest wait for a connection or the SQLite write lock.

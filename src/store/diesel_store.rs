@@ -54,8 +54,9 @@ impl DieselStore {
         self.with_conn(f)
     }
 
-    /// Runs `f` on a pooled connection. A connection whose statement failed
-    /// for a reason other than the data (a unique key, say) is discarded.
+    /// Runs `f` on a pooled connection. A connection is discarded after an
+    /// error unless the server answered it (a unique key, a lock timeout, a
+    /// deadlock: the connection is sound), so the pool heals by itself.
     fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
@@ -64,15 +65,16 @@ impl DieselStore {
         // Stays set if `f` panics: the connection may be inside a
         // transaction, so the pool discards it instead of handing it out.
         pooled.failed = true;
-        let result = f(&mut pooled.conn);
-        pooled.failed = false;
-        result.map_err(|error| {
-            let error = map_error(error);
-            if matches!(error, StoreError::Unavailable(_) | StoreError::Query(_)) {
-                pooled.failed = true;
+        match f(&mut pooled.conn) {
+            Ok(value) => {
+                pooled.failed = false;
+                Ok(value)
             }
-            error
-        })
+            Err(error) => {
+                pooled.failed = !(server_answered(&error) && outside_transaction(&mut pooled.conn));
+                Err(map_error(error))
+            }
+        }
     }
 }
 
@@ -130,8 +132,7 @@ impl DieselStore {
             {
                 // The statement ran (and committed): not to be retried.
                 Err(DieselError::DeserializationError(error)) => {
-                    let why = error.to_string();
-                    return Ok(batch.iter().map(|_| Err(undecodable(&why))).collect());
+                    return Ok(every_attempt(batch, &undecodable(&error.to_string())));
                 }
                 Err(error) => {
                     retry_alone.set(worth_retrying_alone(&error));
@@ -160,6 +161,30 @@ impl DieselStore {
             written => Ok(written.unwrap_or_else(|error| every_attempt(batch, &error))),
         }
     }
+}
+
+/// Whether the server answered with `error`, so the connection still works.
+fn server_answered(error: &DieselError) -> bool {
+    matches!(
+        error,
+        DieselError::DatabaseError(kind, _) if !matches!(
+            kind,
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+        )
+    ) || matches!(error, DieselError::NotFound)
+}
+
+/// Whether `conn` is outside any transaction, with a sound transaction
+/// manager (a failed rollback leaves it broken).
+fn outside_transaction(conn: &mut AnyConnection) -> bool {
+    use diesel::connection::TransactionManager as _;
+    matches!(
+        <AnyConnection as diesel::Connection>::TransactionManager::transaction_manager_status_mut(
+            conn
+        )
+        .transaction_depth(),
+        Ok(None)
+    )
 }
 
 /// Whether a batch statement that failed may succeed attempt by attempt.
@@ -933,13 +958,12 @@ mod tests {
         SecretHash::from_slice(&[byte; 32]).unwrap()
     }
 
-    /// The same series three times in one batch (one cookie on parallel
-    /// requests, plus a replayed old copy): exactly one rotates, none fails,
-    /// the row holds the winner's token.
-    fn repeats_of_one_series_in_one_batch_rotate_once(store: &DieselStore) {
+    /// A user named `name` with one token, series `hash(series)` and token
+    /// `hash(token)`, valid until 1,000,000.
+    fn user_with_token(store: &DieselStore, name: &str, series: u8, token: u8) -> UserId {
         let user = store
             .create(NewUser {
-                username: "alice",
+                username: name,
                 password_hash: "$argon2id$unused",
                 is_admin: false,
                 now: 1_000,
@@ -949,8 +973,8 @@ mod tests {
             .insert(
                 NewToken {
                     user_id: user,
-                    series_hash: &hash(1),
-                    token_hash: &hash(10),
+                    series_hash: &hash(series),
+                    token_hash: &hash(token),
                     now: 1_000,
                     expires_at: 1_000_000,
                     user_agent: None,
@@ -960,6 +984,14 @@ mod tests {
                 10,
             )
             .unwrap();
+        user
+    }
+
+    /// The same series three times in one batch (one cookie on parallel
+    /// requests, plus a replayed old copy): exactly one rotates, none fails,
+    /// the row holds the winner's token.
+    fn repeats_of_one_series_in_one_batch_rotate_once(store: &DieselStore) {
+        user_with_token(store, "alice", 1, 10);
         let attempt = |token: u8, new: u8| rotation_batch::Attempt {
             series: hash(1),
             token: hash(token),
@@ -1011,10 +1043,10 @@ mod tests {
         repeats_of_one_series_in_one_batch_rotate_once(&DieselStore::new(db));
     }
 
-    /// On the test server of the integration tests (`REMEMBERME_TEST_POSTGRES_URL`),
-    /// in a schema of its own; skipped loudly without one, failed under `CI=true`.
-    #[test]
-    fn repeats_of_one_series_in_one_batch_rotate_once_on_postgres() {
+    /// Runs `test` with the URL of a schema of its own on the test server of
+    /// the integration tests (`REMEMBERME_TEST_POSTGRES_URL`); skipped
+    /// loudly without one, failed under `CI=true`.
+    fn on_postgres(test: impl FnOnce(&str) + std::panic::UnwindSafe) {
         use diesel::Connection as _;
         let base = std::env::var("REMEMBERME_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -1040,15 +1072,86 @@ mod tests {
             .unwrap();
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-        let result = std::panic::catch_unwind(|| {
-            let db = Database::connect(&url, 2).unwrap();
-            repeats_of_one_series_in_one_batch_rotate_once(&DieselStore::new(db));
-        });
+        let result = std::panic::catch_unwind(|| test(&url));
         admin
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .unwrap();
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }
+    }
+
+    #[test]
+    fn repeats_of_one_series_in_one_batch_rotate_once_on_postgres() {
+        on_postgres(|url| {
+            let db = Database::connect(url, 2).unwrap();
+            repeats_of_one_series_in_one_batch_rotate_once(&DieselStore::new(db));
+        });
+    }
+
+    /// A batch that meets a row locked by another transaction waits out
+    /// `lock_timeout`, is retried attempt by attempt, and only the attempt
+    /// on the locked row fails (its token unchanged); the connection that
+    /// met the timeout is kept, not reopened.
+    #[test]
+    fn a_row_locked_elsewhere_fails_only_its_attempt_on_postgres() {
+        use diesel::Connection as _;
+        on_postgres(|url| {
+            let db = Database::connect_with_timeout(url, 1, std::time::Duration::from_millis(300))
+                .unwrap();
+            let store = DieselStore::new(db);
+            let alice = user_with_token(&store, "alice", 1, 10);
+            user_with_token(&store, "bob", 2, 20);
+            let backend_pid = || {
+                store
+                    .with_conn(|conn| {
+                        let AnyConnection::Postgresql(pg) = conn else {
+                            unreachable!("a PostgreSQL pool")
+                        };
+                        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                            "pg_backend_pid()",
+                        ))
+                        .get_result::<i32>(pg)
+                    })
+                    .unwrap()
+            };
+            let before = backend_pid();
+
+            let mut holder = diesel::PgConnection::establish(url).unwrap();
+            holder
+                .batch_execute(&format!(
+                    "BEGIN; SELECT 1 FROM remember_tokens WHERE user_id = {alice} FOR UPDATE"
+                ))
+                .unwrap();
+            let attempt = |series: u8, token: u8| rotation_batch::Attempt {
+                series: hash(series),
+                token: hash(token),
+                new_token: hash(token + 1),
+                now: 2_000,
+                expiry: ExpiryOnUse::Keep,
+            };
+            let batch = [attempt(1, 10), attempt(2, 20)];
+            let outcomes = rotation_batch::run_batch(
+                &batch,
+                &|batch: &[rotation_batch::Attempt]| store.find_and_rotate_batch(batch),
+                std::time::Instant::now() + std::time::Duration::from_secs(10),
+            );
+            holder.batch_execute("ROLLBACK").unwrap();
+
+            assert!(
+                outcomes[0].is_err(),
+                "the locked row's attempt: {:?}",
+                outcomes[0]
+            );
+            let bob = outcomes[1]
+                .as_ref()
+                .expect("bob's attempt")
+                .as_ref()
+                .unwrap();
+            assert!(bob.rotated, "the other attempt rotates");
+            let locked = store.find_by_series(&hash(1)).unwrap().unwrap();
+            assert_eq!(locked.token_hash, hash(10), "the locked token is unchanged");
+            assert_eq!(backend_pid(), before, "the connection was kept");
+        });
     }
 }

@@ -17,9 +17,11 @@
 //! are handed out only after the batch, i.e. after its commit. A batch that
 //! was not written and whose attempts may do better alone (on PostgreSQL: a
 //! deadlock with another process's batch, a row lock held elsewhere) is
-//! retried attempt by attempt, so one bad attempt costs only itself; a batch
-//! that was written is never run again. An attempt that no batch takes
-//! within the connection timeout gives up as unavailable.
+//! retried attempt by attempt, so one bad attempt costs only itself, for at
+//! most another connection timeout (the rest then fail as unavailable,
+//! untried); a batch that was written is never run again. An attempt that
+//! no batch takes within the connection timeout gives up as unavailable; one
+//! that a batch has taken waits for that batch, which may rotate its token.
 //!
 //! Hand-written: this is a few lines around one `Mutex` and `Condvar`, and
 //! the rules (repeats share a batch, retry alone only what rolled back) are
@@ -160,10 +162,11 @@ impl RotationBatches {
     ) {
         let (ids, batch) = take_batch(&mut state.waiting);
         state.leaders += 1;
+        let retry_until = Instant::now() + self.max_wait;
         let outcomes = MutexGuard::unlocked(state, || {
             std::panic::catch_unwind(AssertUnwindSafe(|| {
                 tracing::trace!(size = batch.len(), "remember-me rotation batch");
-                run_batch(&batch, execute)
+                run_batch(&batch, execute, retry_until)
             }))
             .unwrap_or_default()
         });
@@ -196,10 +199,15 @@ fn take_batch(waiting: &mut Vec<(u64, Attempt)>) -> (Vec<u64>, Vec<Attempt>) {
 
 /// One result per attempt. A batch that rolled back where each attempt may
 /// do better alone (see [`BatchResult`]) is retried attempt by attempt,
-/// until the database turns out unavailable (then the rest share that); a
-/// batch that was written is never run again (its tokens are already
-/// rotated). A panic fails the attempts it touched.
-fn run_batch(batch: &[Attempt], execute: &impl Fn(&[Attempt]) -> BatchResult) -> Vec<Outcome> {
+/// until the database turns out unavailable or `retry_until` passes (then
+/// the rest fail as unavailable: nothing of theirs was written, so their
+/// cookies stay good); a batch that was written is never run again (its
+/// tokens are already rotated). A panic fails the attempts it touched.
+pub(crate) fn run_batch(
+    batch: &[Attempt],
+    execute: &impl Fn(&[Attempt]) -> BatchResult,
+    retry_until: Instant,
+) -> Vec<Outcome> {
     let guarded = |batch: &[Attempt]| -> BatchResult {
         match std::panic::catch_unwind(AssertUnwindSafe(|| execute(batch))) {
             Ok(Ok(outcomes)) if outcomes.len() == batch.len() => Ok(outcomes),
@@ -218,26 +226,31 @@ fn run_batch(batch: &[Attempt], execute: &impl Fn(&[Attempt]) -> BatchResult) ->
         Err(error) if batch.len() == 1 => vec![Err(error)],
         Err(error) => {
             tracing::warn!(size = batch.len(), %error, "rotation batch failed; retrying one by one");
-            // Once the database is unavailable, the rest are not tried: each
-            // would wait out the connection timeout again.
+            // Once the database is unavailable or the time is up, the rest
+            // are not tried: each could wait out the connection timeout
+            // again, and the callers of a batch wait for all of it.
             let mut unavailable: Option<StoreError> = None;
             batch
                 .iter()
                 .map(|attempt| {
+                    if unavailable.is_none() && Instant::now() >= retry_until {
+                        unavailable = Some(StoreError::Unavailable(
+                            "no time left to retry the sign-in by cookie".into(),
+                        ));
+                    }
                     if let Some(error) = &unavailable {
                         return Err(error.clone());
                     }
-                    match guarded(std::slice::from_ref(attempt)) {
+                    let outcome = match guarded(std::slice::from_ref(attempt)) {
                         Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
                             Err(StoreError::Query("the rotation answered no row".into()))
                         }),
-                        Err(error) => {
-                            if matches!(error, StoreError::Unavailable(_)) {
-                                unavailable = Some(error.clone());
-                            }
-                            Err(error)
-                        }
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error @ StoreError::Unavailable(_)) = &outcome {
+                        unavailable = Some(error.clone());
                     }
+                    outcome
                 })
                 .collect()
         }
@@ -320,6 +333,11 @@ mod tests {
                 expiry: ExpiryOnUse::Keep,
             })
             .collect()
+    }
+
+    /// A retry deadline that never comes in a test.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(600)
     }
 
     fn id_of(outcome: &Outcome) -> i64 {
@@ -415,7 +433,7 @@ mod tests {
             }
             all_found(batch)
         };
-        let outcomes = run_batch(&batch, &execute);
+        let outcomes = run_batch(&batch, &execute, far());
         assert_eq!(*calls.lock(), [3, 1, 1, 1]);
         assert_eq!(id_of(&outcomes[0]), 1);
         assert!(matches!(outcomes[1], Err(StoreError::Query(_))));
@@ -427,13 +445,104 @@ mod tests {
             *calls.lock() += 1;
             Err(StoreError::Unavailable("down".into()))
         };
-        let outcomes = run_batch(&batch, &down);
+        let outcomes = run_batch(&batch, &down, far());
         assert!(
             outcomes
                 .iter()
                 .all(|o| matches!(o, Err(StoreError::Unavailable(_))))
         );
         assert_eq!(*calls.lock(), 1);
+    }
+
+    /// Retrying one by one stops at the deadline, or at the first attempt
+    /// that finds the database unavailable: the rest fail as unavailable
+    /// untried (nothing of theirs was written), so a row lock held elsewhere
+    /// cannot hold a batch's callers for a lock timeout per attempt.
+    #[test]
+    fn retrying_one_by_one_stops_at_the_deadline_or_when_the_database_is_gone() {
+        let batch = attempts(&[1, 2, 3, 4]);
+        let calls = Mutex::new(Vec::new());
+        let slow_alone = |batch: &[Attempt]| {
+            calls.lock().push(batch.len());
+            if batch.len() > 1 {
+                return Err(StoreError::Query("lock timeout".into()));
+            }
+            std::thread::sleep(Duration::from_millis(60));
+            all_found(batch)
+        };
+        let outcomes = run_batch(
+            &batch,
+            &slow_alone,
+            Instant::now() + Duration::from_millis(30),
+        );
+        assert_eq!(*calls.lock(), [4, 1], "one retry, then the time was up");
+        assert_eq!(id_of(&outcomes[0]), 1);
+        assert!(
+            outcomes[1..]
+                .iter()
+                .all(|o| matches!(o, Err(StoreError::Unavailable(_)))),
+            "{outcomes:?}"
+        );
+
+        // An attempt alone that finds the database gone (an outcome, not a
+        // batch error: the pool had no connection) ends the retries too.
+        let calls = Mutex::new(Vec::new());
+        let gone_alone = |batch: &[Attempt]| {
+            calls.lock().push(batch.len());
+            if batch.len() > 1 {
+                return Err(StoreError::Query("deadlock detected".into()));
+            }
+            Ok(every_attempt(
+                batch,
+                &StoreError::Unavailable("no connection".into()),
+            ))
+        };
+        let outcomes = run_batch(&batch, &gone_alone, far());
+        assert_eq!(*calls.lock(), [4, 1]);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Err(StoreError::Unavailable(_))))
+        );
+    }
+
+    /// An attempt that a batch has taken waits for that batch's result,
+    /// however long it takes, even when another caller leads it: the batch
+    /// may rotate its token, and a caller that gave up would keep the old
+    /// cookie, whose next use would look like theft.
+    #[test]
+    fn a_taken_attempt_waits_for_its_batch_beyond_the_wait_limit() {
+        let max_wait = Duration::from_millis(200);
+        let batches = Arc::new(RotationBatches::new(1, max_wait));
+        let first_running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Batch 1 (series 1) runs until callers 2 and 3 wait; the batch of
+        // those two then takes longer than `max_wait`.
+        let execute = {
+            let (batches, first_running) = (batches.clone(), first_running.clone());
+            move |batch: &[Attempt]| {
+                if batch.len() == 1 && batch[0].series == hash(1) {
+                    first_running.store(true, std::sync::atomic::Ordering::SeqCst);
+                    while batches.state.lock().waiting.len() < 2 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                } else {
+                    std::thread::sleep(max_wait * 2);
+                }
+                all_found(batch)
+            }
+        };
+        let caller = |series: u8| {
+            let (batches, execute) = (batches.clone(), execute.clone());
+            std::thread::spawn(move || run(&batches, series, execute))
+        };
+        let first = caller(1);
+        while !first_running.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (second, third) = (caller(2), caller(3));
+        assert_eq!(id_of(&first.join().unwrap()), 1);
+        assert_eq!(id_of(&second.join().unwrap()), 2, "the leader's or not");
+        assert_eq!(id_of(&third.join().unwrap()), 3, "the leader's or not");
     }
 
     /// A written batch is never run again, even when one of its rows failed
@@ -453,7 +562,7 @@ mod tests {
                 })
                 .collect())
         };
-        let outcomes = run_batch(&batch, &one_bad_row);
+        let outcomes = run_batch(&batch, &one_bad_row, far());
         assert_eq!(*calls.lock(), 1);
         assert_eq!(id_of(&outcomes[0]), 1);
         assert!(outcomes[1].is_err());
@@ -464,7 +573,7 @@ mod tests {
             *calls.lock() += 1;
             panic!("boom")
         };
-        let outcomes = run_batch(&batch, &panics);
+        let outcomes = run_batch(&batch, &panics, far());
         assert_eq!(*calls.lock(), 1);
         assert!(outcomes.iter().all(Result::is_err));
     }
