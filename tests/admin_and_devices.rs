@@ -64,8 +64,8 @@ async fn a_revoked_session_cannot_adopt_the_next_epoch_by_signing_out_others(db:
     let csrf = thief.get("/account/devices").await.csrf();
     // The victim revokes everything (as revoke-all does: tokens and epoch);
     // the thief's session has not re-checked yet.
-    server.stores.tokens.delete_all_for_user(alice).unwrap();
-    server.stores.users.bump_epoch(alice).unwrap();
+    server.stores().tokens.delete_all_for_user(alice).unwrap();
+    server.stores().users.bump_epoch(alice).unwrap();
     let res = thief
         .post("/account/devices/sign-out-others", &[("csrf_token", &csrf)])
         .await;
@@ -76,7 +76,7 @@ async fn a_revoked_session_cannot_adopt_the_next_epoch_by_signing_out_others(db:
         "the revoked session ends instead"
     );
     assert_eq!(thief.get("/").await.status, 303);
-    let epoch = server.stores.users.auth_epoch(alice).unwrap().unwrap();
+    let epoch = server.stores().users.auth_epoch(alice).unwrap().unwrap();
     assert_eq!(epoch, 1, "no second bump adopted by the thief");
 }
 

@@ -331,8 +331,8 @@ async fn access_tokens_are_refused_after_revoke_all(db: TestDb) {
         app.api("GET", "/api/v1/me", Some(access), None).await.0,
         200
     );
-    server.stores.tokens.delete_all_for_user(alice).unwrap();
-    server.stores.users.bump_epoch(alice).unwrap();
+    server.stores().tokens.delete_all_for_user(alice).unwrap();
+    server.stores().users.bump_epoch(alice).unwrap();
     let (status, _, body) = app.api("GET", "/api/v1/me", Some(access), None).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "token_revoked");

@@ -247,7 +247,7 @@ async fn a_remembered_only_admin_confirms_the_password_before_the_admin_page(lab
     let root = server.add_user("root", ROOT_PASSWORD, true);
     // A cookie minted by the crate's test helper, as if "Keep me logged in"
     // had been ticked in this profile earlier.
-    let minted = rememberme::testing::remember_me_cookie(&server.stores, &server.config, root)
+    let minted = rememberme::testing::remember_me_cookie(server.stores(), &server.config, root)
         .expect("token issued");
     let browser = lab.browser("root", &server.base).await;
     browser.open("/healthz").await;

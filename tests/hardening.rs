@@ -79,7 +79,7 @@ async fn the_account_throttle_survives_a_restart_and_a_success_resets_it(db: Tes
         303
     );
     let alice = server
-        .stores
+        .stores()
         .users
         .find_by_username("alice")
         .unwrap()

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::instance::{cli, start};
+use common::instance::{cli, prepare, start};
 use common::{Browser, TestDb};
 
 const RM: &str = "remember_me";
@@ -14,11 +14,7 @@ const SESSION: &str = "session";
 #[actix_web::test]
 async fn two_instances_share_tokens_theft_detection_and_logout() {
     let Some(db) = TestDb::postgres() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("session.key");
-    std::fs::write(&key_file, actix_web::cookie::Key::generate().master()).unwrap();
-    cli(&db, &["migrate"], "");
-    cli(&db, &["user", "add", "alice"], "correct horse battery\n");
+    let (_dir, key_file) = prepare(&db);
 
     let a = start(&db, &key_file);
     let b = start(&db, &key_file);

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rememberme::store::{AuditKind, NewAuditEvent, NewToken, NewUser};
@@ -11,6 +10,7 @@ use rememberme::token::RememberCookie;
 use rememberme::{Database, DieselStore, Stores};
 
 use common::TestDb;
+use common::instance::{cli, start_with};
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -83,43 +83,26 @@ fn the_server_purges_expired_tokens_and_old_events_in_the_background(db: TestDb)
     let stores = seed(&db);
     assert_eq!(counts(&stores), (2, 2));
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rememberme"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--purge-interval-secs",
-            "1",
-        ])
-        .args(["--audit-retention-days", "90", "--workers", "1"])
-        .arg("--session-key-file")
-        .arg(dir.path().join("key"))
-        .env("DATABASE_URL", &db.url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _server = start_with(
+        &db,
+        &dir.path().join("key"),
+        &["--purge-interval-secs", "1", "--audit-retention-days", "90"],
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while counts(&stores) != (1, 1) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("not purged: {:?}", counts(&stores));
-        }
+        assert!(
+            Instant::now() < deadline,
+            "not purged: {:?}",
+            counts(&stores)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn the_cli_purges_expired_tokens(db: TestDb) {
     let stores = seed(&db);
-    let out = Command::new(env!("CARGO_BIN_EXE_rememberme"))
-        .args(["tokens", "purge"])
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 expired token(s) deleted"));
+    let out = cli(&db, &["tokens", "purge"], "");
+    assert!(out.contains("1 expired token(s) deleted"), "{out}");
     assert_eq!(counts(&stores).0, 1, "the live token stays");
 }
 

@@ -643,7 +643,7 @@ async fn a_cookie_minted_by_the_testing_helpers_signs_in_by_remember_me(db: Test
     let server = TestServer::start(db);
     let alice = server.add_user("alice", "correct horse", false);
     let cookie =
-        rememberme::testing::remember_me_cookie(&server.stores, &server.config, alice).unwrap();
+        rememberme::testing::remember_me_cookie(server.stores(), &server.config, alice).unwrap();
     assert_eq!(cookie.name(), RM);
     let mut browser = server.browser();
     browser.set_cookie(RM, cookie.value());
@@ -658,7 +658,8 @@ async fn parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft(
     let alice = server.add_user("alice", "correct horse", false);
     for parallel in [32, 50] {
         let cookie =
-            rememberme::testing::remember_me_cookie(&server.stores, &server.config, alice).unwrap();
+            rememberme::testing::remember_me_cookie(server.stores(), &server.config, alice)
+                .unwrap();
         let requests = (0..parallel).map(|_| {
             let mut browser = server.browser();
             browser.set_cookie(RM, cookie.value());

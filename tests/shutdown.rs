@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::instance::{cli, start};
+use common::instance::{prepare, start};
 use common::{Browser, TestDb};
 use rememberme::store::{AuditLog as _, UserStore as _};
 use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores};
@@ -76,11 +76,7 @@ async fn the_layer_closes_once_the_workers_let_go(db: TestDb) {
 }
 
 async fn the_binary_exits_cleanly_on_sigterm_after_a_cookie_sign_in(db: TestDb) {
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("session.key");
-    std::fs::write(&key_file, actix_web::cookie::Key::generate().master()).unwrap();
-    cli(&db, &["migrate"], "");
-    cli(&db, &["user", "add", "alice"], "correct horse battery\n");
+    let (_dir, key_file) = prepare(&db);
     let mut server = start(&db, &key_file);
 
     // Open connections, a rotation and a queued audit row to end with.

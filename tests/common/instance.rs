@@ -46,12 +46,43 @@ fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rememberme"))
 }
 
-/// Starts `rememberme serve` on `db` with the session key in `key_file`.
+/// A session key file (in the directory returned, removed when it is
+/// dropped), the database migrated, and `alice` with the password
+/// `correct horse battery`: what a test of the real binary starts from.
+pub fn prepare(db: &TestDb) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("session.key");
+    std::fs::write(&key_file, actix_web::cookie::Key::generate().master()).unwrap();
+    cli(db, &["migrate"], "");
+    cli(db, &["user", "add", "alice"], "correct horse battery\n");
+    (dir, key_file)
+}
+
+/// Starts `rememberme serve` on `db` with the session key in `key_file`:
+/// a rotation grace of 1 s, the session checked against the database on
+/// every request, no background purge.
 pub fn start(db: &TestDb, key_file: &std::path::Path) -> Instance {
+    start_with(
+        db,
+        key_file,
+        &[
+            "--rotation-grace-secs",
+            "1",
+            "--epoch-check-secs",
+            "0",
+            "--purge-interval-secs",
+            "0",
+        ],
+    )
+}
+
+/// Starts `rememberme serve` on `db` with the session key in `key_file` (it
+/// is created if missing) and the flags `args`.
+pub fn start_with(db: &TestDb, key_file: &std::path::Path, args: &[&str]) -> Instance {
     let mut child = binary()
         .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-        .args(["--rotation-grace-secs", "1", "--epoch-check-secs", "0"])
-        .args(["--purge-interval-secs", "0", "--db-pool-size", "4"])
+        .args(["--db-pool-size", "4"])
+        .args(args)
         .arg("--session-key-file")
         .arg(key_file)
         .env("DATABASE_URL", &db.url)

@@ -126,15 +126,20 @@ fn rand_bytes(buf: &mut [u8]) {
 pub struct TestServer {
     pub base: String,
     pub clock: ManualClock,
-    pub stores: Stores,
-    pub store: DieselStore,
     pub config: RememberMeConfig,
     pub session_key: actix_web::cookie::Key,
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<()>>,
-    /// The site the server runs, to close when it stops.
-    site: Option<Site>,
+    /// What the running server shares with the test; `None` once stopped.
+    running: Option<Running>,
     pub db: TestDb,
+}
+
+/// The handles a running [`TestServer`] keeps, let go of when it stops.
+struct Running {
+    site: Site,
+    stores: Stores,
+    database: Database,
 }
 
 impl TestServer {
@@ -189,13 +194,15 @@ impl TestServer {
         let server = Self {
             base: format!("http://{addr}"),
             clock,
-            stores,
-            store,
             config,
             session_key,
             handle,
             thread: Some(thread),
-            site: Some(closing),
+            running: Some(Running {
+                site: closing,
+                stores,
+                database: store.database().clone(),
+            }),
             db,
         };
         (server, counts)
@@ -217,7 +224,12 @@ impl TestServer {
     /// left inside the database's client library (a test process exiting
     /// under one crashed in libpq's Kerberos clean-up). Safe to call twice.
     fn shut_down(&mut self) {
-        let Some(site) = self.site.take() else {
+        let Some(Running {
+            site,
+            stores,
+            database,
+        }) = self.running.take()
+        else {
             return;
         };
         // `stop` sends the command at once; the returned future only waits.
@@ -225,12 +237,7 @@ impl TestServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let database = self.store.database().clone();
-        // Let go of this server's own handles: they become handles on an
-        // in-memory database that is never opened.
-        let unopened = DieselStore::new(Database::connect_lazy(":memory:", 1).expect("lazy"));
-        self.stores = Stores::from_one(unopened.clone());
-        self.store = unopened;
+        drop(stores);
         let wait = Duration::from_secs(10);
         let closed = site.close(wait) && database.close(wait);
         if !closed && !std::thread::panicking() {
@@ -238,8 +245,13 @@ impl TestServer {
         }
     }
 
+    /// The stores of the running server.
+    pub fn stores(&self) -> &Stores {
+        &self.running.as_ref().expect("a running server").stores
+    }
+
     pub fn add_user(&self, name: &str, password: &str, admin: bool) -> UserId {
-        self.stores
+        self.stores()
             .users
             .create(NewUser {
                 username: name,
@@ -259,7 +271,10 @@ impl TestServer {
     }
 
     pub fn tokens_of(&self, user: UserId) -> Vec<rememberme::store::TokenRecord> {
-        self.stores.tokens.list_for_user(user).expect("list tokens")
+        self.stores()
+            .tokens
+            .list_for_user(user)
+            .expect("list tokens")
     }
 
     /// Waits (up to 5 s) until an audit event of `kind` exists: some events
@@ -276,7 +291,7 @@ impl TestServer {
     }
 
     pub fn audit_kinds(&self) -> Vec<String> {
-        self.stores
+        self.stores()
             .audit
             .list(None, None, 0, 1000)
             .expect("audit")
