@@ -207,7 +207,7 @@ start_sampler() {
 login_form() {
   curl -sS -D "$WORK/h-form" -o "$WORK/b-form" "$BASE/login"
   LOGIN_CSRF=$(sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' "$WORK/b-form" | head -n1)
-  LOGIN_SESSION=$(tr -d '\r' <"$WORK/h-form" | sed -n 's/^[Ss]et-[Cc]ookie: session=\([^;]*\).*/\1/p' | head -n1)
+  LOGIN_SESSION=$(tr -d '\r' <"$WORK/h-form" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
   [ -n "$LOGIN_CSRF" ] && [ -n "$LOGIN_SESSION" ] || die "GET /login gave no csrf_token or session cookie"
   LOGIN_BODY="username=$USERNAME&password=$PASSWORD&csrf_token=$LOGIN_CSRF&next=%2F"
 }
@@ -222,19 +222,19 @@ sign_in() {
   login_form
   local status
   status=$(curl -sS -o /dev/null -w '%{http_code}' -D "$WORK/h-post" \
-    -H "Cookie: session=$LOGIN_SESSION" --data "$LOGIN_BODY" "$BASE/login")
+    -H "Cookie: __Host-session=$LOGIN_SESSION" --data "$LOGIN_BODY" "$BASE/login")
   [ "$status" = 303 ] || die "sign-in answered $status, not 303"
-  SESSION=$(tr -d '\r' <"$WORK/h-post" | sed -n 's/^[Ss]et-[Cc]ookie: session=\([^;]*\).*/\1/p' | head -n1)
+  SESSION=$(tr -d '\r' <"$WORK/h-post" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
   [ -n "$SESSION" ] || die "sign-in set no session cookie"
   status=$(curl -sS -o "$WORK/b-home" -w '%{http_code}' -D "$WORK/h-home" \
-    -H "Cookie: session=$SESSION" "$BASE/")
+    -H "Cookie: __Host-session=$SESSION" "$BASE/")
   [ "$status" = 200 ] || die "GET / with the new session answered $status"
   grep -q "Signed in as" "$WORK/b-home" || die "GET / does not show the signed-in page"
   local updated
-  updated=$(tr -d '\r' <"$WORK/h-home" | sed -n 's/^[Ss]et-[Cc]ookie: session=\([^;]*\).*/\1/p' | head -n1)
+  updated=$(tr -d '\r' <"$WORK/h-home" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
   [ -n "$updated" ] && SESSION=$updated
   # The cookie used by the case must now be stable: no Set-Cookie per request.
-  if curl -sS -o /dev/null -D - -H "Cookie: session=$SESSION" "$BASE/" | grep -qi '^set-cookie: session='; then
+  if curl -sS -o /dev/null -D - -H "Cookie: __Host-session=$SESSION" "$BASE/" | grep -qi '^set-cookie: __Host-session='; then
     meta "session_cookie_reissued_$BACKEND" yes
   fi
   # A fresh sign-in form for the cases that post it.

@@ -2,12 +2,12 @@
 -- kinds of request, chosen by the environment:
 --
 --   BENCH_MODE=plain     GET as given on the command line (no cookie)
---   BENCH_MODE=session   GET with "Cookie: session=$BENCH_SESSION"
---   BENCH_MODE=remember  GET / with "Cookie: remember_me=<v>", a different
+--   BENCH_MODE=session   GET with "Cookie: __Host-session=$BENCH_SESSION"
+--   BENCH_MODE=remember  GET / with "Cookie: __Host-remember_me=<v>", a different
 --                        line of $BENCH_COOKIES for every request: each cookie
 --                        is valid once (its first use rotates it; a second use
 --                        would be theft and revoke the holder's tokens)
---   BENCH_MODE=login     POST /login, form $BENCH_BODY, "Cookie: session=$BENCH_SESSION"
+--   BENCH_MODE=login     POST /login, form $BENCH_BODY, "Cookie: __Host-session=$BENCH_SESSION"
 --                        (the session cookie carries the CSRF token of the body)
 --
 -- Every response's status is counted, because wrk alone calls a 303 to the
@@ -32,12 +32,12 @@ exhausted = 0
 function init(args)
    local session = os.getenv("BENCH_SESSION")
    if mode == "session" then
-      wrk.headers["Cookie"] = "session=" .. session
+      wrk.headers["Cookie"] = "__Host-session=" .. session
    elseif mode == "login" then
       wrk.method = "POST"
       wrk.body = os.getenv("BENCH_BODY")
       wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-      wrk.headers["Cookie"] = "session=" .. session
+      wrk.headers["Cookie"] = "__Host-session=" .. session
    elseif mode == "remember" then
       -- Thread `id` of `nthreads` takes lines id+1, id+1+nthreads, ...
       local nthreads = tonumber(os.getenv("BENCH_THREADS"))
@@ -61,7 +61,7 @@ if mode == "remember" then
          return wrk.format("GET", "/bench-cookies-exhausted")
       end
       next_cookie = next_cookie + 1
-      return wrk.format("GET", "/", { ["Cookie"] = "remember_me=" .. value })
+      return wrk.format("GET", "/", { ["Cookie"] = "__Host-remember_me=" .. value })
    end
 end
 

@@ -38,6 +38,12 @@ pub struct AccessClaims {
     pub device: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: i64,
+    /// When the password behind the token was typed, Unix seconds (`None`
+    /// for a token that came from a long-lived token). A token derived from
+    /// this one keeps it: a password proves itself for the re-auth window,
+    /// however often tokens are exchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pwd_at: Option<i64>,
 }
 
 /// Why an access token was refused.
@@ -131,6 +137,7 @@ mod tests {
             method: SignInMethod::RememberMe,
             device: Some("phone".into()),
             exp,
+            pwd_at: None,
         }
     }
 

@@ -24,6 +24,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessClaims, AccessError};
+use crate::device::TrustedDevice;
 use crate::extract::{ip_throttled, request_auth};
 use crate::flow::{
     ClientInfo, CookieChange, Credentials, Failure, FlowKind, ISSUE, Progress, StepContext, Tag,
@@ -156,6 +157,11 @@ struct TokenResponse {
     long_lived_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     long_lived_expires_in: Option<i64>,
+    /// The app's device cookie (see [`crate::device`]), after a right
+    /// password: sent back as `device_token` with later password sign-ins,
+    /// it gives the app a failure budget of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +171,7 @@ struct LoginBody {
     #[serde(default)]
     remember_me: bool,
     device_key: Option<String>,
+    device_token: Option<String>,
 }
 
 fn valid_device_key(key: Option<&str>) -> Result<Option<String>, ApiError> {
@@ -184,43 +191,61 @@ struct Ran {
     progress: Progress,
     cookie_change: Option<CookieChange>,
     epoch: Option<i64>,
+    password_at: Option<i64>,
 }
 
-/// Runs `kind` from `state` with the given inputs on a blocking thread.
-#[allow(clippy::too_many_arguments)]
-async fn run_flow(
-    auth: &RequestAuth,
+/// The inputs of one API flow run.
+struct FlowInput {
     kind: FlowKind,
+    /// The user and tags already established (a bearer's claims).
     known: Option<(UserId, BTreeSet<Tag>)>,
     activate_issue: bool,
     remember_cookie: Option<Vec<u8>>,
     credentials: Option<Credentials>,
     device_key: Option<String>,
+    /// When the bearer's password was typed.
+    password_at: Option<i64>,
+    device: Option<TrustedDevice>,
+}
+
+impl FlowInput {
+    fn new(kind: FlowKind) -> Self {
+        Self {
+            kind,
+            known: None,
+            activate_issue: false,
+            remember_cookie: None,
+            credentials: None,
+            device_key: None,
+            password_at: None,
+            device: None,
+        }
+    }
+}
+
+/// Runs a flow with the given inputs on a blocking thread.
+async fn run_flow(
+    auth: &RequestAuth,
+    input: FlowInput,
     client: ClientInfo,
 ) -> Result<Ran, ApiError> {
     let shared = &auth.shared;
     let stores = shared.stores.clone();
     let config = shared.config.clone();
-    let flow = shared.flow(kind);
+    let flow = shared.flow(input.kind);
     let now = config.now();
-    let has_password = credentials.is_some();
+    let has_password = input.credentials.is_some();
     let job = move || {
-        let mut state = flow.start(known.as_ref().map(|(u, t)| (*u, t)));
-        if activate_issue {
+        let mut state = flow.start(input.known.as_ref().map(|(u, t)| (*u, t)));
+        if input.activate_issue {
             state.activate(ISSUE);
         }
-        let mut ctx = StepContext {
-            stores: &stores,
-            config: &config,
-            now,
-            client: &client,
-            remember_cookie: remember_cookie.as_deref(),
-            browser_series: None,
-            device_key,
-            credentials,
-            cookie_change: None,
-            user: None,
-        };
+        let mut ctx = StepContext::new(&stores, &config, now, &client);
+        ctx.remember_cookie = input.remember_cookie.as_deref();
+        ctx.device_key = input.device_key;
+        ctx.credentials = input.credentials;
+        ctx.password_at = input.password_at;
+        ctx.device = input.device;
         let progress = flow.advance(&mut state, &mut ctx)?;
         // The step read the user already (with the token, or with the
         // credentials); only a flow that did not is read again.
@@ -235,6 +260,7 @@ async fn run_flow(
             progress,
             cookie_change: ctx.cookie_change,
             epoch,
+            password_at: ctx.password_at,
         })
     };
     // A password check holds its thread for an Argon2 run: never on the
@@ -247,13 +273,25 @@ async fn run_flow(
     ran.map_err(ApiError::from)
 }
 
-fn token_response(
-    auth: &RequestAuth,
+/// What an access token about to be issued says, beside the user.
+struct Grant {
     user: UserId,
     epoch: i64,
     tags: BTreeSet<Tag>,
     method: SignInMethod,
     device: Option<String>,
+    /// When the password behind it was typed.
+    pwd_at: Option<i64>,
+    /// The latest expiry it may have (a derived token never outlives the
+    /// token presented).
+    not_after: Option<i64>,
+    /// A device cookie for the app (after a right password).
+    device_token: Option<String>,
+}
+
+fn token_response(
+    auth: &RequestAuth,
+    grant: Grant,
     change: Option<CookieChange>,
 ) -> Result<HttpResponse, ApiError> {
     let config = &auth.shared.config;
@@ -261,14 +299,19 @@ fn token_response(
         .access_tokens
         .as_ref()
         .ok_or_else(|| internal("no access-token secret configured"))?;
-    let lifetime = config.access_token_lifetime.as_secs();
+    let now = config.now();
+    let lifetime = config.access_token_lifetime.as_secs() as i64;
+    let exp = grant
+        .not_after
+        .map_or(now + lifetime, |at| at.min(now + lifetime));
     let access_token = signer.issue(&AccessClaims {
-        sub: user,
-        epoch,
-        tags: tags.into_iter().collect(),
-        method,
-        device,
-        exp: config.now() + lifetime as i64,
+        sub: grant.user,
+        epoch: grant.epoch,
+        tags: grant.tags.into_iter().collect(),
+        method: grant.method,
+        device: grant.device,
+        exp,
+        pwd_at: grant.pwd_at,
     });
     let (long_lived_token, long_lived_expires_in) = match change {
         Some(CookieChange::Set {
@@ -282,9 +325,10 @@ fn token_response(
         .json(TokenResponse {
             access_token,
             token_type: "Bearer",
-            expires_in: lifetime,
+            expires_in: (exp - now).max(0) as u64,
             long_lived_token,
             long_lived_expires_in,
+            device_token: grant.device_token,
         }))
 }
 
@@ -312,97 +356,117 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
     }
     let client = client_info(&req);
     let shared = auth.shared.clone();
+    let config = &shared.config;
     if let Some(limiter) = &shared.ip_limiter
-        && let Some(secs) = ip_throttled(limiter, &req)
+        && let Some(secs) = ip_throttled(limiter, config, &req)
     {
         return Err(throttled(secs));
     }
 
-    let (kind, known, credentials, method) = match (&body.password, bearer(&req)) {
+    let (input, bearer_claims) = match (&body.password, bearer(&req)) {
         (Some(password), _) => {
             let username = body
                 .username
                 .clone()
                 .ok_or_else(|| ApiError::bad_request("username is required."))?;
-            let credentials = Credentials {
+            let mut input = FlowInput::new(FlowKind::Login);
+            input.credentials = Some(Credentials {
                 username,
                 password: password.clone(),
                 remember_me: body.remember_me,
-            };
-            (
-                FlowKind::Login,
-                None,
-                Some(credentials),
-                SignInMethod::Password,
-            )
+            });
+            input.device = body
+                .device_token
+                .as_deref()
+                .and_then(|token| config.device_cookies.verify(token.as_bytes(), config.now()));
+            (input, None)
         }
         // A caller with an access token asks for a long-lived token without
         // typing the password: the step-up flow with the token step
-        // activated. Its precondition (PASSWORD_VERIFIED) decides.
+        // activated, allowed only while the password behind the access
+        // token is within the re-auth window. The issuing step checks that
+        // again itself.
         (None, Some(token)) if body.remember_me => {
             let claims = verify_bearer(&auth, &token).await?;
-            let tags = claims.tags.iter().copied().collect();
-            (
-                FlowKind::StepUp,
-                Some((claims.sub, tags)),
-                None,
-                claims.method,
-            )
+            if !(claims.tags.contains(&Tag::PasswordVerified)
+                && config.password_is_recent(claims.pwd_at, config.now()))
+            {
+                return Err(password_required());
+            }
+            let mut input = FlowInput::new(FlowKind::StepUp);
+            input.known = Some((claims.sub, claims.tags.iter().copied().collect()));
+            input.activate_issue = true;
+            input.password_at = claims.pwd_at;
+            (input, Some(claims))
         }
         _ => return Err(ApiError::bad_request("username and password are required.")),
     };
-    let activate = kind == FlowKind::StepUp;
+    let kind = input.kind;
+    let mut input = input;
+    input.device_key = device_key.clone();
     let _permit = shared
         .password_checks
         .clone()
         .acquire_owned()
         .await
         .map_err(internal)?;
-    let ran = run_flow(
-        &auth,
-        kind,
-        known,
-        activate,
-        None,
-        credentials,
-        device_key.clone(),
-        client.clone(),
-    )
-    .await?;
+    let ran = run_flow(&auth, input, client.clone()).await?;
     match ran.progress {
         Progress::Complete { user, tags } => {
             let epoch = ran.epoch.ok_or_else(|| {
                 ApiError::unauthorized("invalid_credentials", "Wrong username or password.")
             })?;
-            if kind == FlowKind::Login {
-                audit(&auth, AuditKind::PasswordSignIn, user, &client, "api");
-            }
-            token_response(
-                &auth,
-                user,
-                epoch,
-                tags,
-                method,
-                device_key,
-                ran.cookie_change,
-            )
+            let grant = match bearer_claims {
+                // Derived from the bearer: its password time, its method,
+                // and never a later expiry than it had.
+                Some(claims) => Grant {
+                    user,
+                    epoch,
+                    tags,
+                    method: claims.method,
+                    device: device_key,
+                    pwd_at: claims.pwd_at,
+                    not_after: Some(claims.exp),
+                    device_token: None,
+                },
+                None => {
+                    audit(&auth, AuditKind::PasswordSignIn, user, &client, "api");
+                    Grant {
+                        user,
+                        epoch,
+                        tags,
+                        method: SignInMethod::Password,
+                        device: device_key,
+                        pwd_at: ran.password_at,
+                        not_after: None,
+                        device_token: Some(config.device_cookies.issue(user, config.now())),
+                    }
+                }
+            };
+            token_response(&auth, grant, ran.cookie_change)
         }
         Progress::Failed {
             failure: Failure::Throttled { retry_after_secs },
             ..
         } => Err(throttled(retry_after_secs)),
-        Progress::NeedsInput { .. } | Progress::Refused { .. } if kind == FlowKind::StepUp => {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "password_required",
-                "A long-lived token needs the password: this access token came from a long-lived token.",
-            ))
+        Progress::NeedsInput { .. } | Progress::Refused { .. } | Progress::Failed { .. }
+            if kind == FlowKind::StepUp =>
+        {
+            Err(password_required())
         }
         _ => Err(ApiError::unauthorized(
             "invalid_credentials",
             "Wrong username or password.",
         )),
     }
+}
+
+fn password_required() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "password_required",
+        "A long-lived token needs a password typed within the re-auth window: sign in with the password.",
+    )
 }
 
 fn throttled(secs: u64) -> ApiError {
@@ -425,17 +489,9 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
     let client = client_info(&req);
     let raw = body.into_inner().long_lived_token.into_bytes();
     let series = RememberCookie::decode(&raw).ok().map(|c| c.series.hash());
-    let ran = run_flow(
-        &auth,
-        FlowKind::Login,
-        None,
-        false,
-        Some(raw),
-        None,
-        None,
-        client.clone(),
-    )
-    .await?;
+    let mut input = FlowInput::new(FlowKind::Login);
+    input.remember_cookie = Some(raw);
+    let ran = run_flow(&auth, input, client.clone()).await?;
     match (ran.progress, ran.epoch) {
         (Progress::Complete { user, tags }, Some(epoch)) => {
             let stores = auth.shared.stores.clone();
@@ -455,15 +511,17 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
                 &client,
                 "api refresh",
             );
-            token_response(
-                &auth,
+            let grant = Grant {
                 user,
                 epoch,
                 tags,
-                SignInMethod::RememberMe,
+                method: SignInMethod::RememberMe,
                 device,
-                ran.cookie_change,
-            )
+                pwd_at: None,
+                not_after: None,
+                device_token: None,
+            };
+            token_response(&auth, grant, ran.cookie_change)
         }
         _ => Err(ApiError::unauthorized(
             "invalid_token",

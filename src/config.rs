@@ -124,6 +124,10 @@ pub struct RememberMeConfig {
     pub(crate) access_token_lifetime: Duration,
     pub(crate) login_path: String,
     pub(crate) step_up_path: String,
+    pub(crate) reauth_window: Duration,
+    pub(crate) ip_prefix_v4: u8,
+    pub(crate) ip_prefix_v6: u8,
+    pub(crate) device_cookies: crate::device::DeviceCookies,
 }
 
 impl std::fmt::Debug for RememberMeConfig {
@@ -137,6 +141,7 @@ impl std::fmt::Debug for RememberMeConfig {
             .field("epoch_check_interval", &self.epoch_check_interval)
             .field("session_lifetime", &self.session_lifetime)
             .field("max_tokens_per_user", &self.max_tokens_per_user)
+            .field("reauth_window", &self.reauth_window)
             .finish_non_exhaustive()
     }
 }
@@ -174,6 +179,10 @@ impl RememberMeConfig {
                 access_token_lifetime: Duration::from_secs(15 * 60),
                 login_path: "/login".to_owned(),
                 step_up_path: "/login/step-up".to_owned(),
+                reauth_window: Duration::from_secs(900),
+                ip_prefix_v4: 32,
+                ip_prefix_v6: 64,
+                device_cookies: crate::device::DeviceCookies::random(),
             },
         }
     }
@@ -183,9 +192,39 @@ impl RememberMeConfig {
         self.clock.now()
     }
 
-    /// Name of the remember-me cookie.
-    pub fn cookie_name(&self) -> &str {
-        &self.cookie_name
+    /// Name of the remember-me cookie as set in browsers: the configured
+    /// name, with the `__Host-` prefix when cookies are `Secure` and carry
+    /// no `Domain` (the default). A browser accepts a `__Host-` cookie only
+    /// from this very host over a secure channel, with `Path=/`: a sibling
+    /// subdomain cannot plant one (login CSRF into its own account).
+    pub fn cookie_name(&self) -> String {
+        self.prefixed(&self.cookie_name)
+    }
+
+    /// `name` with the `__Host-` prefix when the cookies this layer sets
+    /// may carry it (see [`RememberMeConfig::cookie_name`]).
+    pub fn prefixed(&self, name: &str) -> String {
+        if self.cookie_secure && self.cookie_domain.is_none() {
+            format!("__Host-{name}")
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// How long a typed password counts for strong pages and for minting
+    /// long-lived tokens ("sudo mode").
+    pub fn reauth_window(&self) -> Duration {
+        self.reauth_window
+    }
+
+    /// Whether a password typed at `password_at` is recent enough at `now`
+    /// (see [`RememberMeConfigBuilder::reauth_window`]). A time in the future
+    /// (clock skew, a forged value) is not.
+    pub fn password_is_recent(&self, password_at: Option<i64>, now: i64) -> bool {
+        password_at.is_some_and(|at| {
+            let age = now - at;
+            (0..=self.reauth_window.as_secs() as i64).contains(&age)
+        })
     }
 
     /// How long a token stays valid (see [`Expiry`] for how use moves it).
@@ -387,6 +426,39 @@ impl RememberMeConfigBuilder {
     /// Path of the step-up (confirm your password) page. Default `/login/step-up`.
     pub fn step_up_path(mut self, path: impl Into<String>) -> Self {
         self.config.step_up_path = path.into();
+        self
+    }
+
+    /// How long a typed password proves itself ("sudo mode", as GitHub does
+    /// for sensitive pages). Default 900 s. Strong pages (admin, password
+    /// change, revoking devices) and minting a long-lived token (the
+    /// step-up form with "Keep me logged in", an API bearer asking for
+    /// one) need the password typed within this window; past it the
+    /// browser goes through step-up and the API answers 403
+    /// `password_required`. A copied session or access token is then worth
+    /// a bounded time for sensitive work, whatever its own lifetime.
+    pub fn reauth_window(mut self, window: Duration) -> Self {
+        self.config.reauth_window = window;
+        self
+    }
+
+    /// Prefix lengths that group client addresses for the per-IP limit.
+    /// Default `/32` for IPv4 (one address) and `/64` for IPv6: one IPv6
+    /// subscriber usually holds a whole /64, and keyed per address it could
+    /// rotate through 2^64 fresh allowances. Values are capped at 32 and 128.
+    pub fn ip_limit_prefixes(mut self, v4: u8, v6: u8) -> Self {
+        self.config.ip_prefix_v4 = v4.min(32);
+        self.config.ip_prefix_v6 = v6.min(128);
+        self
+    }
+
+    /// The key that signs device cookies (see the crate's threat model):
+    /// derived from `secret`, so instances sharing it (say, the session
+    /// key's master bytes) accept each other's device cookies. Default: a
+    /// random key per process, so a restart makes every browser untrusted
+    /// again, which only costs its separate lockout budget.
+    pub fn device_cookie_secret(mut self, secret: &[u8]) -> Self {
+        self.config.device_cookies = crate::device::DeviceCookies::from_secret(secret);
         self
     }
 

@@ -10,7 +10,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::flow::{CookieChange, verified_series};
+use crate::flow::{CookieChange, PasswordCheck, check_password, verified_series};
 use crate::flow::{Credentials, Failure, FlowKind, FlowState, Progress, StepContext, Tag};
 use crate::middleware::{
     AUTH_KEY, AuthState, RequestAuth, SignInMethod, client_info, new_auth_state, random_id,
@@ -248,9 +248,12 @@ impl FromRequest for CurrentUser {
     }
 }
 
-/// A user who typed their password in this session (`PASSWORD_VERIFIED`). A
-/// session signed in only by remember-me is sent through the step-up flow
-/// and back; anonymous visitors to the sign-in page.
+/// A user who typed their password in this session (`PASSWORD_VERIFIED`)
+/// within the re-auth window ([`RememberMeConfigBuilder::reauth_window`](crate::RememberMeConfigBuilder::reauth_window)),
+/// in a session whose epoch check is current. Any other signed-in session
+/// (by remember-me, or with a password typed too long ago) is sent through
+/// the step-up flow and back; anonymous visitors to the sign-in page; a
+/// session that could not be checked gets a 503.
 #[derive(Debug, Clone)]
 pub struct StrongAuth(pub AuthenticatedUser);
 
@@ -262,9 +265,10 @@ impl FromRequest for StrongAuth {
         ready(request_auth(req).and_then(|auth| {
             let config = &auth.shared.config;
             match auth.state.borrow().as_ref() {
-                Some(state) if state.tags.contains(&Tag::PasswordVerified) => {
-                    Ok(StrongAuth(state.into()))
-                }
+                // A session kept through an outage without its epoch check
+                // may have been revoked: never strong until checked.
+                Some(_) if auth.unchecked => Err(unavailable()),
+                Some(state) if has_recent_password(state, config) => Ok(StrongAuth(state.into())),
                 Some(_) => Err(AuthError::StepUpRequired {
                     location: with_next(&config.step_up_path, &current_path(req)),
                 }),
@@ -300,6 +304,29 @@ impl FromRequest for AdminAuth {
     }
 }
 
+/// Whether the session's password was typed recently enough for strong
+/// pages and for minting long-lived tokens.
+fn has_recent_password(state: &AuthState, config: &crate::RememberMeConfig) -> bool {
+    state.tags.contains(&Tag::PasswordVerified)
+        && config.password_is_recent(state.password_at, config.now())
+}
+
+/// What [`Auth::change_password`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PasswordChange {
+    /// Changed; every other session and token of the user ended.
+    Changed,
+    /// The current password was wrong: nothing changed.
+    WrongPassword,
+    /// Too many wrong passwords (for this account or from this address):
+    /// nothing was checked. Answer 429 with `Retry-After`.
+    Throttled {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+}
+
 /// What submitting an interactive step gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -328,10 +355,20 @@ pub(crate) fn ip_limiter(per_minute: u32) -> Option<IpLimiter> {
     )))
 }
 
-/// `Some(seconds to wait)` when this IP has used up its attempts.
-pub(crate) fn ip_throttled(limiter: &IpLimiter, req: &HttpRequest) -> Option<u64> {
+/// `Some(seconds to wait)` when this client's network (its address cut to
+/// the configured prefix: one IPv4 address, one IPv6 /64 by default) has
+/// used up its attempts.
+pub(crate) fn ip_throttled(
+    limiter: &IpLimiter,
+    config: &crate::RememberMeConfig,
+    req: &HttpRequest,
+) -> Option<u64> {
     use governor::clock::Clock as _;
-    let ip = req.peer_addr()?.ip();
+    let ip = client_network(
+        req.peer_addr()?.ip(),
+        config.ip_prefix_v4,
+        config.ip_prefix_v6,
+    );
     // Forget idle addresses now and then so the map stays small.
     if limiter.len() > 10_000 {
         limiter.retain_recent();
@@ -340,6 +377,29 @@ pub(crate) fn ip_throttled(limiter: &IpLimiter, req: &HttpRequest) -> Option<u64
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         wait.as_secs().max(1)
     })
+}
+
+/// `ip` with every bit past the prefix cleared: the key of its network.
+/// An IPv4 address mapped into IPv6 counts as IPv4.
+pub(crate) fn client_network(
+    ip: std::net::IpAddr,
+    v4_prefix: u8,
+    v6_prefix: u8,
+) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    fn mask(bits: u32, prefix: u8) -> u128 {
+        match u32::from(prefix.min(bits as u8)) {
+            0 => 0,
+            p => u128::MAX << (128 - p) >> (128 - bits),
+        }
+    }
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let masked = u32::from(v4) as u128 & mask(32, v4_prefix);
+            IpAddr::V4((masked as u32).into())
+        }
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & mask(128, v6_prefix)).into()),
+    }
 }
 
 /// The handle through which handlers run flows, sign out and check CSRF.
@@ -434,14 +494,23 @@ impl Auth {
 
     /// Starts a flow and keeps its state in the session until its
     /// interactive step is answered. A step-up needs a signed-in user.
-    /// Returns whether the flow already completed (a step-up of a session that
-    /// has the password verified already).
+    /// Returns whether there is nothing to ask: a step-up of a session whose
+    /// password was typed within the re-auth window (a submitted step-up
+    /// checks the password all the same).
     pub async fn begin(&self, kind: FlowKind) -> Result<bool, AuthError> {
         let state = self.start_state(kind)?;
         self.session
             .insert(FLOW_KEY, &state)
             .map_err(|e| AuthError::Internal(e.to_string()))?;
-        Ok(kind == FlowKind::StepUp && self.user().is_some_and(|u| u.is_strong()))
+        let config = &self.auth.shared.config;
+        Ok(kind == FlowKind::StepUp
+            && !self.auth.unchecked
+            && self
+                .auth
+                .state
+                .borrow()
+                .as_ref()
+                .is_some_and(|s| has_recent_password(s, config)))
     }
 
     fn start_state(&self, kind: FlowKind) -> Result<FlowState, AuthError> {
@@ -453,7 +522,12 @@ impl Auth {
                 let state = state.as_ref().ok_or_else(|| AuthError::SignInRequired {
                     location: self.auth.shared.config.login_path.clone(),
                 })?;
-                Ok(flow.start(Some((state.user_id, &state.tags))))
+                // Without PASSWORD_VERIFIED, so the password step always
+                // runs: a step-up proves the password now, whatever the
+                // session proved before.
+                let mut tags = state.tags.clone();
+                tags.remove(&Tag::PasswordVerified);
+                Ok(flow.start(Some((state.user_id, &tags))))
             }
         }
     }
@@ -468,7 +542,8 @@ impl Auth {
         credentials: Credentials,
     ) -> Result<SubmitOutcome, AuthError> {
         if let Some(limiter) = &self.auth.shared.ip_limiter
-            && let Some(retry_after_secs) = ip_throttled(limiter, &self.req)
+            && let Some(retry_after_secs) =
+                ip_throttled(limiter, &self.auth.shared.config, &self.req)
         {
             tracing::info!(
                 retry_after_secs,
@@ -478,7 +553,15 @@ impl Auth {
         }
         let stored: Option<FlowState> = self.session.get(FLOW_KEY).ok().flatten();
         let mut state = match stored {
-            Some(state) if state.kind() == kind => state,
+            // A step-up never continues from a state that claims the
+            // password already: it must check one now.
+            Some(state)
+                if state.kind() == kind
+                    && !(kind == FlowKind::StepUp
+                        && state.tags().contains(&Tag::PasswordVerified)) =>
+            {
+                state
+            }
             _ => self.start_state(kind)?,
         };
         // A step-up is for the user signed in now, never another.
@@ -490,13 +573,14 @@ impl Auth {
         let config = shared.config.clone();
         let flow = shared.flow(kind);
         let client = client_info(&self.req);
-        let browser_cookie = raw_cookie(&self.req, &config.cookie_name);
+        let browser_cookie = raw_cookie(&self.req, &config.cookie_name());
+        let device = crate::middleware::trusted_device(&self.req, &config);
         let previous = self
             .auth
             .state
             .borrow()
             .as_ref()
-            .map(|s| (s.method, s.series.clone()));
+            .map(|s| (s.method, s.series.clone(), s.signed_in_at));
         // Wait here, in async land, for a password-check permit: a storm of
         // sign-ins queues without holding blocking threads or Argon2 memory.
         let _permit = shared
@@ -512,18 +596,10 @@ impl Auth {
                     Some(raw) => verified_series(&stores, &config, now, raw)?,
                     None => None,
                 };
-                let mut ctx = StepContext {
-                    stores: &stores,
-                    config: &config,
-                    now,
-                    client: &client,
-                    remember_cookie: None,
-                    browser_series,
-                    device_key: None,
-                    credentials: Some(credentials),
-                    cookie_change: None,
-                    user: None,
-                };
+                let mut ctx = StepContext::new(&stores, &config, now, &client);
+                ctx.browser_series = browser_series;
+                ctx.credentials = Some(credentials);
+                ctx.device = device;
                 let progress = flow.advance(&mut state, &mut ctx)?;
                 let mut new_state = None;
                 if let Progress::Complete { user, tags } = &progress {
@@ -536,11 +612,13 @@ impl Auth {
                         stores.tokens.delete_series(&series)?;
                         ctx.cookie_change.get_or_insert(CookieChange::Remove);
                     }
-                    let (method, series) = match (kind, previous) {
-                        (FlowKind::StepUp, Some((method, series))) => {
-                            (method, series.as_deref().and_then(SecretHash::from_slice))
-                        }
-                        _ => (SignInMethod::Password, None),
+                    let (method, series, signed_in_at) = match (kind, previous) {
+                        (FlowKind::StepUp, Some((method, series, signed_in_at))) => (
+                            method,
+                            series.as_deref().and_then(SecretHash::from_slice),
+                            Some(signed_in_at),
+                        ),
+                        _ => (SignInMethod::Password, None, None),
                     };
                     // The session is bound to the token it was issued, if any.
                     let series = match &ctx.cookie_change {
@@ -549,7 +627,14 @@ impl Auth {
                     };
                     let loaded = ctx.user.take();
                     new_state =
-                        new_auth_state(&stores, *user, loaded, tags.clone(), method, now, series)?;
+                        new_auth_state(&stores, *user, loaded, tags.clone(), method, now, series)?
+                            .map(|state| AuthState {
+                                password_at: ctx.password_at,
+                                // A step-up confirms the session; it never
+                                // restarts its absolute lifetime.
+                                signed_in_at: signed_in_at.unwrap_or(state.signed_in_at),
+                                ..state
+                            });
                     stores.audit(NewAuditEvent {
                         at: now,
                         kind: match kind {
@@ -573,6 +658,13 @@ impl Auth {
         match progress {
             Progress::Complete { .. } => {
                 let new_state = new_state.ok_or(AuthError::Forbidden)?;
+                if new_state.password_at.is_some() {
+                    // This client typed the right password: from now on its
+                    // failures spend a budget of their own (see `device`).
+                    let config = &self.auth.shared.config;
+                    *self.auth.device_cookie.borrow_mut() =
+                        Some(config.device_cookies.issue(new_state.user_id, now));
+                }
                 start_session(&self.session, &new_state);
                 let user = AuthenticatedUser::from(&new_state);
                 *self.auth.state.borrow_mut() = Some(new_state);
@@ -607,7 +699,7 @@ impl Auth {
     /// and purges the session.
     pub async fn logout(&self) -> Result<(), AuthError> {
         let stores = self.auth.shared.stores.clone();
-        let series = raw_cookie(&self.req, &self.auth.shared.config.cookie_name);
+        let series = raw_cookie(&self.req, &self.auth.shared.config.cookie_name());
         let user = self.user().map(|u| u.id);
         let client = client_info(&self.req);
         let now = self.auth.shared.config.now();
@@ -714,7 +806,7 @@ impl Auth {
     /// browser's token and session stay.
     pub async fn sign_out_other_devices(&self) -> Result<usize, AuthError> {
         let (user, epoch) = self.user_and_epoch()?;
-        let keep = raw_cookie(&self.req, &self.auth.shared.config.cookie_name);
+        let keep = raw_cookie(&self.req, &self.auth.shared.config.cookie_name());
         let stores = self.stores().clone();
         let config = self.auth.shared.config.clone();
         let now = config.now();
@@ -739,18 +831,28 @@ impl Auth {
 
     /// Changes the current user's password (Argon2id on a blocking thread)
     /// after checking the current one, ends every other session and token of
-    /// the user, keeps this one. Callers should demand [`StrongAuth`].
-    /// Returns `false` (nothing changed) when the current password is wrong.
+    /// the user, keeps this one. Callers should demand [`StrongAuth`]. The
+    /// current password is checked like every other password (see
+    /// [`PasswordStep`](crate::flow::PasswordStep)): throttled per account,
+    /// per device and per client address, and a wrong one is audited.
     pub async fn change_password(
         &self,
         current_password: String,
         new_password: String,
-    ) -> Result<bool, AuthError> {
+    ) -> Result<PasswordChange, AuthError> {
+        if let Some(limiter) = &self.auth.shared.ip_limiter
+            && let Some(retry_after_secs) =
+                ip_throttled(limiter, &self.auth.shared.config, &self.req)
+        {
+            return Ok(PasswordChange::Throttled { retry_after_secs });
+        }
         let (user, epoch) = self.user_and_epoch()?;
-        let keep = raw_cookie(&self.req, &self.auth.shared.config.cookie_name);
+        let keep = raw_cookie(&self.req, &self.auth.shared.config.cookie_name());
+        let device = crate::middleware::trusted_device(&self.req, &self.auth.shared.config);
         let stores = self.stores().clone();
         let config = self.auth.shared.config.clone();
         let now = config.now();
+        let client = client_info(&self.req);
         let event = self.audit_event(AuditKind::PasswordChanged, Some(user), String::new());
         let _permit = self
             .auth
@@ -765,9 +867,15 @@ impl Auth {
             .auth
             .shared
             .run_with_argon2(move || {
-                let stored = stores.users.find_by_id(user)?.map(|u| u.password_hash);
-                if !crate::flow::verify_password_work(stored.as_deref(), &current_password) {
-                    return Ok::<_, StoreError>(Some(None));
+                let mut ctx = StepContext::new(&stores, &config, now, &client);
+                ctx.device = device;
+                let who = crate::flow::Who::Known(user);
+                match check_password(&mut ctx, who, &current_password, "password change")? {
+                    PasswordCheck::Verified(_) => {}
+                    PasswordCheck::Wrong => return Ok(Some(Err(PasswordChange::WrongPassword))),
+                    PasswordCheck::Throttled { retry_after_secs } => {
+                        return Ok(Some(Err(PasswordChange::Throttled { retry_after_secs })));
+                    }
                 }
                 let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
                     return Ok(None);
@@ -780,18 +888,24 @@ impl Auth {
                     detail: &detail,
                     ..event.borrowed(Some(user))
                 });
-                Ok(Some(Some(new_epoch)))
+                Ok::<_, StoreError>(Some(Ok(new_epoch)))
             })
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?
             .map_err(AuthError::from)?;
         match done {
-            Some(None) => Ok(false),
-            Some(Some(new_epoch)) => {
+            Some(Err(refused)) => Ok(refused),
+            Some(Ok(new_epoch)) => {
                 self.restamp_or_end(Some(((), new_epoch)))?;
-                Ok(true)
+                if let Some(state) = self.auth.state.borrow_mut().as_mut() {
+                    state.password_at = Some(now);
+                    let _ = self.session.insert(AUTH_KEY, &*state);
+                }
+                Ok(PasswordChange::Changed)
             }
-            None => self.restamp_or_end::<()>(None).map(|_| false),
+            None => self
+                .restamp_or_end::<()>(None)
+                .map(|_| PasswordChange::WrongPassword),
         }
     }
 
@@ -840,7 +954,7 @@ impl Auth {
 
     /// The hash of the remember-me series this browser carries, if its cookie decodes.
     pub fn browser_series(&self) -> Option<crate::token::SecretHash> {
-        raw_cookie(&self.req, &self.auth.shared.config.cookie_name)
+        raw_cookie(&self.req, &self.auth.shared.config.cookie_name())
             .and_then(|raw| RememberCookie::decode(&raw).ok())
             .map(|c| c.series.hash())
     }
@@ -903,7 +1017,7 @@ pub fn session_middleware(
         actix_session::storage::CookieSessionStore::default(),
         key,
     )
-    .cookie_name("session".to_owned())
+    .cookie_name(config.prefixed("session"))
     .cookie_secure(config.cookie_secure)
     .cookie_http_only(true)
     .cookie_same_site(actix_web::cookie::SameSite::Lax)
@@ -914,7 +1028,34 @@ pub fn session_middleware(
 
 #[cfg(test)]
 mod tests {
-    use super::safe_redirect_path;
+    use super::{client_network, safe_redirect_path};
+
+    #[test]
+    fn clients_are_grouped_by_network_for_the_per_ip_limit() {
+        let net = |ip: &str, v4, v6| client_network(ip.parse().unwrap(), v4, v6).to_string();
+        // One IPv6 subscriber's /64 is one client: rotating the low bits
+        // gains no fresh allowance.
+        assert_eq!(net("2001:db8:1:2:aaaa::1", 32, 64), "2001:db8:1:2::");
+        assert_eq!(
+            net("2001:db8:1:2:ffff:ffff:ffff:ffff", 32, 64),
+            "2001:db8:1:2::"
+        );
+        assert_ne!(
+            net("2001:db8:1:3::1", 32, 64),
+            net("2001:db8:1:2::1", 32, 64)
+        );
+        assert_eq!(net("2001:db8:1:2:aaaa::1", 32, 128), "2001:db8:1:2:aaaa::1");
+        assert_eq!(net("2001:db8:1:2:aaaa::1", 32, 48), "2001:db8:1::");
+        assert_eq!(net("2001:db8::1", 32, 0), "::");
+        // IPv4 keeps the whole address by default; a prefix groups it.
+        assert_eq!(net("203.0.113.77", 32, 64), "203.0.113.77");
+        assert_eq!(net("203.0.113.77", 24, 64), "203.0.113.0");
+        assert_eq!(
+            net("::ffff:203.0.113.77", 24, 64),
+            "203.0.113.0",
+            "mapped v4 is v4"
+        );
+    }
 
     #[test]
     fn only_paths_on_this_site_are_redirect_targets() {

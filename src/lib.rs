@@ -80,6 +80,7 @@ mod config;
 #[cfg(feature = "demo")]
 #[path = "web/mod.rs"]
 pub mod demo;
+pub mod device;
 mod extract;
 pub mod flow;
 mod middleware;
@@ -94,8 +95,8 @@ pub use config::{
     SystemClock,
 };
 pub use extract::{
-    AdminAuth, Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, StrongAuth,
-    SubmitOutcome, safe_redirect_path, session_middleware,
+    AdminAuth, Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, PasswordChange,
+    StrongAuth, SubmitOutcome, safe_redirect_path, session_middleware,
 };
 pub use flow::{Credentials, Flow, FlowKind, Tag};
 pub use middleware::{RememberMe, SignInMethod};

@@ -59,6 +59,15 @@ enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Grant (`true`) or withdraw (`false`) a user's admin rights. Open
+    /// sessions see the change at their next epoch check.
+    SetAdmin {
+        /// The username.
+        name: String,
+        /// Whether the user is an admin.
+        #[arg(action = clap::ArgAction::Set)]
+        admin: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,9 +125,20 @@ struct ServeArgs {
     /// Seconds a throttled account waits after its last failure.
     #[arg(long, env = "REMEMBERME_LOCKOUT_SECS", default_value_t = 300)]
     lockout_secs: u64,
-    /// Password attempts per minute from one client IP (0: no limit).
+    /// Password attempts per minute from one client network (0: no limit).
     #[arg(long, env = "REMEMBERME_IP_ATTEMPTS_PER_MINUTE", default_value_t = 30)]
     ip_attempts_per_minute: u32,
+    /// Prefix length that groups IPv4 clients for the per-IP limit.
+    #[arg(long, env = "REMEMBERME_IP_LIMIT_V4_PREFIX", default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
+    ip_limit_v4_prefix: u8,
+    /// Prefix length that groups IPv6 clients for the per-IP limit (one
+    /// subscriber usually holds a /64).
+    #[arg(long, env = "REMEMBERME_IP_LIMIT_V6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(0..=128))]
+    ip_limit_v6_prefix: u8,
+    /// Seconds a typed password counts for strong pages (admin, password
+    /// change, revoking devices) and for minting long-lived tokens.
+    #[arg(long, env = "REMEMBERME_REAUTH_WINDOW_SECS", default_value_t = 900)]
+    reauth_window_secs: u64,
     /// Days audit events are kept; older ones go with each purge.
     #[arg(long, env = "REMEMBERME_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     audit_retention_days: u64,
@@ -175,6 +195,9 @@ fn main() -> std::process::ExitCode {
         }
         Some(Command::User(UserCommand::Add { name, admin })) => {
             add_user(&cli.database_url, &name, admin)
+        }
+        Some(Command::User(UserCommand::SetAdmin { name, admin })) => {
+            set_admin(&cli.database_url, &name, admin)
         }
         Some(Command::Tokens(TokensCommand::Purge)) => purge(&cli.database_url),
         Some(Command::Tokens(TokensCommand::List { user })) => {
@@ -245,18 +268,41 @@ fn add_user(url: &str, name: &str, admin: bool) -> Result<(), String> {
     }
 }
 
+fn set_admin(url: &str, name: &str, admin: bool) -> Result<(), String> {
+    use rememberme::store::UserStore as _;
+    let store = open(url, 1)?;
+    let user = store
+        .find_by_username(name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name}"))?;
+    store.set_admin(user.id, admin).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{name} is {}an admin; open sessions see it at their next check",
+        if admin { "" } else { "no longer " }
+    );
+    Ok(())
+}
+
 fn atty_stdin() -> bool {
     use std::io::IsTerminal as _;
     std::io::stdin().is_terminal()
 }
 
 fn purge(url: &str) -> Result<(), String> {
-    use rememberme::store::TokenStore as _;
+    use rememberme::store::{TokenStore as _, UserStore as _};
     let store = open(url, 1)?;
     let n = store.purge_expired(now()).map_err(|e| e.to_string())?;
     eprintln!("{n} expired token(s) deleted");
+    let n = store
+        .purge_failures(now() - FAILURE_RETENTION_SECS)
+        .map_err(|e| e.to_string())?;
+    eprintln!("{n} stale failure counter(s) deleted");
     Ok(())
 }
+
+/// Failure counters idle this long are deleted by the purge: far past any
+/// lockout, so no throttle is lifted early.
+const FAILURE_RETENTION_SECS: i64 = 24 * 3600;
 
 fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {
     use rememberme::store::TokenStore as _;
@@ -382,6 +428,8 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .max_failed_logins(args.max_failed_logins)
         .lockout(Duration::from_secs(args.lockout_secs))
         .ip_attempts_per_minute(args.ip_attempts_per_minute)
+        .ip_limit_prefixes(args.ip_limit_v4_prefix, args.ip_limit_v6_prefix)
+        .reauth_window(Duration::from_secs(args.reauth_window_secs))
         .store_concurrency(args.store_threads.unwrap_or(
             if Backend::from_url(url).sqlite_path().is_some() {
                 args.db_pool_size as usize
@@ -482,6 +530,7 @@ async fn purge_periodically(stores: Stores, every: Duration, audit_retention: Du
         let result = actix_web::web::block(move || {
             let now = now();
             let tokens = stores.tokens.purge_expired(now)?;
+            stores.users.purge_failures(now - FAILURE_RETENTION_SECS)?;
             let events = stores
                 .audit
                 .purge_before(now - audit_retention.as_secs() as i64)?;

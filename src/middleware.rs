@@ -59,8 +59,13 @@ pub(crate) struct AuthState {
     pub epoch: i64,
     /// When the epoch was last compared with the database.
     pub checked_at: i64,
-    /// When the session was signed in (absolute session lifetime).
+    /// When the session was signed in (absolute session lifetime). A
+    /// step-up never moves it.
     pub signed_in_at: i64,
+    /// When the password was last typed in this session ("sudo mode", see
+    /// [`RememberMeConfig::reauth_window`]); `None` for a session signed in
+    /// by cookie and never stepped up.
+    pub password_at: Option<i64>,
     /// Random id renewed at every sign-in and step-up.
     pub sid: String,
     /// SHA-256 of the remember-me series this session came from or was
@@ -75,8 +80,8 @@ const PASSWORD: u8 = 4;
 const BY_COOKIE: u8 = 8;
 
 impl AuthState {
-    /// `a1.<user>.<epoch>.<checked_at>.<signed_in_at>.<flags>.<sid>.<series>.<username>`:
-    /// integers in decimal, the flags a bit set, `sid` and `series`
+    /// `a2.<user>.<epoch>.<checked_at>.<signed_in_at>.<password_at>.<flags>.<sid>.<series>.<username>`:
+    /// integers in decimal (`password_at` empty when none), the flags a bit set, `sid` and `series`
     /// (SHA-256, or empty) in unpadded base64url, and the username last, so
     /// that it may hold any character. Inside the encrypted session cookie.
     fn encode(&self) -> String {
@@ -100,8 +105,9 @@ impl AuthState {
             .as_ref()
             .map(|s| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s))
             .unwrap_or_default();
+        let password_at = self.password_at.map(|t| t.to_string()).unwrap_or_default();
         format!(
-            "a1.{}.{}.{}.{}.{flags}.{}.{series}.{}",
+            "a2.{}.{}.{}.{}.{password_at}.{flags}.{}.{series}.{}",
             self.user_id, self.epoch, self.checked_at, self.signed_in_at, self.sid, self.username
         )
     }
@@ -110,12 +116,16 @@ impl AuthState {
     /// a damaged value), which reads as "not signed in".
     fn decode(value: &str) -> Option<Self> {
         use base64::Engine as _;
-        let mut parts = value.splitn(9, '.');
-        if parts.next()? != "a1" {
+        let mut parts = value.splitn(10, '.');
+        if parts.next()? != "a2" {
             return None;
         }
         let mut int = || parts.next()?.parse::<i64>().ok();
         let (user_id, epoch, checked_at, signed_in_at) = (int()?, int()?, int()?, int()?);
+        let password_at = match parts.next()? {
+            "" => None,
+            at => Some(at.parse::<i64>().ok()?),
+        };
         let flags: u8 = parts.next()?.parse().ok()?;
         if flags & !(ADMIN | WEAK | PASSWORD | BY_COOKIE) != 0 {
             return None;
@@ -152,6 +162,7 @@ impl AuthState {
             epoch,
             checked_at,
             signed_in_at,
+            password_at,
             sid,
             series,
         })
@@ -225,9 +236,15 @@ pub(crate) struct RequestAuth {
     pub state: Rc<RefCell<Option<AuthState>>>,
     pub cookie_change: Rc<RefCell<Option<CookieChange>>>,
     pub signed_in_by_cookie: bool,
-    /// A remember-me cookie could not be checked because the store did not
-    /// answer: pages that need a user answer 503, not "please sign in".
+    /// A remember-me cookie or an open session could not be checked because
+    /// the store did not answer: pages that need a user answer 503, not
+    /// "please sign in".
     pub store_unavailable: bool,
+    /// The session is kept through an outage without its epoch check:
+    /// strong pages refuse it (503) until a check succeeds.
+    pub unchecked: bool,
+    /// A device cookie to set on the response (after a right password).
+    pub device_cookie: Rc<RefCell<Option<String>>>,
 }
 
 /// The remember-me middleware. Wrap it **inside** actix-session's
@@ -372,13 +389,13 @@ where
         Box::pin(async move {
             let session = req.get_session();
             let now = shared.config.now();
-            let mut state = session_state(&session, &shared, now).await;
+            let (mut state, check) = session_state(&session, &shared, now).await;
             let mut cookie_change = None;
             let mut signed_in_by_cookie = false;
-            let mut store_unavailable = false;
+            let mut store_unavailable = check == Check::Unavailable;
 
             if state.is_none() {
-                if let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name) {
+                if let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name()) {
                     let client = client_info(req.request());
                     match identify_by_cookie(&shared, raw, client.clone(), now).await {
                         Ok((signed_in, change)) => {
@@ -416,6 +433,8 @@ where
                 cookie_change: Rc::new(RefCell::new(cookie_change)),
                 signed_in_by_cookie,
                 store_unavailable,
+                unchecked: check == Check::Unchecked,
+                device_cookie: Rc::new(RefCell::new(None)),
             };
             req.extensions_mut().insert(auth.clone());
 
@@ -423,6 +442,10 @@ where
             if let Some(change) = auth.cookie_change.borrow_mut().take() {
                 let cookie = remember_cookie(&shared.config, &change);
                 res.response_mut().add_cookie(&cookie)?;
+            }
+            if let Some(value) = auth.device_cookie.borrow_mut().take() {
+                res.response_mut()
+                    .add_cookie(&device_cookie(&shared.config, value))?;
             }
             if auth.state.borrow().is_some() {
                 // Signed-in pages must not be kept by shared caches or the
@@ -437,19 +460,39 @@ where
     }
 }
 
+/// How far [`session_state`] could check the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Checked now or within the check interval (or no session).
+    Fresh,
+    /// Kept through a store outage without a check, for at most twice the
+    /// check interval since the last one: strong pages refuse it.
+    Unchecked,
+    /// Dropped because it could not be checked for too long: the visitor
+    /// gets a 503 while the store is down, never an open session that a
+    /// revocation cannot reach.
+    Unavailable,
+}
+
 /// The session's auth state if it is still good: within its lifetime and, at
-/// most every `epoch_check_interval`, still under the user's current epoch.
-async fn session_state(session: &Session, shared: &Shared, now: i64) -> Option<AuthState> {
-    let mut state: AuthState = session.get(AUTH_KEY).ok().flatten()?;
+/// most every `epoch_check_interval`, still under the user's current epoch
+/// (the same query re-reads the user's roles). A check that cannot run
+/// keeps the session only for twice the interval since the last good one.
+async fn session_state(session: &Session, shared: &Shared, now: i64) -> (Option<AuthState>, Check) {
+    let Some(mut state) = session.get::<AuthState>(AUTH_KEY).ok().flatten() else {
+        return (None, Check::Fresh);
+    };
     let config = &shared.config;
     if now - state.signed_in_at >= config.session_lifetime.as_secs() as i64 {
         // `clear`, not `purge`: a remember-me cookie may sign the user in
         // again on this same request, and a purged session keeps nothing.
         session.clear();
-        return None;
+        return (None, Check::Fresh);
     }
-    if now - state.checked_at < config.epoch_check_interval.as_secs() as i64 {
-        return Some(state);
+    let interval = config.epoch_check_interval.as_secs() as i64;
+    let since = now - state.checked_at;
+    if (0..interval).contains(&since) {
+        return (Some(state), Check::Fresh);
     }
     let stores = shared.stores.clone();
     let (user_id, series) = (state.user_id, state.series.clone());
@@ -458,38 +501,54 @@ async fn session_state(session: &Session, shared: &Shared, now: i64) -> Option<A
             match series.as_deref().and_then(SecretHash::from_slice) {
                 // A session signed in by (or issued) a token lives only as
                 // long as that token: revoking the device ends the device's
-                // open session. One query gives the token and its owner's
-                // epoch; no token (or another user's) reads as revoked.
+                // open session. One query gives the token and its owner;
+                // no token (or another user's) reads as revoked.
                 Some(series) => Ok(stores
                     .tokens
                     .find_by_series_with_owner(&series)?
                     .filter(|(token, _)| token.user_id == user_id)
-                    .map(|(_, owner)| owner.auth_epoch)),
-                None => stores.users.auth_epoch(user_id),
+                    .map(|(_, owner)| owner)),
+                None => stores.users.find_by_id(user_id),
             }
         })
         .await;
     match checked {
-        Ok(Ok(Some(epoch))) if epoch == state.epoch => {
+        Ok(Ok(Some(owner))) if owner.auth_epoch == state.epoch => {
             state.checked_at = now;
+            // Roles come from the user's row, not from the sign-in: a
+            // demoted admin loses the admin pages at this check.
+            state.is_admin = owner.is_admin;
             let _ = session.insert(AUTH_KEY, &state);
-            Some(state)
+            (Some(state), Check::Fresh)
         }
         Ok(Ok(_)) => {
             // Revoked (epoch bumped, device revoked) or the user is gone.
             tracing::info!(user_id, "session ended: revoked");
             session.clear();
-            None
+            (None, Check::Fresh)
         }
-        Ok(Err(error)) => {
-            // Keep the session through an outage; check again next request.
-            tracing::warn!(%error, user_id, "auth epoch check skipped: store unavailable");
-            Some(state)
-        }
-        Err(error) => {
-            tracing::error!(%error, "auth epoch check could not run");
-            Some(state)
-        }
+        Ok(Err(error)) => unchecked(state, since, interval, &error),
+        Err(error) => unchecked(state, since, interval, &error),
+    }
+}
+
+/// A session whose check could not run: kept (but refused by strong pages)
+/// while its last check is less than twice the interval old, else dropped
+/// from this request, not from the session, so it works again once the
+/// store answers and confirms it.
+fn unchecked(
+    state: AuthState,
+    since: i64,
+    interval: i64,
+    error: &dyn std::fmt::Display,
+) -> (Option<AuthState>, Check) {
+    let user_id = state.user_id;
+    if (0..2 * interval).contains(&since) {
+        tracing::warn!(%error, user_id, "auth epoch check skipped: store unavailable");
+        (Some(state), Check::Unchecked)
+    } else {
+        tracing::warn!(%error, user_id, since, "session refused: its epoch could not be checked");
+        (None, Check::Unavailable)
     }
 }
 
@@ -508,18 +567,8 @@ async fn identify_by_cookie(
     let config = shared.config.clone();
     let flow = shared.login.clone();
     shared.run_blocking(move || {
-        let mut ctx = StepContext {
-            stores: &stores,
-            config: &config,
-            now,
-            client: &client,
-            remember_cookie: Some(&raw),
-            browser_series: None,
-            device_key: None,
-            credentials: None,
-            cookie_change: None,
-            user: None,
-        };
+        let mut ctx = StepContext::new(&stores, &config, now, &client);
+        ctx.remember_cookie = Some(&raw);
         let mut flow_state = flow.start(None);
         let progress = flow.advance(&mut flow_state, &mut ctx)?;
         let change = ctx.cookie_change.take();
@@ -585,6 +634,7 @@ pub(crate) fn new_auth_state(
         epoch: user.auth_epoch,
         checked_at: now,
         signed_in_at: now,
+        password_at: None,
         sid: random_id(),
         series: series.map(|s| s.as_bytes().to_vec()),
     }))
@@ -650,7 +700,7 @@ pub(crate) fn remember_cookie(config: &RememberMeConfig, change: &CookieChange) 
         } => (cookie.encode(), *max_age_secs),
         CookieChange::Remove => (String::new(), 0),
     };
-    let mut cookie = Cookie::build(config.cookie_name.clone(), value)
+    let mut cookie = Cookie::build(config.cookie_name(), value)
         // HttpOnly: page scripts (and so XSS) cannot read it.
         .http_only(true)
         // Lax: not sent on cross-site POSTs, so it cannot sign a forged form in.
@@ -669,6 +719,33 @@ pub(crate) fn remember_cookie(config: &RememberMeConfig, change: &CookieChange) 
     cookie
 }
 
+/// The device cookie (see [`crate::device`]): the same attributes as the
+/// remember-me cookie, for a year.
+fn device_cookie(config: &RememberMeConfig, value: String) -> Cookie<'static> {
+    let mut cookie = Cookie::build(config.prefixed(crate::device::DEVICE_COOKIE_NAME), value)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(config.cookie_secure)
+        .max_age(time::Duration::seconds(
+            crate::device::DEVICE_COOKIE_LIFETIME_SECS,
+        ))
+        .finish();
+    if let Some(domain) = &config.cookie_domain {
+        cookie.set_domain(domain.clone());
+    }
+    cookie
+}
+
+/// The client's device cookie, if it verifies (see [`crate::device`]).
+pub(crate) fn trusted_device(
+    req: &actix_web::HttpRequest,
+    config: &RememberMeConfig,
+) -> Option<crate::device::TrustedDevice> {
+    let raw = raw_cookie(req, &config.prefixed(crate::device::DEVICE_COOKIE_NAME))?;
+    config.device_cookies.verify(&raw, config.now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,6 +760,7 @@ mod tests {
             epoch: 3,
             checked_at: 1_764_000_123,
             signed_in_at: -5,
+            password_at: Some(1_764_000_000),
             sid: random_id(),
             series,
         }
@@ -694,7 +772,7 @@ mod tests {
             for series in [None, Some(vec![7u8; 32])] {
                 let original = state(name, series);
                 let json = serde_json::to_string(&original).unwrap();
-                assert!(json.starts_with("\"a1.42.3."), "{json}");
+                assert!(json.starts_with("\"a2.42.3."), "{json}");
                 let back: AuthState = serde_json::from_str(&json).unwrap();
                 assert_eq!(back, original);
             }
@@ -703,6 +781,7 @@ mod tests {
         both.tags.insert(Tag::PasswordVerified);
         both.is_admin = false;
         both.method = SignInMethod::Password;
+        both.password_at = None;
         let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
         assert_eq!(back, both);
     }
@@ -712,12 +791,13 @@ mod tests {
         let good = state("alice", Some(vec![1u8; 32])).encode();
         assert!(AuthState::decode(&good).is_some());
         let bad = [
-            good.replacen("a1", "a2", 1),
+            good.replacen("a2", "a1", 1), // the former layout
             good.replacen(".42.", ".x.", 1),
             good.replacen(".3.", ".", 1),
-            "a1.1.2.3.4.16.sid..alice".to_owned(), // unknown flag bit
-            "a1.1.2.3.4.0.sid.AAAA.alice".to_owned(), // series not 32 bytes
-            "a1.1.2.3".to_owned(),
+            good.replacen(".1764000000.", ".soon.", 1),
+            "a2.1.2.3.4..16.sid..alice".to_owned(), // unknown flag bit
+            "a2.1.2.3.4..0.sid.AAAA.alice".to_owned(), // series not 32 bytes
+            "a2.1.2.3".to_owned(),
             String::new(),
             r#"{"user_id":1}"#.to_owned(), // the former JSON form
         ];

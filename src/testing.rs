@@ -40,18 +40,10 @@ pub fn remember_me_cookie(
         user_agent: Some("rememberme::testing".to_owned()),
         ip: None,
     };
-    let mut ctx = StepContext {
-        stores,
-        config,
-        now: config.now(),
-        client: &client,
-        remember_cookie: None,
-        browser_series: None,
-        device_key: None,
-        credentials: None,
-        cookie_change: None,
-        user: None,
-    };
+    let now = config.now();
+    let mut ctx = StepContext::new(stores, config, now, &client);
+    // This helper stands for a sign-in with the password and the box ticked.
+    ctx.password_at = Some(now);
     match RememberMeIssueStep.run(&mut ctx, Some(user))? {
         StepOutcome::Success { .. } => {}
         other => return Err(StoreError::Query(format!("token not issued: {other:?}"))),

@@ -17,8 +17,8 @@ use std::time::Duration;
 use browser_support::{Browser, Key, Lab, scenario, webdriver_cookie};
 use common::{TestDb, TestServer};
 
-const RM: &str = "remember_me";
-const SESSION: &str = "session";
+const RM: &str = "__Host-remember_me";
+const SESSION: &str = "__Host-session";
 const ALICE_PASSWORD: &str = "alice's long passphrase";
 const ROOT_PASSWORD: &str = "root's long passphrase";
 

@@ -116,7 +116,8 @@ fn record_statements() {
 /// (`find_and_rotate`): on PostgreSQL one statement, so one round trip; on
 /// SQLite, in-process, a read and a write. The audit row is written
 /// afterwards, in a batch (`record_batch`), never on the request. A password
-/// sign-in without failures to reset writes nothing but its audit row.
+/// sign-in without failures to reset reads the user and its failure counter
+/// and writes nothing but its audit row.
 async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
     record_statements();
     let postgres = db.sqlite_path().is_none();
@@ -132,18 +133,24 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         .into_iter()
         .filter(|c| *c != "record")
         .collect();
-    assert_eq!(login, ["find_by_username"], "password sign-in: {login:?}");
+    // The failure counter is read before any Argon2 work (throttling);
+    // nothing is written when it is empty.
+    assert_eq!(
+        login,
+        ["find_by_username", "failures"],
+        "password sign-in: {login:?}"
+    );
 
     let mut browser = server.browser();
     browser.login("alice", "correct horse", true).await;
-    browser.drop_cookie("session");
+    browser.drop_cookie("__Host-session");
     counts.take_log();
     STATEMENTS.lock().unwrap().clear();
     RECORDING.store(true, Ordering::SeqCst);
     let page = browser.get("/").await;
     RECORDING.store(false, Ordering::SeqCst);
     assert_eq!(page.status, 200);
-    assert!(page.set_cookie("remember_me").is_some(), "rotated");
+    assert!(page.set_cookie("__Host-remember_me").is_some(), "rotated");
     let token_statements: Vec<_> = std::mem::take(&mut *STATEMENTS.lock().unwrap())
         .into_iter()
         // The data statements: not the audit batch, nor a new connection's

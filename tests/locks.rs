@@ -12,7 +12,7 @@ use common::{TestDb, TestServer};
 use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
 
-const RM: &str = "remember_me";
+const RM: &str = "__Host-remember_me";
 
 on_both_backends!(a_held_lock_delays_cookie_sign_ins_for_a_bounded_time_only);
 
@@ -54,7 +54,7 @@ async fn a_held_lock_delays_cookie_sign_ins_for_a_bounded_time_only(db: TestDb) 
     server.add_user("alice", "correct horse", false);
     let mut browser = server.browser();
     browser.login("alice", "correct horse", true).await;
-    browser.drop_cookie("session");
+    browser.drop_cookie("__Host-session");
     let cookie = browser.cookie(RM).expect("remember-me cookie");
 
     let holder = Holder::take(&server.db);

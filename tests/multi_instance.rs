@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::instance::{cli, prepare, start};
 use common::{Browser, TestDb};
 
-const RM: &str = "remember_me";
-const SESSION: &str = "session";
+const RM: &str = "__Host-remember_me";
+const SESSION: &str = "__Host-session";
 
 #[actix_web::test]
 async fn two_instances_share_tokens_theft_detection_and_logout() {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{TestDb, TestServer, raw_parts};
 
-const RM: &str = "remember_me";
-const SESSION: &str = "session";
+const RM: &str = "__Host-remember_me";
+const SESSION: &str = "__Host-session";
 const THIRTY_DAYS: i64 = 30 * 24 * 3600;
 
 on_both_backends!(
@@ -353,7 +353,7 @@ async fn malformed_and_unknown_cookies_are_removed_and_change_nothing(db: TestDb
         assert!(
             res.1
                 .iter()
-                .any(|c| c.starts_with("remember_me=;") && c.contains("Max-Age=0")),
+                .any(|c| c.starts_with("__Host-remember_me=;") && c.contains("Max-Age=0")),
             "cookie removed for {raw:?}: {:?}",
             res.1
         );
@@ -365,7 +365,7 @@ async fn malformed_and_unknown_cookies_are_removed_and_change_nothing(db: TestDb
 
 /// Sends `remember_me=<raw bytes>` (possibly not UTF-8) to `/`.
 async fn get_with_raw_cookie(server: &TestServer, raw: &[u8]) -> (u16, Vec<String>) {
-    let mut header = b"remember_me=".to_vec();
+    let mut header = b"__Host-remember_me=".to_vec();
     header.extend_from_slice(raw);
     let value = actix_web::http::header::HeaderValue::from_bytes(&header).unwrap();
     let res = awc::Client::builder()

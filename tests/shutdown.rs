@@ -82,7 +82,7 @@ async fn the_binary_exits_cleanly_on_sigterm_after_a_cookie_sign_in(db: TestDb) 
     // Open connections, a rotation and a queued audit row to end with.
     let mut browser = Browser::new(&server.base);
     browser.login("alice", "correct horse battery", true).await;
-    browser.drop_cookie("session");
+    browser.drop_cookie("__Host-session");
     let page = browser.get("/").await;
     assert!(page.body.contains("Signed in by remember-me"));
 

@@ -8,7 +8,11 @@ use crate::token::RememberCookie;
 /// hashes. The browser's previous series, if it carries one, is deleted
 /// first: one token per browser.
 ///
-/// The built-in flows give it the precondition `PASSWORD_VERIFIED`.
+/// The built-in flows give it the precondition `PASSWORD_VERIFIED`, and
+/// the step checks for itself that a password was typed within the re-auth
+/// window ([`StepContext::password_at`]), whatever flow it is put in: a
+/// remember-me cookie or a derived access token must never mint a new
+/// long-lived token on its own.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RememberMeIssueStep;
 
@@ -25,6 +29,10 @@ impl Step for RememberMeIssueStep {
         let Some(user) = known_user else {
             return Ok(StepOutcome::Failed(Failure::UserMismatch));
         };
+        if !ctx.config.password_is_recent(ctx.password_at, ctx.now) {
+            tracing::warn!(user_id = user, "token not issued: no recent password");
+            return Ok(StepOutcome::Failed(Failure::PasswordRequired));
+        }
         if let Some(old) = ctx.browser_series.take() {
             ctx.stores.tokens.delete_series(&old)?;
         }

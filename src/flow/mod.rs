@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use identify::RememberMeIdentifyStep;
 pub(crate) use identify::verified_series;
 pub use issue::RememberMeIssueStep;
+pub(crate) use password::{PasswordCheck, Who, check_password};
 pub use password::{
     PasswordStep, argon2_peak_concurrency, argon2_verifications, hash_password,
     verify_password_work,
@@ -169,6 +170,40 @@ pub struct StepContext<'a> {
     /// with the token, the password step with the credentials), so the
     /// bridge does not read it again to build the session.
     pub user: Option<crate::store::User>,
+    /// When the password was last typed, as far as this run knows: set by
+    /// the bridge from the session or access token it continues, and by a
+    /// password step to `now` when it verifies one. The issuing step needs
+    /// it within [`RememberMeConfig::reauth_window`](crate::RememberMeConfig::reauth_window).
+    pub password_at: Option<i64>,
+    /// The client's device cookie, if it verified (see [`crate::device`]):
+    /// its failed password checks spend a budget of its own.
+    pub device: Option<crate::device::TrustedDevice>,
+}
+
+impl<'a> StepContext<'a> {
+    /// A context with nothing but the stores, the settings, the time and the
+    /// client; the bridge fills in what its request carries.
+    pub fn new(
+        stores: &'a Stores,
+        config: &'a crate::RememberMeConfig,
+        now: i64,
+        client: &'a ClientInfo,
+    ) -> Self {
+        Self {
+            stores,
+            config,
+            now,
+            client,
+            remember_cookie: None,
+            browser_series: None,
+            device_key: None,
+            credentials: None,
+            cookie_change: None,
+            user: None,
+            password_at: None,
+            device: None,
+        }
+    }
 }
 
 /// What one step reports.
@@ -200,6 +235,9 @@ pub enum Failure {
         /// Seconds until the next attempt is checked.
         retry_after_secs: u64,
     },
+    /// A step that needs a recently typed password (issuing a long-lived
+    /// token) found none in this run.
+    PasswordRequired,
 }
 
 /// One unit of a login: identify by cookie, check a password, issue a token…
@@ -339,9 +377,11 @@ impl Flow {
             .step(issue_step())
     }
 
-    /// The step-up flow: the password step for a user already known (by a
-    /// remember-me cookie), skipped if the password was already verified, and
-    /// the same token generating step with the same precondition.
+    /// The step-up flow: the password step for a user already known, skipped
+    /// only when the flow starts with `PASSWORD_VERIFIED` (an API caller
+    /// whose access token proves a recent password), and the same token
+    /// generating step with the same precondition. The browser's step-up
+    /// starts it without that tag, so its password is always checked.
     pub fn step_up() -> Self {
         Self::new(FlowKind::StepUp)
             .step(

@@ -1,8 +1,7 @@
 //! The password step and Argon2id hashing.
 
-use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use std::cell::RefCell;
 
@@ -10,64 +9,26 @@ use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::{Failure, Step, StepContext, StepId, StepOutcome};
-use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
+use crate::device::ThrottleKey;
+use crate::store::{AuditKind, NewAuditEvent, StoreError, User, UserId};
 use crate::threads::Threads;
 
 /// Checks a typed password. With a user already known (step-up) the typed
 /// username is ignored and that user's password is checked.
 ///
-/// An unknown username costs the same Argon2 work as a wrong password, and
-/// both fail with the same [`Failure::InvalidCredentials`], so neither the
-/// answer nor its timing tells whether a username exists.
+/// Every check goes through [`check_password`]: an unknown username costs
+/// the same Argon2 work as a wrong password and is throttled the same way,
+/// and both fail with the same [`Failure::InvalidCredentials`], so neither
+/// the answer nor its timing tells whether a username exists.
 #[derive(Debug, Default)]
 pub struct PasswordStep {
     activate_on_remember: Option<StepId>,
-    /// Failures of usernames that do not exist, so that they are throttled
-    /// exactly like real accounts (whose count lives in the users table): a
-    /// 429 must not reveal that an account exists.
-    unknown: Mutex<HashMap<[u8; 32], (u32, i64)>>,
 }
-
-/// Most unknown usernames whose failures are remembered.
-const MAX_UNKNOWN_TRACKED: usize = 10_000;
 
 impl PasswordStep {
     /// A password step that activates nothing.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Keys are SHA-256 of the username: bounded size whatever is typed.
-    fn unknown_key(username: &str) -> [u8; 32] {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(username.as_bytes()).into()
-    }
-
-    fn unknown_state(&self, username: &str) -> (u32, Option<i64>) {
-        let map = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&Self::unknown_key(username))
-            .map(|&(n, at)| (n, Some(at)))
-            .unwrap_or((0, None))
-    }
-
-    fn record_unknown_failure(&self, username: &str, now: i64, lockout: i64) {
-        let mut map = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_UNKNOWN_TRACKED {
-            map.retain(|_, (_, at)| now - *at < lockout);
-            // Still full: drop the entry that failed longest ago. Clearing
-            // everything would reset the counters of unknown names while
-            // real accounts stay throttled, which tells them apart.
-            while map.len() >= MAX_UNKNOWN_TRACKED {
-                let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k)
-                else {
-                    break;
-                };
-                map.remove(&oldest);
-            }
-        }
-        let entry = map.entry(Self::unknown_key(username)).or_insert((0, now));
-        entry.0 += 1;
-        entry.1 = now;
     }
 
     /// When "Keep me logged in" was ticked, activate `step` on success.
@@ -91,67 +52,121 @@ impl Step for PasswordStep {
         let Some(credentials) = ctx.credentials.take() else {
             return Ok(StepOutcome::Failed(Failure::InvalidCredentials));
         };
-        let users = &ctx.stores.users;
-        let user = match known_user {
-            Some(id) => users.find_by_id(id)?,
-            None => users.find_by_username(&credentials.username)?,
+        let who = match known_user {
+            Some(id) => Who::Known(id),
+            None => Who::Named(&credentials.username),
         };
-        // Throttle before any Argon2 work, and the same way whether or not
-        // the account exists.
-        let (failures, last_failed_at) = match &user {
-            Some(user) => (user.failed_logins.max(0) as u32, user.last_failed_at),
-            None => self.unknown_state(&credentials.username),
-        };
-        let lockout = ctx.config.lockout.as_secs() as i64;
-        if failures >= ctx.config.max_failed_logins
-            && let Some(at) = last_failed_at
-            && ctx.now - at < lockout
-        {
-            let retry_after_secs = (at + lockout - ctx.now).max(1) as u64;
-            tracing::info!(
-                user_id = user.as_ref().map(|u| u.id),
-                failures,
-                retry_after_secs,
-                "sign-in throttled"
-            );
-            return Ok(StepOutcome::Failed(Failure::Throttled { retry_after_secs }));
-        }
-        let verified = verify_password_work(
-            user.as_ref().map(|u| u.password_hash.as_str()),
-            &credentials.password,
-        );
-        match user {
-            Some(user) if verified => {
-                // Skipped when there is nothing to reset: no write, on
-                // SQLite no wait for the single writer.
-                if user.failed_logins != 0 {
-                    users.reset_failed_logins(user.id)?;
-                }
+        match check_password(ctx, who, &credentials.password, "")? {
+            PasswordCheck::Verified(user) => {
                 let activate = match self.activate_on_remember {
                     Some(step) if credentials.remember_me => vec![step],
                     _ => Vec::new(),
                 };
                 let id = user.id;
-                ctx.user = Some(user);
+                ctx.user = Some(*user);
                 Ok(StepOutcome::Success { user: id, activate })
             }
-            user => {
-                let user_id = user.map(|u| u.id);
-                match user_id {
-                    Some(id) => users.record_failed_login(id, ctx.now)?,
-                    None => self.record_unknown_failure(&credentials.username, ctx.now, lockout),
-                }
-                tracing::info!(user_id, "password sign-in failed");
-                ctx.stores.audit(NewAuditEvent {
-                    at: ctx.now,
-                    kind: AuditKind::SignInFailed,
-                    user_id,
-                    ip: ctx.client.ip.as_deref(),
-                    user_agent: ctx.client.user_agent.as_deref(),
-                    detail: "",
-                });
-                Ok(StepOutcome::Failed(Failure::InvalidCredentials))
+            PasswordCheck::Wrong => Ok(StepOutcome::Failed(Failure::InvalidCredentials)),
+            PasswordCheck::Throttled { retry_after_secs } => {
+                Ok(StepOutcome::Failed(Failure::Throttled { retry_after_secs }))
             }
+        }
+    }
+}
+
+/// Whose password a check is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Who<'a> {
+    /// The user signed in now (step-up, password change).
+    Known(UserId),
+    /// Whoever has this username, if anyone (sign-in).
+    Named(&'a str),
+}
+
+/// What [`check_password`] found.
+#[derive(Debug)]
+pub(crate) enum PasswordCheck {
+    /// The right password: the user's row. `ctx.password_at` is now.
+    Verified(Box<User>),
+    /// Wrong password or no such user (one answer for both).
+    Wrong,
+    /// Too many failures for this account (or this device): nothing was
+    /// checked, no Argon2 work was done.
+    Throttled {
+        /// Seconds until the next attempt is checked.
+        retry_after_secs: u64,
+    },
+}
+
+/// The one path of every password check: sign-in, step-up, password change
+/// and API sign-in get the same throttling, the same constant work for
+/// unknown users and the same audit rows. Blocking (Argon2 and the store).
+///
+/// Failures count against the account as typed, whether or not it exists,
+/// in the database (so every instance shares the count and unknown names
+/// behave exactly like real ones), unless the client carries a device
+/// cookie for that very user: then they count against that device alone
+/// (OWASP's device cookies), so a guesser cannot lock the user out of the
+/// browsers they already use. `detail` goes into the failure's audit row.
+pub(crate) fn check_password(
+    ctx: &mut StepContext<'_>,
+    who: Who<'_>,
+    password: &str,
+    detail: &str,
+) -> Result<PasswordCheck, StoreError> {
+    let users = &ctx.stores.users;
+    let user = match who {
+        Who::Known(id) => users.find_by_id(id)?,
+        Who::Named(name) => users.find_by_username(name)?,
+    };
+    let key = match (&ctx.device, &user, who) {
+        (Some(device), Some(user), _) if device.user == user.id => device.throttle_key(),
+        (_, Some(user), Who::Known(_)) => ThrottleKey::account(&user.username),
+        (_, _, Who::Named(name)) => ThrottleKey::account(name),
+        (_, None, Who::Known(id)) => ThrottleKey::account(&format!("#{id}")),
+    };
+    // Throttle before any Argon2 work, and the same way whether or not the
+    // account exists.
+    let recorded = users.failures(&key)?;
+    let lockout = ctx.config.lockout.as_secs() as i64;
+    if let Some((failures, at)) = recorded
+        && failures >= ctx.config.max_failed_logins
+        && (0..lockout).contains(&(ctx.now - at))
+    {
+        let retry_after_secs = (at + lockout - ctx.now).max(1) as u64;
+        tracing::info!(
+            user_id = user.as_ref().map(|u| u.id),
+            failures,
+            retry_after_secs,
+            trusted_device = ctx.device.is_some(),
+            "password check throttled"
+        );
+        return Ok(PasswordCheck::Throttled { retry_after_secs });
+    }
+    let verified = verify_password_work(user.as_ref().map(|u| u.password_hash.as_str()), password);
+    match user {
+        Some(user) if verified => {
+            // Skipped when there is nothing to reset: no write, on SQLite no
+            // wait for the single writer.
+            if recorded.is_some() {
+                users.clear_failures(&key)?;
+            }
+            ctx.password_at = Some(ctx.now);
+            Ok(PasswordCheck::Verified(Box::new(user)))
+        }
+        user => {
+            let user_id = user.map(|u| u.id);
+            users.record_failure(&key, ctx.now, lockout)?;
+            tracing::info!(user_id, "password check failed");
+            ctx.stores.audit(NewAuditEvent {
+                at: ctx.now,
+                kind: AuditKind::SignInFailed,
+                user_id,
+                ip: ctx.client.ip.as_deref(),
+                user_agent: ctx.client.user_agent.as_deref(),
+                detail,
+            });
+            Ok(PasswordCheck::Wrong)
         }
     }
 }

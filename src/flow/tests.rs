@@ -51,22 +51,12 @@ fn with_ctx<T>(credentials: bool, f: impl FnOnce(&mut StepContext<'_>) -> T) -> 
     ));
     let config = crate::RememberMeConfig::default();
     let client = ClientInfo::default();
-    let mut ctx = StepContext {
-        stores: &stores,
-        config: &config,
-        now: 0,
-        client: &client,
-        remember_cookie: None,
-        browser_series: None,
-        device_key: None,
-        credentials: credentials.then(|| Credentials {
-            username: "u".into(),
-            password: "p".into(),
-            remember_me: false,
-        }),
-        cookie_change: None,
-        user: None,
-    };
+    let mut ctx = StepContext::new(&stores, &config, 0, &client);
+    ctx.credentials = credentials.then(|| Credentials {
+        username: "u".into(),
+        password: "p".into(),
+        remember_me: false,
+    });
     f(&mut ctx)
 }
 
@@ -482,18 +472,8 @@ fn a_store_claiming_a_rotation_cannot_let_a_wrong_or_expired_token_in() {
         };
         let config = crate::RememberMeConfig::default();
         let client = ClientInfo::default();
-        let mut ctx = StepContext {
-            stores: &stores,
-            config: &config,
-            now,
-            client: &client,
-            remember_cookie: Some(raw.as_bytes()),
-            browser_series: None,
-            device_key: None,
-            credentials: None,
-            cookie_change: None,
-            user: None,
-        };
+        let mut ctx = StepContext::new(&stores, &config, now, &client);
+        ctx.remember_cookie = Some(raw.as_bytes());
         let outcome = crate::flow::RememberMeIdentifyStep
             .run(&mut ctx, None)
             .unwrap();

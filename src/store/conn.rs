@@ -305,8 +305,31 @@ impl Database {
         timeout: Duration,
     ) -> Result<Self, DatabaseError> {
         let db = Self::lazy(url, max_size, timeout);
+        db.create_private_file()?;
         db.migrate()?;
         Ok(db)
+    }
+
+    /// Creates a missing SQLite database file readable by its owner only
+    /// (0600): it holds password hashes and token hashes. SQLite gives its
+    /// `-wal` and `-shm` files the database file's permissions. An existing
+    /// file keeps the permissions its owner chose.
+    fn create_private_file(&self) -> Result<(), DatabaseError> {
+        let Backend::Sqlite(path) = &self.backend else {
+            return Ok(());
+        };
+        if path.starts_with("file:") || path.contains(":memory:") {
+            return Ok(());
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(DatabaseError::Connect(format!("cannot create {path}: {e}"))),
+        }
     }
 
     /// Opens a pool without requiring the database to answer now: the server

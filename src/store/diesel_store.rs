@@ -9,12 +9,13 @@ use std::sync::Arc;
 use super::conn::{AnyConnection, Backend, Database};
 use super::models::{AuditRow, NewAuditRow, NewTokenRow, NewUserRow, TokenRow, UserRow};
 use super::rotation_batch::{self, BatchResult, Outcome, RotationBatches, every_attempt};
-use super::schema::{audit_events, remember_tokens, users};
+use super::schema::{audit_events, login_failures, remember_tokens, users};
 use super::{
     AuditEvent, AuditLog, ExpiryOnUse, FoundSeries, NewAuditEvent, NewToken, NewUser,
     RotationAttempt, StoreError, TokenListing, TokenRecord, TokenStore, User, UserId, UserStore,
     rotate_if_current,
 };
+use crate::device::ThrottleKey;
 use crate::token::SecretHash;
 
 /// [`TokenStore`], [`UserStore`] and [`AuditLog`] over a [`Database`].
@@ -301,8 +302,6 @@ impl From<UserRow> for User {
             is_admin: row.is_admin,
             auth_epoch: row.auth_epoch,
             created_at: row.created_at,
-            failed_logins: row.failed_logins,
-            last_failed_at: row.last_failed_at,
         }
     }
 }
@@ -591,24 +590,88 @@ impl UserStore for DieselStore {
         })
     }
 
-    fn record_failed_login(&self, id: UserId, now: i64) -> Result<(), StoreError> {
+    fn set_admin(&self, id: UserId, is_admin: bool) -> Result<bool, StoreError> {
         self.with_write_conn(|conn| {
             diesel::update(users::table.find(id))
+                .set(users::is_admin.eq(is_admin))
+                .execute(conn)
+                .map(|n| n == 1)
+        })
+    }
+
+    fn failures(&self, key: &ThrottleKey) -> Result<Option<(u32, i64)>, StoreError> {
+        self.with_conn(|conn| {
+            login_failures::table
+                .find(key.as_bytes().as_slice())
+                .select((login_failures::failures, login_failures::last_failed_at))
+                .get_result::<(i32, i64)>(conn)
+                .optional()
+                .map(|row| row.map(|(n, at)| (n.max(0) as u32, at)))
+        })
+    }
+
+    fn record_failure(
+        &self,
+        key: &ThrottleKey,
+        now: i64,
+        window_secs: i64,
+    ) -> Result<(), StoreError> {
+        let key = key.as_bytes().as_slice();
+        let stale = now.saturating_sub(window_secs);
+        // Three single statements instead of an upsert (`MultiConnection`
+        // builds none): each is atomic, and a lost insert race (two
+        // instances failing the same name at once) counts again as an
+        // increment, so no failure is lost.
+        let increment = |conn: &mut AnyConnection| {
+            diesel::update(login_failures::table.find(key))
+                .filter(login_failures::last_failed_at.gt(stale))
                 .set((
-                    users::failed_logins.eq(users::failed_logins + 1),
-                    users::last_failed_at.eq(Some(now)),
+                    login_failures::failures.eq(login_failures::failures + 1),
+                    login_failures::last_failed_at.eq(now),
                 ))
+                .execute(conn)
+        };
+        self.with_write_conn(|conn| {
+            if increment(conn)? == 1 {
+                return Ok(());
+            }
+            let restarted = diesel::update(login_failures::table.find(key))
+                .set((
+                    login_failures::failures.eq(1),
+                    login_failures::last_failed_at.eq(now),
+                ))
+                .execute(conn)?;
+            if restarted == 1 {
+                return Ok(());
+            }
+            match diesel::insert_into(login_failures::table)
+                .values((
+                    login_failures::key.eq(key),
+                    login_failures::failures.eq(1),
+                    login_failures::last_failed_at.eq(now),
+                ))
+                .execute(conn)
+            {
+                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                    increment(conn).map(drop)
+                }
+                other => other.map(drop),
+            }
+        })
+    }
+
+    fn clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError> {
+        self.with_write_conn(|conn| {
+            diesel::delete(login_failures::table.find(key.as_bytes().as_slice()))
                 .execute(conn)
                 .map(drop)
         })
     }
 
-    fn reset_failed_logins(&self, id: UserId) -> Result<(), StoreError> {
+    fn purge_failures(&self, cutoff: i64) -> Result<usize, StoreError> {
         self.with_write_conn(|conn| {
-            diesel::update(users::table.find(id).filter(users::failed_logins.ne(0)))
-                .set(users::failed_logins.eq(0))
+            diesel::delete(login_failures::table.filter(login_failures::last_failed_at.lt(cutoff)))
                 .execute(conn)
-                .map(drop)
         })
     }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 pub use conn::{AnyConnection, Backend, Database, DatabaseError};
 pub use diesel_store::DieselStore;
 
+use crate::device::ThrottleKey;
 use crate::token::SecretHash;
 
 /// A user's primary key.
@@ -56,10 +57,6 @@ pub struct User {
     pub auth_epoch: i64,
     /// Unix seconds.
     pub created_at: i64,
-    /// Failed sign-ins since the last success.
-    pub failed_logins: i32,
-    /// Time of the last failed sign-in.
-    pub last_failed_at: Option<i64>,
 }
 
 #[cfg(test)]
@@ -73,8 +70,6 @@ impl User {
             is_admin: false,
             auth_epoch: 0,
             created_at: 0,
-            failed_logins: 0,
-            last_failed_at: None,
         }
     }
 }
@@ -341,7 +336,7 @@ pub trait TokenStore: Send + Sync {
 }
 
 /// A user to create.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewUser<'a> {
     /// Unique login name.
     pub username: &'a str,
@@ -353,7 +348,17 @@ pub struct NewUser<'a> {
     pub now: i64,
 }
 
-/// Persistence of users.
+impl fmt::Debug for NewUser<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password_hash", &"[redacted]")
+            .field("is_admin", &self.is_admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Persistence of users, and of the failure counters of password checks.
 pub trait UserStore: Send + Sync {
     /// A user by name.
     fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
@@ -371,10 +376,26 @@ pub trait UserStore: Send + Sync {
     fn bump_epoch_from(&self, id: UserId, expected: i64) -> Result<Option<i64>, StoreError>;
     /// Replaces the password hash.
     fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
-    /// Counts a failed sign-in.
-    fn record_failed_login(&self, id: UserId, now: i64) -> Result<(), StoreError>;
-    /// Resets the failed sign-in count after a success.
-    fn reset_failed_logins(&self, id: UserId) -> Result<(), StoreError>;
+    /// Grants or withdraws admin rights. Open sessions see the change at
+    /// their next epoch check. Returns whether the user exists.
+    fn set_admin(&self, id: UserId, is_admin: bool) -> Result<bool, StoreError>;
+    /// The failure counter of `key`: failed password checks and the time of
+    /// the last one (`None`: no failure recorded).
+    fn failures(&self, key: &ThrottleKey) -> Result<Option<(u32, i64)>, StoreError>;
+    /// Counts a failed password check against `key` at `now`. A counter
+    /// whose last failure is `window_secs` or more old starts again at 1:
+    /// counters decay, so a locked account unlocks by itself.
+    fn record_failure(
+        &self,
+        key: &ThrottleKey,
+        now: i64,
+        window_secs: i64,
+    ) -> Result<(), StoreError>;
+    /// Forgets `key`'s failures after a right password.
+    fn clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
+    /// Deletes counters whose last failure is before `cutoff`. Returns how
+    /// many went.
+    fn purge_failures(&self, cutoff: i64) -> Result<usize, StoreError>;
     /// Whether the database answers.
     fn ping(&self) -> Result<(), StoreError>;
 }

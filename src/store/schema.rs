@@ -13,6 +13,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_failures (key) {
+        key -> Bytea,
+        failures -> Int4,
+        last_failed_at -> Int8,
+    }
+}
+
+diesel::table! {
     remember_tokens (id) {
         id -> Int8,
         series_hash -> Bytea,
@@ -45,4 +53,4 @@ diesel::table! {
 diesel::joinable!(audit_events -> users (user_id));
 diesel::joinable!(remember_tokens -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(audit_events, remember_tokens, users,);
+diesel::allow_tables_to_appear_in_same_query!(audit_events, login_failures, remember_tokens, users,);

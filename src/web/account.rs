@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::view::{back_with, device, html, take_flash, when};
-use crate::{Auth, AuthError, CurrentUser, StrongAuth};
+use crate::{Auth, AuthError, CurrentUser, PasswordChange, StrongAuth};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(devices)
@@ -175,22 +175,41 @@ async fn change_password(
             },
         );
     }
-    if !auth
+    let (status, error, retry_after) = match auth
         .change_password(form.current_password, form.new_password)
         .await?
     {
-        return html(
+        PasswordChange::Changed => {
+            return Ok(back_with(
+                &session,
+                "/account/devices",
+                "Password changed. Every other session and device was signed out.",
+            ));
+        }
+        PasswordChange::Throttled { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many attempts. Try again in {retry_after_secs} seconds."),
+            Some(retry_after_secs),
+        ),
+        _ => (
             StatusCode::UNAUTHORIZED,
-            &PasswordPage {
-                csrf_token: auth.csrf_token(),
-                flash: None,
-                error: Some("Your current password is not right."),
-            },
+            "Your current password is not right.".to_owned(),
+            None,
+        ),
+    };
+    let mut page = html(
+        status,
+        &PasswordPage {
+            csrf_token: auth.csrf_token(),
+            flash: None,
+            error: Some(&error),
+        },
+    )?;
+    if let Some(secs) = retry_after {
+        page.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(secs),
         );
     }
-    Ok(back_with(
-        &session,
-        "/account/devices",
-        "Password changed. Every other session and device was signed out.",
-    ))
+    Ok(page)
 }

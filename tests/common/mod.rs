@@ -576,6 +576,7 @@ impl CountingStore {
     }
 }
 
+use rememberme::device::ThrottleKey;
 use rememberme::store::{
     AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, RotationAttempt, StoreError,
     TokenListing, TokenRecord, TokenStore, User, UserStore,
@@ -616,8 +617,11 @@ impl UserStore for CountingStore {
         bump_epoch(&self, id: UserId) -> Result<(), StoreError>;
         bump_epoch_from(&self, id: UserId, expected: i64) -> Result<Option<i64>, StoreError>;
         set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
-        record_failed_login(&self, id: UserId, now: i64) -> Result<(), StoreError>;
-        reset_failed_logins(&self, id: UserId) -> Result<(), StoreError>;
+        set_admin(&self, id: UserId, is_admin: bool) -> Result<bool, StoreError>;
+        failures(&self, key: &ThrottleKey) -> Result<Option<(u32, i64)>, StoreError>;
+        record_failure(&self, key: &ThrottleKey, now: i64, window_secs: i64) -> Result<(), StoreError>;
+        clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
+        purge_failures(&self, cutoff: i64) -> Result<usize, StoreError>;
         ping(&self) -> Result<(), StoreError>;
     }
 

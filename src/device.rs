@@ -1,0 +1,237 @@
+//! Device cookies: lockout that an attacker cannot aim at a victim.
+//!
+//! OWASP's "Slow Down Online Guessing Attacks with Device Cookies": after a
+//! successful password check the client gets a signed cookie naming the
+//! user. Failed password checks are counted against the account only for
+//! clients **without** such a cookie; a client that presents a valid one
+//! for that user spends a budget of its own, keyed by the cookie's random
+//! nonce. So a guesser who locks an account out locks out only the clients
+//! that never signed in as that user, while the user's own browsers (and
+//! app devices) keep signing in.
+//!
+//! The cookie is `d1.<user>.<issued_at>.<nonce>.<mac>`: the user id and the
+//! issue time in decimal, a 128-bit random nonce in unpadded base64url, and
+//! an HMAC-SHA256 over the rest with a key only the server knows. Nothing
+//! is stored for it; it holds no secret of the user.
+//!
+//! The failure counters themselves live in the database (see
+//! [`UserStore::failures`](crate::store::UserStore::failures)), keyed by a
+//! [`ThrottleKey`], so every instance on one database shares them and a
+//! restart resets nothing. The account key is derived from the **typed
+//! username**, whether or not such a user exists: unknown names are
+//! counted exactly like real ones.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::store::UserId;
+
+const PREFIX: &str = "d1.";
+/// Longest cookie value looked at.
+const MAX_LEN: usize = 256;
+/// How long a device cookie is honoured: a year. A browser that signs in
+/// gets a fresh one each time; one unused for a year is untrusted again.
+pub const DEVICE_COOKIE_LIFETIME_SECS: i64 = 365 * 24 * 3600;
+/// The device cookie's name (before the `__Host-` prefix).
+pub const DEVICE_COOKIE_NAME: &str = "device";
+
+/// Signs and verifies device cookies.
+#[derive(Clone)]
+pub struct DeviceCookies {
+    key: [u8; 32],
+}
+
+impl fmt::Debug for DeviceCookies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceCookies([redacted])")
+    }
+}
+
+/// A device cookie that verified: the client once signed in as `user`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrustedDevice {
+    /// The user the cookie names.
+    pub user: UserId,
+    nonce: [u8; 16],
+}
+
+impl fmt::Debug for TrustedDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustedDevice")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrustedDevice {
+    /// The key of this device's own failure budget.
+    pub fn throttle_key(&self) -> ThrottleKey {
+        ThrottleKey::derive(b"device", &self.nonce)
+    }
+}
+
+impl DeviceCookies {
+    /// A signer with a random key (valid for this process only).
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        Self { key }
+    }
+
+    /// A signer whose key is derived from `secret`; the derivation keeps
+    /// this use apart from any other use of the same secret.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"rememberme device cookie key v1\0");
+        hasher.update(secret);
+        Self {
+            key: hasher.finalize().into(),
+        }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    /// A new device cookie value for `user`, issued at `now`.
+    pub fn issue(&self, user: UserId, now: i64) -> String {
+        let mut nonce = [0u8; 16];
+        rand::fill(&mut nonce);
+        let mut out = format!("{PREFIX}{user}.{now}.");
+        URL_SAFE_NO_PAD.encode_string(nonce, &mut out);
+        let mut mac = self.mac();
+        mac.update(out.as_bytes());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut out);
+        out
+    }
+
+    /// The device a cookie value proves, if its MAC matches (constant time)
+    /// and it was issued within [`DEVICE_COOKIE_LIFETIME_SECS`] before `now`.
+    pub fn verify(&self, value: &[u8], now: i64) -> Option<TrustedDevice> {
+        let value = std::str::from_utf8(value).ok()?;
+        if value.len() > MAX_LEN || !value.starts_with(PREFIX) {
+            return None;
+        }
+        let (signed, tag) = value.rsplit_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        let mut mac = self.mac();
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&tag).ok()?;
+        let mut parts = signed[PREFIX.len()..].splitn(3, '.');
+        let user: UserId = parts.next()?.parse().ok()?;
+        let issued_at: i64 = parts.next()?.parse().ok()?;
+        let nonce: [u8; 16] = URL_SAFE_NO_PAD
+            .decode(parts.next()?)
+            .ok()?
+            .try_into()
+            .ok()?;
+        let age = now.checked_sub(issued_at)?;
+        (0..=DEVICE_COOKIE_LIFETIME_SECS)
+            .contains(&age)
+            .then_some(TrustedDevice { user, nonce })
+    }
+}
+
+/// The key of one failure counter: SHA-256 over a label and a subject, so
+/// the table holds no username and keys of different kinds never meet.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ThrottleKey([u8; 32]);
+
+impl fmt::Debug for ThrottleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ThrottleKey(..)")
+    }
+}
+
+impl ThrottleKey {
+    fn derive(kind: &[u8], subject: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"rememberme throttle v1\0");
+        hasher.update(kind);
+        hasher.update(b"\0");
+        hasher.update(subject);
+        Self(hasher.finalize().into())
+    }
+
+    /// The counter of the account named `username` for clients without a
+    /// device cookie, whether or not the account exists.
+    pub fn account(username: &str) -> Self {
+        Self::derive(b"account", username.as_bytes())
+    }
+
+    /// The stored bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A key read back from storage.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_cookie_verifies_for_its_user_until_it_is_a_year_old() {
+        let signer = DeviceCookies::from_secret(b"secret");
+        let value = signer.issue(7, 1000);
+        let device = signer.verify(value.as_bytes(), 1000).expect("valid");
+        assert_eq!(device.user, 7);
+        assert!(
+            signer.verify(value.as_bytes(), 999).is_none(),
+            "from the future"
+        );
+        let last = 1000 + DEVICE_COOKIE_LIFETIME_SECS;
+        assert!(signer.verify(value.as_bytes(), last).is_some());
+        assert!(
+            signer.verify(value.as_bytes(), last + 1).is_none(),
+            "too old"
+        );
+        let other = signer.issue(7, 1000);
+        assert_ne!(
+            signer
+                .verify(other.as_bytes(), 1000)
+                .unwrap()
+                .throttle_key(),
+            device.throttle_key(),
+            "each device has a budget of its own"
+        );
+    }
+
+    #[test]
+    fn forged_foreign_and_malformed_device_cookies_are_refused() {
+        let signer = DeviceCookies::from_secret(b"secret");
+        let value = signer.issue(7, 1000);
+        let (signed, tag) = value.rsplit_once('.').unwrap();
+        let other_user = format!("{}.{tag}", signed.replacen("d1.7.", "d1.8.", 1));
+        let foreign = DeviceCookies::from_secret(b"other").issue(7, 1000);
+        let mut flipped = value.clone().into_bytes();
+        flipped[6] ^= 1;
+        for bad in [
+            other_user.into_bytes(),
+            foreign.into_bytes(),
+            flipped,
+            Vec::new(),
+            b"d1.".to_vec(),
+            b"d1.7.1000.AAAA.AAAA".to_vec(),
+            vec![0xff; 40],
+            "d".repeat(5000).into_bytes(),
+        ] {
+            assert!(signer.verify(&bad, 1000).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn account_keys_depend_on_the_typed_name_only() {
+        assert_eq!(ThrottleKey::account("alice"), ThrottleKey::account("alice"));
+        assert_ne!(ThrottleKey::account("alice"), ThrottleKey::account("Alice"));
+    }
+}
