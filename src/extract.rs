@@ -1028,7 +1028,28 @@ pub fn session_middleware(
 
 #[cfg(test)]
 mod tests {
-    use super::{client_network, safe_redirect_path};
+    use super::{client_network, ip_limiter, ip_throttled, safe_redirect_path};
+
+    #[test]
+    fn addresses_in_one_ipv6_64_share_one_allowance() {
+        let limiter = ip_limiter(2).unwrap();
+        let config = crate::RememberMeConfig::default();
+        let from = |ip: &str| {
+            actix_web::test::TestRequest::default()
+                .peer_addr(format!("[{ip}]:4000").parse().unwrap())
+                .to_http_request()
+        };
+        assert!(ip_throttled(&limiter, &config, &from("2001:db8:1:2::1")).is_none());
+        assert!(ip_throttled(&limiter, &config, &from("2001:db8:1:2::2")).is_none());
+        assert!(
+            ip_throttled(&limiter, &config, &from("2001:db8:1:2:ffff::9")).is_some(),
+            "a third address of the same /64 shares its allowance"
+        );
+        assert!(
+            ip_throttled(&limiter, &config, &from("2001:db8:1:3::1")).is_none(),
+            "another /64 has its own"
+        );
+    }
 
     #[test]
     fn clients_are_grouped_by_network_for_the_per_ip_limit() {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::instance::{cli, prepare, start};
+use common::instance::{cli, prepare, start, start_with};
 use common::{Browser, TestDb};
 
 const RM: &str = "__Host-remember_me";
@@ -87,4 +87,41 @@ async fn two_instances_share_tokens_theft_detection_and_logout() {
     let out = cli(&db, &["tokens", "revoke", "--user", "alice"], "");
     assert!(out.contains("1 token(s) revoked"), "{out}");
     assert_eq!(device.get("/").await.status, 303, "the open session ended");
+}
+
+/// Issue 13, finding 8: counters of unknown names lived in each process and
+/// real accounts' in the database, so with two instances behind a balancer
+/// a real account hit 429 after N failures and an unknown name after 2N.
+/// Both kinds now live in the database: the same failures, spread over two
+/// instances, throttle a real name and an unknown one alike.
+#[actix_web::test]
+async fn two_instances_throttle_real_and_unknown_usernames_alike() {
+    let Some(db) = TestDb::postgres() else { return };
+    let (_dir, key_file) = prepare(&db);
+    let flags = [
+        "--max-failed-logins",
+        "3",
+        "--ip-attempts-per-minute",
+        "0",
+        "--purge-interval-secs",
+        "0",
+    ];
+    let a = start_with(&db, &key_file, &flags);
+    let b = start_with(&db, &key_file, &flags);
+    let mut answers = Vec::new();
+    for name in ["alice", "ghost"] {
+        // Alternating instances, as a balancer would: 2 failures on A, 1 on B.
+        for base in [&a.base, &b.base, &a.base] {
+            let status = Browser::new(base).login(name, "wrong", false).await.status;
+            assert_eq!(status, 401, "{name}");
+        }
+        let mut seen = Vec::new();
+        for base in [&a.base, &b.base] {
+            let res = Browser::new(base).login(name, "wrong", false).await;
+            seen.push((res.status, res.header("retry-after").is_some()));
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], [(429, true), (429, true)], "alice on A and B");
+    assert_eq!(answers[0], answers[1], "an unknown name answers the same");
 }

@@ -1,0 +1,107 @@
+//! What an operator meets: private files, the admin CLI's role switch, and
+//! `Debug` output that never shows a secret (issue 13, findings 6 and 11).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
+use common::instance::{cli, prepare, start, start_with};
+use common::{Browser, TestDb};
+use rememberme::store::{NewUser, UserStore as _};
+use rememberme::{Database, DieselStore};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn the_sqlite_database_and_its_wal_files_are_created_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    let db = Database::connect(&format!("sqlite://{}", path.display()), 2).unwrap();
+    let store = DieselStore::new(db.clone());
+    store
+        .create(NewUser {
+            username: "alice",
+            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+            is_admin: false,
+            now: 0,
+        })
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    drop(store);
+    assert!(db.close(Duration::from_secs(5)));
+}
+
+#[test]
+fn the_demo_creates_its_session_key_owner_only() {
+    let db = TestDb::sqlite();
+    let (dir, _) = prepare(&db);
+    let key_file = dir.path().join("created-by-serve.session-key");
+    let instance = start(&db, &key_file);
+    assert_eq!(mode(&key_file), 0o600);
+    drop(instance);
+}
+
+#[actix_web::test]
+async fn the_cli_grants_and_withdraws_admin_rights_and_open_sessions_follow() {
+    let db = TestDb::sqlite();
+    let (_dir, key_file) = prepare(&db);
+    let out = cli(&db, &["user", "set-admin", "alice", "true"], "");
+    assert!(out.contains("alice is an admin"), "{out}");
+    let server = start_with(
+        &db,
+        &key_file,
+        &["--epoch-check-secs", "0", "--purge-interval-secs", "0"],
+    );
+    let mut browser = Browser::new(&server.base);
+    browser.login("alice", "correct horse battery", false).await;
+    assert_eq!(browser.get("/admin/tokens").await.status, 200);
+    let out = cli(&db, &["user", "set-admin", "alice", "false"], "");
+    assert!(out.contains("no longer an admin"), "{out}");
+    assert_eq!(browser.get("/admin/tokens").await.status, 403);
+    assert_eq!(browser.get("/").await.status, 200, "still signed in");
+}
+
+#[test]
+fn debug_output_never_shows_a_hash_or_a_secret() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$SECRETSALT$SECRETHASH";
+    let new_user = NewUser {
+        username: "alice",
+        password_hash: hash,
+        is_admin: false,
+        now: 0,
+    };
+    let credentials = rememberme::Credentials {
+        username: "alice".into(),
+        password: "SECRETPASSWORD".into(),
+        remember_me: true,
+    };
+    let config = rememberme::RememberMeConfig::builder()
+        .access_token_secret(b"SECRETKEY")
+        .device_cookie_secret(b"SECRETKEY")
+        .build();
+    let cookie = rememberme::token::RememberCookie::generate();
+    for shown in [
+        format!("{new_user:?}"),
+        format!("{credentials:?}"),
+        format!("{config:?}"),
+        format!("{cookie:?}"),
+        format!(
+            "{:?}",
+            rememberme::device::DeviceCookies::from_secret(b"SECRETKEY")
+        ),
+    ] {
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(!shown.contains(&cookie.encode()), "{shown}");
+    }
+    assert!(format!("{new_user:?}").contains("alice"), "still useful");
+}
