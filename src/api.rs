@@ -9,7 +9,7 @@
 //! | route | body | answer |
 //! |---|---|---|
 //! | `POST /api/v1/login` | `{username, password, remember_me, device_key}` | `{access_token, token_type, expires_in, long_lived_token?, long_lived_expires_in?}` |
-//! | `POST /api/v1/login` with `Authorization: Bearer` and no password | `{remember_me: true, device_key}` | a long-lived token only if the bearer typed a password; else 403 `password_required` |
+//! | `POST /api/v1/login` with `Authorization: Bearer` and no password | `{remember_me: true, device_key}` | a long-lived token for the bearer's own device only if the bearer's password was typed within the re-auth window; else 403 `password_required` |
 //! | `POST /api/v1/token/refresh` | `{long_lived_token}` | a new access token and the rotated long-lived token |
 //! | `POST /api/v1/logout` | `Authorization: Bearer`, optional `{long_lived_token}` | 204; that device's token revoked |
 //! | `GET /api/v1/me` | `Authorization: Bearer` | the user and how they authenticated |
@@ -192,6 +192,8 @@ struct Ran {
     cookie_change: Option<CookieChange>,
     epoch: Option<i64>,
     password_at: Option<i64>,
+    /// The device of the long-lived token the flow identified.
+    device_key: Option<String>,
 }
 
 /// The inputs of one API flow run.
@@ -261,6 +263,7 @@ async fn run_flow(
             cookie_change: ctx.cookie_change,
             epoch,
             password_at: ctx.password_at,
+            device_key: ctx.device_key,
         })
     };
     // A password check holds its thread for an Argon2 run: never on the
@@ -384,12 +387,17 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
         // A caller with an access token asks for a long-lived token without
         // typing the password: the step-up flow with the token step
         // activated, allowed only while the password behind the access
-        // token is within the re-auth window. The issuing step checks that
-        // again itself.
+        // token is within the re-auth window, and only for the device that
+        // typed it (a new token for it replaces its old one): a copied
+        // access token must not mint tokens under made-up device keys,
+        // which would also push the user's real devices out through the
+        // per-user cap. The issuing step checks the password time again.
         (None, Some(token)) if body.remember_me => {
             let claims = verify_bearer(&auth, &token).await?;
             if !(claims.tags.contains(&Tag::PasswordVerified)
-                && config.password_is_recent(claims.pwd_at, config.now()))
+                && config.password_is_recent(claims.pwd_at, config.now())
+                && claims.device.is_some()
+                && claims.device == device_key)
             {
                 return Err(password_required());
             }
@@ -424,7 +432,7 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
                     epoch,
                     tags,
                     method: claims.method,
-                    device: device_key,
+                    device: claims.device,
                     pwd_at: claims.pwd_at,
                     not_after: Some(claims.exp),
                     device_token: None,
@@ -465,7 +473,7 @@ fn password_required() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "password_required",
-        "A long-lived token needs a password typed within the re-auth window: sign in with the password.",
+        "A long-lived token needs a password typed within the re-auth window, on this device: sign in with the password.",
     )
 }
 
@@ -488,22 +496,14 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
     let auth = layer(&req)?;
     let client = client_info(&req);
     let raw = body.into_inner().long_lived_token.into_bytes();
-    let series = RememberCookie::decode(&raw).ok().map(|c| c.series.hash());
     let mut input = FlowInput::new(FlowKind::Login);
     input.remember_cookie = Some(raw);
     let ran = run_flow(&auth, input, client.clone()).await?;
     match (ran.progress, ran.epoch) {
+        // Nothing fallible between the committed rotation and the answer
+        // that carries it: the token's device came with the flow.
         (Progress::Complete { user, tags }, Some(epoch)) => {
-            let stores = auth.shared.stores.clone();
-            let device = match series {
-                Some(series) => auth
-                    .shared
-                    .run_blocking(move || stores.tokens.find_by_series(&series))
-                    .await
-                    .map_err(internal)??
-                    .and_then(|t| t.device_key),
-                None => None,
-            };
+            let device = ran.device_key;
             audit(
                 &auth,
                 AuditKind::RememberMeSignIn,

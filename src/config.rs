@@ -53,6 +53,11 @@ impl Clock for ManualClock {
     }
 }
 
+/// How far another instance's clock may run ahead of this one's for a time
+/// it wrote (a password time, a device cookie's issue time) to count as
+/// "now" here rather than as forged.
+pub const CLOCK_SKEW_SECS: i64 = 60;
+
 /// The longest validity or maximum lifetime a token can be given: 100 years.
 /// Expiry times are Unix seconds in an `i64`, and computed by the database
 /// too; the cap keeps every sum of them far from overflowing.
@@ -218,12 +223,13 @@ impl RememberMeConfig {
     }
 
     /// Whether a password typed at `password_at` is recent enough at `now`
-    /// (see [`RememberMeConfigBuilder::reauth_window`]). A time in the future
-    /// (clock skew, a forged value) is not.
+    /// (see [`RememberMeConfigBuilder::reauth_window`]). A time up to
+    /// [`CLOCK_SKEW_SECS`] in the future counts as now (another instance's
+    /// clock a little ahead); further in the future, it does not.
     pub fn password_is_recent(&self, password_at: Option<i64>, now: i64) -> bool {
         password_at.is_some_and(|at| {
             let age = now - at;
-            (0..=self.reauth_window.as_secs() as i64).contains(&age)
+            (-CLOCK_SKEW_SECS..=self.reauth_window.as_secs() as i64).contains(&age)
         })
     }
 

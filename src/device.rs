@@ -131,7 +131,7 @@ impl DeviceCookies {
             .try_into()
             .ok()?;
         let age = now.checked_sub(issued_at)?;
-        (0..=DEVICE_COOKIE_LIFETIME_SECS)
+        (-crate::config::CLOCK_SKEW_SECS..=DEVICE_COOKIE_LIFETIME_SECS)
             .contains(&age)
             .then_some(TrustedDevice { user, nonce })
     }
@@ -186,7 +186,11 @@ mod tests {
         let device = signer.verify(value.as_bytes(), 1000).expect("valid");
         assert_eq!(device.user, 7);
         assert!(
-            signer.verify(value.as_bytes(), 999).is_none(),
+            signer.verify(value.as_bytes(), 940).is_some(),
+            "a clock a minute behind"
+        );
+        assert!(
+            signer.verify(value.as_bytes(), 939).is_none(),
             "from the future"
         );
         let last = 1000 + DEVICE_COOKIE_LIFETIME_SECS;

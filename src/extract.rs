@@ -783,14 +783,16 @@ impl Auth {
         let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user), String::new());
         let actor = self.actor();
         let n = blocking(&self.auth.shared, move || {
-            let n = stores.tokens.delete_all_for_user(user)?;
-            stores.users.bump_epoch(user)?;
-            let detail = format!("{n} token(s) revoked {actor}");
-            stores.audit(NewAuditEvent {
-                detail: &detail,
-                ..event.borrowed(Some(user))
-            });
-            Ok(n)
+            // One transaction: no state with the tokens gone but the
+            // sessions alive, or without its audit row.
+            let detail = format!("every token revoked {actor}");
+            stores.revoke_everything(
+                user,
+                NewAuditEvent {
+                    detail: &detail,
+                    ..event.borrowed(Some(user))
+                },
+            )
         })
         .await?;
         if self.user().is_some_and(|u| u.id == user) {

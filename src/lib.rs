@@ -91,8 +91,8 @@ mod threads;
 pub mod token;
 
 pub use config::{
-    Clock, Expiry, MAX_TOKEN_LIFETIME, ManualClock, RememberMeConfig, RememberMeConfigBuilder,
-    SystemClock,
+    CLOCK_SKEW_SECS, Clock, Expiry, MAX_TOKEN_LIFETIME, ManualClock, RememberMeConfig,
+    RememberMeConfigBuilder, SystemClock,
 };
 pub use extract::{
     AdminAuth, Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, PasswordChange,

@@ -199,7 +199,9 @@ fn main() -> std::process::ExitCode {
         Some(Command::User(UserCommand::SetAdmin { name, admin })) => {
             set_admin(&cli.database_url, &name, admin)
         }
-        Some(Command::Tokens(TokensCommand::Purge)) => purge(&cli.database_url),
+        Some(Command::Tokens(TokensCommand::Purge)) => {
+            purge(&cli.database_url, cli.serve.lockout_secs)
+        }
         Some(Command::Tokens(TokensCommand::List { user })) => {
             list_tokens(&cli.database_url, user.as_deref())
         }
@@ -288,13 +290,15 @@ fn atty_stdin() -> bool {
     std::io::stdin().is_terminal()
 }
 
-fn purge(url: &str) -> Result<(), String> {
+fn purge(url: &str, lockout_secs: u64) -> Result<(), String> {
     use rememberme::store::{TokenStore as _, UserStore as _};
     let store = open(url, 1)?;
     let n = store.purge_expired(now()).map_err(|e| e.to_string())?;
     eprintln!("{n} expired token(s) deleted");
+    // Never a counter that may still throttle (a lockout longer than the
+    // retention keeps its counters as long).
     let n = store
-        .purge_failures(now() - FAILURE_RETENTION_SECS)
+        .purge_failures(now() - FAILURE_RETENTION_SECS.max(lockout_secs as i64))
         .map_err(|e| e.to_string())?;
     eprintln!("{n} stale failure counter(s) deleted");
     Ok(())
@@ -334,28 +338,25 @@ fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {
 }
 
 fn revoke_tokens(url: &str, name: &str) -> Result<(), String> {
-    use rememberme::store::{
-        AuditKind, AuditLog as _, NewAuditEvent, TokenStore as _, UserStore as _,
-    };
+    use rememberme::store::{AuditKind, NewAuditEvent, UserStore as _};
     let store = open(url, 1)?;
     let user = store
         .find_by_username(name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user {name}"))?;
-    let n = store
-        .delete_all_for_user(user.id)
-        .map_err(|e| e.to_string())?;
-    store.bump_epoch(user.id).map_err(|e| e.to_string())?;
-    let detail = format!("{n} token(s) revoked from the command line");
-    store
-        .record(NewAuditEvent {
-            at: now(),
-            kind: AuditKind::SignOutEverywhere,
-            user_id: Some(user.id),
-            ip: None,
-            user_agent: None,
-            detail: &detail,
-        })
+    // Tokens, epoch and audit row in one transaction.
+    let n = Stores::from_one(store)
+        .revoke_everything(
+            user.id,
+            NewAuditEvent {
+                at: now(),
+                kind: AuditKind::SignOutEverywhere,
+                user_id: Some(user.id),
+                ip: None,
+                user_agent: None,
+                detail: "every token revoked from the command line",
+            },
+        )
         .map_err(|e| e.to_string())?;
     eprintln!("{name}: {n} token(s) revoked; open sessions end at their next check");
     Ok(())
@@ -456,6 +457,7 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
                 stores.clone(),
                 Duration::from_secs(args.purge_interval_secs),
                 Duration::from_secs(args.audit_retention_days * 24 * 3600),
+                Duration::from_secs(args.lockout_secs),
             ));
         }
         let mut server = HttpServer::new(move || app(site.clone()));
@@ -522,7 +524,12 @@ fn seed_demo_users(store: &DieselStore) -> Result<(), String> {
 }
 
 /// Keeps the tables small: expired tokens and audit events past retention.
-async fn purge_periodically(stores: Stores, every: Duration, audit_retention: Duration) {
+async fn purge_periodically(
+    stores: Stores,
+    every: Duration,
+    audit_retention: Duration,
+    lockout: Duration,
+) {
     let mut interval = rt::time::interval(every);
     loop {
         interval.tick().await;
@@ -530,7 +537,9 @@ async fn purge_periodically(stores: Stores, every: Duration, audit_retention: Du
         let result = actix_web::web::block(move || {
             let now = now();
             let tokens = stores.tokens.purge_expired(now)?;
-            stores.users.purge_failures(now - FAILURE_RETENTION_SECS)?;
+            stores
+                .users
+                .purge_failures(now - FAILURE_RETENTION_SECS.max(lockout.as_secs() as i64))?;
             let events = stores
                 .audit
                 .purge_before(now - audit_retention.as_secs() as i64)?;

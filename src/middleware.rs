@@ -438,6 +438,13 @@ where
             };
             req.extensions_mut().insert(auth.clone());
 
+            // A rotation the database committed must reach the client on
+            // every response path, or its next visit presents a token one
+            // rotation back. Handlers' and extractors' errors arrive here as
+            // responses (actix's handler service renders them), so they get
+            // the cookie below; only an error of a middleware *inside* this
+            // one skips it, and no such middleware should sit between the
+            // handlers and this layer.
             let mut res = service.call(req).await?;
             if let Some(change) = auth.cookie_change.borrow_mut().take() {
                 let cookie = remember_cookie(&shared.config, &change);

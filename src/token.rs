@@ -147,6 +147,40 @@ impl RememberCookie {
         }
     }
 
+    /// `next`'s token sealed under this cookie's token, for the rotation
+    /// that replaces this token by `next`'s: only a holder of this token can
+    /// open it ([`RememberCookie::open_sealed`]). The database keeps it, so
+    /// a request that presents the just-replaced token within the grace
+    /// window gets the current one back and converges, instead of drifting
+    /// into the "one rotation back after the grace window" case.
+    ///
+    /// The seal is the new token XORed with SHA-256 over a label, the series
+    /// and this (replaced) token. This token is 256 random bits that the
+    /// database never holds (only its SHA-256, which is a different
+    /// function of it), and it seals exactly one value, so the pad is a
+    /// one-time key: a database leak yields nothing about the new token.
+    /// Integrity needs no tag: an opened token is accepted only when its
+    /// hash is the row's current `token_hash`.
+    pub fn seal_next(&self, next: &Token) -> [u8; TOKEN_LEN] {
+        let pad = self.pad();
+        std::array::from_fn(|i| next.0[i] ^ pad[i])
+    }
+
+    /// The token sealed under this cookie's token by [`RememberCookie::seal_next`].
+    pub fn open_sealed(&self, sealed: &[u8]) -> Option<Token> {
+        let sealed: &[u8; TOKEN_LEN] = sealed.try_into().ok()?;
+        let pad = self.pad();
+        Some(Token(std::array::from_fn(|i| sealed[i] ^ pad[i])))
+    }
+
+    fn pad(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"rememberme grace seal v1\0");
+        hasher.update(self.series.0);
+        hasher.update(self.token.0);
+        hasher.finalize().into()
+    }
+
     /// The cookie value, `v1.<series>.<token>`.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(PREFIX.len() + 22 + 1 + 43);
@@ -194,6 +228,20 @@ fn decode_exact<const N: usize>(encoded: &[u8]) -> Result<[u8; N], MalformedCook
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_replaced_token_opens_the_sealed_successor() {
+        let old = RememberCookie::generate();
+        let next = old.rotated();
+        let sealed = old.seal_next(&next.token);
+        assert_eq!(old.open_sealed(&sealed), Some(next.token.clone()));
+        assert_ne!(sealed, *next.token.as_bytes(), "not the token in clear");
+        // Another token of the same series (a guess, an older copy) opens
+        // something else, which fails the caller's hash check.
+        let other = old.rotated();
+        assert_ne!(other.open_sealed(&sealed), Some(next.token.clone()));
+        assert_eq!(old.open_sealed(&sealed[..31]), None);
+    }
 
     #[test]
     fn encode_then_decode_gives_the_same_cookie() {

@@ -428,9 +428,19 @@ async fn every_listed_event_kind_reaches_the_audit_log(db: TestDb) {
     victim.drop_cookie(SESSION);
     victim.get("/").await;
     server.clock.advance(Duration::from_secs(120));
+    let mut late = server.browser();
+    late.set_cookie(RM, &old);
+    late.get("/").await; // possible_theft: one rotation back, after the grace window
+
+    let mut victim = remembered(&server, "alice", "another password").await;
+    let old = victim.cookie(RM).unwrap();
+    for _ in 0..2 {
+        victim.drop_cookie(SESSION);
+        victim.get("/").await;
+    }
     let mut thief = server.browser();
     thief.set_cookie(RM, &old);
-    thief.get("/").await; // theft_detected
+    thief.get("/").await; // theft_detected: two rotations back
     let _ = stolen;
 
     assert!(server.wait_for_audit("remember_me_sign_in").await);

@@ -13,7 +13,7 @@ on_both_backends!(
     login_without_remember_me_gives_only_an_access_token,
     login_with_remember_me_gives_a_long_lived_token_stored_as_hashes,
     refresh_rotates_the_long_lived_token_and_answers_as_remembered,
-    a_stale_long_lived_token_is_accepted_in_grace_and_is_theft_after,
+    a_stale_long_lived_token_converges_in_grace_ends_its_series_after_and_two_back_is_theft,
     the_same_device_key_replaces_the_devices_token,
     a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_password,
     the_forever_option_keeps_refreshing_past_the_absolute_validity,
@@ -176,8 +176,17 @@ async fn refresh_rotates_the_long_lived_token_and_answers_as_remembered(db: Test
     );
 }
 
-async fn a_stale_long_lived_token_is_accepted_in_grace_and_is_theft_after(db: TestDb) {
+/// Issue 14's three cases through the API: the token one rotation back
+/// converges within the grace window (the app gets the current token back),
+/// ends only its own series after it, and a token two back is theft.
+async fn a_stale_long_lived_token_converges_in_grace_ends_its_series_after_and_two_back_is_theft(
+    db: TestDb,
+) {
     let (server, alice, app) = setup(db);
+    let tablet = app_login(&app, "tablet").await["long_lived_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let old = app_login(&app, "phone").await["long_lived_token"]
         .as_str()
         .unwrap()
@@ -186,24 +195,36 @@ async fn a_stale_long_lived_token_is_accepted_in_grace_and_is_theft_after(db: Te
     let new = rotated["long_lived_token"].as_str().unwrap().to_owned();
     let (status, grace) = refresh(&app, &old).await;
     assert_eq!(status, 200, "accepted in grace");
-    assert!(
-        grace.get("long_lived_token").is_none(),
-        "nothing rotated in grace"
+    assert_eq!(
+        grace["long_lived_token"].as_str(),
+        Some(new.as_str()),
+        "handed the current token, not a new one"
     );
     server.clock.advance(Duration::from_secs(61));
     let (status, body) = refresh(&app, &old).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_token");
+    assert_eq!(server.tokens_of(alice).len(), 1, "only that series ended");
+    assert!(server.audit_kinds().contains(&"possible_theft".to_owned()));
+    assert!(!server.audit_kinds().contains(&"theft_detected".to_owned()));
+    assert_eq!(
+        refresh(&app, &new).await.0,
+        401,
+        "its newer token is dead too"
+    );
+
+    // The tablet's chain, two rotations on: its first token is certain theft.
+    let (_, once) = refresh(&app, &tablet).await;
+    let once = once["long_lived_token"].as_str().unwrap().to_owned();
+    let (status, _) = refresh(&app, &once).await;
+    assert_eq!(status, 200);
+    let (status, _) = refresh(&app, &tablet).await;
+    assert_eq!(status, 401);
     assert!(
         server.tokens_of(alice).is_empty(),
         "theft revokes everything"
     );
     assert!(server.audit_kinds().contains(&"theft_detected".to_owned()));
-    assert_eq!(
-        refresh(&app, &new).await.0,
-        401,
-        "the newer token is dead too"
-    );
 }
 
 async fn the_same_device_key_replaces_the_devices_token(db: TestDb) {
@@ -233,14 +254,24 @@ async fn a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_pa
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "password_required");
     assert_eq!(server.tokens_of(alice).len(), 1, "nothing issued");
-    // An access token from a password sign-in may ask for one.
+    // An access token from a password sign-in may ask for one, for its own
+    // device only (it replaces that device's token).
     let strong = first["access_token"].as_str().unwrap();
     let (status, _, body) = app
         .api("POST", "/api/v1/login", Some(strong), Some(&ask))
         .await;
+    assert_eq!(status, 403, "not for another device: {body}");
+    let own = json!({"remember_me": true, "device_key": "phone"}).to_string();
+    let (status, _, body) = app
+        .api("POST", "/api/v1/login", Some(strong), Some(&own))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["long_lived_token"].is_string());
-    assert_eq!(server.tokens_of(alice).len(), 2);
+    assert_eq!(
+        server.tokens_of(alice).len(),
+        1,
+        "the device's token replaced"
+    );
 }
 
 async fn the_forever_option_keeps_refreshing_past_the_absolute_validity(db: TestDb) {

@@ -52,25 +52,40 @@ async fn ask_for_long_lived(app: &Browser, bearer: &str, device: &str) -> (u16, 
 }
 
 /// Finding 1: an access token from a password sign-in asked for new
-/// long-lived tokens (and a fresh access token) forever.
+/// long-lived tokens (and a fresh access token) forever, under any device
+/// key it liked.
 async fn f1_a_bearer_cannot_mint_long_lived_tokens_past_the_reauth_window(db: TestDb) {
     let server = TestServer::start_with(db, |b| b.reauth_window(Duration::from_secs(300)));
     let alice = server.add_user("alice", "correct horse", false);
+    let mut browser = server.browser();
+    browser.login("alice", "correct horse", true).await;
     let app = server.browser();
-    let (status, first) = api_login(&app, &login_body("alice", "correct horse", false, None)).await;
+    let body = login_body("alice", "correct horse", false, Some("phone"));
+    let (status, first) = api_login(&app, &body).await;
     assert_eq!(status, 200, "{first}");
     let mut bearer = first["access_token"].as_str().unwrap().to_owned();
-    // Within the window: allowed, and the derived token can ask again.
-    for device in ["a", "b"] {
-        let (status, body) = ask_for_long_lived(&app, &bearer, device).await;
+    // Made-up device keys would push the real devices out through the cap.
+    for made_up in ["a", "b"] {
+        let (status, body) = ask_for_long_lived(&app, &bearer, made_up).await;
+        assert_eq!(status, 403, "{made_up}: {body}");
+    }
+    // Its own device, within the window: allowed, and the derived token
+    // (derived later) may ask again while the *password* is recent.
+    for at in [0, 200] {
+        server.clock.advance(Duration::from_secs(at));
+        let (status, body) = ask_for_long_lived(&app, &bearer, "phone").await;
         assert_eq!(status, 200, "{body}");
         bearer = body["access_token"].as_str().unwrap().to_owned();
     }
-    assert_eq!(server.tokens_of(alice).len(), 2);
-    // Past the window, the derived token (which renewed itself before the
-    // fix) may no longer mint anything.
-    server.clock.advance(Duration::from_secs(301));
-    let (status, body) = ask_for_long_lived(&app, &bearer, "c").await;
+    assert_eq!(
+        server.tokens_of(alice).len(),
+        2,
+        "the browser's and the phone's"
+    );
+    // Past the window (counted from the password, not from the last
+    // derivation), the derived token may no longer mint anything.
+    server.clock.advance(Duration::from_secs(101));
+    let (status, body) = ask_for_long_lived(&app, &bearer, "phone").await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "password_required");
     assert_eq!(server.tokens_of(alice).len(), 2, "nothing issued");
@@ -85,7 +100,8 @@ async fn f1_a_derived_access_token_never_outlives_the_token_presented(db: TestDb
     let server = TestServer::start(db);
     server.add_user("alice", "correct horse", false);
     let app = server.browser();
-    let (_, first) = api_login(&app, &login_body("alice", "correct horse", false, None)).await;
+    let body = login_body("alice", "correct horse", false, Some("phone"));
+    let (_, first) = api_login(&app, &body).await;
     let expires_in = first["expires_in"].as_u64().unwrap();
     server.clock.advance(Duration::from_secs(600));
     let bearer = first["access_token"].as_str().unwrap();
@@ -204,11 +220,14 @@ async fn change_password(browser: &mut Browser, current: &str) -> common::Page {
 }
 
 /// Finding 3: the current-password check had no throttling and no audit.
+/// Here from a copied session (no device cookie): it spends the account's
+/// budget, as every other password check of that account does.
 async fn f3_wrong_current_passwords_on_the_password_page_are_throttled_and_audited(db: TestDb) {
     let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
     server.add_user("alice", "correct horse", false);
     let mut browser = server.browser();
     browser.login("alice", "correct horse", false).await;
+    browser.drop_cookie(DEVICE);
     for _ in 0..3 {
         assert_eq!(change_password(&mut browser, "guess").await.status, 401);
     }
@@ -222,6 +241,15 @@ async fn f3_wrong_current_passwords_on_the_password_page_are_throttled_and_audit
         .unwrap();
     assert_eq!(failed.len(), 3);
     assert!(failed.iter().all(|e| e.detail == "password change"));
+    let res = server
+        .browser()
+        .login("alice", "correct horse", false)
+        .await;
+    assert_eq!(
+        res.status, 429,
+        "one budget for every password check of the account"
+    );
+    server.clock.advance(Duration::from_secs(301));
     let mut fresh = server.browser();
     assert_eq!(
         fresh.login("alice", "correct horse", false).await.status,
@@ -359,10 +387,16 @@ async fn f9_cookies_planted_without_the_host_prefix_are_ignored(db: TestDb) {
     }
     let remember = attacker.cookie(RM).unwrap();
     let session = attacker.cookie(SESSION).unwrap();
+    let device = attacker.cookie(DEVICE).unwrap();
     let mut victim = server.browser();
     victim.set_cookie("remember_me", &remember);
     victim.set_cookie("session", &session);
+    victim.set_cookie("device", &device);
     assert_eq!(victim.get("/").await.status, 303, "nobody is signed in");
+    // A planted plain `device` cookie gives no device budget either.
+    fail_from_anywhere(&server, "mallory", 5).await;
+    let res = victim.login("mallory", "mallory's own", false).await;
+    assert_eq!(res.status, 429, "the plain name is not read");
     let mut control = server.browser();
     control.set_cookie(RM, &remember);
     assert_eq!(control.get("/").await.status, 200, "the real name works");

@@ -116,8 +116,8 @@ fn record_statements() {
 /// (`find_and_rotate`): on PostgreSQL one statement, so one round trip; on
 /// SQLite, in-process, a read and a write. The audit row is written
 /// afterwards, in a batch (`record_batch`), never on the request. A password
-/// sign-in without failures to reset reads the user and its failure counter
-/// and writes nothing but its audit row.
+/// sign-in reads the user, reserves a check on its failure counter (so
+/// parallel guesses cannot outrun the limit) and clears it.
 async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
     record_statements();
     let postgres = db.sqlite_path().is_none();
@@ -133,11 +133,11 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         .into_iter()
         .filter(|c| *c != "record")
         .collect();
-    // The failure counter is read before any Argon2 work (throttling);
-    // nothing is written when it is empty.
+    // The failure counter is reserved before any Argon2 work (throttling)
+    // and cleared by the right password.
     assert_eq!(
         login,
-        ["find_by_username", "failures"],
+        ["find_by_username", "reserve_attempt", "clear_failures"],
         "password sign-in: {login:?}"
     );
 

@@ -15,7 +15,8 @@ on_both_backends!(
     sign_in_with_the_box_sets_a_hardened_cookie_and_stores_only_hashes,
     the_remember_me_cookie_alone_signs_in_weakly_and_rotates_on_that_response,
     a_remembered_only_session_is_sent_through_step_up_for_a_strong_page,
-    the_pre_rotation_token_is_accepted_in_grace_and_is_theft_after,
+    the_pre_rotation_token_converges_in_grace_and_ends_only_its_series_after,
+    a_token_two_rotations_back_revokes_everything,
     malformed_and_unknown_cookies_are_removed_and_change_nothing,
     an_expired_token_is_deleted_and_its_cookie_removed,
     logout_clears_cookie_row_and_session,
@@ -273,9 +274,15 @@ async fn a_remembered_only_session_is_sent_through_step_up_for_a_strong_page(db:
     assert!(server.audit_kinds().contains(&"step_up".to_owned()));
 }
 
-async fn the_pre_rotation_token_is_accepted_in_grace_and_is_theft_after(db: TestDb) {
+/// Issue 14's three cases, black-box. The token one rotation back within
+/// the grace window converges: the client is handed the current token.
+/// After the window it ends that series only (a lost response and a fork
+/// look alike): both copies die, the user's other browser stays signed in.
+async fn the_pre_rotation_token_converges_in_grace_and_ends_only_its_series_after(db: TestDb) {
     let server = TestServer::start(db);
     let alice = server.add_user("alice", "correct horse", false);
+    let mut other_device = server.browser();
+    other_device.login("alice", "correct horse", true).await;
     let mut victim = server.browser();
     victim.login("alice", "correct horse", true).await;
     let old = victim.cookie(RM).unwrap();
@@ -286,40 +293,76 @@ async fn the_pre_rotation_token_is_accepted_in_grace_and_is_theft_after(db: Test
     let new = victim.cookie(RM).unwrap();
     assert_ne!(new, old);
 
-    // A parallel request with the old token, inside the grace window.
-    let mut parallel = server.browser();
-    parallel.set_cookie(RM, &old);
-    let res = parallel.get("/").await;
+    // A client that missed that response (or a parallel request), inside
+    // the grace window: accepted, and handed the current token.
+    let mut lost_response = server.browser();
+    lost_response.set_cookie(RM, &old);
+    let res = lost_response.get("/").await;
     assert_eq!(res.status, 200, "accepted in grace");
-    assert!(
-        res.set_cookie(RM).is_none(),
-        "grace leaves the cookie untouched"
+    assert_eq!(
+        lost_response.cookie(RM).as_deref(),
+        Some(new.as_str()),
+        "converged on the current token"
     );
-    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert_eq!(server.tokens_of(alice).len(), 2, "nothing else changed");
 
-    // After the window the old token is a replay: theft.
+    // After the window, the token one back ends its series, and only it.
     server.clock.advance(Duration::from_secs(61));
-    let mut thief = server.browser();
-    thief.set_cookie(RM, &old);
-    let res = thief.get("/").await;
-    assert_eq!(res.status, 303, "the replay signs nobody in");
+    let mut late = server.browser();
+    late.set_cookie(RM, &old);
+    let res = late.get("/").await;
+    assert_eq!(res.status, 303, "signs nobody in");
     let removal = res.set_cookie(RM).expect("cookie removed");
     assert_eq!(removal.max_age().map(|d| d.whole_seconds()), Some(0));
-    assert!(
-        server.tokens_of(alice).is_empty(),
-        "every token of the user revoked"
-    );
-    assert!(server.audit_kinds().contains(&"theft_detected".to_owned()));
-
-    // The newer cookie no longer works, and the open session ended too.
+    assert_eq!(server.tokens_of(alice).len(), 1, "only that series ended");
+    assert!(server.audit_kinds().contains(&"possible_theft".to_owned()));
+    assert!(!server.audit_kinds().contains(&"theft_detected".to_owned()));
     let mut holder = server.browser();
     holder.set_cookie(RM, &new);
-    assert_eq!(holder.get("/").await.status, 303);
+    assert_eq!(
+        holder.get("/").await.status,
+        303,
+        "its newer copy is dead too"
+    );
     assert_eq!(
         victim.get("/").await.status,
         303,
-        "open session ended (auth epoch)"
+        "the session bound to that series ended"
     );
+    assert_eq!(
+        other_device.get("/").await.status,
+        200,
+        "the user's other browser stays signed in"
+    );
+}
+
+/// A token two rotations back can only come from a fork: someone presented
+/// its successor. Certain theft: everything of the user ends.
+async fn a_token_two_rotations_back_revokes_everything(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut other_device = server.browser();
+    other_device.login("alice", "correct horse", true).await;
+    let mut victim = server.browser();
+    victim.login("alice", "correct horse", true).await;
+    let stolen = victim.cookie(RM).unwrap();
+    for _ in 0..2 {
+        victim.drop_cookie(SESSION);
+        assert_eq!(victim.get("/").await.status, 200);
+    }
+    let mut thief = server.browser();
+    thief.set_cookie(RM, &stolen);
+    let res = thief.get("/").await;
+    assert_eq!(res.status, 303, "the replay signs nobody in");
+    assert!(res.set_cookie(RM).is_some(), "cookie removed");
+    assert!(server.tokens_of(alice).is_empty(), "every token revoked");
+    assert!(server.audit_kinds().contains(&"theft_detected".to_owned()));
+    assert_eq!(
+        victim.get("/").await.status,
+        303,
+        "sessions end (auth epoch)"
+    );
+    assert_eq!(other_device.get("/").await.status, 303, "everywhere");
 }
 
 async fn malformed_and_unknown_cookies_are_removed_and_change_nothing(db: TestDb) {
@@ -677,11 +720,18 @@ async fn parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft(
             assert_eq!(*status, 200, "every request signed in: {body}");
             assert!(!body.contains("locked"), "no database error reaches a user");
         }
-        let rotated: Vec<_> = results.iter().filter_map(|(_, c, _)| c.clone()).collect();
+        // One request rotated; the others, in grace, were handed the
+        // token it made: every browser leaves with the same current token.
+        assert!(
+            results.iter().all(|(_, c, _)| c.is_some()),
+            "every request leaves with the current token"
+        );
+        let mut rotated: Vec<_> = results.iter().filter_map(|(_, c, _)| c.clone()).collect();
+        rotated.dedup();
         assert_eq!(
             rotated.len(),
             1,
-            "exactly one rotation among {parallel} requests"
+            "exactly one rotation among {parallel} requests: {rotated:?}"
         );
         let (series, _) = raw_parts(cookie.value());
         let row = server

@@ -23,7 +23,64 @@ on_both_backends!(
     a_rotation_moves_the_expiry_by_the_rule,
     concurrent_re_authentications_each_get_their_own_row,
     a_row_that_does_not_decode_is_refused_before_it_is_rotated,
+    concurrent_password_checks_never_outrun_the_failure_limit,
+    a_rotation_stores_the_seal_of_the_new_token,
 );
+
+/// Issue 13: the failure counter is reserved before a password check runs,
+/// so guesses sent at once (here 24, through two pools, as two instances
+/// would) get at most `max` checks per lockout, not one each.
+async fn concurrent_password_checks_never_outrun_the_failure_limit(db: TestDb) {
+    use rememberme::device::ThrottleKey;
+    use rememberme::store::Reservation;
+    let stores = [store(&db), store(&db)];
+    let key = ThrottleKey::account("alice");
+    let barrier = Arc::new(Barrier::new(24));
+    let racers: Vec<_> = (0..24)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.reserve_attempt(&key, NOW, 300, 5).unwrap()
+            })
+        })
+        .collect();
+    let allowed = racers
+        .into_iter()
+        .map(|r| r.join().unwrap())
+        .filter(|r| *r == Reservation::Allowed)
+        .count();
+    assert_eq!(allowed, 5, "exactly the limit, whatever the concurrency");
+    assert_eq!(stores[0].failures(&key).unwrap(), Some((5, NOW)));
+    // Once the window has passed, the count starts again at one.
+    let later = NOW + 300;
+    assert_eq!(
+        stores[0].reserve_attempt(&key, later, 300, 5).unwrap(),
+        Reservation::Allowed
+    );
+    assert_eq!(stores[1].failures(&key).unwrap(), Some((1, later)));
+    stores[1].clear_failures(&key).unwrap();
+    assert_eq!(stores[0].failures(&key).unwrap(), None);
+}
+
+/// Issue 14: the rotation stores the new token sealed under the presented
+/// one, in the same write.
+async fn a_rotation_stores_the_seal_of_the_new_token(db: TestDb) {
+    let store = store(&db);
+    user_with_token(&store, "alice", 1, 10, NOW + DAY);
+    let found = store
+        .find_and_rotate(RotationAttempt {
+            sealed: &[42; 32],
+            ..attempt(&hash(1), &hash(10), &hash(11), NOW)
+        })
+        .unwrap()
+        .expect("found");
+    assert!(found.rotated);
+    let row = row(&store, 1);
+    assert_eq!(row.token_hash, hash(11));
+    assert_eq!(row.sealed_token.as_deref(), Some(&[42u8; 32][..]));
+}
 
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 24 * 3600;
@@ -81,6 +138,7 @@ fn attempt<'a>(
         series,
         token,
         new_token,
+        sealed: &[7; 32],
         now,
         expiry: ExpiryOnUse::Keep,
     }

@@ -11,11 +11,23 @@ use crate::token::{RememberCookie, SecretHash};
 
 /// Identifies the user by the remember-me cookie and rotates its token.
 ///
-/// * valid current token → success, token rotated (new cookie);
-/// * the token replaced by the last rotation, within the grace window →
-///   success, nothing rotated, cookie untouched (parallel requests of one page);
-/// * a known series with any other token → theft: every token of the user is
-///   revoked, the auth epoch bumped, the cookie removed;
+/// Every presentation of the current token rotates it, so a presented token
+/// tells how far behind its holder is:
+///
+/// * the current token → success, token rotated (new cookie);
+/// * the token **one rotation back, within the grace window** → a parallel
+///   request of one page or a quick retry: success without rotating, and
+///   the client is handed the current token (opened from the row's
+///   [`sealed_token`](crate::store::TokenRecord::sealed_token)), so it
+///   converges;
+/// * the token **one rotation back, after the grace window** → a client that
+///   lost a response, or a fork: nobody can tell them apart, so that series
+///   ends (both copies die, with the sessions bound to it), a
+///   `possible_theft` event is written, the cookie removed, and the user's
+///   other devices are left alone;
+/// * any **other** token of a known series (two or more rotations back, or
+///   never issued) → certain theft, since someone presented its successor:
+///   every token of the user revoked, the auth epoch bumped, one transaction;
 /// * expired, unknown or malformed → cookie removed (an expired row deleted).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RememberMeIdentifyStep;
@@ -41,6 +53,7 @@ impl Step for RememberMeIdentifyStep {
         let series = cookie.series.hash();
         let presented = cookie.token.hash();
         let next = cookie.rotated();
+        let sealed = cookie.seal_next(&next.token);
 
         // The token with its owner (the bridge builds the session from it),
         // rotated if the presented token is current: one round trip where
@@ -50,6 +63,7 @@ impl Step for RememberMeIdentifyStep {
             series: &series,
             token: &presented,
             new_token: &next.token.hash(),
+            sealed: &sealed,
             now: ctx.now,
             expiry,
         })?
@@ -70,6 +84,7 @@ impl Step for RememberMeIdentifyStep {
                 cookie: next,
                 max_age_secs: expiry.applied_to(&record) - ctx.now,
             });
+            ctx.device_key = record.device_key.take();
             ctx.user = Some(owner);
             return Ok(success(record.user_id));
         }
@@ -87,56 +102,113 @@ impl Step for RememberMeIdentifyStep {
                 None => return Ok(not_applicable_and_remove(ctx)),
             }
         }
-
-        if in_grace(&record, &presented, ctx.now, ctx.config) {
-            // Accepted without rotating and without touching the cookie: the
-            // browser already holds (or is about to receive) the new token.
-            ctx.user = Some(owner);
-            return Ok(success(record.user_id));
+        let one_back = record
+            .previous_token_hash
+            .as_ref()
+            .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
+        match (one_back, in_grace(&record, ctx.now, ctx.config)) {
+            (true, true) => {
+                hand_back_current(ctx, &cookie, &record);
+                ctx.device_key = record.device_key.take();
+                ctx.user = Some(owner);
+                Ok(success(record.user_id))
+            }
+            (true, false) => end_series(ctx, &series, &record),
+            (false, _) => revoke_everything(ctx, &record),
         }
+    }
+}
 
-        // A known series with a token that is neither current nor just
-        // replaced: two parties held this cookie. Nobody can tell which is the
-        // thief, so everything of that user goes.
-        let user = record.user_id;
-        let revoked = tokens.delete_all_for_user(user)?;
-        ctx.stores.users.bump_epoch(user)?;
-        tracing::warn!(
-            user_id = user,
-            token_id = record.id,
-            revoked,
-            "remember-me token replayed: theft assumed, every token of the user revoked"
-        );
-        ctx.stores.audit(NewAuditEvent {
+/// A parallel request or a quick retry with the token just replaced: the
+/// client gets the current token back (opened from the seal only its token
+/// opens, checked against the current hash), so it holds the newest token
+/// again and never drifts into the "one back after the grace window" case.
+/// A row without a seal (written by an older version) keeps the cookie.
+fn hand_back_current(ctx: &mut StepContext<'_>, cookie: &RememberCookie, record: &TokenRecord) {
+    let current = record
+        .sealed_token
+        .as_deref()
+        .and_then(|sealed| cookie.open_sealed(sealed))
+        .filter(|token| record.token_hash.ct_eq(token.hash().as_bytes()));
+    if let Some(token) = current {
+        ctx.cookie_change = Some(CookieChange::Set {
+            cookie: RememberCookie {
+                series: cookie.series.clone(),
+                token,
+            },
+            max_age_secs: record.expires_at - ctx.now,
+        });
+    }
+}
+
+/// The token one rotation back, after the grace window: either this client
+/// lost the response that carried its successor, or someone else holds a
+/// copy and presented it first. Both copies die with the series (and the
+/// sessions bound to it: they check it); the user's other devices stay.
+fn end_series(
+    ctx: &mut StepContext<'_>,
+    series: &SecretHash,
+    record: &TokenRecord,
+) -> Result<StepOutcome, StoreError> {
+    ctx.stores.tokens.delete_series(series)?;
+    tracing::warn!(
+        user_id = record.user_id,
+        token_id = record.id,
+        "remember-me token one rotation back after the grace window: series ended"
+    );
+    ctx.stores.audit(NewAuditEvent {
+        at: ctx.now,
+        kind: AuditKind::PossibleTheft,
+        user_id: Some(record.user_id),
+        ip: ctx.client.ip.as_deref(),
+        user_agent: ctx.client.user_agent.as_deref(),
+        detail: &format!(
+            "series #{} ended: its previous token came back late",
+            record.id
+        ),
+    });
+    Ok(not_applicable_and_remove(ctx))
+}
+
+/// A known series with a token that is neither current nor one back: its
+/// successor was presented by someone, so two parties held this cookie.
+/// Nobody can tell which is the thief, so everything of that user goes, in
+/// one transaction with its audit row.
+fn revoke_everything(
+    ctx: &mut StepContext<'_>,
+    record: &TokenRecord,
+) -> Result<StepOutcome, StoreError> {
+    let user = record.user_id;
+    let revoked = ctx.stores.revoke_everything(
+        user,
+        NewAuditEvent {
             at: ctx.now,
             kind: AuditKind::TheftDetected,
             user_id: Some(user),
             ip: ctx.client.ip.as_deref(),
             user_agent: ctx.client.user_agent.as_deref(),
             detail: &format!(
-                "replayed token of series #{}; {revoked} token(s) revoked",
+                "replayed token of series #{}; every token revoked",
                 record.id
             ),
-        });
-        Ok(not_applicable_and_remove(ctx))
-    }
+        },
+    )?;
+    tracing::warn!(
+        user_id = user,
+        token_id = record.id,
+        revoked,
+        "remember-me token replayed: theft assumed, every token of the user revoked"
+    );
+    Ok(not_applicable_and_remove(ctx))
 }
 
-/// Whether `presented` is the token the last rotation replaced, within the
-/// grace window.
-fn in_grace(
-    record: &TokenRecord,
-    presented: &SecretHash,
-    now: i64,
-    config: &RememberMeConfig,
-) -> bool {
+/// Whether the last rotation is at most the grace window old. A rotation
+/// "in the future" (another instance's clock ahead of this one) is not
+/// within it: an age must be 0 or more.
+fn in_grace(record: &TokenRecord, now: i64, config: &RememberMeConfig) -> bool {
     record
         .rotated_at
-        .is_some_and(|at| now - at <= config.rotation_grace.as_secs() as i64)
-        && record
-            .previous_token_hash
-            .as_ref()
-            .is_some_and(|previous| previous.ct_eq(presented.as_bytes()))
+        .is_some_and(|at| (0..=config.rotation_grace.as_secs() as i64).contains(&(now - at)))
 }
 
 /// The series of a browser's cookie if the cookie still proves it: its token
@@ -155,9 +227,12 @@ pub(crate) fn verified_series(
     let series = cookie.series.hash();
     let presented = cookie.token.hash();
     Ok(stores.tokens.find_by_series(&series)?.and_then(|record| {
-        (record.token_hash.ct_eq(presented.as_bytes())
-            || in_grace(&record, &presented, now, config))
-        .then_some(series)
+        let one_back_in_grace = record
+            .previous_token_hash
+            .as_ref()
+            .is_some_and(|previous| previous.ct_eq(presented.as_bytes()))
+            && in_grace(&record, now, config);
+        (record.token_hash.ct_eq(presented.as_bytes()) || one_back_in_grace).then_some(series)
     }))
 }
 

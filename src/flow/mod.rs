@@ -406,6 +406,7 @@ impl Flow {
             user: known.map(|(user, _)| user),
             tags: known.map(|(_, tags)| tags.clone()).unwrap_or_default(),
             activated: BTreeSet::new(),
+            password_at: None,
         }
     }
 
@@ -421,6 +422,11 @@ impl Flow {
                 step: "",
                 failure: Failure::UserMismatch,
             });
+        }
+        // A password verified by an earlier request of this flow still
+        // counts (the issuing step checks how recent it is).
+        if ctx.password_at.is_none() {
+            ctx.password_at = state.password_at;
         }
         while let Some(def) = self.steps.get(state.position) {
             if def.needs_activation && !state.activated.contains(def.id) {
@@ -449,6 +455,7 @@ impl Flow {
                         });
                     }
                     state.user = Some(user);
+                    state.password_at = ctx.password_at;
                     state.tags.extend(def.tags_on_success.iter().copied());
                     state
                         .activated
@@ -491,6 +498,11 @@ pub struct FlowState {
     user: Option<UserId>,
     tags: BTreeSet<Tag>,
     activated: BTreeSet<String>,
+    /// When a step of this flow verified a password: kept with the state, so
+    /// a step after a pause (a second factor answered on the next request)
+    /// still sees it.
+    #[serde(default)]
+    password_at: Option<i64>,
 }
 
 impl FlowState {

@@ -10,7 +10,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::{Failure, Step, StepContext, StepId, StepOutcome};
 use crate::device::ThrottleKey;
-use crate::store::{AuditKind, NewAuditEvent, StoreError, User, UserId};
+use crate::store::{AuditKind, NewAuditEvent, Reservation, StoreError, User, UserId};
 use crate::threads::Threads;
 
 /// Checks a typed password. With a user already known (step-up) the typed
@@ -126,17 +126,18 @@ pub(crate) fn check_password(
         (_, None, Who::Known(id)) => ThrottleKey::account(&format!("#{id}")),
     };
     // Throttle before any Argon2 work, and the same way whether or not the
-    // account exists.
-    let recorded = users.failures(&key)?;
+    // account exists. The check is counted as a failure before it runs, so
+    // parallel guesses (on any instance) cannot all read a count below the
+    // limit: at most `max_failed_logins` checks per lockout, whatever the
+    // concurrency. A right password clears the count.
     let lockout = ctx.config.lockout.as_secs() as i64;
-    if let Some((failures, at)) = recorded
-        && failures >= ctx.config.max_failed_logins
-        && (0..lockout).contains(&(ctx.now - at))
+    let max = ctx.config.max_failed_logins;
+    if let Reservation::Throttled { last_failed_at } =
+        users.reserve_attempt(&key, ctx.now, lockout, max)?
     {
-        let retry_after_secs = (at + lockout - ctx.now).max(1) as u64;
+        let retry_after_secs = (last_failed_at + lockout - ctx.now).clamp(1, lockout.max(1)) as u64;
         tracing::info!(
             user_id = user.as_ref().map(|u| u.id),
-            failures,
             retry_after_secs,
             trusted_device = ctx.device.is_some(),
             "password check throttled"
@@ -146,17 +147,12 @@ pub(crate) fn check_password(
     let verified = verify_password_work(user.as_ref().map(|u| u.password_hash.as_str()), password);
     match user {
         Some(user) if verified => {
-            // Skipped when there is nothing to reset: no write, on SQLite no
-            // wait for the single writer.
-            if recorded.is_some() {
-                users.clear_failures(&key)?;
-            }
+            users.clear_failures(&key)?;
             ctx.password_at = Some(ctx.now);
             Ok(PasswordCheck::Verified(Box::new(user)))
         }
         user => {
             let user_id = user.map(|u| u.id);
-            users.record_failure(&key, ctx.now, lockout)?;
             tracing::info!(user_id, "password check failed");
             ctx.stores.audit(NewAuditEvent {
                 at: ctx.now,

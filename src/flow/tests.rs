@@ -396,6 +396,7 @@ impl crate::store::TokenStore for ClaimsRotated {
         _: i64,
         _: &crate::token::SecretHash,
         _: &crate::token::SecretHash,
+        _: &[u8],
         _: i64,
         _: Option<i64>,
     ) -> Result<bool, StoreError> {
@@ -463,6 +464,7 @@ fn a_store_claiming_a_rotation_cannot_let_a_wrong_or_expired_token_in() {
                 user_agent: None,
                 ip: None,
                 device_key: None,
+                sealed_token: None,
             },
         };
         let stores = Stores {

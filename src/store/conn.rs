@@ -58,14 +58,29 @@ impl Backend {
     /// answers waits forever, holding one of r2d2's threads and a place in
     /// the pool.
     fn with_connect_timeout(&self, timeout: Duration) -> Backend {
-        match self {
-            Backend::Postgres(url) if !url.contains("connect_timeout=") => {
-                let secs = (timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)).max(2);
+        let Backend::Postgres(url) = self else {
+            return self.clone();
+        };
+        let mut url = url.clone();
+        let mut add = |name: &str, value: String| {
+            if !url.contains(&format!("{name}=")) {
                 let separator = if url.contains('?') { '&' } else { '?' };
-                Backend::Postgres(format!("{url}{separator}connect_timeout={secs}"))
+                url = format!("{url}{separator}{name}={value}");
             }
-            other => other.clone(),
-        }
+        };
+        let secs = (timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)).max(2);
+        add("connect_timeout", secs.to_string());
+        // A server that vanished without closing the connection (a host
+        // gone, a firewall's dropped state) would leave a statement waiting
+        // forever on a half-open socket, holding a batch's connection: TCP
+        // keepalives find it within about 25 s, and unacknowledged writes
+        // give up after 30 s.
+        add("keepalives", "1".into());
+        add("keepalives_idle", "10".into());
+        add("keepalives_interval", "5".into());
+        add("keepalives_count", "3".into());
+        add("tcp_user_timeout", "30000".into());
+        Backend::Postgres(url)
     }
 
     /// The SQLite file, if this is SQLite.
@@ -170,8 +185,15 @@ impl r2d2::ManageConnection for Manager {
                 // fails: a row held by some long transaction elsewhere costs
                 // the requests that need that row, not every request queued
                 // behind them (the sign-ins by cookie run in batches).
-                conn.batch_execute(&format!("SET lock_timeout = {}", self.busy_timeout_ms))
-                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                // No statement runs without bound either (a hung one holds a
+                // batch's connection and everyone queued behind it): six
+                // lock waits, 30 s by default.
+                conn.batch_execute(&format!(
+                    "SET lock_timeout = {}; SET statement_timeout = {}",
+                    self.busy_timeout_ms,
+                    self.busy_timeout_ms.saturating_mul(6)
+                ))
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
                 Ok(PoolConn {
                     conn: AnyConnection::Postgresql(conn),
                     failed: false,
@@ -180,13 +202,16 @@ impl r2d2::ManageConnection for Manager {
             }
             Backend::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
-                // WAL: readers never wait for the writer. NORMAL is durable
-                // across application crashes (not power loss mid-commit), the
-                // usual trade for WAL. busy_timeout makes a writer wait for
-                // the lock instead of failing with "database is locked".
+                // WAL: readers never wait for the writer. FULL, not WAL's
+                // usual NORMAL: NORMAL may roll back every commit since the
+                // last checkpoint on a power loss, and a rotation rolled back
+                // after its cookie was delivered makes that cookie look like
+                // theft. Group commit (one fsync per batch of rotations) pays
+                // for it. busy_timeout makes a writer wait for the lock
+                // instead of failing with "database is locked".
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
                     self.busy_timeout_ms
                 ))
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
@@ -505,25 +530,30 @@ mod tests {
     }
 
     #[test]
-    fn the_connect_timeout_is_set_unless_the_url_sets_it() {
+    fn the_connect_timeout_and_keepalives_are_set_unless_the_url_sets_them() {
         let url = |backend: Backend| match backend {
             Backend::Postgres(url) => url,
             Backend::Sqlite(_) => unreachable!(),
         };
+        const KEEPALIVES: &str = "keepalives=1&keepalives_idle=10&keepalives_interval=5\
+                                  &keepalives_count=3&tcp_user_timeout=30000";
         let second = Duration::from_secs(1);
         assert_eq!(
             url(Backend::from_url("postgres://h/d").with_connect_timeout(second * 5)),
-            "postgres://h/d?connect_timeout=5"
+            format!("postgres://h/d?connect_timeout=5&{KEEPALIVES}")
         );
         assert_eq!(
             url(Backend::from_url("postgres://h/d?sslmode=require")
                 .with_connect_timeout(second / 2)),
-            "postgres://h/d?sslmode=require&connect_timeout=2"
+            format!("postgres://h/d?sslmode=require&connect_timeout=2&{KEEPALIVES}")
         );
         assert_eq!(
-            url(Backend::from_url("postgres://h/d?connect_timeout=30")
-                .with_connect_timeout(second * 5)),
-            "postgres://h/d?connect_timeout=30"
+            url(
+                Backend::from_url("postgres://h/d?connect_timeout=30&tcp_user_timeout=1")
+                    .with_connect_timeout(second * 5)
+            ),
+            "postgres://h/d?connect_timeout=30&tcp_user_timeout=1&keepalives=1\
+             &keepalives_idle=10&keepalives_interval=5&keepalives_count=3"
         );
         assert_eq!(
             Backend::from_url("x.db").with_connect_timeout(second),

@@ -11,7 +11,7 @@ use super::models::{AuditRow, NewAuditRow, NewTokenRow, NewUserRow, TokenRow, Us
 use super::rotation_batch::{self, BatchResult, Outcome, RotationBatches, every_attempt};
 use super::schema::{audit_events, login_failures, remember_tokens, users};
 use super::{
-    AuditEvent, AuditLog, ExpiryOnUse, FoundSeries, NewAuditEvent, NewToken, NewUser,
+    AuditEvent, AuditLog, ExpiryOnUse, FoundSeries, NewAuditEvent, NewToken, NewUser, Reservation,
     RotationAttempt, StoreError, TokenListing, TokenRecord, TokenStore, User, UserId, UserStore,
     rotate_if_current,
 };
@@ -108,6 +108,7 @@ impl DieselStore {
                                     id,
                                     &attempt.token,
                                     &attempt.new_token,
+                                    &attempt.sealed,
                                     attempt.now,
                                     expires_at,
                                 )
@@ -289,6 +290,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             user_agent: row.user_agent,
             ip: row.ip,
             device_key: row.device_key,
+            sealed_token: row.sealed_token,
         })
     }
 }
@@ -347,10 +349,13 @@ impl TokenStore for DieselStore {
         id: i64,
         expected: &SecretHash,
         new_token: &SecretHash,
+        sealed: &[u8],
         now: i64,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        self.with_write_conn(|conn| rotate_on(conn, id, expected, new_token, now, expires_at))
+        self.with_write_conn(|conn| {
+            rotate_on(conn, id, expected, new_token, sealed, now, expires_at)
+        })
     }
 
     fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError> {
@@ -451,6 +456,27 @@ impl TokenStore for DieselStore {
         use remember_tokens::dsl as t;
         self.with_write_conn(|conn| {
             diesel::delete(t::remember_tokens.filter(t::user_id.eq(user))).execute(conn)
+        })
+    }
+
+    fn revoke_all_atomically(
+        &self,
+        user: UserId,
+        event: &NewAuditEvent<'_>,
+    ) -> Result<Option<usize>, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                let n =
+                    diesel::delete(t::remember_tokens.filter(t::user_id.eq(user))).execute(conn)?;
+                diesel::update(users::table.find(user))
+                    .set(users::auth_epoch.eq(users::auth_epoch + 1))
+                    .execute(conn)?;
+                diesel::insert_into(audit_events::table)
+                    .values(audit_row(event))
+                    .execute(conn)?;
+                Ok(Some(n))
+            })
         })
     }
 
@@ -610,53 +636,74 @@ impl UserStore for DieselStore {
         })
     }
 
-    fn record_failure(
+    fn reserve_attempt(
         &self,
         key: &ThrottleKey,
         now: i64,
         window_secs: i64,
-    ) -> Result<(), StoreError> {
+        max: u32,
+    ) -> Result<Reservation, StoreError> {
         let key = key.as_bytes().as_slice();
         let stale = now.saturating_sub(window_secs);
-        // Three single statements instead of an upsert (`MultiConnection`
-        // builds none): each is atomic, and a lost insert race (two
-        // instances failing the same name at once) counts again as an
-        // increment, so no failure is lost.
-        let increment = |conn: &mut AnyConnection| {
-            diesel::update(login_failures::table.find(key))
-                .filter(login_failures::last_failed_at.gt(stale))
-                .set((
-                    login_failures::failures.eq(login_failures::failures + 1),
-                    login_failures::last_failed_at.eq(now),
-                ))
-                .execute(conn)
-        };
+        let max = i32::try_from(max).unwrap_or(i32::MAX);
+        // Single statements instead of one upsert (`MultiConnection` builds
+        // none), each atomic on its own, tried in turn until one decides:
+        // the `WHERE` of the increment is what keeps concurrent
+        // reservations from passing `max` (PostgreSQL re-checks it on the
+        // row a racing statement just wrote). A lost race (a row restarted
+        // or inserted under us) goes round again; three rounds always do.
         self.with_write_conn(|conn| {
-            if increment(conn)? == 1 {
-                return Ok(());
-            }
-            let restarted = diesel::update(login_failures::table.find(key))
-                .set((
-                    login_failures::failures.eq(1),
-                    login_failures::last_failed_at.eq(now),
-                ))
-                .execute(conn)?;
-            if restarted == 1 {
-                return Ok(());
-            }
-            match diesel::insert_into(login_failures::table)
-                .values((
-                    login_failures::key.eq(key),
-                    login_failures::failures.eq(1),
-                    login_failures::last_failed_at.eq(now),
-                ))
-                .execute(conn)
-            {
-                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                    increment(conn).map(drop)
+            for _ in 0..3 {
+                let counted = diesel::update(login_failures::table.find(key))
+                    .filter(login_failures::last_failed_at.gt(stale))
+                    .filter(login_failures::failures.lt(max))
+                    .set((
+                        login_failures::failures.eq(login_failures::failures + 1),
+                        login_failures::last_failed_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                if counted == 1 {
+                    return Ok(Reservation::Allowed);
                 }
-                other => other.map(drop),
+                let restarted = diesel::update(login_failures::table.find(key))
+                    .filter(login_failures::last_failed_at.le(stale))
+                    .set((
+                        login_failures::failures.eq(1),
+                        login_failures::last_failed_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                if restarted == 1 {
+                    return Ok(Reservation::Allowed);
+                }
+                let row = login_failures::table
+                    .find(key)
+                    .select((login_failures::failures, login_failures::last_failed_at))
+                    .get_result::<(i32, i64)>(conn)
+                    .optional()?;
+                match row {
+                    Some((failures, at)) if failures >= max && at > stale => {
+                        return Ok(Reservation::Throttled { last_failed_at: at });
+                    }
+                    Some(_) => continue,
+                    None => {}
+                }
+                match diesel::insert_into(login_failures::table)
+                    .values((
+                        login_failures::key.eq(key),
+                        login_failures::failures.eq(1),
+                        login_failures::last_failed_at.eq(now),
+                    ))
+                    .execute(conn)
+                {
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                        continue;
+                    }
+                    inserted => return inserted.map(|_| Reservation::Allowed),
+                }
             }
+            Err(DieselError::QueryBuilderError(
+                "failure counter contended three times".into(),
+            ))
         })
     }
 
@@ -701,6 +748,7 @@ fn rotate_on(
     id: i64,
     expected: &SecretHash,
     new_token: &SecretHash,
+    sealed: &[u8],
     now: i64,
     expires_at: Option<i64>,
 ) -> Result<bool, DieselError> {
@@ -713,6 +761,7 @@ fn rotate_on(
             id,
             expected,
             new,
+            sealed,
             now,
             expires_at,
         }
@@ -721,6 +770,7 @@ fn rotate_on(
             id,
             expected,
             new,
+            sealed,
             now,
             expires_at: 0,
         }
@@ -745,6 +795,7 @@ struct Rotate<'a, const NEW_EXPIRY: bool> {
     id: i64,
     expected: &'a [u8],
     new: &'a [u8],
+    sealed: &'a [u8],
     now: i64,
     expires_at: i64,
 }
@@ -766,6 +817,8 @@ impl<const NEW_EXPIRY: bool> diesel::query_builder::QueryFragment<AnyBackend>
         use diesel::sql_types::{BigInt, Binary};
         out.push_sql("UPDATE remember_tokens SET previous_token_hash = token_hash, token_hash = ");
         out.push_bind_param::<Binary, _>(self.new)?;
+        out.push_sql(", sealed_token = ");
+        out.push_bind_param::<Binary, _>(self.sealed)?;
         out.push_sql(", rotated_at = ");
         out.push_bind_param::<BigInt, _>(&self.now)?;
         out.push_sql(", last_used_at = ");
@@ -806,6 +859,7 @@ struct RotateBatchPg<'a> {
     series: Vec<&'a [u8]>,
     presented: Vec<&'a [u8]>,
     new: Vec<&'a [u8]>,
+    sealed: Vec<&'a [u8]>,
     now: Vec<i64>,
     /// [`KEEP`], [`SET`] or [`CAPPED`].
     expiry: Vec<i16>,
@@ -827,6 +881,7 @@ impl<'a> RotateBatchPg<'a> {
             series: Vec::with_capacity(batch.len()),
             presented: Vec::with_capacity(batch.len()),
             new: Vec::with_capacity(batch.len()),
+            sealed: Vec::with_capacity(batch.len()),
             now: Vec::with_capacity(batch.len()),
             expiry: Vec::with_capacity(batch.len()),
             until: Vec::with_capacity(batch.len()),
@@ -851,6 +906,7 @@ impl<'a> RotateBatchPg<'a> {
             query.series.push(attempt.series.as_bytes());
             query.presented.push(attempt.token.as_bytes());
             query.new.push(attempt.new_token.as_bytes());
+            query.sealed.push(&attempt.sealed);
             query.now.push(attempt.now);
             query.expiry.push(expiry);
             query.until.push(until);
@@ -889,6 +945,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
         out.push_sql(", ");
         out.push_bind_param::<Array<Binary>, _>(&self.new)?;
         out.push_sql(", ");
+        out.push_bind_param::<Array<Binary>, _>(&self.sealed)?;
+        out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&self.now)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<SmallInt>, _>(&self.expiry)?;
@@ -899,9 +957,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
         // `KEEP` and `SET` (0 and 1) are written into the SQL.
         const _: () = assert!(KEEP == 0 && SET == 1);
         out.push_sql(
-            ") AS i (n, series, presented, new, now, expiry, until, max_lifetime)), \
+            ") AS i (n, series, presented, new, sealed, now, expiry, until, max_lifetime)), \
              rotated AS (UPDATE remember_tokens \
              SET previous_token_hash = remember_tokens.token_hash, token_hash = i.new, \
+             sealed_token = i.sealed, \
              rotated_at = i.now, last_used_at = i.now, \
              expires_at = CASE i.expiry WHEN 0 THEN remember_tokens.expires_at \
              WHEN 1 THEN i.until \
@@ -1059,6 +1118,7 @@ mod tests {
             series: hash(1),
             token: hash(token),
             new_token: hash(new),
+            sealed: vec![0; 32],
             now: 2_000,
             expiry: ExpiryOnUse::Keep,
         };
@@ -1190,6 +1250,7 @@ mod tests {
                 series: hash(series),
                 token: hash(token),
                 new_token: hash(token + 1),
+                sealed: vec![0; 32],
                 now: 2_000,
                 expiry: ExpiryOnUse::Keep,
             };

@@ -113,6 +113,9 @@ pub struct TokenRecord {
     pub ip: Option<String>,
     /// The app device this token belongs to; `None` for a browser cookie.
     pub device_key: Option<String>,
+    /// The current token sealed under the one the last rotation replaced
+    /// (see [`RememberCookie::seal_next`](crate::token::RememberCookie::seal_next)).
+    pub sealed_token: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for TokenRecord {
@@ -196,6 +199,9 @@ pub struct RotationAttempt<'a> {
     pub token: &'a SecretHash,
     /// SHA-256 of the token that replaces it.
     pub new_token: &'a SecretHash,
+    /// The new token sealed under the presented one, stored with the
+    /// rotation (see [`RememberCookie::seal_next`](crate::token::RememberCookie::seal_next)).
+    pub sealed: &'a [u8],
     /// Unix seconds: the time of the use (`rotated_at`, `last_used_at`).
     pub now: i64,
     /// How the rotation moves the expiry.
@@ -226,6 +232,7 @@ pub fn find_then_rotate<S: TokenStore + ?Sized>(
             id,
             attempt.token,
             attempt.new_token,
+            attempt.sealed,
             attempt.now,
             expires_at,
         )
@@ -291,14 +298,16 @@ pub trait TokenStore: Send + Sync {
 
     /// Atomically replaces the current token by `new_token` if it still is
     /// `expected` (compare-and-swap): of two racing rotations exactly one
-    /// returns `true`. The replaced hash becomes `previous_token_hash`.
-    /// `expires_at` is the new expiry, or `None` to keep it (absolute
-    /// expiry: then the write leaves the expiry index alone).
+    /// returns `true`. The replaced hash becomes `previous_token_hash`,
+    /// `sealed` becomes `sealed_token`. `expires_at` is the new expiry, or
+    /// `None` to keep it (absolute expiry: then the write leaves the expiry
+    /// index alone).
     fn rotate(
         &self,
         id: i64,
         expected: &SecretHash,
         new_token: &SecretHash,
+        sealed: &[u8],
         now: i64,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError>;
@@ -319,6 +328,22 @@ pub trait TokenStore: Send + Sync {
 
     /// Deletes every token of a user. Returns how many went.
     fn delete_all_for_user(&self, user: UserId) -> Result<usize, StoreError>;
+
+    /// Ends everything of `user` (theft, revoke-all): deletes every token,
+    /// bumps the user's auth epoch and records `event`, **in one
+    /// transaction**, so a failure between them cannot leave tokens deleted
+    /// but sessions alive, or no audit row. Returns how many tokens went, or
+    /// `None` when this store cannot do it in one transaction (its users or
+    /// audit log live elsewhere): [`Stores::revoke_everything`] then does
+    /// the three apart. The Diesel store does it in one.
+    fn revoke_all_atomically(
+        &self,
+        user: UserId,
+        event: &NewAuditEvent<'_>,
+    ) -> Result<Option<usize>, StoreError> {
+        let _ = (user, event);
+        Ok(None)
+    }
 
     /// A user's tokens, most recently used first.
     fn list_for_user(&self, user: UserId) -> Result<Vec<TokenRecord>, StoreError>;
@@ -358,6 +383,19 @@ impl fmt::Debug for NewUser<'_> {
     }
 }
 
+/// What [`UserStore::reserve_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The check may run; it was counted as a failure until a right
+    /// password clears it.
+    Allowed,
+    /// The counter is full: no check. The time of its last failure.
+    Throttled {
+        /// Unix seconds.
+        last_failed_at: i64,
+    },
+}
+
 /// Persistence of users, and of the failure counters of password checks.
 pub trait UserStore: Send + Sync {
     /// A user by name.
@@ -382,15 +420,22 @@ pub trait UserStore: Send + Sync {
     /// The failure counter of `key`: failed password checks and the time of
     /// the last one (`None`: no failure recorded).
     fn failures(&self, key: &ThrottleKey) -> Result<Option<(u32, i64)>, StoreError>;
-    /// Counts a failed password check against `key` at `now`. A counter
-    /// whose last failure is `window_secs` or more old starts again at 1:
-    /// counters decay, so a locked account unlocks by itself.
-    fn record_failure(
+    /// Reserves one password check against `key` at `now`, **before** the
+    /// check runs: counts it as a failure unless the counter already holds
+    /// `max` failures within `window_secs` (then nothing is counted and the
+    /// time of the last failure is returned: throttled). A counter whose
+    /// last failure is `window_secs` or more old starts again at 1:
+    /// counters decay, so a locked account unlocks by itself. Atomic: of
+    /// any number of concurrent reservations (on any instance) at most
+    /// `max` per window succeed, so parallel guesses cannot outrun the
+    /// count. A right password then clears the counter.
+    fn reserve_attempt(
         &self,
         key: &ThrottleKey,
         now: i64,
         window_secs: i64,
-    ) -> Result<(), StoreError>;
+        max: u32,
+    ) -> Result<Reservation, StoreError>;
     /// Forgets `key`'s failures after a right password.
     fn clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
     /// Deletes counters whose last failure is before `cutoff`. Returns how
@@ -416,6 +461,10 @@ pub enum AuditKind {
     TokenRevoked,
     /// A replayed remember-me token: every token of the user was revoked.
     TheftDetected,
+    /// The token one rotation back, after the grace window: a client that
+    /// lost a response, or a fork nobody can tell apart. That series was
+    /// ended; the user's other devices were left alone.
+    PossibleTheft,
     /// Signed out.
     Logout,
     /// A remembered session confirmed the password.
@@ -428,13 +477,14 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind, in a stable order.
-    pub const ALL: [AuditKind; 10] = [
+    pub const ALL: [AuditKind; 11] = [
         AuditKind::PasswordSignIn,
         AuditKind::SignInFailed,
         AuditKind::RememberMeSignIn,
         AuditKind::TokenIssued,
         AuditKind::TokenRevoked,
         AuditKind::TheftDetected,
+        AuditKind::PossibleTheft,
         AuditKind::Logout,
         AuditKind::StepUp,
         AuditKind::PasswordChanged,
@@ -450,6 +500,7 @@ impl AuditKind {
             AuditKind::TokenIssued => "token_issued",
             AuditKind::TokenRevoked => "token_revoked",
             AuditKind::TheftDetected => "theft_detected",
+            AuditKind::PossibleTheft => "possible_theft",
             AuditKind::Logout => "logout",
             AuditKind::StepUp => "step_up",
             AuditKind::PasswordChanged => "password_changed",
@@ -546,6 +597,24 @@ impl Stores {
             users: store.clone(),
             audit: store,
         }
+    }
+
+    /// Ends everything of `user` and records `event` (see
+    /// [`TokenStore::revoke_all_atomically`]): in one transaction where the
+    /// store can, else token deletion, epoch bump and audit row one after
+    /// the other. Returns how many tokens went.
+    pub fn revoke_everything(
+        &self,
+        user: UserId,
+        event: NewAuditEvent<'_>,
+    ) -> Result<usize, StoreError> {
+        if let Some(n) = self.tokens.revoke_all_atomically(user, &event)? {
+            return Ok(n);
+        }
+        let n = self.tokens.delete_all_for_user(user)?;
+        self.users.bump_epoch(user)?;
+        self.audit(event);
+        Ok(n)
     }
 
     /// Records an audit event; a failure is logged, never returned, so a full

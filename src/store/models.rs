@@ -47,6 +47,7 @@ pub(super) struct TokenRow {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub device_key: Option<String>,
+    pub sealed_token: Option<Vec<u8>>,
 }
 
 #[derive(Insertable)]

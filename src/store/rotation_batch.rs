@@ -46,6 +46,7 @@ pub(crate) struct Attempt {
     pub series: SecretHash,
     pub token: SecretHash,
     pub new_token: SecretHash,
+    pub sealed: Vec<u8>,
     pub now: i64,
     pub expiry: ExpiryOnUse,
 }
@@ -56,6 +57,7 @@ impl Attempt {
             series: attempt.series.clone(),
             token: attempt.token.clone(),
             new_token: attempt.new_token.clone(),
+            sealed: attempt.sealed.to_vec(),
             now: attempt.now,
             expiry: attempt.expiry,
         }
@@ -67,6 +69,7 @@ impl Attempt {
             series: &self.series,
             token: &self.token,
             new_token: &self.new_token,
+            sealed: &self.sealed,
             now: self.now,
             expiry: self.expiry,
         }
@@ -295,6 +298,7 @@ mod tests {
                 user_agent: None,
                 ip: None,
                 device_key: None,
+                sealed_token: None,
             },
             owner: User::for_tests(id, &format!("user{id}")),
             rotated: true,
@@ -311,6 +315,7 @@ mod tests {
                 series: &hash(series),
                 token: &hash(200),
                 new_token: &hash(201),
+                sealed: &[0; 32],
                 now: 0,
                 expiry: ExpiryOnUse::Keep,
             },
@@ -329,6 +334,7 @@ mod tests {
                 series: hash(series),
                 token: hash(0),
                 new_token: hash(0),
+                sealed: vec![0; 32],
                 now: 0,
                 expiry: ExpiryOnUse::Keep,
             })

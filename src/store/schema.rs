@@ -34,6 +34,7 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         device_key -> Nullable<Text>,
+        sealed_token -> Nullable<Bytea>,
     }
 }
 

@@ -578,8 +578,8 @@ impl CountingStore {
 
 use rememberme::device::ThrottleKey;
 use rememberme::store::{
-    AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, RotationAttempt, StoreError,
-    TokenListing, TokenRecord, TokenStore, User, UserStore,
+    AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, RotationAttempt,
+    StoreError, TokenListing, TokenRecord, TokenStore, User, UserStore,
 };
 use rememberme::token::SecretHash;
 
@@ -597,7 +597,7 @@ impl TokenStore for CountingStore {
         find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
         find_by_series_with_owner(&self, series: &SecretHash) -> Result<Option<(TokenRecord, User)>, StoreError>;
         find_and_rotate(&self, attempt: RotationAttempt<'_>) -> Result<Option<FoundSeries>, StoreError>;
-        rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, now: i64, expires_at: Option<i64>) -> Result<bool, StoreError>;
+        rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, sealed: &[u8], now: i64, expires_at: Option<i64>) -> Result<bool, StoreError>;
         insert(&self, token: NewToken<'_>, max: u32) -> Result<i64, StoreError>;
         find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;
         delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
@@ -619,7 +619,7 @@ impl UserStore for CountingStore {
         set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
         set_admin(&self, id: UserId, is_admin: bool) -> Result<bool, StoreError>;
         failures(&self, key: &ThrottleKey) -> Result<Option<(u32, i64)>, StoreError>;
-        record_failure(&self, key: &ThrottleKey, now: i64, window_secs: i64) -> Result<(), StoreError>;
+        reserve_attempt(&self, key: &ThrottleKey, now: i64, window_secs: i64, max: u32) -> Result<Reservation, StoreError>;
         clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
         purge_failures(&self, cutoff: i64) -> Result<usize, StoreError>;
         ping(&self) -> Result<(), StoreError>;

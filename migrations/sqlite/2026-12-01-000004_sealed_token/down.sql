@@ -1,0 +1,1 @@
+ALTER TABLE remember_tokens DROP COLUMN sealed_token;
