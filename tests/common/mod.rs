@@ -603,6 +603,7 @@ impl TokenStore for CountingStore {
         delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
         delete_by_id(&self, id: i64, owner: Option<UserId>) -> Result<bool, StoreError>;
         delete_all_for_user(&self, user: UserId) -> Result<usize, StoreError>;
+        revoke_all_atomically(&self, user: UserId, event: &NewAuditEvent<'_>) -> Result<Option<usize>, StoreError>;
         list_for_user(&self, user: UserId) -> Result<Vec<TokenRecord>, StoreError>;
         list(&self, username: Option<&str>, offset: i64, limit: i64) -> Result<Vec<TokenListing>, StoreError>;
         purge_expired(&self, now: i64) -> Result<usize, StoreError>;

@@ -1,0 +1,129 @@
+//! Issue 14: a rotation the database committed reaches the client on every
+//! response path, theft handling is all or nothing, and the connections
+//! are set up so that a hung database cannot stall requests without bound.
+//! (The three cases of a stale token are in tests/remember_me.rs and
+//! tests/api.rs; the seal in tests/store.rs.)
+
+mod common;
+
+use actix_web::{App, HttpResponse, test, web};
+use diesel::Connection as _;
+use diesel::connection::SimpleConnection as _;
+
+use common::{TestDb, TestServer};
+use rememberme::store::UserStore as _;
+use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores};
+
+const RM: &str = "__Host-remember_me";
+const SESSION: &str = "__Host-session";
+
+on_both_backends!(
+    an_error_page_still_carries_the_rotated_cookie,
+    theft_handling_is_all_or_nothing,
+);
+
+/// A handler that fails and one whose extractor fails, behind the layer: a
+/// cookie sign-in on either request rotated the token in the database, so
+/// the error response must carry the new cookie, or the browser keeps a
+/// token one rotation back.
+async fn an_error_page_still_carries_the_rotated_cookie(db: TestDb) {
+    #[derive(serde::Deserialize)]
+    struct Needed {
+        #[allow(dead_code)]
+        q: u32,
+    }
+    let database = Database::connect(&db.url, 4).unwrap();
+    let stores = Stores::from_one(DieselStore::new(database.clone()));
+    let alice = stores
+        .users
+        .create(rememberme::store::NewUser {
+            username: "alice",
+            password_hash: "$argon2id$unused",
+            is_admin: false,
+            now: 0,
+        })
+        .unwrap();
+    let config = RememberMeConfig::default();
+    let layer = RememberMe::new(stores.clone(), config.clone());
+    let key = actix_web::cookie::Key::generate();
+    let app = test::init_service(
+        App::new()
+            .route(
+                "/boom",
+                web::get().to(|| async {
+                    Err::<HttpResponse, _>(actix_web::error::ErrorInternalServerError("boom"))
+                }),
+            )
+            .route(
+                "/needs-q",
+                web::get().to(|_: web::Query<Needed>| async { HttpResponse::Ok().finish() }),
+            )
+            .wrap(layer.clone())
+            .wrap(rememberme::session_middleware(key, &config)),
+    )
+    .await;
+    for (path, status) in [("/boom", 500), ("/needs-q", 400)] {
+        let cookie = rememberme::testing::remember_me_cookie(&stores, &config, alice).unwrap();
+        let req = test::TestRequest::get()
+            .uri(path)
+            .insert_header(("cookie", format!("{RM}={}", cookie.value())))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status().as_u16(), status, "{path}");
+        let rotated = res
+            .response()
+            .cookies()
+            .find(|c| c.name() == RM)
+            .unwrap_or_else(|| panic!("{path}: no {RM} on the error response"));
+        assert_ne!(rotated.value(), cookie.value(), "{path}: the rotated token");
+        assert!(!rotated.value().is_empty(), "{path}");
+    }
+    drop(app);
+    assert!(layer.close(std::time::Duration::from_secs(5)));
+    drop(stores);
+    assert!(database.close(std::time::Duration::from_secs(5)));
+}
+
+/// Certain theft deletes every token, bumps the epoch and writes its audit
+/// row in one transaction: when the last of the three cannot be written,
+/// none happens (the request answers 503), instead of tokens gone but
+/// sessions alive and no trace.
+async fn theft_handling_is_all_or_nothing(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut victim = server.browser();
+    victim.login("alice", "correct horse", true).await;
+    let stolen = victim.cookie(RM).unwrap();
+    for _ in 0..2 {
+        victim.drop_cookie(SESSION);
+        assert_eq!(victim.get("/").await.status, 200);
+    }
+    let epoch = server.stores().users.auth_epoch(alice).unwrap();
+    // The audit table goes away under the running server.
+    match server.db.sqlite_path() {
+        Some(path) => {
+            let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            conn.batch_execute("PRAGMA busy_timeout = 5000; DROP TABLE audit_events")
+                .unwrap();
+        }
+        None => {
+            let mut conn = diesel::PgConnection::establish(&server.db.url).unwrap();
+            conn.batch_execute("DROP TABLE audit_events").unwrap();
+        }
+    }
+    let mut thief = server.browser();
+    thief.set_cookie(RM, &stolen);
+    let res = thief.get("/").await;
+    assert_eq!(
+        res.status,
+        503,
+        "the theft could not be recorded: {:?}",
+        res.location()
+    );
+    assert_eq!(server.tokens_of(alice).len(), 1, "no token deleted");
+    assert_eq!(
+        server.stores().users.auth_epoch(alice).unwrap(),
+        epoch,
+        "no epoch bumped"
+    );
+}
