@@ -11,7 +11,6 @@ use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
 
 use common::{TestDb, TestServer};
-use rememberme::store::UserStore as _;
 use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores};
 
 const RM: &str = "__Host-remember_me";
