@@ -214,45 +214,6 @@ fn in_grace(record: &TokenRecord, now: i64, config: &RememberMeConfig) -> bool {
         .is_some_and(|at| grace.contains(&now.saturating_sub(at)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_grace_window_bounds_the_age_on_both_sides() {
-        let config = RememberMeConfig::default();
-        let mut record = crate::store::TokenRecord {
-            id: 1,
-            series_hash: SecretHash::from_slice(&[1; 32]).unwrap(),
-            token_hash: SecretHash::from_slice(&[2; 32]).unwrap(),
-            previous_token_hash: Some(SecretHash::from_slice(&[3; 32]).unwrap()),
-            rotated_at: None,
-            user_id: 1,
-            created_at: 0,
-            last_used_at: 0,
-            expires_at: i64::MAX,
-            user_agent: None,
-            ip: None,
-            device_key: None,
-            sealed_token: None,
-        };
-        let now = 10_000;
-        for (rotated_at, expected) in [
-            (None, false),
-            (Some(now), true),
-            (Some(now - 60), true),
-            (Some(now - 61), false),
-            (Some(now + 60), true),  // another instance's clock a minute ahead
-            (Some(now + 61), false), // further: not a grace without end
-            (Some(i64::MIN), false),
-            (Some(i64::MAX), false),
-        ] {
-            record.rotated_at = rotated_at;
-            assert_eq!(in_grace(&record, now, &config), expected, "{rotated_at:?}");
-        }
-    }
-}
-
 /// The series of a browser's cookie if the cookie still proves it: its token
 /// is current, or the one just replaced within the grace window. Logout and
 /// sign-in act on the browser's series only then, so an old copy of a
@@ -304,5 +265,44 @@ fn expiry_on_use(ctx: &StepContext<'_>) -> ExpiryOnUse {
             until,
             max_lifetime_secs: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grace_window_bounds_the_age_on_both_sides() {
+        let config = RememberMeConfig::default();
+        let mut record = crate::store::TokenRecord {
+            id: 1,
+            series_hash: SecretHash::from_slice(&[1; 32]).unwrap(),
+            token_hash: SecretHash::from_slice(&[2; 32]).unwrap(),
+            previous_token_hash: Some(SecretHash::from_slice(&[3; 32]).unwrap()),
+            rotated_at: None,
+            user_id: 1,
+            created_at: 0,
+            last_used_at: 0,
+            expires_at: i64::MAX,
+            user_agent: None,
+            ip: None,
+            device_key: None,
+            sealed_token: None,
+        };
+        let now = 10_000;
+        for (rotated_at, expected) in [
+            (None, false),
+            (Some(now), true),
+            (Some(now - 60), true),
+            (Some(now - 61), false),
+            (Some(now + 60), true),  // another instance's clock a minute ahead
+            (Some(now + 61), false), // further: not a grace without end
+            (Some(i64::MIN), false),
+            (Some(i64::MAX), false),
+        ] {
+            record.rotated_at = rotated_at;
+            assert_eq!(in_grace(&record, now, &config), expected, "{rotated_at:?}");
+        }
     }
 }
