@@ -165,11 +165,11 @@ impl RotationBatches {
     ) {
         let (ids, batch) = take_batch(&mut state.waiting);
         state.leaders += 1;
-        let retry_until = Instant::now() + self.max_wait;
+        let retry_for = self.max_wait;
         let outcomes = MutexGuard::unlocked(state, || {
             std::panic::catch_unwind(AssertUnwindSafe(|| {
                 tracing::trace!(size = batch.len(), "remember-me rotation batch");
-                run_batch(&batch, execute, retry_until)
+                run_batch(&batch, execute, retry_for)
             }))
             .unwrap_or_default()
         });
@@ -201,15 +201,21 @@ fn take_batch(waiting: &mut Vec<(u64, Attempt)>) -> (Vec<u64>, Vec<Attempt>) {
 }
 
 /// One result per attempt. A batch that rolled back where each attempt may
-/// do better alone (see [`BatchResult`]) is retried attempt by attempt,
-/// until the database turns out unavailable or `retry_until` passes (then
-/// the rest fail as unavailable: nothing of theirs was written, so their
-/// cookies stay good); a batch that was written is never run again (its
-/// tokens are already rotated). A panic fails the attempts it touched.
+/// do better alone (see [`BatchResult`]) is retried attempt by attempt, for
+/// at most `retry_for` **from the failure** (the failed batch has usually
+/// waited out a whole lock timeout already: a deadline counted from its
+/// start would leave no time to retry), until the database turns out
+/// unavailable (then the rest fail as unavailable: nothing of theirs was
+/// written, so their cookies stay good). The attempts are retried with
+/// [`retrying`] set, so a store can wait only briefly for a row lock that
+/// has already outlasted one lock timeout: one locked row then costs its
+/// own attempt, not the others'. A batch that was written is never run
+/// again (its tokens are already rotated). A panic fails the attempts it
+/// touched.
 pub(crate) fn run_batch(
     batch: &[Attempt],
     execute: &impl Fn(&[Attempt]) -> BatchResult,
-    retry_until: Instant,
+    retry_for: Duration,
 ) -> Vec<Outcome> {
     let guarded = |batch: &[Attempt]| -> BatchResult {
         match std::panic::catch_unwind(AssertUnwindSafe(|| execute(batch))) {
@@ -229,6 +235,8 @@ pub(crate) fn run_batch(
         Err(error) if batch.len() == 1 => vec![Err(error)],
         Err(error) => {
             tracing::warn!(size = batch.len(), %error, "rotation batch failed; retrying one by one");
+            let retry_until = Instant::now() + retry_for;
+            let _retrying = Retrying::enter();
             // Once the database is unavailable or the time is up, the rest
             // are not tried: each could wait out the connection timeout
             // again, and the callers of a batch wait for all of it.
@@ -257,6 +265,32 @@ pub(crate) fn run_batch(
                 })
                 .collect()
         }
+    }
+}
+
+thread_local! {
+    static RETRYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the batch being executed on this thread is the retry of one
+/// attempt of a batch that failed (see [`run_batch`]).
+pub(crate) fn retrying() -> bool {
+    RETRYING.with(std::cell::Cell::get)
+}
+
+/// Sets [`retrying`] for its lifetime.
+struct Retrying;
+
+impl Retrying {
+    fn enter() -> Self {
+        RETRYING.with(|r| r.set(true));
+        Self
+    }
+}
+
+impl Drop for Retrying {
+    fn drop(&mut self) {
+        RETRYING.with(|r| r.set(false));
     }
 }
 
@@ -341,9 +375,9 @@ mod tests {
             .collect()
     }
 
-    /// A retry deadline that never comes in a test.
-    fn far() -> Instant {
-        Instant::now() + Duration::from_secs(600)
+    /// A retry budget that never runs out in a test.
+    fn far() -> Duration {
+        Duration::from_secs(600)
     }
 
     fn id_of(outcome: &Outcome) -> i64 {
@@ -476,11 +510,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(60));
             all_found(batch)
         };
-        let outcomes = run_batch(
-            &batch,
-            &slow_alone,
-            Instant::now() + Duration::from_millis(30),
-        );
+        let outcomes = run_batch(&batch, &slow_alone, Duration::from_millis(30));
         assert_eq!(*calls.lock(), [4, 1], "one retry, then the time was up");
         assert_eq!(id_of(&outcomes[0]), 1);
         assert!(
