@@ -194,6 +194,8 @@ struct Ran {
     password_at: Option<i64>,
     /// The device of the long-lived token the flow identified.
     device_key: Option<String>,
+    /// Whether the store wrote the sign-in's audit row with the rotation.
+    audited: bool,
 }
 
 /// The inputs of one API flow run.
@@ -248,6 +250,7 @@ async fn run_flow(
         ctx.credentials = input.credentials;
         ctx.password_at = input.password_at;
         ctx.device = input.device;
+        ctx.sign_in_detail = "api refresh";
         let progress = flow.advance(&mut state, &mut ctx)?;
         // The step read the user already (with the token, or with the
         // credentials); only a flow that did not is read again.
@@ -264,6 +267,7 @@ async fn run_flow(
             epoch,
             password_at: ctx.password_at,
             device_key: ctx.device_key,
+            audited: ctx.sign_in_audited,
         })
     };
     // A password check holds its thread for an Argon2 run: never on the
@@ -504,13 +508,15 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
         // that carries it: the token's device came with the flow.
         (Progress::Complete { user, tags }, Some(epoch)) => {
             let device = ran.device_key;
-            audit(
-                &auth,
-                AuditKind::RememberMeSignIn,
-                user,
-                &client,
-                "api refresh",
-            );
+            if !ran.audited {
+                audit(
+                    &auth,
+                    AuditKind::RememberMeSignIn,
+                    user,
+                    &client,
+                    "api refresh",
+                );
+            }
             let grant = Grant {
                 user,
                 epoch,

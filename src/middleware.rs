@@ -398,20 +398,29 @@ where
                 if let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name()) {
                     let client = client_info(req.request());
                     match identify_by_cookie(&shared, raw, client.clone(), now).await {
-                        Ok((signed_in, change)) => {
+                        Ok(CookieSignIn {
+                            state: signed_in,
+                            change,
+                            audited,
+                        }) => {
                             cookie_change = change;
                             if let Some(new_state) = signed_in {
-                                audit_off_the_request(
-                                    &shared,
-                                    OwnedAudit {
-                                        at: now,
-                                        kind: AuditKind::RememberMeSignIn,
-                                        user: Some(new_state.user_id),
-                                        ip: client.ip,
-                                        user_agent: client.user_agent,
-                                        detail: String::new(),
-                                    },
-                                );
+                                // A rotation's row was written with it; a
+                                // sign-in in the grace window (no rotation)
+                                // is recorded off the request.
+                                if !audited {
+                                    audit_off_the_request(
+                                        &shared,
+                                        OwnedAudit {
+                                            at: now,
+                                            kind: AuditKind::RememberMeSignIn,
+                                            user: Some(new_state.user_id),
+                                            ip: client.ip,
+                                            user_agent: client.user_agent,
+                                            detail: String::new(),
+                                        },
+                                    );
+                                }
                                 start_session(&session, &new_state);
                                 signed_in_by_cookie = true;
                                 state = Some(new_state);
@@ -559,17 +568,27 @@ fn unchecked(
     }
 }
 
+/// What a sign-in by cookie gave.
+struct CookieSignIn {
+    /// The new auth state, if the flow completed.
+    state: Option<AuthState>,
+    /// The cookie change to apply.
+    change: Option<CookieChange>,
+    /// Whether the store wrote the sign-in's audit row with the rotation.
+    audited: bool,
+}
+
 /// Runs the login flow's automatic steps with the cookie. Returns the new
 /// auth state if the flow completed, and the cookie change to apply: the
 /// change is returned even when work after the rotation fails, so a rotated
 /// token is never lost (the browser would keep a token the database no
-/// longer accepts after the grace window, a false theft alarm).
+/// longer accepts after the grace window).
 async fn identify_by_cookie(
     shared: &Shared,
     raw: Vec<u8>,
     client: ClientInfo,
     now: i64,
-) -> Result<(Option<AuthState>, Option<CookieChange>), StoreError> {
+) -> Result<CookieSignIn, StoreError> {
     let stores = shared.stores.clone();
     let config = shared.config.clone();
     let flow = shared.login.clone();
@@ -578,19 +597,23 @@ async fn identify_by_cookie(
         ctx.remember_cookie = Some(&raw);
         let mut flow_state = flow.start(None);
         let progress = flow.advance(&mut flow_state, &mut ctx)?;
-        let change = ctx.cookie_change.take();
+        let mut signed_in = CookieSignIn {
+            state: None,
+            change: ctx.cookie_change.take(),
+            audited: ctx.sign_in_audited,
+        };
         let Progress::Complete { user, tags } = progress else {
-            return Ok((None, change));
+            return Ok(signed_in);
         };
         let series = RememberCookie::decode(&raw).ok().map(|c| c.series.hash());
         let loaded = ctx.user.take();
         match new_auth_state(&stores, user, loaded, tags, SignInMethod::RememberMe, now, series) {
-            Ok(state) => Ok((state, change)),
+            Ok(state) => signed_in.state = state,
             Err(error) => {
                 tracing::warn!(%error, user_id = user, "signed in by cookie, but the user could not be loaded");
-                Ok((None, change))
             }
         }
+        Ok(signed_in)
     })
     .await
     .map_err(|e| StoreError::Unavailable(e.to_string()))?

@@ -114,8 +114,9 @@ fn record_statements() {
 /// Issue 7's re-authentication: a remember-me sign-in reads the token with
 /// its owner and rotates it by compare-and-swap through one store call
 /// (`find_and_rotate`): on PostgreSQL one statement, so one round trip; on
-/// SQLite, in-process, a read and a write. The audit row is written
-/// afterwards, in a batch (`record_batch`), never on the request. A password
+/// SQLite, in-process, a read and two writes in one transaction. The audit
+/// row is written with the rotation (issue 14: a committed rotation always
+/// has its row), nearly free in the batch's commit. A password
 /// sign-in reads the user, reserves a check on its failure counter (so
 /// parallel guesses cannot outrun the limit) and clears it.
 async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
@@ -153,24 +154,25 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
     assert!(page.set_cookie("__Host-remember_me").is_some(), "rotated");
     let token_statements: Vec<_> = std::mem::take(&mut *STATEMENTS.lock().unwrap())
         .into_iter()
-        // The data statements: not the audit batch, nor a new connection's
-        // PRAGMA or SET.
+        // The data statements: not a new connection's PRAGMA or SET.
         .filter(|sql| {
-            (sql.contains("remember_tokens") || sql.contains("users"))
-                && !sql.contains("audit_events")
+            sql.contains("remember_tokens") || sql.contains("users") || sql.contains("audit_events")
         })
         .collect();
     if postgres {
         assert_eq!(token_statements.len(), 1, "{token_statements:#?}");
         let sql = &token_statements[0];
         assert!(
-            sql.contains("UPDATE remember_tokens") && sql.contains("JOIN"),
-            "lookup and rotation in one statement: {sql}"
+            sql.contains("UPDATE remember_tokens")
+                && sql.contains("JOIN")
+                && sql.contains("INSERT INTO audit_events"),
+            "lookup, rotation and audit row in one statement: {sql}"
         );
     } else {
-        assert_eq!(token_statements.len(), 2, "{token_statements:#?}");
+        assert_eq!(token_statements.len(), 3, "{token_statements:#?}");
         assert!(token_statements[0].starts_with("SELECT"));
         assert!(token_statements[1].starts_with("UPDATE remember_tokens"));
+        assert!(token_statements[2].starts_with("INSERT INTO `audit_events`"));
     }
     assert!(server.wait_for_audit("remember_me_sign_in").await);
     let calls: Vec<_> = counts
@@ -180,8 +182,8 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         .collect();
     assert_eq!(
         calls,
-        ["find_and_rotate", "record_batch"],
-        "one lookup-and-rotation, then the batched audit row"
+        ["find_and_rotate"],
+        "one lookup-and-rotation with its audit row, and nothing after"
     );
 }
 

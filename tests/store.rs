@@ -25,7 +25,44 @@ on_both_backends!(
     a_row_that_does_not_decode_is_refused_before_it_is_rotated,
     concurrent_password_checks_never_outrun_the_failure_limit,
     a_rotation_stores_the_seal_of_the_new_token,
+    a_rotation_writes_its_sign_in_audit_row_and_a_refused_one_none,
 );
+
+/// Issue 14, finding 7: the sign-in's audit row is written in the
+/// rotation's own transaction, so a rotation that committed has its row
+/// (a crash after the commit loses neither); a refused attempt writes none.
+async fn a_rotation_writes_its_sign_in_audit_row_and_a_refused_one_none(db: TestDb) {
+    use rememberme::store::{AuditLog, SignInAudit};
+    let store = store(&db);
+    let alice = user_with_token(&store, "alice", 1, 10, NOW + DAY);
+    let audit = SignInAudit {
+        ip: Some("203.0.113.9"),
+        user_agent: Some("agent"),
+        detail: "api refresh",
+    };
+    for (token, new, rotates) in [(10, 11, true), (10, 12, false), (99, 13, false)] {
+        let found = store
+            .find_and_rotate(RotationAttempt {
+                audit: Some(audit),
+                ..attempt(&hash(1), &hash(token), &hash(new), NOW)
+            })
+            .unwrap()
+            .expect("found");
+        assert_eq!(
+            (found.rotated, found.audited),
+            (rotates, rotates),
+            "{token}"
+        );
+    }
+    let rows = AuditLog::list(&store, Some("remember_me_sign_in"), None, 0, 10).unwrap();
+    assert_eq!(rows.len(), 1, "one row, for the one rotation");
+    let row = &rows[0];
+    assert_eq!(row.user_id, Some(alice));
+    assert_eq!(row.at, NOW);
+    assert_eq!(row.ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(row.user_agent.as_deref(), Some("agent"));
+    assert_eq!(row.detail, "api refresh");
+}
 
 /// Issue 13: the failure counter is reserved before a password check runs,
 /// so guesses sent at once (here 24, through two pools, as two instances
@@ -141,6 +178,7 @@ fn attempt<'a>(
         sealed: &[7; 32],
         now,
         expiry: ExpiryOnUse::Keep,
+        audit: None,
     }
 }
 

@@ -4,8 +4,8 @@ use super::{CookieChange, Step, StepContext, StepOutcome};
 use crate::RememberMeConfig;
 use crate::config::Expiry;
 use crate::store::{
-    AuditKind, ExpiryOnUse, FoundSeries, NewAuditEvent, RotationAttempt, StoreError, TokenRecord,
-    UserId,
+    AuditKind, ExpiryOnUse, FoundSeries, NewAuditEvent, RotationAttempt, SignInAudit, StoreError,
+    TokenRecord, UserId,
 };
 use crate::token::{RememberCookie, SecretHash};
 
@@ -66,6 +66,11 @@ impl Step for RememberMeIdentifyStep {
             sealed: &sealed,
             now: ctx.now,
             expiry,
+            audit: Some(SignInAudit {
+                ip: ctx.client.ip.as_deref(),
+                user_agent: ctx.client.user_agent.as_deref(),
+                detail: ctx.sign_in_detail,
+            }),
         })?
         else {
             tracing::debug!("unknown remember-me series removed");
@@ -75,6 +80,7 @@ impl Step for RememberMeIdentifyStep {
             mut record,
             owner,
             rotated,
+            audited,
         } = found;
         // `rotated` alone would do for a correct store; the step checks the
         // row itself too, so a store that gets it wrong cannot let an expired
@@ -85,6 +91,7 @@ impl Step for RememberMeIdentifyStep {
                 max_age_secs: expiry.applied_to(&record) - ctx.now,
             });
             ctx.device_key = record.device_key.take();
+            ctx.sign_in_audited = audited;
             ctx.user = Some(owner);
             return Ok(success(record.user_id));
         }

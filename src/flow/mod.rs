@@ -178,6 +178,12 @@ pub struct StepContext<'a> {
     /// The client's device cookie, if it verified (see [`crate::device`]):
     /// its failed password checks spend a budget of its own.
     pub device: Option<crate::device::TrustedDevice>,
+    /// The detail of the `remember_me_sign_in` audit row an identifying
+    /// step has the store write with its rotation (`"api refresh"`, say).
+    pub sign_in_detail: &'static str,
+    /// Set by an identifying step when the store wrote the sign-in's audit
+    /// row with the rotation: the bridge must not record it again.
+    pub sign_in_audited: bool,
 }
 
 impl<'a> StepContext<'a> {
@@ -202,6 +208,8 @@ impl<'a> StepContext<'a> {
             user: None,
             password_at: None,
             device: None,
+            sign_in_detail: "",
+            sign_in_audited: false,
         }
     }
 }

@@ -389,6 +389,7 @@ impl crate::store::TokenStore for ClaimsRotated {
             record: self.record.clone(),
             owner: crate::store::User::for_tests(self.record.user_id, "victim"),
             rotated: true,
+            audited: false,
         }))
     }
     fn rotate(

@@ -11,9 +11,9 @@ use super::models::{AuditRow, NewAuditRow, NewTokenRow, NewUserRow, TokenRow, Us
 use super::rotation_batch::{self, BatchResult, Outcome, RotationBatches, every_attempt};
 use super::schema::{audit_events, login_failures, remember_tokens, users};
 use super::{
-    AuditEvent, AuditLog, ExpiryOnUse, FoundSeries, NewAuditEvent, NewToken, NewUser, Reservation,
-    RotationAttempt, StoreError, TokenListing, TokenRecord, TokenStore, User, UserId, UserStore,
-    rotate_if_current,
+    AuditEvent, AuditKind, AuditLog, ExpiryOnUse, FoundSeries, NewAuditEvent, NewToken, NewUser,
+    Reservation, RotationAttempt, StoreError, TokenListing, TokenRecord, TokenStore, User, UserId,
+    UserStore, rotate_if_current,
 };
 use crate::device::ThrottleKey;
 use crate::token::SecretHash;
@@ -102,18 +102,31 @@ impl DieselStore {
                                 }
                                 found => found?,
                             };
-                            rotate_if_current(found, &attempt.borrowed(), |id, expires_at| {
-                                rotate_on(
-                                    conn,
-                                    id,
-                                    &attempt.token,
-                                    &attempt.new_token,
-                                    &attempt.sealed,
-                                    attempt.now,
-                                    expires_at,
-                                )
-                            })
-                            .map(Ok)
+                            let found =
+                                rotate_if_current(found, &attempt.borrowed(), |id, expires_at| {
+                                    rotate_on(
+                                        conn,
+                                        id,
+                                        &attempt.token,
+                                        &attempt.new_token,
+                                        &attempt.sealed,
+                                        attempt.now,
+                                        expires_at,
+                                    )
+                                })?;
+                            // The sign-in's audit row in the rotation's own
+                            // transaction: a committed rotation has its row.
+                            let found = match (found, &attempt.audit) {
+                                (Some(mut found), Some(audit)) if found.rotated => {
+                                    diesel::insert_into(audit_events::table)
+                                        .values(sign_in_row(attempt, audit, found.record.user_id))
+                                        .execute(conn)?;
+                                    found.audited = true;
+                                    Some(found)
+                                }
+                                (found, _) => found,
+                            };
+                            Ok(Ok(found))
                         })
                         .collect()
                 })
@@ -147,11 +160,15 @@ impl DieselStore {
                 let Some(slot) = usize::try_from(n).ok().and_then(|n| outcomes.get_mut(n)) else {
                     continue;
                 };
+                // The statement wrote the audit row of every rotated attempt
+                // that asked for one.
+                let audited = rotated && batch[n as usize].audit.is_some();
                 *slot = match TokenRecord::try_from(token) {
                     Ok(record) => Ok(Some(FoundSeries {
                         record,
                         owner: User::from(user),
                         rotated,
+                        audited,
                     })),
                     Err(error) => Err(undecodable(&error.to_string())),
                 };
@@ -885,6 +902,12 @@ struct RotateBatchPg<'a> {
     expiry: Vec<i16>,
     until: Vec<i64>,
     max_lifetime: Vec<i64>,
+    /// Whether the attempt's sign-in is audited with its rotation, and the
+    /// row's fields.
+    audit: Vec<bool>,
+    ip: Vec<Option<&'a str>>,
+    user_agent: Vec<Option<&'a str>>,
+    detail: Vec<&'a str>,
 }
 
 /// The expiry stays.
@@ -906,6 +929,10 @@ impl<'a> RotateBatchPg<'a> {
             expiry: Vec::with_capacity(batch.len()),
             until: Vec::with_capacity(batch.len()),
             max_lifetime: Vec::with_capacity(batch.len()),
+            audit: Vec::with_capacity(batch.len()),
+            ip: Vec::with_capacity(batch.len()),
+            user_agent: Vec::with_capacity(batch.len()),
+            detail: Vec::with_capacity(batch.len()),
         };
         for (n, attempt) in (0..).zip(batch) {
             let (expiry, until, max_lifetime) = match attempt.expiry {
@@ -931,6 +958,13 @@ impl<'a> RotateBatchPg<'a> {
             query.expiry.push(expiry);
             query.until.push(until);
             query.max_lifetime.push(max_lifetime);
+            let audit = attempt.audit.as_ref();
+            query.audit.push(audit.is_some());
+            query.ip.push(audit.and_then(|a| a.ip.as_deref()));
+            query
+                .user_agent
+                .push(audit.and_then(|a| a.user_agent.as_deref()));
+            query.detail.push(audit.map_or("", |a| a.detail.as_str()));
         }
         query
     }
@@ -955,7 +989,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Binary, Integer, SmallInt};
+        use diesel::sql_types::{Array, BigInt, Binary, Bool, Integer, Nullable, SmallInt, Text};
         out.push_sql("WITH input AS (SELECT * FROM unnest(");
         out.push_bind_param::<Array<Integer>, _>(&self.n)?;
         out.push_sql(", ");
@@ -974,10 +1008,19 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
         out.push_bind_param::<Array<BigInt>, _>(&self.until)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&self.max_lifetime)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.audit)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_agent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.detail)?;
         // `KEEP` and `SET` (0 and 1) are written into the SQL.
         const _: () = assert!(KEEP == 0 && SET == 1);
         out.push_sql(
-            ") AS i (n, series, presented, new, sealed, now, expiry, until, max_lifetime)), \
+            ") AS i (n, series, presented, new, sealed, now, expiry, until, max_lifetime, \
+             audit, ip, user_agent, detail)), \
              rotated AS (UPDATE remember_tokens \
              SET previous_token_hash = remember_tokens.token_hash, token_hash = i.new, \
              sealed_token = i.sealed, \
@@ -991,7 +1034,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
              AND remember_tokens.expires_at > i.now \
              AND (remember_tokens.previous_token_hash IS NULL \
              OR octet_length(remember_tokens.previous_token_hash) = 32) \
-             RETURNING i.n) \
+             RETURNING i.n, remember_tokens.user_id), \
+             audited AS (INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) \
+             SELECT i.now, 'remember_me_sign_in', r.user_id, i.ip, i.user_agent, i.detail \
+             FROM rotated r INNER JOIN input i ON i.n = r.n WHERE i.audit) \
              SELECT i.n, ",
         );
         // The columns in the order of the row types (the schema's order),
@@ -1009,6 +1055,22 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
 }
 
 impl RunQueryDsl<diesel::pg::PgConnection> for RotateBatchPg<'_> {}
+
+/// The `remember_me_sign_in` row of a rotated attempt.
+fn sign_in_row<'a>(
+    attempt: &rotation_batch::Attempt,
+    audit: &'a rotation_batch::OwnedSignInAudit,
+    user: UserId,
+) -> NewAuditRow<'a> {
+    NewAuditRow {
+        at: attempt.now,
+        kind: AuditKind::RememberMeSignIn.as_str(),
+        user_id: Some(user),
+        ip: audit.ip.as_deref(),
+        user_agent: audit.user_agent.as_deref(),
+        detail: &audit.detail,
+    }
+}
 
 fn audit_row<'a>(event: &NewAuditEvent<'a>) -> NewAuditRow<'a> {
     NewAuditRow {
@@ -1141,6 +1203,7 @@ mod tests {
             sealed: vec![0; 32],
             now: 2_000,
             expiry: ExpiryOnUse::Keep,
+            audit: None,
         };
         let batch = [attempt(10, 11), attempt(10, 12), attempt(99, 13)];
         let found: Vec<FoundSeries> = store
@@ -1313,6 +1376,7 @@ mod tests {
                 sealed: vec![0; 32],
                 now: 2_000,
                 expiry: ExpiryOnUse::Keep,
+                audit: None,
             };
             let batch = [attempt(1, 10), attempt(2, 20)];
             let outcomes = rotation_batch::run_batch(

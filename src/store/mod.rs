@@ -206,6 +206,9 @@ pub struct RotationAttempt<'a> {
     pub now: i64,
     /// How the rotation moves the expiry.
     pub expiry: ExpiryOnUse,
+    /// The `remember_me_sign_in` row to write with the rotation, if it
+    /// rotates (see [`FoundSeries::audited`]).
+    pub audit: Option<SignInAudit<'a>>,
 }
 
 /// What [`TokenStore::find_and_rotate`] found.
@@ -217,6 +220,23 @@ pub struct FoundSeries {
     pub owner: User,
     /// Whether this call rotated the token.
     pub rotated: bool,
+    /// Whether the store wrote the attempt's [`SignInAudit`] row in the
+    /// rotation's own transaction (the Diesel store does): the caller must
+    /// then not record the sign-in again.
+    pub audited: bool,
+}
+
+/// The audit row of a sign-in by cookie, for the store to write in the
+/// same transaction as its rotation: a rotation that committed then always
+/// has its row, whatever happens to the process after the commit.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInAudit<'a> {
+    /// From where.
+    pub ip: Option<&'a str>,
+    /// With what.
+    pub user_agent: Option<&'a str>,
+    /// Free text (never a secret).
+    pub detail: &'a str,
 }
 
 /// [`TokenStore::find_and_rotate`] in two steps: the lookup, then (if the
@@ -260,6 +280,7 @@ pub(crate) fn rotate_if_current<E>(
         record,
         owner,
         rotated,
+        audited: false,
     }))
 }
 

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::{ExpiryOnUse, FoundSeries, RotationAttempt, StoreError};
+use super::{ExpiryOnUse, FoundSeries, RotationAttempt, SignInAudit, StoreError};
 use crate::token::SecretHash;
 
 /// Most attempts in one batch (one statement's arrays).
@@ -49,6 +49,15 @@ pub(crate) struct Attempt {
     pub sealed: Vec<u8>,
     pub now: i64,
     pub expiry: ExpiryOnUse,
+    pub audit: Option<OwnedSignInAudit>,
+}
+
+/// [`SignInAudit`], owned while its attempt waits.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnedSignInAudit {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: String,
 }
 
 impl Attempt {
@@ -60,6 +69,11 @@ impl Attempt {
             sealed: attempt.sealed.to_vec(),
             now: attempt.now,
             expiry: attempt.expiry,
+            audit: attempt.audit.map(|a| OwnedSignInAudit {
+                ip: a.ip.map(str::to_owned),
+                user_agent: a.user_agent.map(str::to_owned),
+                detail: a.detail.to_owned(),
+            }),
         }
     }
 
@@ -72,6 +86,11 @@ impl Attempt {
             sealed: &self.sealed,
             now: self.now,
             expiry: self.expiry,
+            audit: self.audit.as_ref().map(|a| SignInAudit {
+                ip: a.ip.as_deref(),
+                user_agent: a.user_agent.as_deref(),
+                detail: &a.detail,
+            }),
         }
     }
 }
@@ -336,6 +355,7 @@ mod tests {
             },
             owner: User::for_tests(id, &format!("user{id}")),
             rotated: true,
+            audited: false,
         })
     }
 
@@ -352,6 +372,7 @@ mod tests {
                 sealed: &[0; 32],
                 now: 0,
                 expiry: ExpiryOnUse::Keep,
+                audit: None,
             },
             execute,
         )
@@ -371,6 +392,7 @@ mod tests {
                 sealed: vec![0; 32],
                 now: 0,
                 expiry: ExpiryOnUse::Keep,
+                audit: None,
             })
             .collect()
     }
