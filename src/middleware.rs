@@ -628,9 +628,14 @@ pub(crate) fn audit_off_the_request(shared: &Arc<Shared>, event: OwnedAudit) {
         let shared = shared.clone();
         actix_web::rt::spawn(async move {
             let stores = shared.stores.clone();
-            let _ = shared
+            // `Stores::audit` counts a row the database refuses; a job that
+            // could not even run is counted here.
+            if let Err(error) = shared
                 .run_blocking(move || stores.audit(event.borrowed(None)))
-                .await;
+                .await
+            {
+                crate::store::audit_queue::count_dropped(1, &error);
+            }
         });
     }
 }

@@ -6,16 +6,24 @@
 //! commit is a WAL flush. The middleware queues the event instead; one
 //! thread drains the queue and writes what has gathered in one transaction
 //! ([`AuditLog::record_batch`]), so under load many sign-ins share a commit;
-//! an event is in the log within about 10 ms. If a batch fails (a database
-//! hiccup, or a user deleted meanwhile whose row the foreign key now
-//! refuses), its events are written one by one, so one bad row costs only
-//! itself. Dropping the queue waits (up to a few seconds) for the rows
-//! still in it.
+//! an event is in the log within about 10 ms. A batch that fails because
+//! the database is unavailable is tried again, whole, after a pause that
+//! grows to a few seconds, for as long as the queue is open (an outage
+//! costs no row; the queue fills and later events are handed back to their
+//! callers). A batch that fails otherwise (a user deleted meanwhile whose
+//! row the foreign key now refuses) is written one by one, so one bad row
+//! costs only itself. Dropping the queue waits (up to a few seconds) for
+//! the rows still in it. Every event that is given up on is counted
+//! ([`dropped`]) and logged, never lost silently. (The sign-ins by cookie
+//! that rotate a token do not come here: their rows are written with the
+//! rotation.)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
 
-use super::{AuditKind, AuditLog, NewAuditEvent, UserId};
+use super::{AuditKind, AuditLog, NewAuditEvent, StoreError, UserId};
 use crate::threads::{END_WAIT, Ended, ended};
 
 /// Events waiting beyond this are written by their caller instead (the
@@ -27,6 +35,23 @@ const MAX_BATCH: usize = 256;
 /// is in the log at most this much later than without the queue, and a busy
 /// server writes at most one audit transaction per this interval.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The longest pause between two tries of a batch during an outage.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Audit events this process gave up on (written nowhere), since it
+/// started. Each is logged at `error` too.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Counts `n` events given up on.
+pub(crate) fn count_dropped(n: usize, why: &dyn std::fmt::Display) {
+    DROPPED.fetch_add(n as u64, Ordering::Relaxed);
+    tracing::error!(count = n, error = %why, "audit events dropped");
+}
 
 /// An audit event that owns its strings, to cross threads.
 #[derive(Debug, Clone)]
@@ -61,6 +86,9 @@ pub(crate) struct AuditQueue {
     tx: Option<SyncSender<OwnedAudit>>,
     /// When the writer thread has ended (`None` without a writer).
     ended: Option<Ended>,
+    /// Set when the queue closes: a batch the writer keeps trying through
+    /// an outage gets one last try, then is given up.
+    closing: Arc<AtomicBool>,
 }
 
 impl Drop for AuditQueue {
@@ -78,23 +106,27 @@ impl AuditQueue {
     pub fn start(log: Arc<dyn AuditLog>) -> Self {
         let (tx, rx) = sync_channel(CAPACITY);
         let (alive, ended) = ended();
+        let closing = Arc::new(AtomicBool::new(false));
+        let closed = closing.clone();
         let spawned = std::thread::Builder::new()
             .name("rememberme-audit".into())
             .spawn(move || {
                 let _alive = alive; // dropped when the thread ends…
                 let log = log; // …after the store (so its pool) is let go
-                write_batches(&*log, &rx);
+                write_batches(&*log, &rx, &closed);
             });
         match spawned {
             Ok(_) => Self {
                 tx: Some(tx),
                 ended: Some(ended),
+                closing,
             },
             Err(error) => {
                 tracing::error!(%error, "no audit writer thread: audit events written inline");
                 Self {
                     tx: None,
                     ended: None,
+                    closing,
                 }
             }
         }
@@ -103,6 +135,7 @@ impl AuditQueue {
     /// Closes the queue and waits, at most [`END_WAIT`], for the writer
     /// to write what is left and end. False if it still runs.
     pub fn end(&mut self) -> bool {
+        self.closing.store(true, Ordering::SeqCst);
         drop(self.tx.take()); // the writer sees the queue closed once it is empty
         self.ended.as_ref().is_none_or(|ended| ended.wait(END_WAIT))
     }
@@ -125,7 +158,7 @@ impl AuditQueue {
 /// is closed and empty. Sleeping rather than waiting on the queue means the
 /// requests that queue events never wake this thread: one wake-up per batch,
 /// not per event.
-fn write_batches(log: &dyn AuditLog, rx: &Receiver<OwnedAudit>) {
+fn write_batches(log: &dyn AuditLog, rx: &Receiver<OwnedAudit>, closing: &AtomicBool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -136,24 +169,50 @@ fn write_batches(log: &dyn AuditLog, rx: &Receiver<OwnedAudit>) {
                 Err(_) => break,
             }
         }
-        let events: Vec<NewAuditEvent<'_>> = batch.iter().map(|e| e.borrowed(None)).collect();
-        if let Err(error) = log.record_batch(&events) {
-            tracing::warn!(%error, count = events.len(), "audit batch failed: writing its events one by one");
-            for event in &events {
-                if let Err(error) = log.record(event.clone()) {
-                    tracing::error!(%error, kind = event.kind.as_str(), "could not write audit event");
+        write_batch(log, &batch, closing, &|pause| std::thread::sleep(pause));
+        batch.clear();
+    }
+}
+
+/// Writes one batch: whole, tried again through an outage (pausing with
+/// `pause`, longer each time up to [`MAX_PAUSE`]) while the queue is open;
+/// one by one after any other failure. What cannot be written is counted.
+fn write_batch(
+    log: &dyn AuditLog,
+    batch: &[OwnedAudit],
+    closing: &AtomicBool,
+    pause: &dyn Fn(Duration),
+) {
+    let events: Vec<NewAuditEvent<'_>> = batch.iter().map(|e| e.borrowed(None)).collect();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match log.record_batch(&events) {
+            Ok(()) => return,
+            Err(error @ StoreError::Unavailable(_)) => {
+                if closing.load(Ordering::SeqCst) {
+                    return count_dropped(events.len(), &error);
                 }
+                tracing::warn!(%error, count = events.len(), ?wait, "audit batch waits for the database");
+                pause(wait);
+                wait = (wait * 2).min(MAX_PAUSE);
+            }
+            Err(error) => {
+                tracing::warn!(%error, count = events.len(), "audit batch failed: writing its events one by one");
+                for event in &events {
+                    if let Err(error) = log.record(event.clone()) {
+                        count_dropped(1, &error);
+                    }
+                }
+                return;
             }
         }
-        drop(events);
-        batch.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::*;
     use crate::store::{AuditEvent, StoreError};
@@ -279,6 +338,73 @@ mod tests {
             assert!(Instant::now() < deadline, "only {} written", all.len());
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Fails `record_batch` as unavailable until `outage` is cleared.
+    #[derive(Default)]
+    struct Flaky {
+        outage: AtomicBool,
+        tries: AtomicU64,
+        written: Mutex<Vec<Vec<i64>>>,
+    }
+
+    impl AuditLog for Flaky {
+        fn record(&self, _: NewAuditEvent<'_>) -> Result<(), StoreError> {
+            panic!("an outage is no reason to write row by row");
+        }
+        fn record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            if self.outage.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            self.written
+                .lock()
+                .unwrap()
+                .push(events.iter().map(|e| e.at).collect());
+            Ok(())
+        }
+        fn list(
+            &self,
+            _: Option<&str>,
+            _: Option<&str>,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<AuditEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn purge_before(&self, _: i64) -> Result<usize, StoreError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_batch_waits_out_an_outage_whole_and_is_counted_only_if_given_up() {
+        let log = Flaky::default();
+        log.outage.store(true, Ordering::SeqCst);
+        let batch: Vec<_> = (1..=3).map(event).collect();
+        let open = AtomicBool::new(false);
+        let pauses = Mutex::new(Vec::new());
+        let pause = |d: Duration| {
+            pauses.lock().unwrap().push(d);
+            if pauses.lock().unwrap().len() == 7 {
+                log.outage.store(false, Ordering::SeqCst); // the database is back
+            }
+        };
+        let before = dropped();
+        write_batch(&log, &batch, &open, &pause);
+        assert_eq!(
+            *log.written.lock().unwrap(),
+            [vec![1, 2, 3]],
+            "whole, once back"
+        );
+        let pauses = pauses.lock().unwrap().clone();
+        assert_eq!(pauses[0], Duration::from_millis(100));
+        assert_eq!(pauses[6], MAX_PAUSE, "growing, bounded: {pauses:?}");
+        // Closing during an outage: one last try, then counted, not lost silently.
+        log.outage.store(true, Ordering::SeqCst);
+        let closing = AtomicBool::new(true);
+        write_batch(&log, &batch, &closing, &|_| panic!("no pause once closing"));
+        assert!(dropped() >= before + 3, "the three are counted");
     }
 
     #[test]

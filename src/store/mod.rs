@@ -592,6 +592,13 @@ pub trait AuditLog: Send + Sync {
     fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError>;
 }
 
+/// Audit events this process gave up on (written nowhere) since it started:
+/// rows the database refused one by one, batches still failing when the
+/// layer closed. Each is also logged at `error`. Alert on it growing.
+pub fn audit_events_dropped() -> u64 {
+    audit_queue::dropped()
+}
+
 /// The three stores, shared by the middleware, the extractors and the steps.
 #[derive(Clone)]
 pub struct Stores {
@@ -638,12 +645,14 @@ impl Stores {
         Ok(n)
     }
 
-    /// Records an audit event; a failure is logged, never returned, so a full
-    /// audit table cannot lock users out.
+    /// Records an audit event; a failure is logged and counted
+    /// ([`audit_events_dropped`]), never returned, so a full audit table
+    /// cannot lock users out.
     pub fn audit(&self, event: NewAuditEvent<'_>) {
         let kind = event.kind.as_str();
         if let Err(error) = self.audit.record(event) {
             tracing::error!(%error, kind, "could not write audit event");
+            audit_queue::count_dropped(1, &error);
         }
     }
 }
