@@ -116,6 +116,18 @@ impl Step for RememberMeIdentifyStep {
         match (one_back, in_grace(&record, ctx.now, ctx.config)) {
             (true, true) => {
                 hand_back_current(ctx, &cookie, &record);
+                // No rotation to carry the sign-in's audit row: written now,
+                // before the response, like a rotation's (it is rare: the
+                // parallel requests of one page, a retry, a lost response).
+                ctx.stores.audit(NewAuditEvent {
+                    at: ctx.now,
+                    kind: AuditKind::RememberMeSignIn,
+                    user_id: Some(record.user_id),
+                    ip: ctx.client.ip.as_deref(),
+                    user_agent: ctx.client.user_agent.as_deref(),
+                    detail: ctx.sign_in_detail,
+                });
+                ctx.sign_in_audited = true;
                 ctx.device_key = record.device_key.take();
                 ctx.user = Some(owner);
                 Ok(success(record.user_id))

@@ -23,6 +23,12 @@ impl Drop for Instance {
 }
 
 impl Instance {
+    /// Kills it at once (SIGKILL): a crash, a power cut of the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Asks it to stop, as a service manager does (SIGTERM), and waits at
     /// most `wait` for it to exit. `None` if it did not.
     pub fn terminate(&mut self, wait: Duration) -> Option<ExitStatus> {

@@ -75,6 +75,17 @@ impl TestDb {
         })
     }
 
+    /// The database at `url`, owned by another `TestDb` (nothing is removed
+    /// when this one drops): for a thread that starts a server on it.
+    pub fn url_only(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            backend: "borrowed",
+            schema: None,
+            _dir: None,
+        }
+    }
+
     /// Owns nothing: what a restarted server leaves behind in the old one.
     fn moved() -> Self {
         Self {
@@ -402,6 +413,18 @@ impl Browser {
         S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
             + Unpin,
     {
+        let body = res.body().limit(4 << 20).await.expect("body");
+        self.read_with_body(res, body)
+    }
+
+    /// Applies a response's Set-Cookie headers to the jar (only once its
+    /// body has arrived: a browser that lost the response keeps its old
+    /// cookies) and returns it as a `Page`.
+    fn read_with_body<S>(
+        &mut self,
+        res: awc::ClientResponse<S>,
+        body: actix_web::web::Bytes,
+    ) -> Page {
         let mut set_cookies = Vec::new();
         for value in res.headers().get_all("set-cookie") {
             let cookie = Cookie::parse(value.to_str().expect("ascii cookie").to_owned())
@@ -418,7 +441,6 @@ impl Browser {
             }
             set_cookies.push(cookie.into_owned());
         }
-        let body = res.body().limit(4 << 20).await.expect("body");
         Page {
             status: res.status().as_u16(),
             headers: res.headers().clone(),
@@ -487,12 +509,20 @@ impl Browser {
     }
 
     pub async fn get(&mut self, path: &str) -> Page {
+        self.try_get(path).await.expect("GET")
+    }
+
+    /// Like `get`, but a request that gets no response (the server is
+    /// down, or died mid-request) is an `Err`, not a failed test.
+    pub async fn try_get(&mut self, path: &str) -> Result<Page, String> {
         let mut req = self.client.get(format!("{}{path}", self.base));
         if !self.jar.is_empty() {
             req = req.insert_header(("cookie", self.cookie_header()));
         }
-        let res = req.send().await.expect("GET");
-        self.read(res).await
+        let mut res = req.send().await.map_err(|e| e.to_string())?;
+        // The body too may be cut off by a dying server.
+        let body = res.body().limit(4 << 20).await.map_err(|e| e.to_string())?;
+        Ok(self.read_with_body(res, body))
     }
 
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
