@@ -10,6 +10,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now(&self) -> i64;
+
+    /// How far this clock is set from the operating system's, in
+    /// milliseconds: 0 for the system clock. A store that stamps rotations
+    /// with its database's clock (one clock for every instance) adds it,
+    /// so that a test clock moves those times too.
+    fn offset_from_system_ms(&self) -> i64 {
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        self.now().saturating_mul(1000).saturating_sub(system)
+    }
 }
 
 /// The operating system's clock.
@@ -22,6 +34,10 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default()
+    }
+
+    fn offset_from_system_ms(&self) -> i64 {
+        0
     }
 }
 
@@ -195,6 +211,12 @@ impl RememberMeConfig {
     /// The current time from the configured clock, Unix seconds.
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// The configured clock's offset from the system's (see
+    /// [`Clock::offset_from_system_ms`]).
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock.offset_from_system_ms()
     }
 
     /// Name of the remember-me cookie as set in browsers: the configured

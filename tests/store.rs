@@ -177,6 +177,7 @@ fn attempt<'a>(
         new_token,
         sealed: &[7; 32],
         now,
+        clock_offset_ms: 0,
         expiry: ExpiryOnUse::Keep,
         audit: None,
     }
@@ -221,7 +222,20 @@ async fn only_the_current_unexpired_token_rotates_and_the_old_row_is_returned(db
     let after = row(&store, 1);
     assert_eq!(after.token_hash, hash(11));
     assert_eq!(after.previous_token_hash, Some(hash(10)));
-    assert_eq!(after.rotated_at, Some(NOW));
+    // Issue 14, finding 5: PostgreSQL stamps the rotation with its own
+    // clock (one clock for every instance), whatever the caller's says;
+    // the grace window is measured on that clock (`store_now`).
+    let rotated_at = after.rotated_at.expect("stamped");
+    if db.backend == "postgres" {
+        let system = rememberme::Clock::now(&rememberme::SystemClock);
+        assert!(
+            (rotated_at - system).abs() <= 5,
+            "the database's clock: {rotated_at}"
+        );
+    } else {
+        assert_eq!(rotated_at, NOW);
+    }
+    assert_eq!(found.store_now, rotated_at);
     assert_eq!(after.last_used_at, NOW);
     assert_eq!(after.expires_at, before.expires_at);
 

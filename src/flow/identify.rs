@@ -65,6 +65,7 @@ impl Step for RememberMeIdentifyStep {
             new_token: &next.token.hash(),
             sealed: &sealed,
             now: ctx.now,
+            clock_offset_ms: ctx.config.clock_offset_ms(),
             expiry,
             audit: Some(SignInAudit {
                 ip: ctx.client.ip.as_deref(),
@@ -81,6 +82,7 @@ impl Step for RememberMeIdentifyStep {
             owner,
             rotated,
             audited,
+            store_now,
         } = found;
         // `rotated` alone would do for a correct store; the step checks the
         // row itself too, so a store that gets it wrong cannot let an expired
@@ -113,7 +115,9 @@ impl Step for RememberMeIdentifyStep {
             .previous_token_hash
             .as_ref()
             .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
-        match (one_back, in_grace(&record, ctx.now, ctx.config)) {
+        // Measured on the clock that stamped the rotation (the database's,
+        // where the store has one): strictly 0 to the grace window.
+        match (one_back, in_grace(&record, store_now, ctx.config, 0)) {
             (true, true) => {
                 hand_back_current(ctx, &cookie, &record);
                 // No rotation to carry the sign-in's audit row: written now,
@@ -221,13 +225,15 @@ fn revoke_everything(
     Ok(not_applicable_and_remove(ctx))
 }
 
-/// Whether the last rotation is at most the grace window old. Instances
-/// stamp rotations with their own clocks, so a rotation may look up to
-/// [`CLOCK_SKEW_SECS`](crate::CLOCK_SKEW_SECS) "in the future" here (another
-/// instance's clock ahead): that counts as now. Further ahead it is not in
-/// grace: a negative age must not keep an old token valid without end.
-fn in_grace(record: &TokenRecord, now: i64, config: &RememberMeConfig) -> bool {
-    let grace = -crate::CLOCK_SKEW_SECS..=config.rotation_grace.as_secs() as i64;
+/// Whether the last rotation is at most the grace window old at `now`, an
+/// age from `-skew` on: `now` on the clock that stamped it, skew 0 (the
+/// store's time of the sign-in, see [`FoundSeries::store_now`]), or this
+/// instance's clock, `skew` [`CLOCK_SKEW_SECS`](crate::CLOCK_SKEW_SECS)
+/// (another instance may have stamped it, its clock a little ahead). A
+/// negative age beyond that is not in grace: it must not keep an old token
+/// valid without end.
+fn in_grace(record: &TokenRecord, now: i64, config: &RememberMeConfig, skew: i64) -> bool {
+    let grace = -skew..=config.rotation_grace.as_secs() as i64;
     record
         .rotated_at
         .is_some_and(|at| grace.contains(&now.saturating_sub(at)))
@@ -253,7 +259,7 @@ pub(crate) fn verified_series(
             .previous_token_hash
             .as_ref()
             .is_some_and(|previous| previous.ct_eq(presented.as_bytes()))
-            && in_grace(&record, now, config);
+            && in_grace(&record, now, config, crate::CLOCK_SKEW_SECS);
         (record.token_hash.ct_eq(presented.as_bytes()) || one_back_in_grace).then_some(series)
     }))
 }
@@ -310,18 +316,26 @@ mod tests {
             sealed_token: None,
         };
         let now = 10_000;
-        for (rotated_at, expected) in [
-            (None, false),
-            (Some(now), true),
-            (Some(now - 60), true),
-            (Some(now - 61), false),
-            (Some(now + 60), true),  // another instance's clock a minute ahead
-            (Some(now + 61), false), // further: not a grace without end
-            (Some(i64::MIN), false),
-            (Some(i64::MAX), false),
+        for (rotated_at, skew, expected) in [
+            (None, 0, false),
+            (Some(now), 0, true),
+            (Some(now - 60), 0, true),
+            (Some(now - 61), 0, false),
+            // One clock: no age below 0.
+            (Some(now + 1), 0, false),
+            // This instance's clock, a minute behind another instance's.
+            (Some(now + 60), 60, true),
+            // Further: not a grace without end.
+            (Some(now + 61), 60, false),
+            (Some(i64::MIN), 60, false),
+            (Some(i64::MAX), 60, false),
         ] {
             record.rotated_at = rotated_at;
-            assert_eq!(in_grace(&record, now, &config), expected, "{rotated_at:?}");
+            assert_eq!(
+                in_grace(&record, now, &config, skew),
+                expected,
+                "{rotated_at:?} {skew}"
+            );
         }
     }
 }

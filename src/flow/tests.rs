@@ -390,6 +390,7 @@ impl crate::store::TokenStore for ClaimsRotated {
             owner: crate::store::User::for_tests(self.record.user_id, "victim"),
             rotated: true,
             audited: false,
+            store_now: 0,
         }))
     }
     fn rotate(

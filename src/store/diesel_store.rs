@@ -143,7 +143,7 @@ impl DieselStore {
                     "a PostgreSQL pool gave another connection".into(),
                 ));
             };
-            let rows: Vec<(i32, TokenRow, UserRow, bool)> =
+            let rows: Vec<(i32, TokenRow, UserRow, bool, i64)> =
                 match load_batch_pg(pg, batch, self.db.timeout()) {
                     // The statement ran (and committed): not to be retried.
                     Err(DieselError::DeserializationError(error)) => {
@@ -156,7 +156,7 @@ impl DieselStore {
                     Ok(rows) => rows,
                 };
             let mut outcomes: Vec<Outcome> = batch.iter().map(|_| Ok(None)).collect();
-            for (n, token, user, rotated) in rows {
+            for (n, token, user, rotated, store_now) in rows {
                 let Some(slot) = usize::try_from(n).ok().and_then(|n| outcomes.get_mut(n)) else {
                     continue;
                 };
@@ -169,6 +169,7 @@ impl DieselStore {
                         owner: User::from(user),
                         rotated,
                         audited,
+                        store_now,
                     })),
                     Err(error) => Err(undecodable(&error.to_string())),
                 };
@@ -191,7 +192,7 @@ fn load_batch_pg(
     pg: &mut diesel::PgConnection,
     batch: &[rotation_batch::Attempt],
     lock_timeout: std::time::Duration,
-) -> Result<Vec<(i32, TokenRow, UserRow, bool)>, DieselError> {
+) -> Result<Vec<(i32, TokenRow, UserRow, bool, i64)>, DieselError> {
     if !rotation_batch::retrying() {
         return RotateBatchPg::new(batch).load(pg);
     }
@@ -905,6 +906,8 @@ struct RotateBatchPg<'a> {
     /// Whether the attempt's sign-in is audited with its rotation, and the
     /// row's fields.
     audit: Vec<bool>,
+    /// The layer's clock offset, added to the database's clock.
+    offset_ms: Vec<i64>,
     ip: Vec<Option<&'a str>>,
     user_agent: Vec<Option<&'a str>>,
     detail: Vec<&'a str>,
@@ -930,6 +933,7 @@ impl<'a> RotateBatchPg<'a> {
             until: Vec::with_capacity(batch.len()),
             max_lifetime: Vec::with_capacity(batch.len()),
             audit: Vec::with_capacity(batch.len()),
+            offset_ms: Vec::with_capacity(batch.len()),
             ip: Vec::with_capacity(batch.len()),
             user_agent: Vec::with_capacity(batch.len()),
             detail: Vec::with_capacity(batch.len()),
@@ -960,6 +964,7 @@ impl<'a> RotateBatchPg<'a> {
             query.max_lifetime.push(max_lifetime);
             let audit = attempt.audit.as_ref();
             query.audit.push(audit.is_some());
+            query.offset_ms.push(attempt.clock_offset_ms);
             query.ip.push(audit.and_then(|a| a.ip.as_deref()));
             query
                 .user_agent
@@ -981,6 +986,7 @@ impl diesel::query_builder::Query for RotateBatchPg<'_> {
         diesel::dsl::SqlTypeOf<<remember_tokens::table as Table>::AllColumns>,
         diesel::dsl::SqlTypeOf<<users::table as Table>::AllColumns>,
         diesel::sql_types::Bool,
+        diesel::sql_types::BigInt,
     );
 }
 
@@ -1011,6 +1017,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
         out.push_sql(", ");
         out.push_bind_param::<Array<Bool>, _>(&self.audit)?;
         out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.offset_ms)?;
+        out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.ip)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_agent)?;
@@ -1020,11 +1028,12 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
         const _: () = assert!(KEEP == 0 && SET == 1);
         out.push_sql(
             ") AS i (n, series, presented, new, sealed, now, expiry, until, max_lifetime, \
-             audit, ip, user_agent, detail)), \
+             audit, offset_ms, ip, user_agent, detail)), \
              rotated AS (UPDATE remember_tokens \
              SET previous_token_hash = remember_tokens.token_hash, token_hash = i.new, \
              sealed_token = i.sealed, \
-             rotated_at = i.now, last_used_at = i.now, \
+             rotated_at = FLOOR(EXTRACT(EPOCH FROM statement_timestamp()) \
+             + i.offset_ms / 1000.0)::bigint, last_used_at = i.now, \
              expires_at = CASE i.expiry WHEN 0 THEN remember_tokens.expires_at \
              WHEN 1 THEN i.until \
              ELSE LEAST(i.until, remember_tokens.created_at + i.max_lifetime) END \
@@ -1046,7 +1055,9 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
         out.push_sql(", ");
         users::all_columns.walk_ast(out.reborrow())?;
         out.push_sql(
-            ", i.n IN (SELECT n FROM rotated) FROM input i \
+            ", i.n IN (SELECT n FROM rotated), \
+             FLOOR(EXTRACT(EPOCH FROM statement_timestamp()) + i.offset_ms / 1000.0)::bigint \
+             FROM input i \
              INNER JOIN remember_tokens ON remember_tokens.series_hash = i.series \
              INNER JOIN users ON users.id = remember_tokens.user_id",
         );
@@ -1202,6 +1213,7 @@ mod tests {
             new_token: hash(new),
             sealed: vec![0; 32],
             now: 2_000,
+            clock_offset_ms: 0,
             expiry: ExpiryOnUse::Keep,
             audit: None,
         };
@@ -1375,6 +1387,7 @@ mod tests {
                 new_token: hash(token + 1),
                 sealed: vec![0; 32],
                 now: 2_000,
+                clock_offset_ms: 0,
                 expiry: ExpiryOnUse::Keep,
                 audit: None,
             };

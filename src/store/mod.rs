@@ -202,8 +202,14 @@ pub struct RotationAttempt<'a> {
     /// The new token sealed under the presented one, stored with the
     /// rotation (see [`RememberCookie::seal_next`](crate::token::RememberCookie::seal_next)).
     pub sealed: &'a [u8],
-    /// Unix seconds: the time of the use (`rotated_at`, `last_used_at`).
+    /// Unix seconds: the time of the use by the layer's clock
+    /// (`last_used_at`, the expiry check, and `rotated_at` in a store
+    /// without a clock of its own).
     pub now: i64,
+    /// The layer's clock offset from the system's, in milliseconds (0 in
+    /// production): a store that stamps `rotated_at` with its database's
+    /// clock adds it (see [`FoundSeries::store_now`]).
+    pub clock_offset_ms: i64,
     /// How the rotation moves the expiry.
     pub expiry: ExpiryOnUse,
     /// The `remember_me_sign_in` row to write with the rotation, if it
@@ -224,6 +230,12 @@ pub struct FoundSeries {
     /// rotation's own transaction (the Diesel store does): the caller must
     /// then not record the sign-in again.
     pub audited: bool,
+    /// The time of this call on the clock that stamps `rotated_at`: the
+    /// grace window is measured on it. The Diesel store on PostgreSQL uses
+    /// the database's clock (plus the attempt's `clock_offset_ms`), one
+    /// clock for every instance, so skew between instances cannot make a
+    /// parallel request look stale; elsewhere it is the attempt's `now`.
+    pub store_now: i64,
 }
 
 /// The audit row of a sign-in by cookie, for the store to write in the
@@ -281,6 +293,7 @@ pub(crate) fn rotate_if_current<E>(
         owner,
         rotated,
         audited: false,
+        store_now: attempt.now,
     }))
 }
 

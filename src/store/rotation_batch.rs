@@ -48,6 +48,7 @@ pub(crate) struct Attempt {
     pub new_token: SecretHash,
     pub sealed: Vec<u8>,
     pub now: i64,
+    pub clock_offset_ms: i64,
     pub expiry: ExpiryOnUse,
     pub audit: Option<OwnedSignInAudit>,
 }
@@ -68,6 +69,7 @@ impl Attempt {
             new_token: attempt.new_token.clone(),
             sealed: attempt.sealed.to_vec(),
             now: attempt.now,
+            clock_offset_ms: attempt.clock_offset_ms,
             expiry: attempt.expiry,
             audit: attempt.audit.map(|a| OwnedSignInAudit {
                 ip: a.ip.map(str::to_owned),
@@ -85,6 +87,7 @@ impl Attempt {
             new_token: &self.new_token,
             sealed: &self.sealed,
             now: self.now,
+            clock_offset_ms: self.clock_offset_ms,
             expiry: self.expiry,
             audit: self.audit.as_ref().map(|a| SignInAudit {
                 ip: a.ip.as_deref(),
@@ -356,6 +359,7 @@ mod tests {
             owner: User::for_tests(id, &format!("user{id}")),
             rotated: true,
             audited: false,
+            store_now: 0,
         })
     }
 
@@ -371,6 +375,7 @@ mod tests {
                 new_token: &hash(201),
                 sealed: &[0; 32],
                 now: 0,
+                clock_offset_ms: 0,
                 expiry: ExpiryOnUse::Keep,
                 audit: None,
             },
@@ -391,6 +396,7 @@ mod tests {
                 new_token: hash(0),
                 sealed: vec![0; 32],
                 now: 0,
+                clock_offset_ms: 0,
                 expiry: ExpiryOnUse::Keep,
                 audit: None,
             })
