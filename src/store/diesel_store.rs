@@ -143,18 +143,17 @@ impl DieselStore {
                     "a PostgreSQL pool gave another connection".into(),
                 ));
             };
-            let rows: Vec<(i32, TokenRow, UserRow, bool, i64)> =
-                match load_batch_pg(pg, batch, self.db.timeout()) {
-                    // The statement ran (and committed): not to be retried.
-                    Err(DieselError::DeserializationError(error)) => {
-                        return Ok(every_attempt(batch, &undecodable(&error.to_string())));
-                    }
-                    Err(error) => {
-                        retry_alone.set(worth_retrying_alone(&error));
-                        return Err(error);
-                    }
-                    Ok(rows) => rows,
-                };
+            let rows: Vec<BatchRow> = match load_batch_pg(pg, batch, self.db.timeout()) {
+                // The statement ran (and committed): not to be retried.
+                Err(DieselError::DeserializationError(error)) => {
+                    return Ok(every_attempt(batch, &undecodable(&error.to_string())));
+                }
+                Err(error) => {
+                    retry_alone.set(worth_retrying_alone(&error));
+                    return Err(error);
+                }
+                Ok(rows) => rows,
+            };
             let mut outcomes: Vec<Outcome> = batch.iter().map(|_| Ok(None)).collect();
             for (n, token, user, rotated, store_now) in rows {
                 let Some(slot) = usize::try_from(n).ok().and_then(|n| outcomes.get_mut(n)) else {
@@ -183,6 +182,10 @@ impl DieselStore {
     }
 }
 
+/// One row of the batch statement: the attempt's position, the token and
+/// its owner as they were, whether it rotated, and the database's time.
+type BatchRow = (i32, TokenRow, UserRow, bool, i64);
+
 /// Runs the batch statement. The retry of one attempt of a failed batch
 /// waits only briefly for a row lock (a tenth of the lock timeout, at least
 /// 20 ms): the batch already waited a whole lock timeout, so a row still
@@ -192,7 +195,7 @@ fn load_batch_pg(
     pg: &mut diesel::PgConnection,
     batch: &[rotation_batch::Attempt],
     lock_timeout: std::time::Duration,
-) -> Result<Vec<(i32, TokenRow, UserRow, bool, i64)>, DieselError> {
+) -> Result<Vec<BatchRow>, DieselError> {
     if !rotation_batch::retrying() {
         return RotateBatchPg::new(batch).load(pg);
     }
