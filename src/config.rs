@@ -16,12 +16,16 @@ pub trait Clock: Send + Sync {
     /// with its database's clock (one clock for every instance) adds it,
     /// so that a test clock moves those times too.
     fn offset_from_system_ms(&self) -> i64 {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
-        self.now().saturating_mul(1000).saturating_sub(system)
+        self.now().saturating_mul(1000).saturating_sub(system_ms())
     }
+}
+
+/// The system clock in milliseconds since the Unix epoch.
+pub(crate) fn system_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 /// The operating system's clock.

@@ -102,10 +102,12 @@ impl Step for RememberMeIdentifyStep {
             tracing::debug!(token_id = record.id, "expired remember-me token deleted");
             return Ok(not_applicable_and_remove(ctx));
         }
-        if record.token_hash.ct_eq(presented.as_bytes()) {
-            // Current when read, yet not rotated: another request rotated
-            // it a moment ago. Read the row again and treat this one as that
-            // rotation's parallel request.
+        // Current when read, yet not rotated: another request (of this
+        // instance or another) rotated it a moment ago, after this one's
+        // read. It is that rotation's parallel request, whatever the clocks
+        // say: read the row again, to hand back the current token.
+        let raced = record.token_hash.ct_eq(presented.as_bytes());
+        if raced {
             match tokens.find_by_series(&series)? {
                 Some(fresh) => record = fresh,
                 None => return Ok(not_applicable_and_remove(ctx)),
@@ -117,7 +119,8 @@ impl Step for RememberMeIdentifyStep {
             .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
         // Measured on the clock that stamped the rotation (the database's,
         // where the store has one): strictly 0 to the grace window.
-        match (one_back, in_grace(&record, store_now, ctx.config, 0)) {
+        let grace = raced || (one_back && in_grace(&record, store_now, ctx.config, 0));
+        match (one_back || raced, grace) {
             (true, true) => {
                 hand_back_current(ctx, &cookie, &record);
                 // No rotation to carry the sign-in's audit row: written now,

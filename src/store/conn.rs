@@ -104,6 +104,11 @@ pub enum DatabaseError {
     Migrate(String),
 }
 
+/// PostgreSQL's `statement_timeout` for a connection timeout: six lock waits.
+fn statement_timeout_ms(timeout: Duration) -> u128 {
+    timeout.as_millis().max(1).saturating_mul(6)
+}
+
 /// Opens connections for the pool. Written by hand (rather than diesel's
 /// `ConnectionManager<AnyConnection>`) so a bad URL or a refused connection is
 /// reported as it is, and so SQLite's pragmas are set on every connection.
@@ -188,10 +193,14 @@ impl r2d2::ManageConnection for Manager {
                 // No statement runs without bound either (a hung one holds a
                 // batch's connection and everyone queued behind it): six
                 // lock waits, 30 s by default.
+                // synchronous_commit on (whatever the server's default): a
+                // rotation acknowledged to a client survives the server's
+                // crash too.
                 conn.batch_execute(&format!(
-                    "SET lock_timeout = {}; SET statement_timeout = {}",
+                    "SET lock_timeout = {}; SET statement_timeout = {}; \
+                     SET synchronous_commit = on",
                     self.busy_timeout_ms,
-                    self.busy_timeout_ms.saturating_mul(6)
+                    u64::from(self.busy_timeout_ms).saturating_mul(6)
                 ))
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
                 Ok(PoolConn {
@@ -433,7 +442,17 @@ impl Database {
         let result = match &mut conn.conn {
             AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
             AnyConnection::Postgresql(c) => {
-                c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ())
+                // A migration over a large table may run long: no
+                // statement_timeout for it, the bound again afterwards.
+                let unbounded = c.batch_execute("SET statement_timeout = 0");
+                let migrated = unbounded
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                    .and_then(|()| c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()));
+                let _ = c.batch_execute(&format!(
+                    "SET statement_timeout = {}",
+                    statement_timeout_ms(self.timeout)
+                ));
+                migrated
             }
         };
         result.map_err(|e| DatabaseError::Migrate(e.to_string()))

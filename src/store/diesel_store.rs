@@ -92,10 +92,18 @@ impl DieselStore {
             // the write lock held from the start, no attempt would do
             // better alone.
             let written = self.with_write_conn(|conn| {
+                // One time for the batch, taken under the write lock: the
+                // store's clock (the machine's, which every process on this
+                // file shares) plus the layer's offset. Stamped on each
+                // rotation and returned as `store_now`, so the age of a
+                // token one rotation back is never negative (a request that
+                // started a moment earlier may well be served later).
+                let system_ms = crate::config::system_ms();
                 sqlite_immediate_transaction(conn, |conn| {
                     batch
                         .iter()
                         .map(|attempt| {
+                            let stamp = (system_ms + attempt.clock_offset_ms).div_euclid(1000);
                             let found = match token_with_owner(conn, &attempt.series) {
                                 Err(DieselError::DeserializationError(error)) => {
                                     return Ok(Err(undecodable(&error.to_string())));
@@ -110,12 +118,19 @@ impl DieselStore {
                                         &attempt.token,
                                         &attempt.new_token,
                                         &attempt.sealed,
-                                        attempt.now,
+                                        Stamp {
+                                            rotated_at: stamp,
+                                            used_at: attempt.now,
+                                        },
                                         expires_at,
                                     )
                                 })?;
                             // The sign-in's audit row in the rotation's own
                             // transaction: a committed rotation has its row.
+                            let found = found.map(|found| FoundSeries {
+                                store_now: stamp,
+                                ..found
+                            });
                             let found = match (found, &attempt.audit) {
                                 (Some(mut found), Some(audit)) if found.rotated => {
                                     diesel::insert_into(audit_events::table)
@@ -203,6 +218,22 @@ fn load_batch_pg(
     pg.transaction(|pg| {
         pg.batch_execute(&format!("SET LOCAL lock_timeout = {brief}"))?;
         RotateBatchPg::new(batch).load(pg)
+    })
+}
+
+/// Runs `f`, a long maintenance statement (a purge), without PostgreSQL's
+/// per-connection `statement_timeout` (see `conn.rs`): in a transaction
+/// with `SET LOCAL`, so the connection keeps its bound afterwards.
+fn unbounded<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
+) -> Result<T, DieselError> {
+    if !matches!(conn, AnyConnection::Postgresql(_)) {
+        return f(conn);
+    }
+    conn.transaction(|conn| {
+        conn.batch_execute("SET LOCAL statement_timeout = 0")?;
+        f(conn)
     })
 }
 
@@ -395,7 +426,11 @@ impl TokenStore for DieselStore {
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
         self.with_write_conn(|conn| {
-            rotate_on(conn, id, expected, new_token, sealed, now, expires_at)
+            let stamp = Stamp {
+                rotated_at: now,
+                used_at: now,
+            };
+            rotate_on(conn, id, expected, new_token, sealed, stamp, expires_at)
         })
     }
 
@@ -407,11 +442,14 @@ impl TokenStore for DieselStore {
                 // holds exactly. PostgreSQL needs a row lock (READ COMMITTED
                 // lets two inserts each trim only the rows they saw); SQLite
                 // already serializes writers on the database lock.
+                // FOR NO KEY UPDATE, not FOR UPDATE: it serializes the
+                // inserts all the same, and lets a rotation batch's audit
+                // row (whose foreign key takes KEY SHARE on the user) pass.
                 if let AnyConnection::Postgresql(pg) = conn {
                     users::table
                         .find(token.user_id)
                         .select(users::id)
-                        .for_update()
+                        .for_no_key_update()
                         .get_result::<i64>(pg)?;
                 }
                 // One token per app device: a new one replaces the old.
@@ -571,7 +609,9 @@ impl TokenStore for DieselStore {
     fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
         use remember_tokens::dsl as t;
         self.with_write_conn(|conn| {
-            diesel::delete(t::remember_tokens.filter(t::expires_at.le(now))).execute(conn)
+            unbounded(conn, |conn| {
+                diesel::delete(t::remember_tokens.filter(t::expires_at.le(now))).execute(conn)
+            })
         })
     }
 }
@@ -783,6 +823,14 @@ fn token_with_owner(
         .transpose()
 }
 
+/// When a rotation happens: `rotated_at` on the store's clock (the grace
+/// window is measured on it), `used_at` on the layer's.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    rotated_at: i64,
+    used_at: i64,
+}
+
 /// [`TokenStore::rotate`] on a connection: see [`Rotate`].
 fn rotate_on(
     conn: &mut AnyConnection,
@@ -790,7 +838,7 @@ fn rotate_on(
     expected: &SecretHash,
     new_token: &SecretHash,
     sealed: &[u8],
-    now: i64,
+    stamp: Stamp,
     expires_at: Option<i64>,
 ) -> Result<bool, DieselError> {
     let (expected, new) = (
@@ -803,7 +851,7 @@ fn rotate_on(
             expected,
             new,
             sealed,
-            now,
+            stamp,
             expires_at,
         }
         .execute(conn)?,
@@ -812,7 +860,7 @@ fn rotate_on(
             expected,
             new,
             sealed,
-            now,
+            stamp,
             expires_at: 0,
         }
         .execute(conn)?,
@@ -837,7 +885,7 @@ struct Rotate<'a, const NEW_EXPIRY: bool> {
     expected: &'a [u8],
     new: &'a [u8],
     sealed: &'a [u8],
-    now: i64,
+    stamp: Stamp,
     expires_at: i64,
 }
 
@@ -861,9 +909,9 @@ impl<const NEW_EXPIRY: bool> diesel::query_builder::QueryFragment<AnyBackend>
         out.push_sql(", sealed_token = ");
         out.push_bind_param::<Binary, _>(self.sealed)?;
         out.push_sql(", rotated_at = ");
-        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_bind_param::<BigInt, _>(&self.stamp.rotated_at)?;
         out.push_sql(", last_used_at = ");
-        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_bind_param::<BigInt, _>(&self.stamp.used_at)?;
         if NEW_EXPIRY {
             out.push_sql(", expires_at = ");
             out.push_bind_param::<BigInt, _>(&self.expires_at)?;
@@ -1100,7 +1148,10 @@ fn audit_row<'a>(event: &NewAuditEvent<'a>) -> NewAuditRow<'a> {
 impl AuditLog for DieselStore {
     fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError> {
         self.with_write_conn(|conn| {
-            diesel::delete(audit_events::table.filter(audit_events::at.lt(cutoff))).execute(conn)
+            unbounded(conn, |conn| {
+                diesel::delete(audit_events::table.filter(audit_events::at.lt(cutoff)))
+                    .execute(conn)
+            })
         })
     }
 
