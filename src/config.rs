@@ -153,6 +153,7 @@ pub struct RememberMeConfig {
     pub(crate) ip_prefix_v4: u8,
     pub(crate) ip_prefix_v6: u8,
     pub(crate) device_cookies: crate::device::DeviceCookies,
+    pub(crate) seal_key: crate::token::SealKey,
 }
 
 impl std::fmt::Debug for RememberMeConfig {
@@ -208,8 +209,15 @@ impl RememberMeConfig {
                 ip_prefix_v4: 32,
                 ip_prefix_v6: 64,
                 device_cookies: crate::device::DeviceCookies::random(),
+                seal_key: crate::token::SealKey::random(),
             },
         }
+    }
+
+    /// Derives the device-cookie and seal keys from `secret`.
+    pub(crate) fn set_server_secret(&mut self, secret: &[u8]) {
+        self.device_cookies = crate::device::DeviceCookies::from_secret(secret);
+        self.seal_key = crate::token::SealKey::from_secret(secret);
     }
 
     /// The current time from the configured clock, Unix seconds.
@@ -484,13 +492,18 @@ impl RememberMeConfigBuilder {
         self
     }
 
-    /// The key that signs device cookies (see the crate's threat model):
-    /// derived from `secret`, so instances sharing it (say, the session
-    /// key's master bytes) accept each other's device cookies. Default: a
-    /// random key per process, so a restart makes every browser untrusted
-    /// again, which only costs its separate lockout budget.
-    pub fn device_cookie_secret(mut self, secret: &[u8]) -> Self {
-        self.config.device_cookies = crate::device::DeviceCookies::from_secret(secret);
+    /// The server's secret, from which the keys of the device cookies (see
+    /// [`crate::device`]) and of the grace seals (see
+    /// [`RememberCookie::seal_next`](crate::token::RememberCookie::seal_next))
+    /// are derived, each apart. Give every instance the same one (say, the
+    /// session key's master bytes): they then accept each other's device
+    /// cookies and hand back each other's sealed tokens. Default: random
+    /// keys per process, so a restart makes every browser untrusted again
+    /// (it loses only its separate lockout budget) and a request in the
+    /// grace window just after a restart is accepted without getting the
+    /// current token back.
+    pub fn server_secret(mut self, secret: &[u8]) -> Self {
+        self.config.set_server_secret(secret);
         self
     }
 

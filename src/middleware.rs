@@ -596,7 +596,21 @@ async fn identify_by_cookie(
         let mut ctx = StepContext::new(&stores, &config, now, &client);
         ctx.remember_cookie = Some(&raw);
         let mut flow_state = flow.start(None);
-        let progress = flow.advance(&mut flow_state, &mut ctx)?;
+        let progress = match flow.advance(&mut flow_state, &mut ctx) {
+            Ok(progress) => progress,
+            // A step after the rotation failed (a custom flow's): the
+            // rotation committed, so its cookie still goes to the client;
+            // this request is served anonymously, the next signs in.
+            Err(error) if ctx.cookie_change.is_some() => {
+                tracing::warn!(%error, "sign-in by cookie failed after its rotation");
+                return Ok(CookieSignIn {
+                    state: None,
+                    change: ctx.cookie_change.take(),
+                    audited: ctx.sign_in_audited,
+                });
+            }
+            Err(error) => return Err(error),
+        };
         let mut signed_in = CookieSignIn {
             state: None,
             change: ctx.cookie_change.take(),

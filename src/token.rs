@@ -115,6 +115,34 @@ impl fmt::Debug for SecretHash {
     }
 }
 
+/// The server's key of the grace seals (see [`RememberCookie::seal_next`]).
+#[derive(Clone)]
+pub struct SealKey([u8; 32]);
+
+impl SealKey {
+    /// A random key, for this process only.
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        Self(key)
+    }
+
+    /// A key derived from `secret` (kept apart from any other use of it),
+    /// so instances sharing the secret open each other's seals.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"rememberme grace seal key v1\0");
+        hasher.update(secret);
+        Self(hasher.finalize().into())
+    }
+}
+
+impl fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealKey([redacted])")
+    }
+}
+
 /// The content of a remember-me cookie.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RememberCookie {
@@ -148,37 +176,40 @@ impl RememberCookie {
     }
 
     /// `next`'s token sealed under this cookie's token, for the rotation
-    /// that replaces this token by `next`'s: only a holder of this token can
-    /// open it ([`RememberCookie::open_sealed`]). The database keeps it, so
-    /// a request that presents the just-replaced token within the grace
-    /// window gets the current one back and converges, instead of drifting
-    /// into the "one rotation back after the grace window" case.
+    /// that replaces this token by `next`'s: only a holder of this token
+    /// (and of the server's `key`) can open it ([`RememberCookie::open_sealed`]).
+    /// The database keeps it, so a request that presents the just-replaced
+    /// token within the grace window gets the current one back and
+    /// converges, instead of drifting into the "one rotation back after the
+    /// grace window" case.
     ///
-    /// The seal is the new token XORed with SHA-256 over a label, the series
-    /// and this (replaced) token. This token is 256 random bits that the
-    /// database never holds (only its SHA-256, which is a different
-    /// function of it), and it seals exactly one value, so the pad is a
-    /// one-time key: a database leak yields nothing about the new token.
-    /// Integrity needs no tag: an opened token is accepted only when its
-    /// hash is the row's current `token_hash`.
-    pub fn seal_next(&self, next: &Token) -> [u8; TOKEN_LEN] {
-        let pad = self.pad();
+    /// The seal is the new token XORed with HMAC-SHA256, under the server's
+    /// key, of a label, the series and this (replaced) token. The database
+    /// holds neither the key nor this token (only its SHA-256), so a leak of
+    /// the table yields nothing, even to someone who also holds an old copy
+    /// of the cookie; and this token seals exactly one value (the rotation
+    /// is a compare-and-swap on it), so the pad is never reused. Integrity
+    /// needs no tag: an opened token is accepted only when its hash is the
+    /// row's current `token_hash`.
+    pub fn seal_next(&self, key: &SealKey, next: &Token) -> [u8; TOKEN_LEN] {
+        let pad = self.pad(key);
         std::array::from_fn(|i| next.0[i] ^ pad[i])
     }
 
     /// The token sealed under this cookie's token by [`RememberCookie::seal_next`].
-    pub fn open_sealed(&self, sealed: &[u8]) -> Option<Token> {
+    pub fn open_sealed(&self, key: &SealKey, sealed: &[u8]) -> Option<Token> {
         let sealed: &[u8; TOKEN_LEN] = sealed.try_into().ok()?;
-        let pad = self.pad();
+        let pad = self.pad(key);
         Some(Token(std::array::from_fn(|i| sealed[i] ^ pad[i])))
     }
 
-    fn pad(&self) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        hasher.update(b"rememberme grace seal v1\0");
-        hasher.update(self.series.0);
-        hasher.update(self.token.0);
-        hasher.finalize().into()
+    fn pad(&self, key: &SealKey) -> [u8; 32] {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = <hmac::Hmac<Sha256>>::new_from_slice(&key.0).expect("HMAC takes any key");
+        mac.update(b"rememberme grace seal v1\0");
+        mac.update(&self.series.0);
+        mac.update(&self.token.0);
+        mac.finalize().into_bytes().into()
     }
 
     /// The cookie value, `v1.<series>.<token>`.
@@ -230,17 +261,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_replaced_token_opens_the_sealed_successor() {
+    fn only_the_replaced_token_and_the_servers_key_open_the_sealed_successor() {
+        let key = SealKey::from_secret(b"server");
         let old = RememberCookie::generate();
         let next = old.rotated();
-        let sealed = old.seal_next(&next.token);
-        assert_eq!(old.open_sealed(&sealed), Some(next.token.clone()));
+        let sealed = old.seal_next(&key, &next.token);
+        assert_eq!(old.open_sealed(&key, &sealed), Some(next.token.clone()));
         assert_ne!(sealed, *next.token.as_bytes(), "not the token in clear");
         // Another token of the same series (a guess, an older copy) opens
-        // something else, which fails the caller's hash check.
+        // something else, which fails the caller's hash check; so does the
+        // right token without the server's key (a leaked table and an old
+        // cookie are not enough).
         let other = old.rotated();
-        assert_ne!(other.open_sealed(&sealed), Some(next.token.clone()));
-        assert_eq!(old.open_sealed(&sealed[..31]), None);
+        assert_ne!(other.open_sealed(&key, &sealed), Some(next.token.clone()));
+        let guessed_key = SealKey::from_secret(b"guess");
+        assert_ne!(
+            old.open_sealed(&guessed_key, &sealed),
+            Some(next.token.clone())
+        );
+        assert_eq!(old.open_sealed(&key, &sealed[..31]), None);
     }
 
     #[test]

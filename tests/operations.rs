@@ -87,7 +87,7 @@ fn debug_output_never_shows_a_hash_or_a_secret() {
     };
     let config = rememberme::RememberMeConfig::builder()
         .access_token_secret(b"SECRETKEY")
-        .device_cookie_secret(b"SECRETKEY")
+        .server_secret(b"SECRETKEY")
         .build();
     let cookie = rememberme::token::RememberCookie::generate();
     for shown in [
@@ -98,6 +98,10 @@ fn debug_output_never_shows_a_hash_or_a_secret() {
         format!(
             "{:?}",
             rememberme::device::DeviceCookies::from_secret(b"SECRETKEY")
+        ),
+        format!(
+            "{:?}",
+            rememberme::token::SealKey::from_secret(b"SECRETKEY")
         ),
     ] {
         assert!(!shown.contains("SECRET"), "{shown}");

@@ -18,8 +18,88 @@ const SESSION: &str = "__Host-session";
 
 on_both_backends!(
     an_error_page_still_carries_the_rotated_cookie,
+    a_step_failing_after_the_rotation_still_sends_the_rotated_cookie,
     theft_handling_is_all_or_nothing,
 );
+
+/// A custom login flow whose step after the identifying one fails: the
+/// rotation committed, so its cookie reaches the client all the same.
+async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
+    use rememberme::flow::{
+        IDENTIFY, RememberMeIdentifyStep, Step, StepContext, StepDef, StepOutcome,
+    };
+    use rememberme::store::{StoreError, UserId};
+    use rememberme::{Flow, FlowKind, Tag};
+    struct Fails;
+    impl Step for Fails {
+        fn is_interactive(&self) -> bool {
+            false
+        }
+        fn run(
+            &self,
+            _: &mut StepContext<'_>,
+            _: Option<UserId>,
+        ) -> Result<StepOutcome, StoreError> {
+            Err(StoreError::Query("the app's step failed".into()))
+        }
+    }
+    let database = Database::connect(&db.url, 4).unwrap();
+    let stores = Stores::from_one(DieselStore::new(database.clone()));
+    let alice = stores
+        .users
+        .create(rememberme::store::NewUser {
+            username: "alice",
+            password_hash: "$argon2id$unused",
+            is_admin: false,
+            now: 0,
+        })
+        .unwrap();
+    let config = RememberMeConfig::default();
+    let login = Flow::new(FlowKind::Login)
+        .step(
+            StepDef::new(IDENTIFY, RememberMeIdentifyStep)
+                .tags_on_success([Tag::WeakAuthentication]),
+        )
+        .step(StepDef::new("fails", Fails));
+    let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());
+    let app = test::init_service(
+        App::new()
+            .route("/", web::get().to(|| async { HttpResponse::Ok().finish() }))
+            .wrap(layer.clone())
+            .wrap(rememberme::session_middleware(
+                actix_web::cookie::Key::generate(),
+                &config,
+            )),
+    )
+    .await;
+    let cookie = rememberme::testing::remember_me_cookie(&stores, &config, alice).unwrap();
+    let req = test::TestRequest::get()
+        .uri("/")
+        .insert_header(("cookie", format!("{RM}={}", cookie.value())))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status().as_u16(), 200, "served anonymously");
+    let rotated = res
+        .response()
+        .cookies()
+        .find(|c| c.name() == RM)
+        .expect("the rotated cookie");
+    let token = rememberme::token::RememberCookie::decode(rotated.value().as_bytes()).unwrap();
+    let row = stores
+        .tokens
+        .find_by_series(&token.series.hash())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.token_hash,
+        token.token.hash(),
+        "the browser holds the newest token"
+    );
+    drop((res, app));
+    assert!(layer.close(std::time::Duration::from_secs(5)));
+    drop(stores);
+    assert!(database.close(std::time::Duration::from_secs(5)));
+}
 
 /// A handler that fails and one whose extractor fails, behind the layer: a
 /// cookie sign-in on either request rotated the token in the database, so
@@ -98,16 +178,28 @@ async fn theft_handling_is_all_or_nothing(db: TestDb) {
         assert_eq!(victim.get("/").await.status, 200);
     }
     let epoch = server.stores().users.auth_epoch(alice).unwrap();
-    // The audit table goes away under the running server.
+    // The audit log refuses the theft's row (and only it), as a full or
+    // broken audit table would.
     match server.db.sqlite_path() {
         Some(path) => {
             let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-            conn.batch_execute("PRAGMA busy_timeout = 5000; DROP TABLE audit_events")
-                .unwrap();
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 5000; \
+                 CREATE TRIGGER refuse_theft_rows BEFORE INSERT ON audit_events \
+                 WHEN NEW.kind = 'theft_detected' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
         }
         None => {
             let mut conn = diesel::PgConnection::establish(&server.db.url).unwrap();
-            conn.batch_execute("DROP TABLE audit_events").unwrap();
+            conn.batch_execute(
+                "CREATE FUNCTION refuse_theft_rows() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.kind = 'theft_detected' THEN RAISE EXCEPTION 'refused'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER refuse_theft_rows BEFORE INSERT ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_theft_rows();",
+            )
+            .unwrap();
         }
     }
     let mut thief = server.browser();

@@ -53,7 +53,7 @@ impl Step for RememberMeIdentifyStep {
         let series = cookie.series.hash();
         let presented = cookie.token.hash();
         let next = cookie.rotated();
-        let sealed = cookie.seal_next(&next.token);
+        let sealed = cookie.seal_next(&ctx.config.seal_key, &next.token);
 
         // The token with its owner (the bridge builds the session from it),
         // rotated if the presented token is current: one round trip where
@@ -154,7 +154,7 @@ fn hand_back_current(ctx: &mut StepContext<'_>, cookie: &RememberCookie, record:
     let current = record
         .sealed_token
         .as_deref()
-        .and_then(|sealed| cookie.open_sealed(sealed))
+        .and_then(|sealed| cookie.open_sealed(&ctx.config.seal_key, sealed))
         .filter(|token| record.token_hash.ct_eq(token.hash().as_bytes()));
     if let Some(token) = current {
         ctx.cookie_change = Some(CookieChange::Set {

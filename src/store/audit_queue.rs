@@ -169,7 +169,15 @@ fn write_batches(log: &dyn AuditLog, rx: &Receiver<OwnedAudit>, closing: &Atomic
                 Err(_) => break,
             }
         }
-        write_batch(log, &batch, closing, &|pause| std::thread::sleep(pause));
+        // Pauses in short slices, so a closing queue is seen at once (the
+        // layer waits only a few seconds for this thread at shutdown).
+        let pause = |wait: Duration| {
+            let until = std::time::Instant::now() + wait;
+            while !closing.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        write_batch(log, &batch, closing, &pause);
         batch.clear();
     }
 }

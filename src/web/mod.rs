@@ -35,8 +35,9 @@ impl Site {
                 session_key.master(),
             ));
         }
-        // Instances sharing the session key accept each other's device cookies.
-        config.device_cookies = crate::device::DeviceCookies::from_secret(session_key.master());
+        // Instances sharing the session key accept each other's device
+        // cookies and open each other's grace seals.
+        config.set_server_secret(session_key.master());
         let layer = RememberMe::new(stores.clone(), config.clone());
         Self {
             stores,
