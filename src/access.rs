@@ -15,8 +15,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::flow::Tag;
-use crate::middleware::SignInMethod;
+use crate::session::{SignInMethod, Tag};
 use crate::store::UserId;
 
 const PREFIX: &str = "at1.";

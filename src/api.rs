@@ -25,12 +25,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessClaims, AccessError};
 use crate::device::TrustedDevice;
-use crate::extract::{ip_throttled, request_auth};
+use crate::extract::request_auth;
 use crate::flow::{
     ClientInfo, CookieChange, Credentials, Failure, FlowKind, ISSUE, Progress, StepContext, Tag,
 };
+use crate::limits::ip_throttled;
 use crate::middleware::audit_off_the_request;
-use crate::middleware::{RequestAuth, SignInMethod, client_info};
+use crate::middleware::{RequestAuth, client_info};
+use crate::session::SignInMethod;
 use crate::store::audit_queue::OwnedAudit;
 use crate::store::{AuditKind, StoreError, UserId};
 use crate::token::RememberCookie;

@@ -28,7 +28,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::store::UserId;
+use crate::store::{ThrottleKey, UserId};
 
 const PREFIX: &str = "d1.";
 /// Longest cookie value looked at.
@@ -131,47 +131,9 @@ impl DeviceCookies {
             .try_into()
             .ok()?;
         let age = now.checked_sub(issued_at)?;
-        (-crate::config::CLOCK_SKEW_SECS..=DEVICE_COOKIE_LIFETIME_SECS)
+        (-crate::clock::CLOCK_SKEW_SECS..=DEVICE_COOKIE_LIFETIME_SECS)
             .contains(&age)
             .then_some(TrustedDevice { user, nonce })
-    }
-}
-
-/// The key of one failure counter: SHA-256 over a label and a subject, so
-/// the table holds no username and keys of different kinds never meet.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ThrottleKey([u8; 32]);
-
-impl fmt::Debug for ThrottleKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ThrottleKey(..)")
-    }
-}
-
-impl ThrottleKey {
-    fn derive(kind: &[u8], subject: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"rememberme throttle v1\0");
-        hasher.update(kind);
-        hasher.update(b"\0");
-        hasher.update(subject);
-        Self(hasher.finalize().into())
-    }
-
-    /// The counter of the account named `username` for clients without a
-    /// device cookie, whether or not the account exists.
-    pub fn account(username: &str) -> Self {
-        Self::derive(b"account", username.as_bytes())
-    }
-
-    /// The stored bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// A key read back from storage.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
     }
 }
 
@@ -231,11 +193,5 @@ mod tests {
         ] {
             assert!(signer.verify(&bad, 1000).is_none(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn account_keys_depend_on_the_typed_name_only() {
-        assert_eq!(ThrottleKey::account("alice"), ThrottleKey::account("alice"));
-        assert_ne!(ThrottleKey::account("alice"), ThrottleKey::account("Alice"));
     }
 }

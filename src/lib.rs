@@ -76,6 +76,7 @@
 
 pub mod access;
 pub mod api;
+mod clock;
 mod config;
 #[cfg(feature = "demo")]
 #[path = "web/mod.rs"]
@@ -83,23 +84,24 @@ pub mod demo;
 pub mod device;
 mod extract;
 pub mod flow;
+mod limits;
 mod middleware;
+mod session;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod threads;
 pub mod token;
 
-pub use config::{
-    CLOCK_SKEW_SECS, Clock, Expiry, MAX_TOKEN_LIFETIME, ManualClock, RememberMeConfig,
-    RememberMeConfigBuilder, SystemClock,
-};
+pub use clock::{CLOCK_SKEW_SECS, Clock, ManualClock, SystemClock};
+pub use config::{Expiry, MAX_TOKEN_LIFETIME, RememberMeConfig, RememberMeConfigBuilder};
 pub use extract::{
     AdminAuth, Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, PasswordChange,
     StrongAuth, SubmitOutcome, safe_redirect_path, session_middleware,
 };
 pub use flow::{Credentials, Flow, FlowKind, Tag};
-pub use middleware::{RememberMe, SignInMethod};
+pub use middleware::RememberMe;
+pub use session::SignInMethod;
 pub use store::{Database, DieselStore, Stores};
 
 /// The README's Rust snippets, compiled by `cargo test`.

@@ -23,6 +23,9 @@ type Job = Box<dyn FnOnce() + Send>;
 /// jobs queued and end.
 pub(crate) const END_WAIT: Duration = Duration::from_secs(3);
 
+/// Name (prefix) of the remember-me layer's store threads.
+pub(crate) const STORE_THREADS: &str = "rememberme-store";
+
 /// The threads; they end when this is dropped, after the jobs queued, and
 /// the drop waits for that (at most [`END_WAIT`]): a process must not exit
 /// while one of them is inside the database's client library, whose own

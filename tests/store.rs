@@ -68,8 +68,8 @@ async fn a_rotation_writes_its_sign_in_audit_row_and_a_refused_one_none(db: Test
 /// so guesses sent at once (here 24, through two pools, as two instances
 /// would) get at most `max` checks per lockout, not one each.
 async fn concurrent_password_checks_never_outrun_the_failure_limit(db: TestDb) {
-    use rememberme::device::ThrottleKey;
     use rememberme::store::Reservation;
+    use rememberme::store::ThrottleKey;
     let stores = [store(&db), store(&db)];
     let key = ThrottleKey::account("alice");
     let barrier = Arc::new(Barrier::new(24));

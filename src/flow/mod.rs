@@ -35,35 +35,9 @@ pub use password::{
     verify_password_work,
 };
 
+pub use crate::session::Tag;
 use crate::store::{StoreError, Stores, UserId};
 use crate::token::{RememberCookie, SecretHash};
-
-/// A fact a flow has established about the current user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Tag {
-    /// The user is identified, possibly only by a remember-me cookie.
-    #[serde(rename = "WEAK_AUTHENTICATION")]
-    WeakAuthentication,
-    /// The user typed their password in this session.
-    #[serde(rename = "PASSWORD_VERIFIED")]
-    PasswordVerified,
-}
-
-impl Tag {
-    /// The tag's name as the design writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tag::WeakAuthentication => "WEAK_AUTHENTICATION",
-            Tag::PasswordVerified => "PASSWORD_VERIFIED",
-        }
-    }
-}
-
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A set of tags that must all be present. The empty condition always holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::{Failure, Step, StepContext, StepId, StepOutcome};
-use crate::device::ThrottleKey;
+use crate::store::ThrottleKey;
 use crate::store::{AuditKind, NewAuditEvent, Reservation, StoreError, User, UserId};
 use crate::threads::Threads;
 
@@ -183,7 +183,7 @@ fn on_argon2_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     debug_assert!(
         !std::thread::current()
             .name()
-            .is_some_and(|name| name.starts_with(crate::middleware::STORE_THREADS)),
+            .is_some_and(|name| name.starts_with(crate::threads::STORE_THREADS)),
         "Argon2 called from a store thread: every store call would wait behind it"
     );
     static THREADS: OnceLock<Threads> = OnceLock::new();

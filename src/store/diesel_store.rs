@@ -12,10 +12,9 @@ use super::rotation_batch::{self, BatchResult, Outcome, RotationBatches, every_a
 use super::schema::{audit_events, login_failures, remember_tokens, users};
 use super::{
     AuditEvent, AuditKind, AuditLog, ExpiryOnUse, FoundSeries, NewAuditEvent, NewToken, NewUser,
-    Reservation, RotationAttempt, StoreError, TokenListing, TokenRecord, TokenStore, User, UserId,
-    UserStore, rotate_if_current,
+    Reservation, RotationAttempt, StoreError, ThrottleKey, TokenListing, TokenRecord, TokenStore,
+    User, UserId, UserStore, rotate_if_current,
 };
-use crate::device::ThrottleKey;
 use crate::token::SecretHash;
 
 /// [`TokenStore`], [`UserStore`] and [`AuditLog`] over a [`Database`].
@@ -98,7 +97,7 @@ impl DieselStore {
                 // rotation and returned as `store_now`, so the age of a
                 // token one rotation back is never negative (a request that
                 // started a moment earlier may well be served later).
-                let system_ms = crate::config::system_ms();
+                let system_ms = crate::clock::system_ms();
                 sqlite_immediate_transaction(conn, |conn| {
                     batch
                         .iter()

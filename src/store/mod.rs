@@ -13,14 +13,15 @@ mod diesel_store;
 mod models;
 mod rotation_batch;
 pub(crate) mod schema;
+mod throttle;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use conn::{AnyConnection, Backend, Database, DatabaseError};
 pub use diesel_store::DieselStore;
+pub use throttle::ThrottleKey;
 
-use crate::device::ThrottleKey;
 use crate::token::SecretHash;
 
 /// A user's primary key.

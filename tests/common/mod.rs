@@ -606,7 +606,7 @@ impl CountingStore {
     }
 }
 
-use rememberme::device::ThrottleKey;
+use rememberme::store::ThrottleKey;
 use rememberme::store::{
     AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, RotationAttempt,
     StoreError, TokenListing, TokenRecord, TokenStore, User, UserStore,

@@ -1,0 +1,257 @@
+//! The signed-in state kept in the session, and the tags a flow grants:
+//! domain types, no actix.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::UserId;
+
+pub(crate) const AUTH_KEY: &str = "rm.auth";
+
+/// A fact a flow has established about the current user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Tag {
+    /// The user is identified, possibly only by a remember-me cookie.
+    #[serde(rename = "WEAK_AUTHENTICATION")]
+    WeakAuthentication,
+    /// The user typed their password in this session.
+    #[serde(rename = "PASSWORD_VERIFIED")]
+    PasswordVerified,
+}
+
+impl Tag {
+    /// The tag's name as the design writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tag::WeakAuthentication => "WEAK_AUTHENTICATION",
+            Tag::PasswordVerified => "PASSWORD_VERIFIED",
+        }
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a session was signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignInMethod {
+    /// The user typed a password.
+    Password,
+    /// A remember-me cookie identified the user.
+    RememberMe,
+}
+
+/// The signed-in state kept in the session.
+///
+/// Read on every request of a signed-in user, so it is stored as one short
+/// string (see [`AuthState::encode`]) rather than a JSON object: the session
+/// cookie stays small, and reading it is a split and a few integer parses
+/// instead of a second JSON parse inside actix-session's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub(crate) struct AuthState {
+    pub user_id: UserId,
+    pub username: String,
+    pub is_admin: bool,
+    pub tags: BTreeSet<Tag>,
+    pub method: SignInMethod,
+    /// The user's auth epoch when the session was made.
+    pub epoch: i64,
+    /// When the epoch was last compared with the database.
+    pub checked_at: i64,
+    /// When the session was signed in (absolute session lifetime). A
+    /// step-up never moves it.
+    pub signed_in_at: i64,
+    /// When the password was last typed in this session ("sudo mode", see
+    /// [`RememberMeConfig::reauth_window`]); `None` for a session signed in
+    /// by cookie and never stepped up.
+    pub password_at: Option<i64>,
+    /// Random id renewed at every sign-in and step-up.
+    pub sid: String,
+    /// SHA-256 of the remember-me series this session came from or was
+    /// issued; the session ends when that token is revoked.
+    pub series: Option<Vec<u8>>,
+}
+
+/// Flag bits of the encoded [`AuthState`].
+const ADMIN: u8 = 1;
+const WEAK: u8 = 2;
+const PASSWORD: u8 = 4;
+const BY_COOKIE: u8 = 8;
+
+impl AuthState {
+    /// `a2.<user>.<epoch>.<checked_at>.<signed_in_at>.<password_at>.<flags>.<sid>.<series>.<username>`:
+    /// integers in decimal (`password_at` empty when none), the flags a bit set, `sid` and `series`
+    /// (SHA-256, or empty) in unpadded base64url, and the username last, so
+    /// that it may hold any character. Inside the encrypted session cookie.
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        let mut flags = 0;
+        if self.is_admin {
+            flags |= ADMIN;
+        }
+        if self.method == SignInMethod::RememberMe {
+            flags |= BY_COOKIE;
+        }
+        for tag in &self.tags {
+            // Exhaustive: a new tag must get a bit here (and in `decode`).
+            flags |= match tag {
+                Tag::WeakAuthentication => WEAK,
+                Tag::PasswordVerified => PASSWORD,
+            };
+        }
+        let series = self
+            .series
+            .as_ref()
+            .map(|s| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s))
+            .unwrap_or_default();
+        let password_at = self.password_at.map(|t| t.to_string()).unwrap_or_default();
+        format!(
+            "a2.{}.{}.{}.{}.{password_at}.{flags}.{}.{series}.{}",
+            self.user_id, self.epoch, self.checked_at, self.signed_in_at, self.sid, self.username
+        )
+    }
+
+    /// The state `encode` wrote; `None` for anything else (another version,
+    /// a damaged value), which reads as "not signed in".
+    fn decode(value: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let mut parts = value.splitn(10, '.');
+        if parts.next()? != "a2" {
+            return None;
+        }
+        let mut int = || parts.next()?.parse::<i64>().ok();
+        let (user_id, epoch, checked_at, signed_in_at) = (int()?, int()?, int()?, int()?);
+        let password_at = match parts.next()? {
+            "" => None,
+            at => Some(at.parse::<i64>().ok()?),
+        };
+        let flags: u8 = parts.next()?.parse().ok()?;
+        if flags & !(ADMIN | WEAK | PASSWORD | BY_COOKIE) != 0 {
+            return None;
+        }
+        let sid = parts.next()?.to_owned();
+        let series = match parts.next()? {
+            "" => None,
+            b64 => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(b64)
+                    .ok()
+                    .filter(|s| s.len() == 32)?,
+            ),
+        };
+        let username = parts.next()?.to_owned();
+        let tags = [
+            (WEAK, Tag::WeakAuthentication),
+            (PASSWORD, Tag::PasswordVerified),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, tag)| tag)
+        .collect();
+        Some(AuthState {
+            user_id,
+            username,
+            is_admin: flags & ADMIN != 0,
+            tags,
+            method: if flags & BY_COOKIE != 0 {
+                SignInMethod::RememberMe
+            } else {
+                SignInMethod::Password
+            },
+            epoch,
+            checked_at,
+            signed_in_at,
+            password_at,
+            sid,
+            series,
+        })
+    }
+}
+
+impl From<AuthState> for String {
+    fn from(state: AuthState) -> String {
+        state.encode()
+    }
+}
+
+impl TryFrom<String> for AuthState {
+    type Error = &'static str;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::decode(&value).ok_or("not an encoded auth state")
+    }
+}
+
+pub(crate) fn random_id() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(username: &str, series: Option<Vec<u8>>) -> AuthState {
+        AuthState {
+            user_id: 42,
+            username: username.to_owned(),
+            is_admin: true,
+            tags: [Tag::WeakAuthentication].into_iter().collect(),
+            method: SignInMethod::RememberMe,
+            epoch: 3,
+            checked_at: 1_764_000_123,
+            signed_in_at: -5,
+            password_at: Some(1_764_000_000),
+            sid: random_id(),
+            series,
+        }
+    }
+
+    #[test]
+    fn the_auth_state_round_trips_through_the_session_whatever_the_username() {
+        for name in ["alice", "a.b.c", "\"quoted\" \\ ä 日本", ""] {
+            for series in [None, Some(vec![7u8; 32])] {
+                let original = state(name, series);
+                let json = serde_json::to_string(&original).unwrap();
+                assert!(json.starts_with("\"a2.42.3."), "{json}");
+                let back: AuthState = serde_json::from_str(&json).unwrap();
+                assert_eq!(back, original);
+            }
+        }
+        let mut both = state("bob", None);
+        both.tags.insert(Tag::PasswordVerified);
+        both.is_admin = false;
+        both.method = SignInMethod::Password;
+        both.password_at = None;
+        let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+        assert_eq!(back, both);
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_auth_state_reads_as_signed_out() {
+        let good = state("alice", Some(vec![1u8; 32])).encode();
+        assert!(AuthState::decode(&good).is_some());
+        let bad = [
+            good.replacen("a2", "a1", 1), // the former layout
+            good.replacen(".42.", ".x.", 1),
+            good.replacen(".3.", ".", 1),
+            good.replacen(".1764000000.", ".soon.", 1),
+            "a2.1.2.3.4..16.sid..alice".to_owned(), // unknown flag bit
+            "a2.1.2.3.4..0.sid.AAAA.alice".to_owned(), // series not 32 bytes
+            "a2.1.2.3".to_owned(),
+            String::new(),
+            r#"{"user_id":1}"#.to_owned(), // the former JSON form
+        ];
+        for value in bad {
+            assert!(AuthState::decode(&value).is_none(), "{value}");
+        }
+    }
+}
