@@ -363,7 +363,7 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
     if body.remember_me && device_key.is_none() {
         return Err(ApiError::bad_request("remember_me needs a device_key."));
     }
-    let client = client_info(&req);
+    let client = client_info(&req, &auth.shared.config);
     let shared = auth.shared.clone();
     let config = &shared.config;
     if let Some(limiter) = &shared.ip_limiter
@@ -500,7 +500,7 @@ struct RefreshBody {
 
 async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpResponse, ApiError> {
     let auth = layer(&req)?;
-    let client = client_info(&req);
+    let client = client_info(&req, &auth.shared.config);
     let raw = body.into_inner().long_lived_token.into_bytes();
     let mut input = FlowInput::new(FlowKind::Login);
     input.remember_cookie = Some(raw);
@@ -626,7 +626,7 @@ async fn logout(
         &auth,
         AuditKind::Logout,
         claims.sub,
-        &client_info(&req),
+        &client_info(&req, &auth.shared.config),
         "api",
     );
     Ok(HttpResponse::NoContent().finish())

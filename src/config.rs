@@ -81,6 +81,7 @@ pub struct RememberMeConfig {
     pub(crate) ip_prefix_v6: u8,
     pub(crate) device_cookies: crate::device::DeviceCookies,
     pub(crate) seal_key: crate::token::SealKey,
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for RememberMeConfig {
@@ -137,6 +138,7 @@ impl RememberMeConfig {
                 ip_prefix_v6: 64,
                 device_cookies: crate::device::DeviceCookies::random(),
                 seal_key: crate::token::SealKey::random(),
+                trusted_proxies: Vec::new(),
             },
         }
     }
@@ -416,6 +418,19 @@ impl RememberMeConfigBuilder {
     pub fn ip_limit_prefixes(mut self, v4: u8, v6: u8) -> Self {
         self.config.ip_prefix_v4 = v4.min(32);
         self.config.ip_prefix_v6 = v6.min(128);
+        self
+    }
+
+    /// Networks of the reverse proxies in front of the site. Only from them
+    /// are `Forwarded` and `X-Forwarded-For` believed (the nearest address
+    /// in them that is not itself a trusted proxy is the client), for the
+    /// per-network limit of password attempts and for the addresses the
+    /// audit log and the devices pages record. Default none: the socket's
+    /// peer is the client, and a header any client can forge decides
+    /// nothing. Behind a proxy without this, every client shares the
+    /// proxy's allowance.
+    pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
+        self.config.trusted_proxies = networks.into_iter().collect();
         self
     }
 

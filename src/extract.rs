@@ -513,7 +513,7 @@ impl Auth {
         let stores = shared.stores.clone();
         let config = shared.config.clone();
         let flow = shared.flow(kind);
-        let client = client_info(&self.req);
+        let client = client_info(&self.req, &self.auth.shared.config);
         let browser_cookie = raw_cookie(&self.req, &config.cookie_name());
         let device = crate::middleware::trusted_device(&self.req, &config);
         let previous = self
@@ -642,7 +642,7 @@ impl Auth {
         let stores = self.auth.shared.stores.clone();
         let series = raw_cookie(&self.req, &self.auth.shared.config.cookie_name());
         let user = self.user().map(|u| u.id);
-        let client = client_info(&self.req);
+        let client = client_info(&self.req, &self.auth.shared.config);
         let now = self.auth.shared.config.now();
         let config = self.auth.shared.config.clone();
         blocking(&self.auth.shared, move || {
@@ -675,7 +675,7 @@ impl Auth {
     }
 
     fn audit_event(&self, kind: AuditKind, user: Option<UserId>, detail: String) -> OwnedAudit {
-        let client = client_info(&self.req);
+        let client = client_info(&self.req, &self.auth.shared.config);
         OwnedAudit {
             at: self.auth.shared.config.now(),
             kind,
@@ -795,7 +795,7 @@ impl Auth {
         let stores = self.stores().clone();
         let config = self.auth.shared.config.clone();
         let now = config.now();
-        let client = client_info(&self.req);
+        let client = client_info(&self.req, &self.auth.shared.config);
         let event = self.audit_event(AuditKind::PasswordChanged, Some(user), String::new());
         let _permit = self
             .auth

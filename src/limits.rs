@@ -1,6 +1,93 @@
-//! The per-client limit of password attempts, by network.
+//! Who the client is (its address, behind trusted proxies only) and the
+//! per-client limit of password attempts, by network.
+
+use std::net::IpAddr;
 
 use actix_web::HttpRequest;
+use ipnet::IpNet;
+
+/// The client's address: the socket's peer, unless the peer is a trusted
+/// proxy ([`RememberMeConfigBuilder::trusted_proxies`](crate::RememberMeConfigBuilder::trusted_proxies)):
+/// then the nearest address in `Forwarded` (or else `X-Forwarded-For`) that
+/// is not itself a trusted proxy, read from the right, as each proxy appends
+/// the address it saw. A client cannot forge its way past that: whatever it
+/// writes stands to the left of what the first trusted proxy appended.
+pub(crate) fn client_addr(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip().to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let chain = forwarded_chain(req);
+    let mut client = peer;
+    for hop in chain.into_iter().rev() {
+        client = hop;
+        if !is_trusted(&hop) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// The addresses a request passed through, oldest first: `Forwarded`'s
+/// `for=` (RFC 7239) if present, else `X-Forwarded-For`. A value that is
+/// not an address (`unknown`, an obfuscated name) ends the chain there,
+/// keeping only what stands to its right.
+fn forwarded_chain(req: &HttpRequest) -> Vec<IpAddr> {
+    use actix_web::http::header::{FORWARDED, HeaderName};
+    let values = |name: &HeaderName| -> Vec<String> {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_owned())
+            .collect()
+    };
+    let forwarded = values(&FORWARDED);
+    let hops: Vec<String> = if forwarded.is_empty() {
+        values(&HeaderName::from_static("x-forwarded-for"))
+    } else {
+        forwarded
+            .iter()
+            .map(|element| {
+                element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (key, value) = pair.trim().split_once('=')?;
+                        key.eq_ignore_ascii_case("for").then(|| value.to_owned())
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let mut chain = Vec::new();
+    for hop in hops.iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) => chain.push(ip),
+            None => break,
+        }
+    }
+    chain.reverse();
+    chain
+}
+
+/// `192.0.2.1`, `192.0.2.1:80`, `"[2001:db8::1]:4711"`, `2001:db8::1`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim().trim_matches('"');
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest
+            .split(']')
+            .next()?
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical());
+    }
+    let (host, _port) = hop.rsplit_once(':')?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
 
 /// Limits password attempts per client IP.
 pub(crate) type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
@@ -22,7 +109,7 @@ pub(crate) fn ip_throttled(
 ) -> Option<u64> {
     use governor::clock::Clock as _;
     let ip = client_network(
-        req.peer_addr()?.ip(),
+        client_addr(req, &config.trusted_proxies)?,
         config.ip_prefix_v4,
         config.ip_prefix_v6,
     );
@@ -61,7 +148,74 @@ pub(crate) fn client_network(
 
 #[cfg(test)]
 mod tests {
-    use super::{client_network, ip_limiter, ip_throttled};
+    use super::{client_addr, client_network, ip_limiter, ip_throttled};
+
+    fn from(peer: &str, headers: &[(&str, &str)]) -> actix_web::HttpRequest {
+        let mut req = actix_web::test::TestRequest::default().peer_addr(peer.parse().unwrap());
+        for &(name, value) in headers {
+            req = req.insert_header((name, value));
+        }
+        req.to_http_request()
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let addr = |req| client_addr(&req, &trusted).unwrap().to_string();
+        let xff = |v| ("x-forwarded-for", v);
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            addr(from("203.0.113.5:1", &[xff("198.51.100.1")])),
+            "203.0.113.5"
+        );
+        // Behind a trusted proxy: the address it appended.
+        assert_eq!(
+            addr(from("10.1.2.3:1", &[xff("198.51.100.1")])),
+            "198.51.100.1"
+        );
+        // A forged entry stands left of what the proxy appended: skipped.
+        assert_eq!(
+            addr(from("10.1.2.3:1", &[xff("1.2.3.4, 198.51.100.1")])),
+            "198.51.100.1"
+        );
+        // Two trusted proxies in a row.
+        assert_eq!(
+            addr(from(
+                "10.1.2.3:1",
+                &[xff("1.2.3.4, 198.51.100.1, 10.9.9.9")]
+            )),
+            "198.51.100.1"
+        );
+        // Forwarded (RFC 7239) wins over X-Forwarded-For; IPv6 and ports.
+        assert_eq!(
+            addr(from(
+                "[::1]:1",
+                &[
+                    (
+                        "forwarded",
+                        "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https"
+                    ),
+                    xff("192.0.2.99")
+                ]
+            )),
+            "2001:db8::7"
+        );
+        assert_eq!(
+            addr(from("10.1.2.3:1", &[("forwarded", "for=192.0.2.60:8080")])),
+            "192.0.2.60"
+        );
+        // Garbage ends the chain: the proxy itself is the client then.
+        assert_eq!(addr(from("10.1.2.3:1", &[xff("unknown")])), "10.1.2.3");
+        assert_eq!(addr(from("10.1.2.3:1", &[])), "10.1.2.3");
+        // No trusted proxies (the default): always the peer.
+        assert_eq!(
+            client_addr(&from("10.1.2.3:1", &[xff("198.51.100.1")]), &[])
+                .unwrap()
+                .to_string(),
+            "10.1.2.3"
+        );
+    }
 
     #[test]
     fn addresses_in_one_ipv6_64_share_one_allowance() {

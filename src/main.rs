@@ -135,6 +135,11 @@ struct ServeArgs {
     /// subscriber usually holds a /64).
     #[arg(long, env = "REMEMBERME_IP_LIMIT_V6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(0..=128))]
     ip_limit_v6_prefix: u8,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client
+    /// (comma-separated CIDRs or addresses). Default none: the headers are
+    /// ignored.
+    #[arg(long, env = "REMEMBERME_TRUSTED_PROXIES", value_delimiter = ',', value_parser = network)]
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// Seconds a typed password counts for strong pages (admin, password
     /// change, revoking devices) and for minting long-lived tokens.
     #[arg(long, env = "REMEMBERME_REAUTH_WINDOW_SECS", default_value_t = 900)]
@@ -216,6 +221,15 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A network (`10.0.0.0/8`) or one address (`10.0.0.1`).
+fn network(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{value}` is not an address or a CIDR network"))
 }
 
 fn open(url: &str, pool_size: u32) -> Result<DieselStore, String> {
@@ -430,6 +444,7 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .lockout(Duration::from_secs(args.lockout_secs))
         .ip_attempts_per_minute(args.ip_attempts_per_minute)
         .ip_limit_prefixes(args.ip_limit_v4_prefix, args.ip_limit_v6_prefix)
+        .trusted_proxies(args.trusted_proxies.clone())
         .reauth_window(Duration::from_secs(args.reauth_window_secs))
         .store_concurrency(args.store_threads.unwrap_or(
             if Backend::from_url(url).sqlite_path().is_some() {

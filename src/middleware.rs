@@ -241,7 +241,7 @@ where
 
             if state.is_none() {
                 if let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name()) {
-                    let client = client_info(req.request());
+                    let client = client_info(req.request(), &shared.config);
                     match identify_by_cookie(&shared, raw, client.clone(), now).await {
                         Ok(CookieSignIn {
                             state: signed_in,
@@ -566,15 +566,15 @@ pub(crate) fn raw_cookie(req: &actix_web::HttpRequest, name: &str) -> Option<Vec
         })
 }
 
-pub(crate) fn client_info(req: &actix_web::HttpRequest) -> ClientInfo {
+pub(crate) fn client_info(req: &actix_web::HttpRequest, config: &RememberMeConfig) -> ClientInfo {
     let user_agent = req
         .headers()
         .get(actix_web::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
-    // The socket's peer, not X-Forwarded-For: a header any client can forge
-    // must not decide what the audit log records.
-    let ip = req.peer_addr().map(|addr| addr.ip().to_string());
+    // The socket's peer, or what a trusted proxy says: a header any client
+    // can forge must not decide what the audit log records.
+    let ip = crate::limits::client_addr(req, &config.trusted_proxies).map(|ip| ip.to_string());
     ClientInfo { user_agent, ip }
 }
 

@@ -11,6 +11,7 @@ on_both_backends!(
     the_account_throttle_survives_a_restart_and_a_success_resets_it,
     unknown_usernames_are_throttled_exactly_like_real_accounts,
     one_client_address_is_limited_across_accounts,
+    behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance,
     the_session_id_changes_at_every_sign_in_and_step_up,
     a_session_ends_on_the_server_after_its_lifetime,
 );
@@ -127,6 +128,44 @@ async fn one_client_address_is_limited_across_accounts(db: TestDb) {
     let res = browser.login("alice", "correct horse", false).await;
     assert_eq!(res.status, 429, "a fifth attempt within the minute");
     assert!(res.header("retry-after").is_some());
+}
+
+/// With the proxy trusted, the address it forwards is the client: each
+/// gets its own allowance, and the audit log records it.
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance(db: TestDb) {
+    let server = TestServer::start_with(db, |b| {
+        b.ip_attempts_per_minute(2)
+            .trusted_proxies(["127.0.0.0/8".parse().unwrap()])
+    });
+    let from = |client: &str| {
+        common::Browser::with_headers(
+            &server.base,
+            "rememberme-tests/1.0",
+            &[("x-forwarded-for", client)],
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            from("198.51.100.1").login("a", "x", false).await.status,
+            401
+        );
+    }
+    let res = from("198.51.100.1").login("a", "x", false).await;
+    assert_eq!(res.status, 429, "that client's allowance is spent");
+    assert_eq!(
+        from("198.51.100.2").login("a", "x", false).await.status,
+        401,
+        "another client behind the same proxy has its own"
+    );
+    let ips: Vec<_> = server
+        .stores()
+        .audit
+        .list(Some("sign_in_failed"), None, 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.ip.unwrap_or_default())
+        .collect();
+    assert_eq!(ips, ["198.51.100.2", "198.51.100.1", "198.51.100.1"]);
 }
 
 /// Decrypts the session cookie with the server's key and returns the

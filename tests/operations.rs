@@ -72,6 +72,22 @@ async fn the_cli_grants_and_withdraws_admin_rights_and_open_sessions_follow() {
 }
 
 #[test]
+fn the_demo_refuses_a_trusted_proxy_that_is_not_a_network() {
+    let db = TestDb::sqlite();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rememberme"))
+        .args(["serve", "--trusted-proxies", "10.0.0.0/8,proxy.example"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`proxy.example` is not an address or a CIDR network"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn debug_output_never_shows_a_hash_or_a_secret() {
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$SECRETSALT$SECRETHASH";
     let new_user = NewUser {
