@@ -309,6 +309,66 @@ fn has_recent_password(state: &AuthState, config: &crate::RememberMeConfig) -> b
         && config.password_is_recent(state.password_at, config.now())
 }
 
+/// A posted form (`application/x-www-form-urlencoded`) whose `csrf_token`
+/// field matched the session's: a handler that takes its form through this
+/// extractor cannot forget the CSRF check. A missing or wrong token is a
+/// 403 ([`AuthError::Csrf`]) before the form is even parsed; a body that is
+/// not such a form, or over 16 KiB, is a 400 or 413.
+///
+/// ```
+/// # use rememberme::CsrfForm;
+/// #[derive(serde::Deserialize)]
+/// struct Rename {
+///     name: String,
+/// }
+///
+/// async fn rename(CsrfForm(form): CsrfForm<Rename>) -> String {
+///     format!("renamed to {}", form.name)
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CsrfForm<T>(pub T);
+
+/// Largest form body [`CsrfForm`] reads.
+const FORM_LIMIT: usize = 16 * 1024;
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        #[derive(serde::Deserialize)]
+        struct Token {
+            csrf_token: Option<String>,
+        }
+        let auth = Auth::from_request(req, payload).into_inner();
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let body = actix_web::web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let auth = auth?;
+            if !is_form {
+                return Err(actix_web::error::ErrorUnsupportedMediaType(
+                    "expected a form",
+                ));
+            }
+            let body = body.await?;
+            if body.len() > FORM_LIMIT {
+                return Err(actix_web::error::ErrorPayloadTooLarge("form too large"));
+            }
+            let Token { csrf_token } =
+                serde_urlencoded::from_bytes(&body).map_err(actix_web::error::ErrorBadRequest)?;
+            auth.verify_csrf(csrf_token.as_deref())?;
+            serde_urlencoded::from_bytes(&body)
+                .map(CsrfForm)
+                .map_err(actix_web::error::ErrorBadRequest)
+        })
+    }
+}
+
 /// What [`Auth::change_password`] gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -68,8 +68,9 @@
 //!
 //! The sign-in handlers use the [`Auth`] extractor: [`Auth::begin`] when the
 //! form is shown, [`Auth::submit`] when it is posted, [`Auth::logout`], and
-//! [`Auth::csrf_token`] / [`Auth::verify_csrf`] for every form. The demo site
-//! in `src/web/` is a complete example.
+//! [`Auth::csrf_token`] for the hidden field of every form; handlers receive
+//! posted forms as [`CsrfForm`], which refuses a missing or wrong token
+//! before they run. The demo site in `src/web/` is a complete example.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -96,8 +97,8 @@ pub mod token;
 pub use clock::{CLOCK_SKEW_SECS, Clock, ManualClock, SystemClock};
 pub use config::{Expiry, MAX_TOKEN_LIFETIME, RememberMeConfig, RememberMeConfigBuilder};
 pub use extract::{
-    AdminAuth, Auth, AuthError, AuthenticatedUser, CurrentUser, MaybeUser, PasswordChange,
-    StrongAuth, SubmitOutcome, safe_redirect_path, session_middleware,
+    AdminAuth, Auth, AuthError, AuthenticatedUser, CsrfForm, CurrentUser, MaybeUser,
+    PasswordChange, StrongAuth, SubmitOutcome, safe_redirect_path, session_middleware,
 };
 pub use flow::{Credentials, Flow, FlowKind, Tag};
 pub use middleware::RememberMe;

@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::view::{back_with, device, html, take_flash, when};
-use crate::{Auth, AuthError, CurrentUser, PasswordChange, StrongAuth};
+use crate::{Auth, AuthError, CsrfForm, CurrentUser, PasswordChange, StrongAuth};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(devices)
@@ -73,10 +73,9 @@ async fn devices(
     )
 }
 
+/// A form with nothing but its CSRF token (checked by [`CsrfForm`]).
 #[derive(Deserialize)]
-pub(super) struct CsrfOnly {
-    pub csrf_token: Option<String>,
-}
+pub(super) struct CsrfOnly {}
 
 #[post("/account/devices/{id}/revoke")]
 async fn revoke_device(
@@ -84,9 +83,8 @@ async fn revoke_device(
     auth: Auth,
     session: Session,
     id: web::Path<i64>,
-    form: web::Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AuthError> {
-    auth.verify_csrf(form.csrf_token.as_deref())?;
     // Scoped to the owner: another user's id revokes nothing and says so.
     if !auth.revoke_token(id.into_inner(), Some(user.id)).await? {
         return Err(AuthError::NotFound);
@@ -103,9 +101,8 @@ async fn sign_out_others(
     StrongAuth(_): StrongAuth,
     auth: Auth,
     session: Session,
-    form: web::Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AuthError> {
-    auth.verify_csrf(form.csrf_token.as_deref())?;
     let n = auth.sign_out_other_devices().await?;
     Ok(back_with(
         &session,
@@ -140,7 +137,6 @@ async fn password_form(
 
 #[derive(Deserialize)]
 struct PasswordForm {
-    csrf_token: Option<String>,
     #[serde(default)]
     current_password: String,
     #[serde(default)]
@@ -154,10 +150,8 @@ async fn change_password(
     StrongAuth(_): StrongAuth,
     auth: Auth,
     session: Session,
-    form: web::Form<PasswordForm>,
+    CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<HttpResponse, AuthError> {
-    auth.verify_csrf(form.csrf_token.as_deref())?;
-    let form = form.into_inner();
     let error = if form.new_password.chars().count() < 8 {
         Some("The new password must have at least 8 characters.")
     } else if form.new_password != form.confirm_password {

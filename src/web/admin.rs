@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::account::CsrfOnly;
 use super::view::{PAGE_SIZE, back_with, device, html, pages, take_flash, when};
 use crate::store::AuditKind;
-use crate::{AdminAuth, Auth, AuthError};
+use crate::{AdminAuth, Auth, AuthError, CsrfForm};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(tokens)
@@ -103,9 +103,8 @@ async fn revoke_token(
     auth: Auth,
     session: Session,
     id: web::Path<i64>,
-    form: web::Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AuthError> {
-    auth.verify_csrf(form.csrf_token.as_deref())?;
     let message = if auth.revoke_token(id.into_inner(), None).await? {
         "Token revoked."
     } else {
@@ -116,7 +115,6 @@ async fn revoke_token(
 
 #[derive(Deserialize)]
 struct RevokeAllForm {
-    csrf_token: Option<String>,
     #[serde(default)]
     username: String,
 }
@@ -126,9 +124,8 @@ async fn revoke_all(
     AdminAuth(_): AdminAuth,
     auth: Auth,
     session: Session,
-    form: web::Form<RevokeAllForm>,
+    CsrfForm(form): CsrfForm<RevokeAllForm>,
 ) -> Result<HttpResponse, AuthError> {
-    auth.verify_csrf(form.csrf_token.as_deref())?;
     let users = auth.stores().users.clone();
     let name = form.username.clone();
     let user = web::block(move || users.find_by_username(&name))

@@ -7,8 +7,8 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::{
-    Auth, AuthError, Credentials, CurrentUser, FlowKind, SignInMethod, Stores, SubmitOutcome,
-    safe_redirect_path,
+    Auth, AuthError, Credentials, CsrfForm, CurrentUser, FlowKind, SignInMethod, Stores,
+    SubmitOutcome, safe_redirect_path,
 };
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -72,7 +72,6 @@ struct LoginForm {
     #[serde(default)]
     password: String,
     remember_me: Option<String>,
-    csrf_token: Option<String>,
     next: Option<String>,
 }
 
@@ -102,9 +101,11 @@ async fn login_form(auth: Auth, query: web::Query<NextQuery>) -> Result<HttpResp
 }
 
 #[post("/login")]
-async fn login_submit(auth: Auth, form: web::Form<LoginForm>) -> Result<HttpResponse, AuthError> {
-    auth.verify_csrf(form.csrf_token.as_deref())?;
-    submit(auth, form.into_inner(), None).await
+async fn login_submit(
+    auth: Auth,
+    CsrfForm(form): CsrfForm<LoginForm>,
+) -> Result<HttpResponse, AuthError> {
+    submit(auth, form, None).await
 }
 
 /// Answers the password form of the login flow, or of the step-up flow when
@@ -185,10 +186,9 @@ async fn step_up_form(
 async fn step_up_submit(
     CurrentUser(user): CurrentUser,
     auth: Auth,
-    form: web::Form<LoginForm>,
+    CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<HttpResponse, AuthError> {
-    auth.verify_csrf(form.csrf_token.as_deref())?;
-    submit(auth, form.into_inner(), Some(user.username)).await
+    submit(auth, form, Some(user.username)).await
 }
 
 fn throttled(retry_after_secs: u64) -> (StatusCode, String, Option<u64>) {
@@ -214,9 +214,8 @@ fn with_retry_after(
 #[post("/logout")]
 async fn logout(
     auth: Auth,
-    form: web::Form<super::account::CsrfOnly>,
+    _: CsrfForm<super::account::CsrfOnly>,
 ) -> Result<HttpResponse, AuthError> {
-    auth.verify_csrf(form.csrf_token.as_deref())?;
     auth.logout().await?;
     Ok(see_other("/login"))
 }
