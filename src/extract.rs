@@ -65,17 +65,22 @@ impl From<&AuthState> for AuthenticatedUser {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
-    /// Nobody is signed in: 303 to the sign-in page.
+    /// Nobody is signed in: a 303 to the sign-in page, or as [`Answer`] says.
     #[error("sign-in required")]
     SignInRequired {
         /// The sign-in URL with `next`.
         location: String,
+        /// What the request asked for.
+        answer: Answer,
     },
-    /// Only a remember-me sign-in: 303 to the step-up page.
+    /// The password is needed again (a remember-me sign-in, or one typed
+    /// too long ago): a 303 to the step-up page, or as [`Answer`] says.
     #[error("password confirmation required")]
     StepUpRequired {
         /// The step-up URL with `next`.
         location: String,
+        /// What the request asked for.
+        answer: Answer,
     },
     /// Signed in, but not allowed: 403.
     #[error("forbidden")]
@@ -99,6 +104,39 @@ pub enum AuthError {
     NotInstalled,
 }
 
+/// How a request that must sign in (or confirm the password) first is
+/// answered, by what it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// A page: 303 to the form.
+    Redirect,
+    /// `Accept: application/json` (and not HTML): 401 with
+    /// `{"error": "sign_in_required" | "step_up_required", "location": …}`.
+    Json,
+    /// An htmx request (`HX-Request: true`): 401 with `HX-Redirect`, which
+    /// htmx follows with a full page load.
+    Htmx,
+}
+
+impl Answer {
+    /// What `req` asked for.
+    pub fn for_request(req: &HttpRequest) -> Self {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        if header("hx-request") == Some("true") {
+            return Answer::Htmx;
+        }
+        match header("accept") {
+            Some(accept)
+                if accept.contains("application/json") && !accept.contains("text/html") =>
+            {
+                Answer::Json
+            }
+            _ => Answer::Redirect,
+        }
+    }
+}
+
 impl From<StoreError> for AuthError {
     fn from(error: StoreError) -> Self {
         AuthError::Unavailable(error)
@@ -108,8 +146,11 @@ impl From<StoreError> for AuthError {
 impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AuthError::SignInRequired { .. } | AuthError::StepUpRequired { .. } => {
-                StatusCode::SEE_OTHER
+            AuthError::SignInRequired { answer, .. } | AuthError::StepUpRequired { answer, .. } => {
+                match answer {
+                    Answer::Redirect => StatusCode::SEE_OTHER,
+                    Answer::Json | Answer::Htmx => StatusCode::UNAUTHORIZED,
+                }
             }
             AuthError::Forbidden | AuthError::Csrf => StatusCode::FORBIDDEN,
             AuthError::NotFound => StatusCode::NOT_FOUND,
@@ -121,10 +162,22 @@ impl ResponseError for AuthError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         match self {
-            AuthError::SignInRequired { location } | AuthError::StepUpRequired { location } => {
-                HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, location.as_str()))
-                    .finish()
+            AuthError::SignInRequired { location, answer }
+            | AuthError::StepUpRequired { location, answer } => {
+                let code = match self {
+                    AuthError::SignInRequired { .. } => "sign_in_required",
+                    _ => "step_up_required",
+                };
+                match answer {
+                    Answer::Redirect => HttpResponse::SeeOther()
+                        .insert_header((header::LOCATION, location.as_str()))
+                        .finish(),
+                    Answer::Json => HttpResponse::Unauthorized()
+                        .json(serde_json::json!({ "error": code, "location": location })),
+                    Answer::Htmx => HttpResponse::Unauthorized()
+                        .insert_header(("HX-Redirect", location.as_str()))
+                        .finish(),
+                }
             }
             _ => {
                 match self {
@@ -150,11 +203,12 @@ impl ResponseError for AuthError {
                 if status == StatusCode::SERVICE_UNAVAILABLE {
                     res.insert_header((header::RETRY_AFTER, "5"));
                 }
+                // A minimal page of the status and one sentence; an app
+                // renders its own with actix's `ErrorHandlers`.
                 res.content_type(ContentType::html()).body(format!(
-                    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code}</title>\
-                     <link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
-                     <body><main class=\"card\"><h1>{code} {reason}</h1><p>{message}</p>\
-                     <p><a href=\"/\">Home</a></p></main></body></html>",
+                    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                     <title>{code} {reason}</title></head>\
+                     <body><h1>{code} {reason}</h1><p>{message}</p></body></html>",
                     code = status.as_u16(),
                     reason = status.canonical_reason().unwrap_or(""),
                 ))
@@ -240,6 +294,7 @@ impl FromRequest for CurrentUser {
                 None if auth.store_unavailable => Err(unavailable()),
                 None => Err(AuthError::SignInRequired {
                     location: with_next(&auth.shared.config.login_path, &current_path(req)),
+                    answer: Answer::for_request(req),
                 }),
             }),
         )
@@ -269,10 +324,12 @@ impl FromRequest for StrongAuth {
                 Some(state) if has_recent_password(state, config) => Ok(StrongAuth(state.into())),
                 Some(_) => Err(AuthError::StepUpRequired {
                     location: with_next(&config.step_up_path, &current_path(req)),
+                    answer: Answer::for_request(req),
                 }),
                 None if auth.store_unavailable => Err(unavailable()),
                 None => Err(AuthError::SignInRequired {
                     location: with_next(&config.login_path, &current_path(req)),
+                    answer: Answer::for_request(req),
                 }),
             }
         }))
@@ -522,6 +579,7 @@ impl Auth {
                 let state = self.auth.state.borrow();
                 let state = state.as_ref().ok_or_else(|| AuthError::SignInRequired {
                     location: self.auth.shared.config.login_path.clone(),
+                    answer: Answer::for_request(&self.req),
                 })?;
                 // Without PASSWORD_VERIFIED, so the password step always
                 // runs: a step-up proves the password now, whatever the
@@ -936,6 +994,7 @@ impl Auth {
                 self.session.clear();
                 Err(AuthError::SignInRequired {
                     location: self.auth.shared.config.login_path.clone(),
+                    answer: Answer::for_request(&self.req),
                 })
             }
         }

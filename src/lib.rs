@@ -97,7 +97,7 @@ pub mod token;
 pub use clock::{CLOCK_SKEW_SECS, Clock, ManualClock, SystemClock};
 pub use config::{Expiry, MAX_TOKEN_LIFETIME, RememberMeConfig, RememberMeConfigBuilder};
 pub use extract::{
-    AdminAuth, Auth, AuthError, AuthenticatedUser, CsrfForm, CurrentUser, MaybeUser,
+    AdminAuth, Answer, Auth, AuthError, AuthenticatedUser, CsrfForm, CurrentUser, MaybeUser,
     PasswordChange, StrongAuth, SubmitOutcome, safe_redirect_path, session_middleware,
 };
 pub use flow::{Credentials, Flow, FlowKind, Tag};

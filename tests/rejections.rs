@@ -1,0 +1,63 @@
+//! Rejections fit the request (issue 15): a page gets a 303 to the form, a
+//! JSON client a 401 it can read, htmx an `HX-Redirect`; library error
+//! bodies are minimal, with nothing of the demo's in them.
+
+mod common;
+
+use common::{Browser, TestDb, TestServer};
+
+#[actix_web::test]
+async fn a_request_that_must_sign_in_is_answered_as_it_asked() {
+    let server = TestServer::start(TestDb::sqlite());
+    let with = |headers: &[(&str, &str)]| {
+        Browser::with_headers(&server.base, "rememberme-tests/1.0", headers)
+    };
+    let page = with(&[("accept", "text/html,application/xhtml+xml")])
+        .get("/account/devices")
+        .await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), Some("/login?next=%2Faccount%2Fdevices"));
+
+    let json = with(&[("accept", "application/json")])
+        .get("/account/devices")
+        .await;
+    assert_eq!(json.status, 401);
+    let body: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(body["error"], "sign_in_required");
+    assert_eq!(body["location"], "/login?next=%2Faccount%2Fdevices");
+
+    let htmx = with(&[("hx-request", "true")])
+        .get("/account/devices")
+        .await;
+    assert_eq!(htmx.status, 401);
+    assert_eq!(
+        htmx.header("hx-redirect"),
+        Some("/login?next=%2Faccount%2Fdevices")
+    );
+
+    // Signed in by cookie only: the step-up, in the same three ways.
+    let alice = server.add_user("alice", "correct horse", false);
+    let cookie =
+        rememberme::testing::remember_me_cookie(server.stores(), &server.config, alice).unwrap();
+    let mut remembered = with(&[("accept", "application/json")]);
+    remembered.set_cookie(cookie.name(), cookie.value());
+    let json = remembered.get("/account/password").await;
+    assert_eq!(json.status, 401);
+    let body: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(body["error"], "step_up_required");
+}
+
+#[actix_web::test]
+async fn library_error_pages_carry_nothing_of_the_demo() {
+    let server = TestServer::start(TestDb::sqlite());
+    let mut browser = server.browser();
+    browser.get("/login").await;
+    let refused = browser.post("/logout", &[("csrf_token", "forged")]).await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("403 Forbidden"));
+    assert!(
+        !refused.body.contains("/static/") && !refused.body.contains("class="),
+        "{}",
+        refused.body
+    );
+}
