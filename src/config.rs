@@ -5,6 +5,31 @@ use std::time::Duration;
 
 use crate::clock::{CLOCK_SKEW_SECS, Clock, SystemClock};
 
+/// Which header the trusted proxies write the client's address to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, most load balancers). The default.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded`'s `for=` (RFC 7239).
+    Forwarded,
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            other => Err(format!(
+                "unknown header `{other}`: expected x-forwarded-for or forwarded"
+            )),
+        }
+    }
+}
+
 /// The longest validity or maximum lifetime a token can be given: 100 years.
 /// Expiry times are Unix seconds in an `i64`, and computed by the database
 /// too; the cap keeps every sum of them far from overflowing.
@@ -82,6 +107,7 @@ pub struct RememberMeConfig {
     pub(crate) device_cookies: crate::device::DeviceCookies,
     pub(crate) seal_key: crate::token::SealKey,
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    pub(crate) forwarded_header: ForwardedHeader,
 }
 
 impl std::fmt::Debug for RememberMeConfig {
@@ -139,6 +165,7 @@ impl RememberMeConfig {
                 device_cookies: crate::device::DeviceCookies::random(),
                 seal_key: crate::token::SealKey::random(),
                 trusted_proxies: Vec::new(),
+                forwarded_header: ForwardedHeader::XForwardedFor,
             },
         }
     }
@@ -430,7 +457,16 @@ impl RememberMeConfigBuilder {
     /// nothing. Behind a proxy without this, every client shares the
     /// proxy's allowance.
     pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
-        self.config.trusted_proxies = networks.into_iter().collect();
+        self.config.trusted_proxies = networks.into_iter().map(unmapped).collect();
+        self
+    }
+
+    /// The header the trusted proxies write the client's address to:
+    /// `X-Forwarded-For` by default, or `Forwarded`. Only that one is read
+    /// (a proxy that appends to one passes a client's forged other one
+    /// through untouched).
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.config.forwarded_header = header;
         self
     }
 
@@ -461,9 +497,41 @@ impl RememberMeConfigBuilder {
     }
 }
 
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
+/// it maps (`10.0.0.0/8`): client addresses are compared in their IPv4
+/// form, which an IPv6 network never contains.
+fn unmapped(net: ipnet::IpNet) -> ipnet::IpNet {
+    match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(ipnet::IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_ipv6_proxy_networks_are_read_as_ipv4() {
+        let config = RememberMeConfig::builder()
+            .trusted_proxies([
+                "::ffff:10.0.0.0/104".parse().unwrap(),
+                "::ffff:192.0.2.1/128".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ])
+            .build();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+    }
 
     /// Expiry sums (`now + validity`, `created_at + max_lifetime`, in Rust
     /// and in SQL) stay far from `i64::MAX` whatever a site configures.

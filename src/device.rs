@@ -28,7 +28,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::store::{ThrottleKey, UserId};
+pub use crate::store::ThrottleKey;
+use crate::store::UserId;
 
 const PREFIX: &str = "d1.";
 /// Longest cookie value looked at.

@@ -168,14 +168,24 @@ impl ResponseError for AuthError {
                     AuthError::SignInRequired { .. } => "sign_in_required",
                     _ => "step_up_required",
                 };
+                // The answer depends on these request headers: caches must
+                // keep them apart. A 401 names how to authenticate: the
+                // session cookie that the sign-in form gives.
+                let vary = (header::VARY, "Accept, HX-Request");
+                let challenge = (header::WWW_AUTHENTICATE, "Cookie realm=\"sign-in\"");
                 match answer {
                     Answer::Redirect => HttpResponse::SeeOther()
                         .insert_header((header::LOCATION, location.as_str()))
+                        .insert_header(vary)
                         .finish(),
                     Answer::Json => HttpResponse::Unauthorized()
+                        .insert_header(vary)
+                        .insert_header(challenge)
                         .json(serde_json::json!({ "error": code, "location": location })),
                     Answer::Htmx => HttpResponse::Unauthorized()
                         .insert_header(("HX-Redirect", location.as_str()))
+                        .insert_header(vary)
+                        .insert_header(challenge)
                         .finish(),
                 }
             }
@@ -366,11 +376,13 @@ fn has_recent_password(state: &AuthState, config: &crate::RememberMeConfig) -> b
         && config.password_is_recent(state.password_at, config.now())
 }
 
-/// A posted form (`application/x-www-form-urlencoded`) whose `csrf_token`
-/// field matched the session's: a handler that takes its form through this
-/// extractor cannot forget the CSRF check. A missing or wrong token is a
-/// 403 ([`AuthError::Csrf`]) before the form is even parsed; a body that is
-/// not such a form, or over 16 KiB, is a 400 or 413.
+/// A posted form (`application/x-www-form-urlencoded`, UTF-8) whose
+/// `csrf_token` field matched the session's: a handler that takes its form
+/// through this extractor cannot forget the CSRF check. The body is read
+/// up to 16 KiB (a larger one is a 413, refused by its `Content-Length`
+/// before it is read), then a missing or wrong token is a 403
+/// ([`AuthError::Csrf`]) before the form is parsed; another content type
+/// or charset is a 415, a form that does not parse a 400.
 ///
 /// ```
 /// # use rememberme::CsrfForm;
@@ -389,6 +401,41 @@ pub struct CsrfForm<T>(pub T);
 /// Largest form body [`CsrfForm`] reads.
 const FORM_LIMIT: usize = 16 * 1024;
 
+/// Why a request's body is no form [`CsrfForm`] reads, if it is not.
+fn not_a_form(req: &HttpRequest) -> Option<actix_web::Error> {
+    use actix_web::HttpMessage as _;
+    let mime = match req.mime_type() {
+        Ok(Some(mime)) => mime,
+        _ => {
+            return Some(actix_web::error::ErrorUnsupportedMediaType(
+                "expected a form",
+            ));
+        }
+    };
+    let is_form = mime.type_() == mime::APPLICATION && mime.subtype() == mime::WWW_FORM_URLENCODED;
+    let utf8 = mime
+        .get_param(mime::CHARSET)
+        .is_none_or(|charset| charset == mime::UTF_8);
+    if !is_form || !utf8 {
+        return Some(actix_web::error::ErrorUnsupportedMediaType(
+            "expected a UTF-8 form",
+        ));
+    }
+    if req.headers().contains_key(header::CONTENT_ENCODING) {
+        return Some(actix_web::error::ErrorUnsupportedMediaType(
+            "expected an uncompressed form",
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    declared
+        .is_some_and(|n| n > FORM_LIMIT)
+        .then(|| actix_web::error::ErrorPayloadTooLarge("form too large"))
+}
+
 impl<T: serde::de::DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
     type Error = actix_web::Error;
     type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
@@ -399,23 +446,20 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             csrf_token: Option<String>,
         }
         let auth = Auth::from_request(req, payload).into_inner();
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        let body = actix_web::web::Bytes::from_request(req, payload);
+        let refused = not_a_form(req);
+        // The raw stream, read up to the limit: actix's `Bytes` extractor
+        // would buffer up to the app's PayloadConfig (256 KiB by default,
+        // or whatever an upload route set) before any check here.
+        let body = actix_web::web::Payload::from_request(req, payload).into_inner();
         Box::pin(async move {
             let auth = auth?;
-            if !is_form {
-                return Err(actix_web::error::ErrorUnsupportedMediaType(
-                    "expected a form",
-                ));
+            if let Some(refused) = refused {
+                return Err(refused);
             }
-            let body = body.await?;
-            if body.len() > FORM_LIMIT {
-                return Err(actix_web::error::ErrorPayloadTooLarge("form too large"));
-            }
+            let body = body?
+                .to_bytes_limited(FORM_LIMIT)
+                .await
+                .map_err(|_| actix_web::error::ErrorPayloadTooLarge("form too large"))??;
             let Token { csrf_token } =
                 serde_urlencoded::from_bytes(&body).map_err(actix_web::error::ErrorBadRequest)?;
             auth.verify_csrf(csrf_token.as_deref())?;

@@ -95,14 +95,16 @@ mod threads;
 pub mod token;
 
 pub use clock::{CLOCK_SKEW_SECS, Clock, ManualClock, SystemClock};
-pub use config::{Expiry, MAX_TOKEN_LIFETIME, RememberMeConfig, RememberMeConfigBuilder};
+pub use config::{
+    Expiry, ForwardedHeader, MAX_TOKEN_LIFETIME, RememberMeConfig, RememberMeConfigBuilder,
+};
 pub use extract::{
     AdminAuth, Answer, Auth, AuthError, AuthenticatedUser, CsrfForm, CurrentUser, MaybeUser,
     PasswordChange, StrongAuth, SubmitOutcome, safe_redirect_path, session_middleware,
 };
-pub use flow::{Credentials, Flow, FlowKind, Tag};
+pub use flow::{Credentials, Flow, FlowKind};
 pub use middleware::RememberMe;
-pub use session::SignInMethod;
+pub use session::{SignInMethod, Tag};
 pub use store::{Database, DieselStore, Stores};
 
 /// The README's Rust snippets, compiled by `cargo test`.

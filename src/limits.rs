@@ -6,19 +6,27 @@ use std::net::IpAddr;
 use actix_web::HttpRequest;
 use ipnet::IpNet;
 
+use crate::config::ForwardedHeader;
+
 /// The client's address: the socket's peer, unless the peer is a trusted
 /// proxy ([`RememberMeConfigBuilder::trusted_proxies`](crate::RememberMeConfigBuilder::trusted_proxies)):
-/// then the nearest address in `Forwarded` (or else `X-Forwarded-For`) that
-/// is not itself a trusted proxy, read from the right, as each proxy appends
-/// the address it saw. A client cannot forge its way past that: whatever it
-/// writes stands to the left of what the first trusted proxy appended.
-pub(crate) fn client_addr(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+/// then the nearest address in the header the proxies write (one, never
+/// the other: a proxy that appends to one passes a client's forged other
+/// one through) that is not itself a trusted proxy, read from the right, as
+/// each proxy appends the address it saw. A client cannot forge its way
+/// past that: whatever it writes stands to the left of what the first
+/// trusted proxy appended.
+pub(crate) fn client_addr(
+    req: &HttpRequest,
+    trusted: &[IpNet],
+    header: ForwardedHeader,
+) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip().to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let chain = forwarded_chain(req);
+    let chain = forwarded_chain(req, header);
     let mut client = peer;
     for hop in chain.into_iter().rev() {
         client = hop;
@@ -29,11 +37,11 @@ pub(crate) fn client_addr(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr
     Some(client)
 }
 
-/// The addresses a request passed through, oldest first: `Forwarded`'s
-/// `for=` (RFC 7239) if present, else `X-Forwarded-For`. A value that is
-/// not an address (`unknown`, an obfuscated name) ends the chain there,
+/// The addresses a request passed through, oldest first, from `header`
+/// (all its lines, in order). A value that is not an address (`unknown`,
+/// an obfuscated name, an element without `for=`) ends the chain there,
 /// keeping only what stands to its right.
-fn forwarded_chain(req: &HttpRequest) -> Vec<IpAddr> {
+fn forwarded_chain(req: &HttpRequest, header: ForwardedHeader) -> Vec<IpAddr> {
     use actix_web::http::header::{FORWARDED, HeaderName};
     let values = |name: &HeaderName| -> Vec<String> {
         req.headers()
@@ -43,11 +51,9 @@ fn forwarded_chain(req: &HttpRequest) -> Vec<IpAddr> {
             .map(|v| v.trim().to_owned())
             .collect()
     };
-    let forwarded = values(&FORWARDED);
-    let hops: Vec<String> = if forwarded.is_empty() {
-        values(&HeaderName::from_static("x-forwarded-for"))
-    } else {
-        forwarded
+    let hops: Vec<String> = match header {
+        ForwardedHeader::XForwardedFor => values(&HeaderName::from_static("x-forwarded-for")),
+        ForwardedHeader::Forwarded => values(&FORWARDED)
             .iter()
             .map(|element| {
                 element
@@ -58,7 +64,7 @@ fn forwarded_chain(req: &HttpRequest) -> Vec<IpAddr> {
                     })
                     .unwrap_or_default()
             })
-            .collect()
+            .collect(),
     };
     let mut chain = Vec::new();
     for hop in hops.iter().rev() {
@@ -109,7 +115,7 @@ pub(crate) fn ip_throttled(
 ) -> Option<u64> {
     use governor::clock::Clock as _;
     let ip = client_network(
-        client_addr(req, &config.trusted_proxies)?,
+        client_addr(req, &config.trusted_proxies, config.forwarded_header)?,
         config.ip_prefix_v4,
         config.ip_prefix_v6,
     );
@@ -160,59 +166,117 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {
+        use crate::config::ForwardedHeader::{Forwarded, XForwardedFor};
         let trusted: Vec<ipnet::IpNet> =
             vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
-        let addr = |req| client_addr(&req, &trusted).unwrap().to_string();
+        let addr = |req, header| client_addr(&req, &trusted, header).unwrap().to_string();
         let xff = |v| ("x-forwarded-for", v);
         // An untrusted peer's header is ignored.
         assert_eq!(
-            addr(from("203.0.113.5:1", &[xff("198.51.100.1")])),
+            addr(from("203.0.113.5:1", &[xff("198.51.100.1")]), XForwardedFor),
             "203.0.113.5"
         );
         // Behind a trusted proxy: the address it appended.
         assert_eq!(
-            addr(from("10.1.2.3:1", &[xff("198.51.100.1")])),
+            addr(from("10.1.2.3:1", &[xff("198.51.100.1")]), XForwardedFor),
+            "198.51.100.1"
+        );
+        // A mapped IPv6 peer is its IPv4 address.
+        assert_eq!(
+            addr(
+                from("[::ffff:10.1.2.3]:1", &[xff("198.51.100.1")]),
+                XForwardedFor
+            ),
             "198.51.100.1"
         );
         // A forged entry stands left of what the proxy appended: skipped.
         assert_eq!(
-            addr(from("10.1.2.3:1", &[xff("1.2.3.4, 198.51.100.1")])),
+            addr(
+                from("10.1.2.3:1", &[xff("1.2.3.4, 198.51.100.1")]),
+                XForwardedFor
+            ),
             "198.51.100.1"
         );
-        // Two trusted proxies in a row.
+        // Two trusted proxies in a row; several header lines, in order.
         assert_eq!(
-            addr(from(
-                "10.1.2.3:1",
-                &[xff("1.2.3.4, 198.51.100.1, 10.9.9.9")]
-            )),
+            addr(
+                from("10.1.2.3:1", &[xff("1.2.3.4, 198.51.100.1, 10.9.9.9")]),
+                XForwardedFor
+            ),
             "198.51.100.1"
         );
-        // Forwarded (RFC 7239) wins over X-Forwarded-For; IPv6 and ports.
         assert_eq!(
-            addr(from(
-                "[::1]:1",
-                &[
-                    (
+            addr(
+                from("10.1.2.3:1", &[xff("1.2.3.4"), xff("198.51.100.1")]),
+                XForwardedFor
+            ),
+            "198.51.100.1"
+        );
+        // Only the configured header: a client's own Forwarded, passed
+        // through by a proxy that appends X-Forwarded-For, counts for nothing.
+        assert_eq!(
+            addr(
+                from(
+                    "10.1.2.3:1",
+                    &[("forwarded", "for=1.2.3.4"), xff("198.51.100.1")]
+                ),
+                XForwardedFor
+            ),
+            "198.51.100.1"
+        );
+        // Forwarded (RFC 7239) when configured: IPv6 and ports.
+        assert_eq!(
+            addr(
+                from(
+                    "[::1]:1",
+                    &[(
                         "forwarded",
                         "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https"
-                    ),
-                    xff("192.0.2.99")
-                ]
-            )),
+                    )]
+                ),
+                Forwarded
+            ),
             "2001:db8::7"
         );
         assert_eq!(
-            addr(from("10.1.2.3:1", &[("forwarded", "for=192.0.2.60:8080")])),
+            addr(
+                from("10.1.2.3:1", &[("forwarded", "for=192.0.2.60:8080")]),
+                Forwarded
+            ),
             "192.0.2.60"
         );
-        // Garbage ends the chain: the proxy itself is the client then.
-        assert_eq!(addr(from("10.1.2.3:1", &[xff("unknown")])), "10.1.2.3");
-        assert_eq!(addr(from("10.1.2.3:1", &[])), "10.1.2.3");
+        // Garbage ends the chain, and what stands left of it is not read:
+        // the proxy itself is the client then.
+        for header in [xff("unknown"), xff("1.2.3.4, unknown")] {
+            assert_eq!(
+                addr(from("10.1.2.3:1", &[header]), XForwardedFor),
+                "10.1.2.3"
+            );
+        }
+        assert_eq!(
+            addr(
+                from("10.1.2.3:1", &[("forwarded", "for=1.2.3.4, for=_hidden")]),
+                Forwarded
+            ),
+            "10.1.2.3"
+        );
+        assert_eq!(
+            addr(
+                from("10.1.2.3:1", &[("forwarded", "proto=https")]),
+                Forwarded
+            ),
+            "10.1.2.3"
+        );
+        assert_eq!(addr(from("10.1.2.3:1", &[]), XForwardedFor), "10.1.2.3");
         // No trusted proxies (the default): always the peer.
         assert_eq!(
-            client_addr(&from("10.1.2.3:1", &[xff("198.51.100.1")]), &[])
-                .unwrap()
-                .to_string(),
+            client_addr(
+                &from("10.1.2.3:1", &[xff("198.51.100.1")]),
+                &[],
+                XForwardedFor
+            )
+            .unwrap()
+            .to_string(),
             "10.1.2.3"
         );
     }

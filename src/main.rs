@@ -142,6 +142,14 @@ struct ServeArgs {
     /// ignored.
     #[arg(long, env = "REMEMBERME_TRUSTED_PROXIES", value_delimiter = ',', value_parser = network)]
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header those proxies write the client's address to
+    /// (`x-forwarded-for` or `forwarded`); only that one is read.
+    #[arg(
+        long,
+        env = "REMEMBERME_TRUSTED_PROXY_HEADER",
+        default_value = "x-forwarded-for"
+    )]
+    trusted_proxy_header: rememberme::ForwardedHeader,
     /// Seconds a typed password counts for strong pages (admin, password
     /// change, revoking devices) and for minting long-lived tokens.
     #[arg(long, env = "REMEMBERME_REAUTH_WINDOW_SECS", default_value_t = 900)]
@@ -447,6 +455,7 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .ip_attempts_per_minute(args.ip_attempts_per_minute)
         .ip_limit_prefixes(args.ip_limit_v4_prefix, args.ip_limit_v6_prefix)
         .trusted_proxies(args.trusted_proxies.clone())
+        .forwarded_header(args.trusted_proxy_header)
         .reauth_window(Duration::from_secs(args.reauth_window_secs))
         .store_concurrency(args.store_threads.unwrap_or(
             if Backend::from_url(url).sqlite_path().is_some() {

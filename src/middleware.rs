@@ -574,7 +574,8 @@ pub(crate) fn client_info(req: &actix_web::HttpRequest, config: &RememberMeConfi
         .map(|ua| ua.chars().take(256).collect());
     // The socket's peer, or what a trusted proxy says: a header any client
     // can forge must not decide what the audit log records.
-    let ip = crate::limits::client_addr(req, &config.trusted_proxies).map(|ip| ip.to_string());
+    let ip = crate::limits::client_addr(req, &config.trusted_proxies, config.forwarded_header)
+        .map(|ip| ip.to_string());
     ClientInfo { user_agent, ip }
 }
 

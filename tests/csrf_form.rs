@@ -73,6 +73,16 @@ async fn a_form_reaches_its_handler_only_with_the_sessions_csrf_token() {
             FORM,
             413,
         ),
+        (
+            format!("csrf_token={token}&amount=5&to=bob"),
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+            200,
+        ),
+        (
+            format!("csrf_token={token}&amount=5&to=bob"),
+            "application/x-www-form-urlencoded; charset=iso-8859-1",
+            415,
+        ),
     ] {
         let res = test::call_service(&app, post(body.clone(), content_type)).await;
         assert_eq!(
@@ -85,6 +95,20 @@ async fn a_form_reaches_its_handler_only_with_the_sessions_csrf_token() {
             assert_eq!(test::read_body(res).await, "5 to bob");
         }
     }
+    // A body declared larger than the limit is refused before it is read.
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/transfer")
+            .cookie(session.clone())
+            .insert_header(("content-type", FORM))
+            .set_payload(format!("csrf_token={token}&amount=5&to=bob"))
+            .insert_header(("content-length", "100000"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 413);
+    drop(res);
     // Without the session, the token is worth nothing.
     let res = test::call_service(
         &app,

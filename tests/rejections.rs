@@ -26,6 +26,8 @@ async fn a_request_that_must_sign_in_is_answered_as_it_asked() {
     assert_eq!(body["error"], "sign_in_required");
     assert_eq!(body["location"], "/login?next=%2Faccount%2Fdevices");
 
+    assert_eq!(json.header("vary"), Some("Accept, HX-Request"));
+    assert!(json.header("www-authenticate").is_some());
     let htmx = with(&[("hx-request", "true")])
         .get("/account/devices")
         .await;
