@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::session::{SignInMethod, Tag};
 use crate::store::UserId;
@@ -75,11 +75,8 @@ impl AccessTokens {
     /// other's tokens. The derivation separates this use from any other use
     /// of the same secret.
     pub fn from_secret(secret: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"rememberme access token key v1\0");
-        hasher.update(secret);
         Self {
-            key: hasher.finalize().into(),
+            key: crate::token::derive_key("rememberme access token key v1", secret),
         }
     }
 

@@ -26,7 +26,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 pub use crate::store::ThrottleKey;
 use crate::store::UserId;
@@ -86,11 +86,8 @@ impl DeviceCookies {
     /// A signer whose key is derived from `secret`; the derivation keeps
     /// this use apart from any other use of the same secret.
     pub fn from_secret(secret: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"rememberme device cookie key v1\0");
-        hasher.update(secret);
         Self {
-            key: hasher.finalize().into(),
+            key: crate::token::derive_key("rememberme device cookie key v1", secret),
         }
     }
 

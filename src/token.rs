@@ -130,11 +130,19 @@ impl SealKey {
     /// A key derived from `secret` (kept apart from any other use of it),
     /// so instances sharing the secret open each other's seals.
     pub fn from_secret(secret: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"rememberme grace seal key v1\0");
-        hasher.update(secret);
-        Self(hasher.finalize().into())
+        Self(derive_key("rememberme grace seal key v1", secret))
     }
+}
+
+/// A 32-byte key for one use of a server secret: SHA-256 over the use's
+/// label, a NUL, and the secret, so keys of different uses never coincide
+/// (the access tokens', the device cookies', the grace seals').
+pub(crate) fn derive_key(label: &str, secret: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(label.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(secret);
+    hasher.finalize().into()
 }
 
 impl fmt::Debug for SealKey {

@@ -22,6 +22,23 @@ on_both_backends!(
     theft_handling_is_all_or_nothing,
 );
 
+/// The stores on `db`, and a user `alice` (no password: these tests sign
+/// in by cookie only).
+fn stores_with_alice(db: &TestDb) -> (Database, Stores, rememberme::store::UserId) {
+    let database = Database::connect(&db.url, 4).unwrap();
+    let stores = Stores::from_one(DieselStore::new(database.clone()));
+    let alice = stores
+        .users
+        .create(rememberme::store::NewUser {
+            username: "alice",
+            password_hash: "$argon2id$unused",
+            is_admin: false,
+            now: 0,
+        })
+        .unwrap();
+    (database, stores, alice)
+}
+
 /// A custom login flow whose step after the identifying one fails: the
 /// rotation committed, so its cookie reaches the client all the same.
 async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
@@ -43,17 +60,7 @@ async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: Te
             Err(StoreError::Query("the app's step failed".into()))
         }
     }
-    let database = Database::connect(&db.url, 4).unwrap();
-    let stores = Stores::from_one(DieselStore::new(database.clone()));
-    let alice = stores
-        .users
-        .create(rememberme::store::NewUser {
-            username: "alice",
-            password_hash: "$argon2id$unused",
-            is_admin: false,
-            now: 0,
-        })
-        .unwrap();
+    let (database, stores, alice) = stores_with_alice(&db);
     let config = RememberMeConfig::default();
     let login = Flow::new(FlowKind::Login)
         .step(
@@ -111,17 +118,7 @@ async fn an_error_page_still_carries_the_rotated_cookie(db: TestDb) {
         #[allow(dead_code)]
         q: u32,
     }
-    let database = Database::connect(&db.url, 4).unwrap();
-    let stores = Stores::from_one(DieselStore::new(database.clone()));
-    let alice = stores
-        .users
-        .create(rememberme::store::NewUser {
-            username: "alice",
-            password_hash: "$argon2id$unused",
-            is_admin: false,
-            now: 0,
-        })
-        .unwrap();
+    let (database, stores, alice) = stores_with_alice(&db);
     let config = RememberMeConfig::default();
     let layer = RememberMe::new(stores.clone(), config.clone());
     let key = actix_web::cookie::Key::generate();
