@@ -127,7 +127,7 @@ mod tests {
 
     fn claims(exp: i64) -> AccessClaims {
         AccessClaims {
-            sub: 7,
+            sub: UserId::from(7),
             epoch: 1,
             tags: vec![Tag::WeakAuthentication],
             method: SignInMethod::RememberMe,
@@ -154,7 +154,7 @@ mod tests {
             let (_, tag) = token.rsplit_once('.').unwrap();
             let body = URL_SAFE_NO_PAD.encode(
                 serde_json::to_vec(&AccessClaims {
-                    sub: 1,
+                    sub: UserId::from(1),
                     ..claims(100)
                 })
                 .unwrap(),

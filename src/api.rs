@@ -242,7 +242,7 @@ async fn run_flow(
     let now = config.now();
     let has_password = input.credentials.is_some();
     let job = move || {
-        let mut state = flow.start(input.known.as_ref().map(|(u, t)| (*u, t)));
+        let mut state = flow.start(input.known.as_ref().map(|(u, t)| (u.clone(), t)));
         if input.activate_issue {
             state.activate(ISSUE);
         }
@@ -257,9 +257,13 @@ async fn run_flow(
         // The step read the user already (with the token, or with the
         // credentials); only a flow that did not is read again.
         let epoch = match &progress {
-            Progress::Complete { user, .. } => match ctx.user.take().filter(|u| u.id == *user) {
-                Some(loaded) => Some(loaded.auth_epoch),
-                None => stores.users.auth_epoch(*user)?,
+            Progress::Complete { user, .. } => match ctx.epoch.take() {
+                Some(epoch) => Some(epoch),
+                None => stores
+                    .users
+                    .find_by_id(user)?
+                    .map(|_| stores.state.auth_epoch(user))
+                    .transpose()?,
             },
             _ => None,
         };
@@ -342,13 +346,13 @@ fn token_response(
 }
 
 /// Records an API event through the layer's audit queue, off the request.
-fn audit(auth: &RequestAuth, kind: AuditKind, user: UserId, client: &ClientInfo, detail: &str) {
+fn audit(auth: &RequestAuth, kind: AuditKind, user: &UserId, client: &ClientInfo, detail: &str) {
     audit_off_the_request(
         &auth.shared,
         OwnedAudit {
             at: auth.shared.config.now(),
             kind,
-            user: Some(user),
+            user: Some(user.clone()),
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
             detail: detail.to_owned(),
@@ -408,7 +412,7 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
                 return Err(password_required());
             }
             let mut input = FlowInput::new(FlowKind::StepUp);
-            input.known = Some((claims.sub, claims.tags.iter().copied().collect()));
+            input.known = Some((claims.sub.clone(), claims.tags.iter().copied().collect()));
             input.activate_issue = true;
             input.password_at = claims.pwd_at;
             (input, Some(claims))
@@ -444,7 +448,8 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
                     device_token: None,
                 },
                 None => {
-                    audit(&auth, AuditKind::PasswordSignIn, user, &client, "api");
+                    audit(&auth, AuditKind::PasswordSignIn, &user, &client, "api");
+                    let device_token = config.device_cookies.issue(&user, config.now());
                     Grant {
                         user,
                         epoch,
@@ -453,7 +458,7 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
                         device: device_key,
                         pwd_at: ran.password_at,
                         not_after: None,
-                        device_token: Some(config.device_cookies.issue(user, config.now())),
+                        device_token: Some(device_token),
                     }
                 }
             };
@@ -514,7 +519,7 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
                 audit(
                     &auth,
                     AuditKind::RememberMeSignIn,
-                    user,
+                    &user,
                     &client,
                     "api refresh",
                 );
@@ -559,14 +564,14 @@ async fn verify_bearer(auth: &RequestAuth, token: &str) -> Result<AccessClaims, 
         }
         _ => ApiError::unauthorized("invalid_token", "The access token is not valid."),
     })?;
-    let users = auth.shared.stores.users.clone();
-    let sub = claims.sub;
+    let state = auth.shared.stores.state.clone();
+    let sub = claims.sub.clone();
     let epoch = auth
         .shared
-        .run_blocking(move || users.auth_epoch(sub))
+        .run_blocking(move || state.auth_epoch(&sub))
         .await
         .map_err(internal)??;
-    if epoch != Some(claims.epoch) {
+    if epoch != claims.epoch {
         return Err(ApiError::unauthorized(
             "token_revoked",
             "The access token was revoked. Sign in again.",
@@ -604,16 +609,16 @@ async fn logout(
         None => None,
     };
     let stores = auth.shared.stores.clone();
-    let (user, device) = (claims.sub, claims.device.clone());
+    let (user, device) = (claims.sub.clone(), claims.device.clone());
     let revoked = auth
         .shared
         .run_blocking(move || {
             let mut revoked = 0;
-            for token in stores.tokens.list_for_user(user)? {
+            for token in stores.tokens.list_for_user(&user)? {
                 let named = series.as_ref() == Some(&token.series_hash);
                 let this_device =
                     series.is_none() && device.is_some() && token.device_key == device;
-                if (named || this_device) && stores.tokens.delete_by_id(token.id, Some(user))? {
+                if (named || this_device) && stores.tokens.delete_by_id(token.id, Some(&user))? {
                     revoked += 1;
                 }
             }
@@ -621,11 +626,11 @@ async fn logout(
         })
         .await
         .map_err(internal)??;
-    tracing::info!(user_id = claims.sub, revoked, "API logout");
+    tracing::info!(user_id = %claims.sub, revoked, "API logout");
     audit(
         &auth,
         AuditKind::Logout,
-        claims.sub,
+        &claims.sub,
         &client_info(&req, &auth.shared.config),
         "api",
     );
@@ -636,10 +641,10 @@ async fn me(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let auth = layer(&req)?;
     let claims = bearer_claims(&req, &auth).await?;
     let users = auth.shared.stores.users.clone();
-    let sub = claims.sub;
+    let sub = claims.sub.clone();
     let user = auth
         .shared
-        .run_blocking(move || users.find_by_id(sub))
+        .run_blocking(move || users.find_by_id(&sub))
         .await
         .map_err(internal)??
         .ok_or_else(|| ApiError::unauthorized("token_revoked", "The user is gone."))?;
@@ -652,6 +657,7 @@ async fn me(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             "method": match claims.method {
                 SignInMethod::Password => "password",
                 SignInMethod::RememberMe => "long_lived_token",
+                SignInMethod::App => "app",
             },
             "tags": claims.tags,
             "device_key": claims.device,

@@ -9,7 +9,7 @@
 //! that never signed in as that user, while the user's own browsers (and
 //! app devices) keep signing in.
 //!
-//! The cookie is `d1.<user>.<issued_at>.<nonce>.<mac>`: the user id and the
+//! The cookie is `d2.<user>.<issued_at>.<nonce>.<mac>`: the user id (base64url) and the
 //! issue time in decimal, a 128-bit random nonce in unpadded base64url, and
 //! an HMAC-SHA256 over the rest with a key only the server knows. Nothing
 //! is stored for it; it holds no secret of the user.
@@ -31,7 +31,7 @@ use sha2::Sha256;
 pub use crate::store::ThrottleKey;
 use crate::store::UserId;
 
-const PREFIX: &str = "d1.";
+const PREFIX: &str = "d2.";
 /// Longest cookie value looked at.
 const MAX_LEN: usize = 256;
 /// How long a device cookie is honoured: a year. A browser that signs in
@@ -96,10 +96,10 @@ impl DeviceCookies {
     }
 
     /// A new device cookie value for `user`, issued at `now`.
-    pub fn issue(&self, user: UserId, now: i64) -> String {
+    pub fn issue(&self, user: &UserId, now: i64) -> String {
         let mut nonce = [0u8; 16];
         rand::fill(&mut nonce);
-        let mut out = format!("{PREFIX}{user}.{now}.");
+        let mut out = format!("{PREFIX}{}.{now}.", user.to_field());
         URL_SAFE_NO_PAD.encode_string(nonce, &mut out);
         let mut mac = self.mac();
         mac.update(out.as_bytes());
@@ -121,7 +121,7 @@ impl DeviceCookies {
         mac.update(signed.as_bytes());
         mac.verify_slice(&tag).ok()?;
         let mut parts = signed[PREFIX.len()..].splitn(3, '.');
-        let user: UserId = parts.next()?.parse().ok()?;
+        let user = UserId::from_field(parts.next()?)?;
         let issued_at: i64 = parts.next()?.parse().ok()?;
         let nonce: [u8; 16] = URL_SAFE_NO_PAD
             .decode(parts.next()?)
@@ -142,9 +142,9 @@ mod tests {
     #[test]
     fn a_device_cookie_verifies_for_its_user_until_it_is_a_year_old() {
         let signer = DeviceCookies::from_secret(b"secret");
-        let value = signer.issue(7, 1000);
+        let value = signer.issue(&UserId::from(7), 1000);
         let device = signer.verify(value.as_bytes(), 1000).expect("valid");
-        assert_eq!(device.user, 7);
+        assert_eq!(device.user, UserId::from(7));
         assert!(
             signer.verify(value.as_bytes(), 940).is_some(),
             "a clock a minute behind"
@@ -159,7 +159,7 @@ mod tests {
             signer.verify(value.as_bytes(), last + 1).is_none(),
             "too old"
         );
-        let other = signer.issue(7, 1000);
+        let other = signer.issue(&UserId::from(7), 1000);
         assert_ne!(
             signer
                 .verify(other.as_bytes(), 1000)
@@ -173,10 +173,10 @@ mod tests {
     #[test]
     fn forged_foreign_and_malformed_device_cookies_are_refused() {
         let signer = DeviceCookies::from_secret(b"secret");
-        let value = signer.issue(7, 1000);
+        let value = signer.issue(&UserId::from(7), 1000);
         let (signed, tag) = value.rsplit_once('.').unwrap();
-        let other_user = format!("{}.{tag}", signed.replacen("d1.7.", "d1.8.", 1));
-        let foreign = DeviceCookies::from_secret(b"other").issue(7, 1000);
+        let other_user = format!("{}.{tag}", signed.replacen("d2.Nw.", "d2.OA.", 1));
+        let foreign = DeviceCookies::from_secret(b"other").issue(&UserId::from(7), 1000);
         let mut flipped = value.clone().into_bytes();
         flipped[6] ^= 1;
         for bad in [
@@ -184,8 +184,8 @@ mod tests {
             foreign.into_bytes(),
             flipped,
             Vec::new(),
-            b"d1.".to_vec(),
-            b"d1.7.1000.AAAA.AAAA".to_vec(),
+            b"d2.".to_vec(),
+            b"d2.Nw.1000.AAAA.AAAA".to_vec(),
             vec![0xff; 40],
             "d".repeat(5000).into_bytes(),
         ] {

@@ -19,13 +19,17 @@ use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
 use crate::threads::JobFailed;
 use crate::token::{RememberCookie, SecretHash};
 
+#[path = "extract/sign_in.rs"]
+mod sign_in;
+pub use sign_in::{SignIn, SignedIn};
+
 const FLOW_KEY: &str = "rm.flow";
 const CSRF_KEY: &str = "rm.csrf";
 
 /// A signed-in user as the request sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedUser {
-    /// Primary key.
+    /// The app's id of the user.
     pub id: UserId,
     /// Login name.
     pub username: String,
@@ -52,7 +56,7 @@ impl AuthenticatedUser {
 impl From<&AuthState> for AuthenticatedUser {
     fn from(state: &AuthState) -> Self {
         Self {
-            id: state.user_id,
+            id: state.user_id.clone(),
             username: state.username.clone(),
             is_admin: state.is_admin,
             tags: state.tags.clone(),
@@ -630,7 +634,7 @@ impl Auth {
                 // session proved before.
                 let mut tags = state.tags.clone();
                 tags.remove(&Tag::PasswordVerified);
-                Ok(flow.start(Some((state.user_id, &tags))))
+                Ok(flow.start(Some((state.user_id.clone(), &tags))))
             }
         }
     }
@@ -668,7 +672,7 @@ impl Auth {
             _ => self.start_state(kind)?,
         };
         // A step-up is for the user signed in now, never another.
-        if kind == FlowKind::StepUp && state.user() != self.user().map(|u| u.id) {
+        if kind == FlowKind::StepUp && state.user() != self.user().map(|u| u.id).as_ref() {
             state = self.start_state(kind)?;
         }
         let shared = &self.auth.shared;
@@ -706,15 +710,7 @@ impl Auth {
                 let progress = flow.advance(&mut state, &mut ctx)?;
                 let mut new_state = None;
                 if let Progress::Complete { user, tags } = &progress {
-                    // The browser still carries another user's series: revoke it,
-                    // so the previous user's cookie does not outlive this sign-in.
-                    if let Some(series) = ctx.browser_series.take()
-                        && let Some(record) = stores.tokens.find_by_series(&series)?
-                        && record.user_id != *user
-                    {
-                        stores.tokens.delete_series(&series)?;
-                        ctx.cookie_change.get_or_insert(CookieChange::Remove);
-                    }
+                    drop_foreign_series(&mut ctx, user)?;
                     let (method, series, signed_in_at) = match (kind, previous) {
                         (FlowKind::StepUp, Some((method, series, signed_in_at))) => (
                             method,
@@ -728,23 +724,22 @@ impl Auth {
                         Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
                         _ => series,
                     };
-                    let loaded = ctx.user.take();
-                    new_state =
-                        new_auth_state(&stores, *user, loaded, tags.clone(), method, now, series)?
-                            .map(|state| AuthState {
-                                password_at: ctx.password_at,
-                                // A step-up confirms the session; it never
-                                // restarts its absolute lifetime.
-                                signed_in_at: signed_in_at.unwrap_or(state.signed_in_at),
-                                ..state
-                            });
+                    new_state = new_auth_state(&mut ctx, user, tags.clone(), method, series)?.map(
+                        |state| AuthState {
+                            password_at: ctx.password_at,
+                            // A step-up confirms the session; it never
+                            // restarts its absolute lifetime.
+                            signed_in_at: signed_in_at.unwrap_or(state.signed_in_at),
+                            ..state
+                        },
+                    );
                     stores.audit(NewAuditEvent {
                         at: now,
                         kind: match kind {
                             FlowKind::Login => AuditKind::PasswordSignIn,
                             FlowKind::StepUp => AuditKind::StepUp,
                         },
-                        user_id: Some(*user),
+                        user_id: Some(user),
                         ip: client.ip.as_deref(),
                         user_agent: client.user_agent.as_deref(),
                         detail: "",
@@ -766,7 +761,7 @@ impl Auth {
                     // failures spend a budget of their own (see `device`).
                     let config = &self.auth.shared.config;
                     *self.auth.device_cookie.borrow_mut() =
-                        Some(config.device_cookies.issue(new_state.user_id, now));
+                        Some(config.device_cookies.issue(&new_state.user_id, now));
                 }
                 start_session(&self.session, &new_state);
                 let user = AuthenticatedUser::from(&new_state);
@@ -821,7 +816,7 @@ impl Auth {
                 stores.audit(NewAuditEvent {
                     at: now,
                     kind: AuditKind::Logout,
-                    user_id: user,
+                    user_id: user.as_ref(),
                     ip: client.ip.as_deref(),
                     user_agent: client.user_agent.as_deref(),
                     detail: "",
@@ -861,17 +856,17 @@ impl Auth {
         let stores = self.stores().clone();
         let event = self.audit_event(
             AuditKind::TokenRevoked,
-            owner,
+            owner.clone(),
             format!("token #{id} {}", self.actor()),
         );
         blocking(&self.auth.shared, move || {
-            let owner_of = match owner {
-                Some(owner) => Some(owner),
+            let owner_of = match &owner {
+                Some(owner) => Some(owner.clone()),
                 None => stores.tokens.find_owner(id)?,
             };
-            let revoked = stores.tokens.delete_by_id(id, owner)?;
+            let revoked = stores.tokens.delete_by_id(id, owner.as_ref())?;
             if revoked {
-                stores.audit(event.borrowed(owner_of));
+                stores.audit(event.borrowed(owner_of.as_ref()));
             }
             Ok(revoked)
         })
@@ -883,17 +878,22 @@ impl Auth {
     /// check (this one included, if it is that user's).
     pub async fn revoke_all(&self, user: UserId) -> Result<usize, AuthError> {
         let stores = self.stores().clone();
-        let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user), String::new());
+        let event = self.audit_event(
+            AuditKind::SignOutEverywhere,
+            Some(user.clone()),
+            String::new(),
+        );
         let actor = self.actor();
+        let revoked = user.clone();
         let n = blocking(&self.auth.shared, move || {
             // One transaction: no state with the tokens gone but the
             // sessions alive, or without its audit row.
             let detail = format!("every token revoked {actor}");
             stores.revoke_everything(
-                user,
+                &revoked,
                 NewAuditEvent {
                     detail: &detail,
-                    ..event.borrowed(Some(user))
+                    ..event.borrowed(None)
                 },
             )
         })
@@ -915,18 +915,22 @@ impl Auth {
         let stores = self.stores().clone();
         let config = self.auth.shared.config.clone();
         let now = config.now();
-        let event = self.audit_event(AuditKind::SignOutEverywhere, Some(user), String::new());
+        let event = self.audit_event(
+            AuditKind::SignOutEverywhere,
+            Some(user.clone()),
+            String::new(),
+        );
         let done = blocking(&self.auth.shared, move || {
             // Only a session still under the current epoch may move to the
             // next one: a revoked session must not adopt it and live on.
-            let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
+            let Some(new_epoch) = stores.state.bump_epoch_from(&user, epoch)? else {
                 return Ok(None);
             };
-            let n = delete_tokens_except(&stores, &config, now, user, keep.as_deref())?;
+            let n = delete_tokens_except(&stores, &config, now, &user, keep.as_deref())?;
             let detail = format!("other devices: {n} token(s) revoked");
             stores.audit(NewAuditEvent {
                 detail: &detail,
-                ..event.borrowed(Some(user))
+                ..event.borrowed(None)
             });
             Ok(Some((n, new_epoch)))
         })
@@ -958,7 +962,11 @@ impl Auth {
         let config = self.auth.shared.config.clone();
         let now = config.now();
         let client = client_info(&self.req, &self.auth.shared.config);
-        let event = self.audit_event(AuditKind::PasswordChanged, Some(user), String::new());
+        let event = self.audit_event(
+            AuditKind::PasswordChanged,
+            Some(user.clone()),
+            String::new(),
+        );
         let _permit = self
             .auth
             .shared
@@ -974,7 +982,7 @@ impl Auth {
             .run_with_argon2(move || {
                 let mut ctx = StepContext::new(&stores, &config, now, &client);
                 ctx.device = device;
-                let who = crate::flow::Who::Known(user);
+                let who = crate::flow::Who::Known(&user);
                 match check_password(&mut ctx, who, &current_password, "password change")? {
                     PasswordCheck::Verified(_) => {}
                     PasswordCheck::Wrong => return Ok(Some(Err(PasswordChange::WrongPassword))),
@@ -982,16 +990,16 @@ impl Auth {
                         return Ok(Some(Err(PasswordChange::Throttled { retry_after_secs })));
                     }
                 }
-                let Some(new_epoch) = stores.users.bump_epoch_from(user, epoch)? else {
+                let Some(new_epoch) = stores.state.bump_epoch_from(&user, epoch)? else {
                     return Ok(None);
                 };
-                let hash = crate::flow::hash_password(&new_password);
-                stores.users.set_password_hash(user, &hash)?;
-                let n = delete_tokens_except(&stores, &config, now, user, keep.as_deref())?;
+                // The app's directory hashes and stores it, in its scheme.
+                stores.users.set_password(&user, &new_password)?;
+                let n = delete_tokens_except(&stores, &config, now, &user, keep.as_deref())?;
                 let detail = format!("{n} other token(s) revoked");
                 stores.audit(NewAuditEvent {
                     detail: &detail,
-                    ..event.borrowed(Some(user))
+                    ..event.borrowed(None)
                 });
                 Ok::<_, StoreError>(Some(Ok(new_epoch)))
             })
@@ -1019,7 +1027,7 @@ impl Auth {
             .state
             .borrow()
             .as_ref()
-            .map(|s| (s.user_id, s.epoch))
+            .map(|s| (s.user_id.clone(), s.epoch))
             .ok_or(AuthError::Forbidden)
     }
 
@@ -1078,7 +1086,7 @@ fn delete_tokens_except(
     stores: &crate::store::Stores,
     config: &crate::RememberMeConfig,
     now: i64,
-    user: UserId,
+    user: &UserId,
     keep: Option<&[u8]>,
 ) -> Result<usize, StoreError> {
     let keep = match keep {
@@ -1097,6 +1105,20 @@ fn delete_tokens_except(
 }
 
 /// Runs store work on the layer's store threads.
+/// The browser still carries another user's series (one the issuing step
+/// did not replace): revoke it, so the previous user's cookie does not
+/// outlive this sign-in. Blocking.
+fn drop_foreign_series(ctx: &mut StepContext<'_>, user: &UserId) -> Result<(), StoreError> {
+    if let Some(series) = ctx.browser_series.take()
+        && let Some(record) = ctx.stores.tokens.find_by_series(&series)?
+        && record.user_id != *user
+    {
+        ctx.stores.tokens.delete_series(&series)?;
+        ctx.cookie_change.get_or_insert(CookieChange::Remove);
+    }
+    Ok(())
+}
+
 async fn blocking<T: Send + 'static>(
     shared: &crate::middleware::Shared,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,

@@ -31,6 +31,7 @@
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, Responder, cookie::Key, get};
+//! use rememberme::store::UsersTable;
 //! use rememberme::{CurrentUser, Database, DieselStore, RememberMe, RememberMeConfig, Stores};
 //!
 //! #[get("/")]
@@ -41,7 +42,9 @@
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let db = Database::connect("sqlite://app.db", 8).expect("database");
-//!     let stores = Stores::from_one(DieselStore::new(db.clone()));
+//!     // The app's users: a ready table here, or its own `UserDirectory`.
+//!     let users = UsersTable::open(db.clone()).expect("users table");
+//!     let stores = Stores::new(DieselStore::new(db.clone()), users);
 //!     let config = RememberMeConfig::builder().build();
 //!     let key = Key::generate(); // load a persistent key in production
 //!     // Built once and cloned into each worker: its limits are shared.
@@ -87,6 +90,7 @@ mod extract;
 pub mod flow;
 mod limits;
 mod middleware;
+pub mod password;
 mod session;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -100,12 +104,13 @@ pub use config::{
 };
 pub use extract::{
     AdminAuth, Answer, Auth, AuthError, AuthenticatedUser, CsrfForm, CurrentUser, MaybeUser,
-    PasswordChange, StrongAuth, SubmitOutcome, safe_redirect_path, session_middleware,
+    PasswordChange, SignIn, SignedIn, StrongAuth, SubmitOutcome, safe_redirect_path,
+    session_middleware,
 };
 pub use flow::{Credentials, Flow, FlowKind};
 pub use middleware::RememberMe;
 pub use session::{SignInMethod, Tag};
-pub use store::{Database, DieselStore, Stores};
+pub use store::{Database, DieselStore, Stores, User, UserDirectory, UserId};
 
 /// The README's Rust snippets, compiled by `cargo test`.
 #[cfg(doctest)]

@@ -8,7 +8,7 @@ use actix_web::cookie::Key;
 use actix_web::{HttpServer, rt};
 use clap::{Args, Parser, Subcommand};
 use rememberme::demo::{Site, app};
-use rememberme::store::{Backend, NewUser, StoreError};
+use rememberme::store::{Backend, StoreError, UsersTable};
 use rememberme::{Database, DieselStore, Expiry, RememberMeConfig, Stores};
 
 #[derive(Parser, Debug)]
@@ -242,10 +242,11 @@ fn network(value: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("`{value}` is not an address or a CIDR network"))
 }
 
-fn open(url: &str, pool_size: u32) -> Result<DieselStore, String> {
-    Database::connect(url, pool_size)
-        .map(DieselStore::new)
-        .map_err(|e| e.to_string())
+/// The crate's tables and the demo's users table on `url`, migrated.
+fn open(url: &str, pool_size: u32) -> Result<(DieselStore, UsersTable), String> {
+    let db = Database::connect(url, pool_size).map_err(|e| e.to_string())?;
+    let users = UsersTable::open(db.clone()).map_err(|e| e.to_string())?;
+    Ok((DieselStore::new(db), users))
 }
 
 fn now() -> i64 {
@@ -256,7 +257,6 @@ fn now() -> i64 {
 }
 
 fn add_user(url: &str, name: &str, admin: bool) -> Result<(), String> {
-    use rememberme::store::UserStore as _;
     let name = name.trim();
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         return Err("a username is 1 to 64 characters, without control characters".into());
@@ -274,14 +274,8 @@ fn add_user(url: &str, name: &str, admin: bool) -> Result<(), String> {
     if password.len() < 8 {
         return Err("the password must have at least 8 characters".into());
     }
-    let store = open(url, 1)?;
-    let hash = rememberme::flow::hash_password(password);
-    match store.create(NewUser {
-        username: name,
-        password_hash: &hash,
-        is_admin: admin,
-        now: now(),
-    }) {
+    let (_, users) = open(url, 1)?;
+    match users.create(name, password, admin) {
         Ok(id) => {
             eprintln!(
                 "user {name} created (id {id}{})",
@@ -295,13 +289,14 @@ fn add_user(url: &str, name: &str, admin: bool) -> Result<(), String> {
 }
 
 fn set_admin(url: &str, name: &str, admin: bool) -> Result<(), String> {
-    use rememberme::store::UserStore as _;
-    let store = open(url, 1)?;
-    let user = store
-        .find_by_username(name)
+    let (_, users) = open(url, 1)?;
+    let user = users
+        .find_by_name(name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user {name}"))?;
-    store.set_admin(user.id, admin).map_err(|e| e.to_string())?;
+    users
+        .set_admin(&user.id, admin)
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "{name} is {}an admin; open sessions see it at their next check",
         if admin { "" } else { "no longer " }
@@ -315,8 +310,8 @@ fn atty_stdin() -> bool {
 }
 
 fn purge(url: &str, lockout_secs: u64) -> Result<(), String> {
-    use rememberme::store::{TokenStore as _, UserStore as _};
-    let store = open(url, 1)?;
+    use rememberme::store::{StateStore as _, TokenStore as _};
+    let (store, _) = open(url, 1)?;
     let n = store.purge_expired(now()).map_err(|e| e.to_string())?;
     eprintln!("{n} expired token(s) deleted");
     // Never a counter that may still throttle (a lockout longer than the
@@ -333,19 +328,36 @@ fn purge(url: &str, lockout_secs: u64) -> Result<(), String> {
 const FAILURE_RETENTION_SECS: i64 = 24 * 3600;
 
 fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {
-    use rememberme::store::TokenStore as _;
-    let store = open(url, 1)?;
-    let rows = store.list(user, 0, i64::MAX).map_err(|e| e.to_string())?;
+    use rememberme::store::{TokenStore as _, UserDirectory as _};
+    let (store, users) = open(url, 1)?;
+    let user = match user {
+        Some(name) => Some(
+            users
+                .find_by_name(name)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user {name}"))?
+                .id,
+        ),
+        None => None,
+    };
+    let rows = store
+        .list(user.as_ref(), 0, i64::MAX)
+        .map_err(|e| e.to_string())?;
+    let mut names = std::collections::HashMap::new();
     println!(
         "{:>6}  {:<20} {:<20} {:<16} {:<16} user agent",
         "id", "user", "expires (unix)", "last used", "ip"
     );
-    for row in &rows {
-        let t = &row.token;
+    for t in &rows {
+        if !names.contains_key(&t.user_id) {
+            let name = users.find_by_id(&t.user_id).map_err(|e| e.to_string())?;
+            let name = name.map_or_else(|| format!("#{}", t.user_id), |u| u.username);
+            names.insert(t.user_id.clone(), name);
+        }
         println!(
             "{:>6}  {:<20} {:<20} {:<16} {:<16} {}",
             t.id,
-            row.username,
+            names[&t.user_id],
             t.expires_at,
             t.last_used_at,
             t.ip.as_deref().unwrap_or("-"),
@@ -362,20 +374,20 @@ fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {
 }
 
 fn revoke_tokens(url: &str, name: &str) -> Result<(), String> {
-    use rememberme::store::{AuditKind, NewAuditEvent, UserStore as _};
-    let store = open(url, 1)?;
-    let user = store
-        .find_by_username(name)
+    use rememberme::store::{AuditKind, NewAuditEvent};
+    let (store, users) = open(url, 1)?;
+    let user = users
+        .find_by_name(name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user {name}"))?;
     // Tokens, epoch and audit row in one transaction.
-    let n = Stores::from_one(store)
+    let n = Stores::new(store, users)
         .revoke_everything(
-            user.id,
+            &user.id,
             NewAuditEvent {
                 at: now(),
                 kind: AuditKind::SignOutEverywhere,
-                user_id: Some(user.id),
+                user_id: Some(&user.id),
                 ip: None,
                 user_agent: None,
                 detail: "every token revoked from the command line",
@@ -428,16 +440,16 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         .session_key_file
         .clone()
         .unwrap_or_else(|| default_key_path(url));
-    let store = Database::connect_with_timeout(
+    let database = Database::connect_with_timeout(
         url,
         args.db_pool_size,
         Duration::from_secs(args.db_timeout_secs.max(1)),
     )
-    .map(DieselStore::new)
     .map_err(|e| e.to_string())?;
+    let users = UsersTable::open(database.clone()).map_err(|e| e.to_string())?;
     let key = session_key(&key_path)?;
     if args.seed_demo_users {
-        seed_demo_users(&store)?;
+        seed_demo_users(&users)?;
     }
     let mut builder = RememberMeConfig::builder();
     if let Some(n) = args.password_concurrency {
@@ -472,9 +484,8 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     }
     // Computes the dummy hash used for unknown usernames now, so the first
     // such sign-in is not slower than a real one.
-    rememberme::flow::verify_password_work(None, "");
-    let database = store.database().clone();
-    let stores = Stores::from_one(store);
+    rememberme::password::dummy_hash();
+    let stores = Stores::new(DieselStore::new(database.clone()), users);
     let site = Site::new(stores.clone(), config, key);
     let closing = site.clone();
     let served = rt::System::new().block_on(async move {
@@ -520,26 +531,20 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
 /// remember-me layer, and then of the database.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
-fn seed_demo_users(store: &DieselStore) -> Result<(), String> {
-    use rememberme::store::UserStore as _;
+fn seed_demo_users(users: &UsersTable) -> Result<(), String> {
     for (name, password, admin) in [
         ("alice", "alice-password", false),
         ("admin", "admin-password", true),
     ] {
-        if store
-            .find_by_username(name)
+        if users
+            .find_by_name(name)
             .map_err(|e| e.to_string())?
             .is_some()
         {
             continue;
         }
-        store
-            .create(NewUser {
-                username: name,
-                password_hash: &rememberme::flow::hash_password(password),
-                is_admin: admin,
-                now: now(),
-            })
+        users
+            .create(name, password, admin)
             .map_err(|e| e.to_string())?;
         tracing::warn!(
             username = name,
@@ -564,7 +569,7 @@ async fn purge_periodically(
             let now = now();
             let tokens = stores.tokens.purge_expired(now)?;
             stores
-                .users
+                .state
                 .purge_failures(now - FAILURE_RETENTION_SECS.max(lockout.as_secs() as i64))?;
             let events = stores
                 .audit

@@ -20,7 +20,7 @@ use crate::RememberMeConfig;
 use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind, Progress, StepContext, Tag};
 use crate::session::{AUTH_KEY, AuthState, SignInMethod, random_id};
 use crate::store::audit_queue::{AuditQueue, OwnedAudit};
-use crate::store::{AuditKind, StoreError, Stores, User, UserId};
+use crate::store::{AuditKind, StoreError, Stores, UserId};
 use crate::threads::{JobFailed, STORE_THREADS, Threads};
 use crate::token::{RememberCookie, SecretHash};
 
@@ -259,7 +259,7 @@ where
                                         OwnedAudit {
                                             at: now,
                                             kind: AuditKind::RememberMeSignIn,
-                                            user: Some(new_state.user_id),
+                                            user: Some(new_state.user_id.clone()),
                                             ip: client.ip,
                                             user_agent: client.user_agent,
                                             detail: String::new(),
@@ -356,25 +356,29 @@ async fn session_state(session: &Session, shared: &Shared, now: i64) -> (Option<
         return (Some(state), Check::Fresh);
     }
     let stores = shared.stores.clone();
-    let (user_id, series) = (state.user_id, state.series.clone());
+    let (user_id, series) = (state.user_id.clone(), state.series.clone());
     let checked = shared
         .run_blocking(move || {
-            match series.as_deref().and_then(SecretHash::from_slice) {
+            let epoch = match series.as_deref().and_then(SecretHash::from_slice) {
                 // A session signed in by (or issued) a token lives only as
                 // long as that token: revoking the device ends the device's
-                // open session. One query gives the token and its owner;
+                // open session. One query gives the token and the epoch;
                 // no token (or another user's) reads as revoked.
-                Some(series) => Ok(stores
-                    .tokens
-                    .find_by_series_with_owner(&series)?
-                    .filter(|(token, _)| token.user_id == user_id)
-                    .map(|(_, owner)| owner)),
-                None => stores.users.find_by_id(user_id),
-            }
+                Some(series) => match stores.tokens.find_by_series_with_epoch(&series)? {
+                    Some((token, epoch)) if token.user_id == user_id => epoch,
+                    _ => return Ok::<_, StoreError>(None),
+                },
+                None => stores.state.auth_epoch(&user_id)?,
+            };
+            // The app's user as it is now: gone, or its roles changed.
+            Ok(stores
+                .users
+                .find_by_id(&user_id)?
+                .map(|owner| (owner, epoch)))
         })
         .await;
     match checked {
-        Ok(Ok(Some(owner))) if owner.auth_epoch == state.epoch => {
+        Ok(Ok(Some((owner, epoch)))) if epoch == state.epoch => {
             state.checked_at = now;
             // Roles come from the user's row, not from the sign-in: a
             // demoted admin loses the admin pages at this check.
@@ -384,7 +388,7 @@ async fn session_state(session: &Session, shared: &Shared, now: i64) -> (Option<
         }
         Ok(Ok(_)) => {
             // Revoked (epoch bumped, device revoked) or the user is gone.
-            tracing::info!(user_id, "session ended: revoked");
+            tracing::info!(user_id = %state.user_id, "session ended: revoked");
             session.clear();
             (None, Check::Fresh)
         }
@@ -403,7 +407,7 @@ fn unchecked(
     interval: i64,
     error: &dyn std::fmt::Display,
 ) -> (Option<AuthState>, Check) {
-    let user_id = state.user_id;
+    let user_id = tracing::field::display(&state.user_id);
     if (0..2 * interval).contains(&since) {
         tracing::warn!(%error, user_id, "auth epoch check skipped: store unavailable");
         (Some(state), Check::Unchecked)
@@ -465,11 +469,10 @@ async fn identify_by_cookie(
             return Ok(signed_in);
         };
         let series = RememberCookie::decode(&raw).ok().map(|c| c.series.hash());
-        let loaded = ctx.user.take();
-        match new_auth_state(&stores, user, loaded, tags, SignInMethod::RememberMe, now, series) {
+        match new_auth_state(&mut ctx, &user, tags, SignInMethod::RememberMe, series) {
             Ok(state) => signed_in.state = state,
             Err(error) => {
-                tracing::warn!(%error, user_id = user, "signed in by cookie, but the user could not be loaded");
+                tracing::warn!(%error, user_id = %user, "signed in by cookie, but the user could not be loaded");
             }
         }
         Ok(signed_in)
@@ -501,23 +504,27 @@ pub(crate) fn audit_off_the_request(shared: &Arc<Shared>, event: OwnedAudit) {
 
 /// The session state of a user who just completed a flow.
 ///
-/// `loaded` is the user's row if a step already read it (see
-/// [`StepContext::user`]); otherwise it is read here.
+/// The user and the epoch come from the context if a step already read
+/// them (see [`StepContext::user`] and [`StepContext::epoch`]); otherwise
+/// they are read here.
 pub(crate) fn new_auth_state(
-    stores: &Stores,
-    user: UserId,
-    loaded: Option<User>,
+    ctx: &mut StepContext<'_>,
+    user: &UserId,
     tags: BTreeSet<Tag>,
     method: SignInMethod,
-    now: i64,
     series: Option<SecretHash>,
 ) -> Result<Option<AuthState>, StoreError> {
-    let user = match loaded {
-        Some(loaded) if loaded.id == user => loaded,
+    let stores = ctx.stores;
+    let user = match ctx.user.take() {
+        Some(loaded) if loaded.id == *user => loaded,
         _ => match stores.users.find_by_id(user)? {
             Some(user) => user,
             None => return Ok(None),
         },
+    };
+    let epoch = match ctx.epoch.take() {
+        Some(epoch) => epoch,
+        None => stores.state.auth_epoch(&user.id)?,
     };
     Ok(Some(AuthState {
         user_id: user.id,
@@ -525,9 +532,9 @@ pub(crate) fn new_auth_state(
         is_admin: user.is_admin,
         tags,
         method,
-        epoch: user.auth_epoch,
-        checked_at: now,
-        signed_in_at: now,
+        epoch,
+        checked_at: ctx.now,
+        signed_in_at: ctx.now,
         password_at: None,
         sid: random_id(),
         series: series.map(|s| s.as_bytes().to_vec()),

@@ -44,6 +44,9 @@ pub enum SignInMethod {
     Password,
     /// A remember-me cookie identified the user.
     RememberMe,
+    /// The app authenticated the user itself (OAuth, a magic link, a
+    /// passkey) and signed them in by id: [`Auth::sign_in`](crate::Auth::sign_in).
+    App,
 }
 
 /// The signed-in state kept in the session.
@@ -83,21 +86,25 @@ const ADMIN: u8 = 1;
 const WEAK: u8 = 2;
 const PASSWORD: u8 = 4;
 const BY_COOKIE: u8 = 8;
+const BY_APP: u8 = 16;
 
 impl AuthState {
-    /// `a2.<user>.<epoch>.<checked_at>.<signed_in_at>.<password_at>.<flags>.<sid>.<series>.<username>`:
-    /// integers in decimal (`password_at` empty when none), the flags a bit set, `sid` and `series`
-    /// (SHA-256, or empty) in unpadded base64url, and the username last, so
-    /// that it may hold any character. Inside the encrypted session cookie.
+    /// `a3.<user>.<epoch>.<checked_at>.<signed_in_at>.<password_at>.<flags>.<sid>.<series>.<username>`:
+    /// integers in decimal (`password_at` empty when none), the flags a bit
+    /// set, the user id, `sid` and `series` (SHA-256, or empty) in unpadded
+    /// base64url, and the username last, so that it may hold any character.
+    /// Inside the encrypted session cookie.
     fn encode(&self) -> String {
         use base64::Engine as _;
         let mut flags = 0;
         if self.is_admin {
             flags |= ADMIN;
         }
-        if self.method == SignInMethod::RememberMe {
-            flags |= BY_COOKIE;
-        }
+        flags |= match self.method {
+            SignInMethod::Password => 0,
+            SignInMethod::RememberMe => BY_COOKIE,
+            SignInMethod::App => BY_APP,
+        };
         for tag in &self.tags {
             // Exhaustive: a new tag must get a bit here (and in `decode`).
             flags |= match tag {
@@ -112,27 +119,37 @@ impl AuthState {
             .unwrap_or_default();
         let password_at = self.password_at.map(|t| t.to_string()).unwrap_or_default();
         format!(
-            "a2.{}.{}.{}.{}.{password_at}.{flags}.{}.{series}.{}",
-            self.user_id, self.epoch, self.checked_at, self.signed_in_at, self.sid, self.username
+            "a3.{}.{}.{}.{}.{password_at}.{flags}.{}.{series}.{}",
+            self.user_id.to_field(),
+            self.epoch,
+            self.checked_at,
+            self.signed_in_at,
+            self.sid,
+            self.username
         )
     }
 
-    /// The state `encode` wrote; `None` for anything else (another version,
-    /// a damaged value), which reads as "not signed in".
+    /// The state `encode` wrote, or 0.1 wrote (`a2.`, the same with the
+    /// user id in decimal); `None` for anything else (another version, a
+    /// damaged value), which reads as "not signed in".
     fn decode(value: &str) -> Option<Self> {
         use base64::Engine as _;
         let mut parts = value.splitn(10, '.');
-        if parts.next()? != "a2" {
-            return None;
-        }
+        let user_id = match parts.next()? {
+            "a3" => UserId::from_field(parts.next()?)?,
+            "a2" => UserId::from(parts.next()?.parse::<i64>().ok()?),
+            _ => return None,
+        };
         let mut int = || parts.next()?.parse::<i64>().ok();
-        let (user_id, epoch, checked_at, signed_in_at) = (int()?, int()?, int()?, int()?);
+        let (epoch, checked_at, signed_in_at) = (int()?, int()?, int()?);
         let password_at = match parts.next()? {
             "" => None,
             at => Some(at.parse::<i64>().ok()?),
         };
         let flags: u8 = parts.next()?.parse().ok()?;
-        if flags & !(ADMIN | WEAK | PASSWORD | BY_COOKIE) != 0 {
+        if flags & !(ADMIN | WEAK | PASSWORD | BY_COOKIE | BY_APP) != 0
+            || flags & (BY_COOKIE | BY_APP) == BY_COOKIE | BY_APP
+        {
             return None;
         }
         let sid = parts.next()?.to_owned();
@@ -161,6 +178,8 @@ impl AuthState {
             tags,
             method: if flags & BY_COOKIE != 0 {
                 SignInMethod::RememberMe
+            } else if flags & BY_APP != 0 {
+                SignInMethod::App
             } else {
                 SignInMethod::Password
             },
@@ -201,7 +220,7 @@ mod tests {
 
     fn state(username: &str, series: Option<Vec<u8>>) -> AuthState {
         AuthState {
-            user_id: 42,
+            user_id: UserId::from("42.a/b"),
             username: username.to_owned(),
             is_admin: true,
             tags: [Tag::WeakAuthentication].into_iter().collect(),
@@ -221,7 +240,7 @@ mod tests {
             for series in [None, Some(vec![7u8; 32])] {
                 let original = state(name, series);
                 let json = serde_json::to_string(&original).unwrap();
-                assert!(json.starts_with("\"a2.42.3."), "{json}");
+                assert!(json.starts_with("\"a3.NDIuYS9i.3."), "{json}");
                 let back: AuthState = serde_json::from_str(&json).unwrap();
                 assert_eq!(back, original);
             }
@@ -233,6 +252,9 @@ mod tests {
         both.password_at = None;
         let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
         assert_eq!(back, both);
+        both.method = SignInMethod::App;
+        let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+        assert_eq!(back, both);
     }
 
     #[test]
@@ -240,11 +262,14 @@ mod tests {
         let good = state("alice", Some(vec![1u8; 32])).encode();
         assert!(AuthState::decode(&good).is_some());
         let bad = [
-            good.replacen("a2", "a1", 1), // the former layout
-            good.replacen(".42.", ".x.", 1),
+            good.replacen("a3", "a1", 1), // an older layout
+            good.replacen(".NDIuYS9i.", ".!.", 1),
+            good.replacen(".NDIuYS9i.", ".gA.", 1), // not UTF-8
             good.replacen(".3.", ".", 1),
             good.replacen(".1764000000.", ".soon.", 1),
-            "a2.1.2.3.4..16.sid..alice".to_owned(), // unknown flag bit
+            "a2.1.2.3.4..32.sid..alice".to_owned(), // unknown flag bit
+            "a2.1.2.3.4..24.sid..alice".to_owned(), // two methods at once
+            "a2.x.2.3.4..0.sid..alice".to_owned(),  // 0.1's ids are integers
             "a2.1.2.3.4..0.sid.AAAA.alice".to_owned(), // series not 32 bytes
             "a2.1.2.3".to_owned(),
             String::new(),
@@ -253,5 +278,14 @@ mod tests {
         for value in bad {
             assert!(AuthState::decode(&value).is_none(), "{value}");
         }
+    }
+
+    #[test]
+    fn a_session_of_0_1_still_reads() {
+        let old = "a2.42.3.1764000123.-5.1764000000.11.c2lk..alice";
+        let state = AuthState::decode(old).expect("0.1's layout");
+        assert_eq!(state.user_id, UserId::from(42));
+        assert_eq!((state.epoch, state.username.as_str()), (3, "alice"));
+        assert!(state.is_admin && state.method == SignInMethod::RememberMe);
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! rememberme = { version = "0.1", features = ["testing"] }
+//! rememberme = { version = "0.2", features = ["testing"] }
 //! ```
 //!
 //! [`remember_me_cookie`] issues a real token through the same step the
@@ -13,9 +13,10 @@
 //! remember-me sign-in path.
 //!
 //! ```no_run
-//! # fn demo(stores: rememberme::Stores, user_id: i64) {
+//! # fn demo(stores: rememberme::Stores) {
 //! let config = rememberme::RememberMeConfig::default();
-//! let cookie = rememberme::testing::remember_me_cookie(&stores, &config, user_id)
+//! let user_id = rememberme::UserId::from(42); // your id of the user
+//! let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &user_id)
 //!     .expect("token issued");
 //! // Send it as `Cookie: remember_me=<value>` or add it to a WebDriver session.
 //! println!("{}={}", cookie.name(), cookie.value());
@@ -34,7 +35,7 @@ use crate::store::{StoreError, Stores, UserId};
 pub fn remember_me_cookie(
     stores: &Stores,
     config: &RememberMeConfig,
-    user: UserId,
+    user: &UserId,
 ) -> Result<Cookie<'static>, StoreError> {
     let client = ClientInfo {
         user_agent: Some("rememberme::testing".to_owned()),

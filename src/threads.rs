@@ -26,6 +26,29 @@ pub(crate) const END_WAIT: Duration = Duration::from_secs(3);
 /// Name (prefix) of the remember-me layer's store threads.
 pub(crate) const STORE_THREADS: &str = "rememberme-store";
 
+/// Runs `f` on the process's Argon2 threads (one per core) and waits for
+/// its result. Argon2 allocates 19 MiB per call: done on whichever
+/// blocking-pool thread happens to run, a sign-in storm grew the server to
+/// gigabytes. Here memory is bounded by the number of these threads (one
+/// per core: Argon2 cannot use more), each keeping one buffer (see
+/// `password::with_memory`), and callers queue. Blocking.
+pub(crate) fn on_argon2_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    debug_assert!(
+        !std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with(STORE_THREADS)),
+        "Argon2 called from a store thread: every store call would wait behind it"
+    );
+    static THREADS: std::sync::OnceLock<Threads> = std::sync::OnceLock::new();
+    THREADS
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(2, usize::from);
+            Threads::start("argon2", cores, 1024).expect("spawn the Argon2 threads")
+        })
+        .run_blocking(f)
+        .expect("an Argon2 job does not panic")
+}
+
 /// The threads; they end when this is dropped, after the jobs queued, and
 /// the drop waits for that (at most [`END_WAIT`]): a process must not exit
 /// while one of them is inside the database's client library, whose own

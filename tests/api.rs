@@ -82,7 +82,7 @@ async fn refresh(app: &Browser, token: &str) -> (u16, Value) {
     (status, body)
 }
 
-fn setup(db: TestDb) -> (TestServer, i64, Browser) {
+fn setup(db: TestDb) -> (TestServer, rememberme::UserId, Browser) {
     let server = TestServer::start(db);
     let alice = server.add_user("alice", "correct horse", false);
     let app = server.browser();
@@ -104,7 +104,7 @@ async fn login_without_remember_me_gives_only_an_access_token(db: TestDb) {
     assert_eq!(body["expires_in"], 900);
     assert!(body.get("long_lived_token").is_none());
     assert_eq!(headers.get("cache-control").unwrap(), "no-store");
-    assert!(server.tokens_of(alice).is_empty());
+    assert!(server.tokens_of(&alice).is_empty());
     let (status, _, me) = app
         .api("GET", "/api/v1/me", body["access_token"].as_str(), None)
         .await;
@@ -134,7 +134,7 @@ async fn login_with_remember_me_gives_a_long_lived_token_stored_as_hashes(db: Te
     let body = app_login(&app, "phone-1").await;
     let token = body["long_lived_token"].as_str().unwrap();
     assert_eq!(body["long_lived_expires_in"], 30 * 24 * 3600);
-    let rows = server.tokens_of(alice);
+    let rows = server.tokens_of(&alice);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].device_key.as_deref(), Some("phone-1"));
     let (series, secret) = common::raw_parts(token);
@@ -162,7 +162,7 @@ async fn refresh_rotates_the_long_lived_token_and_answers_as_remembered(db: Test
         common::raw_parts(old).0,
         "same series"
     );
-    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert_eq!(server.tokens_of(&alice).len(), 1);
     let (_, _, me) = app
         .api("GET", "/api/v1/me", body["access_token"].as_str(), None)
         .await;
@@ -204,7 +204,7 @@ async fn a_stale_long_lived_token_converges_in_grace_ends_its_series_after_and_t
     let (status, body) = refresh(&app, &old).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_token");
-    assert_eq!(server.tokens_of(alice).len(), 1, "only that series ended");
+    assert_eq!(server.tokens_of(&alice).len(), 1, "only that series ended");
     assert!(server.audit_kinds().contains(&"possible_theft".to_owned()));
     assert!(!server.audit_kinds().contains(&"theft_detected".to_owned()));
     assert_eq!(
@@ -221,7 +221,7 @@ async fn a_stale_long_lived_token_converges_in_grace_ends_its_series_after_and_t
     let (status, _) = refresh(&app, &tablet).await;
     assert_eq!(status, 401);
     assert!(
-        server.tokens_of(alice).is_empty(),
+        server.tokens_of(&alice).is_empty(),
         "theft revokes everything"
     );
     assert!(server.audit_kinds().contains(&"theft_detected".to_owned()));
@@ -231,7 +231,11 @@ async fn the_same_device_key_replaces_the_devices_token(db: TestDb) {
     let (server, alice, app) = setup(db);
     let first = app_login(&app, "tablet").await;
     app_login(&app, "tablet").await;
-    assert_eq!(server.tokens_of(alice).len(), 1, "a device never holds two");
+    assert_eq!(
+        server.tokens_of(&alice).len(),
+        1,
+        "a device never holds two"
+    );
     assert_eq!(
         refresh(&app, first["long_lived_token"].as_str().unwrap())
             .await
@@ -239,7 +243,7 @@ async fn the_same_device_key_replaces_the_devices_token(db: TestDb) {
         401
     );
     app_login(&app, "laptop").await;
-    assert_eq!(server.tokens_of(alice).len(), 2);
+    assert_eq!(server.tokens_of(&alice).len(), 2);
 }
 
 async fn a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_password(db: TestDb) {
@@ -253,7 +257,7 @@ async fn a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_pa
         .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "password_required");
-    assert_eq!(server.tokens_of(alice).len(), 1, "nothing issued");
+    assert_eq!(server.tokens_of(&alice).len(), 1, "nothing issued");
     // An access token from a password sign-in may ask for one, for its own
     // device only (it replaces that device's token).
     let strong = first["access_token"].as_str().unwrap();
@@ -268,7 +272,7 @@ async fn a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_pa
     assert_eq!(status, 200, "{body}");
     assert!(body["long_lived_token"].is_string());
     assert_eq!(
-        server.tokens_of(alice).len(),
+        server.tokens_of(&alice).len(),
         1,
         "the device's token replaced"
     );
@@ -312,7 +316,7 @@ async fn logout_revokes_the_devices_token(db: TestDb) {
         )
         .await;
     assert_eq!(status, 204);
-    let left = server.tokens_of(alice);
+    let left = server.tokens_of(&alice);
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].device_key.as_deref(), Some("laptop"));
     assert_eq!(
@@ -338,7 +342,7 @@ async fn logout_revokes_the_devices_token(db: TestDb) {
             Some(&login_body("bob", "battery staple", false, None)),
         )
         .await;
-    let laptop = server.tokens_of(alice);
+    let laptop = server.tokens_of(&alice);
     assert_eq!(laptop.len(), 1);
     let alices = app_login(&app, "tablet").await;
     let ask = json!({"long_lived_token": alices["long_lived_token"]}).to_string();
@@ -351,7 +355,7 @@ async fn logout_revokes_the_devices_token(db: TestDb) {
         )
         .await;
     assert_eq!(status, 204);
-    assert_eq!(server.tokens_of(alice).len(), 2, "Alice's tokens stay");
+    assert_eq!(server.tokens_of(&alice).len(), 2, "Alice's tokens stay");
 }
 
 async fn access_tokens_are_refused_after_revoke_all(db: TestDb) {
@@ -362,8 +366,8 @@ async fn access_tokens_are_refused_after_revoke_all(db: TestDb) {
         app.api("GET", "/api/v1/me", Some(access), None).await.0,
         200
     );
-    server.stores().tokens.delete_all_for_user(alice).unwrap();
-    server.stores().users.bump_epoch(alice).unwrap();
+    server.stores().tokens.delete_all_for_user(&alice).unwrap();
+    server.stores().state.bump_epoch(&alice).unwrap();
     let (status, _, body) = app.api("GET", "/api/v1/me", Some(access), None).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "token_revoked");

@@ -78,7 +78,7 @@ async fn f1_a_bearer_cannot_mint_long_lived_tokens_past_the_reauth_window(db: Te
         bearer = body["access_token"].as_str().unwrap().to_owned();
     }
     assert_eq!(
-        server.tokens_of(alice).len(),
+        server.tokens_of(&alice).len(),
         2,
         "the browser's and the phone's"
     );
@@ -88,7 +88,7 @@ async fn f1_a_bearer_cannot_mint_long_lived_tokens_past_the_reauth_window(db: Te
     let (status, body) = ask_for_long_lived(&app, &bearer, "phone").await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "password_required");
-    assert_eq!(server.tokens_of(alice).len(), 2, "nothing issued");
+    assert_eq!(server.tokens_of(&alice).len(), 2, "nothing issued");
     // The access token itself still reads /me until it expires.
     let (status, _, me) = app.api("GET", "/api/v1/me", Some(&bearer), None).await;
     assert_eq!(status, 200, "{me}");
@@ -367,7 +367,7 @@ async fn f6_a_demoted_admin_loses_the_admin_pages_at_the_next_check(db: TestDb) 
     let mut admin = server.browser();
     admin.login("root", "admin password", false).await;
     assert_eq!(admin.get("/admin/tokens").await.status, 200);
-    assert!(server.stores().users.set_admin(root, false).unwrap());
+    assert!(server.users().set_admin(&root, false).unwrap());
     assert_eq!(admin.get("/admin/tokens").await.status, 403);
     assert_eq!(admin.get("/").await.status, 200, "still signed in");
 }
@@ -422,7 +422,7 @@ async fn f10_an_issuing_step_in_a_custom_flow_refuses_without_a_recent_password(
     let alice: UserId = server.add_user("alice", "correct horse", false);
     let stores = server.stores().clone();
     let config = server.config.clone();
-    let cookie = rememberme::testing::remember_me_cookie(&stores, &config, alice).unwrap();
+    let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
     let careless = Flow::new(FlowKind::Login)
         .step(
             StepDef::new(IDENTIFY, RememberMeIdentifyStep)
@@ -441,5 +441,5 @@ async fn f10_an_issuing_step_in_a_custom_flow_refuses_without_a_recent_password(
             failure: Failure::PasswordRequired
         }
     );
-    assert_eq!(server.tokens_of(alice).len(), 1, "no second token");
+    assert_eq!(server.tokens_of(&alice).len(), 1, "no second token");
 }

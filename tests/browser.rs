@@ -110,7 +110,7 @@ async fn a_ticked_box_brings_the_user_back_signed_in_by_remember_me_after_a_rest
     assert_signed_in(&browser, "alice", How::RememberMe).await;
     let after = browser.cookie(RM).await.expect("remember-me cookie");
     assert_ne!(after.value(), before.value(), "the token rotated on use");
-    assert_eq!(server.tokens_of(alice).len(), 1, "same series, one row");
+    assert_eq!(server.tokens_of(&alice).len(), 1, "same series, one row");
 }
 
 async fn an_unticked_box_leaves_the_user_at_the_login_form_after_a_restart(lab: Lab) {
@@ -121,7 +121,7 @@ async fn an_unticked_box_leaves_the_user_at_the_login_form_after_a_restart(lab: 
     browser.sign_in("alice", ALICE_PASSWORD, false).await;
     assert_signed_in(&browser, "alice", How::Password).await;
     assert!(browser.cookie(RM).await.is_none());
-    assert!(server.tokens_of(alice).is_empty());
+    assert!(server.tokens_of(&alice).is_empty());
 
     browser.restart().await;
     browser.open("/").await;
@@ -134,14 +134,14 @@ async fn signing_out_removes_the_token_so_a_restart_shows_the_login_form(lab: La
     let alice = server.add_user("alice", ALICE_PASSWORD, false);
     let browser = lab.browser("alice", &server.base).await;
     browser.sign_in("alice", ALICE_PASSWORD, true).await;
-    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert_eq!(server.tokens_of(&alice).len(), 1);
 
     browser.click("form[action='/logout'] button").await;
 
     browser.wait_for_location("/login").await;
     browser.find("#username").await;
     assert!(browser.cookie(RM).await.is_none(), "cookie removed");
-    assert!(server.tokens_of(alice).is_empty(), "row deleted");
+    assert!(server.tokens_of(&alice).is_empty(), "row deleted");
 
     browser.restart().await;
     browser.open("/").await;
@@ -155,7 +155,7 @@ async fn a_token_revoked_by_an_admin_in_another_browser_no_longer_signs_the_user
     server.add_user("root", ROOT_PASSWORD, true);
     let user = lab.browser("alice", &server.base).await;
     user.sign_in("alice", ALICE_PASSWORD, true).await;
-    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert_eq!(server.tokens_of(&alice).len(), 1);
 
     let admin = lab.browser("root", &server.base).await;
     admin.sign_in("root", ROOT_PASSWORD, false).await;
@@ -169,7 +169,7 @@ async fn a_token_revoked_by_an_admin_in_another_browser_no_longer_signs_the_user
         .await;
     assert_eq!(admin.text(".flash").await, "Token revoked.");
     assert!(admin.has("p.empty").await, "the table is empty");
-    assert!(server.tokens_of(alice).is_empty());
+    assert!(server.tokens_of(&alice).is_empty());
 
     user.restart().await;
     user.open("/").await;
@@ -218,7 +218,7 @@ async fn a_copied_cookie_that_comes_back_late_signs_out_that_series_and_is_audit
     thief.open("/").await;
     assert_at_the_login_form(&thief).await;
     assert!(thief.cookie(RM).await.is_none());
-    assert!(server.tokens_of(alice).is_empty(), "that series ended");
+    assert!(server.tokens_of(&alice).is_empty(), "that series ended");
     assert!(!server.audit_kinds().iter().any(|k| k == "theft_detected"));
 
     // The owner's open session was bound to the series: it ends too.
@@ -251,7 +251,7 @@ async fn a_remembered_only_admin_confirms_the_password_before_the_admin_page(lab
     let root = server.add_user("root", ROOT_PASSWORD, true);
     // A cookie minted by the crate's test helper, as if "Keep me logged in"
     // had been ticked in this profile earlier.
-    let minted = rememberme::testing::remember_me_cookie(server.stores(), &server.config, root)
+    let minted = rememberme::testing::remember_me_cookie(server.stores(), &server.config, &root)
         .expect("token issued");
     let browser = lab.browser("root", &server.base).await;
     browser.open("/healthz").await;
@@ -307,5 +307,5 @@ async fn the_login_form_works_with_the_keyboard_alone(lab: Lab) {
 
     assert_signed_in(&browser, "alice", How::Password).await;
     assert!(browser.cookie(RM).await.is_some(), "remember-me cookie set");
-    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert_eq!(server.tokens_of(&alice).len(), 1);
 }

@@ -17,7 +17,8 @@ async fn a_form_reaches_its_handler_only_with_the_sessions_csrf_token() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let database = Database::connect(&url, 2).unwrap();
-    let stores = Stores::from_one(DieselStore::new(database.clone()));
+    let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
+    let stores = Stores::new(DieselStore::new(database.clone()), users);
     let config = RememberMeConfig::default();
     let layer = RememberMe::new(stores.clone(), config.clone());
     let app = test::init_service(

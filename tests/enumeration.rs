@@ -138,7 +138,12 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
     // and cleared by the right password.
     assert_eq!(
         login,
-        ["find_by_username", "reserve_attempt", "clear_failures"],
+        [
+            "find_by_username",
+            "reserve_attempt",
+            "clear_failures",
+            "auth_epoch"
+        ],
         "password sign-in: {login:?}"
     );
 
@@ -152,13 +157,26 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
     RECORDING.store(false, Ordering::SeqCst);
     assert_eq!(page.status, 200);
     assert!(page.set_cookie("__Host-remember_me").is_some(), "rotated");
-    let token_statements: Vec<_> = std::mem::take(&mut *STATEMENTS.lock().unwrap())
-        .into_iter()
-        // The data statements: not a new connection's PRAGMA or SET.
+    let statements = std::mem::take(&mut *STATEMENTS.lock().unwrap());
+    // The crate's data statements: not a new connection's PRAGMA or SET,
+    // nor the app's users table (read once, by the directory).
+    let token_statements: Vec<_> = statements
+        .iter()
         .filter(|sql| {
-            sql.contains("remember_tokens") || sql.contains("users") || sql.contains("audit_events")
+            sql.contains("remember_tokens")
+                || sql.contains("user_state")
+                || sql.contains("audit_events")
         })
         .collect();
+    let directory: Vec<_> = statements
+        .iter()
+        .filter(|sql| sql.contains("`users`") || sql.contains("\"users\""))
+        .collect();
+    assert_eq!(
+        directory.len(),
+        1,
+        "the app's user, read once: {directory:#?}"
+    );
     if postgres {
         assert_eq!(token_statements.len(), 1, "{token_statements:#?}");
         let sql = &token_statements[0];
@@ -182,8 +200,8 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         .collect();
     assert_eq!(
         calls,
-        ["find_and_rotate"],
-        "one lookup-and-rotation with its audit row, and nothing after"
+        ["find_and_rotate", "find_by_id"],
+        "one lookup-and-rotation with its audit row, then the app's user"
     );
 }
 

@@ -81,7 +81,7 @@ async fn the_account_throttle_survives_a_restart_and_a_success_resets_it(db: Tes
     );
     let counter = server
         .stores()
-        .users
+        .state
         .failures(&rememberme::store::ThrottleKey::account("alice"))
         .unwrap();
     assert_eq!(counter, None, "a success resets the count");

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use common::instance::{cli, prepare, start, start_with};
 use common::{Browser, TestDb};
-use rememberme::store::{NewUser, UserStore as _};
-use rememberme::{Database, DieselStore};
+use rememberme::Database;
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path)
@@ -24,15 +23,8 @@ fn the_sqlite_database_and_its_wal_files_are_created_owner_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fresh.db");
     let db = Database::connect(&format!("sqlite://{}", path.display()), 2).unwrap();
-    let store = DieselStore::new(db.clone());
-    store
-        .create(NewUser {
-            username: "alice",
-            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
-            is_admin: false,
-            now: 0,
-        })
-        .unwrap();
+    let store = common::users_on(&db);
+    store.create("alice", "alice-password", false).unwrap();
     for suffix in ["", "-wal", "-shm"] {
         let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
         assert_eq!(mode(&file), 0o600, "{}", file.display());
@@ -90,12 +82,7 @@ fn the_demo_refuses_a_trusted_proxy_that_is_not_a_network() {
 #[test]
 fn debug_output_never_shows_a_hash_or_a_secret() {
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$SECRETSALT$SECRETHASH";
-    let new_user = NewUser {
-        username: "alice",
-        password_hash: hash,
-        is_admin: false,
-        now: 0,
-    };
+    let new_user = rememberme::User::new(7, "alice").password_hash(hash);
     let credentials = rememberme::Credentials {
         username: "alice".into(),
         password: "SECRETPASSWORD".into(),

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use rememberme::store::{AuditKind, NewAuditEvent, NewToken, NewUser};
+use rememberme::store::{AuditKind, NewAuditEvent, NewToken};
 use rememberme::token::RememberCookie;
-use rememberme::{Database, DieselStore, Stores};
+use rememberme::{Database, Stores};
 
 use common::TestDb;
 use common::instance::{cli, start_with};
@@ -21,15 +21,10 @@ fn now() -> i64 {
 
 /// Stores over the test database, with the user `alice`.
 fn stores_with_alice(db: &TestDb) -> (Stores, rememberme::store::UserId) {
-    let stores = Stores::from_one(DieselStore::new(Database::connect(&db.url, 2).unwrap()));
-    let user = stores
-        .users
-        .create(NewUser {
-            username: "alice",
-            password_hash: "x",
-            is_admin: false,
-            now: now(),
-        })
+    let database = Database::connect(&db.url, 2).unwrap();
+    let stores = common::stores_on(&database);
+    let user = common::users_on(&database)
+        .create("alice", "alice-password", false)
         .unwrap();
     (stores, user)
 }
@@ -43,7 +38,7 @@ fn seed(db: &TestDb) -> Stores {
             .tokens
             .insert(
                 NewToken {
-                    user_id: user,
+                    user_id: &user,
                     series_hash: &cookie.series.hash(),
                     token_hash: &cookie.token.hash(),
                     now: now() - 100,
@@ -62,7 +57,7 @@ fn seed(db: &TestDb) -> Stores {
             .record(NewAuditEvent {
                 at,
                 kind: AuditKind::Logout,
-                user_id: Some(user),
+                user_id: Some(&user),
                 ip: None,
                 user_agent: None,
                 detail: "",
@@ -134,7 +129,7 @@ fn a_batch_of_audit_events_is_stored_whole(db: TestDb) {
         .map(|(i, detail)| NewAuditEvent {
             at: now() + i as i64,
             kind: AuditKind::RememberMeSignIn,
-            user_id: (i % 2 == 0).then_some(user),
+            user_id: (i % 2 == 0).then_some(&user),
             ip: (i % 3 == 0).then_some("192.0.2.7"),
             user_agent: None,
             detail,
@@ -147,7 +142,7 @@ fn a_batch_of_audit_events_is_stored_whole(db: TestDb) {
     for (i, event) in stored.iter().rev().enumerate() {
         assert_eq!(event.detail, format!("event {i}"));
         assert_eq!(event.kind, "remember_me_sign_in");
-        assert_eq!(event.user_id, (i % 2 == 0).then_some(user));
+        assert_eq!(event.user_id.as_ref(), (i % 2 == 0).then_some(&user));
         assert_eq!(event.ip.as_deref(), (i % 3 == 0).then_some("192.0.2.7"));
     }
 }

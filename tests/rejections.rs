@@ -40,7 +40,7 @@ async fn a_request_that_must_sign_in_is_answered_as_it_asked() {
     // Signed in by cookie only: the step-up, in the same three ways.
     let alice = server.add_user("alice", "correct horse", false);
     let cookie =
-        rememberme::testing::remember_me_cookie(server.stores(), &server.config, alice).unwrap();
+        rememberme::testing::remember_me_cookie(server.stores(), &server.config, &alice).unwrap();
     let mut remembered = with(&[("accept", "application/json")]);
     remembered.set_cookie(cookie.name(), cookie.value());
     let json = remembered.get("/account/password").await;

@@ -11,7 +11,7 @@ use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
 
 use common::{TestDb, TestServer};
-use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores};
+use rememberme::{Database, RememberMe, RememberMeConfig, Stores};
 
 const RM: &str = "__Host-remember_me";
 const SESSION: &str = "__Host-session";
@@ -26,15 +26,9 @@ on_both_backends!(
 /// in by cookie only).
 fn stores_with_alice(db: &TestDb) -> (Database, Stores, rememberme::store::UserId) {
     let database = Database::connect(&db.url, 4).unwrap();
-    let stores = Stores::from_one(DieselStore::new(database.clone()));
-    let alice = stores
-        .users
-        .create(rememberme::store::NewUser {
-            username: "alice",
-            password_hash: "$argon2id$unused",
-            is_admin: false,
-            now: 0,
-        })
+    let stores = common::stores_on(&database);
+    let alice = common::users_on(&database)
+        .create("alice", "alice-password", false)
         .unwrap();
     (database, stores, alice)
 }
@@ -55,7 +49,7 @@ async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: Te
         fn run(
             &self,
             _: &mut StepContext<'_>,
-            _: Option<UserId>,
+            _: Option<&UserId>,
         ) -> Result<StepOutcome, StoreError> {
             Err(StoreError::Query("the app's step failed".into()))
         }
@@ -79,7 +73,7 @@ async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: Te
             )),
     )
     .await;
-    let cookie = rememberme::testing::remember_me_cookie(&stores, &config, alice).unwrap();
+    let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
     let req = test::TestRequest::get()
         .uri("/")
         .insert_header(("cookie", format!("{RM}={}", cookie.value())))
@@ -139,7 +133,7 @@ async fn an_error_page_still_carries_the_rotated_cookie(db: TestDb) {
     )
     .await;
     for (path, status) in [("/boom", 500), ("/needs-q", 400)] {
-        let cookie = rememberme::testing::remember_me_cookie(&stores, &config, alice).unwrap();
+        let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
         let req = test::TestRequest::get()
             .uri(path)
             .insert_header(("cookie", format!("{RM}={}", cookie.value())))
@@ -174,7 +168,7 @@ async fn theft_handling_is_all_or_nothing(db: TestDb) {
         victim.drop_cookie(SESSION);
         assert_eq!(victim.get("/").await.status, 200);
     }
-    let epoch = server.stores().users.auth_epoch(alice).unwrap();
+    let epoch = server.stores().state.auth_epoch(&alice).unwrap();
     // The audit log refuses the theft's row (and only it), as a full or
     // broken audit table would.
     match server.db.sqlite_path() {
@@ -208,9 +202,9 @@ async fn theft_handling_is_all_or_nothing(db: TestDb) {
         "the theft could not be recorded: {:?}",
         res.location()
     );
-    assert_eq!(server.tokens_of(alice).len(), 1, "no token deleted");
+    assert_eq!(server.tokens_of(&alice).len(), 1, "no token deleted");
     assert_eq!(
-        server.stores().users.auth_epoch(alice).unwrap(),
+        server.stores().state.auth_epoch(&alice).unwrap(),
         epoch,
         "no epoch bumped"
     );

@@ -34,7 +34,42 @@ on_both_backends!(
     an_old_copy_of_a_cookie_cannot_sign_its_owner_out,
     an_expired_session_is_replaced_by_a_cookie_sign_in_on_the_same_request,
     absolute_expiry_survives_rotations_and_sliding_expiry_moves_with_them,
+    a_user_the_app_deleted_is_signed_out_and_their_cookie_refused,
 );
+
+/// The app owns its users: once it deletes one, that user's open session
+/// ends at its next check and a remember-me cookie of theirs is refused
+/// (its series deleted), though the crate's tables still held the token.
+async fn a_user_the_app_deleted_is_signed_out_and_their_cookie_refused(db: TestDb) {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::{Connection as _, PgConnection, SqliteConnection};
+    let server = TestServer::start(db); // checks the epoch on every request
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut session = server.browser();
+    session.login("alice", "correct horse", false).await;
+    assert_eq!(session.get("/").await.status, 200);
+    let cookie =
+        rememberme::testing::remember_me_cookie(server.stores(), &server.config, &alice).unwrap();
+
+    let delete = "DELETE FROM users WHERE username = 'alice'";
+    match server.db.sqlite_path() {
+        Some(path) => SqliteConnection::establish(path.to_str().unwrap())
+            .unwrap()
+            .batch_execute(delete),
+        None => PgConnection::establish(&server.db.url)
+            .unwrap()
+            .batch_execute(delete),
+    }
+    .unwrap();
+
+    assert_eq!(session.get("/").await.status, 303, "the session ended");
+    let mut browser = server.browser();
+    browser.set_cookie(RM, cookie.value());
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 303, "the cookie signs nobody in");
+    assert_eq!(browser.cookie(RM), None, "and is removed");
+    assert!(server.tokens_of(&alice).is_empty(), "its series deleted");
+}
 
 /// Absolute (the default): rotations keep the expiry set at sign-in, so the
 /// cookie dies on schedule however often it is used. Sliding: each rotation
@@ -48,12 +83,12 @@ async fn absolute_expiry_survives_rotations_and_sliding_expiry_moves_with_them(d
     let alice = server.add_user("alice", "correct horse", false);
     let mut browser = server.browser();
     browser.login("alice", "correct horse", true).await;
-    let expires_at = server.tokens_of(alice)[0].expires_at;
+    let expires_at = server.tokens_of(&alice)[0].expires_at;
     assert_eq!(expires_at, server.clock_now() + 2 * DAY as i64);
     server.clock.advance(Duration::from_secs(DAY));
     browser.drop_cookie(SESSION);
     assert!(browser.get("/").await.set_cookie(RM).is_some(), "rotated");
-    let token = &server.tokens_of(alice)[0];
+    let token = &server.tokens_of(&alice)[0];
     assert_eq!(token.rotated_at, Some(server.clock_now()));
     assert_eq!(
         token.expires_at, expires_at,
@@ -82,7 +117,7 @@ async fn absolute_expiry_survives_rotations_and_sliding_expiry_moves_with_them(d
             "day {day}"
         );
         let expected = (server.clock_now() + 2 * DAY as i64).min(created + 3 * DAY as i64);
-        assert_eq!(server.tokens_of(bob)[0].expires_at, expected, "day {day}");
+        assert_eq!(server.tokens_of(&bob)[0].expires_at, expected, "day {day}");
     }
 }
 
@@ -103,7 +138,11 @@ async fn an_old_copy_of_a_cookie_cannot_sign_its_owner_out(db: TestDb) {
     mallory.login("mallory", "mallory pass", false).await;
     mallory.set_cookie(RM, &old);
     mallory.logout().await;
-    assert_eq!(server.tokens_of(alice).len(), 1, "the victim's token stays");
+    assert_eq!(
+        server.tokens_of(&alice).len(),
+        1,
+        "the victim's token stays"
+    );
     victim.drop_cookie(SESSION);
     assert_eq!(victim.get("/").await.status, 200);
 }
@@ -172,7 +211,7 @@ async fn sign_in_with_the_box_sets_a_hardened_cookie_and_stores_only_hashes(db: 
 
     let (series, token) = raw_parts(cookie.value());
     assert!(series.len() >= 16 && token.len() >= 32);
-    let rows = server.tokens_of(alice);
+    let rows = server.tokens_of(&alice);
     assert_eq!(rows.len(), 1);
     use sha2::Digest as _;
     assert_eq!(
@@ -222,7 +261,7 @@ async fn the_remember_me_cookie_alone_signs_in_weakly_and_rotates_on_that_respon
         raw_parts(&issued).0,
         "same series"
     );
-    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert_eq!(server.tokens_of(&alice).len(), 1);
     assert!(server.wait_for_audit("remember_me_sign_in").await);
 
     // A visitor with a valid cookie who opens the sign-in page goes straight on.
@@ -304,7 +343,7 @@ async fn the_pre_rotation_token_converges_in_grace_and_ends_only_its_series_afte
         Some(new.as_str()),
         "converged on the current token"
     );
-    assert_eq!(server.tokens_of(alice).len(), 2, "nothing else changed");
+    assert_eq!(server.tokens_of(&alice).len(), 2, "nothing else changed");
 
     // After the window, the token one back ends its series, and only it.
     server.clock.advance(Duration::from_secs(61));
@@ -314,7 +353,7 @@ async fn the_pre_rotation_token_converges_in_grace_and_ends_only_its_series_afte
     assert_eq!(res.status, 303, "signs nobody in");
     let removal = res.set_cookie(RM).expect("cookie removed");
     assert_eq!(removal.max_age().map(|d| d.whole_seconds()), Some(0));
-    assert_eq!(server.tokens_of(alice).len(), 1, "only that series ended");
+    assert_eq!(server.tokens_of(&alice).len(), 1, "only that series ended");
     assert!(server.audit_kinds().contains(&"possible_theft".to_owned()));
     assert!(!server.audit_kinds().contains(&"theft_detected".to_owned()));
     let mut holder = server.browser();
@@ -355,7 +394,7 @@ async fn a_token_two_rotations_back_revokes_everything(db: TestDb) {
     let res = thief.get("/").await;
     assert_eq!(res.status, 303, "the replay signs nobody in");
     assert!(res.set_cookie(RM).is_some(), "cookie removed");
-    assert!(server.tokens_of(alice).is_empty(), "every token revoked");
+    assert!(server.tokens_of(&alice).is_empty(), "every token revoked");
     assert!(server.audit_kinds().contains(&"theft_detected".to_owned()));
     assert_eq!(
         victim.get("/").await.status,
@@ -371,7 +410,7 @@ async fn malformed_and_unknown_cookies_are_removed_and_change_nothing(db: TestDb
     let mut owner = server.browser();
     owner.login("alice", "correct horse", true).await;
     let good = owner.cookie(RM).unwrap();
-    let before = server.tokens_of(alice);
+    let before = server.tokens_of(&alice);
     let audit_before = server.audit_kinds().len();
 
     let unknown = rememberme::token::RememberCookie::generate().encode();
@@ -401,7 +440,7 @@ async fn malformed_and_unknown_cookies_are_removed_and_change_nothing(db: TestDb
             res.1
         );
     }
-    assert_eq!(server.tokens_of(alice), before, "rows unchanged");
+    assert_eq!(server.tokens_of(&alice), before, "rows unchanged");
     assert_eq!(server.audit_kinds().len(), audit_before, "nothing recorded");
     assert_eq!(owner.get("/").await.status, 200);
 }
@@ -440,7 +479,7 @@ async fn an_expired_token_is_deleted_and_its_cookie_removed(db: TestDb) {
     let res = browser.get("/").await;
     assert_eq!(res.status, 303);
     assert!(res.set_cookie(RM).is_some_and(|c| c.value().is_empty()));
-    assert!(server.tokens_of(alice).is_empty(), "expired row deleted");
+    assert!(server.tokens_of(&alice).is_empty(), "expired row deleted");
     assert!(!server.audit_kinds().contains(&"theft_detected".to_owned()));
 }
 
@@ -457,7 +496,7 @@ async fn logout_clears_cookie_row_and_session(db: TestDb) {
     assert_eq!(res.location(), Some("/login"));
     let removal = res.set_cookie(RM).expect("remember-me cookie cleared");
     assert_eq!(removal.max_age().map(|d| d.whole_seconds()), Some(0));
-    assert!(server.tokens_of(alice).is_empty(), "row deleted");
+    assert!(server.tokens_of(&alice).is_empty(), "row deleted");
     assert_eq!(browser.get("/").await.status, 303, "session ended");
     assert!(server.audit_kinds().contains(&"logout".to_owned()));
 
@@ -481,19 +520,22 @@ async fn another_user_signing_in_revokes_the_series_the_browser_carries(db: Test
     let bob = server.add_user("bob", "battery staple", false);
     let mut browser = server.browser();
     browser.login("alice", "correct horse", true).await;
-    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert_eq!(server.tokens_of(&alice).len(), 1);
 
     let res = browser.login("bob", "battery staple", false).await;
     assert_eq!(res.status, 303);
-    assert!(server.tokens_of(alice).is_empty(), "alice's series revoked");
+    assert!(
+        server.tokens_of(&alice).is_empty(),
+        "alice's series revoked"
+    );
     assert!(browser.cookie(RM).is_none(), "and removed from the browser");
     assert!(browser.get("/").await.body.contains("Signed in as bob"));
 
     // With the box ticked the other user's series goes and a new one comes.
     browser.login("alice", "correct horse", true).await;
     browser.login("bob", "battery staple", true).await;
-    assert!(server.tokens_of(alice).is_empty());
-    assert_eq!(server.tokens_of(bob).len(), 1);
+    assert!(server.tokens_of(&alice).is_empty());
+    assert_eq!(server.tokens_of(&bob).len(), 1);
 }
 
 async fn the_same_user_signing_in_again_replaces_the_browser_series(db: TestDb) {
@@ -501,16 +543,16 @@ async fn the_same_user_signing_in_again_replaces_the_browser_series(db: TestDb) 
     let alice = server.add_user("alice", "correct horse", false);
     let mut browser = server.browser();
     browser.login("alice", "correct horse", true).await;
-    let first = server.tokens_of(alice);
+    let first = server.tokens_of(&alice);
     browser.login("alice", "correct horse", true).await;
-    let second = server.tokens_of(alice);
+    let second = server.tokens_of(&alice);
     assert_eq!(second.len(), 1, "one token per browser");
     assert_ne!(first[0].series_hash, second[0].series_hash, "replaced");
 
     // A second browser is a second device.
     let mut laptop = server.browser();
     laptop.login("alice", "correct horse", true).await;
-    assert_eq!(server.tokens_of(alice).len(), 2);
+    assert_eq!(server.tokens_of(&alice).len(), 2);
 }
 
 async fn step_up_from_a_remembered_only_session_never_issues_a_token_by_itself(db: TestDb) {
@@ -554,7 +596,7 @@ async fn step_up_from_a_remembered_only_session_never_issues_a_token_by_itself(d
     for _ in 0..3 {
         remembered.get("/").await;
     }
-    assert_eq!(server.tokens_of(alice).len(), 1, "no token minted");
+    assert_eq!(server.tokens_of(&alice).len(), 1, "no token minted");
     assert_eq!(remembered.cookie(RM), cookie_after_identify);
     assert_eq!(
         server
@@ -686,14 +728,14 @@ async fn a_cookie_minted_by_the_testing_helpers_signs_in_by_remember_me(db: Test
     let server = TestServer::start(db);
     let alice = server.add_user("alice", "correct horse", false);
     let cookie =
-        rememberme::testing::remember_me_cookie(server.stores(), &server.config, alice).unwrap();
+        rememberme::testing::remember_me_cookie(server.stores(), &server.config, &alice).unwrap();
     assert_eq!(cookie.name(), RM);
     let mut browser = server.browser();
     browser.set_cookie(RM, cookie.value());
     let home = browser.get("/").await;
     assert_eq!(home.status, 200);
     assert!(home.body.contains("Signed in by remember-me"));
-    assert_eq!(server.tokens_of(alice).len(), 1);
+    assert_eq!(server.tokens_of(&alice).len(), 1);
 }
 
 async fn parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft(db: TestDb) {
@@ -701,7 +743,7 @@ async fn parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft(
     let alice = server.add_user("alice", "correct horse", false);
     for parallel in [32, 50] {
         let cookie =
-            rememberme::testing::remember_me_cookie(server.stores(), &server.config, alice)
+            rememberme::testing::remember_me_cookie(server.stores(), &server.config, &alice)
                 .unwrap();
         let requests = (0..parallel).map(|_| {
             let mut browser = server.browser();
@@ -735,7 +777,7 @@ async fn parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft(
         );
         let (series, _) = raw_parts(cookie.value());
         let row = server
-            .tokens_of(alice)
+            .tokens_of(&alice)
             .into_iter()
             .find(|t| {
                 use sha2::Digest as _;
@@ -767,7 +809,7 @@ async fn parallel_sign_ins_of_one_user_stay_within_the_token_cap(db: TestDb) {
     let statuses = futures_util::future::join_all(sign_ins).await;
     assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
     assert_eq!(
-        server.tokens_of(alice).len(),
+        server.tokens_of(&alice).len(),
         5,
         "the oldest go beyond the cap"
     );

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::instance::{prepare, start};
 use common::{Browser, TestDb};
-use rememberme::store::{AuditLog as _, UserStore as _};
-use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores};
+use rememberme::store::{AuditLog as _, StateStore as _};
+use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig};
 
 on_both_backends!(
     the_pool_closes_once_its_other_handles_are_gone,
@@ -32,7 +32,7 @@ fn drop_later<T: Send + 'static>(handle: T, after: Duration) -> std::thread::Joi
 async fn the_pool_closes_once_its_other_handles_are_gone(db: TestDb) {
     let database = Database::connect(&db.url, 4).expect("test database");
     let store = DieselStore::new(database.clone());
-    store.find_by_username("nobody").unwrap(); // an idle connection to close
+    store.auth_epoch(&"nobody".into()).unwrap(); // an idle connection to close
 
     let started = Instant::now();
     assert!(
@@ -54,7 +54,7 @@ async fn the_pool_closes_once_its_other_handles_are_gone(db: TestDb) {
 async fn the_layer_closes_once_the_workers_let_go(db: TestDb) {
     let database = Database::connect(&db.url, 4).expect("test database");
     let layer = RememberMe::new(
-        Stores::from_one(DieselStore::new(database.clone())),
+        common::stores_on(&database),
         RememberMeConfig::builder().build(),
     );
     let worker_copy = layer.clone(); // as an actix worker's app holds it

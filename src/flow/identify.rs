@@ -40,7 +40,7 @@ impl Step for RememberMeIdentifyStep {
     fn run(
         &self,
         ctx: &mut StepContext<'_>,
-        _known_user: Option<UserId>,
+        _known_user: Option<&UserId>,
     ) -> Result<StepOutcome, StoreError> {
         let Some(raw) = ctx.remember_cookie else {
             return Ok(StepOutcome::NotApplicable);
@@ -79,7 +79,7 @@ impl Step for RememberMeIdentifyStep {
         };
         let FoundSeries {
             mut record,
-            owner,
+            epoch,
             rotated,
             audited,
             store_now,
@@ -94,8 +94,7 @@ impl Step for RememberMeIdentifyStep {
             });
             ctx.device_key = record.device_key.take();
             ctx.sign_in_audited = audited;
-            ctx.user = Some(owner);
-            return Ok(success(record.user_id));
+            return signed_in(ctx, record, epoch);
         }
         if record.expires_at <= ctx.now {
             tokens.delete_series(&series)?;
@@ -129,15 +128,14 @@ impl Step for RememberMeIdentifyStep {
                 ctx.stores.audit(NewAuditEvent {
                     at: ctx.now,
                     kind: AuditKind::RememberMeSignIn,
-                    user_id: Some(record.user_id),
+                    user_id: Some(&record.user_id),
                     ip: ctx.client.ip.as_deref(),
                     user_agent: ctx.client.user_agent.as_deref(),
                     detail: ctx.sign_in_detail,
                 });
                 ctx.sign_in_audited = true;
                 ctx.device_key = record.device_key.take();
-                ctx.user = Some(owner);
-                Ok(success(record.user_id))
+                signed_in(ctx, record, epoch)
             }
             (true, false) => end_series(ctx, &series, &record),
             (false, _) => revoke_everything(ctx, &record),
@@ -178,14 +176,14 @@ fn end_series(
 ) -> Result<StepOutcome, StoreError> {
     ctx.stores.tokens.delete_series(series)?;
     tracing::warn!(
-        user_id = record.user_id,
+        user_id = %record.user_id,
         token_id = record.id,
         "remember-me token one rotation back after the grace window: series ended"
     );
     ctx.stores.audit(NewAuditEvent {
         at: ctx.now,
         kind: AuditKind::PossibleTheft,
-        user_id: Some(record.user_id),
+        user_id: Some(&record.user_id),
         ip: ctx.client.ip.as_deref(),
         user_agent: ctx.client.user_agent.as_deref(),
         detail: &format!(
@@ -204,7 +202,7 @@ fn revoke_everything(
     ctx: &mut StepContext<'_>,
     record: &TokenRecord,
 ) -> Result<StepOutcome, StoreError> {
-    let user = record.user_id;
+    let user = &record.user_id;
     let revoked = ctx.stores.revoke_everything(
         user,
         NewAuditEvent {
@@ -220,7 +218,7 @@ fn revoke_everything(
         },
     )?;
     tracing::warn!(
-        user_id = user,
+        user_id = %user,
         token_id = record.id,
         revoked,
         "remember-me token replayed: theft assumed, every token of the user revoked"
@@ -267,11 +265,28 @@ pub(crate) fn verified_series(
     }))
 }
 
-fn success(user: UserId) -> StepOutcome {
-    StepOutcome::Success {
-        user,
+/// The cookie identified its owner: the app's directory says who that is
+/// now. A user the app deleted signs in no more: the series ends.
+fn signed_in(
+    ctx: &mut StepContext<'_>,
+    record: TokenRecord,
+    epoch: i64,
+) -> Result<StepOutcome, StoreError> {
+    let Some(user) = ctx.stores.users.find_by_id(&record.user_id)? else {
+        ctx.stores.tokens.delete_series(&record.series_hash)?;
+        tracing::info!(
+            user_id = %record.user_id,
+            token_id = record.id,
+            "remember-me token of a user the app no longer knows: series ended"
+        );
+        return Ok(not_applicable_and_remove(ctx));
+    };
+    ctx.user = Some(user);
+    ctx.epoch = Some(epoch);
+    Ok(StepOutcome::Success {
+        user: record.user_id,
         activate: Vec::new(),
-    }
+    })
 }
 
 fn not_applicable_and_remove(ctx: &mut StepContext<'_>) -> StepOutcome {
@@ -309,7 +324,7 @@ mod tests {
             token_hash: SecretHash::from_slice(&[2; 32]).unwrap(),
             previous_token_hash: Some(SecretHash::from_slice(&[3; 32]).unwrap()),
             rotated_at: None,
-            user_id: 1,
+            user_id: UserId::from(1),
             created_at: 0,
             last_used_at: 0,
             expires_at: i64::MAX,

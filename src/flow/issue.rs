@@ -24,13 +24,13 @@ impl Step for RememberMeIssueStep {
     fn run(
         &self,
         ctx: &mut StepContext<'_>,
-        known_user: Option<UserId>,
+        known_user: Option<&UserId>,
     ) -> Result<StepOutcome, StoreError> {
         let Some(user) = known_user else {
             return Ok(StepOutcome::Failed(Failure::UserMismatch));
         };
         if !ctx.config.password_is_recent(ctx.password_at, ctx.now) {
-            tracing::warn!(user_id = user, "token not issued: no recent password");
+            tracing::warn!(user_id = %user, "token not issued: no recent password");
             return Ok(StepOutcome::Failed(Failure::PasswordRequired));
         }
         if let Some(old) = ctx.browser_series.take() {
@@ -52,7 +52,7 @@ impl Step for RememberMeIssueStep {
             },
             ctx.config.max_tokens_per_user,
         )?;
-        tracing::info!(user_id = user, token_id = id, "remember-me token issued");
+        tracing::info!(user_id = %user, token_id = id, "remember-me token issued");
         ctx.stores.audit(NewAuditEvent {
             at: ctx.now,
             kind: AuditKind::TokenIssued,
@@ -66,7 +66,7 @@ impl Step for RememberMeIssueStep {
             max_age_secs: expires_at - ctx.now,
         });
         Ok(StepOutcome::Success {
-            user,
+            user: user.clone(),
             activate: Vec::new(),
         })
     }

@@ -30,10 +30,7 @@ pub use identify::RememberMeIdentifyStep;
 pub(crate) use identify::verified_series;
 pub use issue::RememberMeIssueStep;
 pub(crate) use password::{PasswordCheck, Who, check_password};
-pub use password::{
-    PasswordStep, argon2_peak_concurrency, argon2_verifications, hash_password,
-    verify_password_work,
-};
+pub use password::{PasswordStep, argon2_peak_concurrency, argon2_verifications};
 
 pub use crate::session::Tag;
 use crate::store::{StoreError, Stores, UserId};
@@ -140,10 +137,13 @@ pub struct StepContext<'a> {
     pub credentials: Option<Credentials>,
     /// Cookie change decided by the steps; applied to the response by the bridge.
     pub cookie_change: Option<CookieChange>,
-    /// The user row a step loaded on its way (the identifying step reads it
-    /// with the token, the password step with the credentials), so the
-    /// bridge does not read it again to build the session.
+    /// The user a step loaded on its way (the identifying step with the
+    /// token, the password step with the credentials), so the bridge does
+    /// not read it again to build the session.
     pub user: Option<crate::store::User>,
+    /// The user's auth epoch, when a step read it (the identifying step
+    /// reads it with the token).
+    pub epoch: Option<i64>,
     /// When the password was last typed, as far as this run knows: set by
     /// the bridge from the session or access token it continues, and by a
     /// password step to `now` when it verifies one. The issuing step needs
@@ -180,6 +180,7 @@ impl<'a> StepContext<'a> {
             credentials: None,
             cookie_change: None,
             user: None,
+            epoch: None,
             password_at: None,
             device: None,
             sign_in_detail: "",
@@ -233,7 +234,7 @@ pub trait Step: Send + Sync {
     fn run(
         &self,
         ctx: &mut StepContext<'_>,
-        known_user: Option<UserId>,
+        known_user: Option<&UserId>,
     ) -> Result<StepOutcome, StoreError>;
 }
 
@@ -382,11 +383,15 @@ impl Flow {
     /// A new state for this flow; `known` is the user (and tags) already
     /// established, as in a step-up.
     pub fn start(&self, known: Option<(UserId, &BTreeSet<Tag>)>) -> FlowState {
+        let (user, tags) = match known {
+            Some((user, tags)) => (Some(user), tags.clone()),
+            None => (None, BTreeSet::new()),
+        };
         FlowState {
             kind: self.kind,
             position: 0,
-            user: known.map(|(user, _)| user),
-            tags: known.map(|(_, tags)| tags.clone()).unwrap_or_default(),
+            user,
+            tags,
             activated: BTreeSet::new(),
             password_at: None,
         }
@@ -428,9 +433,9 @@ impl Flow {
             if def.step.is_interactive() && ctx.credentials.is_none() {
                 return Ok(Progress::NeedsInput { step: def.id });
             }
-            match def.step.run(ctx, state.user)? {
+            match def.step.run(ctx, state.user.as_ref())? {
                 StepOutcome::Success { user, activate } => {
-                    if state.user.is_some_and(|known| known != user) {
+                    if state.user.as_ref().is_some_and(|known| *known != user) {
                         return Ok(Progress::Failed {
                             step: def.id,
                             failure: Failure::UserMismatch,
@@ -453,9 +458,9 @@ impl Flow {
             }
             state.position += 1;
         }
-        Ok(match state.user {
+        Ok(match &state.user {
             Some(user) => Progress::Complete {
-                user,
+                user: user.clone(),
                 tags: state.tags.clone(),
             },
             // Every step passed over and nobody identified: nobody signs in.
@@ -494,8 +499,8 @@ impl FlowState {
     }
 
     /// The user identified so far.
-    pub fn user(&self) -> Option<UserId> {
-        self.user
+    pub fn user(&self) -> Option<&UserId> {
+        self.user.as_ref()
     }
 
     /// Tags collected so far.

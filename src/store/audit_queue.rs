@@ -66,11 +66,11 @@ pub(crate) struct OwnedAudit {
 
 impl OwnedAudit {
     /// The event to record, its user replaced by `user` if given.
-    pub fn borrowed(&self, user: Option<UserId>) -> NewAuditEvent<'_> {
+    pub fn borrowed<'a>(&'a self, user: Option<&'a UserId>) -> NewAuditEvent<'a> {
         NewAuditEvent {
             at: self.at,
             kind: self.kind,
-            user_id: user.or(self.user),
+            user_id: user.or(self.user.as_ref()),
             ip: self.ip.as_deref(),
             user_agent: self.user_agent.as_deref(),
             detail: &self.detail,
@@ -259,7 +259,7 @@ mod tests {
         fn list(
             &self,
             _: Option<&str>,
-            _: Option<&str>,
+            _: Option<&UserId>,
             _: i64,
             _: i64,
         ) -> Result<Vec<AuditEvent>, StoreError> {
@@ -274,7 +274,7 @@ mod tests {
         OwnedAudit {
             at,
             kind: AuditKind::RememberMeSignIn,
-            user: Some(1),
+            user: Some(UserId::from(1)),
             ip: None,
             user_agent: None,
             detail: String::new(),
@@ -374,7 +374,7 @@ mod tests {
         fn list(
             &self,
             _: Option<&str>,
-            _: Option<&str>,
+            _: Option<&UserId>,
             _: i64,
             _: i64,
         ) -> Result<Vec<AuditEvent>, StoreError> {

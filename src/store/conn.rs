@@ -7,8 +7,44 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+/// The crate's own tables, as a new database gets them.
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// rememberme 0.1's history, finished before the upgrade of such a database.
+const SQLITE_V0_1: EmbeddedMigrations = embed_migrations!("migrations/v0_1/sqlite");
+const POSTGRES_V0_1: EmbeddedMigrations = embed_migrations!("migrations/v0_1/postgres");
+/// 0.1's tables to the current ones, under the current first version.
+const SQLITE_UPGRADE_0_1: EmbeddedMigrations = embed_migrations!("migrations/upgrade_0_1/sqlite");
+const POSTGRES_UPGRADE_0_1: EmbeddedMigrations =
+    embed_migrations!("migrations/upgrade_0_1/postgres");
+
+/// The first migration of rememberme 0.1 (the same version on both
+/// backends): a database that has it was made by 0.1.
+const V0_1_INIT: &str = "20261124000001";
+
+/// The migrations of one backend: the crate's, and what a database made by
+/// 0.1 runs first.
+pub(crate) struct MigrationSet {
+    pub current: EmbeddedMigrations,
+    pub v0_1: Option<(EmbeddedMigrations, EmbeddedMigrations)>,
+}
+
+/// Runs `set` on `conn`: on a database made by 0.1, its pending 0.1
+/// migrations and the upgrade first (which record the current first
+/// version, so the current set goes on from there).
+pub(crate) fn run_migrations<C>(conn: &mut C, set: MigrationSet) -> diesel::migration::Result<()>
+where
+    C: MigrationHarness<C::Backend> + diesel::Connection,
+{
+    if let Some((v0_1, upgrade)) = set.v0_1 {
+        let applied = conn.applied_migrations()?;
+        if applied.iter().any(|v| v.to_string() == V0_1_INIT) {
+            conn.run_pending_migrations(v0_1)?;
+            conn.run_pending_migrations(upgrade)?;
+        }
+    }
+    conn.run_pending_migrations(set.current).map(drop)
+}
 
 /// A connection to either backend; queries written once run on both.
 #[derive(diesel::MultiConnection)]
@@ -433,21 +469,44 @@ impl Database {
         &self.backend
     }
 
-    /// Runs pending migrations of this backend.
+    /// Runs the pending migrations of the crate's own tables
+    /// (`remember_tokens`, `audit_events`, `login_failures`, `user_state`;
+    /// never a users table). [`Database::connect`] calls it; call it
+    /// yourself after [`Database::connect_lazy`]. A database made by
+    /// rememberme 0.1 is upgraded (see CHANGELOG.md).
     pub fn migrate(&self) -> Result<(), DatabaseError> {
+        self.run_migrations(
+            MigrationSet {
+                current: SQLITE_MIGRATIONS,
+                v0_1: Some((SQLITE_V0_1, SQLITE_UPGRADE_0_1)),
+            },
+            MigrationSet {
+                current: POSTGRES_MIGRATIONS,
+                v0_1: Some((POSTGRES_V0_1, POSTGRES_UPGRADE_0_1)),
+            },
+        )
+    }
+
+    /// Runs one backend's set of migrations (the crate's, or a users
+    /// table's).
+    pub(crate) fn run_migrations(
+        &self,
+        sqlite: MigrationSet,
+        postgres: MigrationSet,
+    ) -> Result<(), DatabaseError> {
         let mut conn = self
             .pool
             .get()
             .map_err(|e| DatabaseError::Connect(e.to_string()))?;
         let result = match &mut conn.conn {
-            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+            AnyConnection::Sqlite(c) => run_migrations(c, sqlite),
             AnyConnection::Postgresql(c) => {
                 // A migration over a large table may run long: no
                 // statement_timeout for it, the bound again afterwards.
                 let unbounded = c.batch_execute("SET statement_timeout = 0");
                 let migrated = unbounded
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                    .and_then(|()| c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()));
+                    .and_then(|()| run_migrations(c, postgres));
                 let _ = c.batch_execute(&format!(
                     "SET statement_timeout = {}",
                     statement_timeout_ms(self.timeout)

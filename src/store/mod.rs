@@ -1,5 +1,8 @@
-//! Storage: the [`TokenStore`], [`UserStore`] and [`AuditLog`] traits and
-//! their Diesel implementation, [`DieselStore`], over SQLite or PostgreSQL.
+//! Storage: the crate's own [`TokenStore`], [`StateStore`] and [`AuditLog`]
+//! and their Diesel implementation, [`DieselStore`], over SQLite or
+//! PostgreSQL; and the app's users behind [`UserDirectory`] (with
+//! [`UsersTable`], a ready Argon2 users table, behind the `users-table`
+//! feature).
 //!
 //! Every method is blocking; call them from a blocking thread (the layer
 //! runs them on its store threads, password work on actix's blocking pool),
@@ -14,6 +17,9 @@ mod models;
 mod rotation_batch;
 pub(crate) mod schema;
 mod throttle;
+mod users;
+#[cfg(feature = "users-table")]
+mod users_table;
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,11 +27,11 @@ use std::sync::Arc;
 pub use conn::{AnyConnection, Backend, Database, DatabaseError};
 pub use diesel_store::DieselStore;
 pub use throttle::ThrottleKey;
+pub use users::{User, UserDirectory, UserId};
+#[cfg(feature = "users-table")]
+pub use users_table::UsersTable;
 
 use crate::token::SecretHash;
-
-/// A user's primary key.
-pub type UserId = i64;
 
 /// Failure of the storage layer. Wrong credentials or unknown rows are never
 /// errors: those are `Ok(None)` / `Ok(false)`.
@@ -41,50 +47,10 @@ pub enum StoreError {
     /// A unique value already exists (a username, say).
     #[error("already exists")]
     AlreadyExists,
-}
-
-/// A stored user.
-#[derive(Clone, PartialEq, Eq)]
-pub struct User {
-    /// Primary key.
-    pub id: UserId,
-    /// Unique login name.
-    pub username: String,
-    /// Argon2id PHC string.
-    pub password_hash: String,
-    /// May use the admin pages.
-    pub is_admin: bool,
-    /// Bumped to end every session and token of the user.
-    pub auth_epoch: i64,
-    /// Unix seconds.
-    pub created_at: i64,
-}
-
-#[cfg(test)]
-impl User {
-    /// A user row for unit tests that need one without a database.
-    pub(crate) fn for_tests(id: UserId, username: &str) -> Self {
-        Self {
-            id,
-            username: username.to_owned(),
-            password_hash: String::new(),
-            is_admin: false,
-            auth_epoch: 0,
-            created_at: 0,
-        }
-    }
-}
-
-impl fmt::Debug for User {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("User")
-            .field("id", &self.id)
-            .field("username", &self.username)
-            .field("password_hash", &"[redacted]")
-            .field("is_admin", &self.is_admin)
-            .field("auth_epoch", &self.auth_epoch)
-            .finish_non_exhaustive()
-    }
+    /// The store does not do this (a [`UserDirectory`] without
+    /// [`UserDirectory::set_password`], say).
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
 }
 
 /// A stored remember-me token (hashes only).
@@ -133,7 +99,7 @@ impl fmt::Debug for TokenRecord {
 #[derive(Debug, Clone)]
 pub struct NewToken<'a> {
     /// Owner.
-    pub user_id: UserId,
+    pub user_id: &'a UserId,
     /// SHA-256 of the series.
     pub series_hash: &'a SecretHash,
     /// SHA-256 of the token.
@@ -149,15 +115,6 @@ pub struct NewToken<'a> {
     /// The app device; a new token for the same `(user, device_key)`
     /// replaces the old one. `None` for a browser cookie.
     pub device_key: Option<&'a str>,
-}
-
-/// A token row with its owner's name, for admin listings.
-#[derive(Debug, Clone)]
-pub struct TokenListing {
-    /// The token.
-    pub token: TokenRecord,
-    /// The owner's username.
-    pub username: String,
 }
 
 /// How a rotation moves a token's expiry (from [`crate::Expiry`]).
@@ -223,8 +180,8 @@ pub struct RotationAttempt<'a> {
 pub struct FoundSeries {
     /// The token as it was before this call's rotation, if any.
     pub record: TokenRecord,
-    /// Its owner.
-    pub owner: User,
+    /// Its owner's auth epoch ([`StateStore::auth_epoch`]) when it was read.
+    pub epoch: i64,
     /// Whether this call rotated the token.
     pub rotated: bool,
     /// Whether the store wrote the attempt's [`SignInAudit`] row in the
@@ -259,7 +216,7 @@ pub fn find_then_rotate<S: TokenStore + ?Sized>(
     store: &S,
     attempt: RotationAttempt<'_>,
 ) -> Result<Option<FoundSeries>, StoreError> {
-    let found = store.find_by_series_with_owner(attempt.series)?;
+    let found = store.find_by_series_with_epoch(attempt.series)?;
     rotate_if_current(found, &attempt, |id, expires_at| {
         store.rotate(
             id,
@@ -276,11 +233,11 @@ pub fn find_then_rotate<S: TokenStore + ?Sized>(
 /// token that is current and unexpired is rotated by `rotate(id,
 /// new_expiry)` (a compare-and-swap; `None`: the expiry stays).
 pub(crate) fn rotate_if_current<E>(
-    found: Option<(TokenRecord, User)>,
+    found: Option<(TokenRecord, i64)>,
     attempt: &RotationAttempt<'_>,
     rotate: impl FnOnce(i64, Option<i64>) -> Result<bool, E>,
 ) -> Result<Option<FoundSeries>, E> {
-    let Some((record, owner)) = found else {
+    let Some((record, epoch)) = found else {
         return Ok(None);
     };
     let rotated = record.expires_at > attempt.now
@@ -291,7 +248,7 @@ pub(crate) fn rotate_if_current<E>(
         )?;
     Ok(Some(FoundSeries {
         record,
-        owner,
+        epoch,
         rotated,
         audited: false,
         store_now: attempt.now,
@@ -303,13 +260,14 @@ pub trait TokenStore: Send + Sync {
     /// The token of a series, if any.
     fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
 
-    /// The token of a series and its owner, in one query: a remember-me
-    /// sign-in needs both, and a round trip saved is one less wait on the
-    /// database on every re-authentication.
-    fn find_by_series_with_owner(
+    /// The token of a series and its owner's auth epoch
+    /// ([`StateStore::auth_epoch`]), in one query: a remember-me sign-in
+    /// and a session check need both, and a round trip saved is one less
+    /// wait on the database on every re-authentication.
+    fn find_by_series_with_epoch(
         &self,
         series: &SecretHash,
-    ) -> Result<Option<(TokenRecord, User)>, StoreError>;
+    ) -> Result<Option<(TokenRecord, i64)>, StoreError>;
 
     /// A remember-me sign-in's lookup and rotation together: reads the token
     /// of `attempt.series` with its owner and, if `attempt.token` is its
@@ -319,7 +277,7 @@ pub trait TokenStore: Send + Sync {
     /// **before** the rotation; [`FoundSeries::rotated`] says whether this
     /// call rotated it (`false` also when a racing request rotated it first).
     ///
-    /// The default runs [`TokenStore::find_by_series_with_owner`] and then
+    /// The default runs [`TokenStore::find_by_series_with_epoch`] and then
     /// [`TokenStore::rotate`]. A store that can do better should: this is
     /// the whole database cost of a re-authentication. The Diesel store runs
     /// the calls that wait at the same time together: on PostgreSQL as one
@@ -359,10 +317,10 @@ pub trait TokenStore: Send + Sync {
     fn delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
 
     /// Deletes a token by id; with `owner`, only if it belongs to that user.
-    fn delete_by_id(&self, id: i64, owner: Option<UserId>) -> Result<bool, StoreError>;
+    fn delete_by_id(&self, id: i64, owner: Option<&UserId>) -> Result<bool, StoreError>;
 
     /// Deletes every token of a user. Returns how many went.
-    fn delete_all_for_user(&self, user: UserId) -> Result<usize, StoreError>;
+    fn delete_all_for_user(&self, user: &UserId) -> Result<usize, StoreError>;
 
     /// Ends everything of `user` (theft, revoke-all): deletes every token,
     /// bumps the user's auth epoch and records `event`, **in one
@@ -373,7 +331,7 @@ pub trait TokenStore: Send + Sync {
     /// the three apart. The Diesel store does it in one.
     fn revoke_all_atomically(
         &self,
-        user: UserId,
+        user: &UserId,
         event: &NewAuditEvent<'_>,
     ) -> Result<Option<usize>, StoreError> {
         let _ = (user, event);
@@ -381,44 +339,21 @@ pub trait TokenStore: Send + Sync {
     }
 
     /// A user's tokens, most recently used first.
-    fn list_for_user(&self, user: UserId) -> Result<Vec<TokenRecord>, StoreError>;
+    fn list_for_user(&self, user: &UserId) -> Result<Vec<TokenRecord>, StoreError>;
 
     /// Every token (or one user's), newest first, a page at a time.
     fn list(
         &self,
-        username: Option<&str>,
+        user: Option<&UserId>,
         offset: i64,
         limit: i64,
-    ) -> Result<Vec<TokenListing>, StoreError>;
+    ) -> Result<Vec<TokenRecord>, StoreError>;
 
     /// Deletes tokens that expired before `now`. Returns how many went.
     fn purge_expired(&self, now: i64) -> Result<usize, StoreError>;
 }
 
-/// A user to create.
-#[derive(Clone)]
-pub struct NewUser<'a> {
-    /// Unique login name.
-    pub username: &'a str,
-    /// Argon2id PHC string.
-    pub password_hash: &'a str,
-    /// Admin rights.
-    pub is_admin: bool,
-    /// Unix seconds.
-    pub now: i64,
-}
-
-impl fmt::Debug for NewUser<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewUser")
-            .field("username", &self.username)
-            .field("password_hash", &"[redacted]")
-            .field("is_admin", &self.is_admin)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What [`UserStore::reserve_attempt`] decided.
+/// What [`StateStore::reserve_attempt`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
     /// The check may run; it was counted as a failure until a right
@@ -431,27 +366,17 @@ pub enum Reservation {
     },
 }
 
-/// Persistence of users, and of the failure counters of password checks.
-pub trait UserStore: Send + Sync {
-    /// A user by name.
-    fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
-    /// A user by id.
-    fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
-    /// Creates a user; [`StoreError::AlreadyExists`] if the name is taken.
-    fn create(&self, user: NewUser<'_>) -> Result<UserId, StoreError>;
-    /// The user's current auth epoch; `None` if the user is gone.
-    fn auth_epoch(&self, id: UserId) -> Result<Option<i64>, StoreError>;
+/// The crate's own state per user, keyed by the app's [`UserId`]: the auth
+/// epoch, and the failure counters of password checks.
+pub trait StateStore: Send + Sync {
+    /// The user's current auth epoch: 0 until the first bump.
+    fn auth_epoch(&self, id: &UserId) -> Result<i64, StoreError>;
     /// Increments the auth epoch: every session made under the old one ends.
-    fn bump_epoch(&self, id: UserId) -> Result<(), StoreError>;
+    fn bump_epoch(&self, id: &UserId) -> Result<(), StoreError>;
     /// Increments the auth epoch only if it still is `expected` (one atomic
     /// statement); returns the new epoch, or `None` if it had moved on: the
     /// caller's session was already revoked and must not adopt the new one.
-    fn bump_epoch_from(&self, id: UserId, expected: i64) -> Result<Option<i64>, StoreError>;
-    /// Replaces the password hash.
-    fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
-    /// Grants or withdraws admin rights. Open sessions see the change at
-    /// their next epoch check. Returns whether the user exists.
-    fn set_admin(&self, id: UserId, is_admin: bool) -> Result<bool, StoreError>;
+    fn bump_epoch_from(&self, id: &UserId, expected: i64) -> Result<Option<i64>, StoreError>;
     /// The failure counter of `key`: failed password checks and the time of
     /// the last one (`None`: no failure recorded).
     fn failures(&self, key: &ThrottleKey) -> Result<Option<(u32, i64)>, StoreError>;
@@ -486,6 +411,8 @@ pub trait UserStore: Send + Sync {
 pub enum AuditKind {
     /// Signed in with a password.
     PasswordSignIn,
+    /// Signed in by the app, after its own check (OAuth, a magic link…).
+    AppSignIn,
     /// A password sign-in failed.
     SignInFailed,
     /// Signed in by a remember-me cookie.
@@ -512,8 +439,9 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind, in a stable order.
-    pub const ALL: [AuditKind; 11] = [
+    pub const ALL: [AuditKind; 12] = [
         AuditKind::PasswordSignIn,
+        AuditKind::AppSignIn,
         AuditKind::SignInFailed,
         AuditKind::RememberMeSignIn,
         AuditKind::TokenIssued,
@@ -530,6 +458,7 @@ impl AuditKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditKind::PasswordSignIn => "password_sign_in",
+            AuditKind::AppSignIn => "app_sign_in",
             AuditKind::SignInFailed => "sign_in_failed",
             AuditKind::RememberMeSignIn => "remember_me_sign_in",
             AuditKind::TokenIssued => "token_issued",
@@ -552,7 +481,7 @@ pub struct NewAuditEvent<'a> {
     /// What happened.
     pub kind: AuditKind,
     /// To whom.
-    pub user_id: Option<UserId>,
+    pub user_id: Option<&'a UserId>,
     /// From where.
     pub ip: Option<&'a str>,
     /// With what.
@@ -572,8 +501,6 @@ pub struct AuditEvent {
     pub kind: String,
     /// To whom.
     pub user_id: Option<UserId>,
-    /// The user's name, if the user still exists.
-    pub username: Option<String>,
     /// From where.
     pub ip: Option<String>,
     /// With what.
@@ -598,7 +525,7 @@ pub trait AuditLog: Send + Sync {
     fn list(
         &self,
         kind: Option<&str>,
-        username: Option<&str>,
+        user: Option<&UserId>,
         offset: i64,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, StoreError>;
@@ -613,15 +540,18 @@ pub fn audit_events_dropped() -> u64 {
     audit_queue::dropped()
 }
 
-/// The three stores, shared by the middleware, the extractors and the steps.
+/// The crate's three stores and the app's users, shared by the middleware,
+/// the extractors and the steps.
 #[derive(Clone)]
 pub struct Stores {
     /// Remember-me tokens.
     pub tokens: Arc<dyn TokenStore>,
-    /// Users.
-    pub users: Arc<dyn UserStore>,
+    /// The crate's state per user.
+    pub state: Arc<dyn StateStore>,
     /// Audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// The app's users.
+    pub users: Arc<dyn UserDirectory>,
 }
 
 impl fmt::Debug for Stores {
@@ -631,13 +561,19 @@ impl fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// All three stores from one implementation.
-    pub fn from_one<S: TokenStore + UserStore + AuditLog + 'static>(store: S) -> Self {
+    /// The crate's three stores from one implementation (such as
+    /// [`DieselStore`]), and the app's users.
+    pub fn new<S, U>(store: S, users: U) -> Self
+    where
+        S: TokenStore + StateStore + AuditLog + 'static,
+        U: UserDirectory,
+    {
         let store = Arc::new(store);
         Self {
             tokens: store.clone(),
-            users: store.clone(),
+            state: store.clone(),
             audit: store,
+            users: Arc::new(users),
         }
     }
 
@@ -647,14 +583,14 @@ impl Stores {
     /// the other. Returns how many tokens went.
     pub fn revoke_everything(
         &self,
-        user: UserId,
+        user: &UserId,
         event: NewAuditEvent<'_>,
     ) -> Result<usize, StoreError> {
         if let Some(n) = self.tokens.revoke_all_atomically(user, &event)? {
             return Ok(n);
         }
         let n = self.tokens.delete_all_for_user(user)?;
-        self.users.bump_epoch(user)?;
+        self.state.bump_epoch(user)?;
         self.audit(event);
         Ok(n)
     }

@@ -2,35 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{audit_events, remember_tokens, users};
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = users)]
-pub(super) struct UserRow {
-    pub id: i64,
-    pub username: String,
-    pub password_hash: String,
-    pub is_admin: bool,
-    pub auth_epoch: i64,
-    pub created_at: i64,
-    // Columns of 0.1, read with the rest (the PostgreSQL batch selects every
-    // column) but no longer used: failure counters live in `login_failures`.
-    #[allow(dead_code)]
-    pub failed_logins: i32,
-    #[allow(dead_code)]
-    pub last_failed_at: Option<i64>,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = users)]
-pub(super) struct NewUserRow<'a> {
-    pub username: &'a str,
-    pub password_hash: &'a str,
-    pub is_admin: bool,
-    pub auth_epoch: i64,
-    pub created_at: i64,
-    pub failed_logins: i32,
-}
+use super::schema::{audit_events, remember_tokens};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = remember_tokens)]
@@ -40,7 +12,7 @@ pub(super) struct TokenRow {
     pub token_hash: Vec<u8>,
     pub previous_token_hash: Option<Vec<u8>>,
     pub rotated_at: Option<i64>,
-    pub user_id: i64,
+    pub user_id: String,
     pub created_at: i64,
     pub last_used_at: i64,
     pub expires_at: i64,
@@ -55,7 +27,7 @@ pub(super) struct TokenRow {
 pub(super) struct NewTokenRow<'a> {
     pub series_hash: &'a [u8],
     pub token_hash: &'a [u8],
-    pub user_id: i64,
+    pub user_id: &'a str,
     pub created_at: i64,
     pub last_used_at: i64,
     pub expires_at: i64,
@@ -70,7 +42,7 @@ pub(super) struct AuditRow {
     pub id: i64,
     pub at: i64,
     pub kind: String,
-    pub user_id: Option<i64>,
+    pub user_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub detail: String,
@@ -81,7 +53,7 @@ pub(super) struct AuditRow {
 pub(super) struct NewAuditRow<'a> {
     pub at: i64,
     pub kind: &'a str,
-    pub user_id: Option<i64>,
+    pub user_id: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub detail: &'a str,

@@ -331,7 +331,7 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     use super::*;
-    use crate::store::{TokenRecord, User};
+    use crate::store::TokenRecord;
 
     fn hash(byte: u8) -> SecretHash {
         SecretHash::from_slice(&[byte; 32]).unwrap()
@@ -347,7 +347,7 @@ mod tests {
                 token_hash: attempt.token.clone(),
                 previous_token_hash: None,
                 rotated_at: None,
-                user_id: id,
+                user_id: id.into(),
                 created_at: 0,
                 last_used_at: 0,
                 expires_at: 1,
@@ -356,7 +356,7 @@ mod tests {
                 device_key: None,
                 sealed_token: None,
             },
-            owner: User::for_tests(id, &format!("user{id}")),
+            epoch: 0,
             rotated: true,
             audited: false,
             store_now: 0,

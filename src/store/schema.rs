@@ -1,11 +1,11 @@
-// @generated automatically by Diesel CLI.
+// The crate's own tables (the app's users live elsewhere: see UserDirectory).
 
 diesel::table! {
     audit_events (id) {
         id -> Int8,
         at -> Int8,
         kind -> Text,
-        user_id -> Nullable<Int8>,
+        user_id -> Nullable<Text>,
         ip -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         detail -> Text,
@@ -27,7 +27,7 @@ diesel::table! {
         token_hash -> Bytea,
         previous_token_hash -> Nullable<Bytea>,
         rotated_at -> Nullable<Int8>,
-        user_id -> Int8,
+        user_id -> Text,
         created_at -> Int8,
         last_used_at -> Int8,
         expires_at -> Int8,
@@ -39,19 +39,15 @@ diesel::table! {
 }
 
 diesel::table! {
-    users (id) {
-        id -> Int8,
-        username -> Text,
-        password_hash -> Text,
-        is_admin -> Bool,
+    user_state (user_id) {
+        user_id -> Text,
         auth_epoch -> Int8,
-        created_at -> Int8,
-        failed_logins -> Int4,
-        last_failed_at -> Nullable<Int8>,
     }
 }
 
-diesel::joinable!(audit_events -> users (user_id));
-diesel::joinable!(remember_tokens -> users (user_id));
-
-diesel::allow_tables_to_appear_in_same_query!(audit_events, login_failures, remember_tokens, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
+    login_failures,
+    remember_tokens,
+    user_state
+);

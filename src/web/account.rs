@@ -43,7 +43,7 @@ async fn devices(
     session: Session,
 ) -> Result<HttpResponse, AuthError> {
     let tokens = auth.stores().tokens.clone();
-    let records = web::block(move || tokens.list_for_user(user.id))
+    let records = web::block(move || tokens.list_for_user(&user.id))
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))??;
     let current = auth.browser_series();

@@ -1,5 +1,7 @@
 //! Admin pages: every remember-me token, and the audit log.
 
+use std::collections::HashMap;
+
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
@@ -8,7 +10,7 @@ use serde::Deserialize;
 
 use super::account::CsrfOnly;
 use super::view::{PAGE_SIZE, back_with, device, html, pages, take_flash, when};
-use crate::store::AuditKind;
+use crate::store::{AuditKind, StoreError, Stores, UserId};
 use crate::{AdminAuth, Auth, AuthError, CsrfForm};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -59,26 +61,38 @@ async fn tokens(
 ) -> Result<HttpResponse, AuthError> {
     let filter = query.user.clone().unwrap_or_default().trim().to_owned();
     let page = page_number(query.page);
-    let store = auth.stores().tokens.clone();
+    let stores = auth.stores().clone();
     let name = (!filter.is_empty()).then(|| filter.clone());
     // One row more than a page tells whether an older page exists.
-    let listings =
-        web::block(move || store.list(name.as_deref(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))??;
+    let (listings, names) = web::block(move || {
+        let user = match name {
+            Some(name) => match stores.users.find_by_username(&name)? {
+                Some(user) => Some(user.id),
+                None => return Ok((Vec::new(), HashMap::new())),
+            },
+            None => None,
+        };
+        let listings = stores
+            .tokens
+            .list(user.as_ref(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)?;
+        let names = usernames(&stores, listings.iter().map(|t| &t.user_id))?;
+        Ok::<_, StoreError>((listings, names))
+    })
+    .await
+    .map_err(|e| AuthError::Internal(e.to_string()))??;
     let (prev_page, next_page) = pages(page, listings.len());
     let rows = listings
         .into_iter()
         .take(PAGE_SIZE as usize)
-        .map(|l| TokenRow {
-            id: l.token.id,
-            username: l.username,
-            device: device(l.token.user_agent.as_deref()),
-            ip: l.token.ip.unwrap_or_default(),
-            created: when(l.token.created_at),
-            last_used: when(l.token.last_used_at),
-            expires: when(l.token.expires_at),
-            issued: match &l.token.device_key {
+        .map(|token| TokenRow {
+            id: token.id,
+            username: display_name(&names, Some(&token.user_id)),
+            device: device(token.user_agent.as_deref()),
+            ip: token.ip.unwrap_or_default(),
+            created: when(token.created_at),
+            last_used: when(token.last_used_at),
+            expires: when(token.expires_at),
+            issued: match &token.device_key {
                 Some(device) => format!("App token (device {device})"),
                 None => "Browser cookie (Keep me logged in)".to_owned(),
             },
@@ -132,7 +146,7 @@ async fn revoke_all(
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))??
         .ok_or(AuthError::NotFound)?;
-    let n = auth.revoke_all(user.id).await?;
+    let n = auth.revoke_all(user.id.clone()).await?;
     if auth.user().is_none() {
         // The admin revoked their own sessions.
         return Ok(super::view::see_other("/login"));
@@ -184,18 +198,27 @@ async fn audit(
     let kind = query.kind.clone().unwrap_or_default();
     let user = query.user.clone().unwrap_or_default().trim().to_owned();
     let page = page_number(query.page);
-    let log = auth.stores().audit.clone();
+    let stores = auth.stores().clone();
     let (k, u) = (
         (!kind.is_empty()).then(|| kind.clone()),
         (!user.is_empty()).then(|| user.clone()),
     );
-    let events = web::block(move || {
-        log.list(
+    let (events, names) = web::block(move || {
+        let user = match u {
+            Some(name) => match stores.users.find_by_username(&name)? {
+                Some(user) => Some(user.id),
+                None => return Ok((Vec::new(), HashMap::new())),
+            },
+            None => None,
+        };
+        let events = stores.audit.list(
             k.as_deref(),
-            u.as_deref(),
+            user.as_ref(),
             (page - 1) * PAGE_SIZE,
             PAGE_SIZE + 1,
-        )
+        )?;
+        let names = usernames(&stores, events.iter().filter_map(|e| e.user_id.as_ref()))?;
+        Ok::<_, StoreError>((events, names))
     })
     .await
     .map_err(|e| AuthError::Internal(e.to_string()))??;
@@ -206,7 +229,7 @@ async fn audit(
         .map(|e| AuditRow {
             at: when(e.at),
             kind: e.kind,
-            username: e.username.unwrap_or_else(|| "—".to_owned()),
+            username: display_name(&names, e.user_id.as_ref()),
             ip: e.ip.unwrap_or_default(),
             user_agent: e.user_agent.unwrap_or_default(),
             detail: e.detail,
@@ -227,4 +250,32 @@ async fn audit(
             next_page,
         },
     )
+}
+
+/// The names of the users behind `ids`, from the app's directory (at most a
+/// page of distinct ids). Blocking.
+fn usernames<'a>(
+    stores: &Stores,
+    ids: impl Iterator<Item = &'a UserId>,
+) -> Result<HashMap<UserId, String>, StoreError> {
+    let mut names = HashMap::new();
+    for id in ids {
+        if !names.contains_key(id) {
+            let name = stores.users.find_by_id(id)?.map(|u| u.username);
+            names.insert(id.clone(), name.unwrap_or_default());
+        }
+    }
+    Ok(names)
+}
+
+/// A user's name for a listing: "—" for none, the id for a user the app no
+/// longer knows.
+fn display_name(names: &HashMap<UserId, String>, id: Option<&UserId>) -> String {
+    match id {
+        None => "—".to_owned(),
+        Some(id) => match names.get(id) {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => format!("#{id} (gone)"),
+        },
+    }
 }

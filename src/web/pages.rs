@@ -222,8 +222,8 @@ async fn logout(
 
 #[get("/healthz")]
 async fn healthz(stores: web::Data<Stores>) -> HttpResponse {
-    let users = stores.users.clone();
-    match web::block(move || users.ping()).await {
+    let state = stores.state.clone();
+    match web::block(move || state.ping()).await {
         Ok(Ok(())) => HttpResponse::Ok()
             .content_type(ContentType::plaintext())
             .body("ok"),

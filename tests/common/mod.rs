@@ -16,7 +16,7 @@ use actix_web::{HttpServer, rt};
 use diesel::connection::SimpleConnection as _;
 use diesel::{Connection as _, PgConnection};
 use rememberme::demo::{Site, app};
-use rememberme::store::{NewUser, UserId};
+use rememberme::store::{UserId, UsersTable};
 use rememberme::{
     Database, DieselStore, ManualClock, RememberMeConfig, RememberMeConfigBuilder, Stores,
 };
@@ -133,6 +133,17 @@ fn rand_bytes(buf: &mut [u8]) {
     }
 }
 
+/// The crate's stores on `database`, with the demo's users table.
+pub fn stores_on(database: &Database) -> Stores {
+    let users = UsersTable::open(database.clone()).expect("users table");
+    Stores::new(DieselStore::new(database.clone()), users)
+}
+
+/// The demo's users table on `database`, created if missing.
+pub fn users_on(database: &Database) -> UsersTable {
+    UsersTable::open(database.clone()).expect("users table")
+}
+
 /// The demo site on a loopback port, in its own thread and actix `System`.
 pub struct TestServer {
     pub base: String,
@@ -150,6 +161,7 @@ pub struct TestServer {
 struct Running {
     site: Site,
     stores: Stores,
+    users: UsersTable,
     database: Database,
 }
 
@@ -172,12 +184,19 @@ impl TestServer {
     ) -> (Self, std::sync::Arc<CallCounts>) {
         let database = Database::connect_with_timeout(&db.url, 8, Duration::from_secs(1))
             .expect("test database");
+        let users = UsersTable::open(database.clone()).expect("users table");
         let store = DieselStore::new(database);
         let counts = std::sync::Arc::new(CallCounts::default());
-        let stores = Stores::from_one(CountingStore {
-            inner: store.clone(),
-            counts: counts.clone(),
-        });
+        let stores = Stores::new(
+            CountingStore {
+                inner: store.clone(),
+                counts: counts.clone(),
+            },
+            CountingUsers {
+                inner: users.clone(),
+                counts: counts.clone(),
+            },
+        );
         let clock = ManualClock::new();
         let config = tweak(
             RememberMeConfig::builder()
@@ -212,6 +231,7 @@ impl TestServer {
             running: Some(Running {
                 site: closing,
                 stores,
+                users,
                 database: store.database().clone(),
             }),
             db,
@@ -238,6 +258,7 @@ impl TestServer {
         let Some(Running {
             site,
             stores,
+            users,
             database,
         }) = self.running.take()
         else {
@@ -248,7 +269,7 @@ impl TestServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        drop(stores);
+        drop((stores, users));
         let wait = Duration::from_secs(10);
         let closed = site.close(wait) && database.close(wait);
         if !closed && !std::thread::panicking() {
@@ -262,15 +283,14 @@ impl TestServer {
     }
 
     pub fn add_user(&self, name: &str, password: &str, admin: bool) -> UserId {
-        self.stores()
-            .users
-            .create(NewUser {
-                username: name,
-                password_hash: &rememberme::flow::hash_password(password),
-                is_admin: admin,
-                now: self.clock_now(),
-            })
+        self.users()
+            .create(name, password, admin)
             .expect("create user")
+    }
+
+    /// The demo's users table of the running server.
+    pub fn users(&self) -> &UsersTable {
+        &self.running.as_ref().expect("a running server").users
     }
 
     pub fn clock_now(&self) -> i64 {
@@ -281,7 +301,7 @@ impl TestServer {
         Browser::new(&self.base)
     }
 
-    pub fn tokens_of(&self, user: UserId) -> Vec<rememberme::store::TokenRecord> {
+    pub fn tokens_of(&self, user: &UserId) -> Vec<rememberme::store::TokenRecord> {
         self.stores()
             .tokens
             .list_for_user(user)
@@ -585,6 +605,10 @@ impl CallCounts {
     pub fn auth_epoch(&self) -> u64 {
         self.auth_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
+    fn tick(&self, name: &'static str) {
+        self.total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.log.lock().unwrap().push(name);
+    }
     /// The names of the calls made since the last `take_log`.
     pub fn take_log(&self) -> Vec<&'static str> {
         std::mem::take(&mut *self.log.lock().unwrap())
@@ -599,17 +623,14 @@ pub struct CountingStore {
 
 impl CountingStore {
     fn tick(&self, name: &'static str) {
-        self.counts
-            .total
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.counts.log.lock().unwrap().push(name);
+        self.counts.tick(name);
     }
 }
 
 use rememberme::store::ThrottleKey;
 use rememberme::store::{
     AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, RotationAttempt,
-    StoreError, TokenListing, TokenRecord, TokenStore, User, UserStore,
+    StateStore, StoreError, TokenRecord, TokenStore, User, UserDirectory,
 };
 use rememberme::token::SecretHash;
 
@@ -625,30 +646,25 @@ macro_rules! counted {
 impl TokenStore for CountingStore {
     counted! { TokenStore;
         find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
-        find_by_series_with_owner(&self, series: &SecretHash) -> Result<Option<(TokenRecord, User)>, StoreError>;
+        find_by_series_with_epoch(&self, series: &SecretHash) -> Result<Option<(TokenRecord, i64)>, StoreError>;
         find_and_rotate(&self, attempt: RotationAttempt<'_>) -> Result<Option<FoundSeries>, StoreError>;
         rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, sealed: &[u8], now: i64, expires_at: Option<i64>) -> Result<bool, StoreError>;
         insert(&self, token: NewToken<'_>, max: u32) -> Result<i64, StoreError>;
         find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;
         delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
-        delete_by_id(&self, id: i64, owner: Option<UserId>) -> Result<bool, StoreError>;
-        delete_all_for_user(&self, user: UserId) -> Result<usize, StoreError>;
-        revoke_all_atomically(&self, user: UserId, event: &NewAuditEvent<'_>) -> Result<Option<usize>, StoreError>;
-        list_for_user(&self, user: UserId) -> Result<Vec<TokenRecord>, StoreError>;
-        list(&self, username: Option<&str>, offset: i64, limit: i64) -> Result<Vec<TokenListing>, StoreError>;
+        delete_by_id(&self, id: i64, owner: Option<&UserId>) -> Result<bool, StoreError>;
+        delete_all_for_user(&self, user: &UserId) -> Result<usize, StoreError>;
+        revoke_all_atomically(&self, user: &UserId, event: &NewAuditEvent<'_>) -> Result<Option<usize>, StoreError>;
+        list_for_user(&self, user: &UserId) -> Result<Vec<TokenRecord>, StoreError>;
+        list(&self, user: Option<&UserId>, offset: i64, limit: i64) -> Result<Vec<TokenRecord>, StoreError>;
         purge_expired(&self, now: i64) -> Result<usize, StoreError>;
     }
 }
 
-impl UserStore for CountingStore {
-    counted! { UserStore;
-        find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
-        find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
-        create(&self, user: NewUser<'_>) -> Result<UserId, StoreError>;
-        bump_epoch(&self, id: UserId) -> Result<(), StoreError>;
-        bump_epoch_from(&self, id: UserId, expected: i64) -> Result<Option<i64>, StoreError>;
-        set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
-        set_admin(&self, id: UserId, is_admin: bool) -> Result<bool, StoreError>;
+impl StateStore for CountingStore {
+    counted! { StateStore;
+        bump_epoch(&self, id: &UserId) -> Result<(), StoreError>;
+        bump_epoch_from(&self, id: &UserId, expected: i64) -> Result<Option<i64>, StoreError>;
         failures(&self, key: &ThrottleKey) -> Result<Option<(u32, i64)>, StoreError>;
         reserve_attempt(&self, key: &ThrottleKey, now: i64, window_secs: i64, max: u32) -> Result<Reservation, StoreError>;
         clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
@@ -656,7 +672,7 @@ impl UserStore for CountingStore {
         ping(&self) -> Result<(), StoreError>;
     }
 
-    fn auth_epoch(&self, id: UserId) -> Result<Option<i64>, StoreError> {
+    fn auth_epoch(&self, id: &UserId) -> Result<i64, StoreError> {
         self.tick("auth_epoch");
         self.counts
             .auth_epoch
@@ -669,7 +685,28 @@ impl AuditLog for CountingStore {
     counted! { AuditLog;
         record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError>;
         record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError>;
-        list(&self, kind: Option<&str>, username: Option<&str>, offset: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
+        list(&self, kind: Option<&str>, user: Option<&UserId>, offset: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
         purge_before(&self, cutoff: i64) -> Result<usize, StoreError>;
+    }
+}
+
+/// The demo's users table, with every call counted.
+pub struct CountingUsers {
+    inner: UsersTable,
+    counts: std::sync::Arc<CallCounts>,
+}
+
+impl UserDirectory for CountingUsers {
+    fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.counts.tick("find_by_username");
+        self.inner.find_by_username(username)
+    }
+    fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.counts.tick("find_by_id");
+        self.inner.find_by_id(id)
+    }
+    fn set_password(&self, id: &UserId, password: &str) -> Result<(), StoreError> {
+        self.counts.tick("set_password");
+        self.inner.set_password(id, password)
     }
 }

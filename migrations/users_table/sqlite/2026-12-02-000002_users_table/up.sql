@@ -1,0 +1,10 @@
+-- The `users-table` feature's users (UsersTable): Argon2id hashes. Already
+-- there in a database upgraded from rememberme 0.1, where it was the
+-- crate's own table.
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    is_admin BOOLEAN NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);

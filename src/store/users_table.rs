@@ -1,0 +1,175 @@
+//! [`UsersTable`]: a ready [`UserDirectory`] over a `users` table of its
+//! own with Argon2id hashes, for a site that has no users yet (the demo
+//! site uses it). Behind the `users-table` feature.
+
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+use super::DieselStore;
+use super::conn::{Database, DatabaseError, MigrationSet};
+use super::{StoreError, User, UserDirectory, UserId};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/users_table/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("migrations/users_table/postgres");
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        username -> Text,
+        password_hash -> Text,
+        is_admin -> Bool,
+        created_at -> Int8,
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    is_admin: bool,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User::new(row.id, row.username)
+            .admin(row.is_admin)
+            .password_hash(row.password_hash)
+    }
+}
+
+/// Users in a `users` table (integer ids, unique names, Argon2id hashes),
+/// on the same [`Database`] as the crate's own tables.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use rememberme::store::{Database, DieselStore, Stores, UsersTable};
+///
+/// let db = Database::connect("sqlite://app.db", 8)?;
+/// let users = UsersTable::open(db.clone())?; // creates the table if missing
+/// if users.find_by_name("alice")?.is_none() {
+///     users.create("alice", "alice-password", false)?;
+/// }
+/// let stores = Stores::new(DieselStore::new(db), users);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct UsersTable {
+    store: DieselStore,
+}
+
+impl UsersTable {
+    /// The table on `db`, created (or brought up to date) if needed.
+    /// Blocking.
+    pub fn open(db: Database) -> Result<Self, DatabaseError> {
+        db.run_migrations(
+            MigrationSet {
+                current: SQLITE_MIGRATIONS,
+                v0_1: None,
+            },
+            MigrationSet {
+                current: POSTGRES_MIGRATIONS,
+                v0_1: None,
+            },
+        )?;
+        Ok(Self {
+            store: DieselStore::new(db),
+        })
+    }
+
+    /// Creates a user with `password` (hashed with Argon2id here, on the
+    /// crate's password threads: tens of milliseconds). Returns the new
+    /// id; [`StoreError::AlreadyExists`] if the name is taken. Blocking.
+    pub fn create(
+        &self,
+        username: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<UserId, StoreError> {
+        let hash = crate::password::hash_password(password);
+        let now = crate::clock::system_ms().div_euclid(1000);
+        self.store
+            .with_write_conn(|conn| {
+                conn.transaction(|conn| {
+                    diesel::insert_into(users::table)
+                        .values((
+                            users::username.eq(username),
+                            users::password_hash.eq(&hash),
+                            users::is_admin.eq(is_admin),
+                            users::created_at.eq(now),
+                        ))
+                        .execute(conn)?;
+                    users::table
+                        .filter(users::username.eq(username))
+                        .select(users::id)
+                        .get_result::<i64>(conn)
+                })
+            })
+            .map(UserId::from)
+    }
+
+    /// The user named `username`, if any. Blocking.
+    pub fn find_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.store
+            .with_conn(|conn| {
+                users::table
+                    .filter(users::username.eq(username))
+                    .select(UserRow::as_select())
+                    .get_result(conn)
+                    .optional()
+            })
+            .map(|row| row.map(User::from))
+    }
+
+    /// Grants or withdraws admin rights; open sessions see the change at
+    /// their next check. Returns whether the user exists. Blocking.
+    pub fn set_admin(&self, id: &UserId, is_admin: bool) -> Result<bool, StoreError> {
+        let Some(id) = id.as_i64() else {
+            return Ok(false);
+        };
+        self.store
+            .with_write_conn(|conn| {
+                diesel::update(users::table.find(id))
+                    .set(users::is_admin.eq(is_admin))
+                    .execute(conn)
+            })
+            .map(|n| n == 1)
+    }
+}
+
+impl UserDirectory for UsersTable {
+    fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.find_by_name(username)
+    }
+
+    fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let Some(id) = id.as_i64() else {
+            return Ok(None);
+        };
+        self.store
+            .with_conn(|conn| {
+                users::table
+                    .find(id)
+                    .select(UserRow::as_select())
+                    .get_result(conn)
+                    .optional()
+            })
+            .map(|row| row.map(User::from))
+    }
+
+    fn set_password(&self, id: &UserId, password: &str) -> Result<(), StoreError> {
+        let Some(id) = id.as_i64() else {
+            return Ok(());
+        };
+        let hash = crate::password::hash_password(password);
+        self.store
+            .with_write_conn(|conn| {
+                diesel::update(users::table.find(id))
+                    .set(users::password_hash.eq(&hash))
+                    .execute(conn)
+            })
+            .map(drop)
+    }
+}
