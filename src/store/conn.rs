@@ -3,20 +3,47 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::Connection;
+#[cfg(feature = "postgres")]
+use diesel::PgConnection;
+#[cfg(feature = "sqlite")]
+use diesel::SqliteConnection;
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-/// The crate's own tables, as a new database gets them.
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-/// rememberme 0.1's history, finished before the upgrade of such a database.
-const SQLITE_V0_1: EmbeddedMigrations = embed_migrations!("migrations/v0_1/sqlite");
-const POSTGRES_V0_1: EmbeddedMigrations = embed_migrations!("migrations/v0_1/postgres");
-/// 0.1's tables to the current ones, under the current first version.
-const SQLITE_UPGRADE_0_1: EmbeddedMigrations = embed_migrations!("migrations/upgrade_0_1/sqlite");
-const POSTGRES_UPGRADE_0_1: EmbeddedMigrations =
-    embed_migrations!("migrations/upgrade_0_1/postgres");
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("rememberme needs a database: enable the `sqlite` or the `postgres` feature");
+
+/// The crate's own migrations: its tables as a new database gets them,
+/// rememberme 0.1's history (finished before the upgrade of such a
+/// database) and the upgrade of 0.1's tables (under the current first
+/// version).
+const CRATE_MIGRATIONS: Migrations = Migrations {
+    #[cfg(feature = "sqlite")]
+    sqlite: MigrationSet {
+        current: embed_migrations!("migrations/sqlite"),
+        v0_1: Some((
+            embed_migrations!("migrations/v0_1/sqlite"),
+            embed_migrations!("migrations/upgrade_0_1/sqlite"),
+        )),
+    },
+    #[cfg(feature = "postgres")]
+    postgres: MigrationSet {
+        current: embed_migrations!("migrations/postgres"),
+        v0_1: Some((
+            embed_migrations!("migrations/v0_1/postgres"),
+            embed_migrations!("migrations/upgrade_0_1/postgres"),
+        )),
+    },
+};
+
+/// A set of migrations for each backend built in.
+pub(crate) struct Migrations {
+    #[cfg(feature = "sqlite")]
+    pub sqlite: MigrationSet,
+    #[cfg(feature = "postgres")]
+    pub postgres: MigrationSet,
+}
 
 /// The first migration of rememberme 0.1 (the same version on both
 /// backends): a database that has it was made by 0.1.
@@ -47,12 +74,48 @@ where
 }
 
 /// A connection to either backend; queries written once run on both.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
     /// PostgreSQL.
     Postgresql(PgConnection),
     /// SQLite.
     Sqlite(SqliteConnection),
+}
+
+/// A connection to the one backend built in (the `sqlite` feature).
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    /// SQLite.
+    Sqlite(SqliteConnection),
+}
+
+/// A connection to the one backend built in (the `postgres` feature).
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    /// PostgreSQL.
+    Postgresql(PgConnection),
+}
+
+impl AnyConnection {
+    /// Whether this is a PostgreSQL connection.
+    pub fn is_postgres(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if matches!(self, AnyConnection::Postgresql(_)) {
+            return true;
+        }
+        false
+    }
+}
+
+/// The error of a URL whose backend this build left out.
+#[allow(dead_code)] // with both backends built in
+fn not_built_in(feature: &str) -> diesel::ConnectionError {
+    diesel::ConnectionError::BadConnection(format!(
+        "this build of rememberme has no {feature} support: enable its `{feature}` feature"
+    ))
 }
 
 /// Which database a URL names.
@@ -140,6 +203,7 @@ pub enum DatabaseError {
     Migrate(String),
 }
 
+#[cfg(feature = "postgres")]
 /// PostgreSQL's `statement_timeout` for a connection timeout: six lock waits.
 fn statement_timeout_ms(timeout: Duration) -> u128 {
     timeout.as_millis().max(1).saturating_mul(6)
@@ -220,6 +284,11 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> Result<PoolConn, Self::Error> {
         let live = self.gate.enter()?;
         match &self.backend {
+            #[cfg(not(feature = "postgres"))]
+            Backend::Postgres(_) => Err(not_built_in("postgres")),
+            #[cfg(not(feature = "sqlite"))]
+            Backend::Sqlite(_) => Err(not_built_in("sqlite")),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(url) => {
                 let mut conn = PgConnection::establish(url)?;
                 // A statement waits at most this long for a row lock, then
@@ -245,6 +314,7 @@ impl r2d2::ManageConnection for Manager {
                     _live: live,
                 })
             }
+            #[cfg(feature = "sqlite")]
             Backend::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 // WAL: readers never wait for the writer. FULL, not WAL's
@@ -475,38 +545,27 @@ impl Database {
     /// yourself after [`Database::connect_lazy`]. A database made by
     /// rememberme 0.1 is upgraded (see CHANGELOG.md).
     pub fn migrate(&self) -> Result<(), DatabaseError> {
-        self.run_migrations(
-            MigrationSet {
-                current: SQLITE_MIGRATIONS,
-                v0_1: Some((SQLITE_V0_1, SQLITE_UPGRADE_0_1)),
-            },
-            MigrationSet {
-                current: POSTGRES_MIGRATIONS,
-                v0_1: Some((POSTGRES_V0_1, POSTGRES_UPGRADE_0_1)),
-            },
-        )
+        self.run_migrations(CRATE_MIGRATIONS)
     }
 
-    /// Runs one backend's set of migrations (the crate's, or a users
+    /// Runs this backend's set of `migrations` (the crate's, or a users
     /// table's).
-    pub(crate) fn run_migrations(
-        &self,
-        sqlite: MigrationSet,
-        postgres: MigrationSet,
-    ) -> Result<(), DatabaseError> {
+    pub(crate) fn run_migrations(&self, migrations: Migrations) -> Result<(), DatabaseError> {
         let mut conn = self
             .pool
             .get()
             .map_err(|e| DatabaseError::Connect(e.to_string()))?;
         let result = match &mut conn.conn {
-            AnyConnection::Sqlite(c) => run_migrations(c, sqlite),
+            #[cfg(feature = "sqlite")]
+            AnyConnection::Sqlite(c) => run_migrations(c, migrations.sqlite),
+            #[cfg(feature = "postgres")]
             AnyConnection::Postgresql(c) => {
                 // A migration over a large table may run long: no
                 // statement_timeout for it, the bound again afterwards.
                 let unbounded = c.batch_execute("SET statement_timeout = 0");
                 let migrated = unbounded
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                    .and_then(|()| run_migrations(c, postgres));
+                    .and_then(|()| run_migrations(c, migrations.postgres));
                 let _ = c.batch_execute(&format!(
                     "SET statement_timeout = {}",
                     statement_timeout_ms(self.timeout)

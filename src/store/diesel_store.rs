@@ -6,15 +6,20 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use std::sync::Arc;
 
+#[cfg(feature = "postgres")]
+use super::ExpiryOnUse;
 use super::conn::{AnyConnection, Backend, Database};
 use super::models::{AuditRow, NewAuditRow, NewTokenRow, TokenRow};
-use super::rotation_batch::{self, BatchResult, Outcome, RotationBatches, every_attempt};
+#[cfg(feature = "postgres")]
+use super::rotation_batch::Outcome;
+use super::rotation_batch::{self, BatchResult, RotationBatches, every_attempt};
 use super::schema::{audit_events, login_failures, remember_tokens, user_state};
 use super::{
-    AuditEvent, AuditKind, AuditLog, ExpiryOnUse, FoundSeries, NewAuditEvent, NewToken,
-    Reservation, RotationAttempt, StateStore, StoreError, ThrottleKey, TokenRecord, TokenStore,
-    UserId, rotate_if_current,
+    AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, RotationAttempt,
+    StateStore, StoreError, ThrottleKey, TokenRecord, TokenStore, UserId,
 };
+#[cfg(feature = "sqlite")]
+use super::{AuditKind, rotate_if_current};
 use crate::token::SecretHash;
 
 /// [`TokenStore`], [`StateStore`] and [`AuditLog`] over a [`Database`]:
@@ -85,75 +90,94 @@ impl DieselStore {
     /// one result per attempt, in order: on PostgreSQL one statement, on
     /// SQLite one transaction.
     fn find_and_rotate_batch(&self, batch: &[rotation_batch::Attempt]) -> BatchResult {
-        if !matches!(self.db.backend(), Backend::Postgres(_)) {
-            // SQLite: each attempt's lookup and compare-and-swap, all in one
-            // transaction (one commit), under the process's write lock. A
-            // row that does not decode fails only its attempt; any other
-            // error rolls the whole batch back and is every attempt's: with
-            // the write lock held from the start, no attempt would do
-            // better alone.
-            let written = self.with_write_conn(|conn| {
-                // One time for the batch, taken under the write lock: the
-                // store's clock (the machine's, which every process on this
-                // file shares) plus the layer's offset. Stamped on each
-                // rotation and returned as `store_now`, so the age of a
-                // token one rotation back is never negative (a request that
-                // started a moment earlier may well be served later).
-                let system_ms = crate::clock::system_ms();
-                sqlite_immediate_transaction(conn, |conn| {
-                    batch
-                        .iter()
-                        .map(|attempt| {
-                            let stamp = (system_ms + attempt.clock_offset_ms).div_euclid(1000);
-                            let found = match token_with_epoch(conn, &attempt.series) {
-                                Err(DieselError::DeserializationError(error)) => {
-                                    return Ok(Err(undecodable(&error.to_string())));
-                                }
-                                found => found?,
-                            };
-                            let found =
-                                rotate_if_current(found, &attempt.borrowed(), |id, expires_at| {
-                                    rotate_on(
-                                        conn,
-                                        id,
-                                        &attempt.token,
-                                        &attempt.new_token,
-                                        &attempt.sealed,
-                                        Stamp {
-                                            rotated_at: stamp,
-                                            used_at: attempt.now,
-                                        },
-                                        expires_at,
-                                    )
-                                })?;
-                            // The sign-in's audit row in the rotation's own
-                            // transaction: a committed rotation has its row.
-                            let found = found.map(|found| FoundSeries {
-                                store_now: stamp,
-                                ..found
-                            });
-                            let found = match (found, &attempt.audit) {
-                                (Some(mut found), Some(audit)) if found.rotated => {
-                                    diesel::insert_into(audit_events::table)
-                                        .values(sign_in_row(attempt, audit, &found.record.user_id))
-                                        .execute(conn)?;
-                                    found.audited = true;
-                                    Some(found)
-                                }
-                                (found, _) => found,
-                            };
-                            Ok(Ok(found))
-                        })
-                        .collect()
-                })
-            });
-            return Ok(written.unwrap_or_else(|error| every_attempt(batch, &error)));
+        match self.db.backend() {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => self.find_and_rotate_batch_sqlite(batch),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => self.find_and_rotate_batch_pg(batch),
+            // A backend this build left out: such a database never connects.
+            #[allow(unreachable_patterns)]
+            _ => Ok(every_attempt(
+                batch,
+                &StoreError::Unavailable("backend not built in".into()),
+            )),
         }
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn find_and_rotate_batch_sqlite(&self, batch: &[rotation_batch::Attempt]) -> BatchResult {
+        // SQLite: each attempt's lookup and compare-and-swap, all in one
+        // transaction (one commit), under the process's write lock. A
+        // row that does not decode fails only its attempt; any other
+        // error rolls the whole batch back and is every attempt's: with
+        // the write lock held from the start, no attempt would do
+        // better alone.
+        let written = self.with_write_conn(|conn| {
+            // One time for the batch, taken under the write lock: the
+            // store's clock (the machine's, which every process on this
+            // file shares) plus the layer's offset. Stamped on each
+            // rotation and returned as `store_now`, so the age of a
+            // token one rotation back is never negative (a request that
+            // started a moment earlier may well be served later).
+            let system_ms = crate::clock::system_ms();
+            sqlite_immediate_transaction(conn, |conn| {
+                batch
+                    .iter()
+                    .map(|attempt| {
+                        let stamp = (system_ms + attempt.clock_offset_ms).div_euclid(1000);
+                        let found = match token_with_epoch(conn, &attempt.series) {
+                            Err(DieselError::DeserializationError(error)) => {
+                                return Ok(Err(undecodable(&error.to_string())));
+                            }
+                            found => found?,
+                        };
+                        let found =
+                            rotate_if_current(found, &attempt.borrowed(), |id, expires_at| {
+                                rotate_on(
+                                    conn,
+                                    id,
+                                    &attempt.token,
+                                    &attempt.new_token,
+                                    &attempt.sealed,
+                                    Stamp {
+                                        rotated_at: stamp,
+                                        used_at: attempt.now,
+                                    },
+                                    expires_at,
+                                )
+                            })?;
+                        // The sign-in's audit row in the rotation's own
+                        // transaction: a committed rotation has its row.
+                        let found = found.map(|found| FoundSeries {
+                            store_now: stamp,
+                            ..found
+                        });
+                        let found = match (found, &attempt.audit) {
+                            (Some(mut found), Some(audit)) if found.rotated => {
+                                diesel::insert_into(audit_events::table)
+                                    .values(sign_in_row(attempt, audit, &found.record.user_id))
+                                    .execute(conn)?;
+                                found.audited = true;
+                                Some(found)
+                            }
+                            (found, _) => found,
+                        };
+                        Ok(Ok(found))
+                    })
+                    .collect()
+            })
+        });
+        Ok(written.unwrap_or_else(|error| every_attempt(batch, &error)))
+    }
+
+    #[cfg(feature = "postgres")]
+    fn find_and_rotate_batch_pg(&self, batch: &[rotation_batch::Attempt]) -> BatchResult {
         // PostgreSQL: a statement that failed is tried again attempt by
         // attempt only when it failed for meeting another batch (a deadlock,
         // a serialization failure); any other error is every attempt's.
         let retry_alone = std::cell::Cell::new(false);
         let written = self.with_conn(|conn| {
+            #[allow(irrefutable_let_patterns)] // a PostgreSQL-only build
             let AnyConnection::Postgresql(pg) = conn else {
                 return Err(DieselError::QueryBuilderError(
                     "a PostgreSQL pool gave another connection".into(),
@@ -198,10 +222,12 @@ impl DieselStore {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// One row of the batch statement: the attempt's position, the token as it
 /// was and its owner's epoch, whether it rotated, and the database's time.
 type BatchRow = (i32, TokenRow, i64, bool, i64);
 
+#[cfg(feature = "postgres")]
 /// Runs the batch statement. The retry of one attempt of a failed batch
 /// waits only briefly for a row lock (a tenth of the lock timeout, at least
 /// 20 ms): the batch already waited a whole lock timeout, so a row still
@@ -229,7 +255,7 @@ fn unbounded<T>(
     conn: &mut AnyConnection,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
 ) -> Result<T, DieselError> {
-    if !matches!(conn, AnyConnection::Postgresql(_)) {
+    if !conn.is_postgres() {
         return f(conn);
     }
     conn.transaction(|conn| {
@@ -262,6 +288,7 @@ fn outside_transaction(conn: &mut AnyConnection) -> bool {
     )
 }
 
+#[cfg(feature = "postgres")]
 /// Whether a batch statement that failed may succeed attempt by attempt.
 /// One autocommit statement that failed wrote nothing, so trying its
 /// attempts alone is always safe; it helps when the statement failed on
@@ -288,6 +315,7 @@ fn worth_retrying_alone(error: &DieselError) -> bool {
 /// `AnyConnection` has no `immediate_transaction`, so this is
 /// `SqliteConnection::immediate_transaction` on the inner connection, whose
 /// transaction state `AnyConnection` shares.
+#[cfg(feature = "sqlite")]
 fn sqlite_immediate_transaction<T>(
     conn: &mut AnyConnection,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
@@ -296,6 +324,7 @@ fn sqlite_immediate_transaction<T>(
     fn sqlite(conn: &mut AnyConnection) -> Result<&mut diesel::SqliteConnection, DieselError> {
         match conn {
             AnyConnection::Sqlite(sqlite) => Ok(sqlite),
+            #[cfg(feature = "postgres")]
             AnyConnection::Postgresql(_) => Err(DieselError::QueryBuilderError(
                 "not a SQLite connection".into(),
             )),
@@ -433,6 +462,8 @@ impl TokenStore for DieselStore {
                 // serializes writers on the database lock.
                 // FOR NO KEY UPDATE, not FOR UPDATE: it serializes the
                 // inserts all the same, and blocks no plain read.
+                #[cfg(feature = "postgres")]
+                #[allow(irrefutable_let_patterns)] // a PostgreSQL-only build
                 if let AnyConnection::Postgresql(pg) = conn {
                     diesel::insert_into(user_state::table)
                         .values((
@@ -765,7 +796,9 @@ fn insert_state_row(conn: &mut AnyConnection, id: &UserId, epoch: i64) -> QueryR
         ))
         .on_conflict_do_nothing();
     match conn {
+        #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(pg) => insert.execute(pg),
+        #[cfg(feature = "sqlite")]
         AnyConnection::Sqlite(sqlite) => insert.execute(sqlite),
     }
 }
@@ -904,6 +937,7 @@ impl<const NEW_EXPIRY: bool> RunQueryDsl<AnyConnection> for Rotate<'_, NEW_EXPIR
 /// one of the two input rows, and `RETURNING` names only that one; the other
 /// reads as not rotated (the row before the statement, with its token still
 /// current), which the identify step treats as a parallel request.
+#[cfg(feature = "postgres")]
 #[derive(Debug)]
 struct RotateBatchPg<'a> {
     /// Each attempt's position in the batch.
@@ -928,12 +962,16 @@ struct RotateBatchPg<'a> {
 }
 
 /// The expiry stays.
+#[cfg(feature = "postgres")]
 const KEEP: i16 = 0;
 /// `expires_at = until`.
+#[cfg(feature = "postgres")]
 const SET: i16 = 1;
 /// `expires_at = LEAST(until, created_at + max_lifetime)`.
+#[cfg(feature = "postgres")]
 const CAPPED: i16 = 2;
 
+#[cfg(feature = "postgres")]
 impl<'a> RotateBatchPg<'a> {
     fn new(batch: &'a [rotation_batch::Attempt]) -> Self {
         let mut query = Self {
@@ -989,11 +1027,13 @@ impl<'a> RotateBatchPg<'a> {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl diesel::query_builder::QueryId for RotateBatchPg<'_> {
     type QueryId = RotateBatchPg<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
+#[cfg(feature = "postgres")]
 impl diesel::query_builder::Query for RotateBatchPg<'_> {
     type SqlType = (
         diesel::sql_types::Integer,
@@ -1004,6 +1044,7 @@ impl diesel::query_builder::Query for RotateBatchPg<'_> {
     );
 }
 
+#[cfg(feature = "postgres")]
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> {
     fn walk_ast<'b>(
         &'b self,
@@ -1077,9 +1118,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateBatchPg<'_> 
     }
 }
 
+#[cfg(feature = "postgres")]
 impl RunQueryDsl<diesel::pg::PgConnection> for RotateBatchPg<'_> {}
 
 /// The `remember_me_sign_in` row of a rotated attempt.
+#[cfg(feature = "sqlite")]
 fn sign_in_row<'a>(
     attempt: &rotation_batch::Attempt,
     audit: &'a rotation_batch::OwnedSignInAudit,
@@ -1133,7 +1176,9 @@ impl AuditLog for DieselStore {
         self.with_write_conn(|conn| {
             let insert = diesel::insert_into(audit_events::table).values(&rows);
             match conn {
+                #[cfg(feature = "postgres")]
                 AnyConnection::Postgresql(pg) => insert.execute(pg),
+                #[cfg(feature = "sqlite")]
                 AnyConnection::Sqlite(sqlite) => insert.execute(sqlite),
             }
             .map(drop)

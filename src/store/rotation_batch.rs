@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::{ExpiryOnUse, FoundSeries, RotationAttempt, SignInAudit, StoreError};
+use super::{ExpiryOnUse, FoundSeries, RotationAttempt, StoreError};
 use crate::token::SecretHash;
 
 /// Most attempts in one batch (one statement's arrays).
@@ -53,7 +53,7 @@ pub(crate) struct Attempt {
     pub audit: Option<OwnedSignInAudit>,
 }
 
-/// [`SignInAudit`], owned while its attempt waits.
+/// [`SignInAudit`](super::SignInAudit), owned while its attempt waits.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OwnedSignInAudit {
     pub ip: Option<String>,
@@ -79,6 +79,7 @@ impl Attempt {
         }
     }
 
+    #[cfg(any(test, feature = "sqlite"))]
     /// The attempt as the store API takes it.
     pub fn borrowed(&self) -> RotationAttempt<'_> {
         RotationAttempt {
@@ -89,7 +90,7 @@ impl Attempt {
             now: self.now,
             clock_offset_ms: self.clock_offset_ms,
             expiry: self.expiry,
-            audit: self.audit.as_ref().map(|a| SignInAudit {
+            audit: self.audit.as_ref().map(|a| super::SignInAudit {
                 ip: a.ip.as_deref(),
                 user_agent: a.user_agent.as_deref(),
                 detail: &a.detail,
@@ -294,6 +295,7 @@ thread_local! {
     static RETRYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+#[cfg(feature = "postgres")]
 /// Whether the batch being executed on this thread is the retry of one
 /// attempt of a batch that failed (see [`run_batch`]).
 pub(crate) fn retrying() -> bool {

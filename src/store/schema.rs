@@ -14,7 +14,7 @@ diesel::table! {
 
 diesel::table! {
     login_failures (key) {
-        key -> Bytea,
+        key -> Binary,
         failures -> Int4,
         last_failed_at -> Int8,
     }
@@ -23,9 +23,9 @@ diesel::table! {
 diesel::table! {
     remember_tokens (id) {
         id -> Int8,
-        series_hash -> Bytea,
-        token_hash -> Bytea,
-        previous_token_hash -> Nullable<Bytea>,
+        series_hash -> Binary,
+        token_hash -> Binary,
+        previous_token_hash -> Nullable<Binary>,
         rotated_at -> Nullable<Int8>,
         user_id -> Text,
         created_at -> Int8,
@@ -34,7 +34,7 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         device_key -> Nullable<Text>,
-        sealed_token -> Nullable<Bytea>,
+        sealed_token -> Nullable<Binary>,
     }
 }
 

@@ -3,15 +3,24 @@
 //! site uses it). Behind the `users-table` feature.
 
 use diesel::prelude::*;
-use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use diesel_migrations::embed_migrations;
 
 use super::DieselStore;
-use super::conn::{Database, DatabaseError, MigrationSet};
+use super::conn::{Database, DatabaseError, MigrationSet, Migrations};
 use super::{StoreError, User, UserDirectory, UserId};
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/users_table/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations =
-    embed_migrations!("migrations/users_table/postgres");
+const MIGRATIONS: Migrations = Migrations {
+    #[cfg(feature = "sqlite")]
+    sqlite: MigrationSet {
+        current: embed_migrations!("migrations/users_table/sqlite"),
+        v0_1: None,
+    },
+    #[cfg(feature = "postgres")]
+    postgres: MigrationSet {
+        current: embed_migrations!("migrations/users_table/postgres"),
+        v0_1: None,
+    },
+};
 
 diesel::table! {
     users (id) {
@@ -64,16 +73,7 @@ impl UsersTable {
     /// The table on `db`, created (or brought up to date) if needed.
     /// Blocking.
     pub fn open(db: Database) -> Result<Self, DatabaseError> {
-        db.run_migrations(
-            MigrationSet {
-                current: SQLITE_MIGRATIONS,
-                v0_1: None,
-            },
-            MigrationSet {
-                current: POSTGRES_MIGRATIONS,
-                v0_1: None,
-            },
-        )?;
+        db.run_migrations(MIGRATIONS)?;
         Ok(Self {
             store: DieselStore::new(db),
         })
