@@ -1,4 +1,6 @@
-//! Helpers for a site's own tests: sign a user in without the form.
+//! Helpers for a site's own tests: sign a user in without the form, keep
+//! the crate's tables in memory ([`MemoryStore`]), and prove a store of
+//! your own ([`store_acceptance_suite`]).
 //!
 //! Enabled by the `testing` feature; add it to your dev-dependencies only:
 //!
@@ -22,6 +24,12 @@
 //! println!("{}={}", cookie.name(), cookie.value());
 //! # }
 //! ```
+
+mod memory;
+mod suite;
+
+pub use memory::MemoryStore;
+pub use suite::store_acceptance_suite;
 
 use actix_web::cookie::Cookie;
 

@@ -1,0 +1,521 @@
+//! [`store_acceptance_suite`]: the contract of the crate's stores, as
+//! checks any implementation can run (actix-session's
+//! `acceptance_test_suite` is the model).
+
+use std::sync::{Arc, Barrier};
+
+use crate::store::{
+    AuditKind, AuditLog, ExpiryOnUse, NewAuditEvent, NewToken, Reservation, RotationAttempt,
+    StateStore, Stores, ThrottleKey, TokenRecord, TokenStore, UserId,
+};
+use crate::token::SecretHash;
+
+/// A time far from 0, so that windows and expiries stay positive.
+const NOW: i64 = 1_800_000_000;
+const DAY: i64 = 24 * 3600;
+
+/// Runs the contract of [`TokenStore`], [`StateStore`] and [`AuditLog`] on
+/// `store`, panicking at the first broken rule with what it expected. One
+/// call proves a store of your own (SeaORM, sqlx, Redis…): run it on an
+/// empty database in a test.
+///
+/// The checks share the store, each with users and series of its own, so
+/// they never see each other's rows; they include races (threads on one
+/// token, one epoch, one failure counter), so run it on a store that
+/// others do not write to meanwhile. Blocking.
+///
+/// ```
+/// rememberme::testing::store_acceptance_suite(rememberme::testing::MemoryStore::new());
+/// ```
+pub fn store_acceptance_suite<S>(store: S)
+where
+    S: TokenStore + StateStore + AuditLog + 'static,
+{
+    let store = Arc::new(store);
+    tokens_are_found_by_series_and_listed_by_owner(&*store);
+    only_the_current_unexpired_token_rotates(&*store);
+    racing_rotations_of_one_token_rotate_it_once(store.clone());
+    the_cap_and_the_device_key_bound_a_users_tokens(&*store);
+    deletions_are_scoped(&*store);
+    epochs_start_at_zero_and_move_only_from_the_expected_value(store.clone());
+    failure_counters_reserve_atomically_and_decay(store.clone());
+    revoking_everything_deletes_bumps_and_audits(store.clone());
+    the_audit_log_filters_pages_and_purges(&*store);
+}
+
+/// A distinct hash per check and item.
+fn hash(check: u8, item: u8) -> SecretHash {
+    let mut bytes = [0xA5u8; 32];
+    bytes[0] = check;
+    bytes[1] = item;
+    SecretHash::from_slice(&bytes).expect("32 bytes")
+}
+
+fn user(check: u8, name: &str) -> UserId {
+    UserId::from(format!("suite-{check}-{name}"))
+}
+
+fn insert<S: TokenStore + ?Sized>(
+    store: &S,
+    owner: &UserId,
+    (series, token): (&SecretHash, &SecretHash),
+    now: i64,
+    device: Option<&str>,
+    cap: u32,
+) -> i64 {
+    store
+        .insert(
+            NewToken {
+                user_id: owner,
+                series_hash: series,
+                token_hash: token,
+                now,
+                expires_at: now + DAY,
+                user_agent: Some("suite"),
+                ip: Some("192.0.2.1"),
+                device_key: device,
+            },
+            cap,
+        )
+        .expect("insert")
+}
+
+fn attempt<'a>(
+    series: &'a SecretHash,
+    token: &'a SecretHash,
+    new_token: &'a SecretHash,
+    now: i64,
+) -> RotationAttempt<'a> {
+    RotationAttempt {
+        series,
+        token,
+        new_token,
+        sealed: b"sealed",
+        now,
+        clock_offset_ms: 0,
+        expiry: ExpiryOnUse::Keep,
+        audit: None,
+    }
+}
+
+fn row<S: TokenStore + ?Sized>(store: &S, series: &SecretHash) -> TokenRecord {
+    store
+        .find_by_series(series)
+        .expect("find")
+        .expect("the row exists")
+}
+
+fn tokens_are_found_by_series_and_listed_by_owner<S: TokenStore + StateStore + ?Sized>(store: &S) {
+    let alice = user(1, "alice");
+    let (s1, t1, s2, t2) = (hash(1, 1), hash(1, 2), hash(1, 3), hash(1, 4));
+    assert_eq!(store.find_by_series(&s1).unwrap(), None, "nothing yet");
+    let first = insert(store, &alice, (&s1, &t1), NOW - 10, None, 10);
+    let second = insert(store, &alice, (&s2, &t2), NOW, Some("phone"), 10);
+    let found = row(store, &s1);
+    assert_eq!(
+        (found.id, &found.user_id, &found.token_hash),
+        (first, &alice, &t1)
+    );
+    assert_eq!(found.previous_token_hash, None);
+    assert_eq!(
+        (found.created_at, found.last_used_at, found.expires_at),
+        (NOW - 10, NOW - 10, NOW - 10 + DAY)
+    );
+    assert_eq!(found.user_agent.as_deref(), Some("suite"));
+    assert_eq!(found.ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(row(store, &s2).device_key.as_deref(), Some("phone"));
+    let (with_epoch, epoch) = store.find_by_series_with_epoch(&s1).unwrap().unwrap();
+    assert_eq!((with_epoch, epoch), (found, 0), "epoch 0 before a bump");
+    let ids: Vec<i64> = store
+        .list_for_user(&alice)
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, [second, first], "most recently used first");
+    let ids: Vec<i64> = store
+        .list(Some(&alice), 0, 10)
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, [second, first], "newest first");
+    assert_eq!(store.list(Some(&alice), 1, 10).unwrap().len(), 1, "paged");
+    assert_eq!(store.find_owner(first).unwrap(), Some(alice));
+}
+
+fn only_the_current_unexpired_token_rotates<S: TokenStore + ?Sized>(store: &S) {
+    let bob = user(2, "bob");
+    let (series, current, next, wrong) = (hash(2, 1), hash(2, 2), hash(2, 3), hash(2, 9));
+    insert(store, &bob, (&series, &current), NOW - DAY / 2, None, 10);
+    let before = row(store, &series);
+
+    let refused = store
+        .find_and_rotate(attempt(&series, &wrong, &next, NOW))
+        .unwrap()
+        .expect("a known series is found");
+    assert!(!refused.rotated, "a wrong token does not rotate");
+    assert_eq!(refused.record, before);
+    assert_eq!(row(store, &series), before, "and changes nothing");
+    assert!(
+        store
+            .find_and_rotate(attempt(&hash(2, 7), &current, &next, NOW))
+            .unwrap()
+            .is_none(),
+        "an unknown series is not found"
+    );
+
+    let rotated = store
+        .find_and_rotate(attempt(&series, &current, &next, NOW))
+        .unwrap()
+        .unwrap();
+    assert!(rotated.rotated);
+    assert_eq!(rotated.record, before, "the row as it was before");
+    let after = row(store, &series);
+    assert_eq!(after.token_hash, next);
+    assert_eq!(after.previous_token_hash.as_ref(), Some(&current));
+    assert_eq!(after.sealed_token.as_deref(), Some(&b"sealed"[..]));
+    assert_eq!(after.last_used_at, NOW);
+    assert_eq!(after.expires_at, before.expires_at, "Keep keeps the expiry");
+    assert!(after.rotated_at.is_some());
+
+    let again = store
+        .find_and_rotate(attempt(&series, &current, &hash(2, 4), NOW))
+        .unwrap()
+        .unwrap();
+    assert!(!again.rotated, "the replaced token does not rotate again");
+    assert!(
+        !store
+            .rotate(before.id, &current, &hash(2, 8), b"x", NOW, None)
+            .unwrap(),
+        "rotate compares: a stale expected token swaps nothing"
+    );
+    assert_eq!(row(store, &series).token_hash, next, "unchanged");
+
+    let extended = store
+        .find_and_rotate(RotationAttempt {
+            expiry: ExpiryOnUse::Extend {
+                until: NOW + 2 * DAY,
+                max_lifetime_secs: None,
+            },
+            ..attempt(&series, &next, &hash(2, 5), NOW + 1)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(extended.rotated);
+    assert_eq!(
+        row(store, &series).expires_at,
+        NOW + 2 * DAY,
+        "Extend moves it"
+    );
+
+    let expired = store
+        .find_and_rotate(attempt(&series, &hash(2, 5), &hash(2, 6), NOW + 3 * DAY))
+        .unwrap()
+        .unwrap();
+    assert!(!expired.rotated, "an expired token never rotates");
+}
+
+fn racing_rotations_of_one_token_rotate_it_once<S: TokenStore + 'static>(store: Arc<S>) {
+    const RACERS: u8 = 8;
+    let carol = user(3, "carol");
+    let (series, token) = (hash(3, 1), hash(3, 2));
+    insert(&*store, &carol, (&series, &token), NOW, None, 10);
+    let barrier = Arc::new(Barrier::new(RACERS.into()));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let (series, token, new) = (series.clone(), token.clone(), hash(3, 10 + i));
+            std::thread::spawn(move || {
+                barrier.wait();
+                store
+                    .find_and_rotate(attempt(&series, &token, &new, NOW))
+                    .expect("no error")
+                    .expect("found")
+                    .rotated
+            })
+        })
+        .collect();
+    let wins = racers
+        .into_iter()
+        .map(|r| r.join().expect("racer"))
+        .filter(|won| *won)
+        .count();
+    assert_eq!(
+        wins, 1,
+        "of racing rotations of one token, exactly one wins"
+    );
+}
+
+fn the_cap_and_the_device_key_bound_a_users_tokens<S: TokenStore + ?Sized>(store: &S) {
+    let dave = user(4, "dave");
+    let ids: Vec<i64> = (0..4)
+        .map(|i| {
+            insert(
+                store,
+                &dave,
+                (&hash(4, i), &hash(4, 100 + i)),
+                NOW + i64::from(i),
+                None,
+                3,
+            )
+        })
+        .collect();
+    let left: Vec<i64> = store
+        .list_for_user(&dave)
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        left,
+        [ids[3], ids[2], ids[1]],
+        "beyond the cap the least recently used go"
+    );
+    let tablet = insert(
+        store,
+        &dave,
+        (&hash(4, 10), &hash(4, 110)),
+        NOW + 10,
+        Some("tablet"),
+        10,
+    );
+    let again = insert(
+        store,
+        &dave,
+        (&hash(4, 11), &hash(4, 111)),
+        NOW + 11,
+        Some("tablet"),
+        10,
+    );
+    let devices: Vec<i64> = store
+        .list_for_user(&dave)
+        .unwrap()
+        .iter()
+        .filter(|t| t.device_key.as_deref() == Some("tablet"))
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        devices,
+        [again],
+        "a device holds one token: #{tablet} replaced"
+    );
+}
+
+fn deletions_are_scoped<S: TokenStore + ?Sized>(store: &S) {
+    let (erin, frank) = (user(5, "erin"), user(5, "frank"));
+    let e1 = insert(store, &erin, (&hash(5, 1), &hash(5, 2)), NOW, None, 10);
+    insert(store, &erin, (&hash(5, 3), &hash(5, 4)), NOW, None, 10);
+    let f1 = insert(store, &frank, (&hash(5, 5), &hash(5, 6)), NOW, None, 10);
+    assert!(!store.delete_by_id(f1, Some(&erin)).unwrap(), "not erin's");
+    assert!(store.find_owner(f1).unwrap().is_some(), "frank's stays");
+    assert!(store.delete_by_id(e1, Some(&erin)).unwrap());
+    assert!(!store.delete_by_id(e1, None).unwrap(), "already gone");
+    assert!(store.delete_series(&hash(5, 3)).unwrap());
+    assert!(!store.delete_series(&hash(5, 3)).unwrap());
+    assert!(store.list_for_user(&erin).unwrap().is_empty());
+    insert(store, &erin, (&hash(5, 7), &hash(5, 8)), NOW, None, 10);
+    assert_eq!(store.delete_all_for_user(&erin).unwrap(), 1);
+    assert_eq!(
+        store.list_for_user(&frank).unwrap().len(),
+        1,
+        "frank untouched"
+    );
+    // Expired rows are purged; live ones stay.
+    let old = user(5, "old");
+    insert(
+        store,
+        &old,
+        (&hash(5, 9), &hash(5, 10)),
+        NOW - 2 * DAY,
+        None,
+        10,
+    );
+    assert!(store.purge_expired(NOW).unwrap() >= 1);
+    assert!(
+        store.find_by_series(&hash(5, 9)).unwrap().is_none(),
+        "expired gone"
+    );
+    assert!(
+        store.find_by_series(&hash(5, 5)).unwrap().is_some(),
+        "live stays"
+    );
+}
+
+fn epochs_start_at_zero_and_move_only_from_the_expected_value<S: StateStore + 'static>(
+    store: Arc<S>,
+) {
+    let gina = user(6, "gina");
+    assert_eq!(store.auth_epoch(&gina).unwrap(), 0);
+    store.bump_epoch(&gina).unwrap();
+    assert_eq!(store.auth_epoch(&gina).unwrap(), 1);
+    assert_eq!(store.bump_epoch_from(&gina, 1).unwrap(), Some(2));
+    assert_eq!(store.bump_epoch_from(&gina, 1).unwrap(), None, "moved on");
+    assert_eq!(store.auth_epoch(&gina).unwrap(), 2);
+    // From a user never bumped, and racing: exactly one moves it.
+    let hank = user(6, "hank");
+    let barrier = Arc::new(Barrier::new(6));
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let (store, barrier, hank) = (store.clone(), barrier.clone(), hank.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.bump_epoch_from(&hank, 0).expect("no error")
+            })
+        })
+        .collect();
+    let moved: Vec<i64> = racers
+        .into_iter()
+        .filter_map(|r| r.join().expect("racer"))
+        .collect();
+    assert_eq!(moved, [1], "one racer moves the epoch from 0");
+    assert_eq!(store.auth_epoch(&hank).unwrap(), 1);
+}
+
+fn failure_counters_reserve_atomically_and_decay<S: StateStore + 'static>(store: Arc<S>) {
+    let key = ThrottleKey::account("suite-7-ivy");
+    let (window, max) = (300, 5);
+    assert_eq!(store.failures(&key).unwrap(), None);
+    let barrier = Arc::new(Barrier::new(12));
+    let racers: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store
+                    .reserve_attempt(&key, NOW, window, max)
+                    .expect("no error")
+            })
+        })
+        .collect();
+    let allowed = racers
+        .into_iter()
+        .map(|r| r.join().expect("racer"))
+        .filter(|r| *r == Reservation::Allowed)
+        .count();
+    assert_eq!(
+        allowed, 5,
+        "never more than max checks per window, whatever the race"
+    );
+    assert_eq!(store.failures(&key).unwrap(), Some((5, NOW)));
+    assert_eq!(
+        store.reserve_attempt(&key, NOW + 1, window, max).unwrap(),
+        Reservation::Throttled {
+            last_failed_at: NOW
+        }
+    );
+    assert_eq!(
+        store
+            .reserve_attempt(&key, NOW + window, window, max)
+            .unwrap(),
+        Reservation::Allowed,
+        "a counter decays after the window"
+    );
+    assert_eq!(store.failures(&key).unwrap(), Some((1, NOW + window)));
+    store.clear_failures(&key).unwrap();
+    assert_eq!(store.failures(&key).unwrap(), None);
+    let stale = ThrottleKey::account("suite-7-stale");
+    store
+        .reserve_attempt(&stale, NOW - DAY, window, max)
+        .unwrap();
+    assert!(store.purge_failures(NOW - DAY + 1).unwrap() >= 1);
+    assert_eq!(store.failures(&stale).unwrap(), None, "old counters purged");
+    store.ping().expect("ping");
+}
+
+fn revoking_everything_deletes_bumps_and_audits<S>(store: Arc<S>)
+where
+    S: TokenStore + StateStore + AuditLog + 'static,
+{
+    let jack = user(8, "jack");
+    insert(&*store, &jack, (&hash(8, 1), &hash(8, 2)), NOW, None, 10);
+    insert(&*store, &jack, (&hash(8, 3), &hash(8, 4)), NOW, None, 10);
+    let stores = Stores {
+        tokens: store.clone(),
+        state: store.clone(),
+        audit: store.clone(),
+        users: Arc::new(NoUsers),
+    };
+    let n = stores
+        .revoke_everything(
+            &jack,
+            NewAuditEvent {
+                at: NOW,
+                kind: AuditKind::TheftDetected,
+                user_id: Some(&jack),
+                ip: None,
+                user_agent: None,
+                detail: "suite",
+            },
+        )
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(store.list_for_user(&jack).unwrap().is_empty());
+    assert_eq!(store.auth_epoch(&jack).unwrap(), 1, "every session ends");
+    let rows = AuditLog::list(&*store, Some("theft_detected"), Some(&jack), 0, 10).unwrap();
+    assert_eq!(rows.len(), 1, "with its audit row");
+}
+
+/// No users: the suite tests the crate's own stores only.
+struct NoUsers;
+
+impl crate::store::UserDirectory for NoUsers {
+    fn find_by_username(
+        &self,
+        _: &str,
+    ) -> Result<Option<crate::store::User>, crate::store::StoreError> {
+        Ok(None)
+    }
+    fn find_by_id(
+        &self,
+        _: &UserId,
+    ) -> Result<Option<crate::store::User>, crate::store::StoreError> {
+        Ok(None)
+    }
+}
+
+fn the_audit_log_filters_pages_and_purges<S: AuditLog + ?Sized>(store: &S) {
+    let (kate, liam) = (user(9, "kate"), user(9, "liam"));
+    let event = |at, kind, user_id| NewAuditEvent {
+        at,
+        kind,
+        user_id,
+        ip: Some("198.51.100.4"),
+        user_agent: Some("suite agent"),
+        detail: "suite detail",
+    };
+    store
+        .record(event(NOW, AuditKind::Logout, Some(&kate)))
+        .unwrap();
+    store
+        .record_batch(&[
+            event(NOW + 1, AuditKind::StepUp, Some(&kate)),
+            event(NOW + 2, AuditKind::Logout, Some(&liam)),
+            event(NOW - 400 * DAY, AuditKind::Logout, Some(&kate)),
+        ])
+        .unwrap();
+    let kates = store.list(None, Some(&kate), 0, 10).unwrap();
+    let kinds: Vec<&str> = kates.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["step_up", "logout", "logout"], "newest first");
+    let first = &kates[0];
+    assert_eq!(first.user_id.as_ref(), Some(&kate));
+    assert_eq!(
+        (first.at, first.ip.as_deref(), first.user_agent.as_deref()),
+        (NOW + 1, Some("198.51.100.4"), Some("suite agent"))
+    );
+    assert_eq!(first.detail, "suite detail");
+    let logouts = store.list(Some("logout"), Some(&kate), 0, 10).unwrap();
+    assert_eq!(logouts.len(), 2, "by kind and user");
+    assert_eq!(
+        store.list(None, Some(&kate), 1, 1).unwrap()[0].kind,
+        "logout",
+        "paged"
+    );
+    assert!(store.purge_before(NOW - DAY).unwrap() >= 1);
+    assert_eq!(
+        store.list(None, Some(&kate), 0, 10).unwrap().len(),
+        2,
+        "old rows purged"
+    );
+    assert_eq!(store.list(None, Some(&liam), 0, 10).unwrap().len(), 1);
+}
