@@ -129,7 +129,7 @@ mod tests {
         AccessClaims {
             sub: UserId::from(7),
             epoch: 1,
-            tags: vec![Tag::WeakAuthentication],
+            tags: vec![Tag::WEAK_AUTHENTICATION],
             method: SignInMethod::RememberMe,
             device: Some("phone".into()),
             exp,

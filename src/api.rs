@@ -387,6 +387,7 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
                 username,
                 password: password.clone(),
                 remember_me: body.remember_me,
+                ..Default::default()
             });
             input.device = body
                 .device_token
@@ -404,7 +405,7 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
         // per-user cap. The issuing step checks the password time again.
         (None, Some(token)) if body.remember_me => {
             let claims = verify_bearer(&auth, &token).await?;
-            if !(claims.tags.contains(&Tag::PasswordVerified)
+            if !(claims.tags.contains(&Tag::PASSWORD_VERIFIED)
                 && config.password_is_recent(claims.pwd_at, config.now())
                 && claims.device.is_some()
                 && claims.device == device_key)
@@ -412,7 +413,7 @@ async fn login(req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpRespo
                 return Err(password_required());
             }
             let mut input = FlowInput::new(FlowKind::StepUp);
-            input.known = Some((claims.sub.clone(), claims.tags.iter().copied().collect()));
+            input.known = Some((claims.sub.clone(), claims.tags.iter().cloned().collect()));
             input.activate_issue = true;
             input.password_at = claims.pwd_at;
             (input, Some(claims))

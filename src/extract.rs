@@ -49,7 +49,7 @@ impl AuthenticatedUser {
 
     /// Whether the password was typed in this session.
     pub fn is_strong(&self) -> bool {
-        self.has(Tag::PasswordVerified)
+        self.has(Tag::PASSWORD_VERIFIED)
     }
 }
 
@@ -376,7 +376,7 @@ impl FromRequest for AdminAuth {
 /// Whether the session's password was typed recently enough for strong
 /// pages and for minting long-lived tokens.
 fn has_recent_password(state: &AuthState, config: &crate::RememberMeConfig) -> bool {
-    state.tags.contains(&Tag::PasswordVerified)
+    state.tags.contains(&Tag::PASSWORD_VERIFIED)
         && config.password_is_recent(state.password_at, config.now())
 }
 
@@ -496,6 +496,14 @@ pub enum PasswordChange {
 pub enum SubmitOutcome {
     /// The flow completed: the session is signed in.
     SignedIn(AuthenticatedUser),
+    /// The answered step passed and a later interactive step of the flow
+    /// (one of the app's: a one-time code, say) waits for its input: show
+    /// its form and submit again with [`Credentials::inputs`]. The flow's
+    /// progress is kept in the session.
+    NeedsInput {
+        /// The waiting step.
+        step: crate::flow::StepId,
+    },
     /// Wrong username or password (one answer for both).
     InvalidCredentials,
     /// A step's precondition did not hold; nothing was signed in or issued.
@@ -633,7 +641,7 @@ impl Auth {
                 // runs: a step-up proves the password now, whatever the
                 // session proved before.
                 let mut tags = state.tags.clone();
-                tags.remove(&Tag::PasswordVerified);
+                tags.remove(&Tag::PASSWORD_VERIFIED);
                 Ok(flow.start(Some((state.user_id.clone(), &tags))))
             }
         }
@@ -646,7 +654,7 @@ impl Auth {
     pub async fn submit(
         &self,
         kind: FlowKind,
-        credentials: Credentials,
+        mut credentials: Credentials,
     ) -> Result<SubmitOutcome, AuthError> {
         if let Some(limiter) = &self.auth.shared.ip_limiter
             && let Some(retry_after_secs) =
@@ -665,7 +673,7 @@ impl Auth {
             Some(state)
                 if state.kind() == kind
                     && !(kind == FlowKind::StepUp
-                        && state.tags().contains(&Tag::PasswordVerified)) =>
+                        && state.tags().contains(&Tag::PASSWORD_VERIFIED)) =>
             {
                 state
             }
@@ -675,6 +683,7 @@ impl Auth {
         if kind == FlowKind::StepUp && state.user() != self.user().map(|u| u.id).as_ref() {
             state = self.start_state(kind)?;
         }
+        let started_at = state.position();
         let shared = &self.auth.shared;
         let stores = shared.stores.clone();
         let config = shared.config.clone();
@@ -705,6 +714,7 @@ impl Auth {
                 };
                 let mut ctx = StepContext::new(&stores, &config, now, &client);
                 ctx.browser_series = browser_series;
+                ctx.inputs = std::mem::take(&mut credentials.inputs);
                 ctx.credentials = Some(credentials);
                 ctx.device = device;
                 let progress = flow.advance(&mut state, &mut ctx)?;
@@ -767,6 +777,11 @@ impl Auth {
                 let user = AuthenticatedUser::from(&new_state);
                 *self.auth.state.borrow_mut() = Some(new_state);
                 Ok(SubmitOutcome::SignedIn(user))
+            }
+            Progress::NeedsInput { step } if !step.is_empty() && state.position() > started_at => {
+                // A later interactive step waits: keep the flow there.
+                let _ = self.session.insert(FLOW_KEY, &state);
+                Ok(SubmitOutcome::NeedsInput { step })
             }
             Progress::Failed {
                 failure: Failure::InvalidCredentials,

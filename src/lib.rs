@@ -3,13 +3,13 @@
 //! A sign-in is a [`Flow`] of steps. The default one has three:
 //!
 //! 1. **remember-me identifying** (automatic): a valid remember-me cookie
-//!    identifies the user, adds [`Tag::WeakAuthentication`] and rotates the
+//!    identifies the user, adds [`Tag::WEAK_AUTHENTICATION`] and rotates the
 //!    cookie's token;
 //! 2. **password** (interactive): skipped when the user is already identified;
-//!    adds [`Tag::WeakAuthentication`] and [`Tag::PasswordVerified`], and
+//!    adds [`Tag::WEAK_AUTHENTICATION`] and [`Tag::PASSWORD_VERIFIED`], and
 //!    activates step 3 when "Keep me logged in" was ticked;
 //! 3. **remember-me token generating** (automatic, only when activated,
-//!    precondition [`Tag::PasswordVerified`]): issues a new cookie.
+//!    precondition [`Tag::PASSWORD_VERIFIED`]): issues a new cookie.
 //!
 //! Pages that need the password typed in this session take [`StrongAuth`]; a
 //! session signed in only by cookie is sent through the step-up flow first. So

@@ -1,6 +1,7 @@
 //! The signed-in state kept in the session, and the tags a flow grants:
 //! domain types, no actix.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -10,24 +11,78 @@ use crate::store::UserId;
 
 pub(crate) const AUTH_KEY: &str = "rm.auth";
 
-/// A fact a flow has established about the current user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Tag {
-    /// The user is identified, possibly only by a remember-me cookie.
-    #[serde(rename = "WEAK_AUTHENTICATION")]
-    WeakAuthentication,
-    /// The user typed their password in this session.
-    #[serde(rename = "PASSWORD_VERIFIED")]
-    PasswordVerified,
-}
+/// A fact a flow has established about the current user: the crate's two
+/// ([`Tag::WEAK_AUTHENTICATION`], [`Tag::PASSWORD_VERIFIED`]) or the app's
+/// own (`Tag::new("SECOND_FACTOR")`), named in capitals, digits and `_`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag(Cow<'static, str>);
 
 impl Tag {
-    /// The tag's name as the design writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tag::WeakAuthentication => "WEAK_AUTHENTICATION",
-            Tag::PasswordVerified => "PASSWORD_VERIFIED",
+    /// The user is identified, possibly only by a remember-me cookie.
+    pub const WEAK_AUTHENTICATION: Tag = Tag(Cow::Borrowed("WEAK_AUTHENTICATION"));
+    /// The user typed their password in this session.
+    pub const PASSWORD_VERIFIED: Tag = Tag(Cow::Borrowed("PASSWORD_VERIFIED"));
+
+    /// A tag of the app's own, as a constant:
+    /// `const SECOND_FACTOR: Tag = Tag::new("SECOND_FACTOR");`.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is empty, longer than 64 bytes, or holds anything but
+    /// `A`–`Z`, `0`–`9` and `_` (at compile time for a constant).
+    pub const fn new(name: &'static str) -> Tag {
+        assert!(
+            valid_name(name.as_bytes()),
+            "a tag is 1 to 64 of A-Z, 0-9, _"
+        );
+        Tag(Cow::Borrowed(name))
+    }
+
+    /// A tag read back from a session or a token; `None` for an invalid name.
+    fn parse(name: &str) -> Option<Tag> {
+        valid_name(name.as_bytes()).then(|| match name {
+            "WEAK_AUTHENTICATION" => Tag::WEAK_AUTHENTICATION,
+            "PASSWORD_VERIFIED" => Tag::PASSWORD_VERIFIED,
+            other => Tag(Cow::Owned(other.to_owned())),
+        })
+    }
+
+    /// The tag's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+const fn valid_name(name: &[u8]) -> bool {
+    if name.is_empty() || name.len() > 64 {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        if !matches!(name[i], b'A'..=b'Z' | b'0'..=b'9' | b'_') {
+            return false;
         }
+        i += 1;
+    }
+    true
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Tag {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Tag::parse(&name).ok_or_else(|| serde::de::Error::custom("not a tag name"))
     }
 }
 
@@ -89,11 +144,12 @@ const BY_COOKIE: u8 = 8;
 const BY_APP: u8 = 16;
 
 impl AuthState {
-    /// `a3.<user>.<epoch>.<checked_at>.<signed_in_at>.<password_at>.<flags>.<sid>.<series>.<username>`:
+    /// `a3.<user>.<epoch>.<checked_at>.<signed_in_at>.<password_at>.<flags>.<sid>.<series>.<tags>.<username>`:
     /// integers in decimal (`password_at` empty when none), the flags a bit
-    /// set, the user id, `sid` and `series` (SHA-256, or empty) in unpadded
-    /// base64url, and the username last, so that it may hold any character.
-    /// Inside the encrypted session cookie.
+    /// set (the crate's two tags among them), the user id, `sid` and
+    /// `series` (SHA-256, or empty) in unpadded base64url, the app's own
+    /// tags by name, comma-separated, and the username last, so that it may
+    /// hold any character. Inside the encrypted session cookie.
     fn encode(&self) -> String {
         use base64::Engine as _;
         let mut flags = 0;
@@ -105,13 +161,17 @@ impl AuthState {
             SignInMethod::RememberMe => BY_COOKIE,
             SignInMethod::App => BY_APP,
         };
+        let mut own = Vec::new();
         for tag in &self.tags {
-            // Exhaustive: a new tag must get a bit here (and in `decode`).
-            flags |= match tag {
-                Tag::WeakAuthentication => WEAK,
-                Tag::PasswordVerified => PASSWORD,
-            };
+            if *tag == Tag::WEAK_AUTHENTICATION {
+                flags |= WEAK;
+            } else if *tag == Tag::PASSWORD_VERIFIED {
+                flags |= PASSWORD;
+            } else {
+                own.push(tag.as_str());
+            }
         }
+        let own = own.join(",");
         let series = self
             .series
             .as_ref()
@@ -119,7 +179,7 @@ impl AuthState {
             .unwrap_or_default();
         let password_at = self.password_at.map(|t| t.to_string()).unwrap_or_default();
         format!(
-            "a3.{}.{}.{}.{}.{password_at}.{flags}.{}.{series}.{}",
+            "a3.{}.{}.{}.{}.{password_at}.{flags}.{}.{series}.{own}.{}",
             self.user_id.to_field(),
             self.epoch,
             self.checked_at,
@@ -134,10 +194,10 @@ impl AuthState {
     /// damaged value), which reads as "not signed in".
     fn decode(value: &str) -> Option<Self> {
         use base64::Engine as _;
-        let mut parts = value.splitn(10, '.');
-        let user_id = match parts.next()? {
-            "a3" => UserId::from_field(parts.next()?)?,
-            "a2" => UserId::from(parts.next()?.parse::<i64>().ok()?),
+        let mut parts = value.splitn(11, '.');
+        let (user_id, with_own_tags) = match parts.next()? {
+            "a3" => (UserId::from_field(parts.next()?)?, true),
+            "a2" => (UserId::from(parts.next()?.parse::<i64>().ok()?), false),
             _ => return None,
         };
         let mut int = || parts.next()?.parse::<i64>().ok();
@@ -162,15 +222,27 @@ impl AuthState {
                     .filter(|s| s.len() == 32)?,
             ),
         };
-        let username = parts.next()?.to_owned();
-        let tags = [
-            (WEAK, Tag::WeakAuthentication),
-            (PASSWORD, Tag::PasswordVerified),
+        let mut tags: BTreeSet<Tag> = [
+            (WEAK, Tag::WEAK_AUTHENTICATION),
+            (PASSWORD, Tag::PASSWORD_VERIFIED),
         ]
         .into_iter()
         .filter(|(bit, _)| flags & bit != 0)
         .map(|(_, tag)| tag)
         .collect();
+        if with_own_tags {
+            let own = parts.next()?;
+            for name in own.split(',').filter(|n| !n.is_empty()) {
+                tags.insert(Tag::parse(name)?);
+            }
+        } else {
+            // 0.1's layout: username after the series, and splitn kept
+            // any dots of it in the last part.
+        }
+        let username = match with_own_tags {
+            true => parts.next()?.to_owned(),
+            false => parts.collect::<Vec<_>>().join("."),
+        };
         Some(AuthState {
             user_id,
             username,
@@ -223,7 +295,7 @@ mod tests {
             user_id: UserId::from("42.a/b"),
             username: username.to_owned(),
             is_admin: true,
-            tags: [Tag::WeakAuthentication].into_iter().collect(),
+            tags: [Tag::WEAK_AUTHENTICATION].into_iter().collect(),
             method: SignInMethod::RememberMe,
             epoch: 3,
             checked_at: 1_764_000_123,
@@ -246,12 +318,16 @@ mod tests {
             }
         }
         let mut both = state("bob", None);
-        both.tags.insert(Tag::PasswordVerified);
+        both.tags.insert(Tag::PASSWORD_VERIFIED);
         both.is_admin = false;
         both.method = SignInMethod::Password;
         both.password_at = None;
         let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
         assert_eq!(back, both);
+        both.tags.insert(Tag::new("SECOND_FACTOR"));
+        both.tags.insert(Tag::new("TRUSTED_BROWSER_2"));
+        let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+        assert_eq!(back, both, "the app's own tags too");
         both.method = SignInMethod::App;
         let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
         assert_eq!(back, both);
@@ -272,6 +348,10 @@ mod tests {
             "a2.x.2.3.4..0.sid..alice".to_owned(),  // 0.1's ids are integers
             "a2.1.2.3.4..0.sid.AAAA.alice".to_owned(), // series not 32 bytes
             "a2.1.2.3".to_owned(),
+            "a3.MQ.2.3.4..0.sid..second_factor.alice".to_owned(), // not a tag name
+            "a3.MQ.2.3.4..0.sid..A.B.alice"
+                .to_owned()
+                .replace(".A.B.", ".A;B."),
             String::new(),
             r#"{"user_id":1}"#.to_owned(), // the former JSON form
         ];

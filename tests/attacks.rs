@@ -426,7 +426,7 @@ async fn f10_an_issuing_step_in_a_custom_flow_refuses_without_a_recent_password(
     let careless = Flow::new(FlowKind::Login)
         .step(
             StepDef::new(IDENTIFY, RememberMeIdentifyStep)
-                .tags_on_success([Tag::WeakAuthentication]),
+                .tags_on_success([Tag::WEAK_AUTHENTICATION]),
         )
         .step(StepDef::new(ISSUE, RememberMeIssueStep));
     let client = ClientInfo::default();

@@ -197,9 +197,99 @@ async fn sign_in_by_id_follows_the_flow_rules(db: TestDb) {
     assert_eq!(settings.status, 303, "weak: step-up first");
 }
 
+/// The app's own step: a TOTP second factor after the password, skipped on
+/// a trusted browser and for a remember-me cookie (issued after both).
+async fn a_second_factor_of_the_apps_own_joins_the_flow(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start("custom_step", &database(&db, dir.path()), dir.path());
+    let totp = totp_rs::Builder::new()
+        .with_secret(b"12345678901234567890".to_vec())
+        .build()
+        .unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let code = totp.generate(now()).to_string();
+
+    let mut laptop = Browser::new(&app.base);
+    let second = laptop.login("alice", "alice-password", true).await;
+    assert_eq!(
+        second.status, 200,
+        "the password is right: the code is next"
+    );
+    assert!(second.body.contains("totp_code"));
+    assert!(
+        second.set_cookie("remember_me").is_none(),
+        "no token before the second factor"
+    );
+    assert_eq!(laptop.get("/").await.status, 303, "not signed in yet");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let csrf = second.csrf();
+    let refused = laptop
+        .post(
+            "/login/totp",
+            &[("csrf_token", &csrf), ("totp_code", wrong)],
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    let csrf = refused.csrf();
+    let fields = [
+        ("csrf_token", csrf.as_str()),
+        ("totp_code", code.as_str()),
+        ("trust_browser", "on"),
+    ];
+    let signed_in = laptop.post("/login/totp", &fields).await;
+    assert_eq!(signed_in.status, 303);
+    assert!(
+        signed_in.set_cookie("remember_me").is_some(),
+        "both factors: the token"
+    );
+    assert!(signed_in.set_cookie("trusted_browser").is_some());
+    assert_eq!(laptop.get("/").await.body, "hello alice");
+
+    laptop.drop_cookie("session");
+    assert_eq!(
+        laptop.get("/").await.body,
+        "hello alice",
+        "the cookie skips the code"
+    );
+    let csrf = laptop.get("/login").await.csrf();
+    laptop.post("/logout", &[("csrf_token", &csrf)]).await;
+    assert_eq!(laptop.cookie("remember_me"), None);
+    assert_eq!(
+        laptop.login("alice", "alice-password", false).await.status,
+        303,
+        "a trusted browser skips the code"
+    );
+
+    let mut other = Browser::new(&app.base);
+    let second = other.login("alice", "alice-password", false).await;
+    assert_eq!(second.status, 200, "another browser is asked for the code");
+    let replay = other
+        .post(
+            "/login/totp",
+            &[("csrf_token", &second.csrf()), ("totp_code", &code)],
+        )
+        .await;
+    assert_eq!(replay.status, 401, "a code is taken once");
+    let next = totp.generate(now() + 30).to_string();
+    let done = other
+        .post(
+            "/login/totp",
+            &[("csrf_token", &replay.csrf()), ("totp_code", &next)],
+        )
+        .await;
+    assert_eq!(done.status, 303);
+    assert_eq!(other.get("/").await.body, "hello alice");
+}
+
 on_both_backends!(
     the_quickstart_keeps_alice_signed_in_and_signs_her_out,
     sign_in_by_id_follows_the_flow_rules,
+    a_second_factor_of_the_apps_own_joins_the_flow,
 );
 
 #[actix_web::test]

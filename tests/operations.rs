@@ -87,6 +87,7 @@ fn debug_output_never_shows_a_hash_or_a_secret() {
         username: "alice".into(),
         password: "SECRETPASSWORD".into(),
         remember_me: true,
+        ..Default::default()
     };
     let config = rememberme::RememberMeConfig::builder()
         .access_token_secret(b"SECRETKEY")

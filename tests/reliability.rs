@@ -59,7 +59,7 @@ async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: Te
     let login = Flow::new(FlowKind::Login)
         .step(
             StepDef::new(IDENTIFY, RememberMeIdentifyStep)
-                .tags_on_success([Tag::WeakAuthentication]),
+                .tags_on_success([Tag::WEAK_AUTHENTICATION]),
         )
         .step(StepDef::new("fails", Fails));
     let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());

@@ -107,6 +107,7 @@ pub async fn login(
         username: form.username,
         password: form.password,
         remember_me: form.remember_me.is_some(),
+        ..Default::default()
     };
     Ok(match auth.submit(FlowKind::Login, credentials).await? {
         SubmitOutcome::SignedIn(_) => see_other("/"),

@@ -17,10 +17,10 @@ use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
 pub struct SignIn {
     /// Whether the app's check counts as much as a typed password (an
     /// OAuth provider that made the user sign in just now, a passkey): the
-    /// session gets [`Tag::PasswordVerified`], passes
+    /// session gets [`Tag::PASSWORD_VERIFIED`], passes
     /// [`StrongAuth`](crate::StrongAuth) for the re-auth window, and may
     /// get a remember-me token. A weak one (a magic link from a mailbox
-    /// that may be shared) gets [`Tag::WeakAuthentication`] only: strong
+    /// that may be shared) gets [`Tag::WEAK_AUTHENTICATION`] only: strong
     /// pages send it through step-up, and it never gets a token.
     pub strong: bool,
     /// "Keep me logged in": issue a remember-me token (strong sign-ins only).
@@ -104,9 +104,9 @@ impl Auth {
                 );
             }
             super::drop_foreign_series(&mut ctx, &user)?;
-            let mut tags = BTreeSet::from([Tag::WeakAuthentication]);
+            let mut tags = BTreeSet::from([Tag::WEAK_AUTHENTICATION]);
             if how.strong {
-                tags.insert(Tag::PasswordVerified);
+                tags.insert(Tag::PASSWORD_VERIFIED);
             }
             let series = match &ctx.cookie_change {
                 Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),

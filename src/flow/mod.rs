@@ -21,7 +21,7 @@ mod identify;
 mod issue;
 mod password;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -57,7 +57,7 @@ impl Condition {
     }
 
     fn missing(&self, tags: &BTreeSet<Tag>) -> Vec<Tag> {
-        self.0.difference(tags).copied().collect()
+        self.0.difference(tags).cloned().collect()
     }
 }
 
@@ -71,8 +71,9 @@ pub const PASSWORD: StepId = "password";
 /// Identifier of the token generating step in the built-in flows.
 pub const ISSUE: StepId = "remember_me_issue";
 
-/// Credentials typed into an interactive password step.
-#[derive(Clone)]
+/// What a form posted to the flow: the password step's fields, and the
+/// inputs of the app's own interactive steps (a one-time code, say).
+#[derive(Clone, Default)]
 pub struct Credentials {
     /// The username typed (ignored when the flow already knows the user).
     pub username: String,
@@ -80,6 +81,9 @@ pub struct Credentials {
     pub password: String,
     /// Whether "Keep me logged in" was ticked.
     pub remember_me: bool,
+    /// The app's own inputs, by name, offered to every step of this run as
+    /// [`StepContext::inputs`] (never logged: they may be secrets).
+    pub inputs: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -88,6 +92,7 @@ impl fmt::Debug for Credentials {
             .field("username", &self.username)
             .field("password", &"[redacted]")
             .field("remember_me", &self.remember_me)
+            .field("inputs", &self.inputs.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -135,6 +140,9 @@ pub struct StepContext<'a> {
     pub device_key: Option<String>,
     /// Input for the next interactive step; taken by the step that uses it.
     pub credentials: Option<Credentials>,
+    /// The app's own inputs of this run (from [`Credentials::inputs`]),
+    /// for the app's steps: not taken by any step.
+    pub inputs: BTreeMap<String, String>,
     /// Cookie change decided by the steps; applied to the response by the bridge.
     pub cookie_change: Option<CookieChange>,
     /// The user a step loaded on its way (the identifying step with the
@@ -178,6 +186,7 @@ impl<'a> StepContext<'a> {
             browser_series: None,
             device_key: None,
             credentials: None,
+            inputs: BTreeMap::new(),
             cookie_change: None,
             user: None,
             epoch: None,
@@ -227,6 +236,14 @@ pub enum Failure {
 pub trait Step: Send + Sync {
     /// Whether the step needs input from the user (a form).
     fn is_interactive(&self) -> bool;
+
+    /// Whether this run carries the input this interactive step needs: the
+    /// flow pauses before it otherwise ([`Progress::NeedsInput`]). The
+    /// default: credentials not yet taken by an earlier step. A step of the
+    /// app's own looks for its input in [`StepContext::inputs`].
+    fn has_input(&self, ctx: &StepContext<'_>) -> bool {
+        ctx.credentials.is_some()
+    }
 
     /// Runs the step. Blocking: call from a blocking thread.
     ///
@@ -350,12 +367,12 @@ impl Flow {
         Self::new(FlowKind::Login)
             .step(
                 StepDef::new(IDENTIFY, RememberMeIdentifyStep)
-                    .tags_on_success([Tag::WeakAuthentication]),
+                    .tags_on_success([Tag::WEAK_AUTHENTICATION]),
             )
             .step(
                 StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
-                    .skip_if(Condition::has(Tag::WeakAuthentication))
-                    .tags_on_success([Tag::WeakAuthentication, Tag::PasswordVerified]),
+                    .skip_if(Condition::has(Tag::WEAK_AUTHENTICATION))
+                    .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
             )
             .step(issue_step())
     }
@@ -369,8 +386,8 @@ impl Flow {
         Self::new(FlowKind::StepUp)
             .step(
                 StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
-                    .skip_if(Condition::has(Tag::PasswordVerified))
-                    .tags_on_success([Tag::WeakAuthentication, Tag::PasswordVerified]),
+                    .skip_if(Condition::has(Tag::PASSWORD_VERIFIED))
+                    .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
             )
             .step(issue_step())
     }
@@ -430,7 +447,7 @@ impl Flow {
                     missing: def.precondition.missing(&state.tags),
                 });
             }
-            if def.step.is_interactive() && ctx.credentials.is_none() {
+            if def.step.is_interactive() && !def.step.has_input(ctx) {
                 return Ok(Progress::NeedsInput { step: def.id });
             }
             match def.step.run(ctx, state.user.as_ref())? {
@@ -443,7 +460,7 @@ impl Flow {
                     }
                     state.user = Some(user);
                     state.password_at = ctx.password_at;
-                    state.tags.extend(def.tags_on_success.iter().copied());
+                    state.tags.extend(def.tags_on_success.iter().cloned());
                     state
                         .activated
                         .extend(activate.iter().map(|s| s.to_string()));
@@ -474,7 +491,7 @@ fn issue_step() -> StepDef {
         .only_when_activated()
         // Only a typed password may mint a remember-me token: a stolen cookie
         // must never be able to extend itself into a new chain.
-        .precondition(Condition::has(Tag::PasswordVerified))
+        .precondition(Condition::has(Tag::PASSWORD_VERIFIED))
 }
 
 /// Where a flow stands; kept in the session while an interactive step waits.
@@ -501,6 +518,11 @@ impl FlowState {
     /// The user identified so far.
     pub fn user(&self) -> Option<&UserId> {
         self.user.as_ref()
+    }
+
+    /// How many steps of the flow are behind this state.
+    pub(crate) fn position(&self) -> usize {
+        self.position
     }
 
     /// Tags collected so far.

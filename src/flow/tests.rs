@@ -67,6 +67,7 @@ fn with_ctx<T>(credentials: bool, f: impl FnOnce(&mut StepContext<'_>) -> T) -> 
         username: "u".into(),
         password: "p".into(),
         remember_me: false,
+        ..Credentials::default()
     });
     f(&mut ctx)
 }
@@ -76,11 +77,11 @@ fn a_step_is_skipped_when_its_skip_condition_holds() {
     let (first, _) = scripted(false, ok(7, &[]));
     let (second, second_runs) = scripted(true, ok(7, &[]));
     let flow = Flow::new(FlowKind::Login)
-        .step(StepDef::new("a", first).tags_on_success([Tag::WeakAuthentication]))
+        .step(StepDef::new("a", first).tags_on_success([Tag::WEAK_AUTHENTICATION]))
         .step(
             StepDef::new("b", second)
-                .skip_if(Condition::has(Tag::WeakAuthentication))
-                .tags_on_success([Tag::PasswordVerified]),
+                .skip_if(Condition::has(Tag::WEAK_AUTHENTICATION))
+                .tags_on_success([Tag::PASSWORD_VERIFIED]),
         );
     let mut state = flow.start(None);
     let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
@@ -88,7 +89,7 @@ fn a_step_is_skipped_when_its_skip_condition_holds() {
         progress,
         Progress::Complete {
             user: uid(7),
-            tags: [Tag::WeakAuthentication].into()
+            tags: [Tag::WEAK_AUTHENTICATION].into()
         }
     );
     assert_eq!(
@@ -103,11 +104,11 @@ fn an_unmet_precondition_refuses_the_flow_and_the_step_does_not_run() {
     let (activator, _) = scripted(false, ok(7, &["issue"]));
     let (issuer, issuer_runs) = scripted(false, ok(7, &[]));
     let flow = Flow::new(FlowKind::Login)
-        .step(StepDef::new("id", activator).tags_on_success([Tag::WeakAuthentication]))
+        .step(StepDef::new("id", activator).tags_on_success([Tag::WEAK_AUTHENTICATION]))
         .step(
             StepDef::new("issue", issuer)
                 .only_when_activated()
-                .precondition(Condition::has(Tag::PasswordVerified)),
+                .precondition(Condition::has(Tag::PASSWORD_VERIFIED)),
         );
     let mut state = flow.start(None);
     let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
@@ -115,7 +116,7 @@ fn an_unmet_precondition_refuses_the_flow_and_the_step_does_not_run() {
         progress,
         Progress::Refused {
             step: "issue",
-            missing: vec![Tag::PasswordVerified]
+            missing: vec![Tag::PASSWORD_VERIFIED]
         }
     );
     assert_eq!(*issuer_runs.lock().unwrap(), 0);
@@ -128,7 +129,7 @@ fn a_step_needing_activation_runs_only_when_activated() {
         let (first, _) = scripted(false, ok(3, list));
         let (third, third_runs) = scripted(false, ok(3, &[]));
         let flow = Flow::new(FlowKind::Login)
-            .step(StepDef::new("a", first).tags_on_success([Tag::PasswordVerified]))
+            .step(StepDef::new("a", first).tags_on_success([Tag::PASSWORD_VERIFIED]))
             .step(StepDef::new("c", third).only_when_activated());
         let mut state = flow.start(None);
         let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
@@ -143,7 +144,7 @@ fn an_interactive_step_pauses_until_input_and_resumes_from_the_kept_state() {
     let (password, password_runs) = scripted(true, ok(9, &[]));
     let flow = Flow::new(FlowKind::Login)
         .step(StepDef::new("id", identify))
-        .step(StepDef::new("pw", password).tags_on_success([Tag::PasswordVerified]));
+        .step(StepDef::new("pw", password).tags_on_success([Tag::PASSWORD_VERIFIED]));
     let mut state = flow.start(None);
     let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
     assert_eq!(progress, Progress::NeedsInput { step: "pw" });
@@ -161,9 +162,9 @@ fn a_flow_whose_steps_are_all_skipped_completes_for_the_known_user_without_runni
     let (password, runs) = scripted(true, ok(5, &[]));
     let (issue, issue_runs) = scripted(false, ok(5, &[]));
     let flow = Flow::new(FlowKind::StepUp)
-        .step(StepDef::new("pw", password).skip_if(Condition::has(Tag::PasswordVerified)))
+        .step(StepDef::new("pw", password).skip_if(Condition::has(Tag::PASSWORD_VERIFIED)))
         .step(StepDef::new("issue", issue).only_when_activated());
-    let tags = [Tag::WeakAuthentication, Tag::PasswordVerified].into();
+    let tags = [Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED].into();
     let mut state = flow.start(Some((uid(5), &tags)));
     let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
     assert_eq!(progress, Progress::Complete { user: uid(5), tags });
@@ -195,7 +196,7 @@ fn a_failing_step_ends_the_flow_and_a_different_user_is_refused() {
 
     let (other, _) = scripted(true, ok(2, &[]));
     let flow = Flow::new(FlowKind::StepUp).step(StepDef::new("pw", other));
-    let tags = [Tag::WeakAuthentication].into();
+    let tags = [Tag::WEAK_AUTHENTICATION].into();
     let mut state = flow.start(Some((uid(1), &tags)));
     let progress = with_ctx(true, |ctx| flow.advance(&mut state, ctx)).unwrap();
     assert!(matches!(
@@ -212,7 +213,7 @@ fn the_built_in_flows_refuse_to_issue_without_a_verified_password() {
     // Step-up started from a remembered-only session, with the token step
     // activated by some other means: the precondition still holds the line.
     let flow = Flow::step_up();
-    let tags = [Tag::WeakAuthentication].into();
+    let tags = [Tag::WEAK_AUTHENTICATION].into();
     let mut state = flow.start(Some((uid(1), &tags)));
     state.activated.insert(ISSUE.to_owned());
     state.position = 1;
@@ -221,7 +222,7 @@ fn the_built_in_flows_refuse_to_issue_without_a_verified_password() {
         progress,
         Progress::Refused {
             step: ISSUE,
-            missing: vec![Tag::PasswordVerified]
+            missing: vec![Tag::PASSWORD_VERIFIED]
         }
     );
 }
@@ -234,7 +235,7 @@ mod properties {
     use super::*;
 
     const IDS: [StepId; 5] = ["s0", "s1", "s2", "s3", "s4"];
-    const TAGS: [Tag; 2] = [Tag::WeakAuthentication, Tag::PasswordVerified];
+    const TAGS: [Tag; 2] = [Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED];
 
     #[derive(Debug, Clone)]
     struct Spec {
@@ -283,7 +284,7 @@ mod properties {
     }
 
     fn tags_of(indexes: &[usize]) -> Vec<Tag> {
-        indexes.iter().map(|&i| TAGS[i]).collect()
+        indexes.iter().map(|&i| TAGS[i].clone()).collect()
     }
 
     fn outcome(spec: &Spec) -> StepOutcome {

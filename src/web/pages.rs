@@ -29,7 +29,7 @@ use super::view::{html, see_other};
 struct HomePage<'a> {
     username: &'a str,
     by_remember_me: bool,
-    tags: Vec<&'static str>,
+    tags: Vec<&'a str>,
     is_admin: bool,
     csrf_token: String,
 }
@@ -127,6 +127,7 @@ async fn submit(
                 username,
                 password: form.password,
                 remember_me: form.remember_me.is_some(),
+                ..Default::default()
             },
         )
         .await?;
