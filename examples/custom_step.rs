@@ -25,15 +25,14 @@ use std::collections::BTreeMap;
 use actix_web::cookie::{Cookie, CookieJar, Key, time::Duration as CookieDuration};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, post, web};
+use rememberme::extract::SubmitOutcome;
 use rememberme::flow::{
     Condition, Failure, IDENTIFY, ISSUE, PASSWORD, PasswordStep, RememberMeIdentifyStep,
     RememberMeIssueStep, Step, StepContext, StepDef, StepId, StepOutcome,
 };
+use rememberme::flow::{Credentials, Flow, FlowKind, Tag};
 use rememberme::store::{Reservation, StoreError, ThrottleKey, UsersTable};
-use rememberme::{
-    Auth, AuthError, Credentials, CsrfForm, Database, DieselStore, Flow, FlowKind, RememberMe,
-    Stores, SubmitOutcome, Tag, UserId,
-};
+use rememberme::{Auth, AuthError, CsrfForm, Database, DieselStore, RememberMe, Stores, UserId};
 use serde::Deserialize;
 
 /// The app's own tag: the second factor is proven.

@@ -8,20 +8,17 @@
 //!
 //! ```sh
 //! cargo run --example existing_users -- --cookie-secure false
-//! # http://127.0.0.1:8080/login as alice / alice-password; /devices lists
-//! # the browsers that keep her signed in
+//! # http://127.0.0.1:8080/login as alice / alice-password; /account/devices
+//! # lists the browsers that keep her signed in
 //! ```
 
 mod support;
 
-use actix_web::{App, HttpResponse, HttpServer, get, post, web};
+use actix_web::{App, HttpServer, web};
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool};
 use rememberme::store::StoreError;
-use rememberme::{
-    Auth, AuthError, CsrfForm, CurrentUser, Database, DieselStore, RememberMe, Stores, User,
-    UserDirectory, UserId,
-};
+use rememberme::{Database, DieselStore, RememberMe, Stores, User, UserDirectory, UserId};
 
 // The app's own table, as it was before the crate came.
 diesel::table! {
@@ -119,45 +116,12 @@ fn app_users(database_url: &str) -> Result<AppUsers, Box<dyn std::error::Error>>
     })
 }
 
-/// The browsers and apps that keep the user signed in, each revocable.
-#[get("/devices")]
-async fn devices(CurrentUser(user): CurrentUser, auth: Auth) -> Result<HttpResponse, AuthError> {
-    let tokens = auth.stores().tokens.clone();
-    let list = web::block(move || tokens.list_for_user(&user.id))
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))??;
-    let mut body = format!("csrf_token={}\n", auth.csrf_token());
-    for token in list {
-        let agent = token.user_agent.unwrap_or_default();
-        body.push_str(&format!(
-            "device {} last used {} {agent}\n",
-            token.id, token.last_used_at
-        ));
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(body))
-}
-
-#[derive(serde::Deserialize)]
-struct Revoke {
-    id: i64,
-}
-
-#[post("/devices/revoke")]
-async fn revoke(
-    CurrentUser(user): CurrentUser,
-    auth: Auth,
-    CsrfForm(form): CsrfForm<Revoke>,
-) -> Result<HttpResponse, AuthError> {
-    // Scoped to the owner: another user's id revokes nothing.
-    auth.revoke_token(form.id, Some(user.id)).await?;
-    Ok(support::see_other("/devices"))
-}
-
+/// The app's home page, and the crate's pages mounted in one line: the
+/// sign-in form, sign-out, and the devices page (guarded by the crate's
+/// extractors, with the app's users behind them).
 fn routes(cfg: &mut web::ServiceConfig) {
-    support::pages(cfg);
-    cfg.service(devices).service(revoke);
+    cfg.service(support::home)
+        .configure(rememberme::pages::configure);
 }
 
 #[actix_web::main]

@@ -4,7 +4,7 @@
 //!
 //! Mount it with `App::service(rememberme::api::scope())` inside the
 //! [`RememberMe`](crate::RememberMe) layer, and give the config an
-//! [access-token secret](crate::RememberMeConfigBuilder::access_token_secret).
+//! [access-token secret](crate::config::RememberMeConfigBuilder::access_token_secret).
 //!
 //! | route | body | answer |
 //! |---|---|---|

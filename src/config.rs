@@ -70,7 +70,8 @@ impl std::str::FromStr for Expiry {
 ///
 /// ```
 /// use std::time::Duration;
-/// use rememberme::{Expiry, RememberMeConfig};
+/// use rememberme::RememberMeConfig;
+/// use rememberme::config::Expiry;
 ///
 /// let config = RememberMeConfig::builder()
 ///     .validity(Duration::from_secs(14 * 24 * 3600))
@@ -485,7 +486,7 @@ impl RememberMeConfigBuilder {
         self
     }
 
-    /// The clock. Default [`SystemClock`]; tests pass a [`ManualClock`].
+    /// The clock. Default [`SystemClock`]; tests pass a [`ManualClock`](crate::clock::ManualClock).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.config.clock = Arc::new(clock);
         self

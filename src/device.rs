@@ -15,7 +15,7 @@
 //! is stored for it; it holds no secret of the user.
 //!
 //! The failure counters themselves live in the database (see
-//! [`UserStore::failures`](crate::store::UserStore::failures)), keyed by a
+//! [`UserStore::failures`](crate::store::StateStore::failures)), keyed by a
 //! [`ThrottleKey`], so every instance on one database shares them and a
 //! restart resets nothing. The account key is derived from the **typed
 //! username**, whether or not such a user exists: unknown names are

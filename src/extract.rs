@@ -13,7 +13,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use crate::flow::{CookieChange, PasswordCheck, check_password, verified_series};
 use crate::flow::{Credentials, Failure, FlowKind, FlowState, Progress, StepContext, Tag};
 use crate::middleware::{RequestAuth, client_info, new_auth_state, raw_cookie, start_session};
-use crate::session::{AUTH_KEY, AuthState, SignInMethod, random_id};
+use crate::session::{AUTH_KEY, AuthState, random_id};
 use crate::store::audit_queue::OwnedAudit;
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
 use crate::threads::JobFailed;
@@ -21,6 +21,7 @@ use crate::token::{RememberCookie, SecretHash};
 
 #[path = "extract/sign_in.rs"]
 mod sign_in;
+pub use crate::session::SignInMethod;
 pub use sign_in::{SignIn, SignedIn};
 
 const FLOW_KEY: &str = "rm.flow";
@@ -316,7 +317,7 @@ impl FromRequest for CurrentUser {
 }
 
 /// A user who typed their password in this session (`PASSWORD_VERIFIED`)
-/// within the re-auth window ([`RememberMeConfigBuilder::reauth_window`](crate::RememberMeConfigBuilder::reauth_window)),
+/// within the re-auth window ([`RememberMeConfigBuilder::reauth_window`](crate::config::RememberMeConfigBuilder::reauth_window)),
 /// in a session whose epoch check is current. Any other signed-in session
 /// (by remember-me, or with a password typed too long ago) is sent through
 /// the step-up flow and back; anonymous visitors to the sign-in page; a

@@ -1,15 +1,15 @@
 //! A safe "Keep me logged in" for [actix-web](https://actix.rs).
 //!
-//! A sign-in is a [`Flow`] of steps. The default one has three:
+//! A sign-in is a [`Flow`](flow::Flow) of steps. The default one has three:
 //!
 //! 1. **remember-me identifying** (automatic): a valid remember-me cookie
-//!    identifies the user, adds [`Tag::WEAK_AUTHENTICATION`] and rotates the
+//!    identifies the user, adds [`WEAK_AUTHENTICATION`](flow::Tag::WEAK_AUTHENTICATION) and rotates the
 //!    cookie's token;
 //! 2. **password** (interactive): skipped when the user is already identified;
-//!    adds [`Tag::WEAK_AUTHENTICATION`] and [`Tag::PASSWORD_VERIFIED`], and
+//!    adds [`WEAK_AUTHENTICATION`](flow::Tag::WEAK_AUTHENTICATION) and [`PASSWORD_VERIFIED`](flow::Tag::PASSWORD_VERIFIED), and
 //!    activates step 3 when "Keep me logged in" was ticked;
 //! 3. **remember-me token generating** (automatic, only when activated,
-//!    precondition [`Tag::PASSWORD_VERIFIED`]): issues a new cookie.
+//!    precondition [`PASSWORD_VERIFIED`](flow::Tag::PASSWORD_VERIFIED)): issues a new cookie.
 //!
 //! Pages that need the password typed in this session take [`StrongAuth`]; a
 //! session signed in only by cookie is sent through the step-up flow first. So
@@ -80,16 +80,18 @@
 
 pub mod access;
 pub mod api;
-mod clock;
-mod config;
+pub mod clock;
+pub mod config;
 #[cfg(feature = "demo")]
-#[path = "web/mod.rs"]
 pub mod demo;
 pub mod device;
-mod extract;
+pub mod extract;
 pub mod flow;
 mod limits;
 mod middleware;
+#[cfg(feature = "pages")]
+#[path = "web/mod.rs"]
+pub mod pages;
 pub mod password;
 mod session;
 pub mod store;
@@ -98,18 +100,11 @@ pub mod testing;
 mod threads;
 pub mod token;
 
-pub use clock::{CLOCK_SKEW_SECS, Clock, ManualClock, SystemClock};
-pub use config::{
-    Expiry, ForwardedHeader, MAX_TOKEN_LIFETIME, RememberMeConfig, RememberMeConfigBuilder,
-};
-pub use extract::{
-    AdminAuth, Answer, Auth, AuthError, AuthenticatedUser, CsrfForm, CurrentUser, MaybeUser,
-    PasswordChange, SignIn, SignedIn, StrongAuth, SubmitOutcome, safe_redirect_path,
-    session_middleware,
-};
-pub use flow::{Credentials, Flow, FlowKind};
+// What wiring an app needs, at the root; the rest sits in its module
+// (`clock`, `config`, `extract`, `flow`, `store`, ...).
+pub use config::RememberMeConfig;
+pub use extract::{Auth, AuthError, CsrfForm, CurrentUser, SignIn, StrongAuth, session_middleware};
 pub use middleware::RememberMe;
-pub use session::{SignInMethod, Tag};
 pub use store::{Database, DieselStore, Stores, User, UserDirectory, UserId};
 
 /// The README's Rust snippets, compiled by `cargo test`.

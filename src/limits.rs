@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use crate::config::ForwardedHeader;
 
 /// The client's address: the socket's peer, unless the peer is a trusted
-/// proxy ([`RememberMeConfigBuilder::trusted_proxies`](crate::RememberMeConfigBuilder::trusted_proxies)):
+/// proxy ([`RememberMeConfigBuilder::trusted_proxies`](crate::config::RememberMeConfigBuilder::trusted_proxies)):
 /// then the nearest address in the header the proxies write (one, never
 /// the other: a proxy that appends to one passes a client's forged other
 /// one through) that is not itself a trusted proxy, read from the right, as

@@ -7,9 +7,10 @@ use std::time::Duration;
 use actix_web::cookie::Key;
 use actix_web::{HttpServer, rt};
 use clap::{Args, Parser, Subcommand};
+use rememberme::config::Expiry;
 use rememberme::demo::{Site, app};
 use rememberme::store::{Backend, StoreError, UsersTable};
-use rememberme::{Database, DieselStore, Expiry, RememberMeConfig, Stores};
+use rememberme::{Database, DieselStore, RememberMeConfig, Stores};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -149,7 +150,7 @@ struct ServeArgs {
         env = "REMEMBERME_TRUSTED_PROXY_HEADER",
         default_value = "x-forwarded-for"
     )]
-    trusted_proxy_header: rememberme::ForwardedHeader,
+    trusted_proxy_header: rememberme::config::ForwardedHeader,
     /// Seconds a typed password counts for strong pages (admin, password
     /// change, revoking devices) and for minting long-lived tokens.
     #[arg(long, env = "REMEMBERME_REAUTH_WINDOW_SECS", default_value_t = 900)]

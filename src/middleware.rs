@@ -167,7 +167,9 @@ impl RememberMe {
     /// workers have dropped their copies of the app), then lets the layer's
     /// store threads finish their jobs and the audit writer write the rows
     /// still queued, and waits for them to end (a few seconds each at
-    /// most). Returns `false` if any of it ran out of time; if the handles
+    /// most); the password (Argon2) threads end too, after the check under
+    /// way if any (a later check starts them again). Returns `false` if
+    /// any of it ran out of time; if the handles
     /// did, the layer ends whenever its last handle drops, on whichever
     /// thread holds it.
     ///
@@ -185,6 +187,8 @@ impl RememberMe {
             Ok(mut last) => {
                 let threads_ended = last.store_threads.end();
                 let rows_written = last.audit_queue.end();
+                // The password threads too: every thread the crate started.
+                crate::threads::end_argon2();
                 threads_ended && rows_written
             }
             Err(_) => false, // cannot happen: this was the only handle

@@ -1,4 +1,6 @@
-//! A fixed set of named threads that run blocking jobs in order of arrival.
+//! Every thread the crate starts: a fixed set of named threads that run
+//! blocking jobs in order of arrival ([`Threads`]: the store threads, the
+//! Argon2 threads), and the audit writer ([`spawn`]).
 //!
 //! Used for the two kinds of blocking work the layer does on every busy
 //! path: Argon2 (CPU- and memory-bound: one thread per core, each keeping
@@ -39,14 +41,40 @@ pub(crate) fn on_argon2_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send +
             .is_some_and(|name| name.starts_with(STORE_THREADS)),
         "Argon2 called from a store thread: every store call would wait behind it"
     );
-    static THREADS: std::sync::OnceLock<Threads> = std::sync::OnceLock::new();
-    THREADS
-        .get_or_init(|| {
+    let threads = ARGON2
+        .lock()
+        .get_or_insert_with(|| {
             let cores = std::thread::available_parallelism().map_or(2, usize::from);
-            Threads::start("argon2", cores, 1024).expect("spawn the Argon2 threads")
+            Arc::new(Threads::start("argon2", cores, 1024).expect("spawn the Argon2 threads"))
         })
+        .clone();
+    threads
         .run_blocking(f)
         .expect("an Argon2 job does not panic")
+}
+
+/// Starts a named thread of the crate's. Every thread the crate starts is
+/// started in this module: the store threads and the Argon2 threads
+/// ([`Threads`]), and the audit writer (through this).
+pub(crate) fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(f)
+}
+
+/// The Argon2 threads, started by the first password check or hash and
+/// ended by [`end_argon2`] (a later check starts them again).
+static ARGON2: parking_lot::Mutex<Option<Arc<Threads>>> = parking_lot::Mutex::new(None);
+
+/// Ends the Argon2 threads: here, after their queued jobs (the drop of the
+/// last handle waits for them, at most [`END_WAIT`]), or, if a check is
+/// under way elsewhere, when that check lets go. Never waits for callers:
+/// with several layers in one process, a check of another layer goes on,
+/// and the next one starts the threads again.
+pub(crate) fn end_argon2() {
+    let threads = ARGON2.lock().take();
+    drop(threads); // outside the lock: the drop may wait
 }
 
 /// The threads; they end when this is dropped, after the jobs queued, and

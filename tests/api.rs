@@ -281,7 +281,7 @@ async fn a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_pa
 async fn the_forever_option_keeps_refreshing_past_the_absolute_validity(db: TestDb) {
     let server = TestServer::start_with(db, |b| {
         b.validity(Duration::from_secs(2 * 24 * 3600))
-            .expiry(rememberme::Expiry::Forever)
+            .expiry(rememberme::config::Expiry::Forever)
     });
     server.add_user("alice", "correct horse", false);
     let app = server.browser();

@@ -417,7 +417,7 @@ async fn f10_an_issuing_step_in_a_custom_flow_refuses_without_a_recent_password(
         ClientInfo, Failure, IDENTIFY, ISSUE, Progress, RememberMeIdentifyStep,
         RememberMeIssueStep, StepContext, StepDef,
     };
-    use rememberme::{Flow, FlowKind, Tag};
+    use rememberme::flow::{Flow, FlowKind, Tag};
     let server = TestServer::start(db);
     let alice: UserId = server.add_user("alice", "correct horse", false);
     let stores = server.stores().clone();

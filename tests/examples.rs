@@ -121,24 +121,25 @@ async fn existing_users_plug_in_with_their_uuids_and_bcrypt_hashes() {
     );
     assert_eq!(browser.get("/").await.body, "hello alice");
 
-    let devices = browser.get("/devices").await.body;
-    let lines: Vec<&str> = devices
-        .lines()
-        .filter(|l| l.starts_with("device "))
+    // The crate's devices page, mounted by the app.
+    let devices = browser.get("/account/devices").await;
+    assert_eq!(devices.status, 200);
+    let revoke: Vec<&str> = devices
+        .body
+        .split("action=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .filter(|a| a.ends_with("/revoke") && a.starts_with("/account/devices/"))
         .collect();
-    assert_eq!(lines.len(), 1, "{devices}");
-    let id = lines[0].split(' ').nth(1).unwrap().to_owned();
-    let csrf = devices
-        .lines()
-        .next()
-        .unwrap()
-        .trim_start_matches("csrf_token=")
-        .to_owned();
+    assert_eq!(revoke.len(), 1, "one device: {}", devices.body);
     let revoked = browser
-        .post("/devices/revoke", &[("csrf_token", &csrf), ("id", &id)])
+        .post(revoke[0], &[("csrf_token", &devices.csrf())])
         .await;
     assert_eq!(revoked.status, 303);
-    assert!(!browser.get("/devices").await.body.contains("device "));
+    let after = browser.get("/account/devices").await.body;
+    assert!(!after.contains("/revoke\""), "{after}");
+    // The admin pages are guarded by the app's own roles (is_staff).
+    assert_eq!(browser.get("/admin/tokens").await.status, 403);
 
     browser.drop_cookie("session");
     assert_eq!(

@@ -60,7 +60,12 @@ fn crate_paths(code: &str) -> Vec<String> {
 /// `name → module` for the names `lib.rs` re-exports at the crate root.
 fn root_reexports(lib: &str) -> BTreeMap<String, String> {
     let mut names = BTreeMap::new();
-    for stmt in lib.split(';') {
+    let code: String = lib
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for stmt in code.split(';') {
         let Some(rest) = stmt.trim().strip_prefix("pub use ") else {
             continue;
         };
@@ -93,7 +98,7 @@ fn dependency_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
                 .trim_end_matches(".rs")
                 .to_owned()
         })
-        .map(|m| if m == "web" { "demo".to_owned() } else { m })
+        .map(|m| if m == "web" { "pages".to_owned() } else { m })
         .collect();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files {
@@ -113,7 +118,7 @@ fn dependency_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             .to_string_lossy();
         let module = first.trim_end_matches(".rs").to_owned();
         let module = if module == "web" {
-            "demo".to_owned()
+            "pages".to_owned()
         } else {
             module
         };

@@ -83,7 +83,7 @@ fn the_demo_refuses_a_trusted_proxy_that_is_not_a_network() {
 fn debug_output_never_shows_a_hash_or_a_secret() {
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$SECRETSALT$SECRETHASH";
     let new_user = rememberme::User::new(7, "alice").password_hash(hash);
-    let credentials = rememberme::Credentials {
+    let credentials = rememberme::flow::Credentials {
         username: "alice".into(),
         password: "SECRETPASSWORD".into(),
         remember_me: true,

@@ -161,8 +161,8 @@ async fn outage_then_recovery(
 }
 
 fn checked_every_minute(
-    b: rememberme::RememberMeConfigBuilder,
-) -> rememberme::RememberMeConfigBuilder {
+    b: rememberme::config::RememberMeConfigBuilder,
+) -> rememberme::config::RememberMeConfigBuilder {
     b.epoch_check_interval(Duration::from_secs(60))
 }
 

@@ -36,11 +36,11 @@ fn stores_with_alice(db: &TestDb) -> (Database, Stores, rememberme::store::UserI
 /// A custom login flow whose step after the identifying one fails: the
 /// rotation committed, so its cookie reaches the client all the same.
 async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
+    use rememberme::flow::{Flow, FlowKind, Tag};
     use rememberme::flow::{
         IDENTIFY, RememberMeIdentifyStep, Step, StepContext, StepDef, StepOutcome,
     };
     use rememberme::store::{StoreError, UserId};
-    use rememberme::{Flow, FlowKind, Tag};
     struct Fails;
     impl Step for Fails {
         fn is_interactive(&self) -> bool {

@@ -101,7 +101,7 @@ async fn absolute_expiry_survives_rotations_and_sliding_expiry_moves_with_them(d
 
     let server = server.restart(|b| {
         b.validity(Duration::from_secs(2 * DAY))
-            .expiry(rememberme::Expiry::Sliding)
+            .expiry(rememberme::config::Expiry::Sliding)
             .max_lifetime(Duration::from_secs(3 * DAY))
             .epoch_check_interval(Duration::from_secs(60))
     });

@@ -221,7 +221,7 @@ async fn only_the_current_unexpired_token_rotates_and_the_old_row_is_returned(db
     // (SQLite: the machine's clock, which every process on the file shares,
     // taken when the batch runs.)
     let rotated_at = after.rotated_at.expect("stamped");
-    let system = rememberme::Clock::now(&rememberme::SystemClock);
+    let system = rememberme::clock::Clock::now(&rememberme::clock::SystemClock);
     assert!(
         (rotated_at - system).abs() <= 5,
         "the store's clock, not the caller's: {rotated_at} ({})",

@@ -10,9 +10,9 @@
 use actix_web::cookie::Key;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, Responder, get, post, web};
-use rememberme::{
-    Auth, AuthError, CsrfForm, CurrentUser, FlowKind, RememberMeConfig, SubmitOutcome,
-};
+use rememberme::extract::SubmitOutcome;
+use rememberme::flow::FlowKind;
+use rememberme::{Auth, AuthError, CsrfForm, CurrentUser, RememberMeConfig};
 use serde::Deserialize;
 
 /// The settings every example reads.
@@ -103,7 +103,7 @@ pub async fn login(
     auth: Auth,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<HttpResponse, AuthError> {
-    let credentials = rememberme::Credentials {
+    let credentials = rememberme::flow::Credentials {
         username: form.username,
         password: form.password,
         remember_me: form.remember_me.is_some(),

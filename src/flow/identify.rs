@@ -229,7 +229,7 @@ fn revoke_everything(
 /// Whether the last rotation is at most the grace window old at `now`, an
 /// age from `-skew` on: `now` on the clock that stamped it, skew 0 (the
 /// store's time of the sign-in, see [`FoundSeries::store_now`]), or this
-/// instance's clock, `skew` [`CLOCK_SKEW_SECS`](crate::CLOCK_SKEW_SECS)
+/// instance's clock, `skew` [`CLOCK_SKEW_SECS`](crate::clock::CLOCK_SKEW_SECS)
 /// (another instance may have stamped it, its clock a little ahead). A
 /// negative age beyond that is not in grace: it must not keep an old token
 /// valid without end.
@@ -260,7 +260,7 @@ pub(crate) fn verified_series(
             .previous_token_hash
             .as_ref()
             .is_some_and(|previous| previous.ct_eq(presented.as_bytes()))
-            && in_grace(&record, now, config, crate::CLOCK_SKEW_SECS);
+            && in_grace(&record, now, config, crate::clock::CLOCK_SKEW_SECS);
         (record.token_hash.ct_eq(presented.as_bytes()) || one_back_in_grace).then_some(series)
     }))
 }

@@ -9,8 +9,8 @@ use crate::store::{AuditKind, NewAuditEvent, Reservation, StoreError, User, User
 /// Checks a typed password. With a user already known (step-up) the typed
 /// username is ignored and that user's password is checked.
 ///
-/// Every check goes through [`check_password`]: an unknown username costs
-/// the same Argon2 work as a wrong password and is throttled the same way,
+/// Every check goes through one path (`check_password`): an unknown username costs
+/// the same hashing work as a wrong password and is throttled the same way,
 /// and both fail with the same [`Failure::InvalidCredentials`], so neither
 /// the answer nor its timing tells whether a username exists.
 #[derive(Debug, Default)]

@@ -108,13 +108,11 @@ impl AuditQueue {
         let (alive, ended) = ended();
         let closing = Arc::new(AtomicBool::new(false));
         let closed = closing.clone();
-        let spawned = std::thread::Builder::new()
-            .name("rememberme-audit".into())
-            .spawn(move || {
-                let _alive = alive; // dropped when the thread ends…
-                let log = log; // …after the store (so its pool) is let go
-                write_batches(&*log, &rx, &closed);
-            });
+        let spawned = crate::threads::spawn("rememberme-audit", move || {
+            let _alive = alive; // dropped when the thread ends…
+            let log = log; // …after the store (so its pool) is let go
+            write_batches(&*log, &rx, &closed);
+        });
         match spawned {
             Ok(_) => Self {
                 tx: Some(tx),

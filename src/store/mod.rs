@@ -117,7 +117,7 @@ pub struct NewToken<'a> {
     pub device_key: Option<&'a str>,
 }
 
-/// How a rotation moves a token's expiry (from [`crate::Expiry`]).
+/// How a rotation moves a token's expiry (from [`crate::config::Expiry`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiryOnUse {
     /// The expiry stays (absolute expiry): the write leaves its index alone.

@@ -7,7 +7,8 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::view::{back_with, device, html, take_flash, when};
-use crate::{Auth, AuthError, CsrfForm, CurrentUser, PasswordChange, StrongAuth};
+use crate::extract::PasswordChange;
+use crate::{Auth, AuthError, CsrfForm, CurrentUser, StrongAuth};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(devices)

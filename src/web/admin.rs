@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use super::account::CsrfOnly;
 use super::view::{PAGE_SIZE, back_with, device, html, pages, take_flash, when};
+use crate::extract::AdminAuth;
 use crate::store::{AuditKind, StoreError, Stores, UserId};
-use crate::{AdminAuth, Auth, AuthError, CsrfForm};
+use crate::{Auth, AuthError, CsrfForm};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(tokens)

@@ -1,101 +1,37 @@
-//! The demo site: a complete example of wiring the crate into an actix-web
-//! app, built only on the public API. The binary serves it; the tests drive
-//! it. Library users can turn it off with `default-features = false`.
+//! The crate's pages, to mount in an app in one line: sign-in, step-up and
+//! sign-out (`/login`, `/login/step-up`, `/logout`), the user's devices and
+//! password (`/account/devices`, `/account/password`), and the admin pages
+//! (`/admin/tokens`, `/admin/audit`, guarded by the app's own roles through
+//! [`User::is_admin`](crate::User::is_admin)), with their stylesheet at
+//! `/static/style.css`. Behind the `pages` feature (askama templates,
+//! compiled in).
+//!
+//! ```no_run
+//! # use actix_web::App;
+//! let app = App::new().configure(rememberme::pages::configure);
+//! ```
+//!
+//! They need the layer ([`RememberMe`](crate::RememberMe)) and the session
+//! middleware around the app, like every handler of the crate. To replace
+//! a page, register your own handler for its route before the mount: the
+//! first registration of a route wins.
 
 mod account;
 mod admin;
-mod pages;
+mod login;
 mod view;
 
-use actix_web::body::MessageBody;
-use actix_web::cookie::Key;
-use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
-use actix_web::{App, Error, web};
+use actix_web::web;
 
-use crate::{RememberMe, RememberMeConfig, Stores, session_middleware};
-
-/// Everything the demo site needs. Build it once (outside
-/// `HttpServer::new`'s closure) and clone it into each worker.
-#[derive(Clone)]
-pub struct Site {
-    stores: Stores,
-    config: RememberMeConfig,
-    session_key: Key,
-    layer: RememberMe,
+/// Mounts the crate's pages on `cfg` (see the module's documentation).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    login::routes(cfg);
+    account::routes(cfg);
+    admin::routes(cfg);
 }
 
-impl Site {
-    /// The site over these stores, settings and session key.
-    pub fn new(stores: Stores, mut config: RememberMeConfig, session_key: Key) -> Self {
-        if config.access_tokens.is_none() {
-            // Instances sharing the session key accept each other's API tokens.
-            config.access_tokens = Some(crate::access::AccessTokens::from_secret(
-                session_key.master(),
-            ));
-        }
-        // Instances sharing the session key accept each other's device
-        // cookies and open each other's grace seals.
-        config.set_server_secret(session_key.master());
-        let layer = RememberMe::new(stores.clone(), config.clone());
-        Self {
-            stores,
-            config,
-            session_key,
-            layer,
-        }
-    }
-
-    /// Ends the site's remember-me layer once the server has stopped (see
-    /// [`RememberMe::close`]); `false` if the workers still held it after
-    /// `timeout`.
-    pub fn close(self, timeout: std::time::Duration) -> bool {
-        self.layer.close(timeout)
-    }
-}
-
-impl std::fmt::Debug for Site {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Site")
-            .field("config", &self.config)
-            .field("session_key", &"[redacted]")
-            .finish_non_exhaustive()
-    }
-}
-
-/// Content-Security-Policy of every page: no script at all, styles from this
-/// site only, no framing (clickjacking), forms post only here.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// The demo site as an actix `App`, with the session and remember-me layers.
-pub fn app(
-    site: Site,
-) -> App<
-    impl ServiceFactory<
-        ServiceRequest,
-        Config = (),
-        Response = ServiceResponse<impl MessageBody>,
-        Error = Error,
-        InitError = (),
-    >,
-> {
-    App::new()
-        .app_data(web::Data::new(site.stores.clone()))
-        .app_data(web::FormConfig::default().limit(16 * 1024))
-        .service(crate::api::scope())
-        .configure(pages::routes)
-        .configure(account::routes)
-        .configure(admin::routes)
-        .wrap(site.layer)
-        .wrap(session_middleware(site.session_key, &site.config))
-        .wrap(
-            DefaultHeaders::new()
-                .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-                .add((header::REFERRER_POLICY, "same-origin"))
-                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .add((header::X_FRAME_OPTIONS, "DENY")),
-        )
-        .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("rememberme::http"))
+/// The demo site's home page and health check, beside the pages.
+#[cfg(feature = "demo")]
+pub(crate) fn demo_routes(cfg: &mut web::ServiceConfig) {
+    login::demo_routes(cfg);
 }

@@ -15,11 +15,11 @@ use actix_web::cookie::Cookie;
 use actix_web::{HttpServer, rt};
 use diesel::connection::SimpleConnection as _;
 use diesel::{Connection as _, PgConnection};
+use rememberme::clock::ManualClock;
+use rememberme::config::RememberMeConfigBuilder;
 use rememberme::demo::{Site, app};
 use rememberme::store::{UserId, UsersTable};
-use rememberme::{
-    Database, DieselStore, ManualClock, RememberMeConfig, RememberMeConfigBuilder, Stores,
-};
+use rememberme::{Database, DieselStore, RememberMeConfig, Stores};
 
 /// The PostgreSQL server the tests use. Each test gets its own schema in it.
 pub const POSTGRES_URL_VAR: &str = "REMEMBERME_TEST_POSTGRES_URL";
@@ -294,7 +294,7 @@ impl TestServer {
     }
 
     pub fn clock_now(&self) -> i64 {
-        rememberme::Clock::now(&self.clock)
+        rememberme::clock::Clock::now(&self.clock)
     }
 
     pub fn browser(&self) -> Browser {

@@ -6,20 +6,25 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::{
-    Auth, AuthError, Credentials, CsrfForm, CurrentUser, FlowKind, SignInMethod, Stores,
-    SubmitOutcome, safe_redirect_path,
-};
+use crate::{Auth, AuthError, CsrfForm, CurrentUser, Stores};
+
+use crate::extract::{SignInMethod, SubmitOutcome, safe_redirect_path};
+
+use crate::flow::{Credentials, FlowKind};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(home)
-        .service(login_form)
+    cfg.service(login_form)
         .service(login_submit)
         .service(step_up_form)
         .service(step_up_submit)
         .service(logout)
-        .service(healthz)
         .service(stylesheet);
+}
+
+/// The demo site's own pages: its home page and its health check.
+#[cfg(feature = "demo")]
+pub(crate) fn demo_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(home).service(healthz);
 }
 
 use super::view::{html, see_other};
