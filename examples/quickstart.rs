@@ -28,18 +28,16 @@ async fn main() -> std::io::Result<()> {
             .map_err(std::io::Error::other)?;
     }
 
-    // The wiring: the stores, the layer, the session, one `wrap` each.
-    let config = settings.config();
+    // The wiring: the stores, the layer (with its session), one `wrap`.
     let remember = RememberMe::new(
         Stores::new(DieselStore::new(db.clone()), users),
-        config.clone(),
+        settings.config(),
     );
-    let key = support::session_key(&settings); // load yours from your secrets
-    let layer = remember.clone();
+    let layer = remember.with_session(support::session_key(&settings)); // your key, from your secrets
+    let server_layer = layer.clone();
     HttpServer::new(move || {
         App::new()
-            .wrap(remember.clone()) // inner: it needs the session loaded
-            .wrap(rememberme::session_middleware(key.clone(), &config))
+            .wrap(server_layer.clone())
             .configure(support::pages)
     })
     .bind(("127.0.0.1", settings.port))?

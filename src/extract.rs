@@ -11,16 +11,18 @@ use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, Respon
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::flow::{CookieChange, PasswordCheck, check_password, verified_series};
-use crate::flow::{Credentials, Failure, FlowKind, FlowState, Progress, StepContext, Tag};
-use crate::middleware::{RequestAuth, client_info, new_auth_state, raw_cookie, start_session};
+use crate::flow::{FlowKind, FlowState, StepContext, Tag};
+use crate::middleware::{RequestAuth, client_info, raw_cookie};
 use crate::session::{AUTH_KEY, AuthState, random_id};
 use crate::store::audit_queue::OwnedAudit;
 use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
 use crate::threads::JobFailed;
-use crate::token::{RememberCookie, SecretHash};
+use crate::token::RememberCookie;
 
 #[path = "extract/sign_in.rs"]
 mod sign_in;
+#[path = "extract/submit.rs"]
+mod submit;
 pub use crate::session::SignInMethod;
 pub use sign_in::{SignIn, SignedIn};
 
@@ -499,7 +501,7 @@ pub enum SubmitOutcome {
     SignedIn(AuthenticatedUser),
     /// The answered step passed and a later interactive step of the flow
     /// (one of the app's: a one-time code, say) waits for its input: show
-    /// its form and submit again with [`Credentials::inputs`]. The flow's
+    /// its form and submit again with [`Credentials::inputs`](crate::flow::Credentials::inputs). The flow's
     /// progress is kept in the session.
     NeedsInput {
         /// The waiting step.
@@ -644,167 +646,6 @@ impl Auth {
                 let mut tags = state.tags.clone();
                 tags.remove(&Tag::PASSWORD_VERIFIED);
                 Ok(flow.start(Some((state.user_id.clone(), &tags))))
-            }
-        }
-    }
-
-    /// Answers the waiting interactive step of the flow `kind` with
-    /// credentials and runs the rest of the flow. On completion the session
-    /// is signed in (renewed), and a remember-me cookie is issued if the
-    /// token step ran. Argon2 and the database run on a blocking thread.
-    pub async fn submit(
-        &self,
-        kind: FlowKind,
-        mut credentials: Credentials,
-    ) -> Result<SubmitOutcome, AuthError> {
-        if let Some(limiter) = &self.auth.shared.ip_limiter
-            && let Some(retry_after_secs) =
-                crate::limits::ip_throttled(limiter, &self.auth.shared.config, &self.req)
-        {
-            tracing::info!(
-                retry_after_secs,
-                "sign-in throttled for this client address"
-            );
-            return Ok(SubmitOutcome::Throttled { retry_after_secs });
-        }
-        let stored: Option<FlowState> = self.session.get(FLOW_KEY).ok().flatten();
-        let mut state = match stored {
-            // A step-up never continues from a state that claims the
-            // password already: it must check one now.
-            Some(state)
-                if state.kind() == kind
-                    && !(kind == FlowKind::StepUp
-                        && state.tags().contains(&Tag::PASSWORD_VERIFIED)) =>
-            {
-                state
-            }
-            _ => self.start_state(kind)?,
-        };
-        // A step-up is for the user signed in now, never another.
-        if kind == FlowKind::StepUp && state.user() != self.user().map(|u| u.id).as_ref() {
-            state = self.start_state(kind)?;
-        }
-        let started_at = state.position();
-        let shared = &self.auth.shared;
-        let stores = shared.stores.clone();
-        let config = shared.config.clone();
-        let flow = shared.flow(kind);
-        let client = client_info(&self.req, &self.auth.shared.config);
-        let browser_cookie = raw_cookie(&self.req, &config.cookie_name());
-        let device = crate::middleware::trusted_device(&self.req, &config);
-        let previous = self
-            .auth
-            .state
-            .borrow()
-            .as_ref()
-            .map(|s| (s.method, s.series.clone(), s.signed_in_at));
-        // Wait here, in async land, for a password-check permit: a storm of
-        // sign-ins queues without holding blocking threads or Argon2 memory.
-        let _permit = shared
-            .password_checks
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-        let now = self.auth.shared.config.now();
-        let (progress, state, change, new_state) = shared
-            .run_with_argon2(move || {
-                let browser_series = match &browser_cookie {
-                    Some(raw) => verified_series(&stores, &config, now, raw)?,
-                    None => None,
-                };
-                let mut ctx = StepContext::new(&stores, &config, now, &client);
-                ctx.browser_series = browser_series;
-                ctx.inputs = std::mem::take(&mut credentials.inputs);
-                ctx.credentials = Some(credentials);
-                ctx.device = device;
-                let progress = flow.advance(&mut state, &mut ctx)?;
-                let mut new_state = None;
-                if let Progress::Complete { user, tags } = &progress {
-                    drop_foreign_series(&mut ctx, user)?;
-                    let (method, series, signed_in_at) = match (kind, previous) {
-                        (FlowKind::StepUp, Some((method, series, signed_in_at))) => (
-                            method,
-                            series.as_deref().and_then(SecretHash::from_slice),
-                            Some(signed_in_at),
-                        ),
-                        _ => (SignInMethod::Password, None, None),
-                    };
-                    // The session is bound to the token it was issued, if any.
-                    let series = match &ctx.cookie_change {
-                        Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
-                        _ => series,
-                    };
-                    new_state = new_auth_state(&mut ctx, user, tags.clone(), method, series)?.map(
-                        |state| AuthState {
-                            password_at: ctx.password_at,
-                            // A step-up confirms the session; it never
-                            // restarts its absolute lifetime.
-                            signed_in_at: signed_in_at.unwrap_or(state.signed_in_at),
-                            ..state
-                        },
-                    );
-                    stores.audit(NewAuditEvent {
-                        at: now,
-                        kind: match kind {
-                            FlowKind::Login => AuditKind::PasswordSignIn,
-                            FlowKind::StepUp => AuditKind::StepUp,
-                        },
-                        user_id: Some(user),
-                        ip: client.ip.as_deref(),
-                        user_agent: client.user_agent.as_deref(),
-                        detail: "",
-                    });
-                }
-                Ok::<_, StoreError>((progress, state, ctx.cookie_change, new_state))
-            })
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))??;
-
-        if let Some(change) = change {
-            *self.auth.cookie_change.borrow_mut() = Some(change);
-        }
-        match progress {
-            Progress::Complete { .. } => {
-                let new_state = new_state.ok_or(AuthError::Forbidden)?;
-                if new_state.password_at.is_some() {
-                    // This client typed the right password: from now on its
-                    // failures spend a budget of their own (see `device`).
-                    let config = &self.auth.shared.config;
-                    *self.auth.device_cookie.borrow_mut() =
-                        Some(config.device_cookies.issue(&new_state.user_id, now));
-                }
-                start_session(&self.session, &new_state);
-                let user = AuthenticatedUser::from(&new_state);
-                *self.auth.state.borrow_mut() = Some(new_state);
-                Ok(SubmitOutcome::SignedIn(user))
-            }
-            Progress::NeedsInput { step } if !step.is_empty() && state.position() > started_at => {
-                // A later interactive step waits: keep the flow there.
-                let _ = self.session.insert(FLOW_KEY, &state);
-                Ok(SubmitOutcome::NeedsInput { step })
-            }
-            Progress::Failed {
-                failure: Failure::InvalidCredentials,
-                ..
-            }
-            | Progress::NeedsInput { .. } => {
-                // Keep the flow where it stands, so the form can be answered again.
-                let _ = self.session.insert(FLOW_KEY, &state);
-                Ok(SubmitOutcome::InvalidCredentials)
-            }
-            Progress::Failed {
-                failure: Failure::Throttled { retry_after_secs },
-                ..
-            } => {
-                let _ = self.session.insert(FLOW_KEY, &state);
-                Ok(SubmitOutcome::Throttled { retry_after_secs })
-            }
-            Progress::Failed { .. } => Ok(SubmitOutcome::InvalidCredentials),
-            Progress::Refused { step, missing } => {
-                tracing::warn!(step, ?missing, "flow refused: precondition not met");
-                self.session.remove(FLOW_KEY);
-                Ok(SubmitOutcome::Refused)
             }
         }
     }
@@ -972,17 +813,25 @@ impl Auth {
             return Ok(PasswordChange::Throttled { retry_after_secs });
         }
         let (user, epoch) = self.user_and_epoch()?;
-        let keep = raw_cookie(&self.req, &self.auth.shared.config.cookie_name());
-        let device = crate::middleware::trusted_device(&self.req, &self.auth.shared.config);
-        let stores = self.stores().clone();
         let config = self.auth.shared.config.clone();
         let now = config.now();
-        let client = client_info(&self.req, &self.auth.shared.config);
-        let event = self.audit_event(
-            AuditKind::PasswordChanged,
-            Some(user.clone()),
-            String::new(),
-        );
+        let job = PasswordJob {
+            keep: raw_cookie(&self.req, &config.cookie_name()),
+            device: crate::middleware::trusted_device(&self.req, &config),
+            stores: self.stores().clone(),
+            client: client_info(&self.req, &config),
+            event: self.audit_event(
+                AuditKind::PasswordChanged,
+                Some(user.clone()),
+                String::new(),
+            ),
+            config,
+            now,
+            user,
+            epoch,
+            current_password,
+            new_password,
+        };
         let _permit = self
             .auth
             .shared
@@ -995,30 +844,7 @@ impl Auth {
         let done = self
             .auth
             .shared
-            .run_with_argon2(move || {
-                let mut ctx = StepContext::new(&stores, &config, now, &client);
-                ctx.device = device;
-                let who = crate::flow::Who::Known(&user);
-                match check_password(&mut ctx, who, &current_password, "password change")? {
-                    PasswordCheck::Verified(_) => {}
-                    PasswordCheck::Wrong => return Ok(Some(Err(PasswordChange::WrongPassword))),
-                    PasswordCheck::Throttled { retry_after_secs } => {
-                        return Ok(Some(Err(PasswordChange::Throttled { retry_after_secs })));
-                    }
-                }
-                let Some(new_epoch) = stores.state.bump_epoch_from(&user, epoch)? else {
-                    return Ok(None);
-                };
-                // The app's directory hashes and stores it, in its scheme.
-                stores.users.set_password(&user, &new_password)?;
-                let n = delete_tokens_except(&stores, &config, now, &user, keep.as_deref())?;
-                let detail = format!("{n} other token(s) revoked");
-                stores.audit(NewAuditEvent {
-                    detail: &detail,
-                    ..event.borrowed(None)
-                });
-                Ok::<_, StoreError>(Some(Ok(new_epoch)))
-            })
+            .run_with_argon2(move || job.run())
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))?
             .map_err(AuthError::from)?;
@@ -1121,6 +947,53 @@ fn delete_tokens_except(
 }
 
 /// Runs store work on the layer's store threads.
+/// The blocking part of [`Auth::change_password`].
+struct PasswordJob {
+    stores: crate::store::Stores,
+    config: std::sync::Arc<crate::RememberMeConfig>,
+    now: i64,
+    client: crate::flow::ClientInfo,
+    device: Option<crate::device::TrustedDevice>,
+    keep: Option<Vec<u8>>,
+    event: OwnedAudit,
+    user: UserId,
+    epoch: i64,
+    current_password: String,
+    new_password: String,
+}
+
+impl PasswordJob {
+    /// Checks the current password, moves the session to the next epoch
+    /// (`None`: it had moved on, the session was revoked), has the app's
+    /// directory store the new password, and ends the user's other tokens.
+    fn run(self) -> Result<Option<Result<i64, PasswordChange>>, StoreError> {
+        let (stores, user) = (&self.stores, &self.user);
+        let mut ctx = StepContext::new(stores, &self.config, self.now, &self.client);
+        ctx.device = self.device.clone();
+        let who = crate::flow::Who::Known(user);
+        match check_password(&mut ctx, who, &self.current_password, "password change")? {
+            PasswordCheck::Verified(_) => {}
+            PasswordCheck::Wrong => return Ok(Some(Err(PasswordChange::WrongPassword))),
+            PasswordCheck::Throttled { retry_after_secs } => {
+                return Ok(Some(Err(PasswordChange::Throttled { retry_after_secs })));
+            }
+        }
+        let Some(new_epoch) = stores.state.bump_epoch_from(user, self.epoch)? else {
+            return Ok(None);
+        };
+        // The app's directory hashes and stores it, in its scheme.
+        stores.users.set_password(user, &self.new_password)?;
+        let keep = self.keep.as_deref();
+        let n = delete_tokens_except(stores, &self.config, self.now, user, keep)?;
+        let detail = format!("{n} other token(s) revoked");
+        stores.audit(NewAuditEvent {
+            detail: &detail,
+            ..self.event.borrowed(None)
+        });
+        Ok(Some(Ok(new_epoch)))
+    }
+}
+
 /// The browser still carries another user's series (one the issuing step
 /// did not replace): revoke it, so the previous user's cookie does not
 /// outlive this sign-in. Blocking.

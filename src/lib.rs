@@ -45,21 +45,15 @@
 //!     // The app's users: a ready table here, or its own `UserDirectory`.
 //!     let users = UsersTable::open(db.clone()).expect("users table");
 //!     let stores = Stores::new(DieselStore::new(db.clone()), users);
-//!     let config = RememberMeConfig::builder().build();
 //!     let key = Key::generate(); // load a persistent key in production
-//!     // Built once and cloned into each worker: its limits are shared.
-//!     let remember = RememberMe::new(stores, config.clone());
-//!     let layer = remember.clone();
-//!     HttpServer::new(move || {
-//!         App::new()
-//!             // Inner first: RememberMe needs the session loaded.
-//!             .wrap(remember.clone())
-//!             .wrap(rememberme::session_middleware(key.clone(), &config))
-//!             .service(home)
-//!     })
-//!     .bind(("127.0.0.1", 8080))?
-//!     .run()
-//!     .await?;
+//!     // Built once and cloned into each worker: its limits are shared. It
+//!     // brings the session middleware it needs: one `wrap`.
+//!     let layer = RememberMe::new(stores, RememberMeConfig::default()).with_session(key);
+//!     let server_layer = layer.clone();
+//!     HttpServer::new(move || App::new().wrap(server_layer.clone()).service(home))
+//!         .bind(("127.0.0.1", 8080))?
+//!         .run()
+//!         .await?;
 //!     // A clean exit: the queued audit rows are written, and no thread is
 //!     // left inside the database's client library.
 //!     let wait = std::time::Duration::from_secs(10);
@@ -73,10 +67,12 @@
 //! form is shown, [`Auth::submit`] when it is posted, [`Auth::logout`], and
 //! [`Auth::csrf_token`] for the hidden field of every form; handlers receive
 //! posted forms as [`CsrfForm`], which refuses a missing or wrong token
-//! before they run. The demo site in `src/web/` is a complete example.
+//! before they run; or mount the crate's pages (`pages` feature). The
+//! examples in `examples/` are complete apps.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 pub mod access;
 pub mod api;
@@ -87,6 +83,7 @@ pub mod demo;
 pub mod device;
 pub mod extract;
 pub mod flow;
+mod layer;
 mod limits;
 mod middleware;
 #[cfg(feature = "pages")]
@@ -104,6 +101,7 @@ pub mod token;
 // (`clock`, `config`, `extract`, `flow`, `store`, ...).
 pub use config::RememberMeConfig;
 pub use extract::{Auth, AuthError, CsrfForm, CurrentUser, SignIn, StrongAuth, session_middleware};
+pub use layer::Layer;
 pub use middleware::RememberMe;
 pub use store::{Database, DieselStore, Stores, User, UserDirectory, UserId};
 

@@ -165,6 +165,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // one table of cases, read top to bottom
     fn forwarded_addresses_count_only_from_trusted_proxies() {
         use crate::config::ForwardedHeader::{Forwarded, XForwardedFor};
         let trusted: Vec<ipnet::IpNet> =

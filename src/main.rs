@@ -1,5 +1,7 @@
 //! `rememberme`: the demo site and its admin CLI.
 
+#![warn(clippy::too_many_lines)]
+
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -436,27 +438,13 @@ fn default_key_path(url: &str) -> PathBuf {
     }
 }
 
-fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
-    let key_path = args
-        .session_key_file
-        .clone()
-        .unwrap_or_else(|| default_key_path(url));
-    let database = Database::connect_with_timeout(
-        url,
-        args.db_pool_size,
-        Duration::from_secs(args.db_timeout_secs.max(1)),
-    )
-    .map_err(|e| e.to_string())?;
-    let users = UsersTable::open(database.clone()).map_err(|e| e.to_string())?;
-    let key = session_key(&key_path)?;
-    if args.seed_demo_users {
-        seed_demo_users(&users)?;
-    }
+/// The layer's settings from `serve`'s arguments.
+fn layer_config(url: &str, args: &ServeArgs) -> RememberMeConfig {
     let mut builder = RememberMeConfig::builder();
     if let Some(n) = args.password_concurrency {
         builder = builder.password_concurrency(n);
     }
-    let config = builder
+    builder
         .validity(Duration::from_secs(args.remember_days * 24 * 3600))
         .expiry(args.remember_expiry)
         .rotation_grace(Duration::from_secs(args.rotation_grace_secs))
@@ -479,7 +467,26 @@ fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         ))
         .access_token_lifetime(Duration::from_secs(args.access_token_minutes * 60))
         .cookie_secure(args.cookie_secure)
-        .build();
+        .build()
+}
+
+fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
+    let key_path = args
+        .session_key_file
+        .clone()
+        .unwrap_or_else(|| default_key_path(url));
+    let database = Database::connect_with_timeout(
+        url,
+        args.db_pool_size,
+        Duration::from_secs(args.db_timeout_secs.max(1)),
+    )
+    .map_err(|e| e.to_string())?;
+    let users = UsersTable::open(database.clone()).map_err(|e| e.to_string())?;
+    let key = session_key(&key_path)?;
+    if args.seed_demo_users {
+        seed_demo_users(&users)?;
+    }
+    let config = layer_config(url, &args);
     if !args.cookie_secure {
         tracing::warn!("cookies are not marked Secure: use this only for plain-HTTP development");
     }

@@ -208,10 +208,22 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RememberMeMiddleware {
-            service: Rc::new(service),
+        ready(Ok(self.middleware(Rc::new(service))))
+    }
+}
+
+impl RememberMe {
+    /// The middleware around `service`.
+    pub(crate) fn middleware<S>(&self, service: Rc<S>) -> RememberMeMiddleware<S> {
+        RememberMeMiddleware {
+            service,
             shared: self.shared.clone(),
-        }))
+        }
+    }
+
+    /// The layer's settings.
+    pub fn config(&self) -> &RememberMeConfig {
+        &self.shared.config
     }
 }
 
@@ -242,45 +254,21 @@ where
             let mut cookie_change = None;
             let mut signed_in_by_cookie = false;
             let mut store_unavailable = check == Check::Unavailable;
-
-            if state.is_none() {
-                if let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name()) {
-                    let client = client_info(req.request(), &shared.config);
-                    match identify_by_cookie(&shared, raw, client.clone(), now).await {
-                        Ok(CookieSignIn {
-                            state: signed_in,
-                            change,
-                            audited,
-                        }) => {
-                            cookie_change = change;
-                            if let Some(new_state) = signed_in {
-                                // A rotation's row was written with it; a
-                                // sign-in in the grace window (no rotation)
-                                // is recorded off the request.
-                                if !audited {
-                                    audit_off_the_request(
-                                        &shared,
-                                        OwnedAudit {
-                                            at: now,
-                                            kind: AuditKind::RememberMeSignIn,
-                                            user: Some(new_state.user_id.clone()),
-                                            ip: client.ip,
-                                            user_agent: client.user_agent,
-                                            detail: String::new(),
-                                        },
-                                    );
-                                }
-                                start_session(&session, &new_state);
-                                signed_in_by_cookie = true;
-                                state = Some(new_state);
-                            }
-                        }
-                        // The database did not answer: the cookie may well be
-                        // valid, so keep it and serve the visitor anonymously.
-                        Err(error) => {
-                            tracing::warn!(%error, "remember-me check skipped: store unavailable");
-                            store_unavailable = true;
-                        }
+            if state.is_none()
+                && let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name())
+            {
+                let client = client_info(req.request(), &shared.config);
+                match cookie_sign_in(&shared, &session, raw, client, now).await {
+                    Ok((signed_in, change)) => {
+                        cookie_change = change;
+                        signed_in_by_cookie = signed_in.is_some();
+                        state = signed_in;
+                    }
+                    // The database did not answer: the cookie may well be
+                    // valid, so keep it and serve the visitor anonymously.
+                    Err(error) => {
+                        tracing::warn!(%error, "remember-me check skipped: store unavailable");
+                        store_unavailable = true;
                     }
                 }
             }
@@ -429,6 +417,42 @@ struct CookieSignIn {
     change: Option<CookieChange>,
     /// Whether the store wrote the sign-in's audit row with the rotation.
     audited: bool,
+}
+
+/// A sign-in by remember-me cookie for a request without a session: the
+/// new session started (and its audit row written off the request when
+/// the rotation did not carry it), and the cookie change to apply.
+async fn cookie_sign_in(
+    shared: &Arc<Shared>,
+    session: &Session,
+    raw: Vec<u8>,
+    client: ClientInfo,
+    now: i64,
+) -> Result<(Option<AuthState>, Option<CookieChange>), StoreError> {
+    let CookieSignIn {
+        state,
+        change,
+        audited,
+    } = identify_by_cookie(shared, raw, client.clone(), now).await?;
+    if let Some(new_state) = &state {
+        // A rotation's row was written with it; a sign-in in the grace
+        // window (no rotation) is recorded off the request.
+        if !audited {
+            audit_off_the_request(
+                shared,
+                OwnedAudit {
+                    at: now,
+                    kind: AuditKind::RememberMeSignIn,
+                    user: Some(new_state.user_id.clone()),
+                    ip: client.ip,
+                    user_agent: client.user_agent,
+                    detail: String::new(),
+                },
+            );
+        }
+        start_session(session, new_state);
+    }
+    Ok((state, change))
 }
 
 /// Runs the login flow's automatic steps with the cookie. Returns the new

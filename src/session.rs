@@ -222,25 +222,11 @@ impl AuthState {
                     .filter(|s| s.len() == 32)?,
             ),
         };
-        let mut tags: BTreeSet<Tag> = [
-            (WEAK, Tag::WEAK_AUTHENTICATION),
-            (PASSWORD, Tag::PASSWORD_VERIFIED),
-        ]
-        .into_iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, tag)| tag)
-        .collect();
-        if with_own_tags {
-            let own = parts.next()?;
-            for name in own.split(',').filter(|n| !n.is_empty()) {
-                tags.insert(Tag::parse(name)?);
-            }
-        } else {
-            // 0.1's layout: username after the series, and splitn kept
-            // any dots of it in the last part.
-        }
+        let tags = tags_of(flags, with_own_tags.then(|| parts.next()).flatten())?;
         let username = match with_own_tags {
             true => parts.next()?.to_owned(),
+            // 0.1's layout: the username after the series, split at its
+            // dots (one part more for a3's tags): join them back.
             false => parts.collect::<Vec<_>>().join("."),
         };
         Some(AuthState {
@@ -248,13 +234,7 @@ impl AuthState {
             username,
             is_admin: flags & ADMIN != 0,
             tags,
-            method: if flags & BY_COOKIE != 0 {
-                SignInMethod::RememberMe
-            } else if flags & BY_APP != 0 {
-                SignInMethod::App
-            } else {
-                SignInMethod::Password
-            },
+            method: method_of(flags),
             epoch,
             checked_at,
             signed_in_at,
@@ -262,6 +242,35 @@ impl AuthState {
             sid,
             series,
         })
+    }
+}
+
+/// The tags of an encoded state: the crate's two from their flag bits, the
+/// app's from their names (`own`, comma-separated); `None` for a name that
+/// is not a tag's.
+fn tags_of(flags: u8, own: Option<&str>) -> Option<BTreeSet<Tag>> {
+    let mut tags: BTreeSet<Tag> = [
+        (WEAK, Tag::WEAK_AUTHENTICATION),
+        (PASSWORD, Tag::PASSWORD_VERIFIED),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|(_, tag)| tag)
+    .collect();
+    for name in own.unwrap_or_default().split(',').filter(|n| !n.is_empty()) {
+        tags.insert(Tag::parse(name)?);
+    }
+    Some(tags)
+}
+
+/// The sign-in method an encoded state's flags name.
+fn method_of(flags: u8) -> SignInMethod {
+    if flags & BY_COOKIE != 0 {
+        SignInMethod::RememberMe
+    } else if flags & BY_APP != 0 {
+        SignInMethod::App
+    } else {
+        SignInMethod::Password
     }
 }
 

@@ -67,6 +67,80 @@ pub struct SignedIn {
     pub remembered: bool,
 }
 
+/// The blocking part of a sign-in by id.
+struct Job {
+    stores: crate::store::Stores,
+    config: std::sync::Arc<crate::RememberMeConfig>,
+    client: crate::flow::ClientInfo,
+    browser_cookie: Option<Vec<u8>>,
+    now: i64,
+    user: UserId,
+    how: SignIn,
+}
+
+/// What a sign-in by id gave: the new session state (`None`: the directory
+/// does not know the user), the cookie change, and whether a token was
+/// issued.
+type Done = (Option<super::AuthState>, Option<CookieChange>, bool);
+
+impl Job {
+    fn run(self) -> Result<Done, StoreError> {
+        let Job {
+            stores,
+            config,
+            client,
+            browser_cookie,
+            now,
+            user,
+            how,
+        } = self;
+        let Some(found) = stores.users.find_by_id(&user)? else {
+            return Ok((None, None, false));
+        };
+        let mut ctx = StepContext::new(&stores, &config, now, &client);
+        ctx.browser_series = match &browser_cookie {
+            Some(raw) => crate::flow::verified_series(&stores, &config, now, raw)?,
+            None => None,
+        };
+        ctx.password_at = how.strong.then_some(now);
+        ctx.user = Some(found);
+        let mut remembered = false;
+        if how.remember_me {
+            // The built-in rule holds here too: the issuing step refuses
+            // without a recent password (a weak sign-in has none).
+            remembered = matches!(
+                RememberMeIssueStep.run(&mut ctx, Some(&user))?,
+                StepOutcome::Success { .. }
+            );
+        }
+        super::drop_foreign_series(&mut ctx, &user)?;
+        let mut tags = BTreeSet::from([Tag::WEAK_AUTHENTICATION]);
+        if how.strong {
+            tags.insert(Tag::PASSWORD_VERIFIED);
+        }
+        let series = match &ctx.cookie_change {
+            Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
+            _ => None,
+        };
+        let state =
+            new_auth_state(&mut ctx, &user, tags, SignInMethod::App, series)?.map(|state| {
+                super::AuthState {
+                    password_at: ctx.password_at,
+                    ..state
+                }
+            });
+        stores.audit(NewAuditEvent {
+            at: now,
+            kind: AuditKind::AppSignIn,
+            user_id: Some(&user),
+            ip: ctx.client.ip.as_deref(),
+            user_agent: ctx.client.user_agent.as_deref(),
+            detail: &how.detail,
+        });
+        Ok::<_, StoreError>((state, ctx.cookie_change, remembered))
+    }
+}
+
 impl Auth {
     /// Signs in `user`, whom the app authenticated itself: the session is
     /// renewed (no fixation), the sign-in audited (`app_sign_in`), and, for
@@ -78,58 +152,21 @@ impl Auth {
     /// user. Blocking work runs on the layer's threads.
     pub async fn sign_in(&self, user: &UserId, how: SignIn) -> Result<SignedIn, AuthError> {
         let shared = &self.auth.shared;
-        let (stores, config) = (shared.stores.clone(), shared.config.clone());
+        let config = shared.config.clone();
         let client = client_info(&self.req, &config);
         let browser_cookie = raw_cookie(&self.req, &config.cookie_name());
         let now = config.now();
         let user = user.clone();
-        let (state, change, remembered) = super::blocking(shared, move || {
-            let Some(found) = stores.users.find_by_id(&user)? else {
-                return Ok((None, None, false));
-            };
-            let mut ctx = StepContext::new(&stores, &config, now, &client);
-            ctx.browser_series = match &browser_cookie {
-                Some(raw) => crate::flow::verified_series(&stores, &config, now, raw)?,
-                None => None,
-            };
-            ctx.password_at = how.strong.then_some(now);
-            ctx.user = Some(found);
-            let mut remembered = false;
-            if how.remember_me {
-                // The built-in rule holds here too: the issuing step refuses
-                // without a recent password (a weak sign-in has none).
-                remembered = matches!(
-                    RememberMeIssueStep.run(&mut ctx, Some(&user))?,
-                    StepOutcome::Success { .. }
-                );
-            }
-            super::drop_foreign_series(&mut ctx, &user)?;
-            let mut tags = BTreeSet::from([Tag::WEAK_AUTHENTICATION]);
-            if how.strong {
-                tags.insert(Tag::PASSWORD_VERIFIED);
-            }
-            let series = match &ctx.cookie_change {
-                Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
-                _ => None,
-            };
-            let state =
-                new_auth_state(&mut ctx, &user, tags, SignInMethod::App, series)?.map(|state| {
-                    super::AuthState {
-                        password_at: ctx.password_at,
-                        ..state
-                    }
-                });
-            stores.audit(NewAuditEvent {
-                at: now,
-                kind: AuditKind::AppSignIn,
-                user_id: Some(&user),
-                ip: ctx.client.ip.as_deref(),
-                user_agent: ctx.client.user_agent.as_deref(),
-                detail: &how.detail,
-            });
-            Ok::<_, StoreError>((state, ctx.cookie_change, remembered))
-        })
-        .await?;
+        let job = Job {
+            stores: shared.stores.clone(),
+            config: config.clone(),
+            client,
+            browser_cookie,
+            now,
+            user: user.clone(),
+            how,
+        };
+        let (state, change, remembered) = super::blocking(shared, move || job.run()).await?;
         if let Some(change) = change {
             *self.auth.cookie_change.borrow_mut() = Some(change);
         }

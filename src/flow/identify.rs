@@ -101,45 +101,67 @@ impl Step for RememberMeIdentifyStep {
             tracing::debug!(token_id = record.id, "expired remember-me token deleted");
             return Ok(not_applicable_and_remove(ctx));
         }
-        // Current when read, yet not rotated: another request (of this
-        // instance or another) rotated it a moment ago, after this one's
-        // read. It is that rotation's parallel request, whatever the clocks
-        // say: read the row again, to hand back the current token.
-        let raced = record.token_hash.ct_eq(presented.as_bytes());
-        if raced {
-            match tokens.find_by_series(&series)? {
-                Some(fresh) => record = fresh,
-                None => return Ok(not_applicable_and_remove(ctx)),
-            }
+        not_current(
+            ctx,
+            &cookie,
+            (&series, &presented),
+            record,
+            epoch,
+            store_now,
+        )
+    }
+}
+
+/// A known, unexpired series whose presented token did not rotate: a
+/// racing request's, the token one rotation back (in grace or not), or an
+/// older one (theft).
+fn not_current(
+    ctx: &mut StepContext<'_>,
+    cookie: &RememberCookie,
+    (series, presented): (&SecretHash, &SecretHash),
+    mut record: TokenRecord,
+    epoch: i64,
+    store_now: i64,
+) -> Result<StepOutcome, StoreError> {
+    let tokens = &ctx.stores.tokens;
+    // Current when read, yet not rotated: another request (of this
+    // instance or another) rotated it a moment ago, after this one's
+    // read. It is that rotation's parallel request, whatever the clocks
+    // say: read the row again, to hand back the current token.
+    let raced = record.token_hash.ct_eq(presented.as_bytes());
+    if raced {
+        match tokens.find_by_series(series)? {
+            Some(fresh) => record = fresh,
+            None => return Ok(not_applicable_and_remove(ctx)),
         }
-        let one_back = record
-            .previous_token_hash
-            .as_ref()
-            .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
-        // Measured on the clock that stamped the rotation (the database's,
-        // where the store has one): strictly 0 to the grace window.
-        let grace = raced || (one_back && in_grace(&record, store_now, ctx.config, 0));
-        match (one_back || raced, grace) {
-            (true, true) => {
-                hand_back_current(ctx, &cookie, &record);
-                // No rotation to carry the sign-in's audit row: written now,
-                // before the response, like a rotation's (it is rare: the
-                // parallel requests of one page, a retry, a lost response).
-                ctx.stores.audit(NewAuditEvent {
-                    at: ctx.now,
-                    kind: AuditKind::RememberMeSignIn,
-                    user_id: Some(&record.user_id),
-                    ip: ctx.client.ip.as_deref(),
-                    user_agent: ctx.client.user_agent.as_deref(),
-                    detail: ctx.sign_in_detail,
-                });
-                ctx.sign_in_audited = true;
-                ctx.device_key = record.device_key.take();
-                signed_in(ctx, record, epoch)
-            }
-            (true, false) => end_series(ctx, &series, &record),
-            (false, _) => revoke_everything(ctx, &record),
+    }
+    let one_back = record
+        .previous_token_hash
+        .as_ref()
+        .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
+    // Measured on the clock that stamped the rotation (the database's,
+    // where the store has one): strictly 0 to the grace window.
+    let grace = raced || (one_back && in_grace(&record, store_now, ctx.config, 0));
+    match (one_back || raced, grace) {
+        (true, true) => {
+            hand_back_current(ctx, cookie, &record);
+            // No rotation to carry the sign-in's audit row: written now,
+            // before the response, like a rotation's (it is rare: the
+            // parallel requests of one page, a retry, a lost response).
+            ctx.stores.audit(NewAuditEvent {
+                at: ctx.now,
+                kind: AuditKind::RememberMeSignIn,
+                user_id: Some(&record.user_id),
+                ip: ctx.client.ip.as_deref(),
+                user_agent: ctx.client.user_agent.as_deref(),
+                detail: ctx.sign_in_detail,
+            });
+            ctx.sign_in_audited = true;
+            ctx.device_key = record.device_key.take();
+            signed_in(ctx, record, epoch)
         }
+        (true, false) => end_series(ctx, series, &record),
+        (false, _) => revoke_everything(ctx, &record),
     }
 }
 

@@ -192,25 +192,33 @@ fn only_the_current_unexpired_token_rotates<S: TokenStore + ?Sized>(store: &S) {
     );
     assert_eq!(row(store, &series).token_hash, next, "unchanged");
 
+    expiry_moves_by_the_rule_and_an_expired_token_never_rotates(store, &series, &next);
+}
+
+fn expiry_moves_by_the_rule_and_an_expired_token_never_rotates<S: TokenStore + ?Sized>(
+    store: &S,
+    series: &SecretHash,
+    current: &SecretHash,
+) {
     let extended = store
         .find_and_rotate(RotationAttempt {
             expiry: ExpiryOnUse::Extend {
                 until: NOW + 2 * DAY,
                 max_lifetime_secs: None,
             },
-            ..attempt(&series, &next, &hash(2, 5), NOW + 1)
+            ..attempt(series, current, &hash(2, 5), NOW + 1)
         })
         .unwrap()
         .unwrap();
     assert!(extended.rotated);
     assert_eq!(
-        row(store, &series).expires_at,
+        row(store, series).expires_at,
         NOW + 2 * DAY,
         "Extend moves it"
     );
 
     let expired = store
-        .find_and_rotate(attempt(&series, &hash(2, 5), &hash(2, 6), NOW + 3 * DAY))
+        .find_and_rotate(attempt(series, &hash(2, 5), &hash(2, 6), NOW + 3 * DAY))
         .unwrap()
         .unwrap();
     assert!(!expired.rotated, "an expired token never rotates");

@@ -1,0 +1,241 @@
+//! The remember-me tokens in Diesel.
+
+use super::*;
+
+// Lookups by a unique key use `get_result`, not `first`: `first` binds its
+// `LIMIT 1` as a parameter, and SQLite (3.47+) marks a statement whose LIMIT
+// is a bound parameter to be re-prepared whenever it is bound again, so
+// every such lookup parsed and planned its SQL anew (a third of a
+// re-authentication's time on SQLite). A unique key returns one row anyway.
+impl TokenStore for DieselStore {
+    fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
+        self.with_conn(|conn| {
+            remember_tokens::table
+                .filter(remember_tokens::series_hash.eq(series.as_bytes().as_slice()))
+                .select(TokenRow::as_select())
+                .get_result(conn)
+                .optional()?
+                .map(TokenRecord::try_from)
+                .transpose()
+        })
+    }
+
+    fn find_by_series_with_epoch(
+        &self,
+        series: &SecretHash,
+    ) -> Result<Option<(TokenRecord, i64)>, StoreError> {
+        self.with_conn(|conn| token_with_epoch(conn, series))
+    }
+
+    fn find_and_rotate(
+        &self,
+        attempt: RotationAttempt<'_>,
+    ) -> Result<Option<FoundSeries>, StoreError> {
+        // The re-authentications waiting at the same time run together:
+        // PostgreSQL, one statement (one round trip, one commit); SQLite,
+        // one transaction (one commit). See `rotation_batch`.
+        self.rotations
+            .run(attempt, |batch| self.find_and_rotate_batch(batch))
+    }
+
+    fn rotate(
+        &self,
+        id: i64,
+        expected: &SecretHash,
+        new_token: &SecretHash,
+        sealed: &[u8],
+        now: i64,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.with_write_conn(|conn| {
+            let stamp = Stamp {
+                rotated_at: now,
+                used_at: now,
+            };
+            rotate_on(conn, id, expected, new_token, sealed, stamp, expires_at)
+        })
+    }
+
+    fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                // Serialize the user's concurrent sign-ins so the cap below
+                // holds exactly. PostgreSQL needs a row lock (READ COMMITTED
+                // lets two inserts each trim only the rows they saw): the
+                // user's state row, made if missing; SQLite already
+                // serializes writers on the database lock.
+                // FOR NO KEY UPDATE, not FOR UPDATE: it serializes the
+                // inserts all the same, and blocks no plain read.
+                #[cfg(feature = "postgres")]
+                #[allow(irrefutable_let_patterns)] // a PostgreSQL-only build
+                if let AnyConnection::Postgresql(pg) = conn {
+                    diesel::insert_into(user_state::table)
+                        .values((
+                            user_state::user_id.eq(token.user_id.as_str()),
+                            user_state::auth_epoch.eq(0),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(pg)?;
+                    user_state::table
+                        .find(token.user_id.as_str())
+                        .select(user_state::auth_epoch)
+                        .for_no_key_update()
+                        .get_result::<i64>(pg)?;
+                }
+                // One token per app device: a new one replaces the old.
+                if let Some(device) = token.device_key {
+                    diesel::delete(
+                        t::remember_tokens
+                            .filter(t::user_id.eq(token.user_id.as_str()))
+                            .filter(t::device_key.eq(device)),
+                    )
+                    .execute(conn)?;
+                }
+                diesel::insert_into(t::remember_tokens)
+                    .values(NewTokenRow {
+                        series_hash: token.series_hash.as_bytes(),
+                        token_hash: token.token_hash.as_bytes(),
+                        user_id: token.user_id.as_str(),
+                        created_at: token.now,
+                        last_used_at: token.now,
+                        expires_at: token.expires_at,
+                        user_agent: token.user_agent,
+                        ip: token.ip,
+                        device_key: token.device_key,
+                    })
+                    .execute(conn)?;
+                // Bounded growth: beyond the limit the least recently used go.
+                let ids: Vec<i64> = t::remember_tokens
+                    .filter(t::user_id.eq(token.user_id.as_str()))
+                    .order((t::last_used_at.desc(), t::id.desc()))
+                    .select(t::id)
+                    .load(conn)?;
+                let excess: Vec<i64> = ids.iter().skip(max_per_user as usize).copied().collect();
+                if !excess.is_empty() {
+                    diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess)))
+                        .execute(conn)?;
+                }
+                t::remember_tokens
+                    .filter(t::series_hash.eq(token.series_hash.as_bytes().as_slice()))
+                    .select(t::id)
+                    .get_result(conn)
+            })
+        })
+    }
+
+    fn find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            t::remember_tokens
+                .find(id)
+                .select(t::user_id)
+                .get_result::<String>(conn)
+                .optional()
+                .map(|id| id.map(UserId::from))
+        })
+    }
+
+    fn delete_series(&self, series: &SecretHash) -> Result<bool, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            let n = diesel::delete(
+                t::remember_tokens.filter(t::series_hash.eq(series.as_bytes().as_slice())),
+            )
+            .execute(conn)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn delete_by_id(&self, id: i64, owner: Option<&UserId>) -> Result<bool, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            let n = match owner {
+                Some(owner) => diesel::delete(
+                    t::remember_tokens
+                        .filter(t::id.eq(id))
+                        .filter(t::user_id.eq(owner.as_str())),
+                )
+                .execute(conn)?,
+                None => diesel::delete(t::remember_tokens.filter(t::id.eq(id))).execute(conn)?,
+            };
+            Ok(n > 0)
+        })
+    }
+
+    fn delete_all_for_user(&self, user: &UserId) -> Result<usize, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            diesel::delete(t::remember_tokens.filter(t::user_id.eq(user.as_str()))).execute(conn)
+        })
+    }
+
+    fn revoke_all_atomically(
+        &self,
+        user: &UserId,
+        event: &NewAuditEvent<'_>,
+    ) -> Result<Option<usize>, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                let n = diesel::delete(t::remember_tokens.filter(t::user_id.eq(user.as_str())))
+                    .execute(conn)?;
+                bump_epoch_on(conn, user)?;
+                diesel::insert_into(audit_events::table)
+                    .values(audit_row(event))
+                    .execute(conn)?;
+                Ok(Some(n))
+            })
+        })
+    }
+
+    fn list_for_user(&self, user: &UserId) -> Result<Vec<TokenRecord>, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_conn(|conn| {
+            t::remember_tokens
+                .filter(t::user_id.eq(user.as_str()))
+                .order((t::last_used_at.desc(), t::id.desc()))
+                .select(TokenRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(TokenRecord::try_from)
+                .collect()
+        })
+    }
+
+    fn list(
+        &self,
+        user: Option<&UserId>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        self.with_conn(|conn| {
+            let mut query = remember_tokens::table
+                .order((
+                    remember_tokens::created_at.desc(),
+                    remember_tokens::id.desc(),
+                ))
+                .select(TokenRow::as_select())
+                .offset(offset)
+                .limit(limit)
+                .into_boxed();
+            if let Some(user) = user {
+                query = query.filter(remember_tokens::user_id.eq(user.as_str()));
+            }
+            query
+                .load::<TokenRow>(conn)?
+                .into_iter()
+                .map(TokenRecord::try_from)
+                .collect()
+        })
+    }
+
+    fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            unbounded(conn, |conn| {
+                diesel::delete(t::remember_tokens.filter(t::expires_at.le(now))).execute(conn)
+            })
+        })
+    }
+}
