@@ -1,0 +1,131 @@
+//! What an access token opens: `POST /api/v1/logout`, `GET /api/v1/me`,
+//! and the bearer check itself.
+
+use super::*;
+
+pub(super) fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_owned())
+}
+
+/// Signature, expiry, and the user's current auth epoch.
+pub(super) async fn verify_bearer(
+    auth: &RequestAuth,
+    token: &str,
+) -> Result<AccessClaims, ApiError> {
+    let config = &auth.shared.config;
+    let signer = config
+        .access_tokens
+        .as_ref()
+        .ok_or_else(|| internal("no access-token secret configured"))?;
+    let claims = signer.verify(token, config.now()).map_err(|e| match e {
+        AccessError::Expired => {
+            ApiError::unauthorized("token_expired", "The access token expired: refresh it.")
+        }
+        _ => ApiError::unauthorized("invalid_token", "The access token is not valid."),
+    })?;
+    let state = auth.shared.stores.state.clone();
+    let sub = claims.sub.clone();
+    let epoch = auth
+        .shared
+        .run_blocking(move || state.auth_epoch(&sub))
+        .await
+        .map_err(internal)??;
+    if epoch != claims.epoch {
+        return Err(ApiError::unauthorized(
+            "token_revoked",
+            "The access token was revoked. Sign in again.",
+        ));
+    }
+    Ok(claims)
+}
+
+pub(super) async fn bearer_claims(
+    req: &HttpRequest,
+    auth: &RequestAuth,
+) -> Result<AccessClaims, ApiError> {
+    let token = bearer(req).ok_or_else(|| {
+        ApiError::unauthorized("unauthorized", "Send Authorization: Bearer <access token>.")
+    })?;
+    verify_bearer(auth, &token).await
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct LogoutBody {
+    long_lived_token: Option<String>,
+}
+
+pub(super) async fn logout(
+    req: HttpRequest,
+    body: Option<web::Json<LogoutBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let auth = layer(&req)?;
+    let claims = bearer_claims(&req, &auth).await?;
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let series = match body.long_lived_token {
+        Some(token) => Some(
+            RememberCookie::decode(token.as_bytes())
+                .map_err(|_| ApiError::bad_request("long_lived_token is malformed."))?
+                .series
+                .hash(),
+        ),
+        None => None,
+    };
+    let stores = auth.shared.stores.clone();
+    let (user, device) = (claims.sub.clone(), claims.device.clone());
+    let revoked = auth
+        .shared
+        .run_blocking(move || {
+            let mut revoked = 0;
+            for token in stores.tokens.list_for_user(&user)? {
+                let named = series.as_ref() == Some(&token.series_hash);
+                let this_device =
+                    series.is_none() && device.is_some() && token.device_key == device;
+                if (named || this_device) && stores.tokens.delete_by_id(token.id, Some(&user))? {
+                    revoked += 1;
+                }
+            }
+            Ok::<_, StoreError>(revoked)
+        })
+        .await
+        .map_err(internal)??;
+    tracing::info!(user_id = %claims.sub, revoked, "API logout");
+    audit(
+        &auth,
+        AuditKind::Logout,
+        &claims.sub,
+        &client_info(&req, &auth.shared.config),
+        "api",
+    );
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn me(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let auth = layer(&req)?;
+    let claims = bearer_claims(&req, &auth).await?;
+    let users = auth.shared.stores.users.clone();
+    let sub = claims.sub.clone();
+    let user = auth
+        .shared
+        .run_blocking(move || users.find_by_id(&sub))
+        .await
+        .map_err(internal)??
+        .ok_or_else(|| ApiError::unauthorized("token_revoked", "The user is gone."))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "id": user.id,
+            "username": user.username,
+            "is_admin": user.is_admin,
+            "method": match claims.method {
+                SignInMethod::Password => "password",
+                SignInMethod::RememberMe => "long_lived_token",
+                SignInMethod::App => "app",
+            },
+            "tags": claims.tags,
+            "device_key": claims.device,
+        })))
+}

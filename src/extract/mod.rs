@@ -1,0 +1,372 @@
+//! Extractors: [`MaybeUser`], [`CurrentUser`], [`StrongAuth`] and [`Auth`],
+//! the handle through which handlers run flows, sign out and check CSRF.
+
+use std::collections::BTreeSet;
+use std::future::{Ready, ready};
+
+use actix_session::{Session, SessionExt as _};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::flow::{CookieChange, PasswordCheck, check_password, verified_series};
+use crate::flow::{FlowKind, FlowState, StepContext, Tag};
+use crate::middleware::{RequestAuth, client_info, raw_cookie};
+use crate::session::{AUTH_KEY, AuthState, random_id};
+use crate::store::audit_queue::OwnedAudit;
+use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
+use crate::threads::JobFailed;
+use crate::token::RememberCookie;
+
+mod account;
+mod csrf;
+mod errors;
+mod guards;
+mod sign_in;
+mod submit;
+pub use crate::session::SignInMethod;
+pub use csrf::CsrfForm;
+pub use errors::{Answer, AuthError, safe_redirect_path};
+use errors::{unavailable, with_next};
+use guards::has_recent_password;
+pub(crate) use guards::request_auth;
+pub use guards::{AdminAuth, CurrentUser, MaybeUser, StrongAuth};
+pub use sign_in::{SignIn, SignedIn};
+
+const FLOW_KEY: &str = "rm.flow";
+const CSRF_KEY: &str = "rm.csrf";
+
+/// A signed-in user as the request sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedUser {
+    /// The app's id of the user.
+    pub id: UserId,
+    /// Login name.
+    pub username: String,
+    /// May use admin pages.
+    pub is_admin: bool,
+    /// Tags the session carries.
+    pub tags: BTreeSet<Tag>,
+    /// How the session was signed in.
+    pub method: SignInMethod,
+}
+
+impl AuthenticatedUser {
+    /// Whether the session carries `tag`.
+    pub fn has(&self, tag: Tag) -> bool {
+        self.tags.contains(&tag)
+    }
+
+    /// Whether the password was typed in this session.
+    pub fn is_strong(&self) -> bool {
+        self.has(Tag::PASSWORD_VERIFIED)
+    }
+}
+
+impl From<&AuthState> for AuthenticatedUser {
+    fn from(state: &AuthState) -> Self {
+        Self {
+            id: state.user_id.clone(),
+            username: state.username.clone(),
+            is_admin: state.is_admin,
+            tags: state.tags.clone(),
+            method: state.method,
+        }
+    }
+}
+
+/// What [`Auth::change_password`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PasswordChange {
+    /// Changed; every other session and token of the user ended.
+    Changed,
+    /// The current password was wrong: nothing changed.
+    WrongPassword,
+    /// Too many wrong passwords (for this account or from this address):
+    /// nothing was checked. Answer 429 with `Retry-After`.
+    Throttled {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+}
+
+/// What submitting an interactive step gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubmitOutcome {
+    /// The flow completed: the session is signed in.
+    SignedIn(AuthenticatedUser),
+    /// The answered step passed and a later interactive step of the flow
+    /// (one of the app's: a one-time code, say) waits for its input: show
+    /// its form and submit again with [`Credentials::inputs`](crate::flow::Credentials::inputs). The flow's
+    /// progress is kept in the session.
+    NeedsInput {
+        /// The waiting step.
+        step: crate::flow::StepId,
+    },
+    /// Wrong username or password (one answer for both).
+    InvalidCredentials,
+    /// A step's precondition did not hold; nothing was signed in or issued.
+    Refused,
+    /// Too many attempts (for this account or from this address): answer
+    /// 429 with `Retry-After`.
+    Throttled {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+}
+
+/// The handle through which handlers run flows, sign out and check CSRF.
+pub struct Auth {
+    req: HttpRequest,
+    session: Session,
+    auth: RequestAuth,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("user", &self.user())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = AuthError;
+    type Future = Ready<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(request_auth(req).map(|auth| Auth {
+            req: req.clone(),
+            session: req.get_session(),
+            auth,
+        }))
+    }
+}
+
+impl Auth {
+    /// The signed-in user, if any.
+    pub fn user(&self) -> Option<AuthenticatedUser> {
+        self.auth
+            .state
+            .borrow()
+            .as_ref()
+            .map(AuthenticatedUser::from)
+    }
+
+    /// Whether a remember-me cookie signed the visitor in on this very request.
+    pub fn signed_in_by_cookie_now(&self) -> bool {
+        self.auth.signed_in_by_cookie
+    }
+
+    /// The session's random id, renewed at every sign-in and step-up.
+    pub fn session_id(&self) -> Option<String> {
+        self.auth.state.borrow().as_ref().map(|s| s.sid.clone())
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &crate::RememberMeConfig {
+        &self.auth.shared.config
+    }
+
+    /// The stores.
+    pub fn stores(&self) -> &crate::store::Stores {
+        &self.auth.shared.stores
+    }
+
+    /// The session's CSRF token, created on first use. Put it in a hidden
+    /// `csrf_token` field of every form.
+    pub fn csrf_token(&self) -> String {
+        if let Ok(Some(token)) = self.session.get::<String>(CSRF_KEY) {
+            return token;
+        }
+        let token = random_id();
+        let _ = self.session.insert(CSRF_KEY, &token);
+        token
+    }
+
+    /// Checks a submitted CSRF token against the session's, in constant time.
+    pub fn verify_csrf(&self, presented: Option<&str>) -> Result<(), AuthError> {
+        use subtle::ConstantTimeEq as _;
+        let expected = self.session.get::<String>(CSRF_KEY).ok().flatten();
+        match (expected, presented) {
+            (Some(expected), Some(presented))
+                if !expected.is_empty()
+                    && bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) =>
+            {
+                Ok(())
+            }
+            _ => {
+                tracing::info!(
+                    path = self.req.path(),
+                    "request refused: CSRF token missing or wrong"
+                );
+                Err(AuthError::Csrf)
+            }
+        }
+    }
+
+    /// Starts a flow and keeps its state in the session until its
+    /// interactive step is answered. A step-up needs a signed-in user.
+    /// Returns whether there is nothing to ask: a step-up of a session whose
+    /// password was typed within the re-auth window (a submitted step-up
+    /// checks the password all the same).
+    pub async fn begin(&self, kind: FlowKind) -> Result<bool, AuthError> {
+        let state = self.start_state(kind)?;
+        self.session
+            .insert(FLOW_KEY, &state)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let config = &self.auth.shared.config;
+        Ok(kind == FlowKind::StepUp
+            && !self.auth.unchecked
+            && self
+                .auth
+                .state
+                .borrow()
+                .as_ref()
+                .is_some_and(|s| has_recent_password(s, config)))
+    }
+
+    fn start_state(&self, kind: FlowKind) -> Result<FlowState, AuthError> {
+        let flow = self.auth.shared.flow(kind);
+        match kind {
+            FlowKind::Login => Ok(flow.start(None)),
+            FlowKind::StepUp => {
+                let state = self.auth.state.borrow();
+                let state = state.as_ref().ok_or_else(|| AuthError::SignInRequired {
+                    location: self.auth.shared.config.login_path.clone(),
+                    answer: Answer::for_request(&self.req),
+                })?;
+                // Without PASSWORD_VERIFIED, so the password step always
+                // runs: a step-up proves the password now, whatever the
+                // session proved before.
+                let mut tags = state.tags.clone();
+                tags.remove(&Tag::PASSWORD_VERIFIED);
+                Ok(flow.start(Some((state.user_id.clone(), &tags))))
+            }
+        }
+    }
+
+    /// Signs out: deletes this browser's remember-me row, removes the cookie
+    /// and purges the session.
+    pub async fn logout(&self) -> Result<(), AuthError> {
+        let stores = self.auth.shared.stores.clone();
+        let series = raw_cookie(&self.req, &self.auth.shared.config.cookie_name());
+        let user = self.user().map(|u| u.id);
+        let client = client_info(&self.req, &self.auth.shared.config);
+        let now = self.auth.shared.config.now();
+        let config = self.auth.shared.config.clone();
+        blocking(&self.auth.shared, move || {
+            // Only a cookie that still proves its token deletes its row: an
+            // old copy must not quietly sign its owner's browser out.
+            let series = match &series {
+                Some(raw) => verified_series(&stores, &config, now, raw)?,
+                None => None,
+            };
+            if let Some(series) = series {
+                stores.tokens.delete_series(&series)?;
+            }
+            if user.is_some() {
+                stores.audit(NewAuditEvent {
+                    at: now,
+                    kind: AuditKind::Logout,
+                    user_id: user.as_ref(),
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
+                    detail: "",
+                });
+            }
+            Ok(())
+        })
+        .await?;
+        *self.auth.cookie_change.borrow_mut() = Some(CookieChange::Remove);
+        *self.auth.state.borrow_mut() = None;
+        self.session.purge();
+        Ok(())
+    }
+
+    fn audit_event(&self, kind: AuditKind, user: Option<UserId>, detail: String) -> OwnedAudit {
+        let client = client_info(&self.req, &self.auth.shared.config);
+        OwnedAudit {
+            at: self.auth.shared.config.now(),
+            kind,
+            user,
+            ip: client.ip,
+            user_agent: client.user_agent,
+            detail,
+        }
+    }
+
+    fn actor(&self) -> String {
+        self.user()
+            .map(|u| format!("by {} (#{})", u.username, u.id))
+            .unwrap_or_else(|| "by nobody".to_owned())
+    }
+
+    /// The hash of the remember-me series this browser carries, if its cookie decodes.
+    pub fn browser_series(&self) -> Option<crate::token::SecretHash> {
+        raw_cookie(&self.req, &self.auth.shared.config.cookie_name())
+            .and_then(|raw| RememberCookie::decode(&raw).ok())
+            .map(|c| c.series.hash())
+    }
+
+    /// Drops the session's auth state without touching tokens.
+    pub fn forget_session(&self) {
+        self.session.remove(AUTH_KEY);
+        *self.auth.state.borrow_mut() = None;
+    }
+}
+
+/// The browser still carries another user's series (one the issuing step
+/// did not replace): revoke it, so the previous user's cookie does not
+/// outlive this sign-in. Blocking.
+fn drop_foreign_series(ctx: &mut StepContext<'_>, user: &UserId) -> Result<(), StoreError> {
+    if let Some(series) = ctx.browser_series.take()
+        && let Some(record) = ctx.stores.tokens.find_by_series(&series)?
+        && record.user_id != *user
+    {
+        ctx.stores.tokens.delete_series(&series)?;
+        ctx.cookie_change.get_or_insert(CookieChange::Remove);
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    shared: &crate::middleware::Shared,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, AuthError> {
+    match shared.run_blocking(f).await {
+        Ok(result) => result.map_err(AuthError::from),
+        Err(busy @ JobFailed::Busy) => Err(AuthError::Unavailable(StoreError::Unavailable(
+            busy.to_string(),
+        ))),
+        Err(failed) => Err(AuthError::Internal(failed.to_string())),
+    }
+}
+
+/// actix-session's cookie-store middleware set up as this crate expects: the
+/// cookie named `session`, `HttpOnly`, `SameSite=Lax`, `Secure` as the
+/// remember-me cookie, content encrypted and authenticated with `key`, and a
+/// browser-session lifetime (it dies with the browser; the remember-me cookie
+/// is what survives a restart).
+pub fn session_middleware(
+    key: actix_web::cookie::Key,
+    config: &crate::RememberMeConfig,
+) -> actix_session::SessionMiddleware<actix_session::storage::CookieSessionStore> {
+    actix_session::SessionMiddleware::builder(
+        actix_session::storage::CookieSessionStore::default(),
+        key,
+    )
+    .cookie_name(config.prefixed("session"))
+    .cookie_secure(config.cookie_secure)
+    .cookie_http_only(true)
+    .cookie_same_site(actix_web::cookie::SameSite::Lax)
+    .cookie_path("/".to_owned())
+    .cookie_domain(config.cookie_domain.clone())
+    .build()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+//! The session's epoch check: fresh, kept unchecked through an outage, or
+//! refused.
+
+use super::*;
+
+/// How far [`session_state`] could check the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Checked now or within the check interval (or no session).
+    Fresh,
+    /// Kept through a store outage without a check, for at most twice the
+    /// check interval since the last one: strong pages refuse it.
+    Unchecked,
+    /// Dropped because it could not be checked for too long: the visitor
+    /// gets a 503 while the store is down, never an open session that a
+    /// revocation cannot reach.
+    Unavailable,
+}
+
+/// The session's auth state if it is still good: within its lifetime and, at
+/// most every `epoch_check_interval`, still under the user's current epoch
+/// (the same query re-reads the user's roles). A check that cannot run
+/// keeps the session only for twice the interval since the last good one.
+pub(super) async fn session_state(
+    session: &Session,
+    shared: &Shared,
+    now: i64,
+) -> (Option<AuthState>, Check) {
+    let Some(mut state) = session.get::<AuthState>(AUTH_KEY).ok().flatten() else {
+        return (None, Check::Fresh);
+    };
+    let config = &shared.config;
+    if now - state.signed_in_at >= config.session_lifetime.as_secs() as i64 {
+        // `clear`, not `purge`: a remember-me cookie may sign the user in
+        // again on this same request, and a purged session keeps nothing.
+        session.clear();
+        return (None, Check::Fresh);
+    }
+    let interval = config.epoch_check_interval.as_secs() as i64;
+    let since = now - state.checked_at;
+    if (0..interval).contains(&since) {
+        return (Some(state), Check::Fresh);
+    }
+    let stores = shared.stores.clone();
+    let (user_id, series) = (state.user_id.clone(), state.series.clone());
+    let checked = shared
+        .run_blocking(move || {
+            let epoch = match series.as_deref().and_then(SecretHash::from_slice) {
+                // A session signed in by (or issued) a token lives only as
+                // long as that token: revoking the device ends the device's
+                // open session. One query gives the token and the epoch;
+                // no token (or another user's) reads as revoked.
+                Some(series) => match stores.tokens.find_by_series_with_epoch(&series)? {
+                    Some((token, epoch)) if token.user_id == user_id => epoch,
+                    _ => return Ok::<_, StoreError>(None),
+                },
+                None => stores.state.auth_epoch(&user_id)?,
+            };
+            // The app's user as it is now: gone, or its roles changed.
+            Ok(stores
+                .users
+                .find_by_id(&user_id)?
+                .map(|owner| (owner, epoch)))
+        })
+        .await;
+    match checked {
+        Ok(Ok(Some((owner, epoch)))) if epoch == state.epoch => {
+            state.checked_at = now;
+            // Roles come from the user's row, not from the sign-in: a
+            // demoted admin loses the admin pages at this check.
+            state.is_admin = owner.is_admin;
+            let _ = session.insert(AUTH_KEY, &state);
+            (Some(state), Check::Fresh)
+        }
+        Ok(Ok(_)) => {
+            // Revoked (epoch bumped, device revoked) or the user is gone.
+            tracing::info!(user_id = %state.user_id, "session ended: revoked");
+            session.clear();
+            (None, Check::Fresh)
+        }
+        Ok(Err(error)) => unchecked(state, since, interval, &error),
+        Err(error) => unchecked(state, since, interval, &error),
+    }
+}
+
+/// A session whose check could not run: kept (but refused by strong pages)
+/// while its last check is less than twice the interval old, else dropped
+/// from this request, not from the session, so it works again once the
+/// store answers and confirms it.
+fn unchecked(
+    state: AuthState,
+    since: i64,
+    interval: i64,
+    error: &dyn std::fmt::Display,
+) -> (Option<AuthState>, Check) {
+    let user_id = tracing::field::display(&state.user_id);
+    if (0..2 * interval).contains(&since) {
+        tracing::warn!(%error, user_id, "auth epoch check skipped: store unavailable");
+        (Some(state), Check::Unchecked)
+    } else {
+        tracing::warn!(%error, user_id, since, "session refused: its epoch could not be checked");
+        (None, Check::Unavailable)
+    }
+}

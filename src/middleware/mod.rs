@@ -1,0 +1,324 @@
+//! The actix middleware: signs a visitor in by remember-me cookie on the
+//! same request, re-checks open sessions against the user's auth epoch, and
+//! applies remember-me cookie changes to responses.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_session::{Session, SessionExt as _};
+use actix_web::Error;
+use actix_web::HttpMessage as _;
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use futures_util::future::LocalBoxFuture;
+
+use crate::RememberMeConfig;
+use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind, Progress, StepContext, Tag};
+use crate::session::{AUTH_KEY, AuthState, SignInMethod, random_id};
+use crate::store::audit_queue::{AuditQueue, OwnedAudit};
+use crate::store::{AuditKind, StoreError, Stores, UserId};
+use crate::threads::{JobFailed, STORE_THREADS, Threads};
+use crate::token::{RememberCookie, SecretHash};
+
+/// Store calls that may wait for a store thread; beyond, requests get a 503
+/// at once (about half a second of work at the benchmark's rates).
+const STORE_QUEUE: usize = 4096;
+
+/// What the layer shares with the extractors.
+pub(crate) struct Shared {
+    pub config: Arc<RememberMeConfig>,
+    pub ip_limiter: Option<crate::limits::IpLimiter>,
+    /// Permits for password checks (see `password_concurrency`).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// The threads that run the layer's store calls (see `store_concurrency`).
+    pub store_threads: Threads,
+    /// Remember-me sign-ins to record, written in batches off the request.
+    pub audit_queue: AuditQueue,
+    pub stores: Stores,
+    pub login: Arc<Flow>,
+    pub step_up: Arc<Flow>,
+}
+
+impl Shared {
+    /// Runs blocking store work on the layer's store threads, at most
+    /// `store_concurrency` calls at once: the others wait in the queue, in
+    /// async land, without a thread.
+    pub async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, JobFailed> {
+        self.store_threads.run(f).await
+    }
+
+    /// Runs work that checks or hashes a password on actix's blocking pool
+    /// (callers hold a `password_checks` permit, which bounds it). Never on
+    /// the store threads: an Argon2 run holds its thread for tens of
+    /// milliseconds, and every cookie sign-in and session check would wait
+    /// behind it.
+    pub async fn run_with_argon2<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, actix_web::error::BlockingError> {
+        actix_web::web::block(f).await
+    }
+
+    pub fn flow(&self, kind: FlowKind) -> Arc<Flow> {
+        match kind {
+            FlowKind::Login => self.login.clone(),
+            FlowKind::StepUp => self.step_up.clone(),
+        }
+    }
+}
+
+/// Per-request data the middleware leaves in the request extensions.
+#[derive(Clone)]
+pub(crate) struct RequestAuth {
+    pub shared: Arc<Shared>,
+    pub state: Rc<RefCell<Option<AuthState>>>,
+    pub cookie_change: Rc<RefCell<Option<CookieChange>>>,
+    pub signed_in_by_cookie: bool,
+    /// A remember-me cookie or an open session could not be checked because
+    /// the store did not answer: pages that need a user answer 503, not
+    /// "please sign in".
+    pub store_unavailable: bool,
+    /// The session is kept through an outage without its epoch check:
+    /// strong pages refuse it (503) until a check succeeds.
+    pub unchecked: bool,
+    /// A device cookie to set on the response (after a right password).
+    pub device_cookie: Rc<RefCell<Option<String>>>,
+}
+
+/// The remember-me middleware. Wrap it **inside** actix-session's
+/// `SessionMiddleware` (register it first with `.wrap`, so it runs after the
+/// session is loaded):
+///
+/// ```no_run
+/// # use actix_web::{App, cookie::Key};
+/// # fn demo(remember: rememberme::RememberMe) {
+/// let config = rememberme::RememberMeConfig::default();
+/// let app = App::new()
+///     .wrap(remember)
+///     .wrap(rememberme::session_middleware(Key::generate(), &config));
+/// # }
+/// ```
+///
+/// Build it **once**, outside `HttpServer::new`'s closure, and clone it into
+/// each worker: the sign-in limits (per-IP rate, concurrent password checks,
+/// unknown-username throttling) are then shared by all workers instead of
+/// multiplied by their number.
+#[derive(Clone)]
+pub struct RememberMe {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RememberMe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RememberMe")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RememberMe {
+    /// The layer with the default login and step-up flows.
+    ///
+    /// # Panics
+    ///
+    /// If the layer's threads (store calls, audit writer) cannot be started.
+    pub fn new(stores: Stores, config: RememberMeConfig) -> Self {
+        Self::with_flows(stores, config, Flow::login(), Flow::step_up())
+    }
+
+    /// The layer with custom flows (of kinds [`FlowKind::Login`] and
+    /// [`FlowKind::StepUp`]).
+    ///
+    /// # Panics
+    ///
+    /// If the layer's threads (store calls, audit writer) cannot be started.
+    pub fn with_flows(
+        stores: Stores,
+        config: RememberMeConfig,
+        login: Flow,
+        step_up: Flow,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                ip_limiter: crate::limits::ip_limiter(config.ip_attempts_per_minute),
+                password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
+                store_threads: Threads::start(STORE_THREADS, config.store_concurrency, STORE_QUEUE)
+                    .expect("spawn the store threads"),
+                audit_queue: AuditQueue::start(stores.audit.clone()),
+                config: Arc::new(config),
+                stores,
+                login: Arc::new(login),
+                step_up: Arc::new(step_up),
+            }),
+        }
+    }
+}
+
+impl RememberMe {
+    /// Ends the layer cleanly once the server is done with it: waits, at
+    /// most `timeout`, until this is the layer's last handle (the server's
+    /// workers have dropped their copies of the app), then lets the layer's
+    /// store threads finish their jobs and the audit writer write the rows
+    /// still queued, and waits for them to end (a few seconds each at
+    /// most); the password (Argon2) threads end too, after the check under
+    /// way if any (a later check starts them again). Returns `false` if
+    /// any of it ran out of time; if the handles
+    /// did, the layer ends whenever its last handle drops, on whichever
+    /// thread holds it.
+    ///
+    /// Call it after `HttpServer::run` returns and before the process
+    /// exits, then [`Database::close`](crate::store::Database::close). A
+    /// process that exits while one of the layer's threads is inside the
+    /// database's client library can crash (libpq's Kerberos and OpenSSL
+    /// clean up at exit), and audit rows still queued would be lost.
+    pub fn close(self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        if !crate::threads::wait_until_only(&self.shared, deadline) {
+            return false;
+        }
+        match Arc::try_unwrap(self.shared) {
+            Ok(mut last) => {
+                let threads_ended = last.store_threads.end();
+                let rows_written = last.audit_queue.end();
+                // The password threads too: every thread the crate started.
+                crate::threads::end_argon2();
+                threads_ended && rows_written
+            }
+            Err(_) => false, // cannot happen: this was the only handle
+        }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RememberMe
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = RememberMeMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(self.middleware(Rc::new(service))))
+    }
+}
+
+impl RememberMe {
+    /// The middleware around `service`.
+    pub(crate) fn middleware<S>(&self, service: Rc<S>) -> RememberMeMiddleware<S> {
+        RememberMeMiddleware {
+            service,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The layer's settings.
+    pub fn config(&self) -> &RememberMeConfig {
+        &self.shared.config
+    }
+}
+
+#[doc(hidden)]
+pub struct RememberMeMiddleware<S> {
+    service: Rc<S>,
+    shared: Arc<Shared>,
+}
+
+impl<S, B> Service<ServiceRequest> for RememberMeMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = self.service.clone();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let session = req.get_session();
+            let now = shared.config.now();
+            let (mut state, check) = session_state(&session, &shared, now).await;
+            let mut cookie_change = None;
+            let mut signed_in_by_cookie = false;
+            let mut store_unavailable = check == Check::Unavailable;
+            if state.is_none()
+                && let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name())
+            {
+                let client = client_info(req.request(), &shared.config);
+                match cookie_sign_in(&shared, &session, raw, client, now).await {
+                    Ok((signed_in, change)) => {
+                        cookie_change = change;
+                        signed_in_by_cookie = signed_in.is_some();
+                        state = signed_in;
+                    }
+                    // The database did not answer: the cookie may well be
+                    // valid, so keep it and serve the visitor anonymously.
+                    Err(error) => {
+                        tracing::warn!(%error, "remember-me check skipped: store unavailable");
+                        store_unavailable = true;
+                    }
+                }
+            }
+
+            let auth = RequestAuth {
+                shared: shared.clone(),
+                state: Rc::new(RefCell::new(state)),
+                cookie_change: Rc::new(RefCell::new(cookie_change)),
+                signed_in_by_cookie,
+                store_unavailable,
+                unchecked: check == Check::Unchecked,
+                device_cookie: Rc::new(RefCell::new(None)),
+            };
+            req.extensions_mut().insert(auth.clone());
+
+            // A rotation the database committed must reach the client on
+            // every response path, or its next visit presents a token one
+            // rotation back. Handlers' and extractors' errors arrive here as
+            // responses (actix's handler service renders them), so they get
+            // the cookie below; only an error of a middleware *inside* this
+            // one skips it, and no such middleware should sit between the
+            // handlers and this layer.
+            let mut res = service.call(req).await?;
+            if let Some(change) = auth.cookie_change.borrow_mut().take() {
+                let cookie = remember_cookie(&shared.config, &change);
+                res.response_mut().add_cookie(&cookie)?;
+            }
+            if let Some(value) = auth.device_cookie.borrow_mut().take() {
+                res.response_mut()
+                    .add_cookie(&device_cookie(&shared.config, value))?;
+            }
+            if auth.state.borrow().is_some() {
+                // Signed-in pages must not be kept by shared caches or the
+                // back button after sign-out.
+                res.headers_mut().insert(
+                    actix_web::http::header::CACHE_CONTROL,
+                    actix_web::http::header::HeaderValue::from_static("no-store"),
+                );
+            }
+            Ok(res)
+        })
+    }
+}
+
+mod check;
+mod cookies;
+
+use check::{Check, session_state};
+pub(crate) use cookies::{
+    audit_off_the_request, client_info, new_auth_state, raw_cookie, remember_cookie, start_session,
+    trusted_device,
+};
+use cookies::{cookie_sign_in, device_cookie};

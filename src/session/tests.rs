@@ -1,0 +1,80 @@
+use super::*;
+
+fn state(username: &str, series: Option<Vec<u8>>) -> AuthState {
+    AuthState {
+        user_id: UserId::from("42.a/b"),
+        username: username.to_owned(),
+        is_admin: true,
+        tags: [Tag::WEAK_AUTHENTICATION].into_iter().collect(),
+        method: SignInMethod::RememberMe,
+        epoch: 3,
+        checked_at: 1_764_000_123,
+        signed_in_at: -5,
+        password_at: Some(1_764_000_000),
+        sid: random_id(),
+        series,
+    }
+}
+
+#[test]
+fn the_auth_state_round_trips_through_the_session_whatever_the_username() {
+    for name in ["alice", "a.b.c", "\"quoted\" \\ ä 日本", ""] {
+        for series in [None, Some(vec![7u8; 32])] {
+            let original = state(name, series);
+            let json = serde_json::to_string(&original).unwrap();
+            assert!(json.starts_with("\"a3.NDIuYS9i.3."), "{json}");
+            let back: AuthState = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, original);
+        }
+    }
+    let mut both = state("bob", None);
+    both.tags.insert(Tag::PASSWORD_VERIFIED);
+    both.is_admin = false;
+    both.method = SignInMethod::Password;
+    both.password_at = None;
+    let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+    assert_eq!(back, both);
+    both.tags.insert(Tag::new("SECOND_FACTOR"));
+    both.tags.insert(Tag::new("TRUSTED_BROWSER_2"));
+    let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+    assert_eq!(back, both, "the app's own tags too");
+    both.method = SignInMethod::App;
+    let back: AuthState = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+    assert_eq!(back, both);
+}
+
+#[test]
+fn a_damaged_or_foreign_auth_state_reads_as_signed_out() {
+    let good = state("alice", Some(vec![1u8; 32])).encode();
+    assert!(AuthState::decode(&good).is_some());
+    let bad = [
+        good.replacen("a3", "a1", 1), // an older layout
+        good.replacen(".NDIuYS9i.", ".!.", 1),
+        good.replacen(".NDIuYS9i.", ".gA.", 1), // not UTF-8
+        good.replacen(".3.", ".", 1),
+        good.replacen(".1764000000.", ".soon.", 1),
+        "a2.1.2.3.4..32.sid..alice".to_owned(), // unknown flag bit
+        "a2.1.2.3.4..24.sid..alice".to_owned(), // two methods at once
+        "a2.x.2.3.4..0.sid..alice".to_owned(),  // 0.1's ids are integers
+        "a2.1.2.3.4..0.sid.AAAA.alice".to_owned(), // series not 32 bytes
+        "a2.1.2.3".to_owned(),
+        "a3.MQ.2.3.4..0.sid..second_factor.alice".to_owned(), // not a tag name
+        "a3.MQ.2.3.4..0.sid..A.B.alice"
+            .to_owned()
+            .replace(".A.B.", ".A;B."),
+        String::new(),
+        r#"{"user_id":1}"#.to_owned(), // the former JSON form
+    ];
+    for value in bad {
+        assert!(AuthState::decode(&value).is_none(), "{value}");
+    }
+}
+
+#[test]
+fn a_session_of_0_1_still_reads() {
+    let old = "a2.42.3.1764000123.-5.1764000000.11.c2lk..alice";
+    let state = AuthState::decode(old).expect("0.1's layout");
+    assert_eq!(state.user_id, UserId::from(42));
+    assert_eq!((state.epoch, state.username.as_str()), (3, "alice"));
+    assert!(state.is_admin && state.method == SignInMethod::RememberMe);
+}
