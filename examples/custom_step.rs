@@ -24,14 +24,14 @@ use std::collections::BTreeMap;
 
 use actix_web::cookie::{Cookie, CookieJar, Key, time::Duration as CookieDuration};
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use rememberme::extract::SubmitOutcome;
 use rememberme::flow::{
     Condition, Failure, IDENTIFY, ISSUE, PASSWORD, PasswordStep, RememberMeIdentifyStep,
     RememberMeIssueStep, Step, StepContext, StepDef, StepId, StepOutcome,
 };
 use rememberme::flow::{Credentials, Flow, FlowKind, Tag};
-use rememberme::store::{Reservation, StoreError, ThrottleKey, UsersTable};
+use rememberme::store::{Reservation, StoreError, ThrottleKey};
 use rememberme::{Auth, AuthError, CsrfForm, Database, DieselStore, RememberMe, Stores, UserId};
 use serde::Deserialize;
 
@@ -283,36 +283,18 @@ fn routes(cfg: &mut web::ServiceConfig) {
 async fn main() -> std::io::Result<()> {
     let settings = support::Settings::from_env();
     let db = Database::connect(&settings.database_url, 8).map_err(std::io::Error::other)?;
-    let users = UsersTable::open(db.clone()).map_err(std::io::Error::other)?;
-    let alice = match users.find_by_name("alice").map_err(std::io::Error::other)? {
-        Some(alice) => alice.id,
-        None => users
-            .create("alice", "alice-password", false)
-            .map_err(std::io::Error::other)?,
-    };
+    let (users, alice) = support::users_with_alice(&db)?;
     let secrets = BTreeMap::from([(alice, ALICE_TOTP_SECRET.to_vec())]);
-    let config = settings.config();
     let stores = Stores::new(DieselStore::new(db.clone()), users);
-    let remember =
-        RememberMe::with_flows(stores, config.clone(), login_flow(secrets), Flow::step_up());
+    let flow = login_flow(secrets);
+    let remember = RememberMe::with_flows(stores, settings.config(), flow, Flow::step_up());
     let key = support::session_key(&settings);
     let trust = web::Data::new(TrustKey(Key::derive_from(key.master())));
-    let settings = web::Data::new(settings);
-    let port = settings.port;
-    let layer = remember.clone();
-    HttpServer::new(move || {
-        App::new()
-            .app_data(trust.clone())
-            .app_data(settings.clone())
-            .wrap(remember.clone())
-            .wrap(rememberme::session_middleware(key.clone(), &config))
-            .configure(routes)
+    let shared = web::Data::new(support::Settings::from_env());
+    let layer = remember.with_session(key);
+    support::serve(&settings, layer, db, move |cfg| {
+        cfg.app_data(trust.clone()).app_data(shared.clone());
+        routes(cfg);
     })
-    .bind(("127.0.0.1", port))?
-    .run()
-    .await?;
-    let wait = std::time::Duration::from_secs(10);
-    layer.close(wait);
-    db.close(wait);
-    Ok(())
+    .await
 }

@@ -14,7 +14,7 @@
 
 mod support;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool};
 use rememberme::store::StoreError;
@@ -130,24 +130,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let users = app_users(&settings.database_url)?;
     // The crate's own tables, beside the app's, on the same file.
     let db = Database::connect(&settings.database_url, 8)?;
-    let config = settings.config();
-    let remember = RememberMe::new(
-        Stores::new(DieselStore::new(db.clone()), users),
-        config.clone(),
-    );
-    let key = support::session_key(&settings);
-    let layer = remember.clone();
-    HttpServer::new(move || {
-        App::new()
-            .wrap(remember.clone())
-            .wrap(rememberme::session_middleware(key.clone(), &config))
-            .configure(routes)
-    })
-    .bind(("127.0.0.1", settings.port))?
-    .run()
-    .await?;
-    let wait = std::time::Duration::from_secs(10);
-    layer.close(wait);
-    db.close(wait);
-    Ok(())
+    let stores = Stores::new(DieselStore::new(db.clone()), users);
+    let layer =
+        RememberMe::new(stores, settings.config()).with_session(support::session_key(&settings));
+    Ok(support::serve(&settings, layer, db, routes).await?)
 }

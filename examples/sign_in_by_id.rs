@@ -18,8 +18,7 @@
 
 mod support;
 
-use actix_web::{App, HttpResponse, HttpServer, get, web};
-use rememberme::store::UsersTable;
+use actix_web::{HttpResponse, get, web};
 use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, SignIn, Stores};
 use serde::Deserialize;
 
@@ -85,34 +84,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
 async fn main() -> std::io::Result<()> {
     let settings = support::Settings::from_env();
     let db = Database::connect(&settings.database_url, 8).map_err(std::io::Error::other)?;
-    let users = UsersTable::open(db.clone()).map_err(std::io::Error::other)?;
-    if users
-        .find_by_name("alice")
-        .map_err(std::io::Error::other)?
-        .is_none()
-    {
-        users
-            .create("alice", "alice-password", false)
-            .map_err(std::io::Error::other)?;
-    }
-    let config = settings.config();
-    let remember = RememberMe::new(
-        Stores::new(DieselStore::new(db.clone()), users),
-        config.clone(),
-    );
-    let key = support::session_key(&settings);
-    let layer = remember.clone();
-    HttpServer::new(move || {
-        App::new()
-            .wrap(remember.clone())
-            .wrap(rememberme::session_middleware(key.clone(), &config))
-            .configure(routes)
-    })
-    .bind(("127.0.0.1", settings.port))?
-    .run()
-    .await?;
-    let wait = std::time::Duration::from_secs(10);
-    layer.close(wait);
-    db.close(wait);
-    Ok(())
+    let (users, _) = support::users_with_alice(&db)?;
+    let stores = Stores::new(DieselStore::new(db.clone()), users);
+    let layer =
+        RememberMe::new(stores, settings.config()).with_session(support::session_key(&settings));
+    support::serve(&settings, layer, db, routes).await
 }

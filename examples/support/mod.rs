@@ -161,3 +161,45 @@ pub fn session_key(settings: &Settings) -> Key {
     let _ = std::fs::write(&path, key.master());
     key
 }
+
+/// The ready users table on `db`, with `alice` / `alice-password` in it.
+/// Returns alice's id.
+pub fn users_with_alice(
+    db: &rememberme::Database,
+) -> std::io::Result<(rememberme::store::UsersTable, rememberme::UserId)> {
+    let users = rememberme::store::UsersTable::open(db.clone()).map_err(std::io::Error::other)?;
+    let alice = match users.find_by_name("alice").map_err(std::io::Error::other)? {
+        Some(alice) => alice.id,
+        None => users
+            .create("alice", "alice-password", false)
+            .map_err(std::io::Error::other)?,
+    };
+    Ok((users, alice))
+}
+
+/// Serves the app `routes` builds behind `layer` on the settings' port,
+/// then closes the layer and the database: the quickstart's wiring, for
+/// the examples whose point is elsewhere.
+pub async fn serve<F>(
+    settings: &Settings,
+    layer: rememberme::Layer,
+    db: rememberme::Database,
+    routes: F,
+) -> std::io::Result<()>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let server_layer = layer.clone();
+    actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(server_layer.clone())
+            .configure(routes.clone())
+    })
+    .bind(("127.0.0.1", settings.port))?
+    .run()
+    .await?;
+    let wait = std::time::Duration::from_secs(10);
+    layer.close(wait);
+    db.close(wait);
+    Ok(())
+}
