@@ -88,7 +88,23 @@ impl UsersTable {
         password: &str,
         is_admin: bool,
     ) -> Result<UserId, StoreError> {
-        let hash = crate::password::hash_password(password);
+        self.create_with_hash(
+            username,
+            &crate::password::hash_password(password),
+            is_admin,
+        )
+    }
+
+    /// Creates a user whose Argon2 PHC hash is already made (users moved
+    /// from elsewhere, or many users sharing one test password). Returns
+    /// the new id; [`StoreError::AlreadyExists`] if the name is taken.
+    /// Blocking.
+    pub fn create_with_hash(
+        &self,
+        username: &str,
+        hash: &str,
+        is_admin: bool,
+    ) -> Result<UserId, StoreError> {
         let now = crate::clock::system_ms().div_euclid(1000);
         self.store
             .with_write_conn(|conn| {
@@ -96,7 +112,7 @@ impl UsersTable {
                     diesel::insert_into(users::table)
                         .values((
                             users::username.eq(username),
-                            users::password_hash.eq(&hash),
+                            users::password_hash.eq(hash),
                             users::is_admin.eq(is_admin),
                             users::created_at.eq(now),
                         ))

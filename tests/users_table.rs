@@ -1,0 +1,42 @@
+//! `UsersTable`, the ready users table (feature `users-table`), on both
+//! backends: it hashes with Argon2id, takes a ready hash, refuses a name
+//! twice, and answers as a `UserDirectory`.
+
+mod common;
+
+use common::TestDb;
+use rememberme::store::{StoreError, UsersTable};
+use rememberme::{Database, UserDirectory as _, UserId};
+
+async fn the_users_table_creates_finds_and_verifies(db: TestDb) {
+    let database = Database::connect(&db.url, 2).unwrap();
+    let users = UsersTable::open(database.clone()).unwrap();
+    let alice = users.create("alice", "alice-password", false).unwrap();
+    let found = users.find_by_username("alice").unwrap().expect("alice");
+    assert_eq!(found.id, alice);
+    let hash = found.password_hash.expect("a hash");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(users.verify_password(&hash, "alice-password"));
+    assert!(!users.verify_password(&hash, "alice-passwore"));
+
+    // A ready hash is stored as given.
+    let ready = rememberme::password::hash_password("bob-password");
+    let bob = users.create_with_hash("bob", &ready, true).unwrap();
+    let found = users.find_by_id(&bob).unwrap().expect("bob");
+    assert_eq!(found.password_hash.as_deref(), Some(ready.as_str()));
+    assert!(found.is_admin);
+
+    assert!(matches!(
+        users.create("alice", "another", false),
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(users.set_admin(&alice, true).unwrap());
+    assert!(users.find_by_id(&alice).unwrap().unwrap().is_admin);
+    // Ids of this table are integers: any other id names nobody.
+    assert_eq!(users.find_by_id(&UserId::from("not-a-number")).unwrap(), None);
+    assert!(!users.set_admin(&UserId::from(999_999), true).unwrap());
+    drop(users);
+    assert!(database.close(std::time::Duration::from_secs(5)));
+}
+
+on_both_backends!(the_users_table_creates_finds_and_verifies);
