@@ -33,7 +33,10 @@ async fn the_users_table_creates_finds_and_verifies(db: TestDb) {
     assert!(users.set_admin(&alice, true).unwrap());
     assert!(users.find_by_id(&alice).unwrap().unwrap().is_admin);
     // Ids of this table are integers: any other id names nobody.
-    assert_eq!(users.find_by_id(&UserId::from("not-a-number")).unwrap(), None);
+    assert_eq!(
+        users.find_by_id(&UserId::from("not-a-number")).unwrap(),
+        None
+    );
     assert!(!users.set_admin(&UserId::from(999_999), true).unwrap());
     drop(users);
     assert!(database.close(std::time::Duration::from_secs(5)));
