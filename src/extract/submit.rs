@@ -123,6 +123,16 @@ impl Auth {
         if kind == FlowKind::StepUp && state.user() != self.user().map(|u| u.id).as_ref() {
             return self.start_state(kind);
         }
+        // A flow paused after its password (at a step of the app's own, a
+        // second factor) waits only as long as the re-auth window: later,
+        // the password starts again.
+        let config = &self.auth.shared.config;
+        if state
+            .password_at()
+            .is_some_and(|at| !config.password_is_recent(Some(at), config.now()))
+        {
+            return self.start_state(kind);
+        }
         Ok(state)
     }
 

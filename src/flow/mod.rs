@@ -525,6 +525,11 @@ impl FlowState {
         self.position
     }
 
+    /// When a step of this flow verified a password, if one did.
+    pub(crate) fn password_at(&self) -> Option<i64> {
+        self.password_at
+    }
+
     /// Tags collected so far.
     pub fn tags(&self) -> &BTreeSet<Tag> {
         &self.tags
