@@ -1,0 +1,266 @@
+//! [`Flow`]: steps in order, run by the rules of tags, skips,
+//! preconditions and activation; and [`FlowState`], where a run stands.
+
+use super::*;
+
+/// Which configured flow a [`FlowState`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowKind {
+    /// Sign in: identify by cookie, else password, then maybe issue a token.
+    Login,
+    /// Confirm the password of a user already known by a weaker step.
+    StepUp,
+}
+
+/// An ordered list of steps.
+pub struct Flow {
+    kind: FlowKind,
+    steps: Vec<StepDef>,
+}
+
+impl fmt::Debug for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flow")
+            .field("kind", &self.kind)
+            .field(
+                "steps",
+                &self.steps.iter().map(|s| s.id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Flow {
+    /// An empty flow of this kind.
+    pub fn new(kind: FlowKind) -> Self {
+        Self {
+            kind,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Appends a step.
+    #[must_use]
+    pub fn step(mut self, def: StepDef) -> Self {
+        self.steps.push(def);
+        self
+    }
+
+    /// The default login flow:
+    ///
+    /// 1. remember-me identifying step, adds `WEAK_AUTHENTICATION`;
+    /// 2. password step, skipped when `WEAK_AUTHENTICATION` is present, adds
+    ///    `WEAK_AUTHENTICATION` and `PASSWORD_VERIFIED`, activates step 3 when
+    ///    "Keep me logged in" was ticked;
+    /// 3. token generating step, only when activated, precondition
+    ///    `PASSWORD_VERIFIED`.
+    pub fn login() -> Self {
+        Self::new(FlowKind::Login)
+            .step(
+                StepDef::new(IDENTIFY, RememberMeIdentifyStep)
+                    .tags_on_success([Tag::WEAK_AUTHENTICATION]),
+            )
+            .step(
+                StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
+                    .skip_if(Condition::has(Tag::WEAK_AUTHENTICATION))
+                    .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
+            )
+            .step(issue_step())
+    }
+
+    /// The step-up flow: the password step for a user already known, skipped
+    /// only when the flow starts with `PASSWORD_VERIFIED` (an API caller
+    /// whose access token proves a recent password), and the same token
+    /// generating step with the same precondition. The browser's step-up
+    /// starts it without that tag, so its password is always checked.
+    pub fn step_up() -> Self {
+        Self::new(FlowKind::StepUp)
+            .step(
+                StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
+                    .skip_if(Condition::has(Tag::PASSWORD_VERIFIED))
+                    .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
+            )
+            .step(issue_step())
+    }
+
+    /// This flow's kind.
+    pub fn kind(&self) -> FlowKind {
+        self.kind
+    }
+
+    /// A new state for this flow; `known` is the user (and tags) already
+    /// established, as in a step-up.
+    pub fn start(&self, known: Option<(UserId, &BTreeSet<Tag>)>) -> FlowState {
+        let (user, tags) = match known {
+            Some((user, tags)) => (Some(user), tags.clone()),
+            None => (None, BTreeSet::new()),
+        };
+        FlowState {
+            kind: self.kind,
+            position: 0,
+            user,
+            tags,
+            activated: BTreeSet::new(),
+            password_at: None,
+        }
+    }
+
+    /// Runs steps from where `state` stands until the flow completes, fails,
+    /// is refused, or an interactive step has no input. Blocking.
+    pub fn advance(
+        &self,
+        state: &mut FlowState,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<Progress, StoreError> {
+        if state.kind != self.kind {
+            return Ok(Progress::Failed {
+                step: "",
+                failure: Failure::UserMismatch,
+            });
+        }
+        // A password verified by an earlier request of this flow still
+        // counts (the issuing step checks how recent it is).
+        if ctx.password_at.is_none() {
+            ctx.password_at = state.password_at;
+        }
+        while let Some(def) = self.steps.get(state.position) {
+            if def.needs_activation && !state.activated.contains(def.id) {
+                state.position += 1;
+                continue;
+            }
+            if def.skip_if.as_ref().is_some_and(|c| c.is_met(&state.tags)) {
+                state.position += 1;
+                continue;
+            }
+            if !def.precondition.is_met(&state.tags) {
+                return Ok(Progress::Refused {
+                    step: def.id,
+                    missing: def.precondition.missing(&state.tags),
+                });
+            }
+            if def.step.is_interactive() && !def.step.has_input(ctx) {
+                return Ok(Progress::NeedsInput { step: def.id });
+            }
+            match def.step.run(ctx, state.user.as_ref())? {
+                StepOutcome::Success { user, activate } => {
+                    if state.user.as_ref().is_some_and(|known| *known != user) {
+                        return Ok(Progress::Failed {
+                            step: def.id,
+                            failure: Failure::UserMismatch,
+                        });
+                    }
+                    state.user = Some(user);
+                    state.password_at = ctx.password_at;
+                    state.tags.extend(def.tags_on_success.iter().cloned());
+                    state
+                        .activated
+                        .extend(activate.iter().map(|s| s.to_string()));
+                }
+                StepOutcome::NotApplicable => {}
+                StepOutcome::Failed(failure) => {
+                    return Ok(Progress::Failed {
+                        step: def.id,
+                        failure,
+                    });
+                }
+            }
+            state.position += 1;
+        }
+        Ok(match &state.user {
+            Some(user) => Progress::Complete {
+                user: user.clone(),
+                tags: state.tags.clone(),
+            },
+            // Every step passed over and nobody identified: nobody signs in.
+            None => Progress::NeedsInput { step: "" },
+        })
+    }
+}
+
+fn issue_step() -> StepDef {
+    StepDef::new(ISSUE, RememberMeIssueStep)
+        .only_when_activated()
+        // Only a typed password may mint a remember-me token: a stolen cookie
+        // must never be able to extend itself into a new chain.
+        .precondition(Condition::has(Tag::PASSWORD_VERIFIED))
+}
+
+/// Where a flow stands; kept in the session while an interactive step waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowState {
+    kind: FlowKind,
+    pub(super) position: usize,
+    user: Option<UserId>,
+    tags: BTreeSet<Tag>,
+    pub(super) activated: BTreeSet<String>,
+    /// When a step of this flow verified a password: kept with the state, so
+    /// a step after a pause (a second factor answered on the next request)
+    /// still sees it.
+    #[serde(default)]
+    password_at: Option<i64>,
+}
+
+impl FlowState {
+    /// The flow this state belongs to.
+    pub fn kind(&self) -> FlowKind {
+        self.kind
+    }
+
+    /// The user identified so far.
+    pub fn user(&self) -> Option<&UserId> {
+        self.user.as_ref()
+    }
+
+    /// How many steps of the flow are behind this state.
+    pub(crate) fn position(&self) -> usize {
+        self.position
+    }
+
+    /// When a step of this flow verified a password, if one did.
+    pub(crate) fn password_at(&self) -> Option<i64> {
+        self.password_at
+    }
+
+    /// Tags collected so far.
+    pub fn tags(&self) -> &BTreeSet<Tag> {
+        &self.tags
+    }
+
+    /// Activates a step because the caller asked for it (an app asking for a
+    /// long-lived token). The step's precondition still decides whether it runs.
+    pub fn activate(&mut self, step: StepId) {
+        self.activated.insert(step.to_owned());
+    }
+}
+
+/// The result of [`Flow::advance`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Every step is done or skipped and a user is identified.
+    Complete {
+        /// Who signed in.
+        user: UserId,
+        /// The tags the session carries.
+        tags: BTreeSet<Tag>,
+    },
+    /// An interactive step waits for input (an empty id: nothing identified
+    /// the user and no step is left).
+    NeedsInput {
+        /// The waiting step.
+        step: StepId,
+    },
+    /// A step refused.
+    Failed {
+        /// The refusing step.
+        step: StepId,
+        /// Why.
+        failure: Failure,
+    },
+    /// A step's precondition did not hold.
+    Refused {
+        /// The step that was reached.
+        step: StepId,
+        /// The tags it lacked.
+        missing: Vec<Tag>,
+    },
+}
