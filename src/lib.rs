@@ -83,6 +83,7 @@ pub mod demo;
 pub mod device;
 pub mod extract;
 pub mod flow;
+mod kernel;
 mod layer;
 mod limits;
 mod middleware;

@@ -210,3 +210,82 @@ fn the_checker_finds_a_cycle() {
         ["flow", "store", "token"]
     );
 }
+
+/// The modules that turn requests into core calls and results into
+/// responses.
+const ADAPTERS: [&str; 7] = [
+    "middleware",
+    "layer",
+    "extract",
+    "api",
+    "pages",
+    "testing",
+    "demo",
+];
+
+#[test]
+fn the_core_is_below_every_adapter_and_knows_no_http() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = dependency_graph(&src);
+    let core = &graph["kernel"];
+    assert!(core.contains("flow"), "the core runs the flows: {core:?}");
+    for adapter in ADAPTERS {
+        assert!(
+            !core.contains(adapter),
+            "the core depends on the adapter `{adapter}`: {core:?}"
+        );
+        assert!(
+            graph.get(adapter).is_none_or(|deps| !deps.is_empty()),
+            "`{adapter}` was read"
+        );
+    }
+    for below in ["flow", "store", "session", "token", "device"] {
+        assert!(
+            !graph[below].contains("kernel"),
+            "`{below}` reaches up into the core: {:?}",
+            graph[below]
+        );
+    }
+    let mut files = Vec::new();
+    sources(&src.join("kernel"), &mut files);
+    assert!(files.len() >= 3, "the core's files were read");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect();
+        assert!(
+            !code.contains("actix") && !code.contains("HttpRequest"),
+            "{}: the core names HTTP types",
+            file.display()
+        );
+    }
+}
+
+/// One place builds a request's step context: the core's `context`. (The
+/// flow module defines `StepContext::new`; tests may build their own.)
+#[test]
+fn only_the_core_builds_a_step_context() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let builders: Vec<_> = files
+        .iter()
+        .filter(|f| f.file_name().is_none_or(|n| n != "tests.rs"))
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .split("#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap()
+                .contains("StepContext::new(")
+        })
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        builders,
+        ["kernel/mod.rs"],
+        "StepContext::new called outside the core"
+    );
+}

@@ -27,13 +27,11 @@ pub(super) async fn verify_bearer(
         }
         _ => ApiError::unauthorized("invalid_token", "The access token is not valid."),
     })?;
-    let state = auth.shared.stores.state.clone();
     let sub = claims.sub.clone();
     let epoch = auth
         .shared
-        .run_blocking(move || state.auth_epoch(&sub))
-        .await
-        .map_err(internal)??;
+        .store(move |core| core.stores.state.auth_epoch(&sub))
+        .await?;
     if epoch != claims.epoch {
         return Err(ApiError::unauthorized(
             "token_revoked",
@@ -74,24 +72,11 @@ pub(super) async fn logout(
         ),
         None => None,
     };
-    let stores = auth.shared.stores.clone();
     let (user, device) = (claims.sub.clone(), claims.device.clone());
     let revoked = auth
         .shared
-        .run_blocking(move || {
-            let mut revoked = 0;
-            for token in stores.tokens.list_for_user(&user)? {
-                let named = series.as_ref() == Some(&token.series_hash);
-                let this_device =
-                    series.is_none() && device.is_some() && token.device_key == device;
-                if (named || this_device) && stores.tokens.delete_by_id(token.id, Some(&user))? {
-                    revoked += 1;
-                }
-            }
-            Ok::<_, StoreError>(revoked)
-        })
-        .await
-        .map_err(internal)??;
+        .store(move |core| core.api_logout(&user, series.as_ref(), device.as_deref()))
+        .await?;
     tracing::info!(user_id = %claims.sub, revoked, "API logout");
     audit(
         &auth,
@@ -106,13 +91,11 @@ pub(super) async fn logout(
 pub(super) async fn me(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let auth = layer(&req)?;
     let claims = bearer_claims(&req, &auth).await?;
-    let users = auth.shared.stores.users.clone();
     let sub = claims.sub.clone();
     let user = auth
         .shared
-        .run_blocking(move || users.find_by_id(&sub))
-        .await
-        .map_err(internal)??
+        .store(move |core| core.stores.users.find_by_id(&sub))
+        .await?
         .ok_or_else(|| ApiError::unauthorized("token_revoked", "The user is gone."))?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -23,13 +23,19 @@ pub(super) async fn login(
     let (mut input, bearer_claims) = login_input(&req, &auth, &body, device_key.as_deref()).await?;
     let kind = input.kind;
     input.device_key = device_key.clone();
-    let _permit = shared
-        .password_checks
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(internal)?;
-    let ran = run_flow(&auth, input, client.clone()).await?;
+    let config = &shared.config;
+    let visit = Visit {
+        now: config.now(),
+        client: client.clone(),
+        cookie: None,
+        // The app's device token (the API's device cookie), if it verifies:
+        // its failed password checks spend a budget of their own.
+        device: body
+            .device_token
+            .as_deref()
+            .and_then(|token| config.device_cookies.verify(token.as_bytes(), config.now())),
+    };
+    let ran = run_flow(&auth, input, visit).await?;
     login_answer(&auth, &client, ran, (kind, bearer_claims), device_key)
 }
 
@@ -132,10 +138,6 @@ async fn login_input(
                 remember_me: body.remember_me,
                 ..Default::default()
             });
-            input.device = body
-                .device_token
-                .as_deref()
-                .and_then(|token| config.device_cookies.verify(token.as_bytes(), config.now()));
             Ok((input, None))
         }
         // A caller with an access token asks for a long-lived token without

@@ -24,16 +24,12 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessClaims, AccessError};
-use crate::device::TrustedDevice;
 use crate::extract::request_auth;
-use crate::flow::{
-    ClientInfo, CookieChange, Credentials, Failure, FlowKind, ISSUE, Progress, StepContext, Tag,
-};
+use crate::flow::{ClientInfo, CookieChange, Credentials, Failure, FlowKind, Progress, Tag};
+use crate::kernel::{CoreError, FlowInput, Ran, Visit};
 use crate::limits::ip_throttled;
-use crate::middleware::audit_off_the_request;
 use crate::middleware::{RequestAuth, client_info};
 use crate::session::SignInMethod;
-use crate::store::audit_queue::OwnedAudit;
 use crate::store::{AuditKind, StoreError, UserId};
 use crate::token::RememberCookie;
 
@@ -104,6 +100,15 @@ impl ApiError {
 
     fn bad_request(message: &str) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(error: CoreError) -> Self {
+        match error {
+            CoreError::Store(error) => error.into(),
+            CoreError::Internal(error) => internal(error),
+        }
     }
 }
 
@@ -188,102 +193,20 @@ fn valid_device_key(key: Option<&str>) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// What a flow run produced, for the response.
-struct Ran {
-    progress: Progress,
-    cookie_change: Option<CookieChange>,
-    epoch: Option<i64>,
-    password_at: Option<i64>,
-    /// The device of the long-lived token the flow identified.
-    device_key: Option<String>,
-    /// Whether the store wrote the sign-in's audit row with the rotation.
-    audited: bool,
-}
-
-/// The inputs of one API flow run.
-struct FlowInput {
-    kind: FlowKind,
-    /// The user and tags already established (a bearer's claims).
-    known: Option<(UserId, BTreeSet<Tag>)>,
-    activate_issue: bool,
-    remember_cookie: Option<Vec<u8>>,
-    credentials: Option<Credentials>,
-    device_key: Option<String>,
-    /// When the bearer's password was typed.
-    password_at: Option<i64>,
-    device: Option<TrustedDevice>,
-}
-
-impl FlowInput {
-    fn new(kind: FlowKind) -> Self {
-        Self {
-            kind,
-            known: None,
-            activate_issue: false,
-            remember_cookie: None,
-            credentials: None,
-            device_key: None,
-            password_at: None,
-            device: None,
-        }
-    }
-}
-
-/// Runs a flow with the given inputs on a blocking thread.
-async fn run_flow(
-    auth: &RequestAuth,
-    input: FlowInput,
-    client: ClientInfo,
-) -> Result<Ran, ApiError> {
+/// Runs an API flow through the core: with a password, on a password
+/// thread (after a permit); else on the store threads.
+async fn run_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Result<Ran, ApiError> {
     let shared = &auth.shared;
-    let stores = shared.stores.clone();
-    let config = shared.config.clone();
-    let flow = shared.flow(input.kind);
-    let now = config.now();
-    let has_password = input.credentials.is_some();
-    let job = move || {
-        let mut state = flow.start(input.known.as_ref().map(|(u, t)| (u.clone(), t)));
-        if input.activate_issue {
-            state.activate(ISSUE);
-        }
-        let mut ctx = StepContext::new(&stores, &config, now, &client);
-        ctx.remember_cookie = input.remember_cookie.as_deref();
-        ctx.device_key = input.device_key;
-        ctx.credentials = input.credentials;
-        ctx.password_at = input.password_at;
-        ctx.device = input.device;
-        ctx.sign_in_detail = "api refresh";
-        let progress = flow.advance(&mut state, &mut ctx)?;
-        // The step read the user already (with the token, or with the
-        // credentials); only a flow that did not is read again.
-        let epoch = match &progress {
-            Progress::Complete { user, .. } => match ctx.epoch.take() {
-                Some(epoch) => Some(epoch),
-                None => stores
-                    .users
-                    .find_by_id(user)?
-                    .map(|_| stores.state.auth_epoch(user))
-                    .transpose()?,
-            },
-            _ => None,
-        };
-        Ok::<_, StoreError>(Ran {
-            progress,
-            cookie_change: ctx.cookie_change,
-            epoch,
-            password_at: ctx.password_at,
-            device_key: ctx.device_key,
-            audited: ctx.sign_in_audited,
-        })
-    };
-    // A password check holds its thread for an Argon2 run: never on the
-    // store threads, where it would hold up every cookie sign-in behind it.
-    let ran = if has_password {
-        shared.run_with_argon2(job).await.map_err(internal)?
+    let ran = if input.credentials.is_some() {
+        shared
+            .password(move |core| core.run_flow(&visit, input))
+            .await?
     } else {
-        shared.run_blocking(job).await.map_err(internal)?
+        shared
+            .store(move |core| core.run_flow(&visit, input))
+            .await?
     };
-    ran.map_err(ApiError::from)
+    Ok(ran)
 }
 
 /// What an access token about to be issued says, beside the user.
@@ -347,17 +270,14 @@ fn token_response(
 
 /// Records an API event through the layer's audit queue, off the request.
 fn audit(auth: &RequestAuth, kind: AuditKind, user: &UserId, client: &ClientInfo, detail: &str) {
-    audit_off_the_request(
-        &auth.shared,
-        OwnedAudit {
-            at: auth.shared.config.now(),
-            kind,
-            user: Some(user.clone()),
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
-            detail: detail.to_owned(),
-        },
-    );
+    let visit = Visit {
+        now: auth.shared.config.now(),
+        client: client.clone(),
+        cookie: None,
+        device: None,
+    };
+    auth.shared
+        .audit_later(visit.owned_event(kind, Some(user.clone()), detail));
 }
 
 fn password_required() -> ApiError {
@@ -386,10 +306,15 @@ struct RefreshBody {
 async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpResponse, ApiError> {
     let auth = layer(&req)?;
     let client = client_info(&req, &auth.shared.config);
-    let raw = body.into_inner().long_lived_token.into_bytes();
+    let visit = Visit {
+        now: auth.shared.config.now(),
+        client: client.clone(),
+        cookie: Some(body.into_inner().long_lived_token.into_bytes()),
+        device: None,
+    };
     let mut input = FlowInput::new(FlowKind::Login);
-    input.remember_cookie = Some(raw);
-    let ran = run_flow(&auth, input, client.clone()).await?;
+    input.identify_by_token = true;
+    let ran = run_flow(&auth, input, visit).await?;
     match (ran.progress, ran.epoch) {
         // Nothing fallible between the committed rotation and the answer
         // that carries it: the token's device came with the flow.

@@ -1,6 +1,7 @@
 //! [`AuthError`] and how a rejection answers the request ([`Answer`]).
 
 use super::*;
+use crate::store::StoreError;
 
 /// Why a request was not served as asked.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,15 @@ impl Answer {
                 Answer::Json
             }
             _ => Answer::Redirect,
+        }
+    }
+}
+
+impl From<crate::kernel::CoreError> for AuthError {
+    fn from(error: crate::kernel::CoreError) -> Self {
+        match error {
+            crate::kernel::CoreError::Store(error) => AuthError::Unavailable(error),
+            crate::kernel::CoreError::Internal(error) => AuthError::Internal(error),
         }
     }
 }

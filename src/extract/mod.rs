@@ -10,13 +10,11 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::flow::{CookieChange, PasswordCheck, check_password, verified_series};
-use crate::flow::{FlowKind, FlowState, StepContext, Tag};
-use crate::middleware::{RequestAuth, client_info, raw_cookie};
+use crate::flow::{CookieChange, FlowKind, FlowState, Tag};
+use crate::kernel::Visit;
+use crate::middleware::{RequestAuth, raw_cookie};
 use crate::session::{AUTH_KEY, AuthState, random_id};
-use crate::store::audit_queue::OwnedAudit;
-use crate::store::{AuditKind, NewAuditEvent, StoreError, UserId};
-use crate::threads::JobFailed;
+use crate::store::UserId;
 use crate::token::RememberCookie;
 
 mod account;
@@ -25,6 +23,7 @@ mod errors;
 mod guards;
 mod sign_in;
 mod submit;
+pub use crate::kernel::SignIn;
 pub use crate::session::SignInMethod;
 pub use csrf::CsrfForm;
 pub use errors::{Answer, AuthError, safe_redirect_path};
@@ -32,7 +31,7 @@ use errors::{unavailable, with_next};
 use guards::has_recent_password;
 pub(crate) use guards::request_auth;
 pub use guards::{AdminAuth, CurrentUser, MaybeUser, StrongAuth};
-pub use sign_in::{SignIn, SignedIn};
+pub use sign_in::SignedIn;
 
 const FLOW_KEY: &str = "rm.flow";
 const CSRF_KEY: &str = "rm.csrf";
@@ -230,7 +229,7 @@ impl Auth {
     }
 
     fn start_state(&self, kind: FlowKind) -> Result<FlowState, AuthError> {
-        let flow = self.auth.shared.flow(kind);
+        let flow = self.auth.shared.core().flow(kind);
         match kind {
             FlowKind::Login => Ok(flow.start(None)),
             FlowKind::StepUp => {
@@ -252,51 +251,21 @@ impl Auth {
     /// Signs out: deletes this browser's remember-me row, removes the cookie
     /// and purges the session.
     pub async fn logout(&self) -> Result<(), AuthError> {
-        let stores = self.auth.shared.stores.clone();
-        let series = raw_cookie(&self.req, &self.auth.shared.config.cookie_name());
+        let visit = self.visit();
         let user = self.user().map(|u| u.id);
-        let client = client_info(&self.req, &self.auth.shared.config);
-        let now = self.auth.shared.config.now();
-        let config = self.auth.shared.config.clone();
-        blocking(&self.auth.shared, move || {
-            // Only a cookie that still proves its token deletes its row: an
-            // old copy must not quietly sign its owner's browser out.
-            let series = match &series {
-                Some(raw) => verified_series(&stores, &config, now, raw)?,
-                None => None,
-            };
-            if let Some(series) = series {
-                stores.tokens.delete_series(&series)?;
-            }
-            if user.is_some() {
-                stores.audit(NewAuditEvent {
-                    at: now,
-                    kind: AuditKind::Logout,
-                    user_id: user.as_ref(),
-                    ip: client.ip.as_deref(),
-                    user_agent: client.user_agent.as_deref(),
-                    detail: "",
-                });
-            }
-            Ok(())
-        })
-        .await?;
+        self.auth
+            .shared
+            .store(move |core| core.logout(&visit, user.as_ref()))
+            .await?;
         *self.auth.cookie_change.borrow_mut() = Some(CookieChange::Remove);
         *self.auth.state.borrow_mut() = None;
         self.session.purge();
         Ok(())
     }
 
-    fn audit_event(&self, kind: AuditKind, user: Option<UserId>, detail: String) -> OwnedAudit {
-        let client = client_info(&self.req, &self.auth.shared.config);
-        OwnedAudit {
-            at: self.auth.shared.config.now(),
-            kind,
-            user,
-            ip: client.ip,
-            user_agent: client.user_agent,
-            detail,
-        }
+    /// What this request brings to the core.
+    fn visit(&self) -> Visit {
+        crate::middleware::visit(&self.req, &self.auth.shared.config)
     }
 
     fn actor(&self) -> String {
@@ -316,33 +285,6 @@ impl Auth {
     pub fn forget_session(&self) {
         self.session.remove(AUTH_KEY);
         *self.auth.state.borrow_mut() = None;
-    }
-}
-
-/// The browser still carries another user's series (one the issuing step
-/// did not replace): revoke it, so the previous user's cookie does not
-/// outlive this sign-in. Blocking.
-fn drop_foreign_series(ctx: &mut StepContext<'_>, user: &UserId) -> Result<(), StoreError> {
-    if let Some(series) = ctx.browser_series.take()
-        && let Some(record) = ctx.stores.tokens.find_by_series(&series)?
-        && record.user_id != *user
-    {
-        ctx.stores.tokens.delete_series(&series)?;
-        ctx.cookie_change.get_or_insert(CookieChange::Remove);
-    }
-    Ok(())
-}
-
-async fn blocking<T: Send + 'static>(
-    shared: &crate::middleware::Shared,
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, AuthError> {
-    match shared.run_blocking(f).await {
-        Ok(result) => result.map_err(AuthError::from),
-        Err(busy @ JobFailed::Busy) => Err(AuthError::Unavailable(StoreError::Unavailable(
-            busy.to_string(),
-        ))),
-        Err(failed) => Err(AuthError::Internal(failed.to_string())),
     }
 }
 

@@ -1,44 +1,11 @@
 //! [`Auth::submit`]: a posted form answers the waiting interactive step of
 //! a flow, and the rest of the flow runs.
 
-use std::collections::BTreeSet;
-
-use super::{
-    AuthError, AuthState, AuthenticatedUser, FLOW_KEY, SubmitOutcome, client_info,
-    drop_foreign_series, raw_cookie,
-};
-use crate::flow::{
-    ClientInfo, CookieChange, Credentials, Failure, Flow, FlowKind, FlowState, Progress,
-    StepContext, Tag, verified_series,
-};
-use crate::middleware::{new_auth_state, start_session};
-use crate::session::SignInMethod;
-use crate::store::{AuditKind, NewAuditEvent, StoreError, Stores, UserId};
-use crate::token::SecretHash;
-use crate::{Auth, RememberMeConfig};
-
-/// The session this submit continues, for a step-up: how it was signed
-/// in, its series, and when.
-type Previous = Option<(SignInMethod, Option<Vec<u8>>, i64)>;
-
-/// What a run of the flow gave: its progress, the flow's state after it,
-/// the cookie change, and the new session state if it completed.
-type Ran = (Progress, FlowState, Option<CookieChange>, Option<AuthState>);
-
-/// Everything the blocking part of a submit needs.
-struct Job {
-    stores: Stores,
-    config: std::sync::Arc<RememberMeConfig>,
-    flow: std::sync::Arc<Flow>,
-    kind: FlowKind,
-    state: FlowState,
-    credentials: Credentials,
-    client: ClientInfo,
-    browser_cookie: Option<Vec<u8>>,
-    device: Option<crate::device::TrustedDevice>,
-    previous: Previous,
-    now: i64,
-}
+use super::{AuthError, AuthState, AuthenticatedUser, FLOW_KEY, SubmitOutcome};
+use crate::Auth;
+use crate::flow::{Credentials, Failure, FlowKind, FlowState, Progress, Tag};
+use crate::kernel::{Submit, Submitted};
+use crate::middleware::start_session;
 
 impl Auth {
     /// Answers the waiting interactive step of the flow `kind` with
@@ -63,38 +30,30 @@ impl Auth {
         }
         let state = self.continued_state(kind)?;
         let started_at = state.position();
-        let config = shared.config.clone();
-        let job = Job {
-            stores: shared.stores.clone(),
-            flow: shared.flow(kind),
+        let mut visit = self.visit();
+        visit.device = crate::middleware::trusted_device(&self.req, &shared.config);
+        let now = visit.now;
+        let submit = Submit {
             kind,
             state,
             credentials,
-            client: client_info(&self.req, &config),
-            browser_cookie: raw_cookie(&self.req, &config.cookie_name()),
-            device: crate::middleware::trusted_device(&self.req, &config),
             previous: self
                 .auth
                 .state
                 .borrow()
                 .as_ref()
                 .map(|s| (s.method, s.series.clone(), s.signed_in_at)),
-            now: config.now(),
-            config,
         };
-        let now = job.now;
-        // Wait here, in async land, for a password-check permit: a storm of
-        // sign-ins queues without holding blocking threads or Argon2 memory.
-        let _permit = shared
-            .password_checks
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-        let (progress, state, change, new_state) = shared
-            .run_with_argon2(move || run(job))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))??;
+        // A password-check permit first (waited for in async land), then
+        // Argon2 and the store on a password thread.
+        let Submitted {
+            progress,
+            state,
+            change,
+            new_state,
+        } = shared
+            .password(move |core| core.submit(&visit, submit))
+            .await?;
         if let Some(change) = change {
             *self.auth.cookie_change.borrow_mut() = Some(change);
         }
@@ -189,85 +148,4 @@ impl Auth {
             }
         }
     }
-}
-
-/// The blocking part of a submit: the flow's steps (Argon2 and the store),
-/// and on completion the new session state and the sign-in's audit row.
-fn run(job: Job) -> Result<Ran, StoreError> {
-    let Job {
-        stores,
-        config,
-        flow,
-        kind,
-        mut state,
-        mut credentials,
-        client,
-        browser_cookie,
-        device,
-        previous,
-        now,
-    } = job;
-    let mut ctx = StepContext::new(&stores, &config, now, &client);
-    ctx.browser_series = match &browser_cookie {
-        Some(raw) => verified_series(&stores, &config, now, raw)?,
-        None => None,
-    };
-    ctx.inputs = std::mem::take(&mut credentials.inputs);
-    ctx.credentials = Some(credentials);
-    ctx.device = device;
-    let progress = flow.advance(&mut state, &mut ctx)?;
-    let new_state = match &progress {
-        Progress::Complete { user, tags } => {
-            let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;
-            stores.audit(NewAuditEvent {
-                at: now,
-                kind: match kind {
-                    FlowKind::Login => AuditKind::PasswordSignIn,
-                    FlowKind::StepUp => AuditKind::StepUp,
-                },
-                user_id: Some(user),
-                ip: client.ip.as_deref(),
-                user_agent: client.user_agent.as_deref(),
-                detail: "",
-            });
-            new_state
-        }
-        _ => None,
-    };
-    Ok((progress, state, ctx.cookie_change, new_state))
-}
-
-/// The session state of a completed flow. A step-up keeps the session's
-/// method, series and start; a sign-in is a new session, bound to the
-/// token it was issued, if any.
-fn completed(
-    ctx: &mut StepContext<'_>,
-    kind: FlowKind,
-    previous: Previous,
-    user: &UserId,
-    tags: BTreeSet<Tag>,
-) -> Result<Option<AuthState>, StoreError> {
-    drop_foreign_series(ctx, user)?;
-    let (method, series, signed_in_at) = match (kind, previous) {
-        (FlowKind::StepUp, Some((method, series, signed_in_at))) => (
-            method,
-            series.as_deref().and_then(SecretHash::from_slice),
-            Some(signed_in_at),
-        ),
-        _ => (SignInMethod::Password, None, None),
-    };
-    let series = match &ctx.cookie_change {
-        Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
-        _ => series,
-    };
-    let password_at = ctx.password_at;
-    Ok(
-        new_auth_state(ctx, user, tags, method, series)?.map(|state| AuthState {
-            password_at,
-            // A step-up confirms the session; it never restarts its
-            // absolute lifetime.
-            signed_in_at: signed_in_at.unwrap_or(state.signed_in_at),
-            ..state
-        }),
-    )
 }

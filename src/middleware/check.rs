@@ -41,30 +41,15 @@ pub(super) async fn session_state(
     if (0..interval).contains(&since) {
         return (Some(state), Check::Fresh);
     }
-    let stores = shared.stores.clone();
     let (user_id, series) = (state.user_id.clone(), state.series.clone());
     let checked = shared
-        .run_blocking(move || {
-            let epoch = match series.as_deref().and_then(SecretHash::from_slice) {
-                // A session signed in by (or issued) a token lives only as
-                // long as that token: revoking the device ends the device's
-                // open session. One query gives the token and the epoch;
-                // no token (or another user's) reads as revoked.
-                Some(series) => match stores.tokens.find_by_series_with_epoch(&series)? {
-                    Some((token, epoch)) if token.user_id == user_id => epoch,
-                    _ => return Ok::<_, StoreError>(None),
-                },
-                None => stores.state.auth_epoch(&user_id)?,
-            };
-            // The app's user as it is now: gone, or its roles changed.
-            Ok(stores
-                .users
-                .find_by_id(&user_id)?
-                .map(|owner| (owner, epoch)))
+        .store(move |core| {
+            let series = series.as_deref().and_then(SecretHash::from_slice);
+            core.check_session(&user_id, series.as_ref())
         })
         .await;
     match checked {
-        Ok(Ok(Some((owner, epoch)))) if epoch == state.epoch => {
+        Ok(Some((owner, epoch))) if epoch == state.epoch => {
             state.checked_at = now;
             // Roles come from the user's row, not from the sign-in: a
             // demoted admin loses the admin pages at this check.
@@ -72,13 +57,12 @@ pub(super) async fn session_state(
             let _ = session.insert(AUTH_KEY, &state);
             (Some(state), Check::Fresh)
         }
-        Ok(Ok(_)) => {
+        Ok(_) => {
             // Revoked (epoch bumped, device revoked) or the user is gone.
             tracing::info!(user_id = %state.user_id, "session ended: revoked");
             session.clear();
             (None, Check::Fresh)
         }
-        Ok(Err(error)) => unchecked(state, since, interval, &error),
         Err(error) => unchecked(state, since, interval, &error),
     }
 }

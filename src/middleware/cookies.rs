@@ -2,16 +2,7 @@
 //! layer sets.
 
 use super::*;
-
-/// What a sign-in by cookie gave.
-struct CookieSignIn {
-    /// The new auth state, if the flow completed.
-    state: Option<AuthState>,
-    /// The cookie change to apply.
-    change: Option<CookieChange>,
-    /// Whether the store wrote the sign-in's audit row with the rotation.
-    audited: bool,
-}
+use crate::kernel::{CookieSignIn, CoreError};
 
 /// A sign-in by remember-me cookie for a request without a session: the
 /// new session started (and its audit row written off the request when
@@ -19,148 +10,28 @@ struct CookieSignIn {
 pub(super) async fn cookie_sign_in(
     shared: &Arc<Shared>,
     session: &Session,
-    raw: Vec<u8>,
-    client: ClientInfo,
-    now: i64,
-) -> Result<(Option<AuthState>, Option<CookieChange>), StoreError> {
+    visit: Visit,
+) -> Result<(Option<AuthState>, Option<CookieChange>), CoreError> {
+    let visit = Arc::new(visit);
+    let job = visit.clone();
     let CookieSignIn {
         state,
         change,
         audited,
-    } = identify_by_cookie(shared, raw, client.clone(), now).await?;
+    } = shared.store(move |core| core.cookie_sign_in(&job)).await?;
     if let Some(new_state) = &state {
         // A rotation's row was written with it; a sign-in in the grace
         // window (no rotation) is recorded off the request.
         if !audited {
-            audit_off_the_request(
-                shared,
-                OwnedAudit {
-                    at: now,
-                    kind: AuditKind::RememberMeSignIn,
-                    user: Some(new_state.user_id.clone()),
-                    ip: client.ip,
-                    user_agent: client.user_agent,
-                    detail: String::new(),
-                },
-            );
+            shared.audit_later(visit.owned_event(
+                AuditKind::RememberMeSignIn,
+                Some(new_state.user_id.clone()),
+                "",
+            ));
         }
         start_session(session, new_state);
     }
     Ok((state, change))
-}
-
-/// Runs the login flow's automatic steps with the cookie. Returns the new
-/// auth state if the flow completed, and the cookie change to apply: the
-/// change is returned even when work after the rotation fails, so a rotated
-/// token is never lost (the browser would keep a token the database no
-/// longer accepts after the grace window).
-async fn identify_by_cookie(
-    shared: &Shared,
-    raw: Vec<u8>,
-    client: ClientInfo,
-    now: i64,
-) -> Result<CookieSignIn, StoreError> {
-    let stores = shared.stores.clone();
-    let config = shared.config.clone();
-    let flow = shared.login.clone();
-    shared.run_blocking(move || {
-        let mut ctx = StepContext::new(&stores, &config, now, &client);
-        ctx.remember_cookie = Some(&raw);
-        let mut flow_state = flow.start(None);
-        let progress = match flow.advance(&mut flow_state, &mut ctx) {
-            Ok(progress) => progress,
-            // A step after the rotation failed (a custom flow's): the
-            // rotation committed, so its cookie still goes to the client;
-            // this request is served anonymously, the next signs in.
-            Err(error) if ctx.cookie_change.is_some() => {
-                tracing::warn!(%error, "sign-in by cookie failed after its rotation");
-                return Ok(CookieSignIn {
-                    state: None,
-                    change: ctx.cookie_change.take(),
-                    audited: ctx.sign_in_audited,
-                });
-            }
-            Err(error) => return Err(error),
-        };
-        let mut signed_in = CookieSignIn {
-            state: None,
-            change: ctx.cookie_change.take(),
-            audited: ctx.sign_in_audited,
-        };
-        let Progress::Complete { user, tags } = progress else {
-            return Ok(signed_in);
-        };
-        let series = RememberCookie::decode(&raw).ok().map(|c| c.series.hash());
-        match new_auth_state(&mut ctx, &user, tags, SignInMethod::RememberMe, series) {
-            Ok(state) => signed_in.state = state,
-            Err(error) => {
-                tracing::warn!(%error, user_id = %user, "signed in by cookie, but the user could not be loaded");
-            }
-        }
-        Ok(signed_in)
-    })
-    .await
-    .map_err(|e| StoreError::Unavailable(e.to_string()))?
-}
-
-/// Records an audit event off the request: the event goes to the audit
-/// queue, written with others in one transaction (see [`AuditQueue`]).
-/// Only if the queue is full is it written by a task of its own, still
-/// after the response.
-pub(crate) fn audit_off_the_request(shared: &Arc<Shared>, event: OwnedAudit) {
-    if let Err(event) = shared.audit_queue.push(event) {
-        let shared = shared.clone();
-        actix_web::rt::spawn(async move {
-            let stores = shared.stores.clone();
-            // `Stores::audit` counts a row the database refuses; a job that
-            // could not even run is counted here.
-            if let Err(error) = shared
-                .run_blocking(move || stores.audit(event.borrowed(None)))
-                .await
-            {
-                crate::store::audit_queue::count_dropped(1, &error);
-            }
-        });
-    }
-}
-
-/// The session state of a user who just completed a flow.
-///
-/// The user and the epoch come from the context if a step already read
-/// them (see [`StepContext::user`] and [`StepContext::epoch`]); otherwise
-/// they are read here.
-pub(crate) fn new_auth_state(
-    ctx: &mut StepContext<'_>,
-    user: &UserId,
-    tags: BTreeSet<Tag>,
-    method: SignInMethod,
-    series: Option<SecretHash>,
-) -> Result<Option<AuthState>, StoreError> {
-    let stores = ctx.stores;
-    let user = match ctx.user.take() {
-        Some(loaded) if loaded.id == *user => loaded,
-        _ => match stores.users.find_by_id(user)? {
-            Some(user) => user,
-            None => return Ok(None),
-        },
-    };
-    let epoch = match ctx.epoch.take() {
-        Some(epoch) => epoch,
-        None => stores.state.auth_epoch(&user.id)?,
-    };
-    Ok(Some(AuthState {
-        user_id: user.id,
-        username: user.username,
-        is_admin: user.is_admin,
-        tags,
-        method,
-        epoch,
-        checked_at: ctx.now,
-        signed_in_at: ctx.now,
-        password_at: None,
-        sid: random_id(),
-        series: series.map(|s| s.as_bytes().to_vec()),
-    }))
 }
 
 /// Puts a freshly signed-in state into a session. The old session content is
@@ -193,6 +64,18 @@ pub(crate) fn raw_cookie(req: &actix_web::HttpRequest, name: &str) -> Option<Vec
                 .unwrap_or(value);
             Some(value.to_vec())
         })
+}
+
+/// What a request brings to the core: its time, client and remember-me
+/// cookie. The device cookie is read (and its MAC checked) only by the
+/// adapters whose operation uses it: see [`trusted_device`].
+pub(crate) fn visit(req: &actix_web::HttpRequest, config: &RememberMeConfig) -> Visit {
+    Visit {
+        now: config.now(),
+        client: client_info(req, config),
+        cookie: raw_cookie(req, &config.cookie_name()),
+        device: None,
+    }
 }
 
 pub(crate) fn client_info(req: &actix_web::HttpRequest, config: &RememberMeConfig) -> ClientInfo {

@@ -3,7 +3,6 @@
 //! applies remember-me cookie changes to responses.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::future::{Ready, ready};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,62 +16,11 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use futures_util::future::LocalBoxFuture;
 
 use crate::RememberMeConfig;
-use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind, Progress, StepContext, Tag};
-use crate::session::{AUTH_KEY, AuthState, SignInMethod, random_id};
-use crate::store::audit_queue::{AuditQueue, OwnedAudit};
-use crate::store::{AuditKind, StoreError, Stores, UserId};
-use crate::threads::{JobFailed, STORE_THREADS, Threads};
-use crate::token::{RememberCookie, SecretHash};
-
-/// Store calls that may wait for a store thread; beyond, requests get a 503
-/// at once (about half a second of work at the benchmark's rates).
-const STORE_QUEUE: usize = 4096;
-
-/// What the layer shares with the extractors.
-pub(crate) struct Shared {
-    pub config: Arc<RememberMeConfig>,
-    pub ip_limiter: Option<crate::limits::IpLimiter>,
-    /// Permits for password checks (see `password_concurrency`).
-    pub password_checks: Arc<tokio::sync::Semaphore>,
-    /// The threads that run the layer's store calls (see `store_concurrency`).
-    pub store_threads: Threads,
-    /// Remember-me sign-ins to record, written in batches off the request.
-    pub audit_queue: AuditQueue,
-    pub stores: Stores,
-    pub login: Arc<Flow>,
-    pub step_up: Arc<Flow>,
-}
-
-impl Shared {
-    /// Runs blocking store work on the layer's store threads, at most
-    /// `store_concurrency` calls at once: the others wait in the queue, in
-    /// async land, without a thread.
-    pub async fn run_blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, JobFailed> {
-        self.store_threads.run(f).await
-    }
-
-    /// Runs work that checks or hashes a password on actix's blocking pool
-    /// (callers hold a `password_checks` permit, which bounds it). Never on
-    /// the store threads: an Argon2 run holds its thread for tens of
-    /// milliseconds, and every cookie sign-in and session check would wait
-    /// behind it.
-    pub async fn run_with_argon2<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, actix_web::error::BlockingError> {
-        actix_web::web::block(f).await
-    }
-
-    pub fn flow(&self, kind: FlowKind) -> Arc<Flow> {
-        match kind {
-            FlowKind::Login => self.login.clone(),
-            FlowKind::StepUp => self.step_up.clone(),
-        }
-    }
-}
+use crate::flow::{ClientInfo, CookieChange, Flow};
+use crate::kernel::{Shared, Visit};
+use crate::session::{AUTH_KEY, AuthState};
+use crate::store::{AuditKind, Stores};
+use crate::token::SecretHash;
 
 /// Per-request data the middleware leaves in the request extensions.
 #[derive(Clone)]
@@ -133,8 +81,8 @@ impl RememberMe {
         Self::with_flows(stores, config, Flow::login(), Flow::step_up())
     }
 
-    /// The layer with custom flows (of kinds [`FlowKind::Login`] and
-    /// [`FlowKind::StepUp`]).
+    /// The layer with custom flows (of kinds [`FlowKind::Login`](crate::flow::FlowKind::Login) and
+    /// [`FlowKind::StepUp`](crate::flow::FlowKind::StepUp)).
     ///
     /// # Panics
     ///
@@ -145,18 +93,10 @@ impl RememberMe {
         login: Flow,
         step_up: Flow,
     ) -> Self {
+        let shared = Shared::start(stores, config, login, step_up)
+            .expect("spawn the layer's threads (store calls, audit writer)");
         Self {
-            shared: Arc::new(Shared {
-                ip_limiter: crate::limits::ip_limiter(config.ip_attempts_per_minute),
-                password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
-                store_threads: Threads::start(STORE_THREADS, config.store_concurrency, STORE_QUEUE)
-                    .expect("spawn the store threads"),
-                audit_queue: AuditQueue::start(stores.audit.clone()),
-                config: Arc::new(config),
-                stores,
-                login: Arc::new(login),
-                step_up: Arc::new(step_up),
-            }),
+            shared: Arc::new(shared),
         }
     }
 }
@@ -257,8 +197,13 @@ where
             if state.is_none()
                 && let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name())
             {
-                let client = client_info(req.request(), &shared.config);
-                match cookie_sign_in(&shared, &session, raw, client, now).await {
+                let visit = Visit {
+                    now,
+                    client: client_info(req.request(), &shared.config),
+                    cookie: Some(raw),
+                    device: None,
+                };
+                match cookie_sign_in(&shared, &session, visit).await {
                     Ok((signed_in, change)) => {
                         cookie_change = change;
                         signed_in_by_cookie = signed_in.is_some();
@@ -318,7 +263,6 @@ mod cookies;
 
 use check::{Check, session_state};
 pub(crate) use cookies::{
-    audit_off_the_request, client_info, new_auth_state, raw_cookie, remember_cookie, start_session,
-    trusted_device,
+    client_info, raw_cookie, remember_cookie, start_session, trusted_device, visit,
 };
 use cookies::{cookie_sign_in, device_cookie};

@@ -34,7 +34,8 @@ pub use suite::store_acceptance_suite;
 use actix_web::cookie::Cookie;
 
 use crate::RememberMeConfig;
-use crate::flow::{ClientInfo, CookieChange, RememberMeIssueStep, Step, StepContext, StepOutcome};
+use crate::flow::ClientInfo;
+use crate::kernel::{Visit, issue_token};
 use crate::middleware::remember_cookie;
 use crate::store::{StoreError, Stores, UserId};
 
@@ -45,20 +46,16 @@ pub fn remember_me_cookie(
     config: &RememberMeConfig,
     user: &UserId,
 ) -> Result<Cookie<'static>, StoreError> {
-    let client = ClientInfo {
-        user_agent: Some("rememberme::testing".to_owned()),
-        ip: None,
+    let visit = Visit {
+        now: config.now(),
+        client: ClientInfo {
+            user_agent: Some("rememberme::testing".to_owned()),
+            ip: None,
+        },
+        cookie: None,
+        device: None,
     };
-    let now = config.now();
-    let mut ctx = StepContext::new(stores, config, now, &client);
     // This helper stands for a sign-in with the password and the box ticked.
-    ctx.password_at = Some(now);
-    match RememberMeIssueStep.run(&mut ctx, Some(user))? {
-        StepOutcome::Success { .. } => {}
-        other => return Err(StoreError::Query(format!("token not issued: {other:?}"))),
-    }
-    match ctx.cookie_change {
-        Some(change @ CookieChange::Set { .. }) => Ok(remember_cookie(config, &change)),
-        _ => Err(StoreError::Query("token step set no cookie".into())),
-    }
+    let change = issue_token(stores, config, &visit, user)?;
+    Ok(remember_cookie(config, &change))
 }

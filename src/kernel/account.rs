@@ -1,0 +1,164 @@
+//! Logout and the account's own changes: revoking devices, signing out
+//! everywhere, changing the password.
+
+use super::{Core, Visit};
+use crate::flow::{PasswordCheck, Who, check_password, verified_series};
+use crate::store::{AuditKind, StoreError, Stores, UserId};
+
+/// A password change: whose, under which epoch, and the two passwords.
+pub(crate) struct PasswordChangeJob {
+    pub user: UserId,
+    /// The epoch the session carries: only a session still under it may
+    /// move the user to the next one.
+    pub epoch: i64,
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Why a password change changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The current password was wrong.
+    WrongPassword,
+    /// Too many wrong passwords: nothing was checked.
+    Throttled { retry_after_secs: u64 },
+}
+
+/// What a password change gave: `None` if the session had been revoked
+/// meanwhile (nothing changed), else the new epoch or why not.
+pub(crate) type PasswordChanged = Option<Result<i64, Refused>>;
+
+impl Core {
+    /// Signs out: deletes the row of the visit's cookie (only if it still
+    /// proves its token: an old copy must not quietly sign its owner's
+    /// browser out) and records the logout of `user`, if any.
+    pub fn logout(&self, visit: &Visit, user: Option<&UserId>) -> Result<(), StoreError> {
+        let series = match &visit.cookie {
+            Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
+            None => None,
+        };
+        if let Some(series) = series {
+            self.stores.tokens.delete_series(&series)?;
+        }
+        if user.is_some() {
+            self.stores.audit(visit.event(AuditKind::Logout, user, ""));
+        }
+        Ok(())
+    }
+
+    /// Revokes one token by id; with `owner`, only if it is that user's.
+    pub fn revoke_token(
+        &self,
+        visit: &Visit,
+        id: i64,
+        owner: Option<&UserId>,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let owner_of = match owner {
+            Some(owner) => Some(owner.clone()),
+            None => self.stores.tokens.find_owner(id)?,
+        };
+        let revoked = self.stores.tokens.delete_by_id(id, owner)?;
+        if revoked {
+            let detail = format!("token #{id} {actor}");
+            self.stores
+                .audit(visit.event(AuditKind::TokenRevoked, owner_of.as_ref(), &detail));
+        }
+        Ok(revoked)
+    }
+
+    /// Every token of `user` deleted and the epoch bumped, in one
+    /// transaction with its audit row: no state with the tokens gone but
+    /// the sessions alive, or without its trace.
+    pub fn revoke_all(
+        &self,
+        visit: &Visit,
+        user: &UserId,
+        actor: &str,
+    ) -> Result<usize, StoreError> {
+        let detail = format!("every token revoked {actor}");
+        self.stores.revoke_everything(
+            user,
+            visit.event(AuditKind::SignOutEverywhere, Some(user), &detail),
+        )
+    }
+
+    /// The user's other devices signed out: the epoch moves on from
+    /// `epoch` (`None`: it had moved on already, the session was revoked)
+    /// and every token but the visit's is deleted. The number revoked and
+    /// the new epoch.
+    pub fn sign_out_other_devices(
+        &self,
+        visit: &Visit,
+        user: &UserId,
+        epoch: i64,
+    ) -> Result<Option<(usize, i64)>, StoreError> {
+        let Some(new_epoch) = self.stores.state.bump_epoch_from(user, epoch)? else {
+            return Ok(None);
+        };
+        let n = self.delete_tokens_except_visit(visit, user)?;
+        let detail = format!("other devices: {n} token(s) revoked");
+        self.stores
+            .audit(visit.event(AuditKind::SignOutEverywhere, Some(user), &detail));
+        Ok(Some((n, new_epoch)))
+    }
+
+    /// Checks the current password (throttled and audited like every
+    /// password), moves the session to the next epoch, has the app's
+    /// directory store the new password, and ends the user's other tokens.
+    /// Argon2: call it on a password thread.
+    pub fn change_password(
+        &self,
+        visit: &Visit,
+        job: &PasswordChangeJob,
+    ) -> Result<PasswordChanged, StoreError> {
+        let user = &job.user;
+        let mut ctx = self.context(visit);
+        let who = Who::Known(user);
+        match check_password(&mut ctx, who, &job.current_password, "password change")? {
+            PasswordCheck::Verified(_) => {}
+            PasswordCheck::Wrong => return Ok(Some(Err(Refused::WrongPassword))),
+            PasswordCheck::Throttled { retry_after_secs } => {
+                return Ok(Some(Err(Refused::Throttled { retry_after_secs })));
+            }
+        }
+        let Some(new_epoch) = self.stores.state.bump_epoch_from(user, job.epoch)? else {
+            return Ok(None);
+        };
+        // The app's directory hashes and stores it, in its scheme.
+        self.stores.users.set_password(user, &job.new_password)?;
+        let n = self.delete_tokens_except_visit(visit, user)?;
+        let detail = format!("{n} other token(s) revoked");
+        self.stores
+            .audit(visit.event(AuditKind::PasswordChanged, Some(user), &detail));
+        Ok(Some(Ok(new_epoch)))
+    }
+
+    /// Deletes every token of `user` except the one the visit's cookie
+    /// still proves.
+    fn delete_tokens_except_visit(
+        &self,
+        visit: &Visit,
+        user: &UserId,
+    ) -> Result<usize, StoreError> {
+        let keep = match &visit.cookie {
+            Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
+            None => None,
+        };
+        delete_tokens_except(&self.stores, user, keep.as_ref())
+    }
+}
+
+fn delete_tokens_except(
+    stores: &Stores,
+    user: &UserId,
+    keep: Option<&crate::token::SecretHash>,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for token in stores.tokens.list_for_user(user)? {
+        if keep != Some(&token.series_hash) && stores.tokens.delete_by_id(token.id, Some(user))? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}

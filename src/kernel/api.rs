@@ -1,0 +1,113 @@
+//! A flow run for an app client (the JSON API): a long-lived token
+//! refreshed, a password for tokens, or a bearer's step-up to a long-lived
+//! token of its own device.
+
+use std::collections::BTreeSet;
+
+use super::{Core, Visit};
+use crate::flow::{CookieChange, Credentials, FlowKind, ISSUE, Progress, Tag};
+use crate::store::{StoreError, UserId};
+use crate::token::SecretHash;
+
+/// The inputs of one API flow run.
+pub(crate) struct FlowInput {
+    pub kind: FlowKind,
+    /// The user and tags already established (a bearer's claims).
+    pub known: Option<(UserId, BTreeSet<Tag>)>,
+    pub activate_issue: bool,
+    /// Present the visit's long-lived token to the identifying step.
+    pub identify_by_token: bool,
+    pub credentials: Option<Credentials>,
+    pub device_key: Option<String>,
+    /// When the bearer's password was typed.
+    pub password_at: Option<i64>,
+}
+
+impl FlowInput {
+    pub fn new(kind: FlowKind) -> Self {
+        Self {
+            kind,
+            known: None,
+            activate_issue: false,
+            identify_by_token: false,
+            credentials: None,
+            device_key: None,
+            password_at: None,
+        }
+    }
+}
+
+/// What an API flow run gave.
+pub(crate) struct Ran {
+    pub progress: Progress,
+    pub cookie_change: Option<CookieChange>,
+    /// The user's epoch, if the flow completed for a user who still exists.
+    pub epoch: Option<i64>,
+    pub password_at: Option<i64>,
+    /// The device the token was for, if the identifying step found one.
+    pub device_key: Option<String>,
+    /// Whether the rotation's audit row was written with it.
+    pub audited: bool,
+}
+
+impl Core {
+    /// Runs an API flow (with a password: on a password thread).
+    pub fn run_flow(&self, visit: &Visit, input: FlowInput) -> Result<Ran, StoreError> {
+        let flow = self.flow(input.kind);
+        let mut state = flow.start(input.known.as_ref().map(|(u, t)| (u.clone(), t)));
+        if input.activate_issue {
+            state.activate(ISSUE);
+        }
+        let mut ctx = self.context(visit);
+        if input.identify_by_token {
+            ctx.remember_cookie = visit.cookie.as_deref();
+        }
+        ctx.device_key = input.device_key;
+        ctx.credentials = input.credentials;
+        ctx.password_at = input.password_at;
+        ctx.sign_in_detail = "api refresh";
+        let progress = flow.advance(&mut state, &mut ctx)?;
+        // The step read the user already (with the token, or with the
+        // credentials); only a flow that did not is read again.
+        let epoch = match &progress {
+            Progress::Complete { user, .. } => match ctx.epoch.take() {
+                Some(epoch) => Some(epoch),
+                None => self
+                    .stores
+                    .users
+                    .find_by_id(user)?
+                    .map(|_| self.stores.state.auth_epoch(user))
+                    .transpose()?,
+            },
+            _ => None,
+        };
+        Ok(Ran {
+            progress,
+            cookie_change: ctx.cookie_change,
+            epoch,
+            password_at: ctx.password_at,
+            device_key: ctx.device_key,
+            audited: ctx.sign_in_audited,
+        })
+    }
+
+    /// An app's logout: revokes the named long-lived token (by its series),
+    /// or, without one, the bearer's device's tokens. The number revoked.
+    pub fn api_logout(
+        &self,
+        user: &UserId,
+        series: Option<&SecretHash>,
+        device: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let mut revoked = 0;
+        for token in self.stores.tokens.list_for_user(user)? {
+            let named = series == Some(&token.series_hash);
+            let this_device =
+                series.is_none() && device.is_some() && token.device_key.as_deref() == device;
+            if (named || this_device) && self.stores.tokens.delete_by_id(token.id, Some(user))? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+}

@@ -1,0 +1,151 @@
+//! A sign-in by remember-me cookie, the open session's epoch check, and the
+//! session state of a user who just signed in.
+
+use std::collections::BTreeSet;
+
+use super::{Core, Visit};
+use crate::flow::{CookieChange, Progress, StepContext, Tag};
+use crate::session::{AuthState, SignInMethod, random_id};
+use crate::store::{StoreError, User, UserId};
+use crate::token::{RememberCookie, SecretHash};
+
+/// What a sign-in by cookie gave.
+pub(crate) struct CookieSignIn {
+    /// The new auth state, if the flow completed.
+    pub state: Option<AuthState>,
+    /// The cookie change to apply.
+    pub change: Option<CookieChange>,
+    /// Whether the store wrote the sign-in's audit row with the rotation.
+    pub audited: bool,
+}
+
+impl Core {
+    /// Runs the login flow's automatic steps with the visit's cookie.
+    /// Returns the new auth state if the flow completed, and the cookie
+    /// change to apply: the change is returned even when work after the
+    /// rotation fails, so a rotated token is never lost (the browser would
+    /// keep a token the database no longer accepts after the grace window).
+    pub fn cookie_sign_in(&self, visit: &Visit) -> Result<CookieSignIn, StoreError> {
+        let Some(raw) = visit.cookie.as_deref() else {
+            return Ok(CookieSignIn {
+                state: None,
+                change: None,
+                audited: false,
+            });
+        };
+        let mut ctx = self.context(visit);
+        ctx.remember_cookie = Some(raw);
+        let flow = self.flow(crate::flow::FlowKind::Login);
+        let mut flow_state = flow.start(None);
+        let progress = match flow.advance(&mut flow_state, &mut ctx) {
+            Ok(progress) => progress,
+            // A step after the rotation failed (a custom flow's): the
+            // rotation committed, so its cookie still goes to the client;
+            // this request is served anonymously, the next signs in.
+            Err(error) if ctx.cookie_change.is_some() => {
+                tracing::warn!(%error, "sign-in by cookie failed after its rotation");
+                return Ok(CookieSignIn {
+                    state: None,
+                    change: ctx.cookie_change.take(),
+                    audited: ctx.sign_in_audited,
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        let mut signed_in = CookieSignIn {
+            state: None,
+            change: ctx.cookie_change.take(),
+            audited: ctx.sign_in_audited,
+        };
+        let Progress::Complete { user, tags } = progress else {
+            return Ok(signed_in);
+        };
+        let series = RememberCookie::decode(raw).ok().map(|c| c.series.hash());
+        match new_auth_state(&mut ctx, &user, tags, SignInMethod::RememberMe, series) {
+            Ok(state) => signed_in.state = state,
+            Err(error) => {
+                tracing::warn!(%error, user_id = %user, "signed in by cookie, but the user could not be loaded");
+            }
+        }
+        Ok(signed_in)
+    }
+
+    /// An open session's check: the user as the app's directory has it now
+    /// and the epoch the session must still carry, or `None` if it was
+    /// revoked. A session signed in by (or issued) a token lives only as
+    /// long as that token: revoking the device ends the device's open
+    /// session. One query gives the token and the epoch; no token (or
+    /// another user's) reads as revoked.
+    pub fn check_session(
+        &self,
+        user: &UserId,
+        series: Option<&SecretHash>,
+    ) -> Result<Option<(User, i64)>, StoreError> {
+        let stores = &self.stores;
+        let epoch = match series {
+            Some(series) => match stores.tokens.find_by_series_with_epoch(series)? {
+                Some((token, epoch)) if token.user_id == *user => epoch,
+                _ => return Ok(None),
+            },
+            None => stores.state.auth_epoch(user)?,
+        };
+        // The app's user as it is now: gone, or its roles changed.
+        Ok(stores.users.find_by_id(user)?.map(|owner| (owner, epoch)))
+    }
+}
+
+/// The session state of a user who just completed a flow.
+///
+/// The user and the epoch come from the context if a step already read
+/// them (see [`StepContext::user`] and [`StepContext::epoch`]); otherwise
+/// they are read here.
+pub(super) fn new_auth_state(
+    ctx: &mut StepContext<'_>,
+    user: &UserId,
+    tags: BTreeSet<Tag>,
+    method: SignInMethod,
+    series: Option<SecretHash>,
+) -> Result<Option<AuthState>, StoreError> {
+    let stores = ctx.stores;
+    let user = match ctx.user.take() {
+        Some(loaded) if loaded.id == *user => loaded,
+        _ => match stores.users.find_by_id(user)? {
+            Some(user) => user,
+            None => return Ok(None),
+        },
+    };
+    let epoch = match ctx.epoch.take() {
+        Some(epoch) => epoch,
+        None => stores.state.auth_epoch(&user.id)?,
+    };
+    Ok(Some(AuthState {
+        user_id: user.id,
+        username: user.username,
+        is_admin: user.is_admin,
+        tags,
+        method,
+        epoch,
+        checked_at: ctx.now,
+        signed_in_at: ctx.now,
+        password_at: None,
+        sid: random_id(),
+        series: series.map(|s| s.as_bytes().to_vec()),
+    }))
+}
+
+/// The browser still carries another user's series (one the issuing step
+/// did not replace): revoke it, so the previous user's cookie does not
+/// outlive this sign-in.
+pub(super) fn drop_foreign_series(
+    ctx: &mut StepContext<'_>,
+    user: &UserId,
+) -> Result<(), StoreError> {
+    if let Some(series) = ctx.browser_series.take()
+        && let Some(record) = ctx.stores.tokens.find_by_series(&series)?
+        && record.user_id != *user
+    {
+        ctx.stores.tokens.delete_series(&series)?;
+        ctx.cookie_change.get_or_insert(CookieChange::Remove);
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! The HTTP-free core. Every sign-in (by remember-me cookie, by password,
+//! by the app's own check), step-up, logout, session check and account
+//! change runs here, on domain types: [`Core`]'s blocking operations,
+//! which [`Shared`] runs on the crate's threads. [`context`] is the one
+//! place that builds the [`StepContext`] of a request.
+//!
+//! The middleware, the extractors, the JSON API, the pages and the testing
+//! helpers are adapters: each turns a request into a [`Visit`] and a call
+//! here, and the result into a response. Nothing here names actix: the
+//! adapters depend on this module, never the other way.
+
+use std::sync::Arc;
+
+use crate::RememberMeConfig;
+use crate::device::TrustedDevice;
+use crate::flow::{ClientInfo, Flow, FlowKind, StepContext};
+use crate::store::audit_queue::{AuditQueue, OwnedAudit};
+use crate::store::{AuditKind, NewAuditEvent, StoreError, Stores, UserId};
+use crate::threads::{JobFailed, STORE_THREADS, Threads};
+
+mod account;
+mod api;
+mod cookie;
+mod sign_in;
+mod submit;
+
+pub(crate) use account::{PasswordChangeJob, Refused};
+pub(crate) use api::{FlowInput, Ran};
+pub(crate) use cookie::CookieSignIn;
+pub use sign_in::SignIn;
+pub(crate) use sign_in::SignInById;
+#[cfg(feature = "testing")]
+pub(crate) use sign_in::issue_token;
+pub(crate) use submit::{Submit, Submitted};
+
+/// Store calls that may wait for a store thread; beyond, requests get a 503
+/// at once (about half a second of work at the benchmark's rates).
+const STORE_QUEUE: usize = 4096;
+
+/// What a request brings to the core, read from it by the adapter.
+#[derive(Debug, Clone)]
+pub(crate) struct Visit {
+    /// Current time, Unix seconds.
+    pub now: i64,
+    /// Where the request comes from.
+    pub client: ClientInfo,
+    /// The remember-me cookie (or an app's long-lived token) the client
+    /// carries, raw.
+    pub cookie: Option<Vec<u8>>,
+    /// The client's device cookie, if it verified.
+    pub device: Option<TrustedDevice>,
+}
+
+impl Visit {
+    /// An audit row of this visit.
+    pub fn event<'a>(
+        &'a self,
+        kind: AuditKind,
+        user: Option<&'a UserId>,
+        detail: &'a str,
+    ) -> NewAuditEvent<'a> {
+        NewAuditEvent {
+            at: self.now,
+            kind,
+            user_id: user,
+            ip: self.client.ip.as_deref(),
+            user_agent: self.client.user_agent.as_deref(),
+            detail,
+        }
+    }
+
+    /// An audit row of this visit, to write later (off the request).
+    pub fn owned_event(&self, kind: AuditKind, user: Option<UserId>, detail: &str) -> OwnedAudit {
+        OwnedAudit {
+            at: self.now,
+            kind,
+            user,
+            ip: self.client.ip.clone(),
+            user_agent: self.client.user_agent.clone(),
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+/// Why a core operation gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CoreError {
+    /// The store failed or did not answer, or too much store work is
+    /// queued: every adapter answers 503.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The job panicked or the crate's threads are gone: 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<JobFailed> for CoreError {
+    fn from(failed: JobFailed) -> Self {
+        match failed {
+            JobFailed::Busy => CoreError::Store(StoreError::Unavailable(failed.to_string())),
+            JobFailed::Failed => CoreError::Internal(failed.to_string()),
+        }
+    }
+}
+
+/// The step context of a visit: the one place that builds one.
+pub(crate) fn context<'a>(
+    stores: &'a Stores,
+    config: &'a RememberMeConfig,
+    visit: &'a Visit,
+) -> StepContext<'a> {
+    let mut ctx = StepContext::new(stores, config, visit.now, &visit.client);
+    ctx.device = visit.device.clone();
+    ctx
+}
+
+/// The core's operations read the stores, the settings and the flows; they
+/// block (store calls, Argon2) and run on the threads [`Shared`] gives them.
+pub(crate) struct Core {
+    pub stores: Stores,
+    pub config: Arc<RememberMeConfig>,
+    login: Flow,
+    step_up: Flow,
+}
+
+impl Core {
+    /// The flow of `kind`.
+    pub fn flow(&self, kind: FlowKind) -> &Flow {
+        match kind {
+            FlowKind::Login => &self.login,
+            FlowKind::StepUp => &self.step_up,
+        }
+    }
+
+    fn context<'a>(&'a self, visit: &'a Visit) -> StepContext<'a> {
+        context(&self.stores, &self.config, visit)
+    }
+}
+
+/// The core with what runs it: the store threads, the password-check
+/// permits, the per-address limiter and the audit queue. One per layer,
+/// shared by its workers, its extractors and its API.
+pub(crate) struct Shared {
+    pub config: Arc<RememberMeConfig>,
+    pub stores: Stores,
+    core: Arc<Core>,
+    pub ip_limiter: Option<crate::limits::IpLimiter>,
+    /// Permits for password checks (see `password_concurrency`).
+    password_checks: Arc<tokio::sync::Semaphore>,
+    /// The threads that run store calls (see `store_concurrency`).
+    pub store_threads: Threads,
+    /// Remember-me sign-ins to record, written in batches off the request.
+    pub audit_queue: AuditQueue,
+}
+
+impl Shared {
+    /// Starts the store threads and the audit writer.
+    pub fn start(
+        stores: Stores,
+        config: RememberMeConfig,
+        login: Flow,
+        step_up: Flow,
+    ) -> std::io::Result<Self> {
+        let config = Arc::new(config);
+        Ok(Self {
+            ip_limiter: crate::limits::ip_limiter(config.ip_attempts_per_minute),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
+            store_threads: Threads::start(STORE_THREADS, config.store_concurrency, STORE_QUEUE)?,
+            audit_queue: AuditQueue::start(stores.audit.clone()),
+            core: Arc::new(Core {
+                stores: stores.clone(),
+                config: config.clone(),
+                login,
+                step_up,
+            }),
+            config,
+            stores,
+        })
+    }
+
+    /// The core, for work already on a blocking thread.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Runs core work on the store threads, at most `store_concurrency`
+    /// calls at once: the others wait in the queue, in async land, without
+    /// a thread. A full queue is [`CoreError::Store`] (503) for every caller.
+    pub async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Core) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, CoreError> {
+        let core = self.core.clone();
+        Ok(self.store_threads.run(move || f(&core)).await??)
+    }
+
+    /// Runs core work that checks or hashes a password: first a permit
+    /// (waited for in async land, so a storm of sign-ins holds neither
+    /// threads nor Argon2 memory), then a thread of tokio's blocking pool.
+    /// Never on the store threads: an Argon2 run holds its thread for tens
+    /// of milliseconds, and every cookie sign-in and session check would
+    /// wait behind it.
+    pub async fn password<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Core) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, CoreError> {
+        let _permit = self
+            .password_checks
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let core = self.core.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&core))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))??)
+    }
+
+    /// Records an audit event off the request: the event goes to the audit
+    /// queue, written with others in one transaction (see [`AuditQueue`]).
+    /// Only if the queue is full is it written by a task of its own, still
+    /// after the response.
+    pub fn audit_later(self: &Arc<Self>, event: OwnedAudit) {
+        if let Err(event) = self.audit_queue.push(event) {
+            let shared = self.clone();
+            tokio::task::spawn_local(async move {
+                // `Stores::audit` counts a row the database refuses; a job
+                // that could not even run is counted here.
+                let written = shared
+                    .store(move |core| {
+                        core.stores.audit(event.borrowed(None));
+                        Ok(())
+                    })
+                    .await;
+                if let Err(error) = written {
+                    crate::store::audit_queue::count_dropped(1, &error);
+                }
+            });
+        }
+    }
+}

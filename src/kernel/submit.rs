@@ -1,0 +1,110 @@
+//! A submitted interactive step (a password, an app's one-time code): the
+//! rest of the flow runs, and on completion the session state is built and
+//! the sign-in (or step-up) audited.
+
+use std::collections::BTreeSet;
+
+use super::cookie::{drop_foreign_series, new_auth_state};
+use super::{Core, Visit};
+use crate::flow::{
+    CookieChange, Credentials, FlowKind, FlowState, Progress, StepContext, Tag, verified_series,
+};
+use crate::session::{AuthState, SignInMethod};
+use crate::store::{AuditKind, StoreError, UserId};
+use crate::token::SecretHash;
+
+/// The session this submit continues, for a step-up: how it was signed
+/// in, its series, and when.
+pub(crate) type Previous = Option<(SignInMethod, Option<Vec<u8>>, i64)>;
+
+/// A submit: the flow, where it stands, and what was posted.
+pub(crate) struct Submit {
+    pub kind: FlowKind,
+    pub state: FlowState,
+    pub credentials: Credentials,
+    pub previous: Previous,
+}
+
+/// What a submit gave: the flow's progress and its state after the run, the
+/// cookie change, and the new session state if it completed.
+pub(crate) struct Submitted {
+    pub progress: Progress,
+    pub state: FlowState,
+    pub change: Option<CookieChange>,
+    pub new_state: Option<AuthState>,
+}
+
+impl Core {
+    /// Runs the flow with the posted input (Argon2 and the store: call it
+    /// on a password thread). The visit's cookie, if it still proves its
+    /// token, is the series an issued token replaces.
+    pub fn submit(&self, visit: &Visit, submit: Submit) -> Result<Submitted, StoreError> {
+        let Submit {
+            kind,
+            mut state,
+            mut credentials,
+            previous,
+        } = submit;
+        let mut ctx = self.context(visit);
+        ctx.browser_series = match &visit.cookie {
+            Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
+            None => None,
+        };
+        ctx.inputs = std::mem::take(&mut credentials.inputs);
+        ctx.credentials = Some(credentials);
+        let progress = self.flow(kind).advance(&mut state, &mut ctx)?;
+        let new_state = match &progress {
+            Progress::Complete { user, tags } => {
+                let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;
+                let audit = match kind {
+                    FlowKind::Login => AuditKind::PasswordSignIn,
+                    FlowKind::StepUp => AuditKind::StepUp,
+                };
+                self.stores.audit(visit.event(audit, Some(user), ""));
+                new_state
+            }
+            _ => None,
+        };
+        Ok(Submitted {
+            progress,
+            state,
+            change: ctx.cookie_change,
+            new_state,
+        })
+    }
+}
+
+/// The session state of a completed flow. A step-up keeps the session's
+/// method, series and start; a sign-in is a new session, bound to the
+/// token it was issued, if any.
+fn completed(
+    ctx: &mut StepContext<'_>,
+    kind: FlowKind,
+    previous: Previous,
+    user: &UserId,
+    tags: BTreeSet<Tag>,
+) -> Result<Option<AuthState>, StoreError> {
+    drop_foreign_series(ctx, user)?;
+    let (method, series, signed_in_at) = match (kind, previous) {
+        (FlowKind::StepUp, Some((method, series, signed_in_at))) => (
+            method,
+            series.as_deref().and_then(SecretHash::from_slice),
+            Some(signed_in_at),
+        ),
+        _ => (SignInMethod::Password, None, None),
+    };
+    let series = match &ctx.cookie_change {
+        Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
+        _ => series,
+    };
+    let password_at = ctx.password_at;
+    Ok(
+        new_auth_state(ctx, user, tags, method, series)?.map(|state| AuthState {
+            password_at,
+            // A step-up confirms the session; it never restarts its
+            // absolute lifetime.
+            signed_in_at: signed_in_at.unwrap_or(state.signed_in_at),
+            ..state
+        }),
+    )
+}
