@@ -59,79 +59,6 @@ fn not_built_in(feature: &str) -> diesel::ConnectionError {
     ))
 }
 
-/// Which database a URL names.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// `postgres://` or `postgresql://`.
-    Postgres(String),
-    /// `sqlite://PATH`, `sqlite:PATH` or a bare path.
-    Sqlite(String),
-}
-
-// A PostgreSQL URL may hold a password: never print it.
-impl std::fmt::Debug for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Backend::Postgres(_) => f.write_str("Postgres([redacted])"),
-            Backend::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-        }
-    }
-}
-
-impl Backend {
-    /// Picks the backend from the URL scheme.
-    pub fn from_url(url: &str) -> Self {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres(url.to_owned())
-        } else {
-            let path = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .unwrap_or(url);
-            Backend::Sqlite(path.to_owned())
-        }
-    }
-
-    /// This backend with libpq's `connect_timeout` set to `timeout` (in
-    /// whole seconds, at least 2, libpq's floor) unless the URL sets it:
-    /// without one, an attempt to reach a server that accepts and never
-    /// answers waits forever, holding one of r2d2's threads and a place in
-    /// the pool.
-    fn with_connect_timeout(&self, timeout: Duration) -> Backend {
-        let Backend::Postgres(url) = self else {
-            return self.clone();
-        };
-        let mut url = url.clone();
-        let mut add = |name: &str, value: String| {
-            if !url.contains(&format!("{name}=")) {
-                let separator = if url.contains('?') { '&' } else { '?' };
-                url = format!("{url}{separator}{name}={value}");
-            }
-        };
-        let secs = (timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)).max(2);
-        add("connect_timeout", secs.to_string());
-        // A server that vanished without closing the connection (a host
-        // gone, a firewall's dropped state) would leave a statement waiting
-        // forever on a half-open socket, holding a batch's connection: TCP
-        // keepalives find it within about 25 s, and unacknowledged writes
-        // give up after 30 s.
-        add("keepalives", "1".into());
-        add("keepalives_idle", "10".into());
-        add("keepalives_interval", "5".into());
-        add("keepalives_count", "3".into());
-        add("tcp_user_timeout", "30000".into());
-        Backend::Postgres(url)
-    }
-
-    /// The SQLite file, if this is SQLite.
-    pub fn sqlite_path(&self) -> Option<&str> {
-        match self {
-            Backend::Sqlite(path) => Some(path),
-            Backend::Postgres(_) => None,
-        }
-    }
-}
-
 /// Failure to open or migrate the database.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -231,25 +158,6 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Opens a pool of `max_size` connections to the database at `url` and
-    /// runs pending migrations. Fails at once if no connection can be made.
-    pub fn connect(url: &str, max_size: u32) -> Result<Self, DatabaseError> {
-        Self::connect_with_timeout(url, max_size, Duration::from_secs(5))
-    }
-
-    /// Like [`Database::connect`], with the longest wait for a connection
-    /// before a request gets a 503 (default 5 s).
-    pub fn connect_with_timeout(
-        url: &str,
-        max_size: u32,
-        timeout: Duration,
-    ) -> Result<Self, DatabaseError> {
-        let db = Self::lazy(url, max_size, timeout);
-        db.create_private_file()?;
-        db.migrate()?;
-        Ok(db)
-    }
-
     /// Creates a missing SQLite database file readable by its owner only
     /// (0600): it holds password hashes and token hashes. SQLite gives its
     /// `-wal` and `-shm` files the database file's permissions. An existing
@@ -272,13 +180,7 @@ impl Database {
         }
     }
 
-    /// Opens a pool without requiring the database to answer now: the server
-    /// starts (and `/healthz` says 503) while the database is down.
-    pub fn connect_lazy(url: &str, max_size: u32) -> Result<Self, DatabaseError> {
-        Ok(Self::lazy(url, max_size, Duration::from_secs(5)))
-    }
-
-    fn lazy(url: &str, max_size: u32, timeout: Duration) -> Self {
+    pub(super) fn lazy(url: &str, max_size: u32, timeout: Duration) -> Self {
         let backend = Backend::from_url(url);
         let gate = Arc::new(Gate::default());
         let pool = r2d2::Pool::builder()
@@ -341,8 +243,9 @@ impl Database {
 
     /// Runs the pending migrations of the crate's own tables
     /// (`remember_tokens`, `audit_events`, `login_failures`, `user_state`;
-    /// never a users table). [`Database::connect`] calls it; call it
-    /// yourself after [`Database::connect_lazy`]. A database made by
+    /// never a users table). [`Database::connect`] calls it, as does a
+    /// [`DatabaseBuilder`] unless told not to; call it yourself after
+    /// [`Database::connect_lazy`]. A database made by
     /// rememberme 0.1 is upgraded (see CHANGELOG.md).
     pub fn migrate(&self) -> Result<(), DatabaseError> {
         self.run_migrations(CRATE_MIGRATIONS)
@@ -351,6 +254,7 @@ impl Database {
     /// Runs this backend's set of `migrations` (the crate's, or a users
     /// table's).
     pub(crate) fn run_migrations(&self, migrations: Migrations) -> Result<(), DatabaseError> {
+        self.create_private_file()?;
         let mut conn = self
             .pool
             .get()
@@ -413,8 +317,13 @@ impl Database {
     }
 }
 
+mod backend;
+mod builder;
 mod migrations;
 mod pool;
+
+pub use backend::Backend;
+pub use builder::DatabaseBuilder;
 
 use migrations::CRATE_MIGRATIONS;
 #[cfg(feature = "users-table")]

@@ -28,7 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use audit::{AuditEvent, AuditKind, AuditLog, NewAuditEvent};
-pub use conn::{AnyConnection, Backend, Database, DatabaseError};
+pub use conn::{AnyConnection, Backend, Database, DatabaseBuilder, DatabaseError};
 pub use diesel_store::DieselStore;
 pub use state::{Reservation, StateStore};
 pub use throttle::ThrottleKey;

@@ -169,83 +169,6 @@ impl DieselStore {
         });
         Ok(written.unwrap_or_else(|error| every_attempt(batch, &error)))
     }
-
-    #[cfg(feature = "postgres")]
-    fn find_and_rotate_batch_pg(&self, batch: &[rotation_batch::Attempt]) -> BatchResult {
-        // PostgreSQL: a statement that failed is tried again attempt by
-        // attempt only when it failed for meeting another batch (a deadlock,
-        // a serialization failure); any other error is every attempt's.
-        let retry_alone = std::cell::Cell::new(false);
-        let written = self.with_conn(|conn| {
-            #[allow(irrefutable_let_patterns)] // a PostgreSQL-only build
-            let AnyConnection::Postgresql(pg) = conn else {
-                return Err(DieselError::QueryBuilderError(
-                    "a PostgreSQL pool gave another connection".into(),
-                ));
-            };
-            let rows: Vec<BatchRow> = match load_batch_pg(pg, batch, self.db.timeout()) {
-                // The statement ran (and committed): not to be retried.
-                Err(DieselError::DeserializationError(error)) => {
-                    return Ok(every_attempt(batch, &undecodable(&error.to_string())));
-                }
-                Err(error) => {
-                    retry_alone.set(worth_retrying_alone(&error));
-                    return Err(error);
-                }
-                Ok(rows) => rows,
-            };
-            let mut outcomes: Vec<Outcome> = batch.iter().map(|_| Ok(None)).collect();
-            for (n, token, epoch, rotated, store_now) in rows {
-                let Some(slot) = usize::try_from(n).ok().and_then(|n| outcomes.get_mut(n)) else {
-                    continue;
-                };
-                // The statement wrote the audit row of every rotated attempt
-                // that asked for one.
-                let audited = rotated && batch[n as usize].audit.is_some();
-                *slot = match TokenRecord::try_from(token) {
-                    Ok(record) => Ok(Some(FoundSeries {
-                        record,
-                        epoch,
-                        rotated,
-                        audited,
-                        store_now,
-                    })),
-                    Err(error) => Err(undecodable(&error.to_string())),
-                };
-            }
-            Ok(outcomes)
-        });
-        match written {
-            Err(error) if retry_alone.get() => Err(error),
-            written => Ok(written.unwrap_or_else(|error| every_attempt(batch, &error))),
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-/// One row of the batch statement: the attempt's position, the token as it
-/// was and its owner's epoch, whether it rotated, and the database's time.
-type BatchRow = (i32, TokenRow, i64, bool, i64);
-
-#[cfg(feature = "postgres")]
-/// Runs the batch statement. The retry of one attempt of a failed batch
-/// waits only briefly for a row lock (a tenth of the lock timeout, at least
-/// 20 ms): the batch already waited a whole lock timeout, so a row still
-/// locked is held by a long transaction elsewhere, and the other attempts
-/// of the batch must not wait that out again, one after the other.
-fn load_batch_pg(
-    pg: &mut diesel::PgConnection,
-    batch: &[rotation_batch::Attempt],
-    lock_timeout: std::time::Duration,
-) -> Result<Vec<BatchRow>, DieselError> {
-    if !rotation_batch::retrying() {
-        return RotateBatchPg::new(batch).load(pg);
-    }
-    let brief = (lock_timeout.as_millis() / 10).max(20);
-    pg.transaction(|pg| {
-        pg.batch_execute(&format!("SET LOCAL lock_timeout = {brief}"))?;
-        RotateBatchPg::new(batch).load(pg)
-    })
 }
 
 /// Runs `f`, a long maintenance statement (a purge), without PostgreSQL's
@@ -407,8 +330,6 @@ mod tokens;
 use audit::audit_row;
 #[cfg(feature = "sqlite")]
 use audit::sign_in_row;
-#[cfg(feature = "postgres")]
-use pg_batch::RotateBatchPg;
 use rotate::{Stamp, rotate_on};
 use state::{bump_epoch_on, token_with_epoch};
 

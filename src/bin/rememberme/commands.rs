@@ -1,0 +1,162 @@
+//! The admin commands: users, tokens, migrations.
+
+use std::io::{BufRead as _, Write as _};
+
+use rememberme::store::{StoreError, UsersTable};
+use rememberme::{Database, DieselStore, Stores};
+
+/// The crate's tables and the demo's users table on `url`, migrated.
+pub(crate) fn open(url: &str, pool_size: u32) -> Result<(DieselStore, UsersTable), String> {
+    let db = Database::connect(url, pool_size).map_err(|e| e.to_string())?;
+    let users = UsersTable::open(db.clone()).map_err(|e| e.to_string())?;
+    Ok((DieselStore::new(db), users))
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+pub(crate) fn add_user(url: &str, name: &str, admin: bool) -> Result<(), String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err("a username is 1 to 64 characters, without control characters".into());
+    }
+    if atty_stdin() {
+        eprint!("Password for {name}: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        return Err("the password must have at least 8 characters".into());
+    }
+    let (_, users) = open(url, 1)?;
+    match users.create(name, password, admin) {
+        Ok(id) => {
+            eprintln!(
+                "user {name} created (id {id}{})",
+                if admin { ", admin" } else { "" }
+            );
+            Ok(())
+        }
+        Err(StoreError::AlreadyExists) => Err(format!("user {name} already exists")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub(crate) fn set_admin(url: &str, name: &str, admin: bool) -> Result<(), String> {
+    let (_, users) = open(url, 1)?;
+    let user = users
+        .find_by_name(name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name}"))?;
+    users
+        .set_admin(&user.id, admin)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "{name} is {}an admin; open sessions see it at their next check",
+        if admin { "" } else { "no longer " }
+    );
+    Ok(())
+}
+
+fn atty_stdin() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdin().is_terminal()
+}
+
+pub(crate) fn purge(url: &str, lockout_secs: u64) -> Result<(), String> {
+    use rememberme::store::{StateStore as _, TokenStore as _};
+    let (store, _) = open(url, 1)?;
+    let n = store.purge_expired(now()).map_err(|e| e.to_string())?;
+    eprintln!("{n} expired token(s) deleted");
+    // Never a counter that may still throttle (a lockout longer than the
+    // retention keeps its counters as long).
+    let n = store
+        .purge_failures(now() - FAILURE_RETENTION_SECS.max(lockout_secs as i64))
+        .map_err(|e| e.to_string())?;
+    eprintln!("{n} stale failure counter(s) deleted");
+    Ok(())
+}
+
+/// Failure counters idle this long are deleted by the purge: far past any
+/// lockout, so no throttle is lifted early.
+pub(crate) const FAILURE_RETENTION_SECS: i64 = 24 * 3600;
+
+pub(crate) fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {
+    use rememberme::store::{TokenStore as _, UserDirectory as _};
+    let (store, users) = open(url, 1)?;
+    let user = match user {
+        Some(name) => Some(
+            users
+                .find_by_name(name)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user {name}"))?
+                .id,
+        ),
+        None => None,
+    };
+    let rows = store
+        .list(user.as_ref(), 0, i64::MAX)
+        .map_err(|e| e.to_string())?;
+    let mut names = std::collections::HashMap::new();
+    println!(
+        "{:>6}  {:<20} {:<20} {:<16} {:<16} user agent",
+        "id", "user", "expires (unix)", "last used", "ip"
+    );
+    for t in &rows {
+        if !names.contains_key(&t.user_id) {
+            let name = users.find_by_id(&t.user_id).map_err(|e| e.to_string())?;
+            let name = name.map_or_else(|| format!("#{}", t.user_id), |u| u.username);
+            names.insert(t.user_id.clone(), name);
+        }
+        println!(
+            "{:>6}  {:<20} {:<20} {:<16} {:<16} {}",
+            t.id,
+            names[&t.user_id],
+            t.expires_at,
+            t.last_used_at,
+            t.ip.as_deref().unwrap_or("-"),
+            t.user_agent
+                .as_deref()
+                .unwrap_or("-")
+                .chars()
+                .take(60)
+                .collect::<String>(),
+        );
+    }
+    eprintln!("{} token(s)", rows.len());
+    Ok(())
+}
+
+pub(crate) fn revoke_tokens(url: &str, name: &str) -> Result<(), String> {
+    use rememberme::store::{AuditKind, NewAuditEvent};
+    let (store, users) = open(url, 1)?;
+    let user = users
+        .find_by_name(name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name}"))?;
+    // Tokens, epoch and audit row in one transaction.
+    let n = Stores::new(store, users)
+        .revoke_everything(
+            &user.id,
+            NewAuditEvent {
+                at: now(),
+                kind: AuditKind::SignOutEverywhere,
+                user_id: Some(&user.id),
+                ip: None,
+                user_agent: None,
+                detail: "every token revoked from the command line",
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    eprintln!("{name}: {n} token(s) revoked; open sessions end at their next check");
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! `serve`: the demo site, its session key, and the periodic purge.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::cookie::Key;
+use actix_web::{HttpServer, rt};
+use rememberme::demo::{Site, app};
+use rememberme::store::{Backend, StoreError, UsersTable};
+use rememberme::{Database, DieselStore, RememberMeConfig, Stores};
+
+use crate::cli::ServeArgs;
+use crate::commands::{FAILURE_RETENTION_SECS, now};
+
+/// Loads the session key, creating it (readable by the owner only) on first start.
+fn session_key(path: &Path) -> Result<Key, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Key::try_from(bytes.as_slice())
+            .map_err(|_| format!("{} does not hold a 64-byte session key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Key::generate();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            file.write_all(key.master())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "new session key created");
+            Ok(key)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn default_key_path(url: &str) -> PathBuf {
+    match Backend::from_url(url).sqlite_path() {
+        Some(db) => {
+            let db = Path::new(db);
+            let stem = db
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("rememberme");
+            db.with_file_name(format!("{stem}.session-key"))
+        }
+        None => PathBuf::from("rememberme.session-key"),
+    }
+}
+
+/// The layer's settings from `serve`'s arguments.
+fn layer_config(url: &str, args: &ServeArgs) -> RememberMeConfig {
+    let mut builder = RememberMeConfig::builder();
+    if let Some(n) = args.password_concurrency {
+        builder = builder.password_concurrency(n);
+    }
+    builder
+        .validity(Duration::from_secs(args.remember_days * 24 * 3600))
+        .expiry(args.remember_expiry)
+        .rotation_grace(Duration::from_secs(args.rotation_grace_secs))
+        .epoch_check_interval(Duration::from_secs(args.epoch_check_secs))
+        .session_lifetime(Duration::from_secs(args.session_hours * 3600))
+        .max_tokens_per_user(args.max_tokens_per_user)
+        .max_failed_logins(args.max_failed_logins)
+        .lockout(Duration::from_secs(args.lockout_secs))
+        .ip_attempts_per_minute(args.ip_attempts_per_minute)
+        .ip_limit_prefixes(args.ip_limit_v4_prefix, args.ip_limit_v6_prefix)
+        .trusted_proxies(args.trusted_proxies.clone())
+        .forwarded_header(args.trusted_proxy_header)
+        .reauth_window(Duration::from_secs(args.reauth_window_secs))
+        .store_concurrency(args.store_threads.unwrap_or(
+            if Backend::from_url(url).sqlite_path().is_some() {
+                args.db_pool_size as usize
+            } else {
+                4 * args.db_pool_size as usize
+            },
+        ))
+        .access_token_lifetime(Duration::from_secs(args.access_token_minutes * 60))
+        .cookie_secure(args.cookie_secure)
+        .build()
+}
+
+pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
+    let key_path = args
+        .session_key_file
+        .clone()
+        .unwrap_or_else(|| default_key_path(url));
+    let database = Database::connect_with_timeout(
+        url,
+        args.db_pool_size,
+        Duration::from_secs(args.db_timeout_secs.max(1)),
+    )
+    .map_err(|e| e.to_string())?;
+    let users = UsersTable::open(database.clone()).map_err(|e| e.to_string())?;
+    let key = session_key(&key_path)?;
+    if args.seed_demo_users {
+        seed_demo_users(&users)?;
+    }
+    let config = layer_config(url, &args);
+    if !args.cookie_secure {
+        tracing::warn!("cookies are not marked Secure: use this only for plain-HTTP development");
+    }
+    // Computes the dummy hash used for unknown usernames now, so the first
+    // such sign-in is not slower than a real one.
+    rememberme::password::dummy_hash();
+    let stores = Stores::new(DieselStore::new(database.clone()), users);
+    let site = Site::new(stores.clone(), config, key);
+    let closing = site.clone();
+    let served = rt::System::new().block_on(async move {
+        if args.purge_interval_secs > 0 {
+            rt::spawn(purge_periodically(
+                stores.clone(),
+                Duration::from_secs(args.purge_interval_secs),
+                Duration::from_secs(args.audit_retention_days * 24 * 3600),
+                Duration::from_secs(args.lockout_secs),
+            ));
+        }
+        let mut server = HttpServer::new(move || app(site.clone()));
+        if let Some(workers) = args.workers {
+            server = server.workers(workers);
+        }
+        if let Some(threads) = args.blocking_threads {
+            server = server.worker_max_blocking_threads(threads.max(1));
+        }
+        let server = server
+            .bind(&args.bind)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+        for addr in server.addrs() {
+            tracing::info!("listening on http://{addr}");
+        }
+        server.run().await.map_err(|e| e.to_string())
+    });
+    // The workers are stopping: end the layer (its queued audit rows are
+    // written) and close the pool, so that no thread is inside the
+    // database's client library when the process exits.
+    let layer_closed = closing.close(SHUTDOWN_WAIT);
+    let database_closed = database.close(SHUTDOWN_WAIT);
+    if !(layer_closed && database_closed) {
+        tracing::warn!(
+            layer_closed,
+            database_closed,
+            "shut down before all work ended"
+        );
+    }
+    served
+}
+
+/// The longest the server waits at exit for its workers to let go of the
+/// remember-me layer, and then of the database.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+fn seed_demo_users(users: &UsersTable) -> Result<(), String> {
+    for (name, password, admin) in [
+        ("alice", "alice-password", false),
+        ("admin", "admin-password", true),
+    ] {
+        if users
+            .find_by_name(name)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            continue;
+        }
+        users
+            .create(name, password, admin)
+            .map_err(|e| e.to_string())?;
+        tracing::warn!(
+            username = name,
+            "demo user created (password: <username>-password)"
+        );
+    }
+    Ok(())
+}
+
+/// Keeps the tables small: expired tokens and audit events past retention.
+async fn purge_periodically(
+    stores: Stores,
+    every: Duration,
+    audit_retention: Duration,
+    lockout: Duration,
+) {
+    let mut interval = rt::time::interval(every);
+    loop {
+        interval.tick().await;
+        let stores = stores.clone();
+        let result = actix_web::web::block(move || {
+            let now = now();
+            let tokens = stores.tokens.purge_expired(now)?;
+            stores
+                .state
+                .purge_failures(now - FAILURE_RETENTION_SECS.max(lockout.as_secs() as i64))?;
+            let events = stores
+                .audit
+                .purge_before(now - audit_retention.as_secs() as i64)?;
+            Ok::<_, StoreError>((tokens, events))
+        })
+        .await;
+        match result {
+            Ok(Ok((0, 0))) => {}
+            Ok(Ok((tokens, events))) => {
+                tracing::info!(tokens, events, "purged expired tokens and old audit events")
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "purge failed"),
+            Err(error) => tracing::warn!(%error, "purge task could not run"),
+        }
+    }
+}
