@@ -213,7 +213,17 @@ impl Auth {
     /// password was typed within the re-auth window (a submitted step-up
     /// checks the password all the same).
     pub async fn begin(&self, kind: FlowKind) -> Result<bool, AuthError> {
-        let state = self.start_state(kind)?;
+        self.begin_flow(kind.name()).await
+    }
+
+    /// [`Auth::begin`] for the flow named `name`: the layer's own
+    /// (`login`, `step_up`) or one the app added
+    /// ([`RememberMe::with_flow`](crate::RememberMe::with_flow)); its kind
+    /// decides how it starts. [`AuthError::Internal`] for a name the layer
+    /// does not know.
+    pub async fn begin_flow(&self, name: &str) -> Result<bool, AuthError> {
+        let kind = self.flow_kind(name)?;
+        let state = self.start_state(name)?;
         self.session
             .insert(FLOW_KEY, &state)
             .map_err(|e| AuthError::Internal(e.to_string()))?;
@@ -228,9 +238,22 @@ impl Auth {
                 .is_some_and(|s| has_recent_password(s, config)))
     }
 
-    fn start_state(&self, kind: FlowKind) -> Result<FlowState, AuthError> {
-        let flow = self.auth.shared.core().flow(kind);
-        match kind {
+    /// The flow named `name`.
+    fn flow_named(&self, name: &str) -> Result<&crate::flow::Flow, AuthError> {
+        self.auth.shared.core().flow_named(name).ok_or_else(|| {
+            tracing::error!(flow = name, "no flow of this name in the layer");
+            AuthError::Internal(format!("no flow named {name}"))
+        })
+    }
+
+    /// The kind of the flow named `name`.
+    fn flow_kind(&self, name: &str) -> Result<FlowKind, AuthError> {
+        self.flow_named(name).map(|flow| flow.kind())
+    }
+
+    fn start_state(&self, name: &str) -> Result<FlowState, AuthError> {
+        let flow = self.flow_named(name)?;
+        match flow.kind() {
             FlowKind::Login => Ok(flow.start(None)),
             FlowKind::StepUp => {
                 let state = self.auth.state.borrow();

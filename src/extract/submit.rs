@@ -17,6 +17,18 @@ impl Auth {
         kind: FlowKind,
         credentials: Credentials,
     ) -> Result<SubmitOutcome, AuthError> {
+        self.submit_flow(kind.name(), credentials).await
+    }
+
+    /// [`Auth::submit`] for the flow named `name` (see
+    /// [`Auth::begin_flow`]): the state kept in the session continues only
+    /// in the flow it was started in.
+    pub async fn submit_flow(
+        &self,
+        name: &str,
+        credentials: Credentials,
+    ) -> Result<SubmitOutcome, AuthError> {
+        let kind = self.flow_kind(name)?;
         let shared = &self.auth.shared;
         if let Some(limiter) = &shared.ip_limiter
             && let Some(retry_after_secs) =
@@ -28,13 +40,13 @@ impl Auth {
             );
             return Ok(SubmitOutcome::Throttled { retry_after_secs });
         }
-        let state = self.continued_state(kind)?;
+        let state = self.continued_state(name, kind)?;
         let started_at = state.position();
         let mut visit = self.visit();
         visit.device = crate::middleware::trusted_device(&self.req, &shared.config);
         let now = visit.now;
         let submit = Submit {
-            kind,
+            flow: name.to_owned(),
             state,
             credentials,
             previous: self
@@ -64,23 +76,23 @@ impl Auth {
     /// The flow state this submit continues: the session's, if it is of
     /// this kind (and, for a step-up, of the user signed in now and without
     /// a password already claimed), else a fresh one.
-    fn continued_state(&self, kind: FlowKind) -> Result<FlowState, AuthError> {
+    fn continued_state(&self, name: &str, kind: FlowKind) -> Result<FlowState, AuthError> {
         let stored: Option<FlowState> = self.session.get(FLOW_KEY).ok().flatten();
         let state = match stored {
             // A step-up never continues from a state that claims the
             // password already: it must check one now.
             Some(state)
-                if state.kind() == kind
+                if state.flow_name() == name
                     && !(kind == FlowKind::StepUp
                         && state.tags().contains(&Tag::PASSWORD_VERIFIED)) =>
             {
                 state
             }
-            _ => return self.start_state(kind),
+            _ => return self.start_state(name),
         };
         // A step-up is for the user signed in now, never another.
         if kind == FlowKind::StepUp && state.user() != self.user().map(|u| u.id).as_ref() {
-            return self.start_state(kind);
+            return self.start_state(name);
         }
         // A flow paused after its password (at a step of the app's own, a
         // second factor) waits only as long as the re-auth window: later,
@@ -90,7 +102,7 @@ impl Auth {
             .password_at()
             .is_some_and(|at| !config.password_is_recent(Some(at), config.now()))
         {
-            return self.start_state(kind);
+            return self.start_state(name);
         }
         Ok(state)
     }

@@ -3,7 +3,13 @@
 
 use super::*;
 
-/// Which configured flow a [`FlowState`] belongs to.
+/// What a flow does once complete: sign a session in anew, or confirm the
+/// user already signed in. Each layer has one flow of each kind under the
+/// kind's own name ([`FlowKind::name`]): the login flow, which the
+/// middleware also runs with a remember-me cookie, and the step-up flow,
+/// where strong pages send a session signed in by cookie. The app may add
+/// flows of its own names of either kind
+/// ([`RememberMe::with_flow`](crate::RememberMe::with_flow)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FlowKind {
     /// Sign in: identify by cookie, else password, then maybe issue a token.
@@ -12,9 +18,20 @@ pub enum FlowKind {
     StepUp,
 }
 
-/// An ordered list of steps.
+impl FlowKind {
+    /// The name of the layer's own flow of this kind: `login`, `step_up`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FlowKind::Login => "login",
+            FlowKind::StepUp => "step_up",
+        }
+    }
+}
+
+/// An ordered list of steps, with a kind and a name.
 pub struct Flow {
     kind: FlowKind,
+    name: &'static str,
     steps: Vec<StepDef>,
 }
 
@@ -22,6 +39,7 @@ impl fmt::Debug for Flow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Flow")
             .field("kind", &self.kind)
+            .field("name", &self.name)
             .field(
                 "steps",
                 &self.steps.iter().map(|s| s.id).collect::<Vec<_>>(),
@@ -31,12 +49,36 @@ impl fmt::Debug for Flow {
 }
 
 impl Flow {
-    /// An empty flow of this kind.
+    /// An empty flow of this kind, named after it ([`FlowKind::name`]).
     pub fn new(kind: FlowKind) -> Self {
         Self {
             kind,
+            name: kind.name(),
             steps: Vec::new(),
         }
+    }
+
+    /// This flow under a name of the app's own (`"admin_login"`), run with
+    /// [`Auth::begin_flow`](crate::Auth::begin_flow) and
+    /// [`Auth::submit_flow`](crate::Auth::submit_flow) beside the layer's
+    /// own flows.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is empty, longer than 64 bytes, or holds anything but
+    /// `a`–`z`, `0`–`9` and `_`.
+    #[must_use]
+    pub fn named(mut self, name: &'static str) -> Self {
+        assert!(
+            !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "a flow name is 1 to 64 of a-z, 0-9, _"
+        );
+        self.name = name;
+        self
     }
 
     /// Appends a step.
@@ -88,6 +130,11 @@ impl Flow {
         self.kind
     }
 
+    /// This flow's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// A new state for this flow; `known` is the user (and tags) already
     /// established, as in a step-up.
     pub fn start(&self, known: Option<(UserId, &BTreeSet<Tag>)>) -> FlowState {
@@ -97,6 +144,7 @@ impl Flow {
         };
         FlowState {
             kind: self.kind,
+            flow: (self.name != self.kind.name()).then(|| self.name.to_owned()),
             position: 0,
             user,
             tags,
@@ -112,7 +160,7 @@ impl Flow {
         state: &mut FlowState,
         ctx: &mut StepContext<'_>,
     ) -> Result<Progress, StoreError> {
-        if state.kind != self.kind {
+        if state.kind != self.kind || state.flow_name() != self.name {
             return Ok(Progress::Failed {
                 step: "",
                 failure: Failure::UserMismatch,
@@ -189,6 +237,10 @@ fn issue_step() -> StepDef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
     kind: FlowKind,
+    /// The flow's name, if not its kind's (kept out of the session cookie
+    /// for the layer's own flows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flow: Option<String>,
     pub(super) position: usize,
     user: Option<UserId>,
     tags: BTreeSet<Tag>,
@@ -204,6 +256,11 @@ impl FlowState {
     /// The flow this state belongs to.
     pub fn kind(&self) -> FlowKind {
         self.kind
+    }
+
+    /// The name of the flow this state belongs to.
+    pub fn flow_name(&self) -> &str {
+        self.flow.as_deref().unwrap_or(self.kind.name())
     }
 
     /// The user identified so far.

@@ -121,14 +121,46 @@ pub(crate) struct Core {
     pub config: Arc<RememberMeConfig>,
     login: Flow,
     step_up: Flow,
+    /// The app's own flows, by name.
+    named: Vec<Flow>,
 }
 
 impl Core {
-    /// The flow of `kind`.
+    /// The layer's own flow of `kind`.
     pub fn flow(&self, kind: FlowKind) -> &Flow {
         match kind {
             FlowKind::Login => &self.login,
             FlowKind::StepUp => &self.step_up,
+        }
+    }
+
+    /// The flow named `name`: the layer's own or one of the app's.
+    pub fn flow_named(&self, name: &str) -> Option<&Flow> {
+        [&self.login, &self.step_up]
+            .into_iter()
+            .chain(&self.named)
+            .find(|flow| flow.name() == name)
+    }
+
+    /// Adds the app's flow, or replaces the flow of its name. A flow under
+    /// a kind's own name takes that kind's place, so it must be of it.
+    fn add_flow(&mut self, flow: Flow) {
+        for kind in [FlowKind::Login, FlowKind::StepUp] {
+            if flow.name() == kind.name() {
+                assert!(
+                    flow.kind() == kind,
+                    "the flow named `{}` must be of kind {kind:?}",
+                    kind.name()
+                );
+            }
+        }
+        match flow.name() {
+            "login" => self.login = flow,
+            "step_up" => self.step_up = flow,
+            name => {
+                self.named.retain(|other| other.name() != name);
+                self.named.push(flow);
+            }
         }
     }
 
@@ -172,10 +204,23 @@ impl Shared {
                 config: config.clone(),
                 login,
                 step_up,
+                named: Vec::new(),
             }),
             config,
             stores,
         })
+    }
+
+    /// Adds the app's flow (see [`Core::add_flow`]).
+    ///
+    /// # Panics
+    ///
+    /// Once the core is shared (the layer was cloned), or for a flow under
+    /// a kind's name that is not of that kind.
+    pub fn add_flow(&mut self, flow: Flow) {
+        Arc::get_mut(&mut self.core)
+            .expect("add flows before the layer is cloned")
+            .add_flow(flow);
     }
 
     /// The core, for work already on a blocking thread.

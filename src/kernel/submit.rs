@@ -17,9 +17,9 @@ use crate::token::SecretHash;
 /// in, its series, and when.
 pub(crate) type Previous = Option<(SignInMethod, Option<Vec<u8>>, i64)>;
 
-/// A submit: the flow, where it stands, and what was posted.
+/// A submit: the flow (by name), where it stands, and what was posted.
 pub(crate) struct Submit {
-    pub kind: FlowKind,
+    pub flow: String,
     pub state: FlowState,
     pub credentials: Credentials,
     pub previous: Previous,
@@ -40,11 +40,15 @@ impl Core {
     /// token, is the series an issued token replaces.
     pub fn submit(&self, visit: &Visit, submit: Submit) -> Result<Submitted, StoreError> {
         let Submit {
-            kind,
+            flow,
             mut state,
             mut credentials,
             previous,
         } = submit;
+        let flow = self
+            .flow_named(&flow)
+            .ok_or(StoreError::Unsupported("a flow of that name"))?;
+        let kind = flow.kind();
         let mut ctx = self.context(visit);
         ctx.browser_series = match &visit.cookie {
             Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
@@ -52,7 +56,7 @@ impl Core {
         };
         ctx.inputs = std::mem::take(&mut credentials.inputs);
         ctx.credentials = Some(credentials);
-        let progress = self.flow(kind).advance(&mut state, &mut ctx)?;
+        let progress = flow.advance(&mut state, &mut ctx)?;
         let new_state = match &progress {
             Progress::Complete { user, tags } => {
                 let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;
@@ -60,7 +64,13 @@ impl Core {
                     FlowKind::Login => AuditKind::PasswordSignIn,
                     FlowKind::StepUp => AuditKind::StepUp,
                 };
-                self.stores.audit(visit.event(audit, Some(user), ""));
+                // The app's own flows are named in the row.
+                let detail = if flow.name() == kind.name() {
+                    ""
+                } else {
+                    flow.name()
+                };
+                self.stores.audit(visit.event(audit, Some(user), detail));
                 new_state
             }
             _ => None,

@@ -102,6 +102,33 @@ impl RememberMe {
 }
 
 impl RememberMe {
+    /// Adds a flow of the app's own, run by name with
+    /// [`Auth::begin_flow`](crate::Auth::begin_flow) and
+    /// [`Auth::submit_flow`](crate::Auth::submit_flow): the layer's own
+    /// login and step-up flows stay (a flow named `login` or `step_up`
+    /// replaces that one). The built-in rules hold in any flow: the
+    /// issuing step needs a password typed within the re-auth window, and
+    /// a cookie sign-in is weak.
+    ///
+    /// ```no_run
+    /// # fn demo(layer: rememberme::RememberMe, totp: rememberme::flow::StepDef) {
+    /// use rememberme::flow::{Flow, FlowKind};
+    /// let layer = layer.with_flow(Flow::login().named("admin_login").step(totp));
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the layer was already cloned (add flows first), or for a flow
+    /// named `login` or `step_up` of the other kind.
+    #[must_use]
+    pub fn with_flow(mut self, flow: Flow) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("add flows before the layer is cloned")
+            .add_flow(flow);
+        self
+    }
+
     /// Ends the layer cleanly once the server is done with it: waits, at
     /// most `timeout`, until this is the layer's last handle (the server's
     /// workers have dropped their copies of the app), then lets the layer's
