@@ -165,6 +165,11 @@ impl Auth {
         self.auth.state.borrow().as_ref().map(|s| s.sid.clone())
     }
 
+    /// The request this handle was extracted from.
+    pub(crate) fn request(&self) -> &HttpRequest {
+        &self.req
+    }
+
     /// The settings.
     pub fn config(&self) -> &crate::RememberMeConfig {
         &self.auth.shared.config

@@ -18,23 +18,39 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .service(change_password);
 }
 
-struct DeviceRow {
-    id: i64,
-    device: String,
-    ip: String,
-    created: String,
-    last_used: String,
-    expires: String,
-    current: bool,
+/// One remember-me token (a browser or an app) of the user.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DeviceRow {
+    /// The token's id (`POST /account/devices/{id}/revoke`).
+    pub id: i64,
+    /// A short name of the device ("Firefox on Linux", "App: " and its key).
+    pub device: String,
+    /// The address it was last used from.
+    pub ip: String,
+    /// When it was issued (UTC).
+    pub created: String,
+    /// When it was last used (UTC).
+    pub last_used: String,
+    /// When it expires (UTC).
+    pub expires: String,
+    /// Whether it is this browser's.
+    pub current: bool,
 }
 
-#[derive(Template)]
+/// What the devices page shows.
+#[derive(Template, Debug)]
 #[template(path = "devices.html")]
-struct DevicesPage {
-    username: String,
-    devices: Vec<DeviceRow>,
-    csrf_token: String,
-    flash: Option<String>,
+#[non_exhaustive]
+pub struct DevicesPage {
+    /// The user.
+    pub username: String,
+    /// The user's tokens, newest first.
+    pub devices: Vec<DeviceRow>,
+    /// The forms' hidden `csrf_token` field.
+    pub csrf_token: String,
+    /// The result of the last action, shown once.
+    pub flash: Option<String>,
 }
 
 #[get("/account/devices")]
@@ -64,6 +80,7 @@ async fn devices(
         })
         .collect();
     html(
+        &auth,
         StatusCode::OK,
         &DevicesPage {
             username: user.username,
@@ -112,12 +129,17 @@ async fn sign_out_others(
     ))
 }
 
-#[derive(Template)]
+/// What the password page shows.
+#[derive(Template, Debug)]
 #[template(path = "password.html")]
-struct PasswordPage<'a> {
-    csrf_token: String,
-    flash: Option<String>,
-    error: Option<&'a str>,
+#[non_exhaustive]
+pub struct PasswordPage<'a> {
+    /// The form's hidden `csrf_token` field.
+    pub csrf_token: String,
+    /// The result of the last action, shown once.
+    pub flash: Option<String>,
+    /// Why the last attempt failed, if it did.
+    pub error: Option<&'a str>,
 }
 
 #[get("/account/password")]
@@ -127,6 +149,7 @@ async fn password_form(
     session: Session,
 ) -> Result<HttpResponse, AuthError> {
     html(
+        &auth,
         StatusCode::OK,
         &PasswordPage {
             csrf_token: auth.csrf_token(),
@@ -162,6 +185,7 @@ async fn change_password(
     };
     if let Some(error) = error {
         return html(
+            &auth,
             StatusCode::UNPROCESSABLE_ENTITY,
             &PasswordPage {
                 csrf_token: auth.csrf_token(),
@@ -193,6 +217,7 @@ async fn change_password(
         ),
     };
     let mut page = html(
+        &auth,
         status,
         &PasswordPage {
             csrf_token: auth.csrf_token(),

@@ -21,26 +21,45 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .service(audit);
 }
 
-struct TokenRow {
-    id: i64,
-    username: String,
-    device: String,
-    ip: String,
-    created: String,
-    last_used: String,
-    expires: String,
-    issued: String,
+/// One remember-me token, as the admin sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TokenRow {
+    /// The token's id (`POST /admin/tokens/{id}/revoke`).
+    pub id: i64,
+    /// Its user's name.
+    pub username: String,
+    /// A short name of the device.
+    pub device: String,
+    /// The address it was last used from.
+    pub ip: String,
+    /// When it was issued (UTC).
+    pub created: String,
+    /// When it was last used (UTC).
+    pub last_used: String,
+    /// When it expires (UTC).
+    pub expires: String,
+    /// How it was issued.
+    pub issued: String,
 }
 
-#[derive(Template)]
+/// What the admin token list shows.
+#[derive(Template, Debug)]
 #[template(path = "admin_tokens.html")]
-struct TokensPage {
-    rows: Vec<TokenRow>,
-    filter: String,
-    csrf_token: String,
-    flash: Option<String>,
-    prev_page: Option<i64>,
-    next_page: Option<i64>,
+#[non_exhaustive]
+pub struct TokensPage {
+    /// One page of tokens.
+    pub rows: Vec<TokenRow>,
+    /// The username filtered on (empty: all).
+    pub filter: String,
+    /// The forms' hidden `csrf_token` field.
+    pub csrf_token: String,
+    /// The result of the last action, shown once.
+    pub flash: Option<String>,
+    /// The newer page, if any.
+    pub prev_page: Option<i64>,
+    /// The older page, if any.
+    pub next_page: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +119,7 @@ async fn tokens(
         })
         .collect();
     html(
+        &auth,
         StatusCode::OK,
         &TokensPage {
             rows,
@@ -162,25 +182,43 @@ async fn revoke_all(
     ))
 }
 
-struct AuditRow {
-    at: String,
-    kind: String,
-    username: String,
-    ip: String,
-    user_agent: String,
-    detail: String,
+/// One audit event.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AuditRow {
+    /// When (UTC).
+    pub at: String,
+    /// What (`password_sign_in`, ...).
+    pub kind: String,
+    /// Whose.
+    pub username: String,
+    /// From where.
+    pub ip: String,
+    /// With what.
+    pub user_agent: String,
+    /// Free text.
+    pub detail: String,
 }
 
-#[derive(Template)]
+/// What the admin audit log shows.
+#[derive(Template, Debug)]
 #[template(path = "admin_audit.html")]
-struct AuditPage {
-    rows: Vec<AuditRow>,
-    kinds: Vec<(&'static str, bool)>,
-    kind: String,
-    user: String,
-    csrf_token: String,
-    prev_page: Option<i64>,
-    next_page: Option<i64>,
+#[non_exhaustive]
+pub struct AuditPage {
+    /// One page of events.
+    pub rows: Vec<AuditRow>,
+    /// Every event kind, and whether it is the one filtered on.
+    pub kinds: Vec<(&'static str, bool)>,
+    /// The kind filtered on (empty: all).
+    pub kind: String,
+    /// The username filtered on (empty: all).
+    pub user: String,
+    /// The forms' hidden `csrf_token` field.
+    pub csrf_token: String,
+    /// The newer page, if any.
+    pub prev_page: Option<i64>,
+    /// The older page, if any.
+    pub next_page: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +275,7 @@ async fn audit(
         })
         .collect();
     html(
+        &auth,
         StatusCode::OK,
         &AuditPage {
             rows,

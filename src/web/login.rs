@@ -27,7 +27,7 @@ pub(crate) fn demo_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(home).service(healthz);
 }
 
-use super::view::{html, see_other};
+use super::view::{html, see_other, template_html};
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -41,7 +41,7 @@ struct HomePage<'a> {
 
 #[get("/")]
 async fn home(CurrentUser(user): CurrentUser, auth: Auth) -> Result<HttpResponse, AuthError> {
-    html(
+    template_html(
         StatusCode::OK,
         &HomePage {
             username: &user.username,
@@ -53,16 +53,25 @@ async fn home(CurrentUser(user): CurrentUser, auth: Auth) -> Result<HttpResponse
     )
 }
 
-#[derive(Template)]
+/// What the sign-in and step-up pages show.
+#[derive(Template, Debug)]
 #[template(path = "login.html")]
-struct LoginPage<'a> {
-    action: &'a str,
-    step_up: bool,
-    signed_in_as: Option<String>,
-    error: Option<&'a str>,
-    csrf_token: String,
-    next: &'a str,
-    username: &'a str,
+#[non_exhaustive]
+pub struct LoginPage<'a> {
+    /// Where the form posts: `/login` or `/login/step-up`.
+    pub action: &'a str,
+    /// Whether this is the step-up page (the password only, for the user signed in).
+    pub step_up: bool,
+    /// The user signed in now, if any.
+    pub signed_in_as: Option<String>,
+    /// Why the last attempt failed, if it did.
+    pub error: Option<&'a str>,
+    /// The form's hidden `csrf_token` field.
+    pub csrf_token: String,
+    /// The form's hidden `next` field: where to go after.
+    pub next: &'a str,
+    /// The username typed before, to show again.
+    pub username: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +101,7 @@ async fn login_form(auth: Auth, query: web::Query<NextQuery>) -> Result<HttpResp
     }
     auth.begin(FlowKind::Login).await?;
     html(
+        &auth,
         StatusCode::OK,
         &LoginPage {
             action: "/login",
@@ -150,6 +160,7 @@ async fn submit(
     with_retry_after(
         retry,
         html(
+            &auth,
             status,
             &LoginPage {
                 action,
@@ -175,6 +186,7 @@ async fn step_up_form(
         return Ok(see_other(next));
     }
     html(
+        &auth,
         StatusCode::OK,
         &LoginPage {
             action: "/login/step-up",

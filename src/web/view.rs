@@ -7,9 +7,33 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use askama::Template;
 
-use crate::AuthError;
+use super::templates::{Mounted, View};
+use crate::{Auth, AuthError};
 
-pub(super) fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AuthError> {
+/// A page in the app's templates, if it mounted some that render it
+/// (see [`Templates`](super::Templates)), else in the crate's.
+pub(super) fn html<P: Template + View>(
+    auth: &Auth,
+    status: StatusCode,
+    page: &P,
+) -> Result<HttpResponse, AuthError> {
+    let apps = auth
+        .request()
+        .app_data::<Mounted>()
+        .and_then(|templates| templates.render(page.view()));
+    match apps {
+        Some(body) => Ok(HttpResponse::build(status)
+            .content_type(ContentType::html())
+            .body(body)),
+        None => template_html(status, page),
+    }
+}
+
+/// A page in the crate's template.
+pub(super) fn template_html(
+    status: StatusCode,
+    page: &impl Template,
+) -> Result<HttpResponse, AuthError> {
     let body = page
         .render()
         .map_err(|e| AuthError::Internal(e.to_string()))?;
