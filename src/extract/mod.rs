@@ -165,6 +165,15 @@ impl Auth {
         self.auth.state.borrow().as_ref().map(|s| s.sid.clone())
     }
 
+    /// Runs store work on the layer's store threads, like the crate's own
+    /// (a full queue answers 503).
+    pub(crate) async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Stores) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        Ok(self.auth.shared.store(move |core| f(&core.stores)).await?)
+    }
+
     /// The request this handle was extracted from.
     pub(crate) fn request(&self) -> &HttpRequest {
         &self.req

@@ -59,10 +59,10 @@ async fn devices(
     auth: Auth,
     session: Session,
 ) -> Result<HttpResponse, AuthError> {
-    let tokens = auth.stores().tokens.clone();
-    let records = web::block(move || tokens.list_for_user(&user.id))
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))??;
+    let id = user.id.clone();
+    let records = auth
+        .on_store(move |stores| stores.tokens.list_for_user(&id))
+        .await?;
     let current = auth.browser_series();
     let devices = records
         .into_iter()

@@ -81,25 +81,25 @@ async fn tokens(
 ) -> Result<HttpResponse, AuthError> {
     let filter = query.user.clone().unwrap_or_default().trim().to_owned();
     let page = page_number(query.page);
-    let stores = auth.stores().clone();
     let name = (!filter.is_empty()).then(|| filter.clone());
     // One row more than a page tells whether an older page exists.
-    let (listings, names) = web::block(move || {
-        let user = match name {
-            Some(name) => match stores.users.find_by_username(&name)? {
-                Some(user) => Some(user.id),
-                None => return Ok((Vec::new(), HashMap::new())),
-            },
-            None => None,
-        };
-        let listings = stores
-            .tokens
-            .list(user.as_ref(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)?;
-        let names = usernames(&stores, listings.iter().map(|t| &t.user_id))?;
-        Ok::<_, StoreError>((listings, names))
-    })
-    .await
-    .map_err(|e| AuthError::Internal(e.to_string()))??;
+    let (listings, names) = auth
+        .on_store(move |stores| {
+            let user = match name {
+                Some(name) => match stores.users.find_by_username(&name)? {
+                    Some(user) => Some(user.id),
+                    None => return Ok((Vec::new(), HashMap::new())),
+                },
+                None => None,
+            };
+            let listings =
+                stores
+                    .tokens
+                    .list(user.as_ref(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)?;
+            let names = usernames(stores, listings.iter().map(|t| &t.user_id))?;
+            Ok::<_, StoreError>((listings, names))
+        })
+        .await?;
     let (prev_page, next_page) = pages(page, listings.len());
     let rows = listings
         .into_iter()
@@ -161,11 +161,10 @@ async fn revoke_all(
     session: Session,
     CsrfForm(form): CsrfForm<RevokeAllForm>,
 ) -> Result<HttpResponse, AuthError> {
-    let users = auth.stores().users.clone();
     let name = form.username.clone();
-    let user = web::block(move || users.find_by_username(&name))
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))??
+    let user = auth
+        .on_store(move |stores| stores.users.find_by_username(&name))
+        .await?
         .ok_or(AuthError::NotFound)?;
     let n = auth.revoke_all(user.id.clone()).await?;
     if auth.user().is_none() {
@@ -237,30 +236,29 @@ async fn audit(
     let kind = query.kind.clone().unwrap_or_default();
     let user = query.user.clone().unwrap_or_default().trim().to_owned();
     let page = page_number(query.page);
-    let stores = auth.stores().clone();
     let (k, u) = (
         (!kind.is_empty()).then(|| kind.clone()),
         (!user.is_empty()).then(|| user.clone()),
     );
-    let (events, names) = web::block(move || {
-        let user = match u {
-            Some(name) => match stores.users.find_by_username(&name)? {
-                Some(user) => Some(user.id),
-                None => return Ok((Vec::new(), HashMap::new())),
-            },
-            None => None,
-        };
-        let events = stores.audit.list(
-            k.as_deref(),
-            user.as_ref(),
-            (page - 1) * PAGE_SIZE,
-            PAGE_SIZE + 1,
-        )?;
-        let names = usernames(&stores, events.iter().filter_map(|e| e.user_id.as_ref()))?;
-        Ok::<_, StoreError>((events, names))
-    })
-    .await
-    .map_err(|e| AuthError::Internal(e.to_string()))??;
+    let (events, names) = auth
+        .on_store(move |stores| {
+            let user = match u {
+                Some(name) => match stores.users.find_by_username(&name)? {
+                    Some(user) => Some(user.id),
+                    None => return Ok((Vec::new(), HashMap::new())),
+                },
+                None => None,
+            };
+            let events = stores.audit.list(
+                k.as_deref(),
+                user.as_ref(),
+                (page - 1) * PAGE_SIZE,
+                PAGE_SIZE + 1,
+            )?;
+            let names = usernames(stores, events.iter().filter_map(|e| e.user_id.as_ref()))?;
+            Ok::<_, StoreError>((events, names))
+        })
+        .await?;
     let (prev_page, next_page) = pages(page, events.len());
     let rows = events
         .into_iter()
