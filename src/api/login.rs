@@ -84,6 +84,11 @@ fn login_answer(
         {
             Err(password_required())
         }
+        // The password was right (the flow went past it); a step of the
+        // app's own wants its input.
+        Progress::NeedsInput { step } if !step.is_empty() && step != crate::flow::PASSWORD => {
+            Err(input_required(step))
+        }
         _ => Err(ApiError::unauthorized(
             "invalid_credentials",
             "Wrong username or password.",
@@ -136,7 +141,7 @@ async fn login_input(
                 username,
                 password: password.clone(),
                 remember_me: body.remember_me,
-                ..Default::default()
+                inputs: body.inputs.clone(),
             });
             Ok((input, None))
         }

@@ -8,7 +8,7 @@
 //!
 //! | route | body | answer |
 //! |---|---|---|
-//! | `POST /api/v1/login` | `{username, password, remember_me, device_key}` | `{access_token, token_type, expires_in, long_lived_token?, long_lived_expires_in?}` |
+//! | `POST /api/v1/login` | `{username, password, remember_me, device_key, inputs?}` | `{access_token, token_type, expires_in, long_lived_token?, long_lived_expires_in?}`; 401 `input_required` after a right password when a step of the app's own wants its input in `inputs` |
 //! | `POST /api/v1/login` with `Authorization: Bearer` and no password | `{remember_me: true, device_key}` | a long-lived token for the bearer's own device only if the bearer's password was typed within the re-auth window; else 403 `password_required` |
 //! | `POST /api/v1/token/refresh` | `{long_lived_token}` | a new access token and the rotated long-lived token |
 //! | `POST /api/v1/logout` | `Authorization: Bearer`, optional `{long_lived_token}` | 204; that device's token revoked |
@@ -179,6 +179,10 @@ struct LoginBody {
     remember_me: bool,
     device_key: Option<String>,
     device_token: Option<String>,
+    /// The inputs of the app's own interactive steps (a one-time code),
+    /// sent with the password: the API keeps no paused flow.
+    #[serde(default)]
+    inputs: std::collections::BTreeMap<String, String>,
 }
 
 fn valid_device_key(key: Option<&str>) -> Result<Option<String>, ApiError> {
@@ -278,6 +282,17 @@ fn audit(auth: &RequestAuth, kind: AuditKind, user: &UserId, client: &ClientInfo
     };
     auth.shared
         .audit_later(visit.owned_event(kind, Some(user.clone()), detail));
+}
+
+/// A step of the app's own waits for its input: send it in `inputs`, with
+/// the password again (the API keeps no paused flow).
+fn input_required(step: &str) -> ApiError {
+    ApiError::unauthorized(
+        "input_required",
+        &format!(
+            "The sign-in needs the input of step `{step}`: send it in `inputs`, with the password."
+        ),
+    )
 }
 
 fn password_required() -> ApiError {

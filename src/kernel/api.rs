@@ -63,7 +63,11 @@ impl Core {
             ctx.remember_cookie = visit.cookie.as_deref();
         }
         ctx.device_key = input.device_key;
-        ctx.credentials = input.credentials;
+        let mut credentials = input.credentials;
+        if let Some(credentials) = &mut credentials {
+            ctx.inputs = std::mem::take(&mut credentials.inputs);
+        }
+        ctx.credentials = credentials;
         ctx.password_at = input.password_at;
         ctx.sign_in_detail = "api refresh";
         let progress = flow.advance(&mut state, &mut ctx)?;

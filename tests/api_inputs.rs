@@ -1,0 +1,119 @@
+//! The JSON API with a flow of the app's own: a step after the password
+//! (a one-time code) takes its input from the login body's `inputs`, in the
+//! same request as the password (the API keeps no paused flow). Without it
+//! the answer is 401 `input_required` naming the step, and only after a
+//! right password; a wrong code or a wrong password is
+//! `invalid_credentials`. Both backends.
+
+mod common;
+
+use actix_web::{App, test as actix_test};
+use common::TestDb;
+use rememberme::flow::{Failure, Flow, Step, StepContext, StepDef, StepOutcome};
+use rememberme::store::{StoreError, UsersTable};
+use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores, UserId};
+use serde_json::{Value, json};
+
+/// The app's second factor: the code `123456`.
+struct Code;
+
+impl Step for Code {
+    fn is_interactive(&self) -> bool {
+        true
+    }
+    fn has_input(&self, ctx: &StepContext<'_>) -> bool {
+        ctx.inputs.contains_key("code")
+    }
+    fn run(
+        &self,
+        ctx: &mut StepContext<'_>,
+        user: Option<&UserId>,
+    ) -> Result<StepOutcome, StoreError> {
+        Ok(match (user, ctx.inputs.get("code").map(String::as_str)) {
+            (Some(user), Some("123456")) => StepOutcome::Success {
+                user: user.clone(),
+                activate: Vec::new(),
+            },
+            _ => StepOutcome::Failed(Failure::InvalidCredentials),
+        })
+    }
+}
+
+async fn an_api_login_takes_the_apps_step_inputs_with_the_password(db: TestDb) {
+    let database = Database::connect(&db.url, 2).unwrap();
+    let users = UsersTable::open(database.clone()).unwrap();
+    users.create("alice", "alice-password", false).unwrap();
+    let config = RememberMeConfig::builder()
+        .access_token_secret(&[7; 32])
+        .build();
+    let login = Flow::login().step(StepDef::new("code", Code));
+    let layer = RememberMe::with_flows(
+        Stores::new(DieselStore::new(database), users),
+        config,
+        login,
+        Flow::step_up(),
+    )
+    .with_session(actix_web::cookie::Key::generate());
+    let app =
+        actix_test::init_service(App::new().service(rememberme::api::scope()).wrap(layer)).await;
+    let login = async |body: Value| {
+        let req = actix_test::TestRequest::post()
+            .uri("/api/v1/login")
+            .set_json(body)
+            .to_request();
+        let res = actix_test::call_service(&app, req).await;
+        let status = res.status().as_u16();
+        let body: Value = actix_test::read_body_json(res).await;
+        (status, body)
+    };
+
+    let (status, body) = login(json!({"username": "alice", "password": "alice-password"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("input_required")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("`code`"),
+        "{body}"
+    );
+
+    // A wrong password never says that a code is wanted.
+    let (status, body) = login(json!({"username": "alice", "password": "wrong-password"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_credentials")),
+        "{body}"
+    );
+    let wrong_password = json!({
+        "username": "alice", "password": "wrong-password", "inputs": {"code": "123456"}
+    });
+    let (status, body) = login(wrong_password).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_credentials")),
+        "{body}"
+    );
+
+    let wrong_code = json!({
+        "username": "alice", "password": "alice-password", "inputs": {"code": "000000"}
+    });
+    let (status, body) = login(wrong_code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_credentials")),
+        "{body}"
+    );
+
+    let right = json!({
+        "username": "alice", "password": "alice-password", "inputs": {"code": "123456"}
+    });
+    let (status, body) = login(right).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["access_token"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+}
+
+on_both_backends!(an_api_login_takes_the_apps_step_inputs_with_the_password);
