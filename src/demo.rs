@@ -20,6 +20,7 @@ pub struct Site {
     config: RememberMeConfig,
     session_key: Key,
     layer: RememberMe,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl Site {
@@ -40,7 +41,18 @@ impl Site {
             config,
             session_key,
             layer,
+            metrics: None,
         }
+    }
+
+    /// Serves the metrics of the recorder behind `handle` at `GET /metrics`
+    /// (Prometheus text). Install the recorder before [`Site::new`], so the
+    /// layer describes its metrics to it. Anyone who reaches the site can
+    /// read them: sign-in counts, not secrets.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 
     /// Ends the site's remember-me layer once the server has stopped (see
@@ -77,7 +89,14 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let metrics = site.metrics.clone();
     App::new()
+        .configure(move |cfg| {
+            if let Some(handle) = metrics {
+                cfg.app_data(web::Data::new(handle))
+                    .route("/metrics", web::get().to(render_metrics));
+            }
+        })
         .app_data(web::Data::new(site.stores.clone()))
         .app_data(web::FormConfig::default().limit(16 * 1024))
         .service(crate::api::scope())
@@ -93,4 +112,13 @@ pub fn app(
                 .add((header::X_FRAME_OPTIONS, "DENY")),
         )
         .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("rememberme::http"))
+}
+
+/// `GET /metrics`: the recorder's metrics in Prometheus text.
+async fn render_metrics(
+    handle: web::Data<metrics_exporter_prometheus::PrometheusHandle>,
+) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render())
 }

@@ -93,6 +93,7 @@ pub mod pages;
 pub mod password;
 mod session;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod threads;

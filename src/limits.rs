@@ -124,6 +124,7 @@ pub(crate) fn ip_throttled(
         limiter.retain_recent();
     }
     limiter.check_key(&ip).err().map(|not_until| {
+        crate::telemetry::throttled("address");
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         wait.as_secs().max(1)
     })

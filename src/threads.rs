@@ -86,6 +86,8 @@ pub(crate) fn end_argon2() {
 pub(crate) struct Threads {
     /// `None` only while dropping.
     jobs: Option<SyncSender<Job>>,
+    /// Jobs queued and not yet taken by a thread.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     ended: Ended,
     name: String,
 }
@@ -165,6 +167,7 @@ impl Threads {
         }
         Ok(Self {
             jobs: Some(jobs),
+            queued: Arc::default(),
             ended,
             name: name.to_owned(),
         })
@@ -191,17 +194,29 @@ impl Threads {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, JobFailed> {
+        use std::sync::atomic::Ordering::Relaxed;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = self.queued.clone();
         let job: Job = Box::new(move || {
+            queued.fetch_sub(1, Relaxed);
             if !tx.is_closed() {
                 let _ = tx.send(f());
             }
         });
-        self.queue()?.try_send(job).map_err(|error| match error {
-            TrySendError::Full(_) => JobFailed::Busy,
-            TrySendError::Disconnected(_) => JobFailed::Failed,
+        self.queued.fetch_add(1, Relaxed);
+        self.queue()?.try_send(job).map_err(|error| {
+            self.queued.fetch_sub(1, Relaxed);
+            match error {
+                TrySendError::Full(_) => JobFailed::Busy,
+                TrySendError::Disconnected(_) => JobFailed::Failed,
+            }
         })?;
         rx.await.map_err(|_| JobFailed::Failed)
+    }
+
+    /// Jobs queued and not yet taken by a thread (of [`Threads::run`]).
+    pub fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` on one of the threads and blocks the calling thread until it

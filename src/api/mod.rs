@@ -131,6 +131,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            crate::telemetry::count(crate::telemetry::UNAVAILABLE);
+        }
         let mut res = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));

@@ -112,6 +112,16 @@ impl ResponseError for AuthError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            crate::telemetry::count(crate::telemetry::UNAVAILABLE);
+        }
+        self.response(status)
+    }
+}
+
+impl AuthError {
+    /// The answer of [`ResponseError::error_response`].
+    fn response(&self, status: StatusCode) -> HttpResponse {
         match self {
             AuthError::SignInRequired { location, answer }
             | AuthError::StepUpRequired { location, answer } => {

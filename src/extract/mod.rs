@@ -167,6 +167,7 @@ impl Auth {
 
     /// Runs store work on the layer's store threads, like the crate's own
     /// (a full queue answers 503).
+    #[cfg(feature = "pages")]
     pub(crate) async fn on_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&crate::store::Stores) -> Result<T, crate::store::StoreError> + Send + 'static,
@@ -175,6 +176,7 @@ impl Auth {
     }
 
     /// The request this handle was extracted from.
+    #[cfg(feature = "pages")]
     pub(crate) fn request(&self) -> &HttpRequest {
         &self.req
     }

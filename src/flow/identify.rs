@@ -46,8 +46,7 @@ impl Step for RememberMeIdentifyStep {
             return Ok(StepOutcome::NotApplicable);
         };
         let Ok(cookie) = RememberCookie::decode(raw) else {
-            tracing::debug!("malformed remember-me cookie removed");
-            return Ok(not_applicable_and_remove(ctx));
+            return Ok(reject(ctx, "malformed"));
         };
         let tokens = &ctx.stores.tokens;
         let series = cookie.series.hash();
@@ -74,8 +73,7 @@ impl Step for RememberMeIdentifyStep {
             }),
         })?
         else {
-            tracing::debug!("unknown remember-me series removed");
-            return Ok(not_applicable_and_remove(ctx));
+            return Ok(reject(ctx, "unknown"));
         };
         let FoundSeries {
             mut record,
@@ -94,12 +92,13 @@ impl Step for RememberMeIdentifyStep {
             });
             ctx.device_key = record.device_key.take();
             ctx.sign_in_audited = audited;
+            crate::telemetry::count(crate::telemetry::ROTATIONS);
             return signed_in(ctx, record, epoch);
         }
         if record.expires_at <= ctx.now {
             tokens.delete_series(&series)?;
             tracing::debug!(token_id = record.id, "expired remember-me token deleted");
-            return Ok(not_applicable_and_remove(ctx));
+            return Ok(reject(ctx, "expired"));
         }
         not_current(
             ctx,
@@ -144,6 +143,7 @@ fn not_current(
     let grace = raced || (one_back && in_grace(&record, store_now, ctx.config, 0));
     match (one_back || raced, grace) {
         (true, true) => {
+            crate::telemetry::count(crate::telemetry::GRACE_ACCEPTANCES);
             hand_back_current(ctx, cookie, &record);
             // No rotation to carry the sign-in's audit row: written now,
             // before the response, like a rotation's (it is rare: the
@@ -197,6 +197,7 @@ fn end_series(
     record: &TokenRecord,
 ) -> Result<StepOutcome, StoreError> {
     ctx.stores.tokens.delete_series(series)?;
+    crate::telemetry::theft("possible");
     tracing::warn!(
         user_id = %record.user_id,
         token_id = record.id,
@@ -239,6 +240,7 @@ fn revoke_everything(
             ),
         },
     )?;
+    crate::telemetry::theft("certain");
     tracing::warn!(
         user_id = %user,
         token_id = record.id,
@@ -301,7 +303,7 @@ fn signed_in(
             token_id = record.id,
             "remember-me token of a user the app no longer knows: series ended"
         );
-        return Ok(not_applicable_and_remove(ctx));
+        return Ok(reject(ctx, "user_gone"));
     };
     ctx.user = Some(user);
     ctx.epoch = Some(epoch);
@@ -309,6 +311,13 @@ fn signed_in(
         user: record.user_id,
         activate: Vec::new(),
     })
+}
+
+/// A cookie that signs nobody in, counted by why (see [`crate::telemetry`]).
+fn reject(ctx: &mut StepContext<'_>, reason: &'static str) -> StepOutcome {
+    tracing::debug!(reason, "remember-me cookie removed");
+    crate::telemetry::rejected(reason);
+    not_applicable_and_remove(ctx)
 }
 
 fn not_applicable_and_remove(ctx: &mut StepContext<'_>) -> StepOutcome {

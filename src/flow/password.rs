@@ -136,6 +136,11 @@ pub(crate) fn check_password(
             trusted_device = ctx.device.is_some(),
             "password check throttled"
         );
+        crate::telemetry::throttled(if ctx.device.is_some() {
+            "device"
+        } else {
+            "account"
+        });
         return Ok(PasswordCheck::Throttled { retry_after_secs });
     }
     let verified = verify_password_work(users, user.as_ref(), password);

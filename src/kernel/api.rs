@@ -70,7 +70,15 @@ impl Core {
         ctx.credentials = credentials;
         ctx.password_at = input.password_at;
         ctx.sign_in_detail = "api refresh";
+        let started_at = state.position();
         let progress = flow.advance(&mut state, &mut ctx)?;
+        let (method, unidentified) = match (input.identify_by_token, input.kind) {
+            (true, _) => ("api_refresh", "rejected"),
+            (false, FlowKind::Login) => ("api_password", "invalid"),
+            (false, FlowKind::StepUp) => ("api_step_up", "refused"),
+        };
+        let paused_later = state.position() > started_at;
+        crate::telemetry::flow_ended(method, &progress, paused_later, unidentified);
         // The step read the user already (with the token, or with the
         // credentials); only a flow that did not is read again.
         let epoch = match &progress {

@@ -58,11 +58,20 @@ impl Core {
             audited: ctx.sign_in_audited,
         };
         let Progress::Complete { user, tags } = progress else {
+            crate::telemetry::sign_in("remember_me", "rejected");
             return Ok(signed_in);
         };
         let series = RememberCookie::decode(raw).ok().map(|c| c.series.hash());
         match new_auth_state(&mut ctx, &user, tags, SignInMethod::RememberMe, series) {
-            Ok(state) => signed_in.state = state,
+            Ok(state) => {
+                let outcome = if state.is_some() {
+                    "success"
+                } else {
+                    "rejected"
+                };
+                crate::telemetry::sign_in("remember_me", outcome);
+                signed_in.state = state;
+            }
             Err(error) => {
                 tracing::warn!(%error, user_id = %user, "signed in by cookie, but the user could not be loaded");
             }

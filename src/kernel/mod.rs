@@ -194,6 +194,7 @@ impl Shared {
         step_up: Flow,
     ) -> std::io::Result<Self> {
         let config = Arc::new(config);
+        crate::telemetry::describe();
         Ok(Self {
             ip_limiter: crate::limits::ip_limiter(config.ip_attempts_per_minute),
             password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
@@ -236,7 +237,21 @@ impl Shared {
         f: impl FnOnce(&Core) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, CoreError> {
         let core = self.core.clone();
-        Ok(self.store_threads.run(move || f(&core)).await??)
+        let enqueued = std::time::Instant::now();
+        let queued = self.store_threads.queued();
+        let ran = self
+            .store_threads
+            .run(move || {
+                let started = std::time::Instant::now();
+                let result = f(&core);
+                crate::telemetry::store_job(started - enqueued, started.elapsed(), queued);
+                result
+            })
+            .await;
+        if let Err(JobFailed::Busy) = &ran {
+            tracing::warn!(queued, "store queue full: answering 503");
+        }
+        Ok(ran??)
     }
 
     /// Runs core work that checks or hashes a password: first a permit

@@ -76,6 +76,7 @@ impl Core {
         how: &SignIn,
     ) -> Result<SignInById, StoreError> {
         let Some(found) = self.stores.users.find_by_id(user)? else {
+            crate::telemetry::sign_in("app", "rejected");
             return Ok(SignInById {
                 state: None,
                 change: None,
@@ -116,6 +117,7 @@ impl Core {
         });
         self.stores
             .audit(visit.event(AuditKind::AppSignIn, Some(user), &how.detail));
+        crate::telemetry::sign_in("app", "success");
         Ok(SignInById {
             state,
             change: ctx.cookie_change,

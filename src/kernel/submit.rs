@@ -56,7 +56,14 @@ impl Core {
         };
         ctx.inputs = std::mem::take(&mut credentials.inputs);
         ctx.credentials = Some(credentials);
+        let started_at = state.position();
         let progress = flow.advance(&mut state, &mut ctx)?;
+        let method = match kind {
+            FlowKind::Login => "password",
+            FlowKind::StepUp => "step_up",
+        };
+        let paused_later = state.position() > started_at;
+        crate::telemetry::flow_ended(method, &progress, paused_later, "invalid");
         let new_state = match &progress {
             Progress::Complete { user, tags } => {
                 let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;

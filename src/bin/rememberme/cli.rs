@@ -182,6 +182,10 @@ pub(crate) struct ServeArgs {
     /// connection).
     #[arg(long, env = "REMEMBERME_STORE_THREADS")]
     pub store_threads: Option<usize>,
+    /// Serve the crate's metrics (sign-ins, rotations, thefts, store
+    /// latency...) at `GET /metrics` in Prometheus text.
+    #[arg(long, env = "REMEMBERME_METRICS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics: bool,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "REMEMBERME_WORKERS")]
     pub workers: Option<usize>,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix_web::cookie::Key;
 use actix_web::{HttpServer, rt};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rememberme::demo::{Site, app};
 use rememberme::store::{Backend, StoreError, UsersTable};
 use rememberme::{Database, DieselStore, RememberMeConfig, Stores};
@@ -82,7 +83,9 @@ fn layer_config(url: &str, args: &ServeArgs) -> RememberMeConfig {
         .build()
 }
 
-pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
+/// The database (migrated), the demo's users (seeded if asked) and the
+/// session key (created on first start).
+fn open_site(url: &str, args: &ServeArgs) -> Result<(Database, UsersTable, Key), String> {
     let key_path = args
         .session_key_file
         .clone()
@@ -98,6 +101,11 @@ pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     if args.seed_demo_users {
         seed_demo_users(&users)?;
     }
+    Ok((database, users, key))
+}
+
+pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
+    let (database, users, key) = open_site(url, &args)?;
     let config = layer_config(url, &args);
     if !args.cookie_secure {
         tracing::warn!("cookies are not marked Secure: use this only for plain-HTTP development");
@@ -106,7 +114,12 @@ pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     // such sign-in is not slower than a real one.
     rememberme::password::dummy_hash();
     let stores = Stores::new(DieselStore::new(database.clone()), users);
-    let site = Site::new(stores.clone(), config, key);
+    // Before the layer: it describes its metrics to the recorder installed.
+    let metrics = args.metrics.then(install_metrics).transpose()?;
+    let mut site = Site::new(stores.clone(), config, key);
+    if let Some(handle) = &metrics {
+        site = site.with_metrics(handle.clone());
+    }
     let closing = site.clone();
     let served = rt::System::new().block_on(async move {
         if args.purge_interval_secs > 0 {
@@ -116,6 +129,9 @@ pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
                 Duration::from_secs(args.audit_retention_days * 24 * 3600),
                 Duration::from_secs(args.lockout_secs),
             ));
+        }
+        if let Some(handle) = metrics {
+            rt::spawn(metrics_upkeep(handle));
         }
         let mut server = HttpServer::new(move || app(site.clone()));
         if let Some(workers) = args.workers {
@@ -145,6 +161,24 @@ pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
         );
     }
     served
+}
+
+/// The Prometheus recorder behind `GET /metrics` (`--metrics true`),
+/// installed for the whole process.
+fn install_metrics() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))
+}
+
+/// Drains the histograms' samples into their summaries now and then (the
+/// exporter's own HTTP listener would; it is not built in).
+async fn metrics_upkeep(handle: PrometheusHandle) {
+    let mut every = rt::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
 }
 
 /// The longest the server waits at exit for its workers to let go of the

@@ -1,0 +1,124 @@
+//! The crate's metrics, emitted through the [`metrics`] facade: the app
+//! installs the exporter it likes (the demo serves Prometheus text at
+//! `GET /metrics` with `--metrics true`). Without a recorder installed each
+//! emission costs a load and a branch.
+//!
+//! | name | type | labels | what |
+//! |---|---|---|---|
+//! | `rememberme_sign_ins_total` | counter | `method` (`password`, `step_up`, `remember_me`, `app`, `api_password`, `api_step_up`, `api_refresh`), `outcome` (`success`, `invalid`, `throttled`, `refused`, `needs_input`, `rejected`) | sign-in attempts and how they ended (`rejected`: a cookie or token that signed nobody in, an id the app does not know) |
+//! | `rememberme_rotations_total` | counter | | remember-me tokens rotated on use |
+//! | `rememberme_grace_acceptances_total` | counter | | tokens one rotation back accepted within the grace window (parallel requests, retries) |
+//! | `rememberme_thefts_total` | counter | `kind` (`possible`: a token one back after the grace window, its series ended; `certain`: an older one, every token of the user revoked) | replayed tokens |
+//! | `rememberme_remember_me_rejected_total` | counter | `reason` (`malformed`, `unknown`, `expired`, `user_gone`) | cookies removed without a sign-in |
+//! | `rememberme_throttled_total` | counter | `scope` (`account`, `device`: the budget of a trusted device, `address`) | password checks refused for too many failures |
+//! | `rememberme_store_seconds` | histogram | | time a store job runs on a store thread |
+//! | `rememberme_store_wait_seconds` | histogram | | time a store job waits in the queue |
+//! | `rememberme_store_queue_depth` | gauge | | store jobs waiting for a thread |
+//! | `rememberme_unavailable_total` | counter | | answers 503 because the store failed or its queue was full |
+//!
+//! Nothing secret is ever a label: no token, no cookie, no user id.
+
+/// Sign-in attempts by `method` and `outcome`.
+pub const SIGN_INS: &str = "rememberme_sign_ins_total";
+/// Remember-me tokens rotated on use.
+pub const ROTATIONS: &str = "rememberme_rotations_total";
+/// Tokens one rotation back accepted within the grace window.
+pub const GRACE_ACCEPTANCES: &str = "rememberme_grace_acceptances_total";
+/// Replayed tokens, by `kind` (`possible`, `certain`).
+pub const THEFTS: &str = "rememberme_thefts_total";
+/// Remember-me cookies removed without a sign-in, by `reason`.
+pub const REMEMBER_ME_REJECTED: &str = "rememberme_remember_me_rejected_total";
+/// Password checks refused for too many failures, by `scope`.
+pub const THROTTLED: &str = "rememberme_throttled_total";
+/// Seconds a store job runs.
+pub const STORE_SECONDS: &str = "rememberme_store_seconds";
+/// Seconds a store job waits for a thread.
+pub const STORE_WAIT_SECONDS: &str = "rememberme_store_wait_seconds";
+/// Store jobs waiting for a thread.
+pub const STORE_QUEUE_DEPTH: &str = "rememberme_store_queue_depth";
+/// Answers 503 (store failed or its queue full).
+pub const UNAVAILABLE: &str = "rememberme_unavailable_total";
+
+/// A sign-in attempt's end.
+pub(crate) fn sign_in(method: &'static str, outcome: &'static str) {
+    metrics::counter!(SIGN_INS, "method" => method, "outcome" => outcome).increment(1);
+}
+
+/// A flow run's end as a sign-in outcome: `unidentified` for a run that
+/// identified nobody and waits for nothing (a cookie that signed nobody
+/// in is `rejected`; a form without its password is `invalid`).
+pub(crate) fn flow_ended(
+    method: &'static str,
+    progress: &crate::flow::Progress,
+    paused_later: bool,
+    unidentified: &'static str,
+) {
+    use crate::flow::{Failure, Progress};
+    let outcome = match progress {
+        Progress::Complete { .. } => "success",
+        Progress::NeedsInput { .. } if paused_later => "needs_input",
+        Progress::NeedsInput { .. } => unidentified,
+        Progress::Failed {
+            failure: Failure::Throttled { .. },
+            ..
+        } => "throttled",
+        Progress::Failed { .. } => "invalid",
+        Progress::Refused { .. } => "refused",
+    };
+    sign_in(method, outcome);
+}
+
+/// A remember-me cookie removed without a sign-in.
+pub(crate) fn rejected(reason: &'static str) {
+    metrics::counter!(REMEMBER_ME_REJECTED, "reason" => reason).increment(1);
+}
+
+/// A replayed token.
+pub(crate) fn theft(kind: &'static str) {
+    metrics::counter!(THEFTS, "kind" => kind).increment(1);
+}
+
+/// A password check refused before it ran.
+pub(crate) fn throttled(scope: &'static str) {
+    metrics::counter!(THROTTLED, "scope" => scope).increment(1);
+}
+
+/// A counter without labels, by name.
+pub(crate) fn count(name: &'static str) {
+    metrics::counter!(name).increment(1);
+}
+
+/// A store job: how long it waited and ran, and the queue it leaves.
+pub(crate) fn store_job(waited: std::time::Duration, ran: std::time::Duration, queued: usize) {
+    metrics::histogram!(STORE_WAIT_SECONDS).record(waited.as_secs_f64());
+    metrics::histogram!(STORE_SECONDS).record(ran.as_secs_f64());
+    metrics::gauge!(STORE_QUEUE_DEPTH).set(queued as f64);
+}
+
+/// Describes the metrics to the recorder installed now (at each layer's
+/// start: a recorder installed before the layer gets the help texts).
+pub(crate) fn describe() {
+    {
+        use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+        describe_counter!(SIGN_INS, "Sign-in attempts by method and outcome");
+        describe_counter!(ROTATIONS, "Remember-me tokens rotated on use");
+        describe_counter!(
+            GRACE_ACCEPTANCES,
+            "Tokens one rotation back accepted within the grace window"
+        );
+        describe_counter!(THEFTS, "Replayed remember-me tokens by kind");
+        describe_counter!(
+            REMEMBER_ME_REJECTED,
+            "Remember-me cookies removed without a sign-in, by reason"
+        );
+        describe_counter!(THROTTLED, "Password checks refused for too many failures");
+        describe_histogram!(STORE_SECONDS, Unit::Seconds, "Time a store job runs");
+        describe_histogram!(
+            STORE_WAIT_SECONDS,
+            Unit::Seconds,
+            "Time a store job waits for a store thread"
+        );
+        describe_gauge!(STORE_QUEUE_DEPTH, "Store jobs waiting for a thread");
+        describe_counter!(UNAVAILABLE, "Answers 503: store failed or its queue full");
+    }
+}
