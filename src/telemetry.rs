@@ -44,30 +44,6 @@ pub(crate) fn sign_in(method: &'static str, outcome: &'static str) {
     metrics::counter!(SIGN_INS, "method" => method, "outcome" => outcome).increment(1);
 }
 
-/// A flow run's end as a sign-in outcome: `unidentified` for a run that
-/// identified nobody and waits for nothing (a cookie that signed nobody
-/// in is `rejected`; a form without its password is `invalid`).
-pub(crate) fn flow_ended(
-    method: &'static str,
-    progress: &crate::flow::Progress,
-    paused_later: bool,
-    unidentified: &'static str,
-) {
-    use crate::flow::{Failure, Progress};
-    let outcome = match progress {
-        Progress::Complete { .. } => "success",
-        Progress::NeedsInput { .. } if paused_later => "needs_input",
-        Progress::NeedsInput { .. } => unidentified,
-        Progress::Failed {
-            failure: Failure::Throttled { .. },
-            ..
-        } => "throttled",
-        Progress::Failed { .. } => "invalid",
-        Progress::Refused { .. } => "refused",
-    };
-    sign_in(method, outcome);
-}
-
 /// A remember-me cookie removed without a sign-in.
 pub(crate) fn rejected(reason: &'static str) {
     metrics::counter!(REMEMBER_ME_REJECTED, "reason" => reason).increment(1);

@@ -154,3 +154,44 @@ fn audit_batches_on_both_backends() {
         a_batch_of_audit_events_is_stored_whole(db);
     }
 }
+
+/// A purge deletes in batches of `PURGE_BATCH` rows, each its own short
+/// transaction (issue 16: no purge step holds a lock for long), until none
+/// is left: every old row goes, over several batches, and no recent one.
+fn a_purge_runs_in_batches_until_nothing_is_left(db: TestDb) {
+    use rememberme::store::PURGE_BATCH;
+    let (stores, user) = stores_with_alice(&db);
+    let old = 2 * PURGE_BATCH as usize + 345;
+    let cutoff = now() - 90 * 24 * 3600;
+    let events: Vec<NewAuditEvent<'_>> = (0..old + 10)
+        .map(|i| NewAuditEvent {
+            // The first `old` before the cutoff, ten after it.
+            at: if i < old {
+                cutoff - 1 - i as i64
+            } else {
+                now()
+            },
+            kind: AuditKind::Logout,
+            user_id: Some(&user),
+            ip: None,
+            user_agent: None,
+            detail: "",
+        })
+        .collect();
+    for chunk in events.chunks(500) {
+        stores.audit.record_batch(chunk).unwrap();
+    }
+    assert_eq!(stores.audit.purge_before(cutoff).unwrap(), old);
+    let left = stores.audit.list(None, None, 0, 100).unwrap();
+    assert_eq!(left.len(), 10, "the recent events stay");
+    assert!(left.iter().all(|e| e.at >= cutoff));
+    assert_eq!(stores.audit.purge_before(cutoff).unwrap(), 0);
+}
+
+#[test]
+fn batched_purge_on_both_backends() {
+    a_purge_runs_in_batches_until_nothing_is_left(TestDb::sqlite());
+    if let Some(db) = TestDb::postgres() {
+        a_purge_runs_in_batches_until_nothing_is_left(db);
+    }
+}

@@ -78,7 +78,7 @@ impl Core {
             (false, FlowKind::StepUp) => ("api_step_up", "refused"),
         };
         let paused_later = state.position() > started_at;
-        crate::telemetry::flow_ended(method, &progress, paused_later, unidentified);
+        super::count_flow_end(method, &progress, paused_later, unidentified);
         // The step read the user already (with the token, or with the
         // credentials); only a flow that did not is read again.
         let epoch = match &progress {

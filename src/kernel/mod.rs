@@ -103,6 +103,30 @@ impl From<JobFailed> for CoreError {
     }
 }
 
+/// A flow run's end as a sign-in outcome: `unidentified` for a run that
+/// identified nobody and waits for nothing (a cookie that signed nobody
+/// in is `rejected`; a form without its password is `invalid`).
+fn count_flow_end(
+    method: &'static str,
+    progress: &crate::flow::Progress,
+    paused_later: bool,
+    unidentified: &'static str,
+) {
+    use crate::flow::{Failure, Progress};
+    let outcome = match progress {
+        Progress::Complete { .. } => "success",
+        Progress::NeedsInput { .. } if paused_later => "needs_input",
+        Progress::NeedsInput { .. } => unidentified,
+        Progress::Failed {
+            failure: Failure::Throttled { .. },
+            ..
+        } => "throttled",
+        Progress::Failed { .. } => "invalid",
+        Progress::Refused { .. } => "refused",
+    };
+    crate::telemetry::sign_in(method, outcome);
+}
+
 /// The step context of a visit: the one place that builds one.
 pub(crate) fn context<'a>(
     stores: &'a Stores,

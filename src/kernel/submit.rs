@@ -63,7 +63,7 @@ impl Core {
             FlowKind::StepUp => "step_up",
         };
         let paused_later = state.position() > started_at;
-        crate::telemetry::flow_ended(method, &progress, paused_later, "invalid");
+        super::count_flow_end(method, &progress, paused_later, "invalid");
         let new_state = match &progress {
             Progress::Complete { user, tags } => {
                 let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;

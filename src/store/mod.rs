@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use audit::{AuditEvent, AuditKind, AuditLog, NewAuditEvent};
 pub use conn::{AnyConnection, Backend, Database, DatabaseBuilder, DatabaseError};
-pub use diesel_store::DieselStore;
+pub use diesel_store::{DieselStore, PURGE_BATCH};
 pub use state::{Reservation, StateStore};
 pub use throttle::ThrottleKey;
 #[cfg(feature = "sqlite")]

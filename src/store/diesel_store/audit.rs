@@ -32,11 +32,16 @@ pub(super) fn audit_row<'a>(event: &NewAuditEvent<'a>) -> NewAuditRow<'a> {
 
 impl AuditLog for DieselStore {
     fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError> {
-        self.with_write_conn(|conn| {
-            unbounded(conn, |conn| {
-                diesel::delete(audit_events::table.filter(audit_events::at.lt(cutoff)))
-                    .execute(conn)
-            })
+        self.purge_in_batches(|conn| {
+            let old: Vec<i64> = audit_events::table
+                .select(audit_events::id)
+                .filter(audit_events::at.lt(cutoff))
+                .limit(PURGE_BATCH)
+                .load(conn)?;
+            let still = audit_events::id
+                .eq_any(old)
+                .and(audit_events::at.lt(cutoff));
+            diesel::delete(audit_events::table.filter(still)).execute(conn)
         })
     }
 

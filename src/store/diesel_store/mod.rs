@@ -171,20 +171,30 @@ impl DieselStore {
     }
 }
 
-/// Runs `f`, a long maintenance statement (a purge), without PostgreSQL's
-/// per-connection `statement_timeout` (see `conn.rs`): in a transaction
-/// with `SET LOCAL`, so the connection keeps its bound afterwards.
-fn unbounded<T>(
-    conn: &mut AnyConnection,
-    f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
-) -> Result<T, DieselError> {
-    if !conn.is_postgres() {
-        return f(conn);
+/// Rows one purge statement deletes: each batch is its own transaction,
+/// holding SQLite's write lock (or PostgreSQL's row locks) for milliseconds,
+/// never the seconds that a million expired rows would take in one
+/// statement; sign-ins and rotations run between the batches.
+pub const PURGE_BATCH: i64 = 1000;
+
+impl DieselStore {
+    /// Runs `batch` (one bounded DELETE, returning how many rows went)
+    /// until a batch deletes fewer than [`PURGE_BATCH`] rows. Between
+    /// batches the write lock is free: a writer waiting for it gets in.
+    fn purge_in_batches(
+        &self,
+        mut batch: impl FnMut(&mut AnyConnection) -> Result<usize, DieselError>,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.with_write_conn(&mut batch)?;
+            total += n;
+            if n < PURGE_BATCH as usize {
+                return Ok(total);
+            }
+            std::thread::yield_now();
+        }
     }
-    conn.transaction(|conn| {
-        conn.batch_execute("SET LOCAL statement_timeout = 0")?;
-        f(conn)
-    })
 }
 
 /// Whether the server answered with `error`, so the connection still works.

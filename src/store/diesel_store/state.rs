@@ -126,9 +126,17 @@ impl StateStore for DieselStore {
     }
 
     fn purge_failures(&self, cutoff: i64) -> Result<usize, StoreError> {
-        self.with_write_conn(|conn| {
-            diesel::delete(login_failures::table.filter(login_failures::last_failed_at.lt(cutoff)))
-                .execute(conn)
+        self.purge_in_batches(|conn| {
+            let stale: Vec<Vec<u8>> = login_failures::table
+                .select(login_failures::key)
+                .filter(login_failures::last_failed_at.lt(cutoff))
+                .limit(PURGE_BATCH)
+                .load(conn)?;
+            // The condition again: a counter that failed again since is kept.
+            let still = login_failures::key
+                .eq_any(stale)
+                .and(login_failures::last_failed_at.lt(cutoff));
+            diesel::delete(login_failures::table.filter(still)).execute(conn)
         })
     }
 

@@ -232,10 +232,15 @@ impl TokenStore for DieselStore {
 
     fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
         use remember_tokens::dsl as t;
-        self.with_write_conn(|conn| {
-            unbounded(conn, |conn| {
-                diesel::delete(t::remember_tokens.filter(t::expires_at.le(now))).execute(conn)
-            })
+        self.purge_in_batches(|conn| {
+            let expired: Vec<i64> = t::remember_tokens
+                .select(t::id)
+                .filter(t::expires_at.le(now))
+                .limit(PURGE_BATCH)
+                .load(conn)?;
+            // The condition again: a row that changed since is kept.
+            let still = t::id.eq_any(expired).and(t::expires_at.le(now));
+            diesel::delete(t::remember_tokens.filter(still)).execute(conn)
         })
     }
 }
