@@ -724,8 +724,19 @@ def main():
       + " (it is deleted with the work directory).")
     w("")
 
+    text = "\n".join(L)
+    # bench/layer.sh's table (the layer's cost on identical work) is kept.
+    begin, end = "<!-- layer.sh: begin", "<!-- layer.sh: end -->"
+    try:
+        old = open(out, encoding="utf-8").read()
+    except FileNotFoundError:
+        old = ""
+    if begin in old and end in old:
+        kept = old[old.index(begin): old.index(end) + len(end)]
+        head, _, rest = text.partition("\n\n")
+        text = head + "\n\n" + kept + "\n\n" + rest
     with open(out, "w", encoding="utf-8") as f:
-        f.write("\n".join(L))
+        f.write(text)
     print("\n".join(t1))
     print()
     print("\n".join(t3))

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The layer's cost on identical work (issue 16): `bash bench/layer.sh`.
+#
+# Three ways of answering the same `GET /` with `hello <name>` as plain
+# text, each a release build of an example on a free loopback port:
+#   (B) examples/bench_baseline.rs: actix-session's cookie store alone, the
+#       session cookie set up as the crate's (encrypted, __Host-session)
+#   (S) examples/quickstart.rs, the README's wiring: a signed-in session
+#   (R) the same quickstart with only a remember-me cookie, a different valid
+#       one each request (lookup, compare-and-swap rotation, audit row, a new
+#       session, two cookies)
+# measured with wrk -t2 -c16, $DURATION s a case, in $ROUNDS rounds
+# (B S R, B S R, ...: a slow minute of the machine hits every case), the
+# median round reported, on SQLite (a fresh file) and PostgreSQL (a fresh
+# schema in database `test`). The ratios S/B and R/S compare work done in
+# the same run on the same machine; absolute figures do not travel.
+#
+# Writes its table into BENCHMARKS.md between the `layer.sh` markers (and
+# bench/report.py, which writes the rest of the file, keeps it). A
+# benchmark, not a test: `cargo test` never runs it. About 10 minutes with a
+# warm target directory, most of it minting the cookies (R) uses up.
+#
+# Environment (all optional): CARGO_TARGET_DIR, BENCH_PG_URL (default
+# postgres://postgres@127.0.0.1:5432/test?sslmode=disable), BENCH_BACKENDS
+# ("sqlite postgres"), BENCH_KEEP=1 (keep the work directory).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
+BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
+DURATION=5      # seconds a case
+ROUNDS=3        # rounds of B S R; the median is reported
+THREADS=2       # wrk threads
+CONNECTIONS=16  # wrk connections
+COOKIES=200000  # remember-me cookies minted per backend (R uses each once)
+
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+log() { printf '\n== %s\n' "$*" >&2; }
+for tool in wrk curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (wrk: apt-get install -y wrk)"
+done
+
+WORK=$(mktemp -d /tmp/rememberme-layer.XXXXXX)
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+PIDS=()
+PG_SCHEMA=""
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  if [ -n "$PG_SCHEMA" ]; then psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" >/dev/null 2>&1 || true; fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+log "building (release): quickstart, bench_baseline, bench_prepare"
+cargo build --release --locked --example quickstart --example bench_baseline
+cargo build --release --locked --features testing --example bench_prepare
+EX=$CARGO_TARGET_DIR/release/examples
+echo "META commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>"$RESULTS"
+echo "META date=$(date -u '+%Y-%m-%d %H:%M UTC')" >>"$RESULTS"
+echo "META nproc=$(nproc)" >>"$RESULTS"
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts example $1 with the environment in the remaining arguments; sets PORT_OF.
+start() {
+  local name=$1; shift
+  local port; port=$(free_port)
+  env PORT="$port" "$@" "$EX/$name" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && { PORT_OF=$port; return; }
+    sleep 0.1
+  done
+  die "$name did not start: $(tail -n5 "$WORK/$name.log")"
+}
+
+# The session cookie a sign-in at $1 sets (its form's CSRF token first, if any).
+session_of() {
+  local base=$1 csrf="" session="" body
+  curl -sS -D "$WORK/h-form" -o "$WORK/b-form" "$base/login" || true
+  csrf=$(sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' "$WORK/b-form" | head -n1)
+  session=$(tr -d '\r' <"$WORK/h-form" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
+  body="username=alice&password=alice-password&csrf_token=$csrf"
+  curl -sS -o /dev/null -D "$WORK/h-post" -H "Cookie: __Host-session=$session" --data "$body" "$base/login"
+  session=$(tr -d '\r' <"$WORK/h-post" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
+  [ -n "$session" ] || die "no session from $base/login"
+  [ "$(curl -sS -H "Cookie: __Host-session=$session" "$base/")" = "hello alice" ] \
+    || die "$base/ does not greet alice with the session"
+  echo "$session"
+}
+
+# One wrk run: case $1 ($2 = mode, $3 = base URL), for backend $BACKEND, round $4.
+run() {
+  local case=$1 mode=$2 base=$3 round=$4
+  env BENCH_MODE="$mode" BENCH_SESSION="${SESSION_FOR[$case]:-}" BENCH_COOKIES="$WORK/cookies-$BACKEND-$round" \
+    BENCH_THREADS="$THREADS" \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 30s --latency \
+    -s "$ROOT/bench/wrk.lua" "$base/" >"$WORK/wrk-$BACKEND-$case-$round" 2>&1
+  echo "RUN backend=$BACKEND case=$case round=$round $(grep '^BENCH_RESULT' "$WORK/wrk-$BACKEND-$case-$round")" >>"$RESULTS"
+}
+
+declare -A SESSION_FOR
+for BACKEND in $BACKENDS; do
+  case $BACKEND in
+    sqlite) URL="sqlite://$WORK/quickstart-$BACKEND.db" ;;
+    postgres)
+      PG_SCHEMA="rm_layer_$$"
+      psql -q "$PG_URL" -c "CREATE SCHEMA $PG_SCHEMA" >/dev/null || die "PostgreSQL at $PG_URL is needed"
+      sep='?'; case $PG_URL in *\?*) sep='&' ;; esac
+      URL="$PG_URL${sep}options=-c%20search_path%3D$PG_SCHEMA" ;;
+    *) die "unknown backend $BACKEND" ;;
+  esac
+  log "$BACKEND: minting $COOKIES remember-me cookies"
+  mint_start=$(date +%s)
+  "$EX/bench_prepare" mint --database-url "$URL" --count "$COOKIES" --per-user 10 \
+    --out "$WORK/cookies-$BACKEND" --threads 8
+  echo "META mint_secs_$BACKEND=$(( $(date +%s) - mint_start ))" >>"$RESULTS"
+  # A share of the cookies for each round: a cookie presented twice would
+  # be a replay (theft), not a sign-in.
+  total=$(wc -l <"$WORK/cookies-$BACKEND")
+  per_round=$(( (total + ROUNDS - 1) / ROUNDS ))
+  for round in $(seq 1 "$ROUNDS"); do
+    sed -n "$(( (round - 1) * per_round + 1 )),$(( round * per_round ))p" "$WORK/cookies-$BACKEND" \
+      >"$WORK/cookies-$BACKEND-$round"
+  done
+
+  start bench_baseline; BASELINE="http://127.0.0.1:$PORT_OF"
+  start quickstart DATABASE_URL="$URL"; QUICKSTART="http://127.0.0.1:$PORT_OF"
+  SESSION_FOR[B]=$(session_of "$BASELINE")
+  SESSION_FOR[S]=$(session_of "$QUICKSTART")
+  # Warm-up of both servers (not recorded; R's cookies are not spent on it).
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -H "Cookie: __Host-session=${SESSION_FOR[B]}" "$BASELINE/" >/dev/null
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -H "Cookie: __Host-session=${SESSION_FOR[S]}" "$QUICKSTART/" >/dev/null
+  for round in $(seq 1 "$ROUNDS"); do
+    log "$BACKEND: round $round of $ROUNDS"
+    run B session "$BASELINE" "$round"
+    run S session "$QUICKSTART" "$round"
+    run R remember "$QUICKSTART" "$round"
+  done
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+  if [ -n "$PG_SCHEMA" ]; then psql -q "$PG_URL" -c "DROP SCHEMA $PG_SCHEMA CASCADE" >/dev/null; PG_SCHEMA=""; fi
+done
+
+python3 "$ROOT/bench/layer_report.py" "$RESULTS" "$ROOT/BENCHMARKS.md"
