@@ -70,6 +70,11 @@ def main():
                 t = target[b]
                 verdict = "**met**" if ratio >= t else f"**missed** (needs {t * med[(b, y)]:,.0f} req/s)"
                 L.append(f"| {b} | {x}/{y} | {ratio:.2f} | ≥ {t} | {verdict} |")
+    # The hand-written analysis of the last profile (bench/layer_notes.md).
+    import os
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_notes.md")
+    if os.path.exists(notes):
+        L += ["", open(notes, encoding="utf-8").read().rstrip()]
     L += ["", END]
     block = "\n".join(L)
     try:
