@@ -24,7 +24,44 @@ on_both_backends!(
     revoking_a_device_ends_that_devices_open_session,
     a_revoked_session_cannot_adopt_the_next_epoch_by_signing_out_others,
     a_password_change_needs_the_current_password,
+    the_admin_token_list_pages_by_keyset,
 );
+
+/// 61 tokens: the newest 50 on the first page and an `Older` link `before`
+/// the last of them; that page has the other 11 and a link back to the
+/// newest, and no `Older`. Pages are keyset (`before=<id>`), so a deep page
+/// costs what the first does on a table of millions (issue 16).
+async fn the_admin_token_list_pages_by_keyset(db: TestDb) {
+    let server = TestServer::start(db);
+    server.add_user("root", "admin password", true);
+    for u in 0..6 {
+        let id = server.add_user(&format!("user{u}"), "some password", false);
+        for _ in 0..10 {
+            rememberme::testing::remember_me_cookie(server.stores(), &server.config, &id).unwrap();
+        }
+    }
+    let mut admin = remembered(&server, "root", "admin password").await;
+    let first = admin.get("/admin/tokens").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let rows = |body: &str| body.matches("/revoke\"").count();
+    assert_eq!(rows(&first.body), 50, "{}", first.body);
+    assert!(first.body.contains(">root</a>"), "the newest first");
+    assert!(!first.body.contains(">Newest<"));
+    let older = first
+        .body
+        .split("before=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an Older link")
+        .to_owned();
+    let second = admin
+        .get(&format!("/admin/tokens?user=&before={older}"))
+        .await;
+    assert_eq!(second.status, 200);
+    assert_eq!(rows(&second.body), 11, "{}", second.body);
+    assert!(second.body.contains(">Newest<") && !second.body.contains(">Older<"));
+    assert!(!second.body.contains(">root</a>"), "no row twice");
+}
 
 async fn revoking_a_device_ends_that_devices_open_session(db: TestDb) {
     let server = TestServer::start(db);

@@ -20,12 +20,12 @@ async fn migrations_run_at_start_only_when_asked(db: TestDb) {
     }
     let store = rememberme::DieselStore::new(deferred.clone());
     // No table yet: a store call fails (as a query, not a panic).
-    match store.list(None, 0, 10) {
+    match store.list(None, None, 10) {
         Err(StoreError::Query(_) | StoreError::Unavailable(_)) => {}
         other => panic!("the crate's tables exist before migrate: {other:?}"),
     }
     deferred.migrate().expect("migrate");
-    assert_eq!(store.list(None, 0, 10).unwrap(), vec![]);
+    assert_eq!(store.list(None, None, 10).unwrap(), vec![]);
     if let Some(path) = db.sqlite_path() {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
@@ -37,7 +37,7 @@ async fn migrations_run_at_start_only_when_asked(db: TestDb) {
     // The default (and `connect`): migrated at start, and again is a no-op.
     let migrated = Database::builder(&db.url).max_size(1).connect().unwrap();
     let store = rememberme::DieselStore::new(migrated.clone());
-    assert_eq!(store.list(None, 0, 10).unwrap(), vec![]);
+    assert_eq!(store.list(None, None, 10).unwrap(), vec![]);
     migrated.migrate().expect("nothing pending");
     drop(store);
     assert!(migrated.close(std::time::Duration::from_secs(5)));

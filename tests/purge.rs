@@ -69,7 +69,7 @@ fn seed(db: &TestDb) -> Stores {
 
 fn counts(stores: &Stores) -> (usize, usize) {
     (
-        stores.tokens.list(None, 0, 100).unwrap().len(),
+        stores.tokens.list(None, None, 100).unwrap().len(),
         stores.audit.list(None, None, 0, 100).unwrap().len(),
     )
 }

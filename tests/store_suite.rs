@@ -105,10 +105,10 @@ mod mutants {
         fn list(
             &self,
             u: Option<&UserId>,
-            offset: i64,
+            before: Option<i64>,
             limit: i64,
         ) -> Result<Vec<TokenRecord>, StoreError> {
-            TokenStore::list(&self.inner, u, offset, limit)
+            TokenStore::list(&self.inner, u, before, limit)
         }
         fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
             self.inner.purge_expired(now)

@@ -449,7 +449,7 @@ impl crate::store::TokenStore for ClaimsRotated {
     fn list(
         &self,
         _: Option<&UserId>,
-        _: i64,
+        _: Option<i64>,
         _: i64,
     ) -> Result<Vec<crate::store::TokenRecord>, StoreError> {
         Ok(Vec::new())

@@ -293,11 +293,14 @@ pub trait TokenStore: Send + Sync {
     /// A user's tokens, most recently used first.
     fn list_for_user(&self, user: &UserId) -> Result<Vec<TokenRecord>, StoreError>;
 
-    /// Every token (or one user's), newest first, a page at a time.
+    /// Every token (or one user's), newest first (by id), at most `limit`;
+    /// with `before`, only those with a smaller id. Keyset pagination: the
+    /// next page is `before` the last id of this one, and every page costs
+    /// the same however deep (an OFFSET would read every row before it).
     fn list(
         &self,
         user: Option<&UserId>,
-        offset: i64,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<TokenRecord>, StoreError>;
 

@@ -225,7 +225,7 @@ impl TokenStore for MemoryStore {
     fn list(
         &self,
         user: Option<&UserId>,
-        offset: i64,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<TokenRecord>, StoreError> {
         let inner = self.inner.lock();
@@ -233,10 +233,11 @@ impl TokenStore for MemoryStore {
             .tokens
             .iter()
             .filter(|t| user.is_none_or(|u| *u == t.user_id))
+            .filter(|t| before.is_none_or(|before| t.id < before))
             .cloned()
             .collect();
-        tokens.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
-        Ok(page(tokens, offset, limit))
+        tokens.sort_by_key(|t| std::cmp::Reverse(t.id));
+        Ok(page(tokens, 0, limit))
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {

@@ -134,13 +134,26 @@ fn tokens_are_found_by_series_and_listed_by_owner<S: TokenStore + StateStore + ?
         .collect();
     assert_eq!(ids, [second, first], "most recently used first");
     let ids: Vec<i64> = store
-        .list(Some(&alice), 0, 10)
+        .list(Some(&alice), None, 10)
         .unwrap()
         .iter()
         .map(|t| t.id)
         .collect();
     assert_eq!(ids, [second, first], "newest first");
-    assert_eq!(store.list(Some(&alice), 1, 10).unwrap().len(), 1, "paged");
+    let newest = store.list(Some(&alice), None, 1).unwrap();
+    assert_eq!(newest.iter().map(|t| t.id).collect::<Vec<_>>(), [second]);
+    let next = store.list(Some(&alice), Some(second), 10).unwrap();
+    assert_eq!(
+        next.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [first],
+        "the page before the last id"
+    );
+    assert!(
+        store
+            .list(Some(&alice), Some(first), 10)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.find_owner(first).unwrap(), Some(alice));
 }
 

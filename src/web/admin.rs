@@ -56,16 +56,18 @@ pub struct TokensPage {
     pub csrf_token: String,
     /// The result of the last action, shown once.
     pub flash: Option<String>,
-    /// The newer page, if any.
-    pub prev_page: Option<i64>,
-    /// The older page, if any.
-    pub next_page: Option<i64>,
+    /// Whether this is a later page (link back to the newest).
+    pub later_page: bool,
+    /// The `before` of the older page (its tokens' ids are below it), if
+    /// there is one.
+    pub older_before: Option<i64>,
 }
 
 #[derive(Deserialize)]
 struct TokensQuery {
     user: Option<String>,
-    page: Option<i64>,
+    /// Keyset pagination: tokens with a smaller id (older) than this.
+    before: Option<i64>,
 }
 
 fn page_number(page: Option<i64>) -> i64 {
@@ -80,7 +82,7 @@ async fn tokens(
     query: web::Query<TokensQuery>,
 ) -> Result<HttpResponse, AuthError> {
     let filter = query.user.clone().unwrap_or_default().trim().to_owned();
-    let page = page_number(query.page);
+    let before = query.before;
     let name = (!filter.is_empty()).then(|| filter.clone());
     // One row more than a page tells whether an older page exists.
     let (listings, names) = auth
@@ -92,15 +94,15 @@ async fn tokens(
                 },
                 None => None,
             };
-            let listings =
-                stores
-                    .tokens
-                    .list(user.as_ref(), (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)?;
+            let listings = stores.tokens.list(user.as_ref(), before, PAGE_SIZE + 1)?;
             let names = usernames(stores, listings.iter().map(|t| &t.user_id))?;
             Ok::<_, StoreError>((listings, names))
         })
         .await?;
-    let (prev_page, next_page) = pages(page, listings.len());
+    let listings: Vec<_> = listings.into_iter().take(PAGE_SIZE as usize + 1).collect();
+    let older_before = (listings.len() > PAGE_SIZE as usize)
+        .then(|| listings.get(PAGE_SIZE as usize - 1).map(|t| t.id))
+        .flatten();
     let rows = listings
         .into_iter()
         .take(PAGE_SIZE as usize)
@@ -126,8 +128,8 @@ async fn tokens(
             filter,
             csrf_token: auth.csrf_token(),
             flash: take_flash(&session),
-            prev_page,
-            next_page,
+            later_page: before.is_some(),
+            older_before,
         },
     )
 }

@@ -656,7 +656,7 @@ impl TokenStore for CountingStore {
         delete_all_for_user(&self, user: &UserId) -> Result<usize, StoreError>;
         revoke_all_atomically(&self, user: &UserId, event: &NewAuditEvent<'_>) -> Result<Option<usize>, StoreError>;
         list_for_user(&self, user: &UserId) -> Result<Vec<TokenRecord>, StoreError>;
-        list(&self, user: Option<&UserId>, offset: i64, limit: i64) -> Result<Vec<TokenRecord>, StoreError>;
+        list(&self, user: Option<&UserId>, before: Option<i64>, limit: i64) -> Result<Vec<TokenRecord>, StoreError>;
         purge_expired(&self, now: i64) -> Result<usize, StoreError>;
     }
 }

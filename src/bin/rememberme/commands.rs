@@ -104,7 +104,7 @@ pub(crate) fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {
         None => None,
     };
     let rows = store
-        .list(user.as_ref(), 0, i64::MAX)
+        .list(user.as_ref(), None, i64::MAX)
         .map_err(|e| e.to_string())?;
     let mut names = std::collections::HashMap::new();
     println!(

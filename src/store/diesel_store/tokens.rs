@@ -206,21 +206,22 @@ impl TokenStore for DieselStore {
     fn list(
         &self,
         user: Option<&UserId>,
-        offset: i64,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<TokenRecord>, StoreError> {
         self.with_conn(|conn| {
+            // By the primary key: the newest page and every later one read
+            // `limit` rows of the index, on a table of any size.
             let mut query = remember_tokens::table
-                .order((
-                    remember_tokens::created_at.desc(),
-                    remember_tokens::id.desc(),
-                ))
+                .order(remember_tokens::id.desc())
                 .select(TokenRow::as_select())
-                .offset(offset)
                 .limit(limit)
                 .into_boxed();
             if let Some(user) = user {
                 query = query.filter(remember_tokens::user_id.eq(user.as_str()));
+            }
+            if let Some(before) = before {
+                query = query.filter(remember_tokens::id.lt(before));
             }
             query
                 .load::<TokenRow>(conn)?
