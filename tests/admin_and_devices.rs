@@ -25,7 +25,64 @@ on_both_backends!(
     a_revoked_session_cannot_adopt_the_next_epoch_by_signing_out_others,
     a_password_change_needs_the_current_password,
     the_admin_token_list_pages_by_keyset,
+    the_audit_log_pages_by_keyset_across_equal_times,
 );
+
+/// 70 `logout` events, many sharing a second (so the `(at, id)` cursor
+/// must break ties by id): the first page has the newest 50, the `Older`
+/// link the other 20, none twice, none lost.
+async fn the_audit_log_pages_by_keyset_across_equal_times(db: TestDb) {
+    use rememberme::store::{AuditKind, NewAuditEvent};
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "some password", false);
+    let details: Vec<String> = (0..70).map(|i| format!("event-{i:02}")).collect();
+    let events: Vec<NewAuditEvent<'_>> = details
+        .iter()
+        .enumerate()
+        .map(|(i, detail)| NewAuditEvent {
+            at: 1_000_000 + (i as i64) / 7, // seven events a second
+            kind: AuditKind::Logout,
+            user_id: Some(&alice),
+            ip: None,
+            user_agent: None,
+            detail,
+        })
+        .collect();
+    server.stores().audit.record_batch(&events).unwrap();
+    server.add_user("root", "admin password", true);
+    let mut admin = remembered(&server, "root", "admin password").await;
+    let listed = |body: &str| -> Vec<String> {
+        body.split("<td>event-")
+            .skip(1)
+            .map(|rest| rest[..2].to_owned())
+            .collect()
+    };
+    let first = admin.get("/admin/audit?kind=logout&user=alice").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let newest = listed(&first.body);
+    assert_eq!(newest.len(), 50);
+    assert_eq!(newest[0], "69", "newest first");
+    let older = first
+        .body
+        .split("before_at=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an Older link")
+        .replace("&amp;", "&");
+    let second = admin
+        .get(&format!(
+            "/admin/audit?kind=logout&user=alice&before_at={older}"
+        ))
+        .await;
+    assert_eq!(second.status, 200);
+    let rest = listed(&second.body);
+    assert!(second.body.contains(">Newest<") && !second.body.contains(">Older<"));
+    let mut all: Vec<String> = newest.into_iter().chain(rest).collect();
+    let expected: Vec<String> = (0..70).rev().map(|i| format!("{i:02}")).collect();
+    assert_eq!(all, expected, "every event once, newest first");
+    all.dedup();
+    assert_eq!(all.len(), 70);
+}
 
 /// 61 tokens: the newest 50 on the first page and an `Older` link `before`
 /// the last of them; that page has the other 11 and a link back to the

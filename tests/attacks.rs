@@ -138,7 +138,7 @@ fn audit_count(server: &TestServer, kind: &str) -> usize {
     server
         .stores()
         .audit
-        .list(Some(kind), None, 0, 1000)
+        .list(Some(kind), None, None, 1000)
         .unwrap()
         .len()
 }
@@ -237,7 +237,7 @@ async fn f3_wrong_current_passwords_on_the_password_page_are_throttled_and_audit
     let failed = server
         .stores()
         .audit
-        .list(Some("sign_in_failed"), None, 0, 100)
+        .list(Some("sign_in_failed"), None, None, 100)
         .unwrap();
     assert_eq!(failed.len(), 3);
     assert!(failed.iter().all(|e| e.detail == "password change"));

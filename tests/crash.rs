@@ -71,7 +71,7 @@ async fn reauthenticate_until_no_answer(browser: &mut Browser, until: Instant) -
 
 fn audit_count(db: &TestDb, kind: &str) -> usize {
     let store = rememberme::DieselStore::new(rememberme::Database::connect(&db.url, 1).unwrap());
-    let n = rememberme::store::AuditLog::list(&store, Some(kind), None, 0, i64::MAX)
+    let n = rememberme::store::AuditLog::list(&store, Some(kind), None, None, i64::MAX)
         .unwrap()
         .len();
     let database = store.database().clone();

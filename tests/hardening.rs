@@ -160,7 +160,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance(db: 
     let ips: Vec<_> = server
         .stores()
         .audit
-        .list(Some("sign_in_failed"), None, 0, 10)
+        .list(Some("sign_in_failed"), None, None, 10)
         .unwrap()
         .into_iter()
         .map(|e| e.ip.unwrap_or_default())

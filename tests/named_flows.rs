@@ -164,7 +164,7 @@ async fn an_app_flow_runs_by_name_beside_the_layers_own(db: TestDb) {
     let alice = stores.users.find_by_username("alice").unwrap().unwrap().id;
     let details: Vec<String> = stores
         .audit
-        .list(Some("password_sign_in"), Some(&alice), 0, 10)
+        .list(Some("password_sign_in"), Some(&alice), None, 10)
         .unwrap()
         .into_iter()
         .map(|event| event.detail)

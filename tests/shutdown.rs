@@ -97,7 +97,7 @@ async fn the_binary_exits_cleanly_on_sigterm_after_a_cookie_sign_in(db: TestDb) 
 
     let store = DieselStore::new(Database::connect(&db.url, 1).expect("test database"));
     let kinds: Vec<String> = store
-        .list(None, None, 0, 100)
+        .list(None, None, None, 100)
         .unwrap()
         .into_iter()
         .map(|event| event.kind)

@@ -123,7 +123,7 @@ async fn signs_in_a_user_the_app_authenticated(db: TestDb) {
     // Both audited, with the app's detail.
     let events = stores
         .audit
-        .list(Some("app_sign_in"), Some(&alice), 0, 10)
+        .list(Some("app_sign_in"), Some(&alice), None, 10)
         .unwrap();
     let details: Vec<_> = events.iter().map(|e| e.detail.as_str()).collect();
     assert_eq!(details, ["test link", "test provider"]);

@@ -53,7 +53,7 @@ async fn a_rotation_writes_its_sign_in_audit_row_and_a_refused_one_none(db: Test
             "{token}"
         );
     }
-    let rows = AuditLog::list(&store, Some("remember_me_sign_in"), None, 0, 10).unwrap();
+    let rows = AuditLog::list(&store, Some("remember_me_sign_in"), None, None, 10).unwrap();
     assert_eq!(rows.len(), 1, "one row, for the one rotation");
     let row = &rows[0];
     assert_eq!(row.user_id, Some(alice));

@@ -163,10 +163,10 @@ mod mutants {
             &self,
             kind: Option<&str>,
             u: Option<&UserId>,
-            offset: i64,
+            before: Option<(i64, i64)>,
             limit: i64,
         ) -> Result<Vec<AuditEvent>, StoreError> {
-            AuditLog::list(&self.inner, kind, u, offset, limit)
+            AuditLog::list(&self.inner, kind, u, before, limit)
         }
         fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError> {
             self.inner.purge_before(cutoff)

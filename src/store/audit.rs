@@ -118,12 +118,15 @@ pub trait AuditLog: Send + Sync {
             .iter()
             .try_for_each(|event| self.record(event.clone()))
     }
-    /// Recent events, newest first, optionally of one kind and/or one user.
+    /// Recent events, newest first (by `at`, then id), optionally of one
+    /// kind and/or one user, at most `limit`; with `before` (the `(at, id)`
+    /// of the last event of the previous page), only older ones. Keyset
+    /// pagination: every page costs the same however deep.
     fn list(
         &self,
         kind: Option<&str>,
         user: Option<&UserId>,
-        offset: i64,
+        before: Option<(i64, i64)>,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, StoreError>;
     /// Deletes events older than `cutoff` (Unix seconds). Returns how many went.

@@ -320,7 +320,7 @@ impl AuditLog for MemoryStore {
         &self,
         kind: Option<&str>,
         user: Option<&UserId>,
-        offset: i64,
+        before: Option<(i64, i64)>,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         let inner = self.inner.lock();
@@ -329,10 +329,11 @@ impl AuditLog for MemoryStore {
             .iter()
             .filter(|e| kind.is_none_or(|k| e.kind == k))
             .filter(|e| user.is_none_or(|u| e.user_id.as_ref() == Some(u)))
+            .filter(|e| before.is_none_or(|before| (e.at, e.id) < before))
             .cloned()
             .collect();
         events.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
-        Ok(page(events, offset, limit))
+        Ok(page(events, 0, limit))
     }
 
     fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError> {

@@ -9,7 +9,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::account::CsrfOnly;
-use super::view::{PAGE_SIZE, back_with, device, html, pages, take_flash, when};
+use super::view::{PAGE_SIZE, back_with, device, html, take_flash, when};
 use crate::extract::AdminAuth;
 use crate::store::{AuditKind, StoreError, Stores, UserId};
 use crate::{Auth, AuthError, CsrfForm};
@@ -68,10 +68,6 @@ struct TokensQuery {
     user: Option<String>,
     /// Keyset pagination: tokens with a smaller id (older) than this.
     before: Option<i64>,
-}
-
-fn page_number(page: Option<i64>) -> i64 {
-    page.unwrap_or(1).clamp(1, 1_000_000)
 }
 
 #[get("/admin/tokens")]
@@ -216,17 +212,19 @@ pub struct AuditPage {
     pub user: String,
     /// The forms' hidden `csrf_token` field.
     pub csrf_token: String,
-    /// The newer page, if any.
-    pub prev_page: Option<i64>,
-    /// The older page, if any.
-    pub next_page: Option<i64>,
+    /// Whether this is a later page (link back to the newest).
+    pub later_page: bool,
+    /// The `(at, id)` the older page starts before, if there is one.
+    pub older_before: Option<(i64, i64)>,
 }
 
 #[derive(Deserialize)]
 struct AuditQuery {
     kind: Option<String>,
     user: Option<String>,
-    page: Option<i64>,
+    /// Keyset pagination: events older than this `at` (with `before_id`).
+    before_at: Option<i64>,
+    before_id: Option<i64>,
 }
 
 #[get("/admin/audit")]
@@ -237,7 +235,7 @@ async fn audit(
 ) -> Result<HttpResponse, AuthError> {
     let kind = query.kind.clone().unwrap_or_default();
     let user = query.user.clone().unwrap_or_default().trim().to_owned();
-    let page = page_number(query.page);
+    let before = query.before_at.zip(query.before_id);
     let (k, u) = (
         (!kind.is_empty()).then(|| kind.clone()),
         (!user.is_empty()).then(|| user.clone()),
@@ -251,17 +249,16 @@ async fn audit(
                 },
                 None => None,
             };
-            let events = stores.audit.list(
-                k.as_deref(),
-                user.as_ref(),
-                (page - 1) * PAGE_SIZE,
-                PAGE_SIZE + 1,
-            )?;
+            let events = stores
+                .audit
+                .list(k.as_deref(), user.as_ref(), before, PAGE_SIZE + 1)?;
             let names = usernames(stores, events.iter().filter_map(|e| e.user_id.as_ref()))?;
             Ok::<_, StoreError>((events, names))
         })
         .await?;
-    let (prev_page, next_page) = pages(page, events.len());
+    let older_before = (events.len() > PAGE_SIZE as usize)
+        .then(|| events.get(PAGE_SIZE as usize - 1).map(|e| (e.at, e.id)))
+        .flatten();
     let rows = events
         .into_iter()
         .take(PAGE_SIZE as usize)
@@ -286,8 +283,8 @@ async fn audit(
             kind,
             user,
             csrf_token: auth.csrf_token(),
-            prev_page,
-            next_page,
+            later_page: before.is_some(),
+            older_before,
         },
     )
 }

@@ -118,14 +118,8 @@ pub(super) fn device(user_agent: Option<&str>) -> String {
     }
 }
 
-/// Rows of a page and whether a newer/older page exists.
+/// Rows of a page of the admin lists.
 pub(super) const PAGE_SIZE: i64 = 50;
-
-pub(super) fn pages(page: i64, fetched: usize) -> (Option<i64>, Option<i64>) {
-    let prev = (page > 1).then(|| page - 1);
-    let next = (fetched as i64 > PAGE_SIZE).then(|| page + 1);
-    (prev, next)
-}
 
 #[cfg(test)]
 mod tests {

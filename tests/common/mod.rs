@@ -324,7 +324,7 @@ impl TestServer {
     pub fn audit_kinds(&self) -> Vec<String> {
         self.stores()
             .audit
-            .list(None, None, 0, 1000)
+            .list(None, None, None, 1000)
             .expect("audit")
             .into_iter()
             .map(|e| e.kind)
@@ -685,7 +685,7 @@ impl AuditLog for CountingStore {
     counted! { AuditLog;
         record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError>;
         record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError>;
-        list(&self, kind: Option<&str>, user: Option<&UserId>, offset: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
+        list(&self, kind: Option<&str>, user: Option<&UserId>, before: Option<(i64, i64)>, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
         purge_before(&self, cutoff: i64) -> Result<usize, StoreError>;
     }
 }

@@ -39,7 +39,7 @@ impl AuditLog for Recorder {
         &self,
         _: Option<&str>,
         _: Option<&UserId>,
-        _: i64,
+        _: Option<(i64, i64)>,
         _: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         Ok(Vec::new())
@@ -154,7 +154,7 @@ impl AuditLog for Flaky {
         &self,
         _: Option<&str>,
         _: Option<&UserId>,
-        _: i64,
+        _: Option<(i64, i64)>,
         _: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         Ok(Vec::new())

@@ -75,16 +75,23 @@ impl AuditLog for DieselStore {
         &self,
         kind: Option<&str>,
         user: Option<&UserId>,
-        offset: i64,
+        before: Option<(i64, i64)>,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.with_conn(|conn| {
             let mut query = audit_events::table
                 .order((audit_events::at.desc(), audit_events::id.desc()))
                 .select(AuditRow::as_select())
-                .offset(offset)
                 .limit(limit)
                 .into_boxed();
+            if let Some((at, id)) = before {
+                // (at, id) < (at₀, id₀): a range of the `at` index.
+                query = query.filter(
+                    audit_events::at
+                        .lt(at)
+                        .or(audit_events::at.eq(at).and(audit_events::id.lt(id))),
+                );
+            }
             if let Some(kind) = kind {
                 query = query.filter(audit_events::kind.eq(kind));
             }

@@ -116,7 +116,7 @@ where
     assert_eq!(n, 2);
     assert!(store.list_for_user(&jack).unwrap().is_empty());
     assert_eq!(store.auth_epoch(&jack).unwrap(), 1, "every session ends");
-    let rows = AuditLog::list(&*store, Some("theft_detected"), Some(&jack), 0, 10).unwrap();
+    let rows = AuditLog::list(&*store, Some("theft_detected"), Some(&jack), None, 10).unwrap();
     assert_eq!(rows.len(), 1, "with its audit row");
 }
 
@@ -158,7 +158,7 @@ pub(super) fn the_audit_log_filters_pages_and_purges<S: AuditLog + ?Sized>(store
             event(NOW - 400 * DAY, AuditKind::Logout, Some(&kate)),
         ])
         .unwrap();
-    let kates = store.list(None, Some(&kate), 0, 10).unwrap();
+    let kates = store.list(None, Some(&kate), None, 10).unwrap();
     let kinds: Vec<&str> = kates.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["step_up", "logout", "logout"], "newest first");
     let first = &kates[0];
@@ -168,18 +168,24 @@ pub(super) fn the_audit_log_filters_pages_and_purges<S: AuditLog + ?Sized>(store
         (NOW + 1, Some("198.51.100.4"), Some("suite agent"))
     );
     assert_eq!(first.detail, "suite detail");
-    let logouts = store.list(Some("logout"), Some(&kate), 0, 10).unwrap();
+    let logouts = store.list(Some("logout"), Some(&kate), None, 10).unwrap();
     assert_eq!(logouts.len(), 2, "by kind and user");
+    let newest = &store.list(None, Some(&kate), None, 1).unwrap()[0];
+    assert_eq!(newest.kind, "step_up");
+    let older = store
+        .list(None, Some(&kate), Some((newest.at, newest.id)), 10)
+        .unwrap();
+    let kinds: Vec<&str> = older.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
-        store.list(None, Some(&kate), 1, 1).unwrap()[0].kind,
-        "logout",
-        "paged"
+        kinds,
+        ["logout", "logout"],
+        "the page before the last (at, id)"
     );
     assert!(store.purge_before(NOW - DAY).unwrap() >= 1);
     assert_eq!(
-        store.list(None, Some(&kate), 0, 10).unwrap().len(),
+        store.list(None, Some(&kate), None, 10).unwrap().len(),
         2,
         "old rows purged"
     );
-    assert_eq!(store.list(None, Some(&liam), 0, 10).unwrap().len(), 1);
+    assert_eq!(store.list(None, Some(&liam), None, 10).unwrap().len(), 1);
 }
