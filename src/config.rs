@@ -97,7 +97,8 @@ pub struct RememberMeConfig {
     pub(crate) lockout: Duration,
     pub(crate) ip_attempts_per_minute: u32,
     pub(crate) password_concurrency: usize,
-    pub(crate) store_concurrency: usize,
+    /// `None`: what the token store suggests, else 8.
+    pub(crate) store_concurrency: Option<usize>,
     pub(crate) access_tokens: Option<crate::access::AccessTokens>,
     pub(crate) access_token_lifetime: Duration,
     pub(crate) login_path: String,
@@ -155,7 +156,7 @@ impl RememberMeConfig {
                 password_concurrency: 2 * std::thread::available_parallelism()
                     .map(usize::from)
                     .unwrap_or(2),
-                store_concurrency: 8,
+                store_concurrency: None,
                 access_tokens: None,
                 access_token_lifetime: Duration::from_secs(15 * 60),
                 login_path: "/login".to_owned(),

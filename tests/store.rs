@@ -25,7 +25,23 @@ on_both_backends!(
     concurrent_password_checks_never_outrun_the_failure_limit,
     a_rotation_stores_the_seal_of_the_new_token,
     a_rotation_writes_its_sign_in_audit_row_and_a_refused_one_none,
+    the_diesel_store_suggests_its_store_threads,
 );
+
+/// The layer's default store threads come from the store (issue 16: the
+/// quickstart on PostgreSQL ran its batches on 8 threads, a quarter of
+/// what the demo gave it): the pool size on SQLite, where one writer runs
+/// at a time; four times it on PostgreSQL, where a thread waiting to join
+/// a batch holds no connection. A store of the app's own suggests nothing.
+async fn the_diesel_store_suggests_its_store_threads(db: TestDb) {
+    let store = DieselStore::new(Database::connect(&db.url, 3).unwrap());
+    let expected = if db.backend == "sqlite" { 3 } else { 12 };
+    assert_eq!(store.suggested_concurrency(), Some(expected));
+    assert_eq!(
+        rememberme::testing::MemoryStore::new().suggested_concurrency(),
+        None
+    );
+}
 
 /// Issue 14, finding 7: the sign-in's audit row is written in the
 /// rotation's own transaction, so a rotation that committed has its row

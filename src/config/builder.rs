@@ -121,7 +121,8 @@ impl RememberMeConfigBuilder {
 
     /// Threads that run the layer's store calls (remember-me sign-ins,
     /// session checks, sign-outs), so at most this many run at once and the
-    /// others wait in a queue without a thread. Default 8. The Diesel store
+    /// others wait in a queue without a thread. Default: what the token
+    /// store suggests ([`TokenStore::suggested_concurrency`](crate::store::TokenStore::suggested_concurrency)), else 8. The Diesel store
     /// runs the re-authentications waiting at one time together (one
     /// transaction on SQLite, one statement on PostgreSQL), so more threads
     /// make larger batches: about the pool size on SQLite (one writer at a
@@ -131,7 +132,7 @@ impl RememberMeConfigBuilder {
     /// and wait for the pool beyond its size). A store of your own gains
     /// nothing from more threads than connections.
     pub fn store_concurrency(mut self, n: usize) -> Self {
-        self.config.store_concurrency = n.max(1);
+        self.config.store_concurrency = Some(n.max(1));
         self
     }
 

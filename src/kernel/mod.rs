@@ -222,7 +222,15 @@ impl Shared {
         Ok(Self {
             ip_limiter: crate::limits::ip_limiter(config.ip_attempts_per_minute),
             password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
-            store_threads: Threads::start(STORE_THREADS, config.store_concurrency, STORE_QUEUE)?,
+            store_threads: Threads::start(
+                STORE_THREADS,
+                config
+                    .store_concurrency
+                    .or_else(|| stores.tokens.suggested_concurrency())
+                    .unwrap_or(8)
+                    .max(1),
+                STORE_QUEUE,
+            )?,
             audit_queue: AuditQueue::start(stores.audit.clone()),
             core: Arc::new(Core {
                 stores: stores.clone(),

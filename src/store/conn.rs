@@ -231,6 +231,11 @@ impl Database {
         crate::threads::wait_until_only(&self.last, deadline) && self.last.close(deadline)
     }
 
+    /// The pool's most connections.
+    pub(crate) fn max_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
     /// The longest wait for a connection or the SQLite write lock.
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout

@@ -306,4 +306,14 @@ pub trait TokenStore: Send + Sync {
 
     /// Deletes tokens that expired before `now`. Returns how many went.
     fn purge_expired(&self, now: i64) -> Result<usize, StoreError>;
+
+    /// How many store threads serve this store best, if it knows (the
+    /// layer uses it unless
+    /// [`store_concurrency`](crate::config::RememberMeConfigBuilder::store_concurrency)
+    /// says otherwise; else 8). [`DieselStore`](crate::DieselStore): its
+    /// pool size on SQLite, four times it on PostgreSQL (see
+    /// `store_concurrency`).
+    fn suggested_concurrency(&self) -> Option<usize> {
+        None
+    }
 }

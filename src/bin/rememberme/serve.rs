@@ -52,10 +52,15 @@ fn default_key_path(url: &str) -> PathBuf {
 }
 
 /// The layer's settings from `serve`'s arguments.
-fn layer_config(url: &str, args: &ServeArgs) -> RememberMeConfig {
+fn layer_config(args: &ServeArgs) -> RememberMeConfig {
     let mut builder = RememberMeConfig::builder();
     if let Some(n) = args.password_concurrency {
         builder = builder.password_concurrency(n);
+    }
+    // Without the flag, the store's own suggestion (the pool size on
+    // SQLite, four times it on PostgreSQL).
+    if let Some(n) = args.store_threads {
+        builder = builder.store_concurrency(n);
     }
     builder
         .validity(Duration::from_secs(args.remember_days * 24 * 3600))
@@ -71,13 +76,6 @@ fn layer_config(url: &str, args: &ServeArgs) -> RememberMeConfig {
         .trusted_proxies(args.trusted_proxies.clone())
         .forwarded_header(args.trusted_proxy_header)
         .reauth_window(Duration::from_secs(args.reauth_window_secs))
-        .store_concurrency(args.store_threads.unwrap_or(
-            if Backend::from_url(url).sqlite_path().is_some() {
-                args.db_pool_size as usize
-            } else {
-                4 * args.db_pool_size as usize
-            },
-        ))
         .access_token_lifetime(Duration::from_secs(args.access_token_minutes * 60))
         .cookie_secure(args.cookie_secure)
         .build()
@@ -106,7 +104,7 @@ fn open_site(url: &str, args: &ServeArgs) -> Result<(Database, UsersTable, Key),
 
 pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     let (database, users, key) = open_site(url, &args)?;
-    let config = layer_config(url, &args);
+    let config = layer_config(&args);
     if !args.cookie_secure {
         tracing::warn!("cookies are not marked Secure: use this only for plain-HTTP development");
     }

@@ -8,6 +8,15 @@ use super::*;
 // every such lookup parsed and planned its SQL anew (a third of a
 // re-authentication's time on SQLite). A unique key returns one row anyway.
 impl TokenStore for DieselStore {
+    fn suggested_concurrency(&self) -> Option<usize> {
+        let pool = self.db.max_size() as usize;
+        Some(if self.db.backend().sqlite_path().is_some() {
+            pool
+        } else {
+            4 * pool
+        })
+    }
+
     fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
         self.with_conn(|conn| {
             remember_tokens::table
