@@ -1,7 +1,7 @@
 //! `Database::builder(..).migrate_at_start(..)`: by default `connect` runs
-//! the crate's migrations; told not to, it touches nothing (no connection,
-//! no SQLite file, no table) until the app runs `migrate` itself. Both
-//! backends, one test code.
+//! the crate's migrations; told not to, it makes no connection and no
+//! table (a missing SQLite file is only created, empty and private) until
+//! the app runs `migrate` itself. Both backends, one test code.
 
 mod common;
 
@@ -16,7 +16,11 @@ async fn migrations_run_at_start_only_when_asked(db: TestDb) {
         .connect()
         .expect("a pool, without a connection");
     if let Some(path) = db.sqlite_path() {
-        assert!(!path.exists(), "no file before the migrations");
+        // An empty file, the owner's only: not created later by a
+        // connection with the process's umask.
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(&path).expect("the file, made private");
+        assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o600));
     }
     let store = rememberme::DieselStore::new(deferred.clone());
     // No table yet: a store call fails (as a query, not a panic).

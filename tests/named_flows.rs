@@ -192,3 +192,17 @@ fn a_flow_under_the_step_up_name_must_be_a_step_up() {
 fn a_flow_name_is_checked() {
     let _ = Flow::login().named("Admin Login");
 }
+
+#[test]
+#[should_panic(expected = "must be of kind Login and named `login`")]
+fn the_layers_own_flows_carry_their_kinds_names() {
+    let db = TestDb::sqlite();
+    let database = Database::connect(&db.url, 1).unwrap();
+    let users = UsersTable::open(database.clone()).unwrap();
+    let _ = RememberMe::with_flows(
+        Stores::new(DieselStore::new(database), users),
+        RememberMeConfig::default(),
+        Flow::login().named("admin_login"),
+        Flow::step_up(),
+    );
+}

@@ -16,7 +16,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use futures_util::future::LocalBoxFuture;
 
 use crate::RememberMeConfig;
-use crate::flow::{ClientInfo, CookieChange, Flow};
+use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind};
 use crate::kernel::{Shared, Visit};
 use crate::session::{AUTH_KEY, AuthState};
 use crate::store::{AuditKind, Stores};
@@ -81,18 +81,31 @@ impl RememberMe {
         Self::with_flows(stores, config, Flow::login(), Flow::step_up())
     }
 
-    /// The layer with custom flows (of kinds [`FlowKind::Login`](crate::flow::FlowKind::Login) and
-    /// [`FlowKind::StepUp`](crate::flow::FlowKind::StepUp)).
+    /// The layer with custom flows (of kinds [`FlowKind::Login`] and
+    /// [`FlowKind::StepUp`], named after them: `Flow::new(kind)` is).
     ///
     /// # Panics
     ///
-    /// If the layer's threads (store calls, audit writer) cannot be started.
+    /// If the layer's threads (store calls, audit writer) cannot be
+    /// started, or if a flow is not of its kind or not named after it.
     pub fn with_flows(
         stores: Stores,
         config: RememberMeConfig,
         login: Flow,
         step_up: Flow,
     ) -> Self {
+        // Flows are found by name too (`Auth::begin_flow`): each role's
+        // flow must be of its kind and carry its kind's name, or the pages
+        // and the cookie sign-in would run different flows.
+        for (flow, kind) in [(&login, FlowKind::Login), (&step_up, FlowKind::StepUp)] {
+            assert!(
+                flow.kind() == kind && flow.name() == kind.name(),
+                "the layer's {kind:?} flow must be of kind {kind:?} and named `{}` (got {:?} named `{}`); add flows of other names with `with_flow`",
+                kind.name(),
+                flow.kind(),
+                flow.name()
+            );
+        }
         let shared = Shared::start(stores, config, login, step_up)
             .expect("spawn the layer's threads (store calls, audit writer)");
         Self {

@@ -162,7 +162,7 @@ impl Database {
     /// (0600): it holds password hashes and token hashes. SQLite gives its
     /// `-wal` and `-shm` files the database file's permissions. An existing
     /// file keeps the permissions its owner chose.
-    fn create_private_file(&self) -> Result<(), DatabaseError> {
+    pub(super) fn create_private_file(&self) -> Result<(), DatabaseError> {
         let Backend::Sqlite(path) = &self.backend else {
             return Ok(());
         };

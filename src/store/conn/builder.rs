@@ -98,11 +98,18 @@ impl DatabaseBuilder {
     }
 
     /// Opens the pool, and with migrations at start runs them (see
-    /// [`Database::migrate`]).
+    /// [`Database::migrate`]). Without them, a missing SQLite file is
+    /// still created now, readable by its owner only (it will hold token
+    /// and password hashes), rather than by the pool's first connection
+    /// with the process's umask; if it cannot be yet (its directory is not
+    /// mounted), the pool starts all the same, as it does with a database
+    /// that is down.
     pub fn connect(self) -> Result<Database, DatabaseError> {
         let db = Database::lazy(&self.url, self.max_size, self.timeout);
         if self.migrate_at_start {
             db.migrate()?;
+        } else if let Err(error) = db.create_private_file() {
+            tracing::warn!(%error, "the SQLite file cannot be created yet");
         }
         Ok(db)
     }
