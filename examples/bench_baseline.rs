@@ -10,12 +10,11 @@
 //! PORT=8081 cargo run --release --example bench_baseline
 //! ```
 
-use actix_session::config::CookieContentSecurity;
-use actix_session::storage::CookieSessionStore;
-use actix_session::{Session, SessionMiddleware};
-use actix_web::cookie::{Key, SameSite};
+use actix_session::Session;
+use actix_web::cookie::Key;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, HttpServer, get, post};
+use rememberme::RememberMeConfig;
 
 /// `hello <name>` for a signed-in session, else a 303 to the sign-in form
 /// (as the crate's `CurrentUser` answers).
@@ -51,14 +50,9 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or(8080);
     let key = Key::generate();
     HttpServer::new(move || {
-        let sessions = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
-            .cookie_name("__Host-session".to_owned())
-            .cookie_secure(true)
-            .cookie_http_only(true)
-            .cookie_same_site(SameSite::Lax)
-            .cookie_path("/".to_owned())
-            .cookie_content_security(CookieContentSecurity::Private)
-            .build();
+        // actix-session's cookie store exactly as the layer sets it up
+        // (`__Host-session`, encrypted), without the layer.
+        let sessions = rememberme::session_middleware(key.clone(), &RememberMeConfig::default());
         App::new().wrap(sessions).service(home).service(login)
     })
     .bind(("127.0.0.1", port))?

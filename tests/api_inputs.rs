@@ -8,36 +8,11 @@
 mod common;
 
 use actix_web::{App, test as actix_test};
-use common::TestDb;
-use rememberme::flow::{Failure, Flow, Step, StepContext, StepDef, StepOutcome};
-use rememberme::store::{StoreError, UsersTable};
-use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores, UserId};
+use common::{CodeStep, TestDb};
+use rememberme::flow::{Flow, StepDef};
+use rememberme::store::UsersTable;
+use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig, Stores};
 use serde_json::{Value, json};
-
-/// The app's second factor: the code `123456`.
-struct Code;
-
-impl Step for Code {
-    fn is_interactive(&self) -> bool {
-        true
-    }
-    fn has_input(&self, ctx: &StepContext<'_>) -> bool {
-        ctx.inputs.contains_key("code")
-    }
-    fn run(
-        &self,
-        ctx: &mut StepContext<'_>,
-        user: Option<&UserId>,
-    ) -> Result<StepOutcome, StoreError> {
-        Ok(match (user, ctx.inputs.get("code").map(String::as_str)) {
-            (Some(user), Some("123456")) => StepOutcome::Success {
-                user: user.clone(),
-                activate: Vec::new(),
-            },
-            _ => StepOutcome::Failed(Failure::InvalidCredentials),
-        })
-    }
-}
 
 async fn an_api_login_takes_the_apps_step_inputs_with_the_password(db: TestDb) {
     let database = Database::connect(&db.url, 2).unwrap();
@@ -46,7 +21,13 @@ async fn an_api_login_takes_the_apps_step_inputs_with_the_password(db: TestDb) {
     let config = RememberMeConfig::builder()
         .access_token_secret(&[7; 32])
         .build();
-    let login = Flow::login().step(StepDef::new("code", Code));
+    let login = Flow::login().step(StepDef::new(
+        "code",
+        CodeStep {
+            input: "code",
+            code: Some("123456"),
+        },
+    ));
     let layer = RememberMe::with_flows(
         Stores::new(DieselStore::new(database), users),
         config,

@@ -9,39 +9,13 @@ mod common;
 use std::collections::BTreeMap;
 
 use actix_web::{App, HttpResponse, test as actix_test, web};
-use common::TestDb;
-use rememberme::UserId;
+use common::{CodeStep, TestDb};
 use rememberme::extract::{MaybeUser, SubmitOutcome};
-use rememberme::flow::{Credentials, Flow, FlowKind, Step, StepContext, StepDef, StepOutcome, Tag};
-use rememberme::store::{StoreError, UsersTable};
+use rememberme::flow::{Credentials, Flow, FlowKind, StepDef, Tag};
+use rememberme::store::UsersTable;
 use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig, Stores};
 
 const PIN_CHECKED: Tag = Tag::new("PIN_CHECKED");
-
-/// The app's step: a PIN, after the password.
-struct Pin;
-
-impl Step for Pin {
-    fn is_interactive(&self) -> bool {
-        true
-    }
-    fn has_input(&self, ctx: &StepContext<'_>) -> bool {
-        ctx.inputs.contains_key("pin")
-    }
-    fn run(
-        &self,
-        ctx: &mut StepContext<'_>,
-        user: Option<&UserId>,
-    ) -> Result<StepOutcome, StoreError> {
-        Ok(match (user, ctx.inputs.get("pin").map(String::as_str)) {
-            (Some(user), Some("4321")) => StepOutcome::Success {
-                user: user.clone(),
-                activate: Vec::new(),
-            },
-            _ => StepOutcome::Failed(rememberme::flow::Failure::InvalidCredentials),
-        })
-    }
-}
 
 fn answer(outcome: SubmitOutcome) -> HttpResponse {
     HttpResponse::Ok().body(match outcome {
@@ -95,9 +69,16 @@ async fn an_app_flow_runs_by_name_beside_the_layers_own(db: TestDb) {
     let users = UsersTable::open(database.clone()).unwrap();
     users.create("alice", "alice-password", false).unwrap();
     let stores = Stores::new(DieselStore::new(database), users);
-    let pin_login = Flow::login()
-        .named("pin_login")
-        .step(StepDef::new("pin", Pin).tags_on_success([PIN_CHECKED]));
+    let pin_login = Flow::login().named("pin_login").step(
+        StepDef::new(
+            "pin",
+            CodeStep {
+                input: "pin",
+                code: Some("4321"),
+            },
+        )
+        .tags_on_success([PIN_CHECKED]),
+    );
     assert_eq!(pin_login.name(), "pin_login");
     assert_eq!(pin_login.kind(), FlowKind::Login);
     let layer = RememberMe::new(stores.clone(), RememberMeConfig::default())

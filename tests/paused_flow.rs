@@ -2,6 +2,8 @@
 //! factor), waits only as long as the re-auth window: after it, answering
 //! that step signs nobody in, and the password is asked again.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -9,35 +11,11 @@ use actix_web::{App, HttpResponse, test, web};
 use rememberme::clock::ManualClock;
 use rememberme::extract::SubmitOutcome;
 use rememberme::flow::{
-    Credentials, Flow, FlowKind, IDENTIFY, PASSWORD, PasswordStep, RememberMeIdentifyStep, Step,
-    StepContext, StepDef, StepOutcome, Tag,
+    Credentials, Flow, FlowKind, IDENTIFY, PASSWORD, PasswordStep, RememberMeIdentifyStep, StepDef,
+    Tag,
 };
-use rememberme::store::{StoreError, UsersTable};
-use rememberme::{
-    Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig, Stores, UserId,
-};
-
-/// A second step that takes any code: only the pause matters here.
-struct AnyCode;
-
-impl Step for AnyCode {
-    fn is_interactive(&self) -> bool {
-        true
-    }
-    fn has_input(&self, ctx: &StepContext<'_>) -> bool {
-        ctx.inputs.contains_key("code")
-    }
-    fn run(
-        &self,
-        _: &mut StepContext<'_>,
-        user: Option<&UserId>,
-    ) -> Result<StepOutcome, StoreError> {
-        Ok(StepOutcome::Success {
-            user: user.cloned().expect("after the password"),
-            activate: Vec::new(),
-        })
-    }
-}
+use rememberme::store::UsersTable;
+use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig, Stores};
 
 fn outcome_name(outcome: SubmitOutcome) -> HttpResponse {
     HttpResponse::Ok().body(match outcome {
@@ -90,7 +68,13 @@ async fn a_paused_flow_waits_only_as_long_as_the_reauth_window() {
             StepDef::new(PASSWORD, PasswordStep::new())
                 .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
         )
-        .step(StepDef::new("code", AnyCode));
+        .step(StepDef::new(
+            "code",
+            common::CodeStep {
+                input: "code",
+                code: None,
+            },
+        ));
     let layer = RememberMe::with_flows(
         Stores::new(DieselStore::new(database), users),
         config,

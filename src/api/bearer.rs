@@ -16,7 +16,7 @@ pub(super) async fn verify_bearer(
     auth: &RequestAuth,
     token: &str,
 ) -> Result<AccessClaims, ApiError> {
-    let config = &auth.shared.config;
+    let config = &auth.shared.config();
     let signer = config
         .access_tokens
         .as_ref()
@@ -82,7 +82,7 @@ pub(super) async fn logout(
         &auth,
         AuditKind::Logout,
         &claims.sub,
-        &client_info(&req, &auth.shared.config),
+        &client_info(&req, auth.shared.config()),
         "api",
     );
     Ok(HttpResponse::NoContent().finish())

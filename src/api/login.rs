@@ -13,17 +13,17 @@ pub(super) async fn login(
     if body.remember_me && device_key.is_none() {
         return Err(ApiError::bad_request("remember_me needs a device_key."));
     }
-    let client = client_info(&req, &auth.shared.config);
+    let client = client_info(&req, auth.shared.config());
     let shared = auth.shared.clone();
     if let Some(limiter) = &shared.ip_limiter
-        && let Some(secs) = ip_throttled(limiter, &shared.config, &req)
+        && let Some(secs) = ip_throttled(limiter, shared.config(), &req)
     {
         return Err(throttled(secs));
     }
     let (mut input, bearer_claims) = login_input(&req, &auth, &body, device_key.as_deref()).await?;
     let kind = input.kind;
     input.device_key = device_key.clone();
-    let config = &shared.config;
+    let config = &shared.config();
     let visit = Visit {
         now: config.now(),
         client: client.clone(),
@@ -106,7 +106,7 @@ fn password_grant(
     pwd_at: Option<i64>,
 ) -> Grant {
     audit(auth, AuditKind::PasswordSignIn, &user, client, "api");
-    let config = &auth.shared.config;
+    let config = &auth.shared.config();
     let device_token = config.device_cookies.issue(&user, config.now());
     Grant {
         user,
@@ -129,7 +129,7 @@ async fn login_input(
     body: &LoginBody,
     device_key: Option<&str>,
 ) -> Result<(FlowInput, Option<AccessClaims>), ApiError> {
-    let config = &auth.shared.config;
+    let config = &auth.shared.config();
     match (&body.password, bearer(req)) {
         (Some(password), _) => {
             let username = body

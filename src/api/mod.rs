@@ -237,7 +237,7 @@ fn token_response(
     grant: Grant,
     change: Option<CookieChange>,
 ) -> Result<HttpResponse, ApiError> {
-    let config = &auth.shared.config;
+    let config = &auth.shared.config();
     let signer = config
         .access_tokens
         .as_ref()
@@ -278,7 +278,7 @@ fn token_response(
 /// Records an API event through the layer's audit queue, off the request.
 fn audit(auth: &RequestAuth, kind: AuditKind, user: &UserId, client: &ClientInfo, detail: &str) {
     let visit = Visit {
-        now: auth.shared.config.now(),
+        now: auth.shared.config().now(),
         client: client.clone(),
         cookie: None,
         device: None,
@@ -323,9 +323,9 @@ struct RefreshBody {
 
 async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpResponse, ApiError> {
     let auth = layer(&req)?;
-    let client = client_info(&req, &auth.shared.config);
+    let client = client_info(&req, auth.shared.config());
     let visit = Visit {
-        now: auth.shared.config.now(),
+        now: auth.shared.config().now(),
         client: client.clone(),
         cookie: Some(body.into_inner().long_lived_token.into_bytes()),
         device: None,

@@ -65,13 +65,13 @@ impl Auth {
         let shared = &self.auth.shared;
         if let Some(limiter) = &shared.ip_limiter
             && let Some(retry_after_secs) =
-                crate::limits::ip_throttled(limiter, &shared.config, &self.req)
+                crate::limits::ip_throttled(limiter, shared.config(), &self.req)
         {
             return Ok(PasswordChange::Throttled { retry_after_secs });
         }
         let (user, epoch) = self.user_and_epoch()?;
         let mut visit = self.visit();
-        visit.device = crate::middleware::trusted_device(&self.req, &shared.config);
+        visit.device = crate::middleware::trusted_device(&self.req, shared.config());
         let now = visit.now;
         let job = PasswordChangeJob {
             user,
@@ -125,7 +125,7 @@ impl Auth {
                 self.forget_session();
                 self.session.clear();
                 Err(AuthError::SignInRequired {
-                    location: self.auth.shared.config.login_path.clone(),
+                    location: self.auth.shared.config().login_path.clone(),
                     answer: Answer::for_request(&self.req),
                 })
             }
@@ -137,7 +137,7 @@ impl Auth {
         let mut state = self.auth.state.borrow_mut();
         if let (Some(state), Some(epoch)) = (state.as_mut(), epoch) {
             state.epoch = epoch;
-            state.checked_at = self.auth.shared.config.now();
+            state.checked_at = self.auth.shared.config().now();
             // A fresh id too: the session's privileges were just re-confirmed.
             state.sid = random_id();
             if let Err(error) = self.session.insert(AUTH_KEY, &*state) {

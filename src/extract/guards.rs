@@ -48,7 +48,7 @@ impl FromRequest for CurrentUser {
                 Some(state) => Ok(CurrentUser(state.into())),
                 None if auth.store_unavailable => Err(unavailable()),
                 None => Err(AuthError::SignInRequired {
-                    location: with_next(&auth.shared.config.login_path, &current_path(req)),
+                    location: with_next(&auth.shared.config().login_path, &current_path(req)),
                     answer: Answer::for_request(req),
                 }),
             }),
@@ -71,7 +71,7 @@ impl FromRequest for StrongAuth {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         ready(request_auth(req).and_then(|auth| {
-            let config = &auth.shared.config;
+            let config = &auth.shared.config();
             match auth.state.borrow().as_ref() {
                 // A session kept through an outage without its epoch check
                 // may have been revoked: never strong until checked.

@@ -183,12 +183,12 @@ impl Auth {
 
     /// The settings.
     pub fn config(&self) -> &crate::RememberMeConfig {
-        &self.auth.shared.config
+        self.auth.shared.config()
     }
 
     /// The stores.
     pub fn stores(&self) -> &crate::store::Stores {
-        &self.auth.shared.stores
+        self.auth.shared.stores()
     }
 
     /// The session's CSRF token, created on first use. Put it in a hidden
@@ -243,7 +243,7 @@ impl Auth {
         self.session
             .insert(FLOW_KEY, &state)
             .map_err(|e| AuthError::Internal(e.to_string()))?;
-        let config = &self.auth.shared.config;
+        let config = &self.auth.shared.config();
         Ok(kind == FlowKind::StepUp
             && !self.auth.unchecked
             && self
@@ -274,7 +274,7 @@ impl Auth {
             FlowKind::StepUp => {
                 let state = self.auth.state.borrow();
                 let state = state.as_ref().ok_or_else(|| AuthError::SignInRequired {
-                    location: self.auth.shared.config.login_path.clone(),
+                    location: self.auth.shared.config().login_path.clone(),
                     answer: Answer::for_request(&self.req),
                 })?;
                 // Without PASSWORD_VERIFIED, so the password step always
@@ -304,7 +304,7 @@ impl Auth {
 
     /// What this request brings to the core.
     fn visit(&self) -> Visit {
-        crate::middleware::visit(&self.req, &self.auth.shared.config)
+        crate::middleware::visit(&self.req, self.auth.shared.config())
     }
 
     fn actor(&self) -> String {
@@ -315,7 +315,7 @@ impl Auth {
 
     /// The hash of the remember-me series this browser carries, if its cookie decodes.
     pub fn browser_series(&self) -> Option<crate::token::SecretHash> {
-        raw_cookie(&self.req, &self.auth.shared.config.cookie_name())
+        raw_cookie(&self.req, &self.auth.shared.config().cookie_name())
             .and_then(|raw| RememberCookie::decode(&raw).ok())
             .map(|c| c.series.hash())
     }

@@ -46,7 +46,7 @@ impl Auth {
         let state = state.ok_or(AuthError::Forbidden)?;
         if state.password_at.is_some() {
             *self.auth.device_cookie.borrow_mut() =
-                Some(shared.config.device_cookies.issue(&state.user_id, now));
+                Some(shared.config().device_cookies.issue(&state.user_id, now));
         }
         start_session(&self.session, &state);
         let user = AuthenticatedUser::from(&state);

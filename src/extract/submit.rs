@@ -32,7 +32,7 @@ impl Auth {
         let shared = &self.auth.shared;
         if let Some(limiter) = &shared.ip_limiter
             && let Some(retry_after_secs) =
-                crate::limits::ip_throttled(limiter, &shared.config, &self.req)
+                crate::limits::ip_throttled(limiter, shared.config(), &self.req)
         {
             tracing::info!(
                 retry_after_secs,
@@ -43,7 +43,7 @@ impl Auth {
         let state = self.continued_state(name, kind)?;
         let started_at = state.position();
         let mut visit = self.visit();
-        visit.device = crate::middleware::trusted_device(&self.req, &shared.config);
+        visit.device = crate::middleware::trusted_device(&self.req, shared.config());
         let now = visit.now;
         let submit = Submit {
             flow: name.to_owned(),
@@ -97,7 +97,7 @@ impl Auth {
         // A flow paused after its password (at a step of the app's own, a
         // second factor) waits only as long as the re-auth window: later,
         // the password starts again.
-        let config = &self.auth.shared.config;
+        let config = &self.auth.shared.config();
         if state
             .password_at()
             .is_some_and(|at| !config.password_is_recent(Some(at), config.now()))
@@ -122,7 +122,7 @@ impl Auth {
                 if new_state.password_at.is_some() {
                     // This client typed the right password: from now on its
                     // failures spend a budget of their own (see `device`).
-                    let config = &self.auth.shared.config;
+                    let config = &self.auth.shared.config();
                     *self.auth.device_cookie.borrow_mut() =
                         Some(config.device_cookies.issue(&new_state.user_id, now));
                 }

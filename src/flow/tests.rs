@@ -517,3 +517,35 @@ fn a_store_claiming_a_rotation_cannot_let_a_wrong_or_expired_token_in() {
         );
     }
 }
+
+/// A state belongs to its flow by name too: another flow of the same kind
+/// refuses it without running a step (the adapters start afresh, and the
+/// engine holds the rule should one not).
+#[test]
+fn a_state_of_one_named_flow_does_not_advance_in_another() {
+    let (step, runs) = scripted(false, ok(7, &[]));
+    let admin = Flow::new(FlowKind::Login)
+        .named("admin_login")
+        .step(StepDef::new("a", step));
+    let mut state = Flow::new(FlowKind::Login).start(None);
+    assert_eq!(state.flow_name(), "login");
+    let progress = with_ctx(false, |ctx| admin.advance(&mut state, ctx)).unwrap();
+    assert!(
+        matches!(
+            progress,
+            Progress::Failed {
+                failure: Failure::UserMismatch,
+                ..
+            }
+        ),
+        "{progress:?}"
+    );
+    assert_eq!(*runs.lock().unwrap(), 0, "no step ran");
+    let mut own = admin.start(None);
+    assert_eq!(own.flow_name(), "admin_login");
+    let progress = with_ctx(false, |ctx| admin.advance(&mut own, ctx)).unwrap();
+    assert!(
+        matches!(progress, Progress::Complete { .. }),
+        "{progress:?}"
+    );
+}

@@ -197,8 +197,6 @@ impl Core {
 /// permits, the per-address limiter and the audit queue. One per layer,
 /// shared by its workers, its extractors and its API.
 pub(crate) struct Shared {
-    pub config: Arc<RememberMeConfig>,
-    pub stores: Stores,
     core: Arc<Core>,
     pub ip_limiter: Option<crate::limits::IpLimiter>,
     /// Permits for password checks (see `password_concurrency`).
@@ -233,14 +231,12 @@ impl Shared {
             )?,
             audit_queue: AuditQueue::start(stores.audit.clone()),
             core: Arc::new(Core {
-                stores: stores.clone(),
-                config: config.clone(),
+                stores,
+                config,
                 login,
                 step_up,
                 named: Vec::new(),
             }),
-            config,
-            stores,
         })
     }
 
@@ -254,6 +250,16 @@ impl Shared {
         Arc::get_mut(&mut self.core)
             .expect("add flows before the layer is cloned")
             .add_flow(flow);
+    }
+
+    /// The settings (the core's).
+    pub fn config(&self) -> &Arc<RememberMeConfig> {
+        &self.core.config
+    }
+
+    /// The stores (the core's).
+    pub fn stores(&self) -> &Stores {
+        &self.core.stores
     }
 
     /// The core, for work already on a blocking thread.

@@ -29,7 +29,7 @@ pub(super) async fn session_state(
     let Some(mut state) = session.get::<AuthState>(AUTH_KEY).ok().flatten() else {
         return (None, Check::Fresh);
     };
-    let config = &shared.config;
+    let config = &shared.config();
     if now - state.signed_in_at >= config.session_lifetime.as_secs() as i64 {
         // `clear`, not `purge`: a remember-me cookie may sign the user in
         // again on this same request, and a purged session keeps nothing.

@@ -66,7 +66,7 @@ pub struct RememberMe {
 impl std::fmt::Debug for RememberMe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RememberMe")
-            .field("config", &self.shared.config)
+            .field("config", &self.shared.config())
             .finish_non_exhaustive()
     }
 }
@@ -203,7 +203,7 @@ impl RememberMe {
 
     /// The layer's settings.
     pub fn config(&self) -> &RememberMeConfig {
-        &self.shared.config
+        self.shared.config()
     }
 }
 
@@ -229,17 +229,17 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let session = req.get_session();
-            let now = shared.config.now();
+            let now = shared.config().now();
             let (mut state, check) = session_state(&session, &shared, now).await;
             let mut cookie_change = None;
             let mut signed_in_by_cookie = false;
             let mut store_unavailable = check == Check::Unavailable;
             if state.is_none()
-                && let Some(raw) = raw_cookie(req.request(), &shared.config.cookie_name())
+                && let Some(raw) = raw_cookie(req.request(), &shared.config().cookie_name())
             {
                 let visit = Visit {
                     now,
-                    client: client_info(req.request(), &shared.config),
+                    client: client_info(req.request(), shared.config()),
                     cookie: Some(raw),
                     device: None,
                 };
@@ -278,12 +278,12 @@ where
             // handlers and this layer.
             let mut res = service.call(req).await?;
             if let Some(change) = auth.cookie_change.borrow_mut().take() {
-                let cookie = remember_cookie(&shared.config, &change);
+                let cookie = remember_cookie(shared.config(), &change);
                 res.response_mut().add_cookie(&cookie)?;
             }
             if let Some(value) = auth.device_cookie.borrow_mut().take() {
                 res.response_mut()
-                    .add_cookie(&device_cookie(&shared.config, value))?;
+                    .add_cookie(&device_cookie(shared.config(), value))?;
             }
             if auth.state.borrow().is_some() {
                 // Signed-in pages must not be kept by shared caches or the

@@ -710,3 +710,35 @@ impl UserDirectory for CountingUsers {
         self.inner.set_password(id, password)
     }
 }
+
+/// A step of the app's own for the flow tests: interactive, its input named
+/// `input`, passing the user the flow already knows when the input is
+/// `code` (any value when `code` is `None`), refusing it otherwise.
+pub struct CodeStep {
+    pub input: &'static str,
+    pub code: Option<&'static str>,
+}
+
+impl rememberme::flow::Step for CodeStep {
+    fn is_interactive(&self) -> bool {
+        true
+    }
+    fn has_input(&self, ctx: &rememberme::flow::StepContext<'_>) -> bool {
+        ctx.inputs.contains_key(self.input)
+    }
+    fn run(
+        &self,
+        ctx: &mut rememberme::flow::StepContext<'_>,
+        user: Option<&UserId>,
+    ) -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError> {
+        use rememberme::flow::{Failure, StepOutcome};
+        let given = ctx.inputs.get(self.input).map(String::as_str);
+        Ok(match user {
+            Some(user) if self.code.is_none() || given == self.code => StepOutcome::Success {
+                user: user.clone(),
+                activate: Vec::new(),
+            },
+            _ => StepOutcome::Failed(Failure::InvalidCredentials),
+        })
+    }
+}
