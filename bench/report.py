@@ -725,16 +725,20 @@ def main():
     w("")
 
     text = "\n".join(L)
-    # bench/layer.sh's table (the layer's cost on identical work) is kept.
-    begin, end = "<!-- layer.sh: begin", "<!-- layer.sh: end -->"
+    # bench/layer.sh's table (the layer's cost on identical work) and
+    # bench/scale.sh's (cost as the work grows) are kept, in that order.
     try:
         old = open(out, encoding="utf-8").read()
     except FileNotFoundError:
         old = ""
-    if begin in old and end in old:
-        kept = old[old.index(begin): old.index(end) + len(end)]
+    kept = []
+    for script in ("layer.sh", "scale.sh"):
+        begin, end = f"<!-- {script}: begin", f"<!-- {script}: end -->"
+        if begin in old and end in old:
+            kept.append(old[old.index(begin): old.index(end) + len(end)])
+    if kept:
         head, _, rest = text.partition("\n\n")
-        text = head + "\n\n" + kept + "\n\n" + rest
+        text = head + "\n\n" + "\n\n".join(kept) + "\n\n" + rest
     with open(out, "w", encoding="utf-8") as f:
         f.write(text)
     print("\n".join(t1))

@@ -8,8 +8,10 @@
 //!   verifications on each of T threads at once (default: one per core) and
 //!   prints `argon2_parallel threads=T per_s=…`, what the machine really
 //!   gives when every core verifies.
-//! * `mint --database-url URL --count N --per-user K --out FILE`: creates
-//!   `ceil(N / K)` users and issues N remember-me cookies for them through
+//! * `mint --database-url URL --count N --per-user K --out FILE [--threads T]
+//!   [--users-named PREFIX]`: creates `ceil(N / K)` users (named `PREFIX-0`,
+//!   `PREFIX-1`, …; `bench-cookie-holder` unless given, so that a second
+//!   mint into the same database names its own) and issues N remember-me cookies for them through
 //!   the crate's real issuing step (`rememberme::testing::remember_me_cookie`:
 //!   hashes stored, per-user cap applied, audit written), then writes one
 //!   cookie value (`v1.<series>.<token>`) per line to FILE. Every line is
@@ -34,7 +36,7 @@ fn main() -> std::process::ExitCode {
         Some("mint") => mint(&args[1..]),
         _ => Err(
             "usage: bench_prepare argon2 [N] [T] | mint --database-url URL --count N \
-                  --per-user K --out FILE [--threads T]"
+                  --per-user K --out FILE [--threads T] [--users-named PREFIX]"
                 .to_owned(),
         ),
     };
@@ -121,6 +123,7 @@ fn mint(args: &[String]) -> Result<(), String> {
     let per_user = number(args, "--per-user")?.max(1);
     let out = flag(args, "--out")?;
     let threads = number(args, "--threads").unwrap_or(4).max(1);
+    let prefix = flag(args, "--users-named").unwrap_or("bench-cookie-holder");
 
     let db = Database::connect(url, threads as u32).map_err(|e| e.to_string())?;
     let table = UsersTable::open(db.clone()).map_err(|e| e.to_string())?;
@@ -139,7 +142,7 @@ fn mint(args: &[String]) -> Result<(), String> {
     let mut ids = Vec::with_capacity(users);
     for i in 0..users {
         let id = table
-            .create_with_hash(&format!("bench-cookie-holder-{i}"), &hash, false)
+            .create_with_hash(&format!("{prefix}-{i}"), &hash, false)
             .map_err(|e| format!("creating user {i}: {e}"))?;
         ids.push(id);
     }

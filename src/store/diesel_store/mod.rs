@@ -179,21 +179,50 @@ pub const PURGE_BATCH: i64 = 1000;
 
 impl DieselStore {
     /// Runs `batch` (one bounded DELETE, returning how many rows went)
-    /// until a batch deletes fewer than [`PURGE_BATCH`] rows. Between
-    /// batches the write lock is free: a writer waiting for it gets in.
+    /// until a batch deletes fewer than [`PURGE_BATCH`] rows, each batch in
+    /// a transaction of its own: on SQLite an immediate one, so the write
+    /// lock is taken first (a wait for another process's writer is spent
+    /// before the batch, in the busy handler, not while holding anything).
+    /// Between batches the write lock is free: a writer waiting for it
+    /// gets in. Each batch logs (debug) how long it held the lock.
     fn purge_in_batches(
         &self,
         mut batch: impl FnMut(&mut AnyConnection) -> Result<usize, DieselError>,
     ) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let n = self.with_write_conn(&mut batch)?;
+            let mut started = None;
+            let n = self.with_write_conn(|conn| {
+                write_transaction(conn, |conn| {
+                    started = Some(std::time::Instant::now());
+                    batch(conn)
+                })
+            })?;
+            // How long the batch held SQLite's write lock (PostgreSQL: its
+            // rows' locks), commit included: the longest a writer queued
+            // behind it waited.
+            let held_ms = started.map_or(0, |s| s.elapsed().as_millis() as u64);
+            tracing::debug!(rows = n, held_ms, "purge batch");
             total += n;
             if n < PURGE_BATCH as usize {
                 return Ok(total);
             }
             std::thread::yield_now();
         }
+    }
+}
+
+/// Runs `f` in a transaction: on SQLite an immediate one (see
+/// [`sqlite_immediate_transaction`]), on PostgreSQL a plain one.
+fn write_transaction<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
+) -> Result<T, DieselError> {
+    match conn {
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(_) => sqlite_immediate_transaction(conn, f),
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(_) => conn.transaction(f),
     }
 }
 
