@@ -15,6 +15,8 @@
 //! | `rememberme_store_wait_seconds` | histogram | | time a store job waits in the queue |
 //! | `rememberme_store_queue_depth` | gauge | | store jobs waiting for a thread |
 //! | `rememberme_unavailable_total` | counter | | answers 503 because the store failed or its queue was full |
+//! | `rememberme_rotation_batch_size` | histogram | | sign-ins by cookie run together in one database transaction ([`DieselStore`](crate::DieselStore)'s group commit) |
+//! | `rememberme_rotation_batch_seconds` | histogram | | time one such batch runs, commit included: while it runs the next one gathers |
 //!
 //! Nothing secret is ever a label: no token, no cookie, no user id.
 
@@ -38,6 +40,10 @@ pub const STORE_WAIT_SECONDS: &str = "rememberme_store_wait_seconds";
 pub const STORE_QUEUE_DEPTH: &str = "rememberme_store_queue_depth";
 /// Answers 503 (store failed or its queue full).
 pub const UNAVAILABLE: &str = "rememberme_unavailable_total";
+/// Sign-ins by cookie run together in one transaction.
+pub const ROTATION_BATCH_SIZE: &str = "rememberme_rotation_batch_size";
+/// Seconds one batch of sign-ins by cookie runs, commit included.
+pub const ROTATION_BATCH_SECONDS: &str = "rememberme_rotation_batch_seconds";
 
 /// A sign-in attempt's end.
 pub(crate) fn sign_in(method: &'static str, outcome: &'static str) {
@@ -71,6 +77,12 @@ pub(crate) fn store_job(waited: std::time::Duration, ran: std::time::Duration, q
     metrics::gauge!(STORE_QUEUE_DEPTH).set(queued as f64);
 }
 
+/// A batch of sign-ins by cookie: how many, and how long it ran.
+pub(crate) fn rotation_batch(size: usize, ran: std::time::Duration) {
+    metrics::histogram!(ROTATION_BATCH_SIZE).record(size as f64);
+    metrics::histogram!(ROTATION_BATCH_SECONDS).record(ran.as_secs_f64());
+}
+
 /// Describes the metrics to the recorder installed now (at each layer's
 /// start: a recorder installed before the layer gets the help texts).
 pub(crate) fn describe() {
@@ -96,5 +108,14 @@ pub(crate) fn describe() {
         );
         describe_gauge!(STORE_QUEUE_DEPTH, "Store jobs waiting for a thread");
         describe_counter!(UNAVAILABLE, "Answers 503: store failed or its queue full");
+        describe_histogram!(
+            ROTATION_BATCH_SIZE,
+            "Sign-ins by cookie run together in one transaction"
+        );
+        describe_histogram!(
+            ROTATION_BATCH_SECONDS,
+            Unit::Seconds,
+            "Time one batch of sign-ins by cookie runs, commit included"
+        );
     }
 }

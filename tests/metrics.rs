@@ -92,6 +92,17 @@ async fn the_demo_serves_its_metrics_when_asked(db: TestDb) {
         "described: {text}"
     );
     assert!(text.contains("rememberme_store_queue_depth"), "{text}");
+    // Four sign-ins by cookie (returning twice, parallel, thief) went
+    // through the group commit, in one batch or more.
+    assert!(
+        count("rememberme_rotation_batch_size_count") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(count("rememberme_rotation_batch_size_sum"), 4.0, "{text}");
+    assert!(
+        count("rememberme_rotation_batch_seconds_count") >= 1.0,
+        "{text}"
+    );
     assert!(!text.contains(&issued), "no secret in the metrics");
 }
 

@@ -192,7 +192,10 @@ impl RotationBatches {
         let outcomes = MutexGuard::unlocked(state, || {
             std::panic::catch_unwind(AssertUnwindSafe(|| {
                 tracing::trace!(size = batch.len(), "remember-me rotation batch");
-                run_batch(&batch, execute, retry_for)
+                let started = Instant::now();
+                let outcomes = run_batch(&batch, execute, retry_for);
+                crate::telemetry::rotation_batch(batch.len(), started.elapsed());
+                outcomes
             }))
             .unwrap_or_default()
         });
