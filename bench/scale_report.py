@@ -142,10 +142,12 @@ def main():
                  f"{'**met**' if ok else '**missed**'} |")
     if purges:
         L += ["", f"The purge of {power(int(next(iter(purges.values()))['expired']))} expired tokens "
-              "(`rememberme tokens purge`, batches of 1,000) in a table of "
-              f"{power(int(next(iter(purges.values()))['size']))} live ones, while "
-              "re-authentications (wrk -c4) ran beside it. `held` is how long a batch held "
-              "SQLite's write lock or its rows' locks (from the purge's own log); the "
+              "in a table of "
+              f"{power(int(next(iter(purges.values()))['size']))} live ones: the demo's own "
+              "purge at its start (in-process, batches of `store::PURGE_BATCH` rows, a pause "
+              "after each as long as it held the lock), while re-authentications (wrk -c4, "
+              "10 s) ran on the same process. `held` is how long a batch held SQLite's write "
+              "lock or its rows' locks (from the purge's own debug log); the "
               "re-authentications' slowest answer bounds how long a request waited.", "",
               "| backend | purge s | batches | held p99 ms | held max ms | expired left | "
               "re-auth/s beside it | their max ms | bound | verdict |",
@@ -174,6 +176,11 @@ def main():
              for k, v in meta.items() if k.startswith("fill_secs_")]
     if fills:
         L += ["", "Filling the tables took " + ", ".join(fills) + "."]
+    # The hand-written reading of the last run (bench/scale_notes.md).
+    import os
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scale_notes.md")
+    if os.path.exists(notes):
+        L += ["", open(notes, encoding="utf-8").read().rstrip()]
     L += ["", END]
     block = "\n".join(L)
     svg(points, svg_out)

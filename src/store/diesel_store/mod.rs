@@ -172,10 +172,11 @@ impl DieselStore {
 }
 
 /// Rows one purge statement deletes: each batch is its own transaction,
-/// holding SQLite's write lock (or PostgreSQL's row locks) for a few
-/// milliseconds (about 10 ms for random rows on the 2-core benchmark
-/// machine, where 1,000 held it 45–110 ms), never the seconds that a
-/// million expired rows would take in one statement.
+/// holding SQLite's write lock (or PostgreSQL's row locks) for
+/// milliseconds, never the seconds that a million expired rows would take
+/// in one statement. (On the 2-core benchmark machine, SQLite, rows at
+/// random: 250 rows held it 32 ms at the 99th percentile; 1,000 held it
+/// 44 ms on average. `bench/scale.sh` measures it.)
 pub const PURGE_BATCH: i64 = 250;
 
 impl DieselStore {
