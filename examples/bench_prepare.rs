@@ -11,9 +11,10 @@
 //! * `mint --database-url URL --count N --per-user K --out FILE [--threads T]
 //!   [--users-named PREFIX]`: creates `ceil(N / K)` users (named `PREFIX-0`,
 //!   `PREFIX-1`, …; `bench-cookie-holder` unless given, so that a second
-//!   mint into the same database names its own) and issues N remember-me cookies for them through
-//!   the crate's real issuing step (`rememberme::testing::remember_me_cookie`:
-//!   hashes stored, per-user cap applied, audit written), then writes one
+//!   mint into the same database names its own) and issues N remember-me
+//!   cookies for them through the crate's real issuing step
+//!   (`rememberme::testing::remember_me_cookie`: hashes stored, per-user cap
+//!   applied, audit written), then writes one
 //!   cookie value (`v1.<series>.<token>`) per line to FILE. Every line is
 //!   valid exactly once: the first use rotates it.
 //!
