@@ -158,7 +158,7 @@ def main():
                 continue
             held = int(p.get("max_held_ms") or 0)
             worst = int(p.get("max_us", 0)) / 1000
-            ok = held <= LOCK_MS and int(p.get("left", 1)) == 0
+            ok = held <= LOCK_MS and int(p.get("left", 1)) == 0 and valid(p)
             L.append(f"| {b} | {p['secs']} | {p['batches']} | {p.get('p99_held_ms')} | {held} | "
                      f"{p.get('left')} | {float(p.get('rps', 0)):,.0f} | {worst:.1f} | "
                      f"≤ {LOCK_MS} ms held | {'**met**' if ok else '**missed**'} |")

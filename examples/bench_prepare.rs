@@ -14,7 +14,8 @@
 //!   mint into the same database names its own) and issues N remember-me
 //!   cookies for them through the crate's real issuing step
 //!   (`rememberme::testing::remember_me_cookie`: hashes stored, per-user cap
-//!   applied, audit written), then writes one
+//!   applied, audit written; the last user gets K however few are left to
+//!   write, so the table may hold up to K - 1 more), then writes one
 //!   cookie value (`v1.<series>.<token>`) per line to FILE. Every line is
 //!   valid exactly once: the first use rotates it.
 //!

@@ -190,14 +190,17 @@ impl RotationBatches {
         state.leaders += 1;
         let retry_for = self.max_wait;
         let outcomes = MutexGuard::unlocked(state, || {
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let started = Instant::now();
+            let outcomes = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 tracing::trace!(size = batch.len(), "remember-me rotation batch");
-                let started = Instant::now();
-                let outcomes = run_batch(&batch, execute, retry_for);
-                crate::telemetry::rotation_batch(batch.len(), started.elapsed());
-                outcomes
+                run_batch(&batch, execute, retry_for)
             }))
-            .unwrap_or_default()
+            .unwrap_or_default();
+            // Under a guard of its own: the batch's outcomes are kept (and
+            // handed out) whatever the app's recorder does.
+            let ran = started.elapsed();
+            let _ = std::panic::catch_unwind(|| crate::telemetry::rotation_batch(batch.len(), ran));
+            outcomes
         });
         let mut outcomes = outcomes.into_iter();
         for id in ids {

@@ -32,16 +32,18 @@ pub(super) fn audit_row<'a>(event: &NewAuditEvent<'a>) -> NewAuditRow<'a> {
 
 impl AuditLog for DieselStore {
     fn purge_before(&self, cutoff: i64) -> Result<usize, StoreError> {
-        self.purge_in_batches(|conn| {
+        self.purge_in_batches("audit_events", |conn| {
             let old: Vec<i64> = audit_events::table
                 .select(audit_events::id)
                 .filter(audit_events::at.lt(cutoff))
                 .limit(PURGE_BATCH)
                 .load(conn)?;
+            let selected = old.len();
             let still = audit_events::id
                 .eq_any(old)
                 .and(audit_events::at.lt(cutoff));
-            diesel::delete(audit_events::table.filter(still)).execute(conn)
+            let deleted = diesel::delete(audit_events::table.filter(still)).execute(conn)?;
+            Ok((selected, deleted))
         })
     }
 

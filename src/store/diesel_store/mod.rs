@@ -180,47 +180,60 @@ impl DieselStore {
 pub const PURGE_BATCH: i64 = 250;
 
 impl DieselStore {
-    /// Runs `batch` (one bounded DELETE, returning how many rows went)
-    /// until a batch deletes fewer than [`PURGE_BATCH`] rows, each batch in
-    /// a transaction of its own: on SQLite an immediate one, so the write
-    /// lock is taken first (a wait for another process's writer is spent
-    /// before the batch, in the busy handler, not while holding anything).
+    /// Runs `batch` (one bounded DELETE of the rows of `table` a SELECT of
+    /// at most [`PURGE_BATCH`] found, returning how many it found and how
+    /// many went) until a batch finds fewer than [`PURGE_BATCH`], each batch
+    /// in a transaction of its own: on SQLite an immediate one, so its
+    /// select and delete see one state of the file. (A row changed between
+    /// them on PostgreSQL is kept by the delete's own condition, and the
+    /// purge goes on: it ends on what the select found, not on what went.)
     ///
-    /// A purge is background work and must not starve the sign-ins: after
-    /// each batch the process's write lock is handed to a writer waiting
-    /// for it (a fair unlock), and the purge then pauses as long as the
-    /// batch held the lock, so it takes at most about half of the writing
-    /// time while others write. (Without the pause a purge of 10^6 rows on
-    /// SQLite left re-authentications at 48/s, each waiting out a batch.)
-    /// Each batch logs (debug) how long it held the lock.
+    /// A purge is background work and must not starve the sign-ins: on
+    /// SQLite, after each batch the process's write lock is handed to a
+    /// writer waiting for it (a fair unlock), and if one took it the purge
+    /// pauses as long as the batch held the lock, so it takes at most about
+    /// half of the writing time while others write. (Without this a purge
+    /// of 10^6 rows left re-authentications at 48/s, each waiting out a
+    /// batch.) Each batch logs (debug) its table, rows and how long it held
+    /// the lock, from taking it (a wait for another process's writer in
+    /// `BEGIN IMMEDIATE` included) to the commit.
     fn purge_in_batches(
         &self,
-        mut batch: impl FnMut(&mut AnyConnection) -> Result<usize, DieselError>,
+        table: &'static str,
+        mut batch: impl FnMut(&mut AnyConnection) -> Result<(usize, usize), DieselError>,
     ) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let mut started = None;
             let writer = self.db.write_lock()?;
-            let n = self.with_conn(|conn| {
-                write_transaction(conn, |conn| {
-                    started = Some(std::time::Instant::now());
-                    batch(conn)
-                })
-            });
-            if let Some(writer) = writer {
-                parking_lot::MutexGuard::unlock_fair(writer);
-            }
-            let n = n?;
+            let started = std::time::Instant::now();
+            let result = self.with_conn(|conn| write_transaction(conn, &mut batch));
             // How long the batch held SQLite's write lock (PostgreSQL: its
             // rows' locks), commit included: the longest a writer queued
             // behind it waited.
-            let held = started.map_or(std::time::Duration::ZERO, |s| s.elapsed());
-            tracing::debug!(rows = n, held_ms = held.as_millis() as u64, "purge batch");
-            total += n;
-            if n < PURGE_BATCH as usize {
+            let held = started.elapsed();
+            let contended = match writer {
+                Some(writer) => {
+                    let lock = parking_lot::MutexGuard::mutex(&writer);
+                    parking_lot::MutexGuard::unlock_fair(writer);
+                    // Handed over: a writer was waiting and holds it now.
+                    lock.is_locked()
+                }
+                None => false,
+            };
+            let (selected, deleted) = result?;
+            tracing::debug!(
+                table,
+                rows = deleted,
+                held_ms = held.as_millis() as u64,
+                "purge batch"
+            );
+            total += deleted;
+            if selected < PURGE_BATCH as usize {
                 return Ok(total);
             }
-            std::thread::sleep(held.max(std::time::Duration::from_millis(1)));
+            if contended {
+                std::thread::sleep(held);
+            }
         }
     }
 }

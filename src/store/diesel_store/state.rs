@@ -126,17 +126,19 @@ impl StateStore for DieselStore {
     }
 
     fn purge_failures(&self, cutoff: i64) -> Result<usize, StoreError> {
-        self.purge_in_batches(|conn| {
+        self.purge_in_batches("login_failures", |conn| {
             let stale: Vec<Vec<u8>> = login_failures::table
                 .select(login_failures::key)
                 .filter(login_failures::last_failed_at.lt(cutoff))
                 .limit(PURGE_BATCH)
                 .load(conn)?;
+            let selected = stale.len();
             // The condition again: a counter that failed again since is kept.
             let still = login_failures::key
                 .eq_any(stale)
                 .and(login_failures::last_failed_at.lt(cutoff));
-            diesel::delete(login_failures::table.filter(still)).execute(conn)
+            let deleted = diesel::delete(login_failures::table.filter(still)).execute(conn)?;
+            Ok((selected, deleted))
         })
     }
 

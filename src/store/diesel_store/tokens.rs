@@ -242,15 +242,17 @@ impl TokenStore for DieselStore {
 
     fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
         use remember_tokens::dsl as t;
-        self.purge_in_batches(|conn| {
+        self.purge_in_batches("remember_tokens", |conn| {
             let expired: Vec<i64> = t::remember_tokens
                 .select(t::id)
                 .filter(t::expires_at.le(now))
                 .limit(PURGE_BATCH)
                 .load(conn)?;
+            let selected = expired.len();
             // The condition again: a row that changed since is kept.
             let still = t::id.eq_any(expired).and(t::expires_at.le(now));
-            diesel::delete(t::remember_tokens.filter(still)).execute(conn)
+            let deleted = diesel::delete(t::remember_tokens.filter(still)).execute(conn)?;
+            Ok((selected, deleted))
         })
     }
 }
