@@ -144,8 +144,9 @@ def main():
         L += ["", f"The purge of {power(int(next(iter(purges.values()))['expired']))} expired tokens "
               "in a table of "
               f"{power(int(next(iter(purges.values()))['size']))} live ones: the demo's own "
-              "purge at its start (in-process, batches of `store::PURGE_BATCH` rows, a pause "
-              "after each as long as it held the lock), while re-authentications (wrk -c4, "
+              "purge at its start (in-process, batches of `store::PURGE_BATCH` rows; since "
+              "`9cd30b7` it pauses as long as a batch held the lock only when a writer was "
+              "waiting for it), while re-authentications (wrk -c4, "
               "10 s) ran on the same process. `held` is how long a batch held SQLite's write "
               "lock or its rows' locks (from the purge's own debug log); the "
               "re-authentications' slowest answer bounds how long a request waited.", "",
