@@ -23,35 +23,15 @@
 # Environment (all optional): CARGO_TARGET_DIR, BENCH_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/test?sslmode=disable), BENCH_BACKENDS
 # ("sqlite postgres"), BENCH_KEEP=1 (keep the work directory).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
-BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
+source "$(dirname "$0")/common.sh"
 DURATION=5      # seconds a case
 ROUNDS=3        # rounds of B S R; the median is reported
 THREADS=2       # wrk threads
 CONNECTIONS=16  # wrk connections
 COOKIES=200000  # remember-me cookies minted per backend (R uses each once)
 
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-log() { printf '\n== %s\n' "$*" >&2; }
-for tool in wrk curl python3; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (wrk: apt-get install -y wrk)"
-done
-
-WORK=$(mktemp -d /tmp/rememberme-layer.XXXXXX)
-RESULTS=$WORK/results.txt
-: >"$RESULTS"
-PIDS=()
-PG_SCHEMA=""
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  if [ -n "$PG_SCHEMA" ]; then psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" >/dev/null 2>&1 || true; fi
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+need_tools wrk curl python3
+work_dir layer
 
 log "building (release): quickstart, bench_baseline, bench_prepare"
 cargo build --release --locked --example quickstart --example bench_baseline
@@ -60,10 +40,6 @@ EX=$CARGO_TARGET_DIR/release/examples
 echo "META commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>"$RESULTS"
 echo "META date=$(date -u '+%Y-%m-%d %H:%M UTC')" >>"$RESULTS"
 echo "META nproc=$(nproc)" >>"$RESULTS"
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # Starts example $1 with the environment in the remaining arguments; sets PORT_OF.
 start() {
@@ -149,9 +125,8 @@ for BACKEND in $BACKENDS; do
     run S session "$QUICKSTART" "$round"
     run R remember "$QUICKSTART" "$round"
   done
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-  if [ -n "$PG_SCHEMA" ]; then psql -q "$PG_URL" -c "DROP SCHEMA $PG_SCHEMA CASCADE" >/dev/null; PG_SCHEMA=""; fi
+  stop_servers
+  drop_schema
 done
 
 python3 "$ROOT/bench/layer_report.py" "$RESULTS" "$ROOT/BENCHMARKS.md"

@@ -27,12 +27,7 @@
 #                     TLS off on loopback, as for a database on the same host)
 #   BENCH_BACKENDS    "sqlite postgres" (default), or one of them
 #   BENCH_KEEP=1      keep the work directory (logs, wrk output, perf data)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
-BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
+source "$(dirname "$0")/common.sh"
 
 # Fixed parameters of every measured case.
 DURATION=10          # seconds per case
@@ -54,8 +49,6 @@ PER_USER=10          # cookies per cookie-holder user (cap is 20 per user)
 USERNAME=bench
 PASSWORD=bench-password-1
 
-log() { printf '\n== %s\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 # The load generator comes from Debian's packages.
 if ! command -v wrk >/dev/null 2>&1; then
@@ -182,10 +175,6 @@ meta argon2_mean_ms "$(sed -n 's/.*mean=\([0-9.]*\).*/\1/p' <<<"$ARGON")"
 meta argon2_min_ms "$(sed -n 's/.*min=\([0-9.]*\).*/\1/p' <<<"$ARGON")"
 meta argon2_quiet "$QUIET"
 meta argon2_parallel_per_s "$(sed -n 's/.*per_s=\([0-9.]*\).*/\1/p' <<<"$ARGON")"
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # Samples the server's VmRSS and thread count every 100 ms, tagged with the
 # case running now.

@@ -31,12 +31,7 @@
 # Environment (all optional): CARGO_TARGET_DIR, BENCH_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/test?sslmode=disable), BENCH_BACKENDS
 # ("sqlite postgres"), BENCH_SIZES ("10000 1000000 10000000"), BENCH_KEEP=1.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
-BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
+source "$(dirname "$0")/common.sh"
 SIZES="${BENCH_SIZES:-10000 1000000 10000000}"
 PURGE_SIZE=${BENCH_PURGE_SIZE:-1000000}  # the size at which the purge of as many expired rows runs
 EXPIRED=${BENCH_EXPIRED:-1000000}     # expired rows the purge deletes
@@ -50,31 +45,8 @@ CONNECTIONS=16
 ADMIN=bench-admin
 ADMIN_PASSWORD=bench-admin-password
 
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-log() { printf '\n== %s\n' "$*" >&2; }
-for tool in wrk curl python3 psql; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (wrk: apt-get install -y wrk)"
-done
-
-WORK=$(mktemp -d /tmp/rememberme-scale.XXXXXX)
-RESULTS=$WORK/results.txt
-: >"$RESULTS"
-PIDS=()
-PG_SCHEMA=""
-stop_servers() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-}
-drop_schema() {
-  if [ -n "$PG_SCHEMA" ]; then psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" >/dev/null 2>&1 || true; fi
-  PG_SCHEMA=""
-}
-cleanup() {
-  stop_servers
-  drop_schema
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+need_tools wrk curl python3 psql
+work_dir scale
 
 log "building (release): quickstart, bench_prepare, rememberme"
 cargo build --release --locked --example quickstart --bin rememberme
@@ -85,10 +57,6 @@ echo "META commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>"
 echo "META date=$(date -u '+%Y-%m-%d %H:%M UTC')" >>"$RESULTS"
 echo "META nproc=$(nproc)" >>"$RESULTS"
 echo "META memory=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)" >>"$RESULTS"
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # Starts a server: `start quickstart` (examples/quickstart.rs on $URL) or
 # `start demo` (`rememberme serve` on $URL); waits for it and sets PORT_OF.
