@@ -127,24 +127,39 @@ impl StateStore for DieselStore {
 
     fn purge_failures(&self, cutoff: i64) -> Result<usize, StoreError> {
         self.purge_in_batches("login_failures", |conn| {
-            let stale: Vec<Vec<u8>> = login_failures::table
-                .select(login_failures::key)
-                .filter(login_failures::last_failed_at.lt(cutoff))
-                .limit(PURGE_BATCH)
-                .load(conn)?;
+            let stale = stale_failures(conn, cutoff)?;
             let selected = stale.len();
-            // The condition again: a counter that failed again since is kept.
-            let still = login_failures::key
-                .eq_any(stale)
-                .and(login_failures::last_failed_at.lt(cutoff));
-            let deleted = diesel::delete(login_failures::table.filter(still)).execute(conn)?;
-            Ok((selected, deleted))
+            Ok((selected, delete_still_stale(conn, stale, cutoff)?))
         })
     }
 
     fn ping(&self) -> Result<(), StoreError> {
         self.with_conn(|conn| conn.batch_execute("SELECT 1"))
     }
+}
+
+/// The keys of at most [`PURGE_BATCH`] failure counters whose last failure
+/// was before `cutoff`: one purge batch's select.
+pub(super) fn stale_failures(conn: &mut AnyConnection, cutoff: i64) -> QueryResult<Vec<Vec<u8>>> {
+    login_failures::table
+        .select(login_failures::key)
+        .filter(login_failures::last_failed_at.lt(cutoff))
+        .limit(PURGE_BATCH)
+        .load(conn)
+}
+
+/// Deletes the counters of `keys` that are **still** stale at `cutoff`: a
+/// counter that failed again since the select is kept (deleting it would
+/// reset a throttle under attack). Returns how many went.
+pub(super) fn delete_still_stale(
+    conn: &mut AnyConnection,
+    keys: Vec<Vec<u8>>,
+    cutoff: i64,
+) -> QueryResult<usize> {
+    let still = login_failures::key
+        .eq_any(keys)
+        .and(login_failures::last_failed_at.lt(cutoff));
+    diesel::delete(login_failures::table.filter(still)).execute(conn)
 }
 
 /// The token of a series with its owner's auth epoch, in one query.

@@ -241,3 +241,81 @@ fn a_row_locked_elsewhere_fails_only_its_attempt_on_postgres() {
         assert_eq!(backend_pid(), before, "the connection was kept");
     });
 }
+
+/// A purge batch deletes only what is still stale when it deletes: a token
+/// whose expiry a sign-in by cookie extended, and a failure counter that
+/// failed again, between the batch's select and its delete, are kept
+/// (deleting the counter would reset a throttle under attack). On SQLite
+/// the batch's immediate transaction keeps others out between the two; on
+/// PostgreSQL only the delete's own condition does, so the condition is
+/// tested here on both, with the change made between the two statements.
+fn a_purge_keeps_rows_changed_after_its_select(store: &DieselStore) {
+    use crate::store::ThrottleKey;
+    user_with_token(store, "alice", 1, 10);
+    user_with_token(store, "bob", 2, 20);
+    let now = 2_000_000; // both expired at 1,000,000
+    let (mallory, carol) = (
+        ThrottleKey::account("mallory"),
+        ThrottleKey::account("carol"),
+    );
+    for key in [&mallory, &carol] {
+        store.reserve_attempt(key, 1_000, 60, 5).unwrap();
+    }
+    let deleted = store
+        .with_conn(|conn| {
+            let expired = tokens::expired_tokens(conn, now)?;
+            assert_eq!(expired.len(), 2, "both tokens selected");
+            // Bob signs in by cookie meanwhile: his expiry moves on.
+            diesel::update(
+                remember_tokens::table
+                    .filter(remember_tokens::series_hash.eq(hash(2).as_bytes().as_slice())),
+            )
+            .set(remember_tokens::expires_at.eq(now + 1_000))
+            .execute(conn)?;
+            let tokens = tokens::delete_still_expired(conn, expired, now)?;
+
+            let stale = state::stale_failures(conn, 2_000)?;
+            assert_eq!(stale.len(), 2, "both counters selected");
+            // Mallory fails again meanwhile.
+            diesel::update(login_failures::table.find(mallory.as_bytes().as_slice()))
+                .set(login_failures::last_failed_at.eq(2_500))
+                .execute(conn)?;
+            let failures = state::delete_still_stale(conn, stale, 2_000)?;
+            Ok((tokens, failures))
+        })
+        .unwrap();
+    assert_eq!(deleted, (1, 1));
+    assert!(
+        store.find_by_series(&hash(1)).unwrap().is_none(),
+        "alice's token went"
+    );
+    assert!(
+        store.find_by_series(&hash(2)).unwrap().is_some(),
+        "bob's token stays"
+    );
+    assert!(
+        store.failures(&carol).unwrap().is_none(),
+        "carol's counter went"
+    );
+    assert_eq!(
+        store.failures(&mallory).unwrap(),
+        Some((1, 2_500)),
+        "mallory's counter stays"
+    );
+}
+
+#[test]
+fn a_purge_keeps_rows_changed_after_its_select_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("x.db");
+    let db = Database::connect(url.to_str().unwrap(), 2).unwrap();
+    a_purge_keeps_rows_changed_after_its_select(&DieselStore::new(db));
+}
+
+#[test]
+fn a_purge_keeps_rows_changed_after_its_select_on_postgres() {
+    on_postgres(|url| {
+        let db = Database::connect(url, 2).unwrap();
+        a_purge_keeps_rows_changed_after_its_select(&DieselStore::new(db));
+    });
+}

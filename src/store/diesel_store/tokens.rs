@@ -241,18 +241,34 @@ impl TokenStore for DieselStore {
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
-        use remember_tokens::dsl as t;
         self.purge_in_batches("remember_tokens", |conn| {
-            let expired: Vec<i64> = t::remember_tokens
-                .select(t::id)
-                .filter(t::expires_at.le(now))
-                .limit(PURGE_BATCH)
-                .load(conn)?;
+            let expired = expired_tokens(conn, now)?;
             let selected = expired.len();
-            // The condition again: a row that changed since is kept.
-            let still = t::id.eq_any(expired).and(t::expires_at.le(now));
-            let deleted = diesel::delete(t::remember_tokens.filter(still)).execute(conn)?;
-            Ok((selected, deleted))
+            Ok((selected, delete_still_expired(conn, expired, now)?))
         })
     }
+}
+
+/// The ids of at most [`PURGE_BATCH`] tokens expired at `now`: one purge
+/// batch's select.
+pub(super) fn expired_tokens(conn: &mut AnyConnection, now: i64) -> QueryResult<Vec<i64>> {
+    use remember_tokens::dsl as t;
+    t::remember_tokens
+        .select(t::id)
+        .filter(t::expires_at.le(now))
+        .limit(PURGE_BATCH)
+        .load(conn)
+}
+
+/// Deletes the tokens of `ids` that are **still** expired at `now`: a token
+/// whose expiry a sign-in by cookie extended since the select is kept.
+/// Returns how many went.
+pub(super) fn delete_still_expired(
+    conn: &mut AnyConnection,
+    ids: Vec<i64>,
+    now: i64,
+) -> QueryResult<usize> {
+    use remember_tokens::dsl as t;
+    let still = t::id.eq_any(ids).and(t::expires_at.le(now));
+    diesel::delete(t::remember_tokens.filter(still)).execute(conn)
 }
