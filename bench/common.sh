@@ -20,6 +20,29 @@ need_tools() {
   done
 }
 
+clk_tck=$(getconf CLK_TCK)
+# CPU seconds of every running PostgreSQL process (backends, WAL writer, …).
+# (Processes come and go while this reads: a vanished one is no error.)
+postgres_cpu() {
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+    awk -v t="$clk_tck" '$2 == "(postgres)" {s += $14 + $15} END {printf "%.2f", s / t}'
+}
+# thread_cpu PID: CPU seconds (user + system) process PID has used so far, by
+# thread: "async=… store=… other=…". async: actix's workers and acceptor;
+# store: the crate's store threads; other: the rest of the process (Argon2,
+# the audit writer, threads that have ended).
+thread_cpu() {
+  local task total
+  total=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat")
+  for task in /proc/"$1"/task/*; do
+    # comm may hold spaces and parentheses: the fields are counted after its ")".
+    printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
+      "$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "$task/stat" 2>/dev/null)"
+  done | awk -v total="$total" -v t="$clk_tck" '
+    $1 ~ /^actix/ {a += $NF} $1 ~ /^rememberme-stor/ {s += $NF}
+    END {printf "async=%.2f store=%.2f other=%.2f", a / t, s / t, (total - a - s) / t}'
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

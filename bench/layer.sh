@@ -41,12 +41,14 @@ echo "META commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>"
 echo "META date=$(date -u '+%Y-%m-%d %H:%M UTC')" >>"$RESULTS"
 echo "META nproc=$(nproc)" >>"$RESULTS"
 
-# Starts example $1 with the environment in the remaining arguments; sets PORT_OF.
+# Starts example $1 with the environment in the remaining arguments; sets
+# PORT_OF and PID_OF.
 start() {
   local name=$1; shift
   local port; port=$(free_port)
   env PORT="$port" "$@" "$EX/$name" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
+  PID_OF=$!
   for _ in $(seq 1 100); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" && { PORT_OF=$port; return; }
     sleep 0.1
@@ -69,14 +71,20 @@ session_of() {
   echo "$session"
 }
 
-# One wrk run: case $1 ($2 = mode, $3 = base URL), for backend $BACKEND, round $4.
+# One wrk run: case $1 ($2 = mode, $3 = base URL, $5 = the server's pid), for
+# backend $BACKEND, round $4. Records wrk's result and the CPU seconds the
+# server's threads (and PostgreSQL's processes) used meanwhile.
 run() {
-  local case=$1 mode=$2 base=$3 round=$4
+  local case=$1 mode=$2 base=$3 round=$4 pid=$5 before pg_before
+  before=$(thread_cpu "$pid"); pg_before=$(postgres_cpu)
   env BENCH_MODE="$mode" BENCH_SESSION="${SESSION_FOR[$case]:-}" BENCH_COOKIES="$WORK/cookies-$BACKEND-$round" \
     BENCH_THREADS="$THREADS" \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 30s --latency \
     -s "$ROOT/bench/wrk.lua" "$base/" >"$WORK/wrk-$BACKEND-$case-$round" 2>&1
-  echo "RUN backend=$BACKEND case=$case round=$round $(grep '^BENCH_RESULT' "$WORK/wrk-$BACKEND-$case-$round")" >>"$RESULTS"
+  echo "RUN backend=$BACKEND case=$case round=$round $(grep '^BENCH_RESULT' "$WORK/wrk-$BACKEND-$case-$round")" \
+    "$(echo "$before $(thread_cpu "$pid") $pg_before $(postgres_cpu)" | tr '=' ' ' | awk '{
+      printf "cpu_async_s=%.2f cpu_store_s=%.2f cpu_other_s=%.2f cpu_db_s=%.2f", $8 - $2, $10 - $4, $12 - $6, $14 - $13}')" \
+    >>"$RESULTS"
 }
 
 declare -A SESSION_FOR
@@ -104,8 +112,8 @@ for BACKEND in $BACKENDS; do
       >"$WORK/cookies-$BACKEND-$round"
   done
 
-  start bench_baseline; BASELINE="http://127.0.0.1:$PORT_OF"
-  start quickstart DATABASE_URL="$URL"; QUICKSTART="http://127.0.0.1:$PORT_OF"
+  start bench_baseline; BASELINE="http://127.0.0.1:$PORT_OF"; BASELINE_PID=$PID_OF
+  start quickstart DATABASE_URL="$URL"; QUICKSTART="http://127.0.0.1:$PORT_OF"; QUICKSTART_PID=$PID_OF
   # The minting's writes reach the disk before anything is measured.
   sync; sleep 3
   SESSION_FOR[B]=$(session_of "$BASELINE")
@@ -121,9 +129,9 @@ for BACKEND in $BACKENDS; do
     # refreshed cookie, makes once a minute.
     SESSION_FOR[B]=$(session_of "$BASELINE")
     SESSION_FOR[S]=$(session_of "$QUICKSTART")
-    run B session "$BASELINE" "$round"
-    run S session "$QUICKSTART" "$round"
-    run R remember "$QUICKSTART" "$round"
+    run B session "$BASELINE" "$round" "$BASELINE_PID"
+    run S session "$QUICKSTART" "$round" "$QUICKSTART_PID"
+    run R remember "$QUICKSTART" "$round" "$QUICKSTART_PID"
   done
   stop_servers
   drop_schema

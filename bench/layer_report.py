@@ -40,6 +40,38 @@ def valid(run):
             and run.get("socket_errors") == "0" and run.get("timeouts") == "0")
 
 
+def cpu_table(runs, backends):
+    """CPU per request, summed over every round of a case: the server's
+    async workers, its store threads, the rest of it, and PostgreSQL's
+    processes. The ratio S/R of the totals is what R/S would be if CPU were
+    all that bounds them (it is not quite: see the notes)."""
+    if not any("cpu_async_s" in r for rs in runs.values() for r in rs):
+        return []
+    L = ["", "Server CPU per request (µs, user + system, every round of the case; "
+         "`database` is PostgreSQL's processes):", "",
+         "| backend | case | async workers | store threads | rest of the server | database | total |",
+         "|---|---|---:|---:|---:|---:|---:|"]
+    total = {}
+    for b in backends:
+        for c in "BSR":
+            rs = runs.get((b, c), [])
+            n = sum(int(r["requests"]) for r in rs)
+            if not n:
+                continue
+            # Clock ticks are 10 ms: a part that used none may read a tick below zero.
+            us = [max(0.0, sum(float(r.get(k, 0)) for r in rs) * 1e6 / n)
+                  for k in ("cpu_async_s", "cpu_store_s", "cpu_other_s", "cpu_db_s")]
+            total[(b, c)] = sum(us)
+            L.append(f"| {b} | {c} | " + " | ".join(f"{u:.1f}" for u in us) + f" | {sum(us):.1f} |")
+    L.append("")
+    for b in backends:
+        if (b, "S") in total and (b, "R") in total and total[(b, "R")] > 0:
+            L.append(f"- {b}: a re-authentication costs {total[(b, 'R')] / total[(b, 'S')]:.1f}× the CPU "
+                     f"of a signed-in request, so even a server bound by CPU alone would reach "
+                     f"R/S = {total[(b, 'S')] / total[(b, 'R')]:.2f}.")
+    return L
+
+
 def main():
     results, out = sys.argv[1], sys.argv[2]
     meta, runs = parse(results)
@@ -72,6 +104,7 @@ def main():
                 t = target[b]
                 verdict = "**met**" if ratio >= t else f"**missed** (needs {t * med[(b, y)]:,.0f} req/s)"
                 L.append(f"| {b} | {x}/{y} | {ratio:.2f} | ≥ {t} | {verdict} |")
+    L += cpu_table(runs, backends)
     # The hand-written analysis of the last profile (bench/layer_notes.md).
     text = blocks.notes("layer_notes.md")
     if text:

@@ -26,6 +26,12 @@ SHORT = {"a": "(a)", "b": "(b)", "c": "(c)", "d": "(d)", "e": "(e)", "e_storm": 
 EXPECTED_STATUS = {"a": 200, "b": 200, "c": 200, "d": 303, "e": 200, "e_storm": 303, "d_mmap": 303}
 BACKENDS = ["sqlite", "postgres"]
 RSS_LIMIT_MIB = 64
+# Issue 16's targets for this harness: sign-ins against the Argon2 ceiling,
+# (b)'s p99 during the storm against idle, peak RSS. (Its ratios of the
+# layer's cost are bench/layer.sh's; (b)/(a) and (c)/(b) are an earlier
+# issue's targets, still judged here for comparison with the earlier runs.)
+D_CEILING = 0.9
+E_P99 = 3
 ARGON2_MIB = 19
 
 # Where the server's CPU goes, by function name (approximate: the first
@@ -313,12 +319,17 @@ def main():
         rows.append(("c/b", f"(c) ≥ {want_c} × (b)", f"(c)/(b) = {cb:.3f} ({R(b, 'c'):,.0f} / {R(b, 'b'):,.0f} req/s)",
                      cb >= want_c, f"{want_c / cb:.1f}× too slow: it needs {want_c * R(b, 'b'):,.0f} req/s"))
         dc = R(b, "d") / ceiling
-        rows.append(("d/ceiling", "(d) ≥ 0.8 × ceiling", f"(d)/ceiling = {dc:.2f} ({R(b, 'd'):,.0f} / {ceiling:.0f} sign-ins/s)",
-                     dc >= 0.8, f"short by {(0.8 - dc) / 0.8:.0%}: it needs {0.8 * ceiling:.0f} sign-ins/s"))
+        rows.append(("d/ceiling", f"(d) ≥ {D_CEILING} × ceiling", f"(d)/ceiling = {dc:.2f} ({R(b, 'd'):,.0f} / {ceiling:.0f} sign-ins/s)",
+                     dc >= D_CEILING, f"short by {(D_CEILING - dc) / D_CEILING:.0%}: it needs {D_CEILING * ceiling:.0f} sign-ins/s"))
+        if parallel:
+            dp = R(b, "d") / parallel
+            rows.append(("d/parallel", f"(d) ≥ {D_CEILING} × Argon2 alone on every core at once (not the issue's ceiling: what this machine can give)",
+                         f"(d)/parallel = {dp:.2f} ({R(b, 'd'):,.0f} / {parallel:.0f} sign-ins/s)",
+                         dp >= D_CEILING, f"short by {(D_CEILING - dp) / D_CEILING:.0%}: it needs {D_CEILING * parallel:.0f} sign-ins/s"))
         ep = R(b, "e", "p99_us") / R(b, "b", "p99_us")
-        rows.append(("e/b p99", "(e) p99 ≤ 5 × (b) p99",
+        rows.append(("e/b p99", f"(e) p99 ≤ {E_P99} × (b) p99",
                      f"{fmt_ms(results[(b, 'e')]['p99_us'])} ms / {fmt_ms(results[(b, 'b')]['p99_us'])} ms = {ep:.0f}×",
-                     ep <= 5, f"{ep / 5:.0f}× over the limit"))
+                     ep <= E_P99, f"{ep / E_P99:.1f}× over the limit"))
         hwm = int(meta.get(f"vmhwm_kb_{b}", "0")) / 1024
         rows.append(("RSS", f"peak RSS ≤ {RSS_LIMIT_MIB} MiB at {conn} connections",
                      f"VmHWM {hwm:,.0f} MiB (over (a)–(e))", hwm <= RSS_LIMIT_MIB,
@@ -620,7 +631,7 @@ def main():
 
     # (d)
     ok_all = all(verdicts[(b, "d/ceiling")][0] for b in backends)
-    w(f"**(d) ≥ 0.8 × ceiling ({ceiling:.0f}/s): "
+    w(f"**(d) ≥ {D_CEILING} × ceiling ({ceiling:.0f}/s): "
       + both(lambda b: f"{b} {R(b, 'd'):.0f}/s, {'met' if verdicts[(b, 'd/ceiling')][0] else 'missed'}")
       + ".** "
       + both(lambda b: f"{b}: server at {cores(b, 'd', 'server_cpu_s'):.2f} cores, "
@@ -648,7 +659,7 @@ def main():
 
     # (e)
     ok_all = all(verdicts[(b, "e/b p99")][0] for b in backends)
-    w(f"**(e) p99 of (b) under the sign-in storm ≤ 5 × idle: {'met' if ok_all else 'missed'}.** "
+    w(f"**(e) p99 of (b) under the sign-in storm ≤ {E_P99} × idle: {'met' if ok_all else 'missed'}.** "
       + both(lambda b: f"{b}: p99 {fmt_ms(results[(b, 'b')]['p99_us'])} → "
              f"{fmt_ms(results[(b, 'e')]['p99_us'])} ms, throughput {R(b, 'b'):,.0f} → {R(b, 'e'):,.0f} req/s"))
     w("")

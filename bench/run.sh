@@ -48,6 +48,11 @@ declare -A MINT_THREADS=([sqlite]=4 [postgres]=16)
 PER_USER=10          # cookies per cookie-holder user (cap is 20 per user)
 USERNAME=bench
 PASSWORD=bench-password-1
+# The sign-in storms of (d) and (e) spread over this many accounts
+# (bench-0 … bench-N-1, same password), as a storm of real users would: on
+# one account, the account's own throttle and failure-counter row would be
+# what is measured.
+ACCOUNTS=32
 
 
 # The load generator comes from Debian's packages.
@@ -118,15 +123,8 @@ fi
 meta perf "$PERF"
 
 # ---------------------------------------------------------------- helpers
-clk_tck=$(getconf CLK_TCK)
 # CPU seconds (user + system) the server process has used so far.
 server_cpu() { awk -v t="$clk_tck" '{printf "%.2f", ($14 + $15) / t}' "/proc/$SERVER_PID/stat"; }
-# CPU seconds of every running PostgreSQL process (backends, WAL writer, …).
-# (Processes come and go while this reads: a vanished one is no error.)
-postgres_cpu() {
-  { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-    awk -v t="$clk_tck" '$2 == "(postgres)" {s += $14 + $15} END {printf "%.2f", s / t}'
-}
 # CPU seconds of this shell's finished children (wrk, curl), into CHILD_CPU:
 # `times` must run in this shell, not in a $(…) subshell, whose children are
 # not ours.
@@ -199,6 +197,7 @@ login_form() {
   LOGIN_SESSION=$(tr -d '\r' <"$WORK/h-form" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
   [ -n "$LOGIN_CSRF" ] && [ -n "$LOGIN_SESSION" ] || die "GET /login gave no csrf_token or session cookie"
   LOGIN_BODY="username=$USERNAME&password=$PASSWORD&csrf_token=$LOGIN_CSRF&next=%2F"
+  STORM_BODY="username=$USERNAME-{account}&password=$PASSWORD&csrf_token=$LOGIN_CSRF&next=%2F"
 }
 
 # Signs in once over HTTP and sets SESSION to the session cookie a browser
@@ -237,7 +236,7 @@ wrk_cmd() {
     a) CMD=(env BENCH_MODE=plain) ;;
     b | e) CMD=(env BENCH_MODE=session "BENCH_SESSION=$SESSION") ;;
     c) CMD=(env BENCH_MODE=remember "BENCH_COOKIES=$COOKIE_FILE" "BENCH_THREADS=$THREADS") ;;
-    d | e_storm) CMD=(env BENCH_MODE=login "BENCH_SESSION=$LOGIN_SESSION" "BENCH_BODY=$LOGIN_BODY") ;;
+    d | e_storm) CMD=(env BENCH_MODE=login "BENCH_SESSION=$LOGIN_SESSION" "BENCH_BODY=$STORM_BODY" "BENCH_ACCOUNTS=$ACCOUNTS") ;;
   esac
   CMD+=(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 30s --latency -s "$ROOT/bench/wrk.lua")
   case $case in
@@ -399,6 +398,11 @@ run_backend() {
   local url=$2
   log "$BACKEND: preparing a fresh database"
   printf '%s\n' "$PASSWORD" | "$BIN" --database-url "$url" user add "$USERNAME"
+  local i
+  for i in $(seq 0 $((ACCOUNTS - 1))); do
+    printf '%s\n' "$PASSWORD" | "$BIN" --database-url "$url" user add "$USERNAME-$i" >/dev/null
+  done
+  meta accounts "$ACCOUNTS"
   local n_c=${COOKIES_C[$BACKEND]} n_p=${COOKIES_PROFILE[$BACKEND]} mint_start
   mint_start=$(date +%s)
   "$PREP" mint --database-url "$url" --count $((n_c + n_p)) \

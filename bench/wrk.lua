@@ -7,7 +7,10 @@
 --                        line of $BENCH_COOKIES for every request: each cookie
 --                        is valid once (its first use rotates it; a second use
 --                        would be theft and revoke the holder's tokens)
---   BENCH_MODE=login     POST /login, form $BENCH_BODY, "Cookie: __Host-session=$BENCH_SESSION"
+--   BENCH_MODE=login     POST /login, form $BENCH_BODY, "Cookie: __Host-session=$BENCH_SESSION";
+--                        with BENCH_ACCOUNTS=N, every "{account}" in the form becomes
+--                        0..N-1 in turn (each thread from its own start), so the
+--                        sign-ins spread over N accounts instead of queueing on one
 --                        (the session cookie carries the CSRF token of the body)
 --
 -- Every response's status is counted, because wrk alone calls a 303 to the
@@ -48,6 +51,18 @@ function init(args)
          end
          i = i + 1
       end
+   end
+end
+
+local accounts = tonumber(os.getenv("BENCH_ACCOUNTS") or "1")
+if mode == "login" and accounts > 1 then
+   local n = 0
+   function request()
+      -- Thread `id` starts at account id * 7, so the threads do not march in step.
+      local account = (id * 7 + n) % accounts
+      n = n + 1
+      local body = string.gsub(wrk.body, "{account}", tostring(account))
+      return wrk.format(nil, nil, nil, body)
    end
 end
 
