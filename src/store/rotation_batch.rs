@@ -23,13 +23,14 @@
 //! no batch takes within the connection timeout gives up as unavailable; one
 //! that a batch has taken waits for that batch, which may rotate its token.
 //!
-//! Hand-written: this is a few lines around one `Mutex` and `Condvar`, and
-//! the rules (repeats share a batch, retry alone only what rolled back) are
-//! specific to the rotation; no crate offers flat combining over blocking
-//! calls.
+//! Hand-written: this is a few lines around one `Mutex` and a `Condvar` per
+//! waiting caller, and the rules (repeats share a batch, retry alone only
+//! what rolled back) are specific to the rotation; no crate offers flat
+//! combining over blocking calls.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -113,7 +114,6 @@ pub(crate) type BatchResult = Result<Vec<Outcome>, StoreError>;
 #[derive(Debug)]
 pub(crate) struct RotationBatches {
     state: Mutex<State>,
-    finished: Condvar,
     max_leaders: usize,
     max_wait: Duration,
 }
@@ -123,7 +123,22 @@ struct State {
     next_id: u64,
     waiting: Vec<(u64, Attempt)>,
     results: HashMap<u64, Outcome>,
+    /// Each caller's own wake-up, by its attempt's id. A finished batch
+    /// wakes its own callers and the one caller that may lead the next
+    /// batch, not every caller: with one `Condvar` for all, each batch woke
+    /// every store thread, and those whose attempts were still waiting went
+    /// back to sleep (two context switches each, for nothing).
+    wakers: HashMap<u64, Arc<Condvar>>,
     leaders: usize,
+}
+
+impl State {
+    /// Wakes the caller of attempt `id`, if it sleeps.
+    fn wake(&self, id: u64) {
+        if let Some(waker) = self.wakers.get(&id) {
+            waker.notify_one();
+        }
+    }
 }
 
 impl RotationBatches {
@@ -132,7 +147,6 @@ impl RotationBatches {
     pub fn new(max_leaders: usize, max_wait: Duration) -> Self {
         Self {
             state: Mutex::default(),
-            finished: Condvar::new(),
             max_leaders: max_leaders.max(1),
             max_wait,
         }
@@ -150,12 +164,15 @@ impl RotationBatches {
         let id = state.next_id;
         state.next_id += 1;
         state.waiting.push((id, Attempt::new(&attempt)));
+        let waker = Arc::new(Condvar::new());
+        state.wakers.insert(id, waker.clone());
         // Until a batch takes the attempt, it may give up: a batch stuck in
         // the database must not hold every caller behind it for longer than
         // a connection would. Once taken, it waits for its batch's result.
         let mut deadline = Some(Instant::now() + self.max_wait);
         loop {
             if let Some(outcome) = state.results.remove(&id) {
+                state.wakers.remove(&id);
                 return outcome;
             }
             if state.leaders < self.max_leaders && !state.waiting.is_empty() {
@@ -163,12 +180,13 @@ impl RotationBatches {
                 continue;
             }
             let Some(until) = deadline else {
-                self.finished.wait(&mut state);
+                waker.wait(&mut state);
                 continue;
             };
-            if self.finished.wait_until(&mut state, until).timed_out() {
+            if waker.wait_until(&mut state, until).timed_out() {
                 if let Some(at) = state.waiting.iter().position(|(w, _)| *w == id) {
                     state.waiting.remove(at);
+                    state.wakers.remove(&id);
                     return Err(StoreError::Unavailable(
                         "no turn for the sign-in by cookie in time".into(),
                     ));
@@ -210,9 +228,14 @@ impl RotationBatches {
                 ))
             });
             state.results.insert(id, outcome);
+            state.wake(id);
         }
         state.leaders -= 1;
-        self.finished.notify_all();
+        // A leader's place is free: the caller of the oldest attempt
+        // waiting leads the next batch (it looks for that when it wakes).
+        if let Some(&(next, _)) = state.waiting.first() {
+            state.wake(next);
+        }
     }
 }
 
