@@ -328,7 +328,7 @@ def main():
                          dp >= D_CEILING, f"short by {(D_CEILING - dp) / D_CEILING:.0%}: it needs {D_CEILING * parallel:.0f} sign-ins/s"))
         ep = R(b, "e", "p99_us") / R(b, "b", "p99_us")
         rows.append(("e/b p99", f"(e) p99 ≤ {E_P99} × (b) p99",
-                     f"{fmt_ms(results[(b, 'e')]['p99_us'])} ms / {fmt_ms(results[(b, 'b')]['p99_us'])} ms = {ep:.0f}×",
+                     f"{fmt_ms(results[(b, 'e')]['p99_us'])} ms / {fmt_ms(results[(b, 'b')]['p99_us'])} ms = {ep:.1f}×",
                      ep <= E_P99, f"{ep / E_P99:.1f}× over the limit"))
         hwm = int(meta.get(f"vmhwm_kb_{b}", "0")) / 1024
         rows.append(("RSS", f"peak RSS ≤ {RSS_LIMIT_MIB} MiB at {conn} connections",
@@ -362,6 +362,7 @@ def main():
     w("| `aec9eb3` | group commit of re-authentications, SQLite and PostgreSQL | 0.92 / 0.87 | 17,965 / 12,097 | 123 / 118 | 10.6 / 9.7 | 60 / 61 |")
     w("| `753c164` | a failed batch retried alone only when that can help; expiry capped (error paths only) | 0.75 / 0.78 | 16,407 / 14,583 | 128 / 123 | 10.0 / 10.8 | 60 / 60 |")
     w("| `9010a42` | lock waits bounded by the connection timeout (error paths only) | 0.80 / 0.79 | 18,023 / 14,575 | 127 / 124 | 11.1 / 10.0 | 60 / 60 |")
+    w("| `499a46a` | issues 13–15 (sudo mode, durable rotations with `synchronous=FULL`, the sealed next token, the app's own users; see the bisect in the layer notes); the storm on one account | 0.76 / 0.79 | 5,656 / 5,574 | 84 / 72 | 7.6 / 11.0 | 62 / 61 |")
     w("")
     w("Since `9010a42`: a clean exit (the layer and the pool close at shutdown, a "
       "`connect_timeout` default for PostgreSQL URLs) — shutdown and connection paths "
