@@ -125,12 +125,16 @@ impl RememberMeConfigBuilder {
     /// store suggests ([`TokenStore::suggested_concurrency`](crate::store::TokenStore::suggested_concurrency)), else 8. The Diesel store
     /// runs the re-authentications waiting at one time together (one
     /// transaction on SQLite, one statement on PostgreSQL), so more threads
-    /// make larger batches: about the pool size on SQLite (one writer at a
-    /// time anyway), about 4 × the pool size on PostgreSQL, where a thread
-    /// waiting to join a batch holds no connection (a batch takes one; the
-    /// threads' other calls, session checks and sign-outs, take one each
-    /// and wait for the pool beyond its size). A store of your own gains
-    /// nothing from more threads than connections.
+    /// make larger batches: a thread waiting to join a batch holds no
+    /// connection (a batch takes one; the threads' other calls, session
+    /// checks and sign-outs, take one each and wait for the pool beyond its
+    /// size). Its suggestion is 4 × the pool size on PostgreSQL and the pool
+    /// size on SQLite, where each thread's memory (about 0.3 MiB resident,
+    /// mostly its malloc arena) weighs more than the batch it adds at
+    /// moderate load; under heavy load, one fsync a batch makes more
+    /// threads pay (64 doubled SQLite's re-authentications at 64
+    /// connections on the 2-core benchmark: BENCHMARKS.md). A store of your
+    /// own gains nothing from more threads than connections.
     pub fn store_concurrency(mut self, n: usize) -> Self {
         self.config.store_concurrency = Some(n.max(1));
         self
