@@ -123,20 +123,40 @@ struct State {
     next_id: u64,
     waiting: Vec<(u64, Attempt)>,
     results: HashMap<u64, Outcome>,
-    /// Each caller's own wake-up, by its attempt's id. A finished batch
-    /// wakes its own callers and the one caller that may lead the next
-    /// batch, not every caller: with one `Condvar` for all, each batch woke
-    /// every store thread, and those whose attempts were still waiting went
-    /// back to sleep (two context switches each, for nothing).
-    wakers: HashMap<u64, Arc<Condvar>>,
+    /// The callers asleep, by their attempt's id, each on a `Condvar` of
+    /// its own. A finished batch wakes its own callers and one caller that
+    /// may lead the next batch, not every caller: with one `Condvar` for
+    /// all, each batch woke every store thread, and those whose attempts
+    /// were still waiting went back to sleep (two context switches each,
+    /// for nothing). A caller is taken out of here as it is woken, so two
+    /// wake-ups in a row reach two callers, never one twice.
+    sleeping: HashMap<u64, Arc<Condvar>>,
     leaders: usize,
 }
 
 impl State {
     /// Wakes the caller of attempt `id`, if it sleeps.
-    fn wake(&self, id: u64) {
-        if let Some(waker) = self.wakers.get(&id) {
+    fn wake(&mut self, id: u64) {
+        if let Some(waker) = self.sleeping.remove(&id) {
             waker.notify_one();
+        }
+    }
+
+    /// Wakes the sleeping caller of the oldest attempt waiting, if any, to
+    /// lead the next batch while a leader's place is free. (A caller that
+    /// is awake, a leader whose own attempt is still waiting say, looks for
+    /// that itself.)
+    fn wake_next_leader(&mut self, max_leaders: usize) {
+        if self.leaders >= max_leaders {
+            return;
+        }
+        let next = self
+            .waiting
+            .iter()
+            .map(|(id, _)| *id)
+            .find(|id| self.sleeping.contains_key(id));
+        if let Some(id) = next {
+            self.wake(id);
         }
     }
 }
@@ -165,33 +185,45 @@ impl RotationBatches {
         state.next_id += 1;
         state.waiting.push((id, Attempt::new(&attempt)));
         let waker = Arc::new(Condvar::new());
-        state.wakers.insert(id, waker.clone());
         // Until a batch takes the attempt, it may give up: a batch stuck in
         // the database must not hold every caller behind it for longer than
         // a connection would. Once taken, it waits for its batch's result.
         let mut deadline = Some(Instant::now() + self.max_wait);
         loop {
             if let Some(outcome) = state.results.remove(&id) {
-                state.wakers.remove(&id);
                 return outcome;
             }
             if state.leaders < self.max_leaders && !state.waiting.is_empty() {
                 self.lead(&mut state, &execute);
                 continue;
             }
-            let Some(until) = deadline else {
-                waker.wait(&mut state);
-                continue;
+            state.sleeping.insert(id, waker.clone());
+            let timed_out = match deadline {
+                None => {
+                    waker.wait(&mut state);
+                    false
+                }
+                Some(until) => waker.wait_until(&mut state, until).timed_out(),
             };
-            if waker.wait_until(&mut state, until).timed_out() {
-                if let Some(at) = state.waiting.iter().position(|(w, _)| *w == id) {
+            // Woken (and so taken out already), or timed out: out either way.
+            state.sleeping.remove(&id);
+            if !timed_out {
+                continue;
+            }
+            match state.waiting.iter().position(|(w, _)| *w == id) {
+                // Taken by a batch: it waits for that batch's result.
+                None => deadline = None,
+                // Untaken, but a leader's place is free now (the batch it
+                // waited for ended as it timed out, and the wake-up for the
+                // next leader was lost on this caller): it leads, rather
+                // than give up and leave the others asleep.
+                Some(_) if state.leaders < self.max_leaders => {}
+                Some(at) => {
                     state.waiting.remove(at);
-                    state.wakers.remove(&id);
                     return Err(StoreError::Unavailable(
                         "no turn for the sign-in by cookie in time".into(),
                     ));
                 }
-                deadline = None;
             }
         }
     }
@@ -206,6 +238,9 @@ impl RotationBatches {
     ) {
         let (ids, batch) = take_batch(&mut state.waiting);
         state.leaders += 1;
+        // Another leader's place still free: attempts left waiting (more
+        // than one batch's worth) need not wait for this batch.
+        state.wake_next_leader(self.max_leaders);
         let retry_for = self.max_wait;
         let outcomes = MutexGuard::unlocked(state, || {
             let started = Instant::now();
@@ -231,11 +266,9 @@ impl RotationBatches {
             state.wake(id);
         }
         state.leaders -= 1;
-        // A leader's place is free: the caller of the oldest attempt
-        // waiting leads the next batch (it looks for that when it wakes).
-        if let Some(&(next, _)) = state.waiting.first() {
-            state.wake(next);
-        }
+        // A leader's place is free: the sleeping caller of the oldest
+        // attempt waiting leads the next batch.
+        state.wake_next_leader(self.max_leaders);
     }
 }
 
