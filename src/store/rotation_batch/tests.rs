@@ -360,3 +360,42 @@ fn a_panicking_leader_leaves_the_batches_usable() {
         "the next caller leads"
     );
 }
+
+/// Callers that queue behind a batch are led as it ends, at once: the
+/// caller of the oldest attempt is woken to lead the next batch. (Without
+/// that wake-up they would sleep until their deadline, here 10 s, before
+/// noticing that no batch runs.)
+#[test]
+fn the_next_batch_starts_as_the_last_ends() {
+    const QUEUED: usize = 8;
+    let batches = Arc::new(RotationBatches::new(1, Duration::from_secs(10)));
+    let started = std::time::Instant::now();
+    let (first_runs_tx, first_runs_rx) = std::sync::mpsc::channel();
+    let first = {
+        let batches = batches.clone();
+        std::thread::spawn(move || {
+            run(&batches, 1, |batch| {
+                let _ = first_runs_tx.send(());
+                // Long enough for the others to queue and fall asleep.
+                std::thread::sleep(Duration::from_millis(100));
+                all_found(batch)
+            })
+        })
+    };
+    first_runs_rx.recv().unwrap();
+    let queued: Vec<_> = (0..QUEUED)
+        .map(|i| {
+            let batches = batches.clone();
+            std::thread::spawn(move || run(&batches, 10 + i as u8, all_found))
+        })
+        .collect();
+    assert_eq!(id_of(&first.join().unwrap()), 1);
+    for (i, caller) in queued.into_iter().enumerate() {
+        assert_eq!(id_of(&caller.join().unwrap()), 10 + i as i64);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the queued callers waited {took:?}"
+    );
+}
