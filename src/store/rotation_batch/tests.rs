@@ -361,10 +361,8 @@ fn a_panicking_leader_leaves_the_batches_usable() {
     );
 }
 
-/// Callers that queue behind a batch are led as it ends, at once: the
-/// caller of the oldest attempt is woken to lead the next batch. (Without
-/// that wake-up they would sleep until their deadline, here 10 s, before
-/// noticing that no batch runs.)
+/// Callers that queue behind a batch are led as it ends: the caller of the
+/// oldest attempt is woken to lead (else they sleep to their deadline).
 #[test]
 fn the_next_batch_starts_as_the_last_ends() {
     const QUEUED: usize = 8;
