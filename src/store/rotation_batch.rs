@@ -20,8 +20,9 @@
 //! retried attempt by attempt, so one bad attempt costs only itself, for at
 //! most another connection timeout (the rest then fail as unavailable,
 //! untried); a batch that was written is never run again. An attempt that
-//! no batch takes within the connection timeout gives up as unavailable; one
-//! that a batch has taken waits for that batch, which may rotate its token.
+//! no batch takes within the connection timeout gives up as unavailable,
+//! unless a leader's place is free by then (it then leads); one that a
+//! batch has taken waits for that batch, which may rotate its token.
 //!
 //! Hand-written: this is a few lines around one `Mutex` and a `Condvar` per
 //! waiting caller, and the rules (repeats share a batch, retry alone only
