@@ -79,12 +79,24 @@ fn a_failed_batch_is_tried_alone_unless_the_connection_is_gone() {
     assert!(!worth_retrying_alone(&DieselError::NotFound));
 }
 
-#[test]
-fn repeats_of_one_series_in_one_batch_rotate_once_on_sqlite() {
+/// Runs `test` on a store over a fresh SQLite file (a pool of 2).
+fn on_sqlite_store(test: impl FnOnce(&DieselStore)) {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("x.db");
-    let db = Database::connect(url.to_str().unwrap(), 2).unwrap();
-    repeats_of_one_series_in_one_batch_rotate_once(&DieselStore::new(db));
+    test(&DieselStore::new(
+        Database::connect(url.to_str().unwrap(), 2).unwrap(),
+    ));
+}
+
+/// Runs `test` on a store over a schema of its own on the test server (a
+/// pool of 2): see [`on_postgres`].
+fn on_postgres_store(test: impl FnOnce(&DieselStore) + std::panic::UnwindSafe) {
+    on_postgres(|url| test(&DieselStore::new(Database::connect(url, 2).unwrap())));
+}
+
+#[test]
+fn repeats_of_one_series_in_one_batch_rotate_once_on_sqlite() {
+    on_sqlite_store(repeats_of_one_series_in_one_batch_rotate_once);
 }
 
 /// Runs `test` with the URL of a schema of its own on the test server of
@@ -164,10 +176,7 @@ fn a_hung_statement_is_cut_off_on_postgres() {
 
 #[test]
 fn repeats_of_one_series_in_one_batch_rotate_once_on_postgres() {
-    on_postgres(|url| {
-        let db = Database::connect(url, 2).unwrap();
-        repeats_of_one_series_in_one_batch_rotate_once(&DieselStore::new(db));
-    });
+    on_postgres_store(repeats_of_one_series_in_one_batch_rotate_once);
 }
 
 /// A batch that meets a row locked by another transaction waits out
@@ -306,16 +315,10 @@ fn a_purge_keeps_rows_changed_after_its_select(store: &DieselStore) {
 
 #[test]
 fn a_purge_keeps_rows_changed_after_its_select_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().join("x.db");
-    let db = Database::connect(url.to_str().unwrap(), 2).unwrap();
-    a_purge_keeps_rows_changed_after_its_select(&DieselStore::new(db));
+    on_sqlite_store(a_purge_keeps_rows_changed_after_its_select);
 }
 
 #[test]
 fn a_purge_keeps_rows_changed_after_its_select_on_postgres() {
-    on_postgres(|url| {
-        let db = Database::connect(url, 2).unwrap();
-        a_purge_keeps_rows_changed_after_its_select(&DieselStore::new(db));
-    });
+    on_postgres_store(a_purge_keeps_rows_changed_after_its_select);
 }
