@@ -190,7 +190,7 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         assert_eq!(token_statements.len(), 3, "{token_statements:#?}");
         assert!(token_statements[0].starts_with("SELECT"));
         assert!(token_statements[1].starts_with("UPDATE remember_tokens"));
-        assert!(token_statements[2].starts_with("INSERT INTO `audit_events`"));
+        assert!(token_statements[2].starts_with("INSERT INTO audit_events"));
     }
     assert!(server.wait_for_audit("remember_me_sign_in").await);
     let calls: Vec<_> = counts

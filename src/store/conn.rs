@@ -51,6 +51,27 @@ impl AnyConnection {
     }
 }
 
+/// `per_backend!(conn, |c| query.get_result(c))`: runs the body with `c`
+/// bound to the backend's own connection inside the `AnyConnection`, so
+/// the query is built for that backend alone and, with a static query id,
+/// found in the statement cache by its type. Run on the `AnyConnection`
+/// itself, Diesel's `MultiConnection` writes out a query's SQL text each
+/// time it runs it (to check that it may be cached, to look it up, to bind
+/// it), escaping every identifier: on a sign-in by cookie that was a third
+/// of the server's instructions. For the queries on the busy paths; the
+/// body is compiled once per backend built in, so it must be generic.
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            #[cfg(feature = "postgres")]
+            $crate::store::conn::AnyConnection::Postgresql($c) => $body,
+            #[cfg(feature = "sqlite")]
+            $crate::store::conn::AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use per_backend;
+
 /// The error of a URL whose backend this build left out.
 #[allow(dead_code)] // with both backends built in
 fn not_built_in(feature: &str) -> diesel::ConnectionError {

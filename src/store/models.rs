@@ -48,7 +48,7 @@ pub(super) struct AuditRow {
     pub detail: String,
 }
 
-#[derive(Insertable)]
+#[derive(Insertable, Debug, Clone, Copy)]
 #[diesel(table_name = audit_events)]
 pub(super) struct NewAuditRow<'a> {
     pub at: i64,

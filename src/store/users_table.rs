@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_migrations::embed_migrations;
 
 use super::DieselStore;
-use super::conn::{Database, DatabaseError, MigrationSet, Migrations};
+use super::conn::{Database, DatabaseError, MigrationSet, Migrations, per_backend};
 use super::{StoreError, User, UserDirectory, UserId};
 
 const MIGRATIONS: Migrations = Migrations {
@@ -166,11 +166,11 @@ impl UserDirectory for UsersTable {
         };
         self.store
             .with_conn(|conn| {
-                users::table
+                per_backend!(conn, |c| users::table
                     .find(id)
                     .select(UserRow::as_select())
-                    .get_result(conn)
-                    .optional()
+                    .get_result(c)
+                    .optional())
             })
             .map(|row| row.map(User::from))
     }

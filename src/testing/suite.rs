@@ -41,6 +41,7 @@ where
     failure_counters_reserve_atomically_and_decay(store.clone());
     revoking_everything_deletes_bumps_and_audits(store.clone());
     the_audit_log_filters_pages_and_purges(&*store);
+    audit_rows_read_back_as_written(&*store);
 }
 
 /// A distinct hash per check and item.
@@ -365,7 +366,7 @@ fn deletions_are_scoped<S: TokenStore + ?Sized>(store: &S) {
 
 mod state;
 use state::{
-    epochs_start_at_zero_and_move_only_from_the_expected_value,
+    audit_rows_read_back_as_written, epochs_start_at_zero_and_move_only_from_the_expected_value,
     failure_counters_reserve_atomically_and_decay, revoking_everything_deletes_bumps_and_audits,
     the_audit_log_filters_pages_and_purges,
 };

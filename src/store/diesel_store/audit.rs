@@ -19,6 +19,59 @@ pub(super) fn sign_in_row<'a>(
     }
 }
 
+/// One audit row's `INSERT`, with fixed SQL and a static query id, so the
+/// statement stays prepared and is found by its type. Diesel's own
+/// single-row `INSERT` has neither (its SQL depends on which optional
+/// values are present): it wrote and looked up its SQL text on every sign-in
+/// by cookie.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InsertAudit<'a>(pub NewAuditRow<'a>);
+
+impl InsertAudit<'_> {
+    /// Runs the insert on the backend's own connection (see `per_backend`).
+    pub(super) fn run_on(self, conn: &mut AnyConnection) -> QueryResult<usize> {
+        per_backend!(conn, |c| self.execute(c))
+    }
+}
+
+impl diesel::query_builder::QueryId for InsertAudit<'_> {
+    type QueryId = InsertAudit<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for InsertAudit<'_>
+where
+    DB: diesel::backend::Backend,
+    DB: diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+    DB: diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        let row = &self.0;
+        out.push_sql(
+            "INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) VALUES (",
+        );
+        out.push_bind_param::<BigInt, _>(&row.at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.kind)?;
+        for optional in [&row.user_id, &row.ip, &row.user_agent] {
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(optional)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.detail)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for InsertAudit<'_> {}
+
 pub(super) fn audit_row<'a>(event: &NewAuditEvent<'a>) -> NewAuditRow<'a> {
     NewAuditRow {
         at: event.at,
@@ -48,27 +101,20 @@ impl AuditLog for DieselStore {
     }
 
     fn record(&self, event: NewAuditEvent<'_>) -> Result<(), StoreError> {
-        self.with_write_conn(|conn| {
-            diesel::insert_into(audit_events::table)
-                .values(audit_row(&event))
-                .execute(conn)
-                .map(drop)
-        })
+        self.with_write_conn(|conn| InsertAudit(audit_row(&event)).run_on(conn).map(drop))
     }
 
     fn record_batch(&self, events: &[NewAuditEvent<'_>]) -> Result<(), StoreError> {
         // One multi-row INSERT: one statement and one commit for the batch.
-        // `MultiConnection` cannot build a multi-row INSERT, so each backend
-        // gets its own (same code, concrete connection).
+        // `MultiConnection` cannot build a multi-row INSERT, so it runs on
+        // the backend's own connection.
         let rows: Vec<NewAuditRow<'_>> = events.iter().map(audit_row).collect();
         self.with_write_conn(|conn| {
-            let insert = diesel::insert_into(audit_events::table).values(&rows);
-            match conn {
-                #[cfg(feature = "postgres")]
-                AnyConnection::Postgresql(pg) => insert.execute(pg),
-                #[cfg(feature = "sqlite")]
-                AnyConnection::Sqlite(sqlite) => insert.execute(sqlite),
-            }
+            per_backend!(conn, |c| {
+                diesel::insert_into(audit_events::table)
+                    .values(&rows)
+                    .execute(c)
+            })
             .map(drop)
         })
     }

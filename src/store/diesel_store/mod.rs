@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "postgres")]
 use super::ExpiryOnUse;
-use super::conn::{AnyConnection, Backend, Database};
+use super::conn::{AnyConnection, Backend, Database, per_backend};
 use super::models::{AuditRow, NewAuditRow, NewTokenRow, TokenRow};
 #[cfg(feature = "postgres")]
 use super::rotation_batch::Outcome;
@@ -154,9 +154,8 @@ impl DieselStore {
                         });
                         let found = match (found, &attempt.audit) {
                             (Some(mut found), Some(audit)) if found.rotated => {
-                                diesel::insert_into(audit_events::table)
-                                    .values(sign_in_row(attempt, audit, &found.record.user_id))
-                                    .execute(conn)?;
+                                InsertAudit(sign_in_row(attempt, audit, &found.record.user_id))
+                                    .run_on(conn)?;
                                 found.audited = true;
                                 Some(found)
                             }
@@ -316,7 +315,7 @@ pub use purge::PURGE_BATCH;
 
 use audit::audit_row;
 #[cfg(feature = "sqlite")]
-use audit::sign_in_row;
+use audit::{InsertAudit, sign_in_row};
 use rotate::{Stamp, rotate_on};
 use state::{bump_epoch_on, token_with_epoch};
 

@@ -33,7 +33,7 @@ pub(super) fn rotate_on(
             stamp,
             expires_at,
         }
-        .execute(conn)?,
+        .run_on(conn)?,
         None => Rotate::<false> {
             id,
             expected,
@@ -42,7 +42,7 @@ pub(super) fn rotate_on(
             stamp,
             expires_at: 0,
         }
-        .execute(conn)?,
+        .run_on(conn)?,
     };
     Ok(updated == 1)
 }
@@ -68,19 +68,30 @@ struct Rotate<'a, const NEW_EXPIRY: bool> {
     expires_at: i64,
 }
 
-type AnyBackend = <AnyConnection as Connection>::Backend;
+impl<const NEW_EXPIRY: bool> Rotate<'_, NEW_EXPIRY> {
+    /// Runs the rotation on the backend's own connection (see
+    /// [`per_backend`]); the number of rows it changed.
+    fn run_on(self, conn: &mut AnyConnection) -> QueryResult<usize> {
+        per_backend!(conn, |c| self.execute(c))
+    }
+}
 
 impl<const NEW_EXPIRY: bool> diesel::query_builder::QueryId for Rotate<'_, NEW_EXPIRY> {
     type QueryId = Rotate<'static, NEW_EXPIRY>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<const NEW_EXPIRY: bool> diesel::query_builder::QueryFragment<AnyBackend>
-    for Rotate<'_, NEW_EXPIRY>
+impl<DB, const NEW_EXPIRY: bool> diesel::query_builder::QueryFragment<DB> for Rotate<'_, NEW_EXPIRY>
+where
+    DB: diesel::backend::Backend,
+    DB: diesel::sql_types::HasSqlType<diesel::sql_types::Binary>,
+    DB: diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>,
+    [u8]: diesel::serialize::ToSql<diesel::sql_types::Binary, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
 {
     fn walk_ast<'b>(
         &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, AnyBackend>,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> diesel::QueryResult<()> {
         use diesel::sql_types::{BigInt, Binary};
         out.push_sql("UPDATE remember_tokens SET previous_token_hash = token_hash, token_hash = ");
@@ -103,4 +114,4 @@ impl<const NEW_EXPIRY: bool> diesel::query_builder::QueryFragment<AnyBackend>
     }
 }
 
-impl<const NEW_EXPIRY: bool> RunQueryDsl<AnyConnection> for Rotate<'_, NEW_EXPIRY> {}
+impl<Conn, const NEW_EXPIRY: bool> RunQueryDsl<Conn> for Rotate<'_, NEW_EXPIRY> {}

@@ -5,12 +5,12 @@ use super::*;
 impl StateStore for DieselStore {
     fn auth_epoch(&self, id: &UserId) -> Result<i64, StoreError> {
         self.with_conn(|conn| {
-            user_state::table
+            per_backend!(conn, |c| user_state::table
                 .find(id.as_str())
                 .select(user_state::auth_epoch)
-                .get_result(conn)
-                .optional()
-                .map(|epoch| epoch.unwrap_or(0))
+                .get_result(c)
+                .optional())
+            .map(|epoch| epoch.unwrap_or(0))
         })
     }
 
@@ -167,14 +167,14 @@ pub(super) fn token_with_epoch(
     conn: &mut AnyConnection,
     series: &SecretHash,
 ) -> Result<Option<(TokenRecord, i64)>, DieselError> {
-    remember_tokens::table
+    per_backend!(conn, |c| remember_tokens::table
         .left_join(user_state::table.on(user_state::user_id.eq(remember_tokens::user_id)))
         .filter(remember_tokens::series_hash.eq(series.as_bytes().as_slice()))
         .select((TokenRow::as_select(), user_state::auth_epoch.nullable()))
-        .get_result::<(TokenRow, Option<i64>)>(conn)
-        .optional()?
-        .map(|(token, epoch)| Ok((TokenRecord::try_from(token)?, epoch.unwrap_or(0))))
-        .transpose()
+        .get_result::<(TokenRow, Option<i64>)>(c)
+        .optional())?
+    .map(|(token, epoch)| Ok((TokenRecord::try_from(token)?, epoch.unwrap_or(0))))
+    .transpose()
 }
 
 /// Inserts `id`'s state row at `epoch` unless it exists (one upsert:

@@ -19,13 +19,13 @@ impl TokenStore for DieselStore {
 
     fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
         self.with_conn(|conn| {
-            remember_tokens::table
+            per_backend!(conn, |c| remember_tokens::table
                 .filter(remember_tokens::series_hash.eq(series.as_bytes().as_slice()))
                 .select(TokenRow::as_select())
-                .get_result(conn)
-                .optional()?
-                .map(TokenRecord::try_from)
-                .transpose()
+                .get_result(c)
+                .optional())?
+            .map(TokenRecord::try_from)
+            .transpose()
         })
     }
 

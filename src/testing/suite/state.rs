@@ -189,3 +189,67 @@ pub(super) fn the_audit_log_filters_pages_and_purges<S: AuditLog + ?Sized>(store
     );
     assert_eq!(store.list(None, Some(&liam), None, 10).unwrap().len(), 1);
 }
+
+/// Every column of an audit row reads back as written, by `record` and by
+/// `record_batch`, absent values as absent.
+pub(super) fn audit_rows_read_back_as_written<S: AuditLog + ?Sized>(store: &S) {
+    let mia = user(9, "mia");
+    type Written<'a> = (
+        i64,
+        Option<&'a UserId>,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+    );
+    let rows: [Written<'_>; 3] = [
+        (NOW + 12, None, None, None, "nobody's"),
+        (
+            NOW + 11,
+            Some(&mia),
+            Some("192.0.2.2"),
+            Some("agent two"),
+            "batched",
+        ),
+        (
+            NOW + 10,
+            Some(&mia),
+            Some("192.0.2.1"),
+            Some("agent one"),
+            "alone",
+        ),
+    ];
+    fn event<'a>(&(at, user_id, ip, user_agent, detail): &Written<'a>) -> NewAuditEvent<'a> {
+        let kind = AuditKind::SignInFailed;
+        NewAuditEvent {
+            at,
+            kind,
+            user_id,
+            ip,
+            user_agent,
+            detail,
+        }
+    }
+    store.record(event(&rows[2])).unwrap();
+    store.record_batch(&[event(&rows[1])]).unwrap();
+    store.record(event(&rows[0])).unwrap();
+    let read: Vec<_> = store
+        .list(Some("sign_in_failed"), None, None, 3)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.at, e.user_id, e.ip, e.user_agent, e.detail))
+        .collect();
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let written: Vec<_> = rows
+        .iter()
+        .map(|&(at, user, ip, agent, detail)| {
+            (
+                at,
+                user.cloned(),
+                owned(ip),
+                owned(agent),
+                detail.to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(read, written, "newest first, each column as written");
+}
