@@ -196,7 +196,7 @@ for BACKEND in $BACKENDS; do
       grep -q 'purged expired tokens' "$WORK/server-demo.log" || die "the purge did not finish: $(tail -n3 "$WORK/server-demo.log")"
       stats=$(python3 - "$WORK/server-demo.log" <<'EOF2'
 import datetime, re, sys
-held, stamps = [], []
+held, stamps, checkout = [], [], [0]
 for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
     line = re.sub(r"\x1b\[[0-9;]*m", "", line)
     m = re.match(r"(\S+Z)\s", line)
@@ -205,10 +205,13 @@ for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
     if h:
         held.append(int(h.group(1)))
         stamps.append(at)
+        c = re.search(r"checkout_ms=(\d+)", line)
+        checkout.append(int(c.group(1)) if c else 0)
+slowest = held.index(max(held)) + 1 if held else 0  # which batch, counting from 1
 held.sort()
 secs = (stamps[-1] - stamps[0]).total_seconds() if len(stamps) > 1 and stamps[0] else 0
 p99 = held[max(0, int(len(held) * 0.99) - 1)] if held else 0
-print(f"secs={secs:.1f} batches={len(held)} max_held_ms={held[-1] if held else 0} p99_held_ms={p99}")
+print(f"secs={secs:.1f} batches={len(held)} max_held_ms={held[-1] if held else 0} p99_held_ms={p99} max_checkout_ms={max(checkout)} slowest_batch={slowest}")
 EOF2
 )
       stop_servers

@@ -89,6 +89,7 @@ impl AuditLog for DieselStore {
             let old: Vec<i64> = audit_events::table
                 .select(audit_events::id)
                 .filter(audit_events::at.lt(cutoff))
+                .order(audit_events::at)
                 .limit(PURGE_BATCH)
                 .load(conn)?;
             let selected = old.len();

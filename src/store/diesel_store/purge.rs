@@ -26,9 +26,9 @@ impl DieselStore {
     /// pauses as long as the batch held the lock, so it takes at most about
     /// half of the writing time while others write. (Without this a purge
     /// of 10^6 rows left re-authentications at 48/s, each waiting out a
-    /// batch.) Each batch logs (debug) its table, rows and how long it held
-    /// the lock, from taking it (a wait for another process's writer in
-    /// `BEGIN IMMEDIATE` included) to the commit.
+    /// batch.) Each batch logs (debug) its table, rows, how long it held
+    /// the lock (a wait for another process's writer in `BEGIN IMMEDIATE`
+    /// included) to the commit, and how long the connection's checkout took.
     pub(super) fn purge_in_batches(
         &self,
         table: &'static str,
@@ -37,12 +37,23 @@ impl DieselStore {
         let mut total = 0;
         loop {
             let writer = self.db.write_lock()?;
-            let started = std::time::Instant::now();
-            let result = self.with_conn(|conn| write_transaction(conn, &mut batch));
-            // How long the batch held SQLite's write lock (PostgreSQL: its
-            // rows' locks), commit included: the longest a writer queued
-            // behind it waited.
-            let held = started.elapsed();
+            let locked = std::time::Instant::now();
+            let in_hand = std::cell::Cell::new(locked);
+            let result = self.with_conn(|conn| {
+                in_hand.set(std::time::Instant::now());
+                write_transaction(conn, &mut batch)
+            });
+            // How long the batch held SQLite's write lock, from taking it
+            // (the connection's checkout included: no other writer of this
+            // process gets in meanwhile), or PostgreSQL's row locks, at
+            // most its transaction: the longest a writer queued behind it
+            // waited. (On PostgreSQL the checkout holds no lock: the
+            // first batch's may open a connection.)
+            let checkout = in_hand.get() - locked;
+            let held = match writer {
+                Some(_) => locked.elapsed(),
+                None => in_hand.get().elapsed(),
+            };
             let contended = match writer {
                 Some(writer) => {
                     let lock = parking_lot::MutexGuard::mutex(&writer);
@@ -57,6 +68,7 @@ impl DieselStore {
                 table,
                 rows = deleted,
                 held_ms = held.as_millis() as u64,
+                checkout_ms = checkout.as_millis() as u64,
                 "purge batch"
             );
             total += deleted;

@@ -139,11 +139,13 @@ impl StateStore for DieselStore {
 }
 
 /// The keys of at most [`PURGE_BATCH`] failure counters whose last failure
-/// was before `cutoff`: one purge batch's select.
+/// was before `cutoff`, the oldest first (read from the index, see
+/// `expired_tokens`): one purge batch's select.
 pub(super) fn stale_failures(conn: &mut AnyConnection, cutoff: i64) -> QueryResult<Vec<Vec<u8>>> {
     login_failures::table
         .select(login_failures::key)
         .filter(login_failures::last_failed_at.lt(cutoff))
+        .order(login_failures::last_failed_at)
         .limit(PURGE_BATCH)
         .load(conn)
 }
