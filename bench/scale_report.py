@@ -111,7 +111,7 @@ def main():
              f"{meta.get('memory')} of memory (the largest tables fit in the page cache: this "
              "measures the indexes' depth and the writes, not a disk). Re-authentication by "
              "remember-me cookie on `examples/quickstart.rs`: wrk -t2 -c16, rounds of 1 s, "
-             "each on 10^4 freshly minted cookies spent once, in a table filled to the size "
+             f"each on {int(meta.get('cookies_per_round', 10000)):,} freshly minted cookies spent once, in a table filled to the size "
              "with live tokens of other users (random series). The median round; `live` is "
              "the table's count of unexpired tokens during the round.")
     L += ["", "![Re-authentications/s and p99 against the live tokens](bench/scale.svg)", "",
