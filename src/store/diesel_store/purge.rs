@@ -46,9 +46,10 @@ impl DieselStore {
             // How long the batch held SQLite's write lock, from taking it
             // (the connection's checkout included: no other writer of this
             // process gets in meanwhile), or PostgreSQL's row locks, at
-            // most its transaction: the longest a writer queued behind it
-            // waited. (On PostgreSQL the checkout holds no lock: the
-            // first batch's may open a connection.)
+            // most its transaction (and the connection's return to the
+            // pool): the longest a writer queued behind it waited. (On
+            // PostgreSQL the checkout holds no lock: the first batch's may
+            // open a connection.)
             let checkout = in_hand.get() - locked;
             let held = match writer {
                 Some(_) => locked.elapsed(),
