@@ -193,12 +193,7 @@ pub(super) fn insert_state_row(
             user_state::auth_epoch.eq(epoch),
         ))
         .on_conflict_do_nothing();
-    match conn {
-        #[cfg(feature = "postgres")]
-        AnyConnection::Postgresql(pg) => insert.execute(pg),
-        #[cfg(feature = "sqlite")]
-        AnyConnection::Sqlite(sqlite) => insert.execute(sqlite),
-    }
+    per_backend!(conn, |c| insert.execute(c))
 }
 
 /// Increments `id`'s auth epoch (no row is epoch 0), inside the caller's
