@@ -393,3 +393,5 @@ pub(crate) fn every_attempt(batch: &[Attempt], error: &StoreError) -> Vec<Outcom
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wake_tests;

@@ -33,7 +33,7 @@ fn found(attempt: &Attempt) -> Option<FoundSeries> {
     })
 }
 
-fn run(
+pub(super) fn run(
     batches: &RotationBatches,
     series: u8,
     execute: impl Fn(&[Attempt]) -> BatchResult,
@@ -53,7 +53,7 @@ fn run(
     )
 }
 
-fn all_found(batch: &[Attempt]) -> BatchResult {
+pub(super) fn all_found(batch: &[Attempt]) -> BatchResult {
     Ok(batch.iter().map(|a| Ok(found(a))).collect())
 }
 
@@ -78,7 +78,7 @@ fn far() -> Duration {
     Duration::from_secs(600)
 }
 
-fn id_of(outcome: &Outcome) -> i64 {
+pub(super) fn id_of(outcome: &Outcome) -> i64 {
     outcome.as_ref().unwrap().as_ref().unwrap().record.id
 }
 
