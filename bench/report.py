@@ -396,13 +396,19 @@ def main():
       "re-authentications waiting at the same time (group commit, one batch at a time, one "
       "pooled connection): PostgreSQL, **1 statement per batch** — `WITH input AS "
       "(unnest(arrays)), rotated AS (UPDATE … FROM input WHERE series_hash AND token_hash AND "
-      "expires_at > now RETURNING n) SELECT … JOIN users`; SQLite, per request a `SELECT` "
-      "token `JOIN users` and an `UPDATE … WHERE id AND token_hash` (the compare-and-swap), "
-      "**1 transaction per batch**. The audit event is queued; a writer thread records what "
-      "gathered in 10 ms in one transaction | — | a new session cookie (encrypted) and a new "
-      "remember-me cookie, home page |")
-    w("| (d) | 2 on the blocking pool: `SELECT` user by name (the row also builds the session); "
-      "`INSERT` audit event (no failed-login reset when there were no failures) | "
+      "expires_at > now RETURNING n)`, the audit rows inserted in the same statement, the "
+      "tokens read with their user's epoch; SQLite, per request the token `SELECT` joined with "
+      "its user's epoch, the compare-and-swap `UPDATE … WHERE id AND token_hash` (which also "
+      "keeps the next token sealed under the old) and the audit row's `INSERT`, **1 "
+      "transaction per batch**, committed durably (`synchronous=FULL`: one fsync a batch). "
+      "After the batch, on the same thread, the user through the app's `UserDirectory` (with "
+      "the default users table, a `SELECT` by id) | — | a new session cookie (encrypted) and a "
+      "new remember-me cookie, home page |")
+    w("| (d) | on the blocking pool, after a permit: `SELECT` user by name through the app's "
+      "`UserDirectory`; the attempt counted against the account before the check (an "
+      "`UPDATE`/`INSERT` on `login_failures`, committed) and the count cleared after it (a "
+      "`DELETE`); the user's epoch; the audit row queued to the audit writer, which records "
+      "what gathered in about 10 ms in one transaction | "
       f"1 verification, on an Argon2 thread, in that thread's reused {ARGON2_MIB} MiB | form "
       "parse, CSRF check, a new session cookie |")
     w("")
@@ -585,49 +591,31 @@ def main():
             + ".")
     L.extend(lines)
     w("")
-    w("Done in the library for (c): one `SELECT … JOIN users` and one compare-and-swap "
-      "`UPDATE` per re-authentication (4 statements and 2 commits before: the user was "
-      "read again and the audit row written per request), both kept prepared (Diesel "
-      "never caches an `UPDATE`, so PostgreSQL parsed and planned the rotation on every "
-      "request, and SQLite re-prepared both statements: its `LIMIT` bound as a parameter "
-      "expired the lookup at every use); the expiry left out of the rotation's SET list "
-      "under absolute expiry, and on PostgreSQL a fillfactor of 70 on the token table, "
-      "so a rotation rewrites no index entry (a HOT update); the audit rows batched by a "
-      "writer thread; the layer's store calls on a fixed set of threads fed by a queue "
-      "(actix's blocking pool had grown to 158 threads queueing on 8 connections); "
-      "writers of the process queue on a mutex instead of in SQLite's sleeping busy "
-      "handler. Then group commit: the re-authentications waiting at the same time run "
-      "together — the first caller to find no batch running takes those waiting (up to 64), runs "
-      "them, and hands each its own row; on PostgreSQL as one statement (one round trip "
-      "and one commit per batch; PostgreSQL's CPU per re-authentication fell from about "
-      "185 µs to about 45 µs in quick runs), on SQLite in one transaction. A thread "
-      "waiting to join a batch holds no connection, hence more store threads than "
-      "connections.")
+    w("Done in the library for (c): one batch of re-authentications at a time, run "
+      "together (group commit: the first caller to find no batch running takes those "
+      "waiting, up to 64, runs them and hands each its own row); on PostgreSQL as one "
+      "statement with its audit rows (one round trip, one commit a batch), on SQLite in one "
+      "`BEGIN IMMEDIATE` transaction with one durable commit. The busy-path queries run on "
+      "the backend's own connection with static query ids (`per_backend!`), so they stay "
+      "prepared and their SQL is never rebuilt; under absolute expiry the rotation leaves the "
+      "expiry out of its SET list, and on PostgreSQL the token table keeps a fillfactor of "
+      "70, so a rotation rewrites no index entry (a HOT update). The store calls run on a "
+      "fixed set of threads fed by a queue, and a thread waiting to join a batch holds no "
+      "connection, hence more store threads than connections.")
     if not ok_all:
         w("")
-        w("What is left is the price of handing each request to another thread and back "
-          "on 2 shared vCPUs: the HTTP worker parks when all its connections wait for the "
-          "database and is woken by the store thread (the scheduler rows above), and "
-          "wrk, the server and (on PostgreSQL) the database compete for the same 2 cores "
-          "(the idle share above is what is left). What would change it: running "
-          "SQLite calls inline on the HTTP workers (no hand-off at all, but issue 7 asks "
-          "for every Diesel call off the async workers, and a checkpoint's fsync would "
-          "then stall a worker); fewer cookies per re-authentication (a new encrypted "
-          "session cookie and a new remember-me cookie on the same response).")
-        w("")
-        w("On SQLite, (c) is bound by one core: the batches run one at a time, and SQLite "
-          "has one writer. It hardly moves with the machine: 18,023/s in the run of "
-          "`9010a42`, 19,797/s in the run of `ad4033b` on a faster VM, where (b) rose from "
-          "62,632 to 88,291/s, so (c)/(b) fell below 0.25 there although (c) was about twice "
-          "the issue's \"about 10,000 requests/s here\". It is not the hand-off between "
-          "threads: 10 s runs of (c) alone on that VM (commit `ad4033b`, 2026-11-25) gave "
-          "20,314, 19,898 "
-          "and 20,901 re-authentications/s with 2, 4 and 8 store threads. What would "
-          "change it: a dedicated SQLite writer connection. A batch now runs on whichever "
-          "pooled connection its leader takes, and every write through another connection "
-          "empties that connection's page cache (WAL mode), so each batch reads its pages "
-          "again: `pcache1TruncateUnsafe`, `pcache1Fetch` and the kernel's page-cache "
-          "reads in the SQLite (c) profile below.")
+        w("What is left, and why it is not tuning: since issue 14 a rotation is durable "
+          "before its cookie is sent (`synchronous=FULL` on SQLite: a rotation rolled back "
+          "by a power cut after its cookie went out would read as theft of every token of "
+          "its user) and carries the next token sealed under the old one, and since issue "
+          "15 the user comes from the app's directory after the batch; `bench/layer_notes.md` "
+          "has the bisect (server CPU a re-authentication 54 µs before issue 14, about "
+          "138 µs after issue 15) and where the rest goes. A batch holds only the "
+          "re-authentications that have reached a store thread, and each waits on its "
+          "thread for the batch, the commit and the user's lookup: with more store threads "
+          "the batches grow and the throughput with them (`store_concurrency`, the demo's "
+          "`--store-threads`; each thread costs resident memory). The fix that remains is an "
+          "attempt that waits for its batch without holding a thread.")
     w("")
 
     # (d)
