@@ -14,6 +14,12 @@
 #     median reported. (The smallest size is the cookies alone: a round
 #     must not run out of cookies, and at 10^4 it did once the rotation got
 #     faster than 10^4/s.)
+#   * the sizes take turns: every size's table is filled and served (a
+#     quickstart each) before the first round, and each round measures
+#     every size in turn (the order reversed every other round). The
+#     machine's speed drifts by a third within a quarter of an hour here;
+#     measured one after the other, the sizes compared the machine's
+#     moments as much as the table sizes.
 #   * at 10^6: 10^6 expired tokens are added and purged by the demo
 #     (`rememberme serve` purges at its start, in-process, in batches of
 #     `store::PURGE_BATCH`); each batch logs how long it held the write
@@ -31,7 +37,8 @@
 #
 # Environment (all optional): CARGO_TARGET_DIR, BENCH_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/test?sslmode=disable), BENCH_BACKENDS
-# ("sqlite postgres"), BENCH_SIZES ("20000 1000000 10000000"), BENCH_KEEP=1.
+# ("sqlite postgres"), BENCH_SIZES ("20000 1000000 10000000"), BENCH_ROUNDS (7),
+# BENCH_KEEP=1.
 source "$(dirname "$0")/common.sh"
 SIZES="${BENCH_SIZES:-20000 1000000 10000000}"
 PURGE_SIZE=${BENCH_PURGE_SIZE:-1000000}  # the size at which the purge of as many expired rows runs
@@ -40,7 +47,7 @@ COOKIES=20000        # cookies minted a round (the smallest table is these alone
 PROBE_COOKIES=40000  # cookies re-authenticating beside the purge
 PROBE_SECS=10        # seconds they run (from the demo's start, when its purge starts)
 DURATION=1           # seconds a round (shorter than one round's cookies last)
-ROUNDS=7
+ROUNDS=${BENCH_ROUNDS:-7}
 THREADS=2
 CONNECTIONS=16
 ADMIN=bench-admin
@@ -60,11 +67,12 @@ echo "META nproc=$(nproc)" >>"$RESULTS"
 echo "META cookies_per_round=$COOKIES" >>"$RESULTS"
 echo "META memory=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)" >>"$RESULTS"
 
-# Starts a server: `start quickstart` (examples/quickstart.rs on $URL) or
-# `start demo` (`rememberme serve` on $URL); waits for it and sets PORT_OF.
+# Starts a server: `start quickstart [NAME]` (examples/quickstart.rs on $URL)
+# or `start demo` (`rememberme serve` on $URL); waits for it and sets
+# PORT_OF. NAME names its log.
 start() {
   local port; port=$(free_port)
-  local log_file=$WORK/server-$1.log
+  local log_file=$WORK/server-$1${2:+-$2}.log
   case $1 in
     quickstart) env PORT="$port" DATABASE_URL="$URL" "$EX/quickstart" >"$log_file" 2>&1 & ;;
     demo) "$BIN" --database-url "$URL" serve --bind "127.0.0.1:$port" --purge-interval-secs "${DEMO_PURGE_SECS:-0}" >"$log_file" 2>&1 & ;;
@@ -160,42 +168,57 @@ admin_session() {
   echo "$session"
 }
 
+# use_size SIZE: points URL (and DB_FILE) at that size's database.
+use_size() {
+  case $BACKEND in
+    sqlite)
+      DB_FILE=$WORK/scale-$1.db
+      URL="sqlite://$DB_FILE" ;;
+    postgres)
+      local sep='?'; case $PG_URL in *\?*) sep='&' ;; esac
+      URL="$PG_URL${sep}options=-c%20search_path%3Drm_scale_$$_$1" ;;
+    *) die "unknown backend $BACKEND" ;;
+  esac
+}
+
 for BACKEND in $BACKENDS; do
+  declare -A SERVED=() MINTED_FROM=()
   for SIZE in $SIZES; do
     log "$BACKEND, $SIZE live tokens: setting up"
-    case $BACKEND in
-      sqlite)
-        DB_FILE=$WORK/scale-$SIZE.db
-        URL="sqlite://$DB_FILE" ;;
-      postgres)
-        PG_SCHEMA="rm_scale_$$"
-        psql -q "$PG_URL" -c "CREATE SCHEMA $PG_SCHEMA" >/dev/null || die "PostgreSQL at $PG_URL is needed"
-        sep='?'; case $PG_URL in *\?*) sep='&' ;; esac
-        URL="$PG_URL${sep}options=-c%20search_path%3D$PG_SCHEMA" ;;
-      *) die "unknown backend $BACKEND" ;;
-    esac
+    if [ "$BACKEND" = postgres ]; then
+      psql -q "$PG_URL" -c "CREATE SCHEMA rm_scale_$$_$SIZE" >/dev/null || die "PostgreSQL at $PG_URL is needed"
+      PG_SCHEMA="${PG_SCHEMA:+$PG_SCHEMA, }rm_scale_$$_$SIZE"  # dropped at exit
+    fi
+    use_size "$SIZE"
     mint 1 "$WORK/schema-cookie"   # makes the schema (migrations run at connect)
     fill_start=$(date +%s)
     filler=$((SIZE - COOKIES))
     [ "$filler" -gt 0 ] && fill 1 "$filler" $(( $(date +%s) + 30 * 86400 ))
     echo "META fill_secs_${BACKEND}_$SIZE=$(( $(date +%s) - fill_start ))" >>"$RESULTS"
-    start quickstart
-    QUICKSTART="http://127.0.0.1:$PORT_OF"
-    for round in $(seq 1 "$ROUNDS"); do
+    start quickstart "$SIZE"
+    SERVED[$SIZE]="http://127.0.0.1:$PORT_OF"
+  done
+  for round in $(seq 1 "$ROUNDS"); do
+    order=$SIZES
+    [ $((round % 2)) = 0 ] && order=$(printf '%s\n' $SIZES | tac | tr '\n' ' ')
+    for SIZE in $order; do
+      use_size "$SIZE"
+      QUICKSTART=${SERVED[$SIZE]}
       # The previous round's cookies (rotated, still live) go: the table
       # holds $SIZE tokens when each round runs.
-      [ -n "${MINTED_FROM:-}" ] && sql "DELETE FROM remember_tokens WHERE id > $MINTED_FROM" >/dev/null
-      MINTED_FROM=$(sql "SELECT COALESCE(MAX(id), 0) FROM remember_tokens")
+      [ -n "${MINTED_FROM[$SIZE]:-}" ] && sql "DELETE FROM remember_tokens WHERE id > ${MINTED_FROM[$SIZE]}" >/dev/null
+      MINTED_FROM[$SIZE]=$(sql "SELECT COALESCE(MAX(id), 0) FROM remember_tokens")
       mint "$COOKIES" "$WORK/cookies"
       live=$(sql "SELECT COUNT(*) FROM remember_tokens WHERE expires_at > $(date +%s)")
       settle
       echo "RUN backend=$BACKEND size=$SIZE round=$round live=$live $(reauth "$WORK/cookies" "$CONNECTIONS" "$DURATION")" >>"$RESULTS"
       tail -n1 "$RESULTS" >&2
     done
-    MINTED_FROM=""
+  done
+  stop_servers
 
-    stop_servers
-
+  for SIZE in $SIZES; do
+    use_size "$SIZE"
     if [ "$SIZE" = "$PURGE_SIZE" ]; then
       # The demo purges at start (then every hour): in-process, as a site
       # runs it, while re-authentications hit the same process.
@@ -259,9 +282,11 @@ EOF2
       done
       stop_servers
     fi
-    rm -f "$WORK"/scale-*.db "$WORK"/scale-*.db-wal "$WORK"/scale-*.db-shm
-    drop_schema
+    # This size is done: its table goes (a 10^7 table is ~4 GB).
+    rm -f "$WORK/scale-$SIZE.db" "$WORK/scale-$SIZE.db-wal" "$WORK/scale-$SIZE.db-shm"
+    [ "$BACKEND" = postgres ] && psql -q "$PG_URL" -c "DROP SCHEMA rm_scale_$$_$SIZE CASCADE" >/dev/null
   done
+  drop_schema
 done
 
 python3 "$ROOT/bench/scale_report.py" "$RESULTS" "$ROOT/BENCHMARKS.md" "$ROOT/bench/scale.svg"
