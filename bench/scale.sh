@@ -19,7 +19,9 @@
 #     every size in turn (the order reversed every other round). The
 #     machine's speed drifts by a third within a quarter of an hour here;
 #     measured one after the other, the sizes compared the machine's
-#     moments as much as the table sizes.
+#     moments as much as the table sizes. (All of a backend's tables exist
+#     at once, so they share the OS's page cache and PostgreSQL's
+#     shared_buffers, as the tables of one server would.)
 #   * at 10^6: 10^6 expired tokens are added and purged by the demo
 #     (`rememberme serve` purges at its start, in-process, in batches of
 #     `store::PURGE_BATCH`); each batch logs how long it held the write
@@ -38,7 +40,8 @@
 # Environment (all optional): CARGO_TARGET_DIR, BENCH_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/test?sslmode=disable), BENCH_BACKENDS
 # ("sqlite postgres"), BENCH_SIZES ("20000 1000000 10000000"), BENCH_ROUNDS (7),
-# BENCH_KEEP=1.
+# BENCH_KEEP=1. The PostgreSQL role must be allowed to CHECKPOINT (a
+# superuser, or pg_checkpoint from PostgreSQL 15).
 source "$(dirname "$0")/common.sh"
 SIZES="${BENCH_SIZES:-20000 1000000 10000000}"
 PURGE_SIZE=${BENCH_PURGE_SIZE:-1000000}  # the size at which the purge of as many expired rows runs
@@ -182,7 +185,7 @@ use_size() {
 }
 
 for BACKEND in $BACKENDS; do
-  declare -A SERVED=() MINTED_FROM=()
+  declare -A SERVED=() MINTED_FROM=() HOLDER=()
   for SIZE in $SIZES; do
     log "$BACKEND, $SIZE live tokens: setting up"
     if [ "$BACKEND" = postgres ]; then
@@ -209,6 +212,7 @@ for BACKEND in $BACKENDS; do
       [ -n "${MINTED_FROM[$SIZE]:-}" ] && sql "DELETE FROM remember_tokens WHERE id > ${MINTED_FROM[$SIZE]}" >/dev/null
       MINTED_FROM[$SIZE]=$(sql "SELECT COALESCE(MAX(id), 0) FROM remember_tokens")
       mint "$COOKIES" "$WORK/cookies"
+      HOLDER[$SIZE]="holder-$MINTS-1"  # a user of this size's cookies (the admin list's user page)
       live=$(sql "SELECT COUNT(*) FROM remember_tokens WHERE expires_at > $(date +%s)")
       settle
       echo "RUN backend=$BACKEND size=$SIZE round=$round live=$live $(reauth "$WORK/cookies" "$CONNECTIONS" "$DURATION")" >>"$RESULTS"
@@ -268,7 +272,7 @@ EOF2
       DEMO="http://127.0.0.1:$PORT_OF"
       session=$(admin_session "$DEMO")
       middle=$(( SIZE / 2 ))
-      for page in "first:/admin/tokens" "middle:/admin/tokens?before=$middle" "user:/admin/tokens?user=holder-$MINTS-1"; do
+      for page in "first:/admin/tokens" "middle:/admin/tokens?before=$middle" "user:/admin/tokens?user=${HOLDER[$SIZE]}"; do
         name=${page%%:*} path=${page#*:}
         times=()
         for _ in $(seq 1 10); do
