@@ -405,10 +405,11 @@ def main():
       "the default users table, a `SELECT` by id) | — | a new session cookie (encrypted) and a "
       "new remember-me cookie, home page |")
     w("| (d) | on the blocking pool, after a permit: `SELECT` user by name through the app's "
-      "`UserDirectory`; the attempt counted against the account before the check (an "
-      "`UPDATE`/`INSERT` on `login_failures`, committed) and the count cleared after it (a "
-      "`DELETE`); the user's epoch; the audit row queued to the audit writer, which records "
-      "what gathered in about 10 ms in one transaction | "
+      "`UserDirectory`; the attempt counted against the account before the check (on "
+      "`login_failures`: here, as the last success deleted the row, two `UPDATE`s that match "
+      "nothing, a `SELECT` and the `INSERT`, each committed), the count cleared after it (a "
+      "`DELETE`, committed); the user's epoch; the audit row's `INSERT`, committed before the "
+      "answer (three durable commits a sign-in on SQLite) | "
       f"1 verification, on an Argon2 thread, in that thread's reused {ARGON2_MIB} MiB | form "
       "parse, CSRF check, a new session cookie |")
     w("")
