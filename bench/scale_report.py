@@ -43,6 +43,15 @@ def median_of(runs, key):
     return statistics.median(float(r[key]) for r in runs)
 
 
+def paired(runs, backend, small, large, key):
+    """The median, over the rounds both sizes ran, of large's `key` over
+    small's in the same round."""
+    by_round = {r["round"]: float(r[key]) for r in runs[(backend, small)]}
+    ratios = [float(r[key]) / by_round[r["round"]] for r in runs[(backend, large)]
+              if by_round.get(r["round"])]
+    return f"{statistics.median(ratios):.2f}" if ratios else "—"
+
+
 def power(n):
     e = round(math.log10(n))
     return f"10^{e}" if 10 ** e == n else f"{n:,}"
@@ -112,8 +121,11 @@ def main():
              "measures the indexes' depth and the writes, not a disk). Re-authentication by "
              "remember-me cookie on `examples/quickstart.rs`: wrk -t2 -c16, rounds of 1 s, "
              f"each on {int(meta.get('cookies_per_round', 10000)):,} freshly minted cookies spent once, in a table filled to the size "
-             "with live tokens of other users (random series). The median round; `live` is "
-             "the table's count of unexpired tokens during the round.")
+             "with live tokens of other users (random series), after a checkpoint and a `sync` "
+             "(so that no round pays for the set-up's write-back). The sizes take turns, round "
+             "by round (the order reversed every other round): the machine's speed drifts, and "
+             "each size sees the same moments of it. The median round; `live` is the table's "
+             "count of unexpired tokens during the round; rounds are listed in the order run.")
     L += ["", "![Re-authentications/s and p99 against the live tokens](bench/scale.svg)", "",
           "| backend | live tokens | re-auth/s | p50 ms | p99 ms | rounds (req/s) | check |",
           "|---|---:|---:|---:|---:|---|---|"]
@@ -129,8 +141,9 @@ def main():
             L.append(f"| {b} | {int(live):,} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | "
                      + ", ".join(f"{float(r['rps']):,.0f}" for r in rs)
                      + f" | {'all 200' if ok else 'INVALID (a status other than 200, or cookies ran out)'} |")
-    L += ["", "| backend | spread of re-auth/s | spread of p99 | bound | verdict |",
-          "|---|---:|---:|---:|---|"]
+    L += ["", "| backend | spread of re-auth/s | spread of p99 | bound | verdict | "
+          "largest / smallest, round by round: re-auth/s | p99 |",
+          "|---|---:|---:|---:|---|---:|---:|"]
     for b in backends:
         p = points.get(b, {})
         if len(p) < 2:
@@ -141,7 +154,11 @@ def main():
         spread_q = (max(q) - min(q)) / max(q)
         ok = spread_r <= SPREAD and spread_q <= SPREAD
         L.append(f"| {b} | {spread_r:.0%} | {spread_q:.0%} | ≤ {SPREAD:.0%} | "
-                 f"{'**met**' if ok else '**missed**'} |")
+                 f"{'**met**' if ok else '**missed**'} | "
+                 f"{paired(runs, b, min(p), max(p), 'rps')} | {paired(runs, b, min(p), max(p), 'p99_us')} |")
+    L += ["", "The last two columns pair each round of the largest table with the same "
+          "round of the smallest (run next to each other) and give the median of the "
+          "ratios: the trend with the size, apart from the machine's drift between rounds."]
     if purges:
         L += ["", f"The purge of {power(int(next(iter(purges.values()))['expired']))} expired tokens "
               "in a table of "
