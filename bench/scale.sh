@@ -34,7 +34,7 @@
 #
 # Writes its table into BENCHMARKS.md between the `scale.sh` markers (the
 # other scripts keep it) and the plot bench/scale.svg. A benchmark, not a
-# test: `cargo test` never runs it. About 15 minutes with a warm target
+# test: `cargo test` never runs it. 15-40 minutes (as fast as the VM is that day) with a warm target
 # directory; the 10^7 tables take ~4 GB of disk each while they exist.
 #
 # Environment (all optional): CARGO_TARGET_DIR, BENCH_PG_URL (default
