@@ -171,6 +171,9 @@ admin_session() {
   echo "$session"
 }
 
+# schema SIZE: the PostgreSQL schema of that size's table.
+schema() { echo "rm_scale_$$_$1"; }
+
 # use_size SIZE: points URL (and DB_FILE) at that size's database.
 use_size() {
   case $BACKEND in
@@ -179,7 +182,7 @@ use_size() {
       URL="sqlite://$DB_FILE" ;;
     postgres)
       local sep='?'; case $PG_URL in *\?*) sep='&' ;; esac
-      URL="$PG_URL${sep}options=-c%20search_path%3Drm_scale_$$_$1" ;;
+      URL="$PG_URL${sep}options=-c%20search_path%3D$(schema "$1")" ;;
     *) die "unknown backend $BACKEND" ;;
   esac
 }
@@ -189,8 +192,8 @@ for BACKEND in $BACKENDS; do
   for SIZE in $SIZES; do
     log "$BACKEND, $SIZE live tokens: setting up"
     if [ "$BACKEND" = postgres ]; then
-      psql -q "$PG_URL" -c "CREATE SCHEMA rm_scale_$$_$SIZE" >/dev/null || die "PostgreSQL at $PG_URL is needed"
-      PG_SCHEMA="${PG_SCHEMA:+$PG_SCHEMA, }rm_scale_$$_$SIZE"  # dropped at exit
+      psql -q "$PG_URL" -c "CREATE SCHEMA $(schema "$SIZE")" >/dev/null || die "PostgreSQL at $PG_URL is needed"
+      PG_SCHEMA="${PG_SCHEMA:+$PG_SCHEMA, }$(schema "$SIZE")"  # dropped at exit
     fi
     use_size "$SIZE"
     mint 1 "$WORK/schema-cookie"   # makes the schema (migrations run at connect)
@@ -288,7 +291,9 @@ EOF2
     fi
     # This size is done: its table goes (a 10^7 table is ~4 GB).
     rm -f "$WORK/scale-$SIZE.db" "$WORK/scale-$SIZE.db-wal" "$WORK/scale-$SIZE.db-shm"
-    [ "$BACKEND" = postgres ] && psql -q "$PG_URL" -c "DROP SCHEMA rm_scale_$$_$SIZE CASCADE" >/dev/null
+    if [ "$BACKEND" = postgres ]; then
+      psql -q "$PG_URL" -c "DROP SCHEMA $(schema "$SIZE") CASCADE" >/dev/null
+    fi
   done
   drop_schema
 done
