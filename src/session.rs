@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::store::UserId;
+use crate::token::SecretHash;
 
 pub(crate) const AUTH_KEY: &str = "rm.auth";
 
@@ -110,8 +111,7 @@ pub enum SignInMethod {
 /// string (see [`AuthState::encode`]) rather than a JSON object: the session
 /// cookie stays small, and reading it is a split and a few integer parses
 /// instead of a second JSON parse inside actix-session's own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AuthState {
     pub user_id: UserId,
     pub username: String,
@@ -133,7 +133,7 @@ pub(crate) struct AuthState {
     pub sid: String,
     /// SHA-256 of the remember-me series this session came from or was
     /// issued; the session ends when that token is revoked.
-    pub series: Option<Vec<u8>>,
+    pub series: Option<SecretHash>,
 }
 
 /// Flag bits of the encoded [`AuthState`].
@@ -175,7 +175,7 @@ impl AuthState {
         let series = self
             .series
             .as_ref()
-            .map(|s| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s))
+            .map(|s| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s.as_bytes()))
             .unwrap_or_default();
         let password_at = self.password_at.map(|t| t.to_string()).unwrap_or_default();
         format!(
@@ -215,12 +215,14 @@ impl AuthState {
         let sid = parts.next()?.to_owned();
         let series = match parts.next()? {
             "" => None,
-            b64 => Some(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(b64)
-                    .ok()
-                    .filter(|s| s.len() == 32)?,
-            ),
+            b64 => {
+                // Into a buffer on the stack: this runs on every request.
+                let mut hash = [0u8; 33];
+                let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode_slice(b64, &mut hash)
+                    .ok()?;
+                Some(SecretHash::from_slice(&hash[..len])?)
+            }
         };
         let tags = tags_of(flags, with_own_tags.then(|| parts.next()).flatten())?;
         let username = match with_own_tags {
@@ -274,17 +276,29 @@ fn method_of(flags: u8) -> SignInMethod {
     }
 }
 
-impl From<AuthState> for String {
-    fn from(state: AuthState) -> String {
-        state.encode()
+impl Serialize for AuthState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.encode())
     }
 }
 
-impl TryFrom<String> for AuthState {
-    type Error = &'static str;
+/// Read straight from the session's JSON string, borrowed: no copy of it is
+/// made on the way (this runs on every request of a signed-in user).
+impl<'de> Deserialize<'de> for AuthState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Encoded;
+        impl serde::de::Visitor<'_> for Encoded {
+            type Value = AuthState;
 
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::decode(&value).ok_or("not an encoded auth state")
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an encoded auth state")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<AuthState, E> {
+                AuthState::decode(value).ok_or_else(|| E::custom("not an encoded auth state"))
+            }
+        }
+        deserializer.deserialize_str(Encoded)
     }
 }
 

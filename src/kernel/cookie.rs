@@ -138,7 +138,7 @@ pub(super) fn new_auth_state(
         signed_in_at: ctx.now,
         password_at: None,
         sid: random_id(),
-        series: series.map(|s| s.as_bytes().to_vec()),
+        series,
     }))
 }
 

@@ -15,7 +15,7 @@ use crate::token::SecretHash;
 
 /// The session this submit continues, for a step-up: how it was signed
 /// in, its series, and when.
-pub(crate) type Previous = Option<(SignInMethod, Option<Vec<u8>>, i64)>;
+pub(crate) type Previous = Option<(SignInMethod, Option<SecretHash>, i64)>;
 
 /// A submit: the flow (by name), where it stands, and what was posted.
 pub(crate) struct Submit {
@@ -103,11 +103,9 @@ fn completed(
 ) -> Result<Option<AuthState>, StoreError> {
     drop_foreign_series(ctx, user)?;
     let (method, series, signed_in_at) = match (kind, previous) {
-        (FlowKind::StepUp, Some((method, series, signed_in_at))) => (
-            method,
-            series.as_deref().and_then(SecretHash::from_slice),
-            Some(signed_in_at),
-        ),
+        (FlowKind::StepUp, Some((method, series, signed_in_at))) => {
+            (method, series, Some(signed_in_at))
+        }
         _ => (SignInMethod::Password, None, None),
     };
     let series = match &ctx.cookie_change {

@@ -43,10 +43,7 @@ pub(super) async fn session_state(
     }
     let (user_id, series) = (state.user_id.clone(), state.series.clone());
     let checked = shared
-        .store(move |core| {
-            let series = series.as_deref().and_then(SecretHash::from_slice);
-            core.check_session(&user_id, series.as_ref())
-        })
+        .store(move |core| core.check_session(&user_id, series.as_ref()))
         .await;
     match checked {
         Ok(Some((owner, epoch))) if epoch == state.epoch => {

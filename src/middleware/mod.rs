@@ -20,7 +20,6 @@ use crate::flow::{ClientInfo, CookieChange, Flow, FlowKind};
 use crate::kernel::{Shared, Visit};
 use crate::session::{AUTH_KEY, AuthState};
 use crate::store::{AuditKind, Stores};
-use crate::token::SecretHash;
 
 /// Per-request data the middleware leaves in the request extensions.
 #[derive(Clone)]

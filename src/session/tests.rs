@@ -1,6 +1,6 @@
 use super::*;
 
-fn state(username: &str, series: Option<Vec<u8>>) -> AuthState {
+fn state(username: &str, series: Option<SecretHash>) -> AuthState {
     AuthState {
         user_id: UserId::from("42.a/b"),
         username: username.to_owned(),
@@ -19,7 +19,7 @@ fn state(username: &str, series: Option<Vec<u8>>) -> AuthState {
 #[test]
 fn the_auth_state_round_trips_through_the_session_whatever_the_username() {
     for name in ["alice", "a.b.c", "\"quoted\" \\ ä 日本", ""] {
-        for series in [None, Some(vec![7u8; 32])] {
+        for series in [None, SecretHash::from_slice(&[7u8; 32])] {
             let original = state(name, series);
             let json = serde_json::to_string(&original).unwrap();
             assert!(json.starts_with("\"a3.NDIuYS9i.3."), "{json}");
@@ -45,7 +45,13 @@ fn the_auth_state_round_trips_through_the_session_whatever_the_username() {
 
 #[test]
 fn a_damaged_or_foreign_auth_state_reads_as_signed_out() {
-    let good = state("alice", Some(vec![1u8; 32])).encode();
+    let good = state("alice", SecretHash::from_slice(&[1u8; 32])).encode();
+    let series = |bytes: usize| {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![1u8; bytes]);
+        format!("a2.1.2.3.4..0.sid.{b64}.alice")
+    };
+    assert!(AuthState::decode(&series(32)).is_some());
     assert!(AuthState::decode(&good).is_some());
     let bad = [
         good.replacen("a3", "a1", 1), // an older layout
@@ -57,6 +63,11 @@ fn a_damaged_or_foreign_auth_state_reads_as_signed_out() {
         "a2.1.2.3.4..24.sid..alice".to_owned(), // two methods at once
         "a2.x.2.3.4..0.sid..alice".to_owned(),  // 0.1's ids are integers
         "a2.1.2.3.4..0.sid.AAAA.alice".to_owned(), // series not 32 bytes
+        series(31),
+        series(33),
+        series(34),
+        series(64),
+        "a2.1.2.3.4..0.sid.AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=.alice".to_owned(), // padded
         "a2.1.2.3".to_owned(),
         "a3.MQ.2.3.4..0.sid..second_factor.alice".to_owned(), // not a tag name
         "a3.MQ.2.3.4..0.sid..A.B.alice"
