@@ -1,7 +1,8 @@
 //! `CsrfForm`: a handler that takes its form through it cannot forget the
 //! CSRF check (issue 15). Refused before parsing: a missing or wrong token
-//! (403); refused as bad input: not a form (415), too large (413), fields of
-//! the wrong type (400).
+//! (403); refused as bad input: not a form (415), too large (413, by its
+//! declared length or, with none declared, while it is read), fields of the
+//! wrong type (400).
 
 use actix_web::{App, HttpResponse, test, web};
 use rememberme::{Auth, CsrfForm, Database, DieselStore, RememberMe, RememberMeConfig, Stores};
@@ -108,6 +109,20 @@ async fn a_form_reaches_its_handler_only_with_the_sessions_csrf_token() {
             .to_request(),
     )
     .await;
+    assert_eq!(res.status().as_u16(), 413);
+    drop(res);
+    // A body that declares no length (chunked) is read only up to the
+    // limit: a valid form, over the limit, is refused, not parsed.
+    let mut chunked = post(
+        format!("csrf_token={token}&amount=5&to={}", "b".repeat(20_000)),
+        FORM,
+    );
+    chunked.headers_mut().remove("content-length");
+    chunked.headers_mut().insert(
+        actix_web::http::header::TRANSFER_ENCODING,
+        actix_web::http::header::HeaderValue::from_static("chunked"),
+    );
+    let res = test::call_service(&app, chunked).await;
     assert_eq!(res.status().as_u16(), 413);
     drop(res);
     // Without the session, the token is worth nothing.
