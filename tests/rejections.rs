@@ -1,5 +1,6 @@
 //! Rejections fit the request (issue 15): a page gets a 303 to the form, a
-//! JSON client a 401 it can read, htmx an `HX-Redirect`; library error
+//! JSON client a 401 it can read, htmx an `HX-Redirect` back to the page
+//! (`HX-Current-URL`) the fragment belongs to; library error
 //! bodies are minimal, with nothing of the demo's in them.
 
 mod common;
@@ -35,6 +36,35 @@ async fn a_request_that_must_sign_in_is_answered_as_it_asked() {
     assert_eq!(
         htmx.header("hx-redirect"),
         Some("/login?next=%2Faccount%2Fdevices")
+    );
+    // A fragment requested by htmx comes back to its page, not to itself:
+    // `next` is loaded as a whole page. Only the page's path is kept.
+    let page = format!("{}/account/devices?tab=2#top", server.base);
+    let fragment = with(&[("hx-request", "true"), ("hx-current-url", &page)])
+        .get("/account/password")
+        .await;
+    assert_eq!(fragment.status, 401);
+    assert_eq!(
+        fragment.header("hx-redirect"),
+        Some("/login?next=%2Faccount%2Fdevices%3Ftab%3D2")
+    );
+    for foreign in ["https://evil.example//evil.example/", "javascript:alert(1)"] {
+        let fragment = with(&[("hx-request", "true"), ("hx-current-url", foreign)])
+            .get("/account/password")
+            .await;
+        assert_eq!(
+            fragment.header("hx-redirect"),
+            Some("/login?next=%2Faccount%2Fpassword"),
+            "{foreign}"
+        );
+    }
+    // Not htmx: the header means nothing.
+    let page_request = with(&[("hx-current-url", &page)])
+        .get("/account/password")
+        .await;
+    assert_eq!(
+        page_request.location(),
+        Some("/login?next=%2Faccount%2Fpassword")
     );
 
     // Signed in by cookie only: the step-up, in the same three ways.

@@ -57,7 +57,9 @@ pub enum Answer {
     /// `{"error": "sign_in_required" | "step_up_required", "location": …}`.
     Json,
     /// An htmx request (`HX-Request: true`): 401 with `HX-Redirect`, which
-    /// htmx follows with a full page load.
+    /// htmx follows with a full page load; its `next` is the page the
+    /// fragment was asked for (`HX-Current-URL`, its path and query), not
+    /// the fragment.
     Htmx,
 }
 

@@ -10,11 +10,39 @@ pub(crate) fn request_auth(req: &HttpRequest) -> Result<RequestAuth, AuthError> 
         .ok_or(AuthError::NotInstalled)
 }
 
+/// Where to come back to after the sign-in (or step-up) a rejection asks
+/// for: the request's path and query; for an htmx request, which asks for a
+/// fragment of a page, the page's (from `HX-Current-URL`), since `next` is
+/// loaded as a whole page.
 pub(super) fn current_path(req: &HttpRequest) -> String {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if header("hx-request") == Some("true")
+        && let Some(page) = header("hx-current-url").and_then(page_path)
+    {
+        return page;
+    }
     req.uri()
         .path_and_query()
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned())
+}
+
+/// The path and query of an absolute `http(s)` URL (htmx's
+/// `HX-Current-URL`: the page a fragment request came from), without its
+/// fragment; `None` for anything else, or a path [`safe_redirect_path`]
+/// refuses. The host is dropped whatever it is: `next` is a path on this
+/// site.
+pub(super) fn page_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let tail = &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..];
+    let tail = tail.split('#').next().unwrap_or_default();
+    let path = match tail.starts_with('/') {
+        true => tail.to_owned(),
+        false => format!("/{tail}"),
+    };
+    (safe_redirect_path(Some(&path)) == path).then_some(path)
 }
 
 /// The signed-in user, if any. Never fails (but for a missing middleware).

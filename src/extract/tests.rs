@@ -21,3 +21,31 @@ fn only_paths_on_this_site_are_redirect_targets() {
     }
     assert_eq!(safe_redirect_path(None), "/");
 }
+
+#[test]
+fn an_htmx_requests_page_is_its_path_on_this_site() {
+    use super::guards::page_path;
+    let cases = [
+        (
+            "https://example.com/account/devices",
+            Some("/account/devices"),
+        ),
+        ("http://127.0.0.1:8080/a/b?tab=2#top", Some("/a/b?tab=2")),
+        ("https://example.com", Some("/")),
+        ("https://example.com?x=/y", Some("/?x=/y")),
+        ("https://example.com#/y", Some("/")),
+        // The host is dropped, whichever it is.
+        ("https://evil.example/account", Some("/account")),
+        // Refused: scheme-relative after the host, backslashes, other
+        // schemes, relative values, control characters.
+        ("https://example.com//evil.example/x", None),
+        ("https://example.com/\\evil.example", None),
+        ("javascript:alert(1)", None),
+        ("/account", None),
+        ("//evil.example/", None),
+        ("https://example.com/a\tb", None),
+    ];
+    for (url, page) in cases {
+        assert_eq!(page_path(url).as_deref(), page, "{url}");
+    }
+}
