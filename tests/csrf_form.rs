@@ -125,6 +125,20 @@ async fn a_form_reaches_its_handler_only_with_the_sessions_csrf_token() {
     let res = test::call_service(&app, chunked).await;
     assert_eq!(res.status().as_u16(), 413);
     drop(res);
+    // The same in many small chunks, none over the limit on its own.
+    let mut chunked = post(String::new(), FORM);
+    chunked.headers_mut().remove("content-length");
+    let start = format!("csrf_token={token}&amount=5&to=");
+    let chunks = std::iter::once(start.into_bytes())
+        .chain(std::iter::repeat_n(vec![b'b'; 1024], 20))
+        .map(|chunk| Ok(web::Bytes::from(chunk)));
+    let stream: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+    > = Box::pin(futures_util::stream::iter(chunks));
+    let (chunked, _) = chunked.replace_payload(actix_web::dev::Payload::Stream { payload: stream });
+    let res = test::call_service(&app, chunked).await;
+    assert_eq!(res.status().as_u16(), 413);
+    drop(res);
     // Without the session, the token is worth nothing.
     let res = test::call_service(
         &app,

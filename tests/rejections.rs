@@ -27,7 +27,10 @@ async fn a_request_that_must_sign_in_is_answered_as_it_asked() {
     assert_eq!(body["error"], "sign_in_required");
     assert_eq!(body["location"], "/login?next=%2Faccount%2Fdevices");
 
-    assert_eq!(json.header("vary"), Some("Accept, HX-Request"));
+    assert_eq!(
+        json.header("vary"),
+        Some("Accept, HX-Request, HX-Current-URL")
+    );
     assert!(json.header("www-authenticate").is_some());
     let htmx = with(&[("hx-request", "true")])
         .get("/account/devices")
@@ -58,6 +61,28 @@ async fn a_request_that_must_sign_in_is_answered_as_it_asked() {
             "{foreign}"
         );
     }
+    // A boosted request is a whole page (its HX-Current-URL is the page
+    // being left), and the sign-in form is no page to come back to: both
+    // come back to the request's own path.
+    let boosted = with(&[
+        ("hx-request", "true"),
+        ("hx-boosted", "true"),
+        ("hx-current-url", &page),
+    ])
+    .get("/account/password")
+    .await;
+    assert_eq!(
+        boosted.header("hx-redirect"),
+        Some("/login?next=%2Faccount%2Fpassword")
+    );
+    let form = format!("{}/login?next=%2Fx", server.base);
+    let from_form = with(&[("hx-request", "true"), ("hx-current-url", &form)])
+        .get("/account/password")
+        .await;
+    assert_eq!(
+        from_form.header("hx-redirect"),
+        Some("/login?next=%2Faccount%2Fpassword")
+    );
     // Not htmx: the header means nothing.
     let page_request = with(&[("hx-current-url", &page)])
         .get("/account/password")

@@ -6,8 +6,9 @@ use super::*;
 /// A posted form (`application/x-www-form-urlencoded`, UTF-8) whose
 /// `csrf_token` field matched the session's: a handler that takes its form
 /// through this extractor cannot forget the CSRF check. The body is read
-/// up to 16 KiB (a larger one is a 413, refused by its `Content-Length`
-/// before it is read), then a missing or wrong token is a 403
+/// up to 16 KiB (a larger one is a 413: refused by its `Content-Length`
+/// before it is read, or, with no length declared, as soon as what was
+/// read passes the limit), then a missing or wrong token is a 403
 /// ([`AuthError::Csrf`]) before the form is parsed; another content type
 /// or charset is a 415, a form that does not parse a 400.
 ///

@@ -131,10 +131,11 @@ impl AuthError {
                     AuthError::SignInRequired { .. } => "sign_in_required",
                     _ => "step_up_required",
                 };
-                // The answer depends on these request headers: caches must
-                // keep them apart. A 401 names how to authenticate: the
-                // session cookie that the sign-in form gives.
-                let vary = (header::VARY, "Accept, HX-Request");
+                // The answer depends on these request headers (htmx's `next`
+                // on HX-Current-URL): caches must keep them apart. A 401
+                // names how to authenticate: the session cookie that the
+                // sign-in form gives.
+                let vary = (header::VARY, "Accept, HX-Request, HX-Current-URL");
                 let challenge = (header::WWW_AUTHENTICATE, "Cookie realm=\"sign-in\"");
                 match answer {
                     Answer::Redirect => HttpResponse::SeeOther()

@@ -11,15 +11,21 @@ pub(crate) fn request_auth(req: &HttpRequest) -> Result<RequestAuth, AuthError> 
 }
 
 /// Where to come back to after the sign-in (or step-up) a rejection asks
-/// for: the request's path and query; for an htmx request, which asks for a
-/// fragment of a page, the page's (from `HX-Current-URL`), since `next` is
-/// loaded as a whole page.
-pub(super) fn current_path(req: &HttpRequest) -> String {
+/// for: the request's path and query; for an htmx request for a fragment
+/// of a page, the page's (from `HX-Current-URL`), since `next` is loaded as
+/// a whole page. Not for a boosted request (`HX-Boosted`), a whole page
+/// itself, whose `HX-Current-URL` is the page being left, nor when the page
+/// is the sign-in or step-up form: `next` would show the form again.
+pub(super) fn current_path(req: &HttpRequest, config: &crate::RememberMeConfig) -> String {
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     if header("hx-request") == Some("true")
+        && header("hx-boosted") != Some("true")
         && let Some(page) = header("hx-current-url").and_then(page_path)
     {
-        return page;
+        let path = page.split('?').next().unwrap_or_default();
+        if path != config.login_path && path != config.step_up_path {
+            return page;
+        }
     }
     req.uri()
         .path_and_query()
@@ -33,9 +39,12 @@ pub(super) fn current_path(req: &HttpRequest) -> String {
 /// refuses. The host is dropped whatever it is: `next` is a path on this
 /// site.
 pub(super) fn page_path(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
+    let scheme = url.find("://")?;
+    if !matches!(&url[..scheme], s if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("http"))
+    {
+        return None;
+    }
+    let rest = &url[scheme + 3..];
     let tail = &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..];
     let tail = tail.split('#').next().unwrap_or_default();
     let path = match tail.starts_with('/') {
@@ -75,10 +84,13 @@ impl FromRequest for CurrentUser {
             request_auth(req).and_then(|auth| match auth.state.borrow().as_ref() {
                 Some(state) => Ok(CurrentUser(state.into())),
                 None if auth.store_unavailable => Err(unavailable()),
-                None => Err(AuthError::SignInRequired {
-                    location: with_next(&auth.shared.config().login_path, &current_path(req)),
-                    answer: Answer::for_request(req),
-                }),
+                None => {
+                    let config = auth.shared.config();
+                    Err(AuthError::SignInRequired {
+                        location: with_next(&config.login_path, &current_path(req, config)),
+                        answer: Answer::for_request(req),
+                    })
+                }
             }),
         )
     }
@@ -106,12 +118,12 @@ impl FromRequest for StrongAuth {
                 Some(_) if auth.unchecked => Err(unavailable()),
                 Some(state) if has_recent_password(state, config) => Ok(StrongAuth(state.into())),
                 Some(_) => Err(AuthError::StepUpRequired {
-                    location: with_next(&config.step_up_path, &current_path(req)),
+                    location: with_next(&config.step_up_path, &current_path(req, config)),
                     answer: Answer::for_request(req),
                 }),
                 None if auth.store_unavailable => Err(unavailable()),
                 None => Err(AuthError::SignInRequired {
-                    location: with_next(&config.login_path, &current_path(req)),
+                    location: with_next(&config.login_path, &current_path(req, config)),
                     answer: Answer::for_request(req),
                 }),
             }

@@ -34,6 +34,8 @@ fn an_htmx_requests_page_is_its_path_on_this_site() {
         ("https://example.com", Some("/")),
         ("https://example.com?x=/y", Some("/?x=/y")),
         ("https://example.com#/y", Some("/")),
+        ("HTTPS://example.com/a", Some("/a")),
+        ("https://user@[::1]:8080/a?b", Some("/a?b")),
         // The host is dropped, whichever it is.
         ("https://evil.example/account", Some("/account")),
         // Refused: scheme-relative after the host, backslashes, other
@@ -41,6 +43,8 @@ fn an_htmx_requests_page_is_its_path_on_this_site() {
         ("https://example.com//evil.example/x", None),
         ("https://example.com/\\evil.example", None),
         ("javascript:alert(1)", None),
+        ("javascript://example.com/%0aalert(1)", None),
+        ("ftp://example.com/a", None),
         ("/account", None),
         ("//evil.example/", None),
         ("https://example.com/a\tb", None),
