@@ -70,6 +70,7 @@ echo "META commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>"
 echo "META date=$(date -u '+%Y-%m-%d %H:%M UTC')" >>"$RESULTS"
 echo "META nproc=$(nproc)" >>"$RESULTS"
 echo "META cookies_per_round=$COOKIES" >>"$RESULTS"
+echo "META round_secs=$DURATION" >>"$RESULTS"
 echo "META memory=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)" >>"$RESULTS"
 
 # Starts a server: `start quickstart [NAME]` (examples/quickstart.rs on $URL)

@@ -119,7 +119,7 @@ def main():
     L.append(f"Commit `{meta.get('commit')}`, {meta.get('date')}, {meta.get('nproc')} cores, "
              f"{meta.get('memory')} of memory (the largest tables fit in the page cache: this "
              "measures the indexes' depth and the writes, not a disk). Re-authentication by "
-             "remember-me cookie on `examples/quickstart.rs`: wrk -t2 -c16, rounds of 1 s, "
+             f"remember-me cookie on `examples/quickstart.rs`: wrk -t2 -c16, rounds of {meta.get('round_secs', '1')} s, "
              f"each on {int(meta.get('cookies_per_round', 10000)):,} freshly minted cookies spent once, in a table filled to the size "
              "with live tokens of other users (random series), after a checkpoint and a `sync` "
              "(so that no round pays for the set-up's write-back). The sizes take turns, round "
