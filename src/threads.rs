@@ -16,7 +16,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -84,8 +84,10 @@ pub(crate) fn end_argon2() {
 /// from under it.
 #[derive(Debug)]
 pub(crate) struct Threads {
-    /// `None` only while dropping.
-    jobs: Option<SyncSender<Job>>,
+    /// `None` only while dropping. The one strong handle: the threads end
+    /// once it is dropped and the queue is empty ([`Submitter`]s hold it
+    /// weakly).
+    jobs: Option<Arc<SyncSender<Job>>>,
     /// Jobs queued and not yet taken by a thread.
     queued: Arc<std::sync::atomic::AtomicUsize>,
     ended: Ended,
@@ -166,7 +168,7 @@ impl Threads {
                 })?;
         }
         Ok(Self {
-            jobs: Some(jobs),
+            jobs: Some(Arc::new(jobs)),
             queued: Arc::default(),
             ended,
             name: name.to_owned(),
@@ -181,8 +183,12 @@ impl Threads {
         self.ended.wait(END_WAIT)
     }
 
-    fn queue(&self) -> Result<&SyncSender<Job>, JobFailed> {
-        self.jobs.as_ref().ok_or(JobFailed::Failed)
+    /// A handle that queues jobs here without keeping the threads alive.
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            jobs: self.jobs.as_ref().map_or_else(Weak::new, Arc::downgrade),
+            queued: self.queued.clone(),
+        }
     }
 
     /// Runs `f` on one of the threads and waits for it, in async land.
@@ -194,24 +200,19 @@ impl Threads {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, JobFailed> {
-        use std::sync::atomic::Ordering::Relaxed;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = self.queued.clone();
-        let job: Job = Box::new(move || {
-            queued.fetch_sub(1, Relaxed);
+        self.submit(move || {
             if !tx.is_closed() {
                 let _ = tx.send(f());
             }
-        });
-        self.queued.fetch_add(1, Relaxed);
-        self.queue()?.try_send(job).map_err(|error| {
-            self.queued.fetch_sub(1, Relaxed);
-            match error {
-                TrySendError::Full(_) => JobFailed::Busy,
-                TrySendError::Disconnected(_) => JobFailed::Failed,
-            }
         })?;
         rx.await.map_err(|_| JobFailed::Failed)
+    }
+
+    /// Queues `f` for one of the threads without waiting for it (see
+    /// [`Submitter::submit`]).
+    pub fn submit(&self, f: impl FnOnce() + Send + 'static) -> Result<(), JobFailed> {
+        self.submitter().submit(f)
     }
 
     /// Jobs queued and not yet taken by a thread (of [`Threads::run`]).
@@ -229,8 +230,47 @@ impl Threads {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        self.queue()?.send(job).map_err(|_| JobFailed::Failed)?;
+        self.jobs
+            .as_ref()
+            .ok_or(JobFailed::Failed)?
+            .send(job)
+            .map_err(|_| JobFailed::Failed)?;
         rx.recv().map_err(|_| JobFailed::Failed)
+    }
+}
+
+/// Queues jobs on a [`Threads`] from anywhere, its own threads included,
+/// without keeping them alive: once the [`Threads`] ends, submitting fails.
+#[derive(Debug, Clone)]
+pub(crate) struct Submitter {
+    jobs: Weak<SyncSender<Job>>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Submitter {
+    /// Queues `f` for one of the threads without waiting for it; fails at
+    /// once with the queue full ([`JobFailed::Busy`]) or closed.
+    pub fn submit(&self, f: impl FnOnce() + Send + 'static) -> Result<(), JobFailed> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let queue = self.jobs.upgrade().ok_or(JobFailed::Failed)?;
+        let queued = self.queued.clone();
+        let job: Job = Box::new(move || {
+            queued.fetch_sub(1, Relaxed);
+            f();
+        });
+        self.queued.fetch_add(1, Relaxed);
+        queue.try_send(job).map_err(|error| {
+            self.queued.fetch_sub(1, Relaxed);
+            match error {
+                TrySendError::Full(_) => JobFailed::Busy,
+                TrySendError::Disconnected(_) => JobFailed::Failed,
+            }
+        })
+    }
+
+    /// Jobs queued and not yet taken by a thread.
+    pub fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

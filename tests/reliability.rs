@@ -19,6 +19,7 @@ const SESSION: &str = "__Host-session";
 on_both_backends!(
     an_error_page_still_carries_the_rotated_cookie,
     a_step_failing_after_the_rotation_still_sends_the_rotated_cookie,
+    a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie,
     theft_handling_is_all_or_nothing,
 );
 
@@ -36,10 +37,7 @@ fn stores_with_alice(db: &TestDb) -> (Database, Stores, rememberme::store::UserI
 /// A custom login flow whose step after the identifying one fails: the
 /// rotation committed, so its cookie reaches the client all the same.
 async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
-    use rememberme::flow::{Flow, FlowKind, Tag};
-    use rememberme::flow::{
-        IDENTIFY, RememberMeIdentifyStep, Step, StepContext, StepDef, StepOutcome,
-    };
+    use rememberme::flow::{Step, StepContext, StepOutcome};
     use rememberme::store::{StoreError, UserId};
     struct Fails;
     impl Step for Fails {
@@ -54,6 +52,34 @@ async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: Te
             Err(StoreError::Query("the app's step failed".into()))
         }
     }
+    rotated_cookie_survives(db, Fails).await;
+}
+
+/// The same with a step that panics: the rest of the sign-in dies with its
+/// job, the rotation committed before it, and its cookie still goes out.
+async fn a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
+    use rememberme::flow::{Step, StepContext, StepOutcome};
+    use rememberme::store::{StoreError, UserId};
+    struct Panics;
+    impl Step for Panics {
+        fn is_interactive(&self) -> bool {
+            false
+        }
+        fn run(
+            &self,
+            _: &mut StepContext<'_>,
+            _: Option<&UserId>,
+        ) -> Result<StepOutcome, StoreError> {
+            panic!("the app's step has a bug")
+        }
+    }
+    rotated_cookie_survives(db, Panics).await;
+}
+
+/// Signs in by cookie through a login flow of the identifying step and
+/// `after`, which fails: served anonymously, with the rotated cookie.
+async fn rotated_cookie_survives(db: TestDb, after: impl rememberme::flow::Step + 'static) {
+    use rememberme::flow::{Flow, FlowKind, IDENTIFY, RememberMeIdentifyStep, StepDef, Tag};
     let (database, stores, alice) = stores_with_alice(&db);
     let config = RememberMeConfig::default();
     let login = Flow::new(FlowKind::Login)
@@ -61,7 +87,7 @@ async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: Te
             StepDef::new(IDENTIFY, RememberMeIdentifyStep)
                 .tags_on_success([Tag::WEAK_AUTHENTICATION]),
         )
-        .step(StepDef::new("fails", Fails));
+        .step(StepDef::new("fails", after));
     let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());
     let app = test::init_service(
         App::new()

@@ -153,6 +153,21 @@ impl Flow {
         }
     }
 
+    /// Whether a run from the start ([`Flow::start`] with nobody known)
+    /// runs [`RememberMeIdentifyStep`] before any other step: the layer
+    /// then has the cookie's token rotated before the run, in a batch that
+    /// no thread waits for, and the step concludes from that outcome.
+    /// Follows [`Flow::advance`]'s rules for an empty state.
+    pub(crate) fn starts_by_rotating(&self) -> bool {
+        let none = BTreeSet::new();
+        self.steps
+            .iter()
+            .find(|def| {
+                !def.needs_activation && !def.skip_if.as_ref().is_some_and(|c| c.is_met(&none))
+            })
+            .is_some_and(|def| def.identifies_by_cookie && def.precondition.is_met(&none))
+    }
+
     /// Runs steps from where `state` stands until the flow completes, fails,
     /// is refused, or an interactive step has no input. Blocking.
     pub fn advance(

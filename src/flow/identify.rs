@@ -4,8 +4,7 @@ use super::{CookieChange, Step, StepContext, StepOutcome};
 use crate::RememberMeConfig;
 use crate::config::Expiry;
 use crate::store::{
-    AuditKind, ExpiryOnUse, FoundSeries, NewAuditEvent, RotationAttempt, SignInAudit, StoreError,
-    TokenRecord, UserId,
+    AuditKind, ExpiryOnUse, FoundSeries, NewAuditEvent, StoreError, TokenRecord, UserId,
 };
 use crate::token::{RememberCookie, SecretHash};
 
@@ -45,70 +44,66 @@ impl Step for RememberMeIdentifyStep {
         let Some(raw) = ctx.remember_cookie else {
             return Ok(StepOutcome::NotApplicable);
         };
-        let Ok(cookie) = RememberCookie::decode(raw) else {
-            return Ok(reject(ctx, "malformed"));
-        };
-        let tokens = &ctx.stores.tokens;
-        let series = cookie.series.hash();
-        let presented = cookie.token.hash();
-        let next = cookie.rotated();
-        let sealed = cookie.seal_next(&ctx.config.seal_key, &next.token);
-
         // The token with its owner (the bridge builds the session from it),
         // rotated if the presented token is current: one round trip where
-        // the store can, on every re-authentication.
-        let expiry = expiry_on_use(ctx);
-        let Some(found) = tokens.find_and_rotate(RotationAttempt {
-            series: &series,
-            token: &presented,
-            new_token: &next.token.hash(),
-            sealed: &sealed,
-            now: ctx.now,
-            clock_offset_ms: ctx.config.clock_offset_ms(),
-            expiry,
-            audit: Some(SignInAudit {
-                ip: ctx.client.ip.as_deref(),
-                user_agent: ctx.client.user_agent.as_deref(),
-                detail: ctx.sign_in_detail,
-            }),
-        })?
-        else {
+        // the store can, on every re-authentication. The layer may have
+        // run it already, in a batch no thread waited for (see
+        // `Prefetched`).
+        let (rotation, found) = match ctx.prefetched.take() {
+            Some(done) if done.raw == raw => (done.rotation, done.outcome?),
+            _ => {
+                let Some(rotation) = Rotation::prepare(ctx, raw) else {
+                    return Ok(reject(ctx, "malformed"));
+                };
+                let found = ctx.stores.tokens.find_and_rotate(rotation.attempt(ctx))?;
+                (rotation, found)
+            }
+        };
+        let Some(found) = found else {
             return Ok(reject(ctx, "unknown"));
         };
+        conclude(ctx, &rotation, found)
+    }
+}
+
+/// The store's answer for a known series.
+fn conclude(
+    ctx: &mut StepContext<'_>,
+    rotation: &Rotation,
+    found: FoundSeries,
+) -> Result<StepOutcome, StoreError> {
+    if let Some(change) = rotation.rotated_cookie(&found, ctx.now) {
         let FoundSeries {
             mut record,
             epoch,
-            rotated,
             audited,
-            store_now,
+            ..
         } = found;
-        // `rotated` alone would do for a correct store; the step checks the
-        // row itself too, so a store that gets it wrong cannot let an expired
-        // or wrong token in (`record` is the row before the rotation).
-        if rotated && record.expires_at > ctx.now && record.token_hash.ct_eq(presented.as_bytes()) {
-            ctx.cookie_change = Some(CookieChange::Set {
-                cookie: next,
-                max_age_secs: expiry.applied_to(&record) - ctx.now,
-            });
-            ctx.device_key = record.device_key.take();
-            ctx.sign_in_audited = audited;
-            crate::telemetry::count(crate::telemetry::ROTATIONS);
-            return signed_in(ctx, record, epoch);
-        }
-        if record.expires_at <= ctx.now {
-            tokens.delete_series(&series)?;
-            tracing::debug!(token_id = record.id, "expired remember-me token deleted");
-            return Ok(reject(ctx, "expired"));
-        }
-        not_current(
-            ctx,
-            &cookie,
-            (&series, &presented),
-            record,
-            epoch,
-            store_now,
-        )
+        ctx.cookie_change = Some(change);
+        ctx.device_key = record.device_key.take();
+        ctx.sign_in_audited = audited;
+        crate::telemetry::count(crate::telemetry::ROTATIONS);
+        return signed_in(ctx, record, epoch);
     }
+    let FoundSeries {
+        record,
+        epoch,
+        store_now,
+        ..
+    } = found;
+    if record.expires_at <= ctx.now {
+        ctx.stores.tokens.delete_series(&rotation.series)?;
+        tracing::debug!(token_id = record.id, "expired remember-me token deleted");
+        return Ok(reject(ctx, "expired"));
+    }
+    not_current(
+        ctx,
+        &rotation.cookie,
+        (&rotation.series, &rotation.presented),
+        record,
+        epoch,
+        store_now,
+    )
 }
 
 /// A known, unexpired series whose presented token did not rotate: a
@@ -341,6 +336,9 @@ fn expiry_on_use(ctx: &StepContext<'_>) -> ExpiryOnUse {
         },
     }
 }
+
+mod rotation;
+pub(crate) use rotation::{Prefetched, Rotation};
 
 #[cfg(test)]
 mod tests;

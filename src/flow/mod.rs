@@ -27,7 +27,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use identify::RememberMeIdentifyStep;
-pub(crate) use identify::verified_series;
+pub(crate) use identify::{Prefetched, Rotation, verified_series};
 pub use issue::RememberMeIssueStep;
 pub(crate) use password::{PasswordCheck, Who, check_password};
 pub use password::{PasswordStep, argon2_peak_concurrency, argon2_verifications};
@@ -166,6 +166,9 @@ pub struct StepContext<'a> {
     /// Set by an identifying step when the store wrote the sign-in's audit
     /// row with the rotation: the bridge must not record it again.
     pub sign_in_audited: bool,
+    /// The rotation of the cookie, if the layer ran it before the steps
+    /// (see [`Flow::starts_by_rotating`]); taken by the identifying step.
+    pub(crate) prefetched: Option<Prefetched>,
 }
 
 impl<'a> StepContext<'a> {
@@ -194,6 +197,7 @@ impl<'a> StepContext<'a> {
             device: None,
             sign_in_detail: "",
             sign_in_audited: false,
+            prefetched: None,
         }
     }
 }
@@ -263,13 +267,17 @@ pub struct StepDef {
     skip_if: Option<Condition>,
     precondition: Condition,
     needs_activation: bool,
+    /// Whether the step is [`RememberMeIdentifyStep`] itself.
+    identifies_by_cookie: bool,
 }
 
 impl StepDef {
     /// A step that always runs, adds no tag and has no precondition.
-    pub fn new(id: StepId, step: impl Step + 'static) -> Self {
+    pub fn new<S: Step + 'static>(id: StepId, step: S) -> Self {
+        use std::any::TypeId;
         Self {
             id,
+            identifies_by_cookie: TypeId::of::<S>() == TypeId::of::<RememberMeIdentifyStep>(),
             step: Box::new(step),
             tags_on_success: Vec::new(),
             skip_if: None,

@@ -549,3 +549,30 @@ fn a_state_of_one_named_flow_does_not_advance_in_another() {
         "{progress:?}"
     );
 }
+
+#[test]
+fn a_flow_starts_by_rotating_only_if_the_identifying_step_runs_first() {
+    // The layer's login flow: the cookie's rotation runs before the steps.
+    assert!(Flow::login().starts_by_rotating());
+    // Passed over (needs activation, or skipped from the start): the next
+    // step is the first to run.
+    let (other, _) = scripted(false, StepOutcome::NotApplicable);
+    let flow = Flow::new(FlowKind::Login)
+        .step(StepDef::new("other", other).only_when_activated())
+        .step(StepDef::new("skipped", RememberMeIdentifyStep).skip_if(Condition::default()))
+        .step(StepDef::new("id", RememberMeIdentifyStep));
+    assert!(flow.starts_by_rotating());
+    // A step of the app's runs first: the flow asks the store itself.
+    let (first, _) = scripted(false, StepOutcome::NotApplicable);
+    let flow = Flow::new(FlowKind::Login)
+        .step(StepDef::new("first", first))
+        .step(StepDef::new("id", RememberMeIdentifyStep));
+    assert!(!flow.starts_by_rotating());
+    // Refused before it runs: nothing to rotate.
+    let flow = Flow::new(FlowKind::Login).step(
+        StepDef::new("id", RememberMeIdentifyStep)
+            .precondition(Condition::has(Tag::PASSWORD_VERIFIED)),
+    );
+    assert!(!flow.starts_by_rotating());
+    assert!(!Flow::step_up().starts_by_rotating());
+}

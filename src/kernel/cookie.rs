@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::{Core, Visit};
-use crate::flow::{CookieChange, Progress, StepContext, Tag};
+use crate::flow::{CookieChange, Prefetched, Progress, Rotation, StepContext, Tag};
 use crate::session::{AuthState, SignInMethod, random_id};
-use crate::store::{StoreError, User, UserId};
+use crate::store::{OwnedRotation, StoreError, User, UserId};
 use crate::token::{RememberCookie, SecretHash};
 
 /// What a sign-in by cookie gave.
@@ -25,7 +25,14 @@ impl Core {
     /// change to apply: the change is returned even when work after the
     /// rotation fails, so a rotated token is never lost (the browser would
     /// keep a token the database no longer accepts after the grace window).
-    pub fn cookie_sign_in(&self, visit: &Visit) -> Result<CookieSignIn, StoreError> {
+    ///
+    /// `prefetched` is the rotation of the cookie, already run (see
+    /// [`Core::prepare_cookie_rotation`]).
+    pub fn cookie_sign_in(
+        &self,
+        visit: &Visit,
+        prefetched: Option<Prefetched>,
+    ) -> Result<CookieSignIn, StoreError> {
         let Some(raw) = visit.cookie.as_deref() else {
             return Ok(CookieSignIn {
                 state: None,
@@ -35,6 +42,7 @@ impl Core {
         };
         let mut ctx = self.context(visit);
         ctx.remember_cookie = Some(raw);
+        ctx.prefetched = prefetched;
         let flow = self.flow(crate::flow::FlowKind::Login);
         let mut flow_state = flow.start(None);
         let progress = match flow.advance(&mut flow_state, &mut ctx) {
@@ -77,6 +85,22 @@ impl Core {
             }
         }
         Ok(signed_in)
+    }
+
+    /// The rotation a sign-in by the visit's cookie starts with, worked out
+    /// without the store (on an async worker), to be run in a batch before
+    /// the flow ([`Shared::rotate`](super::Shared)): `None` if the visit
+    /// carries no cookie that decodes, or the login flow does not start
+    /// with the identifying step (then the flow asks the store itself).
+    pub fn prepare_cookie_rotation(&self, visit: &Visit) -> Option<(Rotation, OwnedRotation)> {
+        let raw = visit.cookie.as_deref()?;
+        if !self.flow(crate::flow::FlowKind::Login).starts_by_rotating() {
+            return None;
+        }
+        let ctx = self.context(visit);
+        let rotation = Rotation::prepare(&ctx, raw)?;
+        let attempt = OwnedRotation::new(&rotation.attempt(&ctx));
+        Some((rotation, attempt))
     }
 
     /// An open session's check: the user as the app's directory has it now

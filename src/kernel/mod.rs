@@ -21,12 +21,14 @@ use crate::threads::{JobFailed, STORE_THREADS, Threads};
 mod account;
 mod api;
 mod cookie;
+mod rotations;
 mod sign_in;
 mod submit;
 
 pub(crate) use account::{PasswordChangeJob, Refused};
 pub(crate) use api::{FlowInput, Ran};
 pub(crate) use cookie::CookieSignIn;
+use rotations::RotationQueue;
 pub use sign_in::SignIn;
 pub(crate) use sign_in::SignInById;
 #[cfg(feature = "testing")]
@@ -205,6 +207,8 @@ pub(crate) struct Shared {
     pub store_threads: Threads,
     /// Remember-me sign-ins to record, written in batches off the request.
     pub audit_queue: AuditQueue,
+    /// Sign-ins by cookie waiting for their rotation's batch.
+    pub rotations: Arc<RotationQueue>,
 }
 
 impl Shared {
@@ -217,18 +221,24 @@ impl Shared {
     ) -> std::io::Result<Self> {
         let config = Arc::new(config);
         crate::telemetry::describe();
+        let store_threads = Threads::start(
+            STORE_THREADS,
+            config
+                .store_concurrency
+                .or_else(|| stores.tokens.suggested_concurrency())
+                .unwrap_or(8)
+                .max(1),
+            STORE_QUEUE,
+        )?;
         Ok(Self {
             ip_limiter: crate::limits::ip_limiter(config.ip_attempts_per_minute),
             password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
-            store_threads: Threads::start(
-                STORE_THREADS,
-                config
-                    .store_concurrency
-                    .or_else(|| stores.tokens.suggested_concurrency())
-                    .unwrap_or(8)
-                    .max(1),
-                STORE_QUEUE,
-            )?,
+            rotations: RotationQueue::new(
+                stores.tokens.clone(),
+                store_threads.submitter(),
+                rotations::ROTATION_WAIT,
+            ),
+            store_threads,
             audit_queue: AuditQueue::start(stores.audit.clone()),
             core: Arc::new(Core {
                 stores,

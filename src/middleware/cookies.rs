@@ -2,6 +2,7 @@
 //! layer sets.
 
 use super::*;
+use crate::flow::Prefetched;
 use crate::kernel::{CookieSignIn, CoreError};
 
 /// A sign-in by remember-me cookie for a request without a session: the
@@ -13,12 +14,29 @@ pub(super) async fn cookie_sign_in(
     visit: Visit,
 ) -> Result<(Option<AuthState>, Option<CookieChange>), CoreError> {
     let visit = Arc::new(visit);
+    let prefetched = rotate_first(shared, &visit).await?;
+    // Once a rotation has committed, its cookie goes out even if the rest
+    // of the sign-in cannot run: a token the browser never receives would
+    // read as a lost response, or theft, on its next visit.
+    let rotated = prefetched
+        .as_ref()
+        .and_then(|p| p.rotated_cookie(visit.now));
     let job = visit.clone();
+    let signed_in = shared
+        .store(move |core| core.cookie_sign_in(&job, prefetched))
+        .await;
     let CookieSignIn {
         state,
         change,
         audited,
-    } = shared.store(move |core| core.cookie_sign_in(&job)).await?;
+    } = match (signed_in, rotated) {
+        (Ok(signed_in), _) => signed_in,
+        (Err(error), Some(change)) => {
+            tracing::warn!(%error, "sign-in by cookie failed after its rotation");
+            return Ok((None, Some(change)));
+        }
+        (Err(error), None) => return Err(error),
+    };
     if let Some(new_state) = &state {
         // A rotation's row was written with it; a sign-in in the grace
         // window (no rotation) is recorded off the request.
@@ -32,6 +50,27 @@ pub(super) async fn cookie_sign_in(
         start_session(session, new_state);
     }
     Ok((state, change))
+}
+
+/// The cookie's rotation, run in a batch before the login flow if the flow
+/// starts with it: the request waits for the batch without holding a
+/// store thread. A store failure ends the sign-in here (a 503).
+async fn rotate_first(
+    shared: &Arc<Shared>,
+    visit: &Visit,
+) -> Result<Option<Prefetched>, CoreError> {
+    let Some((rotation, attempt)) = shared.core().prepare_cookie_rotation(visit) else {
+        return Ok(None);
+    };
+    let outcome = shared.rotations.rotate(attempt).await;
+    if let Err(error) = &outcome {
+        return Err(CoreError::Store(error.clone()));
+    }
+    Ok(Some(Prefetched {
+        raw: visit.cookie.clone().unwrap_or_default(),
+        rotation,
+        outcome,
+    }))
 }
 
 /// Puts a freshly signed-in state into a session. The old session content is

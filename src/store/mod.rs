@@ -16,6 +16,11 @@ mod conn;
 mod diesel_store;
 mod models;
 mod rotation_batch;
+pub(crate) use rotation_batch::Attempt as OwnedRotation;
+
+/// The most attempts the layer hands
+/// [`TokenStore::find_and_rotate_all`] at once.
+pub const MAX_ROTATION_BATCH: usize = rotation_batch::MAX_BATCH;
 pub(crate) mod schema;
 mod state;
 mod throttle;

@@ -64,7 +64,8 @@ pub(crate) struct OwnedSignInAudit {
 }
 
 impl Attempt {
-    fn new(attempt: &RotationAttempt<'_>) -> Self {
+    /// The attempt, owned.
+    pub fn new(attempt: &RotationAttempt<'_>) -> Self {
         Self {
             series: attempt.series.clone(),
             token: attempt.token.clone(),
@@ -81,7 +82,6 @@ impl Attempt {
         }
     }
 
-    #[cfg(any(test, feature = "sqlite"))]
     /// The attempt as the store API takes it.
     pub fn borrowed(&self) -> RotationAttempt<'_> {
         RotationAttempt {

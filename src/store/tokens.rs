@@ -241,6 +241,27 @@ pub trait TokenStore: Send + Sync {
         find_then_rotate(self, attempt)
     }
 
+    /// [`TokenStore::find_and_rotate`] for several attempts at once: one
+    /// result per attempt, in order, each what that attempt would get
+    /// alone (the same series may come twice, from one cookie on parallel
+    /// requests: one rotates, the others find the token replaced). The
+    /// layer gathers the sign-ins by cookie that arrive while a batch runs
+    /// and hands them here together, at most
+    /// [`MAX_ROTATION_BATCH`](crate::store::MAX_ROTATION_BATCH) at a time.
+    ///
+    /// The default asks [`TokenStore::find_and_rotate`] for each in turn.
+    /// The Diesel store runs them together: on PostgreSQL as one statement,
+    /// on SQLite in one transaction (one commit for the lot).
+    fn find_and_rotate_all(
+        &self,
+        attempts: &[RotationAttempt<'_>],
+    ) -> Vec<Result<Option<FoundSeries>, StoreError>> {
+        attempts
+            .iter()
+            .map(|attempt| self.find_and_rotate(*attempt))
+            .collect()
+    }
+
     /// Atomically replaces the current token by `new_token` if it still is
     /// `expected` (compare-and-swap): of two racing rotations exactly one
     /// returns `true`. The replaced hash becomes `previous_token_hash`,

@@ -49,7 +49,7 @@ fn a_drop_waits_for_the_queued_jobs_to_end_but_not_forever() {
             std::thread::sleep(Duration::from_millis(100));
             done.fetch_add(1, Ordering::SeqCst);
         });
-        threads.queue().unwrap().send(job).unwrap();
+        threads.submit(job).unwrap();
     }
     drop(threads);
     assert_eq!(
@@ -64,7 +64,7 @@ fn a_drop_waits_for_the_queued_jobs_to_end_but_not_forever() {
     let job: Job = Box::new(move || {
         let _ = stuck.recv();
     });
-    threads.queue().unwrap().send(job).unwrap();
+    threads.submit(job).unwrap();
     let started = std::time::Instant::now();
     drop(threads);
     let waited = started.elapsed();
@@ -111,4 +111,23 @@ fn a_full_queue_refuses_at_once_and_an_abandoned_job_is_skipped() {
         assert_eq!(answer, Ok(5));
     });
     assert_eq!(ran.load(Ordering::SeqCst), 0, "an abandoned job is skipped");
+}
+
+#[test]
+fn a_submitter_queues_jobs_but_does_not_keep_the_threads_alive() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut threads = Threads::start("test-submitter", 1, 8).unwrap();
+    let submitter = threads.submitter();
+    let counted = done.clone();
+    submitter
+        .submit(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    // The threads end with the `Threads`, though a submitter remains.
+    assert!(threads.end(), "a submitter kept the threads alive");
+    assert_eq!(done.load(Ordering::SeqCst), 1, "the queued job ran first");
+    assert_eq!(submitter.submit(|| {}), Err(JobFailed::Failed));
+    assert_eq!(submitter.queued(), 0);
 }

@@ -12,7 +12,7 @@ use super::conn::{AnyConnection, Backend, Database, per_backend};
 use super::models::{AuditRow, NewAuditRow, NewTokenRow, TokenRow};
 #[cfg(feature = "postgres")]
 use super::rotation_batch::Outcome;
-use super::rotation_batch::{self, BatchResult, RotationBatches, every_attempt};
+use super::rotation_batch::{self, BatchResult, RotationBatches, every_attempt, run_batch};
 use super::schema::{audit_events, login_failures, remember_tokens, user_state};
 use super::{
     AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, RotationAttempt,
@@ -20,6 +20,7 @@ use super::{
 };
 #[cfg(feature = "sqlite")]
 use super::{AuditKind, rotate_if_current};
+use super::{MAX_ROTATION_BATCH, OwnedRotation};
 use crate::token::SecretHash;
 
 /// [`TokenStore`], [`StateStore`] and [`AuditLog`] over a [`Database`]:

@@ -47,6 +47,25 @@ impl TokenStore for DieselStore {
             .run(attempt, |batch| self.find_and_rotate_batch(batch))
     }
 
+    fn find_and_rotate_all(
+        &self,
+        attempts: &[RotationAttempt<'_>],
+    ) -> Vec<Result<Option<FoundSeries>, StoreError>> {
+        // Gathered by the layer: run as batches of their own, with the
+        // same rules as those `find_and_rotate`'s callers form.
+        let owned: Vec<_> = attempts.iter().map(OwnedRotation::new).collect();
+        owned
+            .chunks(MAX_ROTATION_BATCH)
+            .flat_map(|chunk| {
+                run_batch(
+                    chunk,
+                    &|batch| self.find_and_rotate_batch(batch),
+                    self.database().timeout(),
+                )
+            })
+            .collect()
+    }
+
     fn rotate(
         &self,
         id: i64,
