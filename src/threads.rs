@@ -6,8 +6,8 @@
 //! path: Argon2 (CPU- and memory-bound: one thread per core, each keeping
 //! its Argon2 memory) and the store calls of sign-ins and checks
 //! (`store_concurrency` threads; the demo's default is the pool size on
-//! SQLite and four times it on PostgreSQL, as a thread waiting to join a
-//! batch of sign-ins by cookie holds no connection). A fixed set instead of
+//! SQLite and four times it on PostgreSQL). A sign-in by cookie waits for
+//! its rotation's batch without one of them (see `kernel::rotations`). A fixed set instead of
 //! actix's growing blocking pool: jobs beyond the threads wait in the queue,
 //! not on a thread of their own, and a thread that finishes a job takes the
 //! next one at once, without a hand-off through an async task in between. Hand-written (a channel and a few threads): the crates that

@@ -122,19 +122,13 @@ impl RememberMeConfigBuilder {
     /// Threads that run the layer's store calls (remember-me sign-ins,
     /// session checks, sign-outs), so at most this many run at once and the
     /// others wait in a queue without a thread. Default: what the token
-    /// store suggests ([`TokenStore::suggested_concurrency`](crate::store::TokenStore::suggested_concurrency)), else 8. The Diesel store
-    /// runs the re-authentications waiting at one time together (one
-    /// transaction on SQLite, one statement on PostgreSQL), so more threads
-    /// make larger batches: a thread waiting to join a batch holds no
-    /// connection (a batch takes one; the threads' other calls, session
-    /// checks and sign-outs, take one each and wait for the pool beyond its
-    /// size). Its suggestion is 4 × the pool size on PostgreSQL and the pool
-    /// size on SQLite, where each thread's memory (about 0.3 MiB resident,
-    /// mostly its malloc arena) weighs more than the batch it adds at
-    /// moderate load; under heavy load, one fsync a batch makes more
-    /// threads pay (64 doubled SQLite's re-authentications at 64
-    /// connections on the 2-core benchmark: BENCHMARKS.md). A store of your
-    /// own gains nothing from more threads than connections.
+    /// store suggests ([`TokenStore::suggested_concurrency`](crate::store::TokenStore::suggested_concurrency)), else 8.
+    /// The sign-ins by cookie waiting for their rotation hold no thread:
+    /// one thread at a time runs them in batches
+    /// ([`TokenStore::find_and_rotate_all`](crate::store::TokenStore::find_and_rotate_all)),
+    /// as large as the load makes them, whatever this number. Each thread
+    /// costs memory (about 0.3 MiB resident, mostly its malloc arena); a
+    /// store of your own gains nothing from more threads than connections.
     pub fn store_concurrency(mut self, n: usize) -> Self {
         self.config.store_concurrency = Some(n.max(1));
         self

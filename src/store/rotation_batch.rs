@@ -1,4 +1,6 @@
-//! Group commit for remember-me re-authentications (flat combining).
+//! Group commit for the callers of `find_and_rotate` (flat combining): the
+//! JSON API's refresh, an app's own code. (The layer's sign-ins by cookie
+//! come gathered already, through `find_and_rotate_all`.)
 //!
 //! A re-authentication is a lookup and a compare-and-swap rotation, and most
 //! of its database time is the commit (and on PostgreSQL the round trip).
