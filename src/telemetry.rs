@@ -17,6 +17,7 @@
 //! | `rememberme_unavailable_total` | counter | | answers 503 because the store failed or its queue was full |
 //! | `rememberme_rotation_batch_size` | histogram | | sign-ins by cookie run together in one database transaction ([`DieselStore`](crate::DieselStore)'s group commit) |
 //! | `rememberme_rotation_batch_seconds` | histogram | | time one such batch runs, commit included: while it runs the next one gathers |
+//! | `rememberme_rotation_wait_seconds` | histogram | | time a sign-in by cookie waits for its rotation (queued without a thread, then its batch) |
 //!
 //! Nothing secret is ever a label: no token, no cookie, no user id.
 
@@ -44,6 +45,8 @@ pub const UNAVAILABLE: &str = "rememberme_unavailable_total";
 pub const ROTATION_BATCH_SIZE: &str = "rememberme_rotation_batch_size";
 /// Seconds one batch of sign-ins by cookie runs, commit included.
 pub const ROTATION_BATCH_SECONDS: &str = "rememberme_rotation_batch_seconds";
+/// Seconds a sign-in by cookie waits for its rotation, batch included.
+pub const ROTATION_WAIT_SECONDS: &str = "rememberme_rotation_wait_seconds";
 
 /// A sign-in attempt's end.
 pub(crate) fn sign_in(method: &'static str, outcome: &'static str) {
@@ -83,6 +86,11 @@ pub(crate) fn rotation_batch(size: usize, ran: std::time::Duration) {
     metrics::histogram!(ROTATION_BATCH_SECONDS).record(ran.as_secs_f64());
 }
 
+/// A sign-in by cookie's wait for its rotation, batch included.
+pub(crate) fn rotation_wait(waited: std::time::Duration) {
+    metrics::histogram!(ROTATION_WAIT_SECONDS).record(waited.as_secs_f64());
+}
+
 /// Describes the metrics to the recorder installed now (at each layer's
 /// start: a recorder installed before the layer gets the help texts).
 pub(crate) fn describe() {
@@ -116,6 +124,11 @@ pub(crate) fn describe() {
             ROTATION_BATCH_SECONDS,
             Unit::Seconds,
             "Time one batch of sign-ins by cookie runs, commit included"
+        );
+        describe_histogram!(
+            ROTATION_WAIT_SECONDS,
+            Unit::Seconds,
+            "Time a sign-in by cookie waits for its rotation, batch included"
         );
     }
 }

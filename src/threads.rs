@@ -215,7 +215,7 @@ impl Threads {
         self.submitter().submit(f)
     }
 
-    /// Jobs queued and not yet taken by a thread (of [`Threads::run`]).
+    /// Jobs queued and not yet taken by a thread.
     pub fn queued(&self) -> usize {
         self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }

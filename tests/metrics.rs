@@ -103,6 +103,12 @@ async fn the_demo_serves_its_metrics_when_asked(db: TestDb) {
         count("rememberme_rotation_batch_seconds_count") >= 1.0,
         "{text}"
     );
+    // Each waited for its rotation without a thread, then for its batch.
+    assert_eq!(
+        count("rememberme_rotation_wait_seconds_count"),
+        4.0,
+        "{text}"
+    );
     assert!(!text.contains(&issued), "no secret in the metrics");
 }
 

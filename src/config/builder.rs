@@ -123,12 +123,15 @@ impl RememberMeConfigBuilder {
     /// session checks, sign-outs), so at most this many run at once and the
     /// others wait in a queue without a thread. Default: what the token
     /// store suggests ([`TokenStore::suggested_concurrency`](crate::store::TokenStore::suggested_concurrency)), else 8.
-    /// The sign-ins by cookie waiting for their rotation hold no thread:
-    /// one thread at a time runs them in batches
-    /// ([`TokenStore::find_and_rotate_all`](crate::store::TokenStore::find_and_rotate_all)),
-    /// as large as the load makes them, whatever this number. Each thread
-    /// costs memory (about 0.3 MiB resident, mostly its malloc arena); a
-    /// store of your own gains nothing from more threads than connections.
+    /// With a store that rotates in batches
+    /// ([`TokenStore::rotates_in_batches`](crate::store::TokenStore::rotates_in_batches),
+    /// as the Diesel store does), the sign-ins by cookie of the login flow
+    /// hold no thread while they wait for their rotation: one thread at a
+    /// time runs them in batches of up to 64, as large as the load makes
+    /// them, whatever this number (the JSON API's refreshes still wait on a
+    /// thread each). Each thread costs memory (about 0.3 MiB resident,
+    /// mostly its malloc arena); a store of your own gains nothing from
+    /// more threads than connections.
     pub fn store_concurrency(mut self, n: usize) -> Self {
         self.config.store_concurrency = Some(n.max(1));
         self

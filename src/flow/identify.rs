@@ -49,9 +49,9 @@ impl Step for RememberMeIdentifyStep {
         // the store can, on every re-authentication. The layer may have
         // run it already, in a batch no thread waited for (see
         // `Prefetched`).
-        let (rotation, found) = match ctx.prefetched.take() {
-            Some(done) if done.raw == raw => (done.rotation, done.outcome?),
-            _ => {
+        let (rotation, found) = match ctx.prefetched.take_if(|done| done.raw == raw) {
+            Some(done) => (done.rotation, done.outcome?),
+            None => {
                 let Some(rotation) = Rotation::prepare(ctx, raw) else {
                     return Ok(reject(ctx, "malformed"));
                 };

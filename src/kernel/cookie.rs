@@ -96,12 +96,16 @@ impl Core {
 
     /// The rotation a sign-in by the visit's cookie starts with, worked out
     /// without the store (on an async worker), to be run in a batch before
-    /// the flow ([`Shared::rotate`](super::Shared)): `None` if the visit
-    /// carries no cookie that decodes, or the login flow does not start
-    /// with the identifying step (then the flow asks the store itself).
+    /// the flow (`RotationQueue::rotate`): `None` if the visit carries no
+    /// cookie that decodes, the token store does not rotate in batches
+    /// ([`TokenStore::rotates_in_batches`](crate::store::TokenStore::rotates_in_batches)),
+    /// or the login flow does not start with the identifying step (then
+    /// the flow asks the store itself).
     pub fn prepare_cookie_rotation(&self, visit: &Visit) -> Option<(Rotation, OwnedRotation)> {
         let raw = visit.cookie.as_deref()?;
-        if !self.flow(crate::flow::FlowKind::Login).starts_by_rotating() {
+        if !self.stores.tokens.rotates_in_batches()
+            || !self.flow(crate::flow::FlowKind::Login).starts_by_rotating()
+        {
             return None;
         }
         let ctx = self.context(visit);

@@ -31,10 +31,16 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::store::{FoundSeries, MAX_ROTATION_BATCH, OwnedRotation, StoreError, TokenStore};
-use crate::threads::{JobFailed, Submitter};
+use crate::threads::Submitter;
 
 /// The longest an attempt waits for a batch to take it.
 pub(crate) const ROTATION_WAIT: Duration = Duration::from_secs(5);
+
+/// The most attempts waiting; beyond, a sign-in by cookie fails at once as
+/// unavailable (a 503 where the page needs a sign-in), as a store job does
+/// with the store threads' queue full: a flood of cookies, valid or not,
+/// costs memory and lock time up to this bound only.
+pub(crate) const MAX_WAITING: usize = 4096;
 
 /// One attempt's outcome (see [`TokenStore::find_and_rotate`]).
 pub(crate) type Outcome = Result<Option<FoundSeries>, StoreError>;
@@ -77,9 +83,21 @@ impl RotationQueue {
     /// Rotates `attempt` in the next batch and returns its outcome, waiting
     /// in async land.
     pub async fn rotate(self: &Arc<Self>, attempt: OwnedRotation) -> Outcome {
+        let queued = Instant::now();
+        let outcome = self.wait_for_batch(attempt).await;
+        let _ = std::panic::catch_unwind(|| crate::telemetry::rotation_wait(queued.elapsed()));
+        outcome
+    }
+
+    async fn wait_for_batch(self: &Arc<Self>, attempt: OwnedRotation) -> Outcome {
         let (reply, mut answer) = oneshot::channel();
         let (id, lead) = {
             let mut state = self.state.lock();
+            if state.waiting.len() >= MAX_WAITING {
+                return Err(StoreError::Unavailable(
+                    "too many sign-ins by cookie waiting".into(),
+                ));
+            }
             let id = state.next_id;
             state.next_id += 1;
             state.waiting.push(Waiting { id, attempt, reply });
@@ -116,36 +134,48 @@ impl RotationQueue {
     fn start_batch(self: &Arc<Self>) {
         let queue = self.clone();
         if let Err(failed) = self.threads.submit(move || queue.run_batches()) {
-            self.fail_waiting(&failed);
+            self.fail_waiting(&failed.to_string());
         }
     }
 
-    fn fail_waiting(&self, failed: &JobFailed) {
+    /// Fails every attempt waiting, unwritten; no batch leads any more.
+    fn fail_waiting(&self, why: &str) {
         let waiting = {
             let mut state = self.state.lock();
             state.leading = false;
             std::mem::take(&mut state.waiting)
         };
-        tracing::warn!(attempts = waiting.len(), %failed, "no store thread for the rotation batch");
+        if !waiting.is_empty() {
+            tracing::warn!(
+                attempts = waiting.len(),
+                why,
+                "sign-ins by cookie failed before their batch"
+            );
+        }
         for w in waiting {
-            let _ = w
-                .reply
-                .send(Err(StoreError::Unavailable(failed.to_string())));
+            let _ = w.reply.send(Err(StoreError::Unavailable(why.to_owned())));
         }
     }
 
     /// On a store thread: runs batches while attempts wait. When other
     /// store jobs wait too (the sign-ins a batch answered continue in jobs
     /// of their own), the next batch queues behind them instead: batch
-    /// after batch must not keep them from a thread.
+    /// after batch must not keep them from a thread. With no room in the
+    /// queue for it, this thread leads on.
     fn run_batches(self: &Arc<Self>) {
+        // Should anything here panic, the attempts waiting fail (503s)
+        // rather than wait for a batch that no job would lead.
+        let _guard = LeadGuard(self);
         while let Some(batch) = self.take_batch() {
             self.run_batch(batch);
             if self.threads.queued() > 0 {
-                if self.has_waiting() {
-                    self.start_batch();
+                if !self.has_waiting() {
+                    return;
                 }
-                return;
+                let queue = self.clone();
+                if self.threads.submit(move || queue.run_batches()).is_ok() {
+                    return;
+                }
             }
         }
     }
@@ -197,12 +227,36 @@ impl RotationQueue {
         }
         let mut outcomes = outcomes.into_iter();
         for w in batch {
-            let outcome = outcomes.next().unwrap_or_else(|| {
-                Err(StoreError::Query(
+            let outcome = match outcomes.next() {
+                // A row of another series (a store that answered out of
+                // order) must not decide this cookie's fate: theft handling
+                // would revoke that row's user.
+                Some(Ok(Some(found)))
+                    if !found.record.series_hash.ct_eq(w.attempt.series.as_bytes()) =>
+                {
+                    tracing::error!("the rotation batch answered another series");
+                    Err(StoreError::Query(
+                        "the rotation batch answered another series".into(),
+                    ))
+                }
+                Some(outcome) => outcome,
+                None => Err(StoreError::Query(
                     "the remember-me rotation batch did not finish".into(),
-                ))
-            });
+                )),
+            };
             let _ = w.reply.send(outcome);
+        }
+    }
+}
+
+/// Fails the attempts waiting if the job leading the batches unwinds.
+struct LeadGuard<'a>(&'a RotationQueue);
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail_waiting("the remember-me rotation batches stopped");
         }
     }
 }

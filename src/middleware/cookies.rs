@@ -7,14 +7,15 @@ use crate::kernel::{CookieSignIn, CoreError};
 
 /// A sign-in by remember-me cookie for a request without a session: the
 /// new session started (and its audit row written off the request when
-/// the rotation did not carry it), and the cookie change to apply.
+/// the rotation did not carry it), and the cookie change to apply. On
+/// failure, the cookie change all the same if the rotation committed.
 pub(super) async fn cookie_sign_in(
     shared: &Arc<Shared>,
     session: &Session,
     visit: Visit,
-) -> Result<(Option<AuthState>, Option<CookieChange>), CoreError> {
+) -> Result<(Option<AuthState>, Option<CookieChange>), (CoreError, Option<CookieChange>)> {
     let visit = Arc::new(visit);
-    let prefetched = rotate_first(shared, &visit).await?;
+    let prefetched = rotate_first(shared, &visit).await.map_err(|e| (e, None))?;
     // Once a rotation has committed, its cookie goes out even if the rest
     // of the sign-in cannot run: a token the browser never receives would
     // read as a lost response, or theft, on its next visit.
@@ -31,11 +32,7 @@ pub(super) async fn cookie_sign_in(
         audited,
     } = match (signed_in, rotated) {
         (Ok(signed_in), _) => signed_in,
-        (Err(error), Some(change)) => {
-            tracing::warn!(%error, "sign-in by cookie failed after its rotation");
-            return Ok((None, Some(change)));
-        }
-        (Err(error), None) => return Err(error),
+        (Err(error), rotated) => return Err((error, rotated)),
     };
     if let Some(new_state) = &state {
         // A rotation's row was written with it; a sign-in in the grace

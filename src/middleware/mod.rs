@@ -249,9 +249,11 @@ where
                         state = signed_in;
                     }
                     // The database did not answer: the cookie may well be
-                    // valid, so keep it and serve the visitor anonymously.
-                    Err(error) => {
-                        tracing::warn!(%error, "remember-me check skipped: store unavailable");
+                    // valid, so keep it and serve the visitor anonymously;
+                    // if its rotation committed, with the rotated cookie.
+                    Err((error, rotated)) => {
+                        tracing::warn!(%error, rotated = rotated.is_some(), "remember-me check skipped: store unavailable");
+                        cookie_change = rotated;
                         store_unavailable = true;
                     }
                 }

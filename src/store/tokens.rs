@@ -244,22 +244,41 @@ pub trait TokenStore: Send + Sync {
     /// [`TokenStore::find_and_rotate`] for several attempts at once: one
     /// result per attempt, in order, each what that attempt would get
     /// alone (the same series may come twice, from one cookie on parallel
-    /// requests: one rotates, the others find the token replaced). The
-    /// layer gathers the sign-ins by cookie that arrive while a batch runs
-    /// and hands them here together, at most
-    /// [`MAX_ROTATION_BATCH`](crate::store::MAX_ROTATION_BATCH) at a time.
+    /// requests: one rotates, the others find the token replaced). Called
+    /// only if [`TokenStore::rotates_in_batches`] says so: the layer then
+    /// gathers the sign-ins by cookie that arrive while a batch runs and
+    /// hands them here together, at most
+    /// [`MAX_ROTATION_BATCH`](crate::store::MAX_ROTATION_BATCH) at a time,
+    /// one batch at a time.
     ///
-    /// The default asks [`TokenStore::find_and_rotate`] for each in turn.
-    /// The Diesel store runs them together: on PostgreSQL as one statement,
-    /// on SQLite in one transaction (one commit for the lot).
+    /// The default asks [`TokenStore::find_and_rotate`] for each in turn
+    /// (a panic fails its own attempt only). The Diesel store runs them
+    /// together: on PostgreSQL as one statement, on SQLite in one
+    /// transaction (one commit for the lot).
     fn find_and_rotate_all(
         &self,
         attempts: &[RotationAttempt<'_>],
     ) -> Vec<Result<Option<FoundSeries>, StoreError>> {
         attempts
             .iter()
-            .map(|attempt| self.find_and_rotate(*attempt))
+            .map(|attempt| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.find_and_rotate(*attempt)
+                }))
+                .unwrap_or_else(|_| Err(StoreError::Query("the rotation panicked".into())))
+            })
             .collect()
+    }
+
+    /// Whether [`TokenStore::find_and_rotate_all`] runs its attempts
+    /// together (one commit, one round trip), so that the layer should
+    /// gather its sign-ins by cookie for it: they then wait for their batch
+    /// without holding a store thread each. Default `false`: each sign-in
+    /// by cookie calls [`TokenStore::find_and_rotate`] on a store thread of
+    /// its own, as many at once as there are store threads. A store that
+    /// wraps another and answers `true` must forward `find_and_rotate_all`.
+    fn rotates_in_batches(&self) -> bool {
+        false
     }
 
     /// Atomically replaces the current token by `new_token` if it still is
@@ -332,8 +351,9 @@ pub trait TokenStore: Send + Sync {
     /// layer uses it unless
     /// [`store_concurrency`](crate::config::RememberMeConfigBuilder::store_concurrency)
     /// says otherwise; else 8). [`DieselStore`](crate::DieselStore): its
-    /// pool size on SQLite, four times it on PostgreSQL (see
-    /// `store_concurrency`).
+    /// pool size on SQLite, four times it on PostgreSQL, where the
+    /// callers of `find_and_rotate` (the JSON API's refreshes) wait for
+    /// their batch on a thread that holds no connection.
     fn suggested_concurrency(&self) -> Option<usize> {
         None
     }

@@ -35,6 +35,7 @@ where
     tokens_are_found_by_series_and_listed_by_owner(&*store);
     only_the_current_unexpired_token_rotates(&*store);
     racing_rotations_of_one_token_rotate_it_once(store.clone());
+    batch::a_batch_answers_each_attempt_as_alone(&*store);
     the_cap_and_the_device_key_bound_a_users_tokens(&*store);
     deletions_are_scoped(&*store);
     epochs_start_at_zero_and_move_only_from_the_expected_value(store.clone());
@@ -364,6 +365,7 @@ fn deletions_are_scoped<S: TokenStore + ?Sized>(store: &S) {
     );
 }
 
+mod batch;
 mod state;
 use state::{
     audit_rows_read_back_as_written, epochs_start_at_zero_and_move_only_from_the_expected_value,

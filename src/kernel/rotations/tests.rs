@@ -51,28 +51,99 @@ fn found(attempt: &RotationAttempt<'_>) -> FoundSeries {
     }
 }
 
-/// Records each batch's series; the first batch waits for `release`, as a
-/// batch stuck on a slow commit would; a series of 0xFF panics.
+/// The methods the queue never calls.
+macro_rules! unused_methods {
+    () => {
+        fn find_by_series(&self, _: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
+            unreachable!("the queue asks for batches only")
+        }
+        fn find_by_series_with_epoch(
+            &self,
+            _: &SecretHash,
+        ) -> Result<Option<(TokenRecord, i64)>, StoreError> {
+            unreachable!()
+        }
+        fn rotate(
+            &self,
+            _: i64,
+            _: &SecretHash,
+            _: &SecretHash,
+            _: &[u8],
+            _: i64,
+            _: Option<i64>,
+        ) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        fn insert(&self, _: NewToken<'_>, _: u32) -> Result<i64, StoreError> {
+            unreachable!()
+        }
+        fn find_owner(&self, _: i64) -> Result<Option<UserId>, StoreError> {
+            unreachable!()
+        }
+        fn delete_series(&self, _: &SecretHash) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        fn delete_by_id(&self, _: i64, _: Option<&UserId>) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        fn delete_all_for_user(&self, _: &UserId) -> Result<usize, StoreError> {
+            unreachable!()
+        }
+        fn revoke_all_atomically(
+            &self,
+            _: &UserId,
+            _: &NewAuditEvent<'_>,
+        ) -> Result<Option<usize>, StoreError> {
+            unreachable!()
+        }
+        fn list_for_user(&self, _: &UserId) -> Result<Vec<TokenRecord>, StoreError> {
+            unreachable!()
+        }
+        fn list(
+            &self,
+            _: Option<&UserId>,
+            _: Option<i64>,
+            _: i64,
+        ) -> Result<Vec<TokenRecord>, StoreError> {
+            unreachable!()
+        }
+        fn purge_expired(&self, _: i64) -> Result<usize, StoreError> {
+            unreachable!()
+        }
+    };
+}
+
+/// Records each batch's series (and the other store jobs, as `[0]`); the
+/// first batch waits for `release`, as a batch stuck on a slow commit
+/// would; a series of 0xFF panics; with `reversed`, the outcomes come back
+/// in the wrong order.
+#[derive(Default)]
 struct GatedStore {
-    batches: parking_lot::Mutex<Vec<Vec<u8>>>,
+    log: parking_lot::Mutex<Vec<Vec<u8>>>,
     entered: parking_lot::Mutex<Option<mpsc::Sender<()>>>,
     release: parking_lot::Mutex<Option<mpsc::Receiver<()>>>,
+    reversed: bool,
 }
 
 impl GatedStore {
     fn new() -> (Arc<Self>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        Self::with(false)
+    }
+
+    fn with(reversed: bool) -> (Arc<Self>, mpsc::Receiver<()>, mpsc::Sender<()>) {
         let (entered, on_enter) = mpsc::channel();
         let (release, on_release) = mpsc::channel();
         let store = Arc::new(Self {
-            batches: parking_lot::Mutex::default(),
             entered: parking_lot::Mutex::new(Some(entered)),
             release: parking_lot::Mutex::new(Some(on_release)),
+            reversed,
+            ..Self::default()
         });
         (store, on_enter, release)
     }
 
-    fn batches(&self) -> Vec<Vec<u8>> {
-        self.batches.lock().clone()
+    fn log(&self) -> Vec<Vec<u8>> {
+        self.log.lock().clone()
     }
 }
 
@@ -82,72 +153,45 @@ impl TokenStore for GatedStore {
         attempts: &[RotationAttempt<'_>],
     ) -> Vec<Result<Option<FoundSeries>, StoreError>> {
         let series: Vec<u8> = attempts.iter().map(|a| a.series.as_bytes()[0]).collect();
-        self.batches.lock().push(series.clone());
+        self.log.lock().push(series.clone());
         if let Some(entered) = self.entered.lock().take() {
             let _ = entered.send(());
             let release = self.release.lock().take().unwrap();
             let _ = release.recv_timeout(Duration::from_secs(10));
         }
         assert!(!series.contains(&0xFF), "the store panicked");
-        attempts.iter().map(|a| Ok(Some(found(a)))).collect()
+        let mut outcomes: Vec<_> = attempts.iter().map(|a| Ok(Some(found(a)))).collect();
+        if self.reversed {
+            outcomes.reverse();
+        }
+        outcomes
     }
 
-    fn find_by_series(&self, _: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
-        unreachable!("the queue asks for batches only")
-    }
-    fn find_by_series_with_epoch(
+    fn find_and_rotate(
         &self,
-        _: &SecretHash,
-    ) -> Result<Option<(TokenRecord, i64)>, StoreError> {
-        unreachable!()
+        attempt: RotationAttempt<'_>,
+    ) -> Result<Option<FoundSeries>, StoreError> {
+        assert_ne!(attempt.series.as_bytes()[0], 0xFF, "the store panicked");
+        Ok(Some(found(&attempt)))
     }
-    fn rotate(
+
+    unused_methods!();
+}
+
+/// A store with nothing but `find_and_rotate`: the default
+/// `find_and_rotate_all`.
+struct OneByOne;
+
+impl TokenStore for OneByOne {
+    fn find_and_rotate(
         &self,
-        _: i64,
-        _: &SecretHash,
-        _: &SecretHash,
-        _: &[u8],
-        _: i64,
-        _: Option<i64>,
-    ) -> Result<bool, StoreError> {
-        unreachable!()
+        attempt: RotationAttempt<'_>,
+    ) -> Result<Option<FoundSeries>, StoreError> {
+        assert_ne!(attempt.series.as_bytes()[0], 0xFF, "the store panicked");
+        Ok(Some(found(&attempt)))
     }
-    fn insert(&self, _: NewToken<'_>, _: u32) -> Result<i64, StoreError> {
-        unreachable!()
-    }
-    fn find_owner(&self, _: i64) -> Result<Option<UserId>, StoreError> {
-        unreachable!()
-    }
-    fn delete_series(&self, _: &SecretHash) -> Result<bool, StoreError> {
-        unreachable!()
-    }
-    fn delete_by_id(&self, _: i64, _: Option<&UserId>) -> Result<bool, StoreError> {
-        unreachable!()
-    }
-    fn delete_all_for_user(&self, _: &UserId) -> Result<usize, StoreError> {
-        unreachable!()
-    }
-    fn revoke_all_atomically(
-        &self,
-        _: &UserId,
-        _: &NewAuditEvent<'_>,
-    ) -> Result<Option<usize>, StoreError> {
-        unreachable!()
-    }
-    fn list_for_user(&self, _: &UserId) -> Result<Vec<TokenRecord>, StoreError> {
-        unreachable!()
-    }
-    fn list(
-        &self,
-        _: Option<&UserId>,
-        _: Option<i64>,
-        _: i64,
-    ) -> Result<Vec<TokenRecord>, StoreError> {
-        unreachable!()
-    }
-    fn purge_expired(&self, _: i64) -> Result<usize, StoreError> {
-        unreachable!()
-    }
+
+    unused_methods!();
 }
 
 fn queue(store: &Arc<GatedStore>, threads: &Threads, wait: Duration) -> Arc<RotationQueue> {
@@ -167,67 +211,78 @@ fn id_of(outcome: &Outcome) -> Option<i64> {
     outcome.as_ref().ok()?.as_ref().map(|f| f.record.id)
 }
 
+/// Spawns a sign-in by cookie of `series`.
+fn spawn_rotate(queue: &Arc<RotationQueue>, series: u8) -> tokio::task::JoinHandle<Outcome> {
+    let queue = queue.clone();
+    tokio::spawn(async move { queue.rotate(attempt(series)).await })
+}
+
+/// Waits (in async land) until `cond` holds, at most 5 s.
+async fn until(mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the condition never held");
+}
+
+/// Waits until the gated first batch is in the store.
+async fn entered(on_enter: &mpsc::Receiver<()>) {
+    until(|| on_enter.try_recv().is_ok()).await;
+}
+
 #[test]
 fn attempts_wait_for_a_batch_without_a_thread_so_batches_outgrow_the_threads() {
-    let (store, entered, release) = GatedStore::new();
+    let (store, on_enter, release) = GatedStore::new();
     // One store thread: waiting for a batch on a thread, no batch could
     // ever hold more than one attempt.
     let threads = Threads::start("test-rotations", 1, 64).unwrap();
     let queue = queue(&store, &threads, Duration::from_secs(10));
     let outcomes = block_on(async {
-        let first = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.rotate(attempt(1)).await }
-        });
-        // The first batch is in the store; twenty more sign-ins arrive.
-        while entered.try_recv().is_err() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let rest: Vec<_> = (2..=21)
-            .map(|series| {
-                let queue = queue.clone();
-                tokio::spawn(async move { queue.rotate(attempt(series)).await })
-            })
-            .collect();
-        while queue.state.lock().waiting.len() < 20 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        // Twenty more sign-ins arrive, in descending order of series.
+        let mut rest = Vec::new();
+        for series in (2..=21).rev() {
+            rest.push((series, spawn_rotate(&queue, series)));
+            until(|| queue.state.lock().waiting.len() == rest.len()).await;
         }
         release.send(()).unwrap();
-        let mut outcomes = vec![first.await.unwrap()];
-        for handle in rest {
-            outcomes.push(handle.await.unwrap());
+        let mut outcomes = vec![(1, first.await.unwrap())];
+        for (series, handle) in rest {
+            outcomes.push((series, handle.await.unwrap()));
         }
+        until(|| !queue.state.lock().leading).await;
         outcomes
     });
-    let batches = store.batches();
-    assert_eq!(batches.len(), 2, "{batches:?}");
-    assert_eq!(batches[0], vec![1]);
+    let log = store.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0], vec![1]);
     assert_eq!(
-        batches[1],
+        log[1],
         (2..=21).collect::<Vec<u8>>(),
-        "one batch, sorted"
+        "one batch, sorted by series"
     );
     // Each caller got its own attempt's outcome.
-    let ids: Vec<_> = outcomes.iter().map(id_of).collect();
-    assert_eq!(ids, (1..=21).map(Some).collect::<Vec<_>>());
-    assert!(!queue.state.lock().leading, "no batch job left behind");
+    for (series, outcome) in outcomes {
+        assert_eq!(id_of(&outcome), Some(i64::from(series)), "{outcome:?}");
+    }
 }
 
 #[test]
 fn an_untaken_attempt_gives_up_unwritten_and_a_taken_one_waits_for_its_batch() {
-    let (store, entered, release) = GatedStore::new();
+    let (store, on_enter, release) = GatedStore::new();
     let threads = Threads::start("test-rotations", 2, 64).unwrap();
     let queue = queue(&store, &threads, Duration::from_millis(200));
     let (taken, untaken) = block_on(async {
-        let taken = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.rotate(attempt(1)).await }
-        });
-        while entered.try_recv().is_err() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // Behind a batch that outlasts the wait: gives up.
+        let taken = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        // Behind a batch that outlasts the wait: gives up, and leaves the
+        // queue at once.
         let untaken = queue.rotate(attempt(2)).await;
+        assert!(queue.state.lock().waiting.is_empty(), "withdrawn");
         // The batch ends long after the taken attempt's wait ran out.
         release.send(()).unwrap();
         (taken.await.unwrap(), untaken)
@@ -238,7 +293,7 @@ fn an_untaken_attempt_gives_up_unwritten_and_a_taken_one_waits_for_its_batch() {
         "{untaken:?}"
     );
     assert_eq!(
-        store.batches(),
+        store.log(),
         vec![vec![1]],
         "the attempt that gave up never ran"
     );
@@ -246,42 +301,29 @@ fn an_untaken_attempt_gives_up_unwritten_and_a_taken_one_waits_for_its_batch() {
 
 #[test]
 fn an_attempt_whose_request_has_gone_is_not_rotated() {
-    let (store, entered, release) = GatedStore::new();
+    let (store, on_enter, release) = GatedStore::new();
     let threads = Threads::start("test-rotations", 1, 64).unwrap();
     let queue = queue(&store, &threads, Duration::from_secs(10));
-    let kept = block_on(async {
-        let first = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.rotate(attempt(1)).await }
-        });
-        while entered.try_recv().is_err() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    let (first, kept) = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
         // A client that disconnects while its attempt waits.
-        let gone = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.rotate(attempt(2)).await }
-        });
-        let kept = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.rotate(attempt(3)).await }
-        });
-        while queue.state.lock().waiting.len() < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let gone = spawn_rotate(&queue, 2);
+        let kept = spawn_rotate(&queue, 3);
+        until(|| queue.state.lock().waiting.len() == 2).await;
         gone.abort();
         let _ = gone.await;
         release.send(()).unwrap();
-        assert_eq!(id_of(&first.await.unwrap()), Some(1));
-        kept.await.unwrap()
+        (first.await.unwrap(), kept.await.unwrap())
     });
+    assert_eq!(id_of(&first), Some(1));
     assert_eq!(id_of(&kept), Some(3));
-    assert_eq!(store.batches(), vec![vec![1], vec![3]]);
+    assert_eq!(store.log(), vec![vec![1], vec![3]]);
 }
 
 #[test]
 fn a_panicking_store_fails_its_batch_only_and_the_next_batch_runs() {
-    let (store, _entered, release) = GatedStore::new();
+    let (store, _on_enter, release) = GatedStore::new();
     release.send(()).unwrap(); // the first batch does not wait
     let threads = Threads::start("test-rotations", 1, 64).unwrap();
     let queue = queue(&store, &threads, Duration::from_secs(10));
@@ -297,8 +339,136 @@ fn a_panicking_store_fails_its_batch_only_and_the_next_batch_runs() {
 }
 
 #[test]
+fn the_default_batch_fails_a_panicking_attempt_alone() {
+    let series = [hash(1), hash(0xFF), hash(3)];
+    let attempts: Vec<_> = series
+        .iter()
+        .map(|s| RotationAttempt {
+            series: s,
+            token: s,
+            new_token: s,
+            sealed: &[],
+            now: 0,
+            clock_offset_ms: 0,
+            expiry: ExpiryOnUse::Keep,
+            audit: None,
+        })
+        .collect();
+    assert!(
+        !OneByOne.rotates_in_batches(),
+        "not unless the store says so"
+    );
+    let outcomes = OneByOne.find_and_rotate_all(&attempts);
+    let ids: Vec<_> = outcomes.iter().map(id_of).collect();
+    assert_eq!(ids, vec![Some(1), None, Some(3)]);
+    assert!(matches!(outcomes[1], Err(StoreError::Query(_))));
+}
+
+#[test]
+fn an_outcome_for_another_series_is_refused() {
+    let (store, _on_enter, release) = GatedStore::with(true);
+    let threads = Threads::start("test-rotations", 1, 64).unwrap();
+    let queue = queue(&store, &threads, Duration::from_secs(10));
+    let (first, second, third) = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        until(|| !store.log().is_empty()).await;
+        let second = spawn_rotate(&queue, 2);
+        let third = spawn_rotate(&queue, 3);
+        until(|| queue.state.lock().waiting.len() == 2).await;
+        release.send(()).unwrap();
+        (
+            first.await.unwrap(),
+            second.await.unwrap(),
+            third.await.unwrap(),
+        )
+    });
+    // Alone in its batch, the first is answered right even reversed.
+    assert_eq!(id_of(&first), Some(1));
+    // The store swapped the two rows: neither is taken for the other's.
+    for outcome in [second, third] {
+        assert!(matches!(outcome, Err(StoreError::Query(_))), "{outcome:?}");
+    }
+}
+
+#[test]
+fn the_next_batch_queues_behind_other_store_jobs() {
+    let (store, on_enter, release) = GatedStore::new();
+    let threads = Threads::start("test-rotations", 1, 64).unwrap();
+    let queue = queue(&store, &threads, Duration::from_secs(10));
+    let outcome = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        // The rest of an earlier sign-in, queued while the batch runs.
+        let job = store.clone();
+        threads
+            .submit(move || job.log.lock().push(vec![0]))
+            .unwrap();
+        let second = spawn_rotate(&queue, 2);
+        until(|| queue.state.lock().waiting.len() == 1).await;
+        release.send(()).unwrap();
+        assert_eq!(id_of(&first.await.unwrap()), Some(1));
+        second.await.unwrap()
+    });
+    assert_eq!(id_of(&outcome), Some(2));
+    assert_eq!(
+        store.log(),
+        vec![vec![1], vec![0], vec![2]],
+        "the store job ran between the batches"
+    );
+}
+
+#[test]
+fn with_no_room_to_queue_the_next_batch_the_leader_runs_it() {
+    let (store, on_enter, release) = GatedStore::new();
+    // Room for one job: the other store job fills it.
+    let threads = Threads::start("test-rotations", 1, 1).unwrap();
+    let queue = queue(&store, &threads, Duration::from_secs(10));
+    let outcome = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        let job = store.clone();
+        threads
+            .submit(move || job.log.lock().push(vec![0]))
+            .unwrap();
+        let second = spawn_rotate(&queue, 2);
+        until(|| queue.state.lock().waiting.len() == 1).await;
+        release.send(()).unwrap();
+        assert_eq!(id_of(&first.await.unwrap()), Some(1));
+        second.await.unwrap()
+    });
+    assert_eq!(id_of(&outcome), Some(2), "{outcome:?}");
+    assert_eq!(store.log(), vec![vec![1], vec![2], vec![0]]);
+}
+
+#[test]
+fn a_full_queue_refuses_at_once() {
+    let (store, on_enter, release) = GatedStore::new();
+    let threads = Threads::start("test-rotations", 1, 64).unwrap();
+    let queue = queue(&store, &threads, Duration::from_secs(10));
+    let (refused, answered) = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        let waiting: Vec<_> = (0..MAX_WAITING).map(|_| spawn_rotate(&queue, 2)).collect();
+        until(|| queue.state.lock().waiting.len() == MAX_WAITING).await;
+        let refused = queue.rotate(attempt(3)).await;
+        release.send(()).unwrap();
+        assert_eq!(id_of(&first.await.unwrap()), Some(1));
+        let mut answered = 0;
+        for handle in waiting {
+            answered += usize::from(id_of(&handle.await.unwrap()) == Some(2));
+        }
+        (refused, answered)
+    });
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(answered, MAX_WAITING, "the others were served");
+}
+
+#[test]
 fn without_store_threads_every_waiting_attempt_fails_as_unavailable() {
-    let (store, _entered, _release) = GatedStore::new();
+    let (store, _on_enter, _release) = GatedStore::new();
     let mut threads = Threads::start("test-rotations", 1, 64).unwrap();
     let queue = queue(&store, &threads, Duration::from_secs(10));
     assert!(threads.end());
@@ -307,7 +477,7 @@ fn without_store_threads_every_waiting_attempt_fails_as_unavailable() {
         matches!(outcome, Err(StoreError::Unavailable(_))),
         "{outcome:?}"
     );
-    assert!(store.batches().is_empty());
+    assert!(store.log().is_empty());
     assert!(
         !queue.state.lock().leading,
         "the next attempt may start a batch"

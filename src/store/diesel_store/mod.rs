@@ -36,10 +36,13 @@ pub struct DieselStore {
 impl DieselStore {
     /// Stores over this database.
     pub fn new(db: Database) -> Self {
-        // One batch at a time: SQLite writes one transaction at a time, and
-        // on PostgreSQL a second concurrent batch made the batches smaller
-        // and the whole slower (13,000 re-authentications/s with two, 10,000
-        // with four, against 15,500 with one, on the 2-core benchmark).
+        // One batch at a time of `find_and_rotate`'s callers: SQLite writes
+        // one transaction at a time, and on PostgreSQL a second concurrent
+        // batch made the batches smaller and the whole slower (13,000
+        // re-authentications/s with two, 10,000 with four, against 15,500
+        // with one, on the 2-core benchmark). The layer's own batches
+        // (`find_and_rotate_all`, one at a time too) may run beside one of
+        // these: the API's refreshes are few next to the browsers'.
         let leaders = 1;
         Self {
             rotations: Arc::new(RotationBatches::new(leaders, db.timeout())),

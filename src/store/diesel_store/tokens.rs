@@ -47,6 +47,10 @@ impl TokenStore for DieselStore {
             .run(attempt, |batch| self.find_and_rotate_batch(batch))
     }
 
+    fn rotates_in_batches(&self) -> bool {
+        true
+    }
+
     fn find_and_rotate_all(
         &self,
         attempts: &[RotationAttempt<'_>],
