@@ -613,7 +613,7 @@ def main():
           "has the bisect (server CPU a re-authentication 54 µs before issue 14, about "
           "138 µs after issue 15) and where the rest goes. Until `4616894` a batch held only "
           "the re-authentications that had reached a store thread, each waiting on its "
-          "thread; now they wait for their batch without one (`bench/layer_notes.md`: 1.1–1.3 × "
+          "thread; now they wait for their batch without one (`bench/layer_notes.md`: 1.05–1.36 × "
           "the re-authentications a second at 16 connections, 2 × on SQLite at 64). The (c) "
           "row above is from the run of this harness, before that change.")
     w("")

@@ -77,7 +77,8 @@ async fn a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie(db: 
 }
 
 /// Signs in by cookie through a login flow of the identifying step and
-/// `after`, which fails: served anonymously, with the rotated cookie.
+/// `after`, which fails: served as if the store were down (anonymously, or
+/// a 503 where the page needs a sign-in), with the rotated cookie.
 async fn rotated_cookie_survives(db: TestDb, after: impl rememberme::flow::Step + 'static) {
     use rememberme::flow::{Flow, FlowKind, IDENTIFY, RememberMeIdentifyStep, StepDef, Tag};
     let (database, stores, alice) = stores_with_alice(&db);
@@ -92,6 +93,10 @@ async fn rotated_cookie_survives(db: TestDb, after: impl rememberme::flow::Step 
     let app = test::init_service(
         App::new()
             .route("/", web::get().to(|| async { HttpResponse::Ok().finish() }))
+            .route(
+                "/private",
+                web::get().to(|_: rememberme::CurrentUser| async { HttpResponse::Ok().finish() }),
+            )
             .wrap(layer.clone())
             .wrap(rememberme::session_middleware(
                 actix_web::cookie::Key::generate(),
@@ -99,30 +104,32 @@ async fn rotated_cookie_survives(db: TestDb, after: impl rememberme::flow::Step 
             )),
     )
     .await;
-    let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
-    let req = test::TestRequest::get()
-        .uri("/")
-        .insert_header(("cookie", format!("{RM}={}", cookie.value())))
-        .to_request();
-    let res = test::call_service(&app, req).await;
-    assert_eq!(res.status().as_u16(), 200, "served anonymously");
-    let rotated = res
-        .response()
-        .cookies()
-        .find(|c| c.name() == RM)
-        .expect("the rotated cookie");
-    let token = rememberme::token::RememberCookie::decode(rotated.value().as_bytes()).unwrap();
-    let row = stores
-        .tokens
-        .find_by_series(&token.series.hash())
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        row.token_hash,
-        token.token.hash(),
-        "the browser holds the newest token"
-    );
-    drop((res, app));
+    for (path, status) in [("/", 200), ("/private", 503)] {
+        let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+        let req = test::TestRequest::get()
+            .uri(path)
+            .insert_header(("cookie", format!("{RM}={}", cookie.value())))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status().as_u16(), status, "{path}");
+        let rotated = res
+            .response()
+            .cookies()
+            .find(|c| c.name() == RM)
+            .unwrap_or_else(|| panic!("{path}: the rotated cookie"));
+        let token = rememberme::token::RememberCookie::decode(rotated.value().as_bytes()).unwrap();
+        let row = stores
+            .tokens
+            .find_by_series(&token.series.hash())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.token_hash,
+            token.token.hash(),
+            "{path}: the browser holds the newest token"
+        );
+    }
+    drop(app);
     assert!(layer.close(std::time::Duration::from_secs(5)));
     drop(stores);
     assert!(database.close(std::time::Duration::from_secs(5)));

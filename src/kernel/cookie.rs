@@ -17,6 +17,10 @@ pub(crate) struct CookieSignIn {
     pub change: Option<CookieChange>,
     /// Whether the store wrote the sign-in's audit row with the rotation.
     pub audited: bool,
+    /// Why the sign-in failed after its rotation committed (then `change`
+    /// carries the rotated cookie): the request is served as if the store
+    /// were down.
+    pub failed: Option<StoreError>,
 }
 
 impl Core {
@@ -38,6 +42,7 @@ impl Core {
                 state: None,
                 change: None,
                 audited: false,
+                failed: None,
             });
         };
         let mut ctx = self.context(visit);
@@ -56,6 +61,7 @@ impl Core {
                     state: None,
                     change: ctx.cookie_change.take(),
                     audited: ctx.sign_in_audited,
+                    failed: Some(error),
                 });
             }
             Err(error) => return Err(error),
@@ -71,6 +77,7 @@ impl Core {
             state: None,
             change: ctx.cookie_change.take(),
             audited: ctx.sign_in_audited,
+            failed: None,
         };
         let Progress::Complete { user, tags } = progress else {
             crate::telemetry::sign_in("remember_me", "rejected");

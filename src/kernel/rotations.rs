@@ -83,16 +83,13 @@ impl RotationQueue {
     /// Rotates `attempt` in the next batch and returns its outcome, waiting
     /// in async land.
     pub async fn rotate(self: &Arc<Self>, attempt: OwnedRotation) -> Outcome {
-        let queued = Instant::now();
-        let outcome = self.wait_for_batch(attempt).await;
-        let _ = std::panic::catch_unwind(|| crate::telemetry::rotation_wait(queued.elapsed()));
-        outcome
-    }
-
-    async fn wait_for_batch(self: &Arc<Self>, attempt: OwnedRotation) -> Outcome {
-        let (reply, mut answer) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         let (id, lead) = {
             let mut state = self.state.lock();
+            if state.waiting.len() >= MAX_WAITING {
+                // Requests gone while their attempts waited hold no place.
+                state.waiting.retain(|w| !w.reply.is_closed());
+            }
             if state.waiting.len() >= MAX_WAITING {
                 return Err(StoreError::Unavailable(
                     "too many sign-ins by cookie waiting".into(),
@@ -106,6 +103,15 @@ impl RotationQueue {
         if lead {
             self.start_batch();
         }
+        let queued = Instant::now();
+        let outcome = self.answer(id, answer).await;
+        let _ = std::panic::catch_unwind(|| crate::telemetry::rotation_wait(queued.elapsed()));
+        outcome
+    }
+
+    /// Attempt `id`'s outcome, once its batch has run; unavailable if no
+    /// batch took it within `max_wait`.
+    async fn answer(&self, id: u64, mut answer: oneshot::Receiver<Outcome>) -> Outcome {
         let gone = |_| {
             Err(StoreError::Query(
                 "the rotation batch did not answer".into(),
@@ -161,19 +167,29 @@ impl RotationQueue {
     /// store jobs wait too (the sign-ins a batch answered continue in jobs
     /// of their own), the next batch queues behind them instead: batch
     /// after batch must not keep them from a thread. With no room in the
-    /// queue for it, this thread leads on.
+    /// queue for it, this thread leads one more batch; still no room after
+    /// it, the attempts waiting fail (503s): the jobs queued, which may
+    /// have no other thread, go first.
     fn run_batches(self: &Arc<Self>) {
         // Should anything here panic, the attempts waiting fail (503s)
         // rather than wait for a batch that no job would lead.
         let _guard = LeadGuard(self);
+        let mut led_on = false;
         while let Some(batch) = self.take_batch() {
             self.run_batch(batch);
-            if self.threads.queued() > 0 {
-                if !self.has_waiting() {
-                    return;
-                }
-                let queue = self.clone();
-                if self.threads.submit(move || queue.run_batches()).is_ok() {
+            if self.threads.queued() == 0 {
+                led_on = false;
+                continue;
+            }
+            if !self.has_waiting() {
+                return;
+            }
+            let queue = self.clone();
+            match self.threads.submit(move || queue.run_batches()) {
+                Ok(()) => return,
+                Err(_) if !led_on => led_on = true,
+                Err(failed) => {
+                    self.fail_waiting(&failed.to_string());
                     return;
                 }
             }

@@ -30,10 +30,14 @@ pub(super) async fn cookie_sign_in(
         state,
         change,
         audited,
+        failed,
     } = match (signed_in, rotated) {
         (Ok(signed_in), _) => signed_in,
         (Err(error), rotated) => return Err((error, rotated)),
     };
+    if let Some(error) = failed {
+        return Err((CoreError::Store(error), change));
+    }
     if let Some(new_state) = &state {
         // A rotation's row was written with it; a sign-in in the grace
         // window (no rotation) is recorded off the request.

@@ -1,6 +1,7 @@
 //! The queue of sign-ins by cookie: attempts wait for a batch without a
 //! thread, and every attempt gets its own outcome or gives up unwritten.
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc;
 
 use super::*;
@@ -122,6 +123,8 @@ struct GatedStore {
     log: parking_lot::Mutex<Vec<Vec<u8>>>,
     entered: parking_lot::Mutex<Option<mpsc::Sender<()>>>,
     release: parking_lot::Mutex<Option<mpsc::Receiver<()>>>,
+    /// How many batches wait for `release` (the first ones).
+    gated: std::sync::atomic::AtomicUsize,
     reversed: bool,
 }
 
@@ -136,6 +139,7 @@ impl GatedStore {
         let store = Arc::new(Self {
             entered: parking_lot::Mutex::new(Some(entered)),
             release: parking_lot::Mutex::new(Some(on_release)),
+            gated: 1.into(),
             reversed,
             ..Self::default()
         });
@@ -154,10 +158,16 @@ impl TokenStore for GatedStore {
     ) -> Vec<Result<Option<FoundSeries>, StoreError>> {
         let series: Vec<u8> = attempts.iter().map(|a| a.series.as_bytes()[0]).collect();
         self.log.lock().push(series.clone());
-        if let Some(entered) = self.entered.lock().take() {
-            let _ = entered.send(());
-            let release = self.release.lock().take().unwrap();
-            let _ = release.recv_timeout(Duration::from_secs(10));
+        let gated = self
+            .gated
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+        if gated.is_ok() {
+            if let Some(entered) = &*self.entered.lock() {
+                let _ = entered.send(());
+            }
+            if let Some(release) = &*self.release.lock() {
+                let _ = release.recv_timeout(Duration::from_secs(10));
+            }
         }
         assert!(!series.contains(&0xFF), "the store panicked");
         let mut outcomes: Vec<_> = attempts.iter().map(|a| Ok(Some(found(a)))).collect();
@@ -434,9 +444,49 @@ fn with_no_room_to_queue_the_next_batch_the_leader_runs_it() {
         until(|| queue.state.lock().waiting.len() == 1).await;
         release.send(()).unwrap();
         assert_eq!(id_of(&first.await.unwrap()), Some(1));
-        second.await.unwrap()
+        let second = second.await.unwrap();
+        // The job runs once the leader has let its thread go.
+        until(|| store.log().len() == 3).await;
+        second
     });
     assert_eq!(id_of(&outcome), Some(2), "{outcome:?}");
+    assert_eq!(store.log(), vec![vec![1], vec![2], vec![0]]);
+}
+
+#[test]
+fn a_leader_without_room_to_yield_leads_one_batch_more_then_lets_the_jobs_run() {
+    let (store, on_enter, release) = GatedStore::new();
+    store.gated.store(2, SeqCst); // the first two batches wait
+    // One thread, room for one job, which the other store job takes.
+    let threads = Threads::start("test-rotations", 1, 1).unwrap();
+    let queue = queue(&store, &threads, Duration::from_secs(10));
+    let (second, third) = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        let job = store.clone();
+        threads
+            .submit(move || job.log.lock().push(vec![0]))
+            .unwrap();
+        let second = spawn_rotate(&queue, 2);
+        until(|| queue.state.lock().waiting.len() == 1).await;
+        release.send(()).unwrap();
+        // The leader runs the second batch itself; a third attempt arrives.
+        entered(&on_enter).await;
+        let third = spawn_rotate(&queue, 3);
+        until(|| queue.state.lock().waiting.len() == 1).await;
+        release.send(()).unwrap();
+        assert_eq!(id_of(&first.await.unwrap()), Some(1));
+        let answers = (second.await.unwrap(), third.await.unwrap());
+        // The job runs once the leader has let its thread go.
+        until(|| store.log().len() == 3).await;
+        answers
+    });
+    assert_eq!(id_of(&second), Some(2), "{second:?}");
+    // Still no room: the job queued goes first, the third fails unwritten.
+    assert!(
+        matches!(third, Err(StoreError::Unavailable(_))),
+        "{third:?}"
+    );
     assert_eq!(store.log(), vec![vec![1], vec![2], vec![0]]);
 }
 
