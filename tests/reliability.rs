@@ -34,46 +34,38 @@ fn stores_with_alice(db: &TestDb) -> (Database, Stores, rememberme::store::UserI
     (database, stores, alice)
 }
 
+/// A step of the app's after the identifying one, which fails as `run`
+/// does.
+struct After(fn() -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError>);
+
+impl rememberme::flow::Step for After {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn run(
+        &self,
+        _: &mut rememberme::flow::StepContext<'_>,
+        _: Option<&rememberme::store::UserId>,
+    ) -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError> {
+        (self.0)()
+    }
+}
+
 /// A custom login flow whose step after the identifying one fails: the
 /// rotation committed, so its cookie reaches the client all the same.
 async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
-    use rememberme::flow::{Step, StepContext, StepOutcome};
-    use rememberme::store::{StoreError, UserId};
-    struct Fails;
-    impl Step for Fails {
-        fn is_interactive(&self) -> bool {
-            false
-        }
-        fn run(
-            &self,
-            _: &mut StepContext<'_>,
-            _: Option<&UserId>,
-        ) -> Result<StepOutcome, StoreError> {
-            Err(StoreError::Query("the app's step failed".into()))
-        }
-    }
-    rotated_cookie_survives(db, Fails).await;
+    let fails = After(|| {
+        Err(rememberme::store::StoreError::Query(
+            "the app's step failed".into(),
+        ))
+    });
+    rotated_cookie_survives(db, fails).await;
 }
 
 /// The same with a step that panics: the rest of the sign-in dies with its
 /// job, the rotation committed before it, and its cookie still goes out.
 async fn a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
-    use rememberme::flow::{Step, StepContext, StepOutcome};
-    use rememberme::store::{StoreError, UserId};
-    struct Panics;
-    impl Step for Panics {
-        fn is_interactive(&self) -> bool {
-            false
-        }
-        fn run(
-            &self,
-            _: &mut StepContext<'_>,
-            _: Option<&UserId>,
-        ) -> Result<StepOutcome, StoreError> {
-            panic!("the app's step has a bug")
-        }
-    }
-    rotated_cookie_survives(db, Panics).await;
+    rotated_cookie_survives(db, After(|| panic!("the app's step has a bug"))).await;
 }
 
 /// Signs in by cookie through a login flow of the identifying step and

@@ -400,21 +400,36 @@ fn an_outcome_for_another_series_is_refused() {
     }
 }
 
+/// The first batch (series 1) gated in the store, then another store job
+/// queued (it logs `[0]`) and a second attempt (series 2) waiting.
+async fn batch_job_and_attempt(
+    store: &Arc<GatedStore>,
+    threads: &Threads,
+    queue: &Arc<RotationQueue>,
+    on_enter: &mpsc::Receiver<()>,
+) -> (
+    tokio::task::JoinHandle<Outcome>,
+    tokio::task::JoinHandle<Outcome>,
+) {
+    let first = spawn_rotate(queue, 1);
+    entered(on_enter).await;
+    // The rest of an earlier sign-in, queued while the batch runs.
+    let job = store.clone();
+    threads
+        .submit(move || job.log.lock().push(vec![0]))
+        .unwrap();
+    let second = spawn_rotate(queue, 2);
+    until(|| queue.state.lock().waiting.len() == 1).await;
+    (first, second)
+}
+
 #[test]
 fn the_next_batch_queues_behind_other_store_jobs() {
     let (store, on_enter, release) = GatedStore::new();
     let threads = Threads::start("test-rotations", 1, 64).unwrap();
     let queue = queue(&store, &threads, Duration::from_secs(10));
     let outcome = block_on(async {
-        let first = spawn_rotate(&queue, 1);
-        entered(&on_enter).await;
-        // The rest of an earlier sign-in, queued while the batch runs.
-        let job = store.clone();
-        threads
-            .submit(move || job.log.lock().push(vec![0]))
-            .unwrap();
-        let second = spawn_rotate(&queue, 2);
-        until(|| queue.state.lock().waiting.len() == 1).await;
+        let (first, second) = batch_job_and_attempt(&store, &threads, &queue, &on_enter).await;
         release.send(()).unwrap();
         assert_eq!(id_of(&first.await.unwrap()), Some(1));
         second.await.unwrap()
@@ -434,14 +449,7 @@ fn with_no_room_to_queue_the_next_batch_the_leader_runs_it() {
     let threads = Threads::start("test-rotations", 1, 1).unwrap();
     let queue = queue(&store, &threads, Duration::from_secs(10));
     let outcome = block_on(async {
-        let first = spawn_rotate(&queue, 1);
-        entered(&on_enter).await;
-        let job = store.clone();
-        threads
-            .submit(move || job.log.lock().push(vec![0]))
-            .unwrap();
-        let second = spawn_rotate(&queue, 2);
-        until(|| queue.state.lock().waiting.len() == 1).await;
+        let (first, second) = batch_job_and_attempt(&store, &threads, &queue, &on_enter).await;
         release.send(()).unwrap();
         assert_eq!(id_of(&first.await.unwrap()), Some(1));
         let second = second.await.unwrap();
@@ -461,14 +469,7 @@ fn a_leader_without_room_to_yield_leads_one_batch_more_then_lets_the_jobs_run() 
     let threads = Threads::start("test-rotations", 1, 1).unwrap();
     let queue = queue(&store, &threads, Duration::from_secs(10));
     let (second, third) = block_on(async {
-        let first = spawn_rotate(&queue, 1);
-        entered(&on_enter).await;
-        let job = store.clone();
-        threads
-            .submit(move || job.log.lock().push(vec![0]))
-            .unwrap();
-        let second = spawn_rotate(&queue, 2);
-        until(|| queue.state.lock().waiting.len() == 1).await;
+        let (first, second) = batch_job_and_attempt(&store, &threads, &queue, &on_enter).await;
         release.send(()).unwrap();
         // The leader runs the second batch itself; a third attempt arrives.
         entered(&on_enter).await;
