@@ -163,6 +163,17 @@ async fn refresh_rotates_the_long_lived_token_and_answers_as_remembered(db: Test
         "same series"
     );
     assert_eq!(server.tokens_of(&alice).len(), 1);
+    // The refresh's audit row, written with its rotation, says so.
+    let details: Vec<String> = server
+        .stores()
+        .audit
+        .list(None, None, None, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "remember_me_sign_in")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(details, ["api refresh"]);
     let (_, _, me) = app
         .api("GET", "/api/v1/me", body["access_token"].as_str(), None)
         .await;

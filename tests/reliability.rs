@@ -20,6 +20,7 @@ on_both_backends!(
     an_error_page_still_carries_the_rotated_cookie,
     a_step_failing_after_the_rotation_still_sends_the_rotated_cookie,
     a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie,
+    a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie,
     theft_handling_is_all_or_nothing,
 );
 
@@ -59,22 +60,41 @@ async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: Te
             "the app's step failed".into(),
         ))
     });
-    rotated_cookie_survives(db, fails).await;
+    rotated_cookie_survives(db, fails, 503, (503, "unavailable")).await;
 }
 
 /// The same with a step that panics: the rest of the sign-in dies with its
 /// job, the rotation committed before it, and its cookie still goes out.
 async fn a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
-    rotated_cookie_survives(db, After(|| panic!("the app's step has a bug"))).await;
+    let panics = After(|| panic!("the app's step has a bug"));
+    rotated_cookie_survives(db, panics, 503, (500, "internal")).await;
+}
+
+/// The same with a step that refuses (a second factor the app checks by
+/// itself, say): nobody signs in, and the rotated cookie still goes out.
+async fn a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
+    use rememberme::flow::{Failure, StepOutcome};
+    let refuses = After(|| Ok(StepOutcome::Failed(Failure::InvalidCredentials)));
+    rotated_cookie_survives(db, refuses, 303, (401, "invalid_token")).await;
 }
 
 /// Signs in by cookie through a login flow of the identifying step and
-/// `after`, which fails: served as if the store were down (anonymously, or
-/// a 503 where the page needs a sign-in), with the rotated cookie.
-async fn rotated_cookie_survives(db: TestDb, after: impl rememberme::flow::Step + 'static) {
+/// `after`, which fails: served anonymously, or with `private` (a 503 as if
+/// the store were down, a redirect to sign in) where the page needs a
+/// sign-in, with the rotated cookie. The JSON API's refresh through the
+/// same flow answers `api` (a status and an error code) with the rotated
+/// long-lived token.
+async fn rotated_cookie_survives(
+    db: TestDb,
+    after: impl rememberme::flow::Step + 'static,
+    private: u16,
+    api: (u16, &str),
+) {
     use rememberme::flow::{Flow, FlowKind, IDENTIFY, RememberMeIdentifyStep, StepDef, Tag};
     let (database, stores, alice) = stores_with_alice(&db);
-    let config = RememberMeConfig::default();
+    let config = RememberMeConfig::builder()
+        .access_token_secret(&[7; 32])
+        .build();
     let login = Flow::new(FlowKind::Login)
         .step(
             StepDef::new(IDENTIFY, RememberMeIdentifyStep)
@@ -84,6 +104,7 @@ async fn rotated_cookie_survives(db: TestDb, after: impl rememberme::flow::Step 
     let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());
     let app = test::init_service(
         App::new()
+            .service(rememberme::api::scope())
             .route("/", web::get().to(|| async { HttpResponse::Ok().finish() }))
             .route(
                 "/private",
@@ -96,7 +117,7 @@ async fn rotated_cookie_survives(db: TestDb, after: impl rememberme::flow::Step 
             )),
     )
     .await;
-    for (path, status) in [("/", 200), ("/private", 503)] {
+    for (path, status) in [("/", 200), ("/private", private)] {
         let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
         let req = test::TestRequest::get()
             .uri(path)
@@ -109,22 +130,42 @@ async fn rotated_cookie_survives(db: TestDb, after: impl rememberme::flow::Step 
             .cookies()
             .find(|c| c.name() == RM)
             .unwrap_or_else(|| panic!("{path}: the rotated cookie"));
-        let token = rememberme::token::RememberCookie::decode(rotated.value().as_bytes()).unwrap();
-        let row = stores
-            .tokens
-            .find_by_series(&token.series.hash())
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            row.token_hash,
-            token.token.hash(),
-            "{path}: the browser holds the newest token"
-        );
+        assert_newest(&stores, rotated.value(), path);
     }
+    let token = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+    let req = test::TestRequest::post()
+        .uri("/api/v1/token/refresh")
+        .set_json(serde_json::json!({ "long_lived_token": token.value() }))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status().as_u16(), api.0, "refresh");
+    let body: serde_json::Value = test::read_body_json(res).await;
+    assert_eq!(body["error"], api.1);
+    assert!(body["long_lived_expires_in"].as_i64().unwrap() > 0);
+    let rotated = body["long_lived_token"]
+        .as_str()
+        .expect("the rotated token");
+    assert_newest(&stores, rotated, "refresh");
     drop(app);
     assert!(layer.close(std::time::Duration::from_secs(5)));
     drop(stores);
     assert!(database.close(std::time::Duration::from_secs(5)));
+}
+
+/// Asserts that `cookie` (a remember-me cookie's value) holds the newest
+/// token of its series.
+fn assert_newest(stores: &Stores, cookie: &str, case: &str) {
+    let token = rememberme::token::RememberCookie::decode(cookie.as_bytes()).unwrap();
+    let row = stores
+        .tokens
+        .find_by_series(&token.series.hash())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.token_hash,
+        token.token.hash(),
+        "{case}: the client holds the newest token"
+    );
 }
 
 /// A handler that fails and one whose extractor fails, behind the layer: a

@@ -15,22 +15,27 @@
 //! | `GET /api/v1/me` | `Authorization: Bearer` | the user and how they authenticated |
 //!
 //! Every error is a 4xx/5xx with `{"error": "<code>", "message": "<text>"}`.
+//! An error after the long-lived token was rotated (or issued) and
+//! committed, such as a 503 when a step of the app's fails after the
+//! rotation, also carries `long_lived_token` and `long_lived_expires_in`:
+//! keep that token, as after a success.
 
 use std::collections::BTreeSet;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessClaims, AccessError};
 use crate::extract::request_auth;
+use crate::flow::Prefetched;
 use crate::flow::{ClientInfo, CookieChange, Credentials, Failure, FlowKind, Progress, Tag};
-use crate::kernel::{CoreError, FlowInput, Ran, Visit};
+use crate::kernel::{API_REFRESH, FailedAfterRotation, FlowInput, Ran, Visit};
 use crate::limits::ip_throttled;
 use crate::middleware::{RequestAuth, client_info};
 use crate::session::SignInMethod;
-use crate::store::{AuditKind, StoreError, UserId};
+use crate::store::{AuditKind, UserId};
 use crate::token::RememberCookie;
 
 /// The API's routes under `/api/v1`, with JSON errors for bad bodies.
@@ -72,86 +77,6 @@ pub fn scope() -> actix_web::Scope {
                 "No such endpoint.",
             ))
         }))
-}
-
-/// An API error: a status and `{error, message}`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: &str) -> Self {
-        Self {
-            status,
-            code,
-            message: message.to_owned(),
-            retry_after: None,
-        }
-    }
-
-    fn unauthorized(code: &'static str, message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-
-    fn bad_request(message: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-}
-
-impl From<CoreError> for ApiError {
-    fn from(error: CoreError) -> Self {
-        match error {
-            CoreError::Store(error) => error.into(),
-            CoreError::Internal(error) => internal(error),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        tracing::warn!(%error, "API: store unavailable");
-        let mut e = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "The service is temporarily unavailable.",
-        );
-        e.retry_after = Some(5);
-        e
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            crate::telemetry::count(crate::telemetry::UNAVAILABLE);
-        }
-        let mut res = HttpResponse::build(self.status);
-        if let Some(secs) = self.retry_after {
-            res.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        res.json(serde_json::json!({ "error": self.code, "message": self.message }))
-    }
-}
-
-fn internal(error: impl std::fmt::Display) -> ApiError {
-    tracing::error!(%error, "API request failed");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "Something went wrong on our side.",
-    )
 }
 
 fn layer(req: &HttpRequest) -> Result<RequestAuth, ApiError> {
@@ -201,19 +126,44 @@ fn valid_device_key(key: Option<&str>) -> Result<Option<String>, ApiError> {
 }
 
 /// Runs an API flow through the core: with a password, on a password
-/// thread (after a permit); else on the store threads.
+/// thread (after a permit); else on the store threads. A long-lived token
+/// the flow changed reaches the client even when the flow then fails: the
+/// error carries it (see [`ApiError::with_token`]).
 async fn run_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Result<Ran, ApiError> {
     let shared = &auth.shared;
+    // A token rotated in a batch before the flow: the client gets it
+    // whatever happens to the flow next.
+    let rotated = input
+        .prefetched
+        .as_ref()
+        .and_then(|p| p.rotated_cookie(visit.now));
     let ran = if input.credentials.is_some() {
         shared
             .password(move |core| core.run_flow(&visit, input))
-            .await?
+            .await
     } else {
-        shared
-            .store(move |core| core.run_flow(&visit, input))
-            .await?
+        shared.store(move |core| core.run_flow(&visit, input)).await
     };
-    Ok(ran)
+    match ran {
+        Ok(Ok(mut ran)) => {
+            if ran.cookie_change.is_none() {
+                ran.cookie_change = rotated;
+            }
+            Ok(ran)
+        }
+        Ok(Err(FailedAfterRotation { error, change })) => {
+            Err(ApiError::from(error).with_token(Some(change)))
+        }
+        Err(error) => Err(ApiError::from(error).with_token(rotated)),
+    }
+}
+
+/// A refresh's rotation, run in a batch before its flow when the store
+/// rotates in batches (see [`crate::middleware::rotate_first`]): the
+/// request waits for the batch without holding a store thread. A store
+/// failure ends the refresh here (a 503).
+async fn rotate_first(auth: &RequestAuth, visit: &Visit) -> Result<Option<Prefetched>, ApiError> {
+    Ok(crate::middleware::rotate_first(&auth.shared, visit, API_REFRESH).await?)
 }
 
 /// What an access token about to be issued says, beside the user.
@@ -232,16 +182,21 @@ struct Grant {
     device_token: Option<String>,
 }
 
+/// The access-token signer, or a 500 if the config has no secret.
+fn signer(config: &crate::RememberMeConfig) -> Result<&crate::access::AccessTokens, ApiError> {
+    config
+        .access_tokens
+        .as_ref()
+        .ok_or_else(|| internal("no access-token secret configured"))
+}
+
 fn token_response(
     auth: &RequestAuth,
     grant: Grant,
     change: Option<CookieChange>,
 ) -> Result<HttpResponse, ApiError> {
     let config = &auth.shared.config();
-    let signer = config
-        .access_tokens
-        .as_ref()
-        .ok_or_else(|| internal("no access-token secret configured"))?;
+    let signer = signer(config)?;
     let now = config.now();
     let lifetime = config.access_token_lifetime.as_secs() as i64;
     let exp = grant
@@ -287,35 +242,6 @@ fn audit(auth: &RequestAuth, kind: AuditKind, user: &UserId, client: &ClientInfo
         .audit_later(visit.owned_event(kind, Some(user.clone()), detail));
 }
 
-/// A step of the app's own waits for its input: send it in `inputs`, with
-/// the password again (the API keeps no paused flow).
-fn input_required(step: &str) -> ApiError {
-    ApiError::unauthorized(
-        "input_required",
-        &format!(
-            "The sign-in needs the input of step `{step}`: send it in `inputs`, with the password."
-        ),
-    )
-}
-
-fn password_required() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "password_required",
-        "A long-lived token needs a password typed within the re-auth window, on this device: sign in with the password.",
-    )
-}
-
-fn throttled(secs: u64) -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_attempts",
-        &format!("Too many attempts. Try again in {secs} seconds."),
-    );
-    e.retry_after = Some(secs);
-    e
-}
-
 #[derive(Deserialize)]
 struct RefreshBody {
     long_lived_token: String,
@@ -323,6 +249,9 @@ struct RefreshBody {
 
 async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpResponse, ApiError> {
     let auth = layer(&req)?;
+    // Checked before the rotation: after it, nothing may fail on the way to
+    // the answer that carries the new token.
+    signer(auth.shared.config())?;
     let client = client_info(&req, auth.shared.config());
     let visit = Visit {
         now: auth.shared.config().now(),
@@ -332,10 +261,12 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
     };
     let mut input = FlowInput::new(FlowKind::Login);
     input.identify_by_token = true;
+    input.prefetched = rotate_first(&auth, &visit).await?;
     let ran = run_flow(&auth, input, visit).await?;
     match (ran.progress, ran.epoch) {
         // Nothing fallible between the committed rotation and the answer
-        // that carries it: the token's device came with the flow.
+        // that carries it: the token's device came with the flow, the
+        // signer was checked first.
         (Progress::Complete { user, tags }, Some(epoch)) => {
             let device = ran.device_key;
             if !ran.audited {
@@ -359,15 +290,21 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
             };
             token_response(&auth, grant, ran.cookie_change)
         }
+        // A token rotated for a flow that then did not complete (a step of
+        // the app's refused): it goes out with the refusal all the same.
         _ => Err(ApiError::unauthorized(
             "invalid_token",
             "The long-lived token is not valid (expired, revoked or replayed). Sign in again.",
-        )),
+        )
+        .with_token(ran.cookie_change)),
     }
 }
 
 mod bearer;
+mod error;
 mod login;
 
 use bearer::{bearer, logout, me, verify_bearer};
+pub use error::ApiError;
+use error::{input_required, internal, password_required, throttled};
 use login::login;

@@ -126,12 +126,12 @@ impl RememberMeConfigBuilder {
     /// With a store that rotates in batches
     /// ([`TokenStore::rotates_in_batches`](crate::store::TokenStore::rotates_in_batches),
     /// as the Diesel store does), the sign-ins by cookie of the login flow
-    /// hold no thread while they wait for their rotation: one thread at a
-    /// time runs them in batches of up to 64, as large as the load makes
-    /// them, whatever this number (the JSON API's refreshes still wait on a
-    /// thread each). Each thread costs memory (about 0.3 MiB resident,
-    /// mostly its malloc arena); a store of your own gains nothing from
-    /// more threads than connections.
+    /// and the JSON API's refreshes hold no thread while they wait for
+    /// their rotation: one thread at a time runs them in batches of up to
+    /// 64, as large as the load makes them, whatever this number. Each
+    /// thread costs memory (about 0.3 MiB resident, mostly its malloc
+    /// arena); a store of your own gains nothing from more threads than
+    /// connections.
     pub fn store_concurrency(mut self, n: usize) -> Self {
         self.config.store_concurrency = Some(n.max(1));
         self

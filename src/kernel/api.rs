@@ -5,9 +5,12 @@
 use std::collections::BTreeSet;
 
 use super::{Core, Visit};
-use crate::flow::{CookieChange, Credentials, FlowKind, ISSUE, Progress, Tag};
+use crate::flow::{CookieChange, Credentials, FlowKind, ISSUE, Prefetched, Progress, Tag};
 use crate::store::{StoreError, UserId};
 use crate::token::SecretHash;
+
+/// The audit detail of a sign-in by long-lived token.
+pub(crate) const API_REFRESH: &str = "api refresh";
 
 /// The inputs of one API flow run.
 pub(crate) struct FlowInput {
@@ -21,6 +24,9 @@ pub(crate) struct FlowInput {
     pub device_key: Option<String>,
     /// When the bearer's password was typed.
     pub password_at: Option<i64>,
+    /// The long-lived token's rotation, already run in a batch (see
+    /// [`Core::prepare_cookie_rotation`]).
+    pub prefetched: Option<Prefetched>,
 }
 
 impl FlowInput {
@@ -33,6 +39,7 @@ impl FlowInput {
             credentials: None,
             device_key: None,
             password_at: None,
+            prefetched: None,
         }
     }
 }
@@ -50,9 +57,21 @@ pub(crate) struct Ran {
     pub audited: bool,
 }
 
+/// A flow run that failed after a step changed the long-lived token (a
+/// rotation or an issue, committed): the token must still reach the
+/// client, with the error.
+pub(crate) struct FailedAfterRotation {
+    pub error: StoreError,
+    pub change: CookieChange,
+}
+
 impl Core {
     /// Runs an API flow (with a password: on a password thread).
-    pub fn run_flow(&self, visit: &Visit, input: FlowInput) -> Result<Ran, StoreError> {
+    pub fn run_flow(
+        &self,
+        visit: &Visit,
+        input: FlowInput,
+    ) -> Result<Result<Ran, FailedAfterRotation>, StoreError> {
         let flow = self.flow(input.kind);
         let mut state = flow.start(input.known.as_ref().map(|(u, t)| (u.clone(), t)));
         if input.activate_issue {
@@ -69,38 +88,60 @@ impl Core {
         }
         ctx.credentials = credentials;
         ctx.password_at = input.password_at;
-        ctx.sign_in_detail = "api refresh";
+        ctx.sign_in_detail = API_REFRESH;
+        ctx.prefetched = input.prefetched;
         let started_at = state.position();
-        let progress = flow.advance(&mut state, &mut ctx)?;
-        let (method, unidentified) = match (input.identify_by_token, input.kind) {
-            (true, _) => ("api_refresh", "rejected"),
-            (false, FlowKind::Login) => ("api_password", "invalid"),
-            (false, FlowKind::StepUp) => ("api_step_up", "refused"),
+        let ran = flow.advance(&mut state, &mut ctx).and_then(|progress| {
+            let (method, unidentified) = match (input.identify_by_token, input.kind) {
+                (true, _) => ("api_refresh", "rejected"),
+                (false, FlowKind::Login) => ("api_password", "invalid"),
+                (false, FlowKind::StepUp) => ("api_step_up", "refused"),
+            };
+            let paused_later = state.position() > started_at;
+            super::count_flow_end(method, &progress, paused_later, unidentified);
+            let epoch = self.epoch_of(&progress, ctx.epoch.take())?;
+            Ok((progress, epoch))
+        });
+        let (progress, epoch) = match ran {
+            Ok(ran) => ran,
+            // Something failed after a step changed the token (a custom
+            // flow's later step, the store): the token still goes to the
+            // client, with the error.
+            Err(error) => {
+                return match ctx.cookie_change {
+                    Some(change @ CookieChange::Set { .. }) => {
+                        tracing::warn!(%error, "API flow failed after its token changed");
+                        Ok(Err(FailedAfterRotation { error, change }))
+                    }
+                    _ => Err(error),
+                };
+            }
         };
-        let paused_later = state.position() > started_at;
-        super::count_flow_end(method, &progress, paused_later, unidentified);
-        // The step read the user already (with the token, or with the
-        // credentials); only a flow that did not is read again.
-        let epoch = match &progress {
-            Progress::Complete { user, .. } => match ctx.epoch.take() {
-                Some(epoch) => Some(epoch),
-                None => self
-                    .stores
-                    .users
-                    .find_by_id(user)?
-                    .map(|_| self.stores.state.auth_epoch(user))
-                    .transpose()?,
-            },
-            _ => None,
-        };
-        Ok(Ran {
+        Ok(Ok(Ran {
             progress,
             cookie_change: ctx.cookie_change,
             epoch,
             password_at: ctx.password_at,
             device_key: ctx.device_key,
             audited: ctx.sign_in_audited,
-        })
+        }))
+    }
+
+    /// The epoch of the user a completed flow identified: the step's, if it
+    /// read the user (with the token, or with the credentials), else read
+    /// now. `None` for a flow that did not complete or a user who is gone.
+    fn epoch_of(&self, progress: &Progress, read: Option<i64>) -> Result<Option<i64>, StoreError> {
+        let Progress::Complete { user, .. } = progress else {
+            return Ok(None);
+        };
+        if read.is_some() {
+            return Ok(read);
+        }
+        self.stores
+            .users
+            .find_by_id(user)?
+            .map(|_| self.stores.state.auth_epoch(user))
+            .transpose()
     }
 
     /// An app's logout: revokes the named long-lived token (by its series),

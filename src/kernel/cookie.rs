@@ -108,14 +108,22 @@ impl Core {
     /// ([`TokenStore::rotates_in_batches`](crate::store::TokenStore::rotates_in_batches)),
     /// or the login flow does not start with the identifying step (then
     /// the flow asks the store itself).
-    pub fn prepare_cookie_rotation(&self, visit: &Visit) -> Option<(Rotation, OwnedRotation)> {
+    ///
+    /// `detail` is the sign-in's audit detail, as the flow run that takes
+    /// the rotation sets it.
+    pub fn prepare_cookie_rotation(
+        &self,
+        visit: &Visit,
+        detail: &'static str,
+    ) -> Option<(Rotation, OwnedRotation)> {
         let raw = visit.cookie.as_deref()?;
         if !self.stores.tokens.rotates_in_batches()
             || !self.flow(crate::flow::FlowKind::Login).starts_by_rotating()
         {
             return None;
         }
-        let ctx = self.context(visit);
+        let mut ctx = self.context(visit);
+        ctx.sign_in_detail = detail;
         let rotation = Rotation::prepare(&ctx, raw)?;
         let attempt = OwnedRotation::new(&rotation.attempt(&ctx));
         Some((rotation, attempt))

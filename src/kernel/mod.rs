@@ -26,7 +26,7 @@ mod sign_in;
 mod submit;
 
 pub(crate) use account::{PasswordChangeJob, Refused};
-pub(crate) use api::{FlowInput, Ran};
+pub(crate) use api::{API_REFRESH, FailedAfterRotation, FlowInput, Ran};
 pub(crate) use cookie::CookieSignIn;
 use rotations::RotationQueue;
 pub use sign_in::SignIn;

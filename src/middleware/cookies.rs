@@ -15,7 +15,9 @@ pub(super) async fn cookie_sign_in(
     visit: Visit,
 ) -> Result<(Option<AuthState>, Option<CookieChange>), (CoreError, Option<CookieChange>)> {
     let visit = Arc::new(visit);
-    let prefetched = rotate_first(shared, &visit).await.map_err(|e| (e, None))?;
+    let prefetched = rotate_first(shared, &visit, "")
+        .await
+        .map_err(|e| (e, None))?;
     // Once a rotation has committed, its cookie goes out even if the rest
     // of the sign-in cannot run: a token the browser never receives would
     // read as a lost response, or theft, on its next visit.
@@ -55,12 +57,14 @@ pub(super) async fn cookie_sign_in(
 
 /// The cookie's rotation, run in a batch before the login flow if the flow
 /// starts with it: the request waits for the batch without holding a
-/// store thread. A store failure ends the sign-in here (a 503).
-async fn rotate_first(
+/// store thread. A store failure ends the sign-in here (a 503). `detail`
+/// is the sign-in's audit detail.
+pub(crate) async fn rotate_first(
     shared: &Arc<Shared>,
     visit: &Visit,
+    detail: &'static str,
 ) -> Result<Option<Prefetched>, CoreError> {
-    let Some((rotation, attempt)) = shared.core().prepare_cookie_rotation(visit) else {
+    let Some((rotation, attempt)) = shared.core().prepare_cookie_rotation(visit, detail) else {
         return Ok(None);
     };
     let outcome = shared.rotations.rotate(attempt).await;
