@@ -113,7 +113,7 @@ fn record_statements() {
 
 /// Issue 7's re-authentication: a remember-me sign-in reads the token with
 /// its owner and rotates it by compare-and-swap through one store call
-/// (`find_and_rotate`): on PostgreSQL one statement, so one round trip; on
+/// (`find_and_rotate_all`, in a batch): on PostgreSQL one statement, so one round trip; on
 /// SQLite, in-process, a read and two writes in one transaction. The audit
 /// row is written with the rotation (issue 14: a committed rotation always
 /// has its row), nearly free in the batch's commit. A password

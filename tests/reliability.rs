@@ -21,6 +21,7 @@ on_both_backends!(
     a_step_failing_after_the_rotation_still_sends_the_rotated_cookie,
     a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie,
     a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie,
+    an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token,
     theft_handling_is_all_or_nothing,
 );
 
@@ -37,6 +38,7 @@ fn stores_with_alice(db: &TestDb) -> (Database, Stores, rememberme::store::UserI
 
 /// A step of the app's after the identifying one, which fails as `run`
 /// does.
+#[derive(Clone, Copy)]
 struct After(fn() -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError>);
 
 impl rememberme::flow::Step for After {
@@ -63,11 +65,12 @@ async fn a_step_failing_after_the_rotation_still_sends_the_rotated_cookie(db: Te
     rotated_cookie_survives(db, fails, 503, (503, "unavailable")).await;
 }
 
-/// The same with a step that panics: the rest of the sign-in dies with its
-/// job, the rotation committed before it, and its cookie still goes out.
+/// The same with a step that panics: the rest of the sign-in fails as
+/// with the store down, the rotation committed before it, and its cookie
+/// still goes out.
 async fn a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
     let panics = After(|| panic!("the app's step has a bug"));
-    rotated_cookie_survives(db, panics, 503, (500, "internal")).await;
+    rotated_cookie_survives(db, panics, 503, (503, "unavailable")).await;
 }
 
 /// The same with a step that refuses (a second factor the app checks by
@@ -75,7 +78,7 @@ async fn a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie(db: 
 async fn a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
     use rememberme::flow::{Failure, StepOutcome};
     let refuses = After(|| Ok(StepOutcome::Failed(Failure::InvalidCredentials)));
-    rotated_cookie_survives(db, refuses, 303, (401, "invalid_token")).await;
+    rotated_cookie_survives(db, refuses, 303, (401, "sign_in_refused")).await;
 }
 
 /// Signs in by cookie through a login flow of the identifying step and
@@ -83,15 +86,27 @@ async fn a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie(db: T
 /// the store were down, a redirect to sign in) where the page needs a
 /// sign-in, with the rotated cookie. The JSON API's refresh through the
 /// same flow answers `api` (a status and an error code) with the rotated
-/// long-lived token.
-async fn rotated_cookie_survives(
-    db: TestDb,
-    after: impl rememberme::flow::Step + 'static,
+/// long-lived token. Both with the Diesel store, whose rotations the layer
+/// runs in batches before the flow, and with a store that rotates one by
+/// one, inside the flow.
+async fn rotated_cookie_survives(db: TestDb, after: After, private: u16, api: (u16, &str)) {
+    let (database, batched, alice) = stores_with_alice(&db);
+    let one_by_one = common::stores_one_by_one(&database);
+    assert!(batched.tokens.rotates_in_batches() && !one_by_one.tokens.rotates_in_batches());
+    for stores in [batched, one_by_one] {
+        rotated_token_survives_on(&stores, &alice, after, private, api).await;
+    }
+    assert!(database.close(std::time::Duration::from_secs(5)));
+}
+
+async fn rotated_token_survives_on(
+    stores: &Stores,
+    alice: &rememberme::store::UserId,
+    after: After,
     private: u16,
     api: (u16, &str),
 ) {
     use rememberme::flow::{Flow, FlowKind, IDENTIFY, RememberMeIdentifyStep, StepDef, Tag};
-    let (database, stores, alice) = stores_with_alice(&db);
     let config = RememberMeConfig::builder()
         .access_token_secret(&[7; 32])
         .build();
@@ -118,7 +133,7 @@ async fn rotated_cookie_survives(
     )
     .await;
     for (path, status) in [("/", 200), ("/private", private)] {
-        let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+        let cookie = rememberme::testing::remember_me_cookie(stores, &config, alice).unwrap();
         let req = test::TestRequest::get()
             .uri(path)
             .insert_header(("cookie", format!("{RM}={}", cookie.value())))
@@ -130,22 +145,69 @@ async fn rotated_cookie_survives(
             .cookies()
             .find(|c| c.name() == RM)
             .unwrap_or_else(|| panic!("{path}: the rotated cookie"));
-        assert_newest(&stores, rotated.value(), path);
+        assert_newest(stores, rotated.value(), path);
     }
-    let token = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+    let token = rememberme::testing::remember_me_cookie(stores, &config, alice).unwrap();
     let req = test::TestRequest::post()
         .uri("/api/v1/token/refresh")
         .set_json(serde_json::json!({ "long_lived_token": token.value() }))
         .to_request();
     let res = test::call_service(&app, req).await;
     assert_eq!(res.status().as_u16(), api.0, "refresh");
+    assert_eq!(res.headers().get("cache-control").unwrap(), "no-store");
     let body: serde_json::Value = test::read_body_json(res).await;
     assert_eq!(body["error"], api.1);
     assert!(body["long_lived_expires_in"].as_i64().unwrap() > 0);
     let rotated = body["long_lived_token"]
         .as_str()
         .expect("the rotated token");
-    assert_newest(&stores, rotated, "refresh");
+    assert_newest(stores, rotated, "refresh");
+    drop(app);
+    assert!(layer.close(std::time::Duration::from_secs(5)));
+}
+
+/// A step after the issuing one that fails: the API's password sign-in
+/// answers 503 without the long-lived token (only a rotation of a token
+/// the client holds goes out with an error: a new series' token from a
+/// flow that did not complete would skip that step).
+async fn an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token(db: TestDb) {
+    use rememberme::flow::{Flow, StepDef};
+    let (database, stores, alice) = stores_with_alice(&db);
+    let config = RememberMeConfig::builder()
+        .access_token_secret(&[7; 32])
+        .build();
+    let fails = After(|| {
+        Err(rememberme::store::StoreError::Query(
+            "the app's step failed".into(),
+        ))
+    });
+    let login = Flow::login().step(StepDef::new("fails", fails));
+    let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());
+    let app = test::init_service(
+        App::new()
+            .service(rememberme::api::scope())
+            .wrap(layer.clone())
+            .wrap(rememberme::session_middleware(
+                actix_web::cookie::Key::generate(),
+                &config,
+            )),
+    )
+    .await;
+    let req = test::TestRequest::post()
+        .uri("/api/v1/login")
+        .set_json(serde_json::json!({
+            "username": "alice", "password": "alice-password",
+            "remember_me": true, "device_key": "phone",
+        }))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status().as_u16(), 503);
+    let body: serde_json::Value = test::read_body_json(res).await;
+    assert_eq!(body["error"], "unavailable");
+    assert!(body.get("long_lived_token").is_none(), "{body}");
+    // The issuing step did run (the token was stored), so the test would
+    // see a token handed out if one were.
+    assert_eq!(stores.tokens.list_for_user(&alice).unwrap().len(), 1);
     drop(app);
     assert!(layer.close(std::time::Duration::from_secs(5)));
     drop(stores);

@@ -1,5 +1,6 @@
 //! What every example shares: its settings (`PORT`, `DATABASE_URL`,
-//! `--cookie-secure false` / `REMEMBERME_COOKIE_SECURE=false`), the app's
+//! `--cookie-secure false` / `REMEMBERME_COOKIE_SECURE=false`, and
+//! `REMEMBERME_STORE_THREADS` as the demo reads it), the app's
 //! own pages (`GET /` for a signed-in user, a login form, logout), built
 //! only from the crate's public API, and the server around them.
 //!
@@ -20,6 +21,8 @@ pub struct Settings {
     pub port: u16,
     pub database_url: String,
     pub cookie_secure: bool,
+    /// Store threads, if set (else the store's suggestion).
+    pub store_threads: Option<usize>,
 }
 
 impl Settings {
@@ -43,14 +46,21 @@ impl Settings {
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| format!("sqlite://{}.db", example_name())),
             cookie_secure: secure.is_none_or(|v| v != "false"),
+            store_threads: std::env::var("REMEMBERME_STORE_THREADS")
+                .ok()
+                .and_then(|n| n.parse().ok()),
         }
     }
 
-    /// The layer's settings: the defaults, with these cookies.
+    /// The layer's settings: the defaults, with these cookies (and store
+    /// threads, if set).
     pub fn config(&self) -> RememberMeConfig {
-        RememberMeConfig::builder()
-            .cookie_secure(self.cookie_secure)
-            .build()
+        let builder = RememberMeConfig::builder().cookie_secure(self.cookie_secure);
+        match self.store_threads {
+            Some(n) => builder.store_concurrency(n),
+            None => builder,
+        }
+        .build()
     }
 }
 

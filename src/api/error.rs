@@ -10,7 +10,7 @@ use crate::kernel::CoreError;
 use crate::store::StoreError;
 
 /// An API error: a status and `{error, message}`.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
     status: StatusCode,
@@ -21,6 +21,20 @@ pub struct ApiError {
     /// out with the error, or the client would keep a token the store no
     /// longer accepts after the grace window.
     token: Option<(String, i64)>,
+}
+
+/// Written by hand: a long-lived token the error carries is a secret, and
+/// errors are logged (actix-web's `Logger` prints them at `debug`).
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("retry_after", &self.retry_after)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl ApiError {
@@ -95,6 +109,7 @@ impl ResponseError for ApiError {
         }
         let mut body = serde_json::json!({ "error": self.code, "message": self.message });
         if let Some((token, expires_in)) = &self.token {
+            res.insert_header((header::CACHE_CONTROL, "no-store"));
             body["long_lived_token"] = token.as_str().into();
             body["long_lived_expires_in"] = (*expires_in).into();
         }
@@ -138,4 +153,34 @@ pub(super) fn throttled(secs: u64) -> ApiError {
     );
     e.retry_after = Some(secs);
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::RememberCookie;
+
+    /// A token an error carries goes into its body, uncached, and never
+    /// into its `Debug` (errors are logged).
+    #[test]
+    fn an_error_carrying_a_token_hides_it_from_logs_and_caches() {
+        let cookie = RememberCookie::generate();
+        let encoded = cookie.encode();
+        let error =
+            ApiError::from(StoreError::Query("boom".into())).with_token(Some(CookieChange::Set {
+                cookie,
+                max_age_secs: 60,
+            }));
+        let logged = format!("{error:?} {error}");
+        assert!(!logged.contains(&encoded), "{logged}");
+        assert!(logged.contains("[redacted]"), "{logged}");
+        let res = error.error_response();
+        assert_eq!(
+            res.headers().get(header::CACHE_CONTROL).unwrap(),
+            "no-store"
+        );
+        // Without a token: no header of the kind (nothing secret to keep).
+        let plain = ApiError::from(StoreError::Query("boom".into())).error_response();
+        assert!(plain.headers().get(header::CACHE_CONTROL).is_none());
+    }
 }

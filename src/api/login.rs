@@ -8,6 +8,9 @@ pub(super) async fn login(
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let auth = layer(&req)?;
+    // Checked before a token is issued: after it, nothing may fail on the
+    // way to the answer that carries it.
+    signer(auth.shared.config())?;
     let body = body.into_inner();
     let device_key = valid_device_key(body.device_key.as_deref())?;
     if body.remember_me && device_key.is_none() {

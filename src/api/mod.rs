@@ -15,10 +15,10 @@
 //! | `GET /api/v1/me` | `Authorization: Bearer` | the user and how they authenticated |
 //!
 //! Every error is a 4xx/5xx with `{"error": "<code>", "message": "<text>"}`.
-//! An error after the long-lived token was rotated (or issued) and
-//! committed, such as a 503 when a step of the app's fails after the
-//! rotation, also carries `long_lived_token` and `long_lived_expires_in`:
-//! keep that token, as after a success.
+//! An error of a refresh after the presented long-lived token rotated (a
+//! 503 when a step of the app's fails after the rotation, a 401
+//! `sign_in_refused` when it refuses) also carries `long_lived_token` and
+//! `long_lived_expires_in`: keep that token, as after a success.
 
 use std::collections::BTreeSet;
 
@@ -252,11 +252,12 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
     // Checked before the rotation: after it, nothing may fail on the way to
     // the answer that carries the new token.
     signer(auth.shared.config())?;
+    let presented = body.into_inner().long_lived_token;
     let client = client_info(&req, auth.shared.config());
     let visit = Visit {
         now: auth.shared.config().now(),
         client: client.clone(),
-        cookie: Some(body.into_inner().long_lived_token.into_bytes()),
+        cookie: Some(presented.clone().into_bytes()),
         device: None,
     };
     let mut input = FlowInput::new(FlowKind::Login);
@@ -290,13 +291,23 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
             };
             token_response(&auth, grant, ran.cookie_change)
         }
-        // A token rotated for a flow that then did not complete (a step of
-        // the app's refused): it goes out with the refusal all the same.
+        // The token rotated, then a step of the app's refused: the new
+        // token goes out with the refusal, which says to keep it.
+        _ if ran
+            .cookie_change
+            .as_ref()
+            .is_some_and(|change| change.rotates(Some(presented.as_bytes()))) =>
+        {
+            Err(ApiError::unauthorized(
+                "sign_in_refused",
+                "A step of the sign-in refused. The long-lived token is still valid: keep the one in this answer.",
+            )
+            .with_token(ran.cookie_change))
+        }
         _ => Err(ApiError::unauthorized(
             "invalid_token",
             "The long-lived token is not valid (expired, revoked or replayed). Sign in again.",
-        )
-        .with_token(ran.cookie_change)),
+        )),
     }
 }
 

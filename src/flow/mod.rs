@@ -120,6 +120,19 @@ pub enum CookieChange {
     Remove,
 }
 
+impl CookieChange {
+    /// Whether this sets the next token of the series `presented` (a raw
+    /// cookie) carries: a rotation, not a token of a new series.
+    pub(crate) fn rotates(&self, presented: Option<&[u8]>) -> bool {
+        let Self::Set { cookie, .. } = self else {
+            return false;
+        };
+        presented
+            .and_then(|raw| RememberCookie::decode(raw).ok())
+            .is_some_and(|old| old.series.hash().ct_eq(cookie.series.hash().as_bytes()))
+    }
+}
+
 /// Everything a step may read and write while it runs. Built by the bridge
 /// (middleware or extractor) from the request; holds no HTTP types.
 pub struct StepContext<'a> {

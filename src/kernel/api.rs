@@ -57,9 +57,8 @@ pub(crate) struct Ran {
     pub audited: bool,
 }
 
-/// A flow run that failed after a step changed the long-lived token (a
-/// rotation or an issue, committed): the token must still reach the
-/// client, with the error.
+/// A flow run that failed after the presented long-lived token rotated
+/// (committed): the new token must still reach the client, with the error.
 pub(crate) struct FailedAfterRotation {
     pub error: StoreError,
     pub change: CookieChange,
@@ -91,7 +90,7 @@ impl Core {
         ctx.sign_in_detail = API_REFRESH;
         ctx.prefetched = input.prefetched;
         let started_at = state.position();
-        let ran = flow.advance(&mut state, &mut ctx).and_then(|progress| {
+        let ran = super::advance(flow, &mut state, &mut ctx).and_then(|progress| {
             let (method, unidentified) = match (input.identify_by_token, input.kind) {
                 (true, _) => ("api_refresh", "rejected"),
                 (false, FlowKind::Login) => ("api_password", "invalid"),
@@ -104,13 +103,15 @@ impl Core {
         });
         let (progress, epoch) = match ran {
             Ok(ran) => ran,
-            // Something failed after a step changed the token (a custom
-            // flow's later step, the store): the token still goes to the
-            // client, with the error.
+            // Something failed after the presented token rotated (a custom
+            // flow's later step failed or panicked, the store): the new
+            // token still goes to the client, with the error. A token
+            // issued for a new series is not handed out by a flow that
+            // did not complete.
             Err(error) => {
                 return match ctx.cookie_change {
-                    Some(change @ CookieChange::Set { .. }) => {
-                        tracing::warn!(%error, "API flow failed after its token changed");
+                    Some(change) if change.rotates(visit.cookie.as_deref()) => {
+                        tracing::warn!(%error, "API flow failed after its token rotated");
                         Ok(Err(FailedAfterRotation { error, change }))
                     }
                     _ => Err(error),

@@ -50,11 +50,12 @@ impl Core {
         ctx.prefetched = prefetched;
         let flow = self.flow(crate::flow::FlowKind::Login);
         let mut flow_state = flow.start(None);
-        let progress = match flow.advance(&mut flow_state, &mut ctx) {
+        let progress = match super::advance(flow, &mut flow_state, &mut ctx) {
             Ok(progress) => progress,
-            // A step after the rotation failed (a custom flow's): the
-            // rotation committed, so its cookie still goes to the client;
-            // this request is served anonymously, the next signs in.
+            // A step after the rotation failed or panicked (a custom
+            // flow's): the rotation committed, so its cookie still goes to
+            // the client; this request is served as with the store down,
+            // the next signs in.
             Err(error) if ctx.cookie_change.is_some() => {
                 tracing::warn!(%error, "sign-in by cookie failed after its rotation");
                 return Ok(CookieSignIn {

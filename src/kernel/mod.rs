@@ -105,6 +105,24 @@ impl From<JobFailed> for CoreError {
     }
 }
 
+/// Runs `flow` on from `state`. A step that panics fails the run as a
+/// store error does (the request is served as with the store down), so
+/// that a token an earlier step rotated still reaches the client: the
+/// panic would otherwise take the context, and the new token, with it.
+fn advance(
+    flow: &crate::flow::Flow,
+    state: &mut crate::flow::FlowState,
+    ctx: &mut crate::flow::StepContext<'_>,
+) -> Result<crate::flow::Progress, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| flow.advance(state, ctx)))
+        .unwrap_or_else(|_| {
+            tracing::error!("a step of the login flow panicked");
+            Err(StoreError::Query(
+                "a step of the login flow panicked".into(),
+            ))
+        })
+}
+
 /// A flow run's end as a sign-in outcome: `unidentified` for a run that
 /// identified nobody and waits for nothing (a cookie that signed nobody
 /// in is `rejected`; a form without its password is `invalid`).
