@@ -5,8 +5,8 @@
 //! Used for the two kinds of blocking work the layer does on every busy
 //! path: Argon2 (CPU- and memory-bound: one thread per core, each keeping
 //! its Argon2 memory) and the store calls of sign-ins and checks
-//! (`store_concurrency` threads; the demo's default is the pool size on
-//! SQLite and four times it on PostgreSQL). A sign-in by cookie waits for
+//! (`store_concurrency` threads; the Diesel store's default is its pool
+//! size). A sign-in by cookie waits for
 //! its rotation's batch without one of them (see `kernel::rotations`). A fixed set instead of
 //! actix's growing blocking pool: jobs beyond the threads wait in the queue,
 //! not on a thread of their own, and a thread that finishes a job takes the

@@ -351,9 +351,8 @@ pub trait TokenStore: Send + Sync {
     /// layer uses it unless
     /// [`store_concurrency`](crate::config::RememberMeConfigBuilder::store_concurrency)
     /// says otherwise; else 8). [`DieselStore`](crate::DieselStore): its
-    /// pool size on SQLite, four times it on PostgreSQL, where the
-    /// callers of `find_and_rotate` (the JSON API's refreshes) wait for
-    /// their batch on a thread that holds no connection.
+    /// pool size (the sign-ins by cookie wait for their batch without a
+    /// thread; a thread beyond the connections would only wait for one).
     fn suggested_concurrency(&self) -> Option<usize> {
         None
     }

@@ -177,7 +177,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "REMEMBERME_BLOCKING_THREADS")]
     pub blocking_threads: Option<usize>,
     /// Threads that run the remember-me layer's database calls (default:
-    /// the pool size on SQLite; 4 × the pool size on PostgreSQL). Sign-ins
+    /// the pool size). Sign-ins
     /// by cookie wait for their batch without one.
     #[arg(long, env = "REMEMBERME_STORE_THREADS")]
     pub store_threads: Option<usize>,

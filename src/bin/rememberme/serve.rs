@@ -57,8 +57,7 @@ fn layer_config(args: &ServeArgs) -> RememberMeConfig {
     if let Some(n) = args.password_concurrency {
         builder = builder.password_concurrency(n);
     }
-    // Without the flag, the store's own suggestion (the pool size on
-    // SQLite, four times it on PostgreSQL).
+    // Without the flag, the store's own suggestion (the pool size).
     if let Some(n) = args.store_threads {
         builder = builder.store_concurrency(n);
     }

@@ -9,12 +9,7 @@ use super::*;
 // re-authentication's time on SQLite). A unique key returns one row anyway.
 impl TokenStore for DieselStore {
     fn suggested_concurrency(&self) -> Option<usize> {
-        let pool = self.db.max_size() as usize;
-        Some(if self.db.backend().sqlite_path().is_some() {
-            pool
-        } else {
-            4 * pool
-        })
+        Some(self.db.max_size() as usize)
     }
 
     fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
