@@ -3,7 +3,8 @@
 //! same request as the password (the API keeps no paused flow). Without it
 //! the answer is 401 `input_required` naming the step, and only after a
 //! right password; a wrong code or a wrong password is
-//! `invalid_credentials`. Both backends.
+//! `invalid_credentials`. A long-lived token is issued only once the app's
+//! step has passed. Both backends.
 
 mod common;
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 async fn an_api_login_takes_the_apps_step_inputs_with_the_password(db: TestDb) {
     let database = Database::connect(&db.url, 2).unwrap();
     let users = UsersTable::open(database.clone()).unwrap();
-    users.create("alice", "alice-password", false).unwrap();
+    let alice = users.create("alice", "alice-password", false).unwrap();
     let config = RememberMeConfig::builder()
         .access_token_secret(&[7; 32])
         .build();
@@ -28,13 +29,9 @@ async fn an_api_login_takes_the_apps_step_inputs_with_the_password(db: TestDb) {
             code: Some("123456"),
         },
     ));
-    let layer = RememberMe::with_flows(
-        Stores::new(DieselStore::new(database), users),
-        config,
-        login,
-        Flow::step_up(),
-    )
-    .with_session(actix_web::cookie::Key::generate());
+    let stores = Stores::new(DieselStore::new(database), users);
+    let layer = RememberMe::with_flows(stores.clone(), config, login, Flow::step_up())
+        .with_session(actix_web::cookie::Key::generate());
     let app =
         actix_test::init_service(App::new().service(rememberme::api::scope()).wrap(layer)).await;
     let login = async |body: Value| {
@@ -47,6 +44,30 @@ async fn an_api_login_takes_the_apps_step_inputs_with_the_password(db: TestDb) {
         let body: Value = actix_test::read_body_json(res).await;
         (status, body)
     };
+
+    // `Flow::login().step(..)` puts the app's step before the token
+    // issuing one: a right password with "keep me signed in" earns no
+    // token while the code is missing or wrong.
+    let tokens = || stores.tokens.list_for_user(&alice).unwrap().len();
+    let remember = |inputs: Value| {
+        json!({"username": "alice", "password": "alice-password",
+               "remember_me": true, "device_key": "phone", "inputs": inputs})
+    };
+    let (status, body) = login(remember(json!({}))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("input_required"))
+    );
+    let (status, body) = login(remember(json!({"code": "000000"}))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    assert_eq!(tokens(), 0, "no token before the app's step passed");
+    let (status, body) = login(remember(json!({"code": "123456"}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["long_lived_token"].is_string(), "{body}");
+    assert_eq!(tokens(), 1);
 
     let (status, body) = login(json!({"username": "alice", "password": "alice-password"})).await;
     assert_eq!(

@@ -1,6 +1,8 @@
 //! A flow paused after its password, at a step of the app's own (a second
 //! factor), waits only as long as the re-auth window: after it, answering
-//! that step signs nobody in, and the password is asked again.
+//! that step signs nobody in, and the password is asked again. With "Keep
+//! me logged in" ticked, the remember-me cookie comes only once that step
+//! has passed.
 
 mod common;
 
@@ -17,6 +19,12 @@ use rememberme::flow::{
 use rememberme::store::UsersTable;
 use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig, Stores};
 
+#[derive(serde::Deserialize)]
+struct Remember {
+    #[serde(default)]
+    remember: bool,
+}
+
 fn outcome_name(outcome: SubmitOutcome) -> HttpResponse {
     HttpResponse::Ok().body(match outcome {
         SubmitOutcome::SignedIn(_) => "signed in",
@@ -26,10 +34,11 @@ fn outcome_name(outcome: SubmitOutcome) -> HttpResponse {
     })
 }
 
-async fn password(auth: Auth) -> Result<HttpResponse, AuthError> {
+async fn password(auth: Auth, remember: web::Query<Remember>) -> Result<HttpResponse, AuthError> {
     let credentials = Credentials {
         username: "alice".into(),
         password: "alice-password".into(),
+        remember_me: remember.remember,
         ..Default::default()
     };
     Ok(outcome_name(
@@ -110,4 +119,73 @@ async fn a_paused_flow_waits_only_as_long_as_the_reauth_window() {
         let res = test::call_service(&app, post("/code", session)).await;
         assert_eq!(test::read_body(res).await, expected, "after {wait} s");
     }
+}
+
+/// `Flow::login().step(code)`: the code step goes before the token issuing
+/// step, so a right password with the box ticked pauses without a
+/// remember-me cookie (nor a token in the store), and the right code then
+/// brings both.
+#[actix_web::test]
+async fn a_ticked_box_gets_its_cookie_only_after_the_apps_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let database = Database::connect(&url, 2).unwrap();
+    let users = UsersTable::open(database.clone()).unwrap();
+    let alice = users.create("alice", "alice-password", false).unwrap();
+    let stores = Stores::new(DieselStore::new(database), users);
+    let login = Flow::login().step(StepDef::new(
+        "code",
+        common::CodeStep {
+            input: "code",
+            code: Some("123456"),
+        },
+    ));
+    let layer = RememberMe::with_flows(
+        stores.clone(),
+        RememberMeConfig::default(),
+        login,
+        Flow::step_up(),
+    )
+    .with_session(actix_web::cookie::Key::generate());
+    let app = test::init_service(
+        App::new()
+            .route("/password", web::post().to(password))
+            .route("/code", web::post().to(code))
+            .wrap(layer),
+    )
+    .await;
+    let cookie = |res: &actix_web::dev::ServiceResponse, name: &str| {
+        res.response()
+            .cookies()
+            .find(|c| c.name() == name)
+            .map(|c| c.into_owned())
+    };
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/password?remember=true")
+            .to_request(),
+    )
+    .await;
+    let session = cookie(&res, "__Host-session").expect("a session for the paused flow");
+    assert!(
+        cookie(&res, "__Host-remember_me").is_none(),
+        "no cookie at the pause"
+    );
+    assert_eq!(test::read_body(res).await, "needs input");
+    assert!(stores.tokens.list_for_user(&alice).unwrap().is_empty());
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/code")
+            .cookie(session)
+            .to_request(),
+    )
+    .await;
+    assert!(
+        cookie(&res, "__Host-remember_me").is_some(),
+        "the cookie after the code"
+    );
+    assert_eq!(test::read_body(res).await, "signed in");
+    assert_eq!(stores.tokens.list_for_user(&alice).unwrap().len(), 1);
 }

@@ -171,7 +171,26 @@ async fn rotated_token_survives_on(
 /// the client holds goes out with an error: a new series' token from a
 /// flow that did not complete would skip that step).
 async fn an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token(db: TestDb) {
-    use rememberme::flow::{Flow, StepDef};
+    use rememberme::flow::{
+        Condition, Flow, FlowKind, ISSUE, PASSWORD, PasswordStep, RememberMeIssueStep, Step,
+        StepContext, StepDef, StepOutcome, Tag,
+    };
+    use rememberme::store::{StoreError, UserId};
+    /// The issuing step, wrapped by the app (`Flow::step` would put a step
+    /// added after the crate's own issuing step before it).
+    struct Issuing;
+    impl Step for Issuing {
+        fn is_interactive(&self) -> bool {
+            false
+        }
+        fn run(
+            &self,
+            ctx: &mut StepContext<'_>,
+            user: Option<&UserId>,
+        ) -> Result<StepOutcome, StoreError> {
+            RememberMeIssueStep.run(ctx, user)
+        }
+    }
     let (database, stores, alice) = stores_with_alice(&db);
     let config = RememberMeConfig::builder()
         .access_token_secret(&[7; 32])
@@ -181,7 +200,17 @@ async fn an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token(db
             "the app's step failed".into(),
         ))
     });
-    let login = Flow::login().step(StepDef::new("fails", fails));
+    let login = Flow::new(FlowKind::Login)
+        .step(
+            StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
+                .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
+        )
+        .step(
+            StepDef::new(ISSUE, Issuing)
+                .only_when_activated()
+                .precondition(Condition::has(Tag::PASSWORD_VERIFIED)),
+        )
+        .step(StepDef::new("fails", fails));
     let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());
     let app = test::init_service(
         App::new()

@@ -32,7 +32,7 @@ impl FlowKind {
 pub struct Flow {
     kind: FlowKind,
     name: &'static str,
-    steps: Vec<StepDef>,
+    pub(super) steps: Vec<StepDef>,
 }
 
 impl fmt::Debug for Flow {
@@ -81,10 +81,20 @@ impl Flow {
         self
     }
 
-    /// Appends a step.
+    /// Adds a step: last, or, if the flow already has the token issuing
+    /// step ([`RememberMeIssueStep`] itself, not a step of the app's that
+    /// wraps it), just before it. A remember-me token is thus issued only
+    /// once every step of the app's has passed (or been skipped):
+    /// `Flow::login().step(totp)` checks the one-time code before the
+    /// token, as a second factor must (after it, a right password would
+    /// have earned the token, and its cookie, with the code still
+    /// unchecked).
     #[must_use]
     pub fn step(mut self, def: StepDef) -> Self {
-        self.steps.push(def);
+        match self.steps.iter().position(|s| s.issues_token) {
+            Some(issue) if !def.issues_token => self.steps.insert(issue, def),
+            _ => self.steps.push(def),
+        }
         self
     }
 
@@ -146,6 +156,7 @@ impl Flow {
             kind: self.kind,
             flow: (self.name != self.kind.name()).then(|| self.name.to_owned()),
             position: 0,
+            waiting: None,
             user,
             tags,
             activated: BTreeSet::new(),
@@ -168,6 +179,16 @@ impl Flow {
             .is_some_and(|def| def.identifies_by_cookie && def.precondition.is_met(&none))
     }
 
+    /// Whether `state` is this flow's, and, if stopped part-way, stopped
+    /// at the step that still stands at its position (by position alone,
+    /// a state of a flow whose steps moved would resume past a step).
+    fn may_advance(&self, state: &FlowState) -> bool {
+        state.kind == self.kind
+            && state.flow_name() == self.name
+            && (state.position == 0
+                || self.steps.get(state.position).map(|d| d.id) == state.waiting.as_deref())
+    }
+
     /// Runs steps from where `state` stands until the flow completes, fails,
     /// is refused, or an interactive step has no input. Blocking.
     pub fn advance(
@@ -175,12 +196,24 @@ impl Flow {
         state: &mut FlowState,
         ctx: &mut StepContext<'_>,
     ) -> Result<Progress, StoreError> {
-        if state.kind != self.kind || state.flow_name() != self.name {
+        if !self.may_advance(state) {
             return Ok(Progress::Failed {
                 step: "",
                 failure: Failure::UserMismatch,
             });
         }
+        let progress = self.run_steps(state, ctx)?;
+        // The step it stopped at, if any, for the run that resumes it.
+        state.waiting = self.steps.get(state.position).map(|d| d.id.to_owned());
+        Ok(progress)
+    }
+
+    /// [`Flow::advance`]'s steps, from where `state` stands.
+    fn run_steps(
+        &self,
+        state: &mut FlowState,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<Progress, StoreError> {
         // A password verified by an earlier request of this flow still
         // counts (the issuing step checks how recent it is).
         if ctx.password_at.is_none() {
@@ -257,6 +290,12 @@ pub struct FlowState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     flow: Option<String>,
     pub(super) position: usize,
+    /// The step the state stopped at, by id: a state resumes only where
+    /// that step still stands (a flow whose steps changed since, or a state
+    /// older than this field, starts afresh; by position alone it would
+    /// resume past a step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) waiting: Option<String>,
     user: Option<UserId>,
     tags: BTreeSet<Tag>,
     pub(super) activated: BTreeSet<String>,

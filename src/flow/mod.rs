@@ -282,6 +282,8 @@ pub struct StepDef {
     needs_activation: bool,
     /// Whether the step is [`RememberMeIdentifyStep`] itself.
     identifies_by_cookie: bool,
+    /// Whether the step is [`RememberMeIssueStep`] itself.
+    issues_token: bool,
 }
 
 impl StepDef {
@@ -291,6 +293,7 @@ impl StepDef {
         Self {
             id,
             identifies_by_cookie: TypeId::of::<S>() == TypeId::of::<RememberMeIdentifyStep>(),
+            issues_token: TypeId::of::<S>() == TypeId::of::<RememberMeIssueStep>(),
             step: Box::new(step),
             tags_on_success: Vec::new(),
             skip_if: None,

@@ -217,6 +217,7 @@ fn the_built_in_flows_refuse_to_issue_without_a_verified_password() {
     let mut state = flow.start(Some((uid(1), &tags)));
     state.activated.insert(ISSUE.to_owned());
     state.position = 1;
+    state.waiting = Some(ISSUE.to_owned());
     let progress = with_ctx(false, |ctx| flow.advance(&mut state, ctx)).unwrap();
     assert_eq!(
         progress,
@@ -576,4 +577,67 @@ fn a_flow_starts_by_rotating_only_if_the_identifying_step_runs_first() {
     );
     assert!(!flow.starts_by_rotating());
     assert!(!Flow::step_up().starts_by_rotating());
+}
+
+/// A paused state resumes only at the step it stopped at: a flow whose
+/// steps moved since (the crate's `Flow::step` now puts the app's steps
+/// before the token issuing one) or a state saved before states named
+/// their step starts afresh instead of resuming past a step.
+#[test]
+fn a_paused_state_does_not_resume_past_a_step_that_moved() {
+    let old = || {
+        Flow::new(FlowKind::Login)
+            .step(StepDef::new("pw", scripted(false, ok(9, &[])).0))
+            .step(StepDef::new("after", scripted(false, ok(9, &[])).0))
+            .step(StepDef::new("code", scripted(true, ok(9, &[])).0))
+    };
+    let mut state = old().start(None);
+    let progress = with_ctx(false, |ctx| old().advance(&mut state, ctx)).unwrap();
+    assert_eq!(progress, Progress::NeedsInput { step: "code" });
+    let saved = serde_json::to_value(&state).unwrap();
+
+    // The same flow resumes it.
+    let mut same: FlowState = serde_json::from_value(saved.clone()).unwrap();
+    let progress = with_ctx(true, |ctx| old().advance(&mut same, ctx)).unwrap();
+    assert!(
+        matches!(progress, Progress::Complete { .. }),
+        "{progress:?}"
+    );
+
+    // "code" moved before "after": position 2 is now "after".
+    let (code, code_runs) = scripted(true, ok(9, &[]));
+    let (after, after_runs) = scripted(false, ok(9, &[]));
+    let moved = Flow::new(FlowKind::Login)
+        .step(StepDef::new("pw", scripted(false, ok(9, &[])).0))
+        .step(StepDef::new("code", code))
+        .step(StepDef::new("after", after));
+    let refused = |progress: &Progress| {
+        matches!(
+            progress,
+            Progress::Failed {
+                failure: Failure::UserMismatch,
+                ..
+            }
+        )
+    };
+    let mut stale: FlowState = serde_json::from_value(saved.clone()).unwrap();
+    let progress = with_ctx(true, |ctx| moved.advance(&mut stale, ctx)).unwrap();
+    assert!(refused(&progress), "{progress:?}");
+    // A state from before `waiting` existed, at the right place or not.
+    let mut old_format = saved;
+    old_format.as_object_mut().unwrap().remove("waiting");
+    let mut stale: FlowState = serde_json::from_value(old_format).unwrap();
+    let progress = with_ctx(true, |ctx| old().advance(&mut stale, ctx)).unwrap();
+    assert!(refused(&progress), "{progress:?}");
+    assert_eq!(*code_runs.lock().unwrap() + *after_runs.lock().unwrap(), 0);
+}
+
+/// `Flow::step` puts a step added after the token issuing step before it.
+#[test]
+fn an_app_step_goes_before_the_token_issuing_step() {
+    let flow = Flow::login()
+        .step(StepDef::new("code", scripted(true, ok(9, &[])).0))
+        .step(StepDef::new("notify", scripted(false, ok(9, &[])).0));
+    let ids: Vec<_> = flow.steps.iter().map(|d| d.id).collect();
+    assert_eq!(ids, [IDENTIFY, PASSWORD, "code", "notify", ISSUE]);
 }
