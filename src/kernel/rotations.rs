@@ -51,6 +51,10 @@ pub(crate) struct RotationQueue {
     tokens: Arc<dyn TokenStore>,
     threads: Submitter,
     max_wait: Duration,
+    /// Test fault: the leading job unwinds after its next batch, as a bug
+    /// in this module would (see `LeadGuard`).
+    #[cfg(test)]
+    unwind_after_batch: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -77,6 +81,8 @@ impl RotationQueue {
             tokens,
             threads,
             max_wait,
+            #[cfg(test)]
+            unwind_after_batch: false.into(),
         })
     }
 
@@ -177,6 +183,13 @@ impl RotationQueue {
         let mut led_on = false;
         while let Some(batch) = self.take_batch() {
             self.run_batch(batch);
+            #[cfg(test)]
+            if self
+                .unwind_after_batch
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                panic!("test fault: the leading job unwinds");
+            }
             if self.threads.queued() == 0 {
                 led_on = false;
                 continue;

@@ -534,3 +534,36 @@ fn without_store_threads_every_waiting_attempt_fails_as_unavailable() {
         "the next attempt may start a batch"
     );
 }
+
+/// The job leading the batches unwinds after a batch (a bug outside the
+/// store call, which has its own guard) while another attempt waits: that
+/// attempt fails as unavailable at once, not after its whole wait, and the
+/// next sign-in leads a batch again.
+#[test]
+fn a_leader_that_unwinds_fails_the_waiting_attempts_and_the_next_one_leads() {
+    let (store, on_enter, release) = GatedStore::new();
+    let threads = Threads::start("test-rotations", 1, 64).unwrap();
+    // A wait far longer than the test allows: only the guard can answer.
+    let queue = queue(&store, &threads, Duration::from_secs(600));
+    let (first, second, third) = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        let second = spawn_rotate(&queue, 2);
+        until(|| queue.state.lock().waiting.len() == 1).await;
+        queue.unwind_after_batch.store(true, SeqCst);
+        release.send(()).unwrap();
+        let first = first.await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the waiting attempt is answered, not left to its wait")
+            .unwrap();
+        (first, second, queue.rotate(attempt(3)).await)
+    });
+    assert_eq!(id_of(&first), Some(1));
+    assert!(
+        matches!(second, Err(StoreError::Unavailable(_))),
+        "{second:?}"
+    );
+    assert_eq!(id_of(&third), Some(3));
+    assert_eq!(store.log(), vec![vec![1], vec![3]], "2 was never written");
+}
