@@ -189,3 +189,51 @@ async fn a_ticked_box_gets_its_cookie_only_after_the_apps_step() {
     assert_eq!(test::read_body(res).await, "signed in");
     assert_eq!(stores.tokens.list_for_user(&alice).unwrap().len(), 1);
 }
+
+/// A login state saved before states named their step (a wrong password
+/// leaves one at the password step) is not resumable by the engine: the
+/// next submit starts afresh, so the right password signs in instead of
+/// being refused until the session ends.
+#[actix_web::test]
+async fn a_state_saved_before_states_named_their_step_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let database = Database::connect(&url, 2).unwrap();
+    let users = UsersTable::open(database.clone()).unwrap();
+    users.create("alice", "alice-password", false).unwrap();
+    let layer = RememberMe::new(
+        Stores::new(DieselStore::new(database), users),
+        RememberMeConfig::default(),
+    )
+    .with_session(actix_web::cookie::Key::generate());
+    let plant = |session: actix_session::Session| async move {
+        let old = serde_json::json!({
+            "kind": "Login", "position": 1, "user": null, "tags": [], "activated": []
+        });
+        session.insert("rm.flow", old).unwrap();
+        HttpResponse::Ok().finish()
+    };
+    let app = test::init_service(
+        App::new()
+            .route("/plant", web::post().to(plant))
+            .route("/password", web::post().to(password))
+            .wrap(layer),
+    )
+    .await;
+    let res = test::call_service(&app, test::TestRequest::post().uri("/plant").to_request()).await;
+    let session = res
+        .response()
+        .cookies()
+        .find(|c| c.name() == "__Host-session")
+        .map(|c| c.into_owned())
+        .expect("the planted state's session");
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/password")
+            .cookie(session)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(test::read_body(res).await, "signed in");
+}

@@ -90,6 +90,13 @@ impl Auth {
             }
             _ => return self.start_state(name),
         };
+        // A state the flow would refuse (stopped at a step that no longer
+        // stands at its position: the flow's steps moved, or the state is
+        // older than states that name their step) starts afresh; resumed,
+        // every submit would be refused until the session ends.
+        if !self.flow_named(name)?.may_advance(&state) {
+            return self.start_state(name);
+        }
         // A step-up is for the user signed in now, never another.
         if kind == FlowKind::StepUp && state.user() != self.user().map(|u| u.id).as_ref() {
             return self.start_state(name);

@@ -182,7 +182,9 @@ impl Flow {
     /// Whether `state` is this flow's, and, if stopped part-way, stopped
     /// at the step that still stands at its position (by position alone,
     /// a state of a flow whose steps moved would resume past a step).
-    fn may_advance(&self, state: &FlowState) -> bool {
+    /// [`Flow::advance`] refuses a state that is not; the adapters start
+    /// such a state afresh instead of resuming it.
+    pub(crate) fn may_advance(&self, state: &FlowState) -> bool {
         state.kind == self.kind
             && state.flow_name() == self.name
             && (state.position == 0
