@@ -105,12 +105,8 @@ async fn an_app_flow_runs_by_name_beside_the_layers_own(db: TestDb) {
         }
         let res = actix_test::call_service(&app, req.to_request()).await;
         let status = res.status();
-        if let Some(cookie) = res
-            .response()
-            .cookies()
-            .find(|c| c.name() == "__Host-session")
-        {
-            session = Some(cookie.into_owned());
+        if let Some(cookie) = common::cookie_of(&res, "__Host-session") {
+            session = Some(cookie);
         }
         (
             status,

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, test, web};
+use common::cookie_of;
 use rememberme::clock::ManualClock;
 use rememberme::extract::SubmitOutcome;
 use rememberme::flow::{
@@ -17,7 +18,9 @@ use rememberme::flow::{
     Tag,
 };
 use rememberme::store::UsersTable;
-use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig, Stores};
+use rememberme::{
+    Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig, Stores, UserId,
+};
 
 #[derive(serde::Deserialize)]
 struct Remember {
@@ -56,13 +59,47 @@ async fn code(auth: Auth) -> Result<HttpResponse, AuthError> {
     ))
 }
 
-#[actix_web::test]
-async fn a_paused_flow_waits_only_as_long_as_the_reauth_window() {
+/// The stores on a fresh SQLite file (kept while the `TempDir` lives),
+/// with `alice`.
+fn stores_with_alice() -> (tempfile::TempDir, Stores, UserId) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("p.db").display());
     let database = Database::connect(&url, 2).unwrap();
     let users = UsersTable::open(database.clone()).unwrap();
-    users.create("alice", "alice-password", false).unwrap();
+    let alice = users.create("alice", "alice-password", false).unwrap();
+    (dir, Stores::new(DieselStore::new(database), users), alice)
+}
+
+/// The app's routes: the password (`?remember=true` ticks the box), the
+/// code, and a state planted in the session as an older version saved it.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/password", web::post().to(password))
+        .route("/code", web::post().to(code))
+        .route("/plant", web::post().to(plant_old_state));
+}
+
+/// A login state at the password step as versions before the waiting
+/// step's id saved it (after a wrong password, say).
+async fn plant_old_state(session: actix_session::Session) -> HttpResponse {
+    let old = serde_json::json!({
+        "kind": "Login", "position": 1, "user": null, "tags": [], "activated": []
+    });
+    session.insert("rm.flow", old).unwrap();
+    HttpResponse::Ok().finish()
+}
+
+/// A POST of `uri`, with the session cookie if there is one.
+fn post(uri: &str, session: Option<actix_web::cookie::Cookie<'static>>) -> test::TestRequest {
+    let req = test::TestRequest::post().uri(uri);
+    match session {
+        Some(cookie) => req.cookie(cookie),
+        None => req,
+    }
+}
+
+#[actix_web::test]
+async fn a_paused_flow_waits_only_as_long_as_the_reauth_window() {
+    let (_dir, stores, _) = stores_with_alice();
     let clock = ManualClock::new();
     let config = RememberMeConfig::builder()
         .clock(clock.clone())
@@ -84,39 +121,15 @@ async fn a_paused_flow_waits_only_as_long_as_the_reauth_window() {
                 code: None,
             },
         ));
-    let layer = RememberMe::with_flows(
-        Stores::new(DieselStore::new(database), users),
-        config,
-        login,
-        Flow::step_up(),
-    )
-    .with_session(actix_web::cookie::Key::generate());
-    let app = test::init_service(
-        App::new()
-            .route("/password", web::post().to(password))
-            .route("/code", web::post().to(code))
-            .wrap(layer),
-    )
-    .await;
-    let post = |uri: &str, session: Option<actix_web::cookie::Cookie<'static>>| {
-        let mut req = test::TestRequest::post().uri(uri);
-        if let Some(cookie) = session {
-            req = req.cookie(cookie);
-        }
-        req.to_request()
-    };
-    let session_of = |res: &actix_web::dev::ServiceResponse| {
-        res.response()
-            .cookies()
-            .find(|c| c.name() == "__Host-session")
-            .map(|c| c.into_owned())
-    };
+    let layer = RememberMe::with_flows(stores, config, login, Flow::step_up())
+        .with_session(actix_web::cookie::Key::generate());
+    let app = test::init_service(App::new().configure(routes).wrap(layer)).await;
     for (wait, expected) in [(60, "signed in"), (16 * 60, "invalid")] {
-        let res = test::call_service(&app, post("/password", None)).await;
-        let session = session_of(&res);
+        let res = test::call_service(&app, post("/password", None).to_request()).await;
+        let session = cookie_of(&res, "__Host-session");
         assert_eq!(test::read_body(res).await, "needs input");
         clock.advance(Duration::from_secs(wait));
-        let res = test::call_service(&app, post("/code", session)).await;
+        let res = test::call_service(&app, post("/code", session).to_request()).await;
         assert_eq!(test::read_body(res).await, expected, "after {wait} s");
     }
 }
@@ -127,12 +140,7 @@ async fn a_paused_flow_waits_only_as_long_as_the_reauth_window() {
 /// brings both.
 #[actix_web::test]
 async fn a_ticked_box_gets_its_cookie_only_after_the_apps_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
-    let database = Database::connect(&url, 2).unwrap();
-    let users = UsersTable::open(database.clone()).unwrap();
-    let alice = users.create("alice", "alice-password", false).unwrap();
-    let stores = Stores::new(DieselStore::new(database), users);
+    let (_dir, stores, alice) = stores_with_alice();
     let login = Flow::login().step(StepDef::new(
         "code",
         common::CodeStep {
@@ -147,43 +155,18 @@ async fn a_ticked_box_gets_its_cookie_only_after_the_apps_step() {
         Flow::step_up(),
     )
     .with_session(actix_web::cookie::Key::generate());
-    let app = test::init_service(
-        App::new()
-            .route("/password", web::post().to(password))
-            .route("/code", web::post().to(code))
-            .wrap(layer),
-    )
-    .await;
-    let cookie = |res: &actix_web::dev::ServiceResponse, name: &str| {
-        res.response()
-            .cookies()
-            .find(|c| c.name() == name)
-            .map(|c| c.into_owned())
-    };
-    let res = test::call_service(
-        &app,
-        test::TestRequest::post()
-            .uri("/password?remember=true")
-            .to_request(),
-    )
-    .await;
-    let session = cookie(&res, "__Host-session").expect("a session for the paused flow");
+    let app = test::init_service(App::new().configure(routes).wrap(layer)).await;
+    let res = test::call_service(&app, post("/password?remember=true", None).to_request()).await;
+    let session = cookie_of(&res, "__Host-session").expect("a session for the paused flow");
     assert!(
-        cookie(&res, "__Host-remember_me").is_none(),
+        cookie_of(&res, "__Host-remember_me").is_none(),
         "no cookie at the pause"
     );
     assert_eq!(test::read_body(res).await, "needs input");
     assert!(stores.tokens.list_for_user(&alice).unwrap().is_empty());
-    let res = test::call_service(
-        &app,
-        test::TestRequest::post()
-            .uri("/code")
-            .cookie(session)
-            .to_request(),
-    )
-    .await;
+    let res = test::call_service(&app, post("/code", Some(session)).to_request()).await;
     assert!(
-        cookie(&res, "__Host-remember_me").is_some(),
+        cookie_of(&res, "__Host-remember_me").is_some(),
         "the cookie after the code"
     );
     assert_eq!(test::read_body(res).await, "signed in");
@@ -196,44 +179,12 @@ async fn a_ticked_box_gets_its_cookie_only_after_the_apps_step() {
 /// being refused until the session ends.
 #[actix_web::test]
 async fn a_state_saved_before_states_named_their_step_starts_afresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
-    let database = Database::connect(&url, 2).unwrap();
-    let users = UsersTable::open(database.clone()).unwrap();
-    users.create("alice", "alice-password", false).unwrap();
-    let layer = RememberMe::new(
-        Stores::new(DieselStore::new(database), users),
-        RememberMeConfig::default(),
-    )
-    .with_session(actix_web::cookie::Key::generate());
-    let plant = |session: actix_session::Session| async move {
-        let old = serde_json::json!({
-            "kind": "Login", "position": 1, "user": null, "tags": [], "activated": []
-        });
-        session.insert("rm.flow", old).unwrap();
-        HttpResponse::Ok().finish()
-    };
-    let app = test::init_service(
-        App::new()
-            .route("/plant", web::post().to(plant))
-            .route("/password", web::post().to(password))
-            .wrap(layer),
-    )
-    .await;
-    let res = test::call_service(&app, test::TestRequest::post().uri("/plant").to_request()).await;
-    let session = res
-        .response()
-        .cookies()
-        .find(|c| c.name() == "__Host-session")
-        .map(|c| c.into_owned())
-        .expect("the planted state's session");
-    let res = test::call_service(
-        &app,
-        test::TestRequest::post()
-            .uri("/password")
-            .cookie(session)
-            .to_request(),
-    )
-    .await;
+    let (_dir, stores, _) = stores_with_alice();
+    let layer = RememberMe::new(stores, RememberMeConfig::default())
+        .with_session(actix_web::cookie::Key::generate());
+    let app = test::init_service(App::new().configure(routes).wrap(layer)).await;
+    let res = test::call_service(&app, post("/plant", None).to_request()).await;
+    let session = cookie_of(&res, "__Host-session").expect("the planted state's session");
+    let res = test::call_service(&app, post("/password", Some(session)).to_request()).await;
     assert_eq!(test::read_body(res).await, "signed in");
 }

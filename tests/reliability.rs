@@ -22,6 +22,7 @@ on_both_backends!(
     a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie,
     a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie,
     an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token,
+    without_an_access_token_secret_the_api_changes_no_token,
     theft_handling_is_all_or_nothing,
 );
 
@@ -140,11 +141,8 @@ async fn rotated_token_survives_on(
             .to_request();
         let res = test::call_service(&app, req).await;
         assert_eq!(res.status().as_u16(), status, "{path}");
-        let rotated = res
-            .response()
-            .cookies()
-            .find(|c| c.name() == RM)
-            .unwrap_or_else(|| panic!("{path}: the rotated cookie"));
+        let rotated =
+            common::cookie_of(&res, RM).unwrap_or_else(|| panic!("{path}: the rotated cookie"));
         assert_newest(stores, rotated.value(), path);
     }
     let token = rememberme::testing::remember_me_cookie(stores, &config, alice).unwrap();
@@ -243,6 +241,58 @@ async fn an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token(db
     assert!(database.close(std::time::Duration::from_secs(5)));
 }
 
+/// Without an access-token secret the API can answer nothing but a 500:
+/// it finds out before it rotates or issues a token, so the client's token
+/// stays the newest and no token is stored that no client holds.
+async fn without_an_access_token_secret_the_api_changes_no_token(db: TestDb) {
+    let (database, stores, alice) = stores_with_alice(&db);
+    let config = RememberMeConfig::default();
+    let layer = RememberMe::new(stores.clone(), config.clone());
+    let app = test::init_service(
+        App::new()
+            .service(rememberme::api::scope())
+            .wrap(layer.clone())
+            .wrap(rememberme::session_middleware(
+                actix_web::cookie::Key::generate(),
+                &config,
+            )),
+    )
+    .await;
+    let token = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+    let post = |uri: &str, body: serde_json::Value| {
+        test::TestRequest::post()
+            .uri(uri)
+            .set_json(body)
+            .to_request()
+    };
+    let refresh = post(
+        "/api/v1/token/refresh",
+        serde_json::json!({ "long_lived_token": token.value() }),
+    );
+    assert_eq!(
+        test::call_service(&app, refresh).await.status().as_u16(),
+        500
+    );
+    assert_newest(&stores, token.value(), "refresh");
+    let login = post(
+        "/api/v1/login",
+        serde_json::json!({
+            "username": "alice", "password": "alice-password",
+            "remember_me": true, "device_key": "phone",
+        }),
+    );
+    assert_eq!(test::call_service(&app, login).await.status().as_u16(), 500);
+    assert_eq!(
+        stores.tokens.list_for_user(&alice).unwrap().len(),
+        1,
+        "only the browser's token"
+    );
+    drop(app);
+    assert!(layer.close(std::time::Duration::from_secs(5)));
+    drop(stores);
+    assert!(database.close(std::time::Duration::from_secs(5)));
+}
+
 /// Asserts that `cookie` (a remember-me cookie's value) holds the newest
 /// token of its series.
 fn assert_newest(stores: &Stores, cookie: &str, case: &str) {
@@ -297,10 +347,7 @@ async fn an_error_page_still_carries_the_rotated_cookie(db: TestDb) {
             .to_request();
         let res = test::call_service(&app, req).await;
         assert_eq!(res.status().as_u16(), status, "{path}");
-        let rotated = res
-            .response()
-            .cookies()
-            .find(|c| c.name() == RM)
+        let rotated = common::cookie_of(&res, RM)
             .unwrap_or_else(|| panic!("{path}: no {RM} on the error response"));
         assert_ne!(rotated.value(), cookie.value(), "{path}: the rotated token");
         assert!(!rotated.value().is_empty(), "{path}");

@@ -71,12 +71,7 @@ async fn signs_in_a_user_the_app_authenticated(db: TestDb) {
         }
         req.to_request()
     };
-    let cookie_of = |res: &actix_web::dev::ServiceResponse, name: &str| {
-        res.response()
-            .cookies()
-            .find(|c| c.name() == name)
-            .map(|c| c.into_owned())
-    };
+    use common::cookie_of;
 
     // An unknown id: refused, nothing issued.
     let res = test::call_service(

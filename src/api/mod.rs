@@ -131,8 +131,8 @@ fn valid_device_key(key: Option<&str>) -> Result<Option<String>, ApiError> {
 /// error carries it (see [`ApiError::with_token`]).
 async fn run_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Result<Ran, ApiError> {
     let shared = &auth.shared;
-    // A token rotated in a batch before the flow: the client gets it
-    // whatever happens to the flow next.
+    // A token rotated in a batch before the flow: should the job that runs
+    // the flow fail as a whole (no store thread free), the error carries it.
     let rotated = input
         .prefetched
         .as_ref()
@@ -145,12 +145,7 @@ async fn run_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Result<
         shared.store(move |core| core.run_flow(&visit, input)).await
     };
     match ran {
-        Ok(Ok(mut ran)) => {
-            if ran.cookie_change.is_none() {
-                ran.cookie_change = rotated;
-            }
-            Ok(ran)
-        }
+        Ok(Ok(ran)) => Ok(ran),
         Ok(Err(FailedAfterRotation { error, change })) => {
             Err(ApiError::from(error).with_token(Some(change)))
         }

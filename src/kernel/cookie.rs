@@ -67,13 +67,6 @@ impl Core {
             }
             Err(error) => return Err(error),
         };
-        // A rotation run for a step that then did not take it (it cannot
-        // happen with `starts_by_rotating`): its cookie goes out all the same.
-        if let Some(unused) = ctx.prefetched.take()
-            && ctx.cookie_change.is_none()
-        {
-            ctx.cookie_change = unused.rotated_cookie(ctx.now);
-        }
         let mut signed_in = CookieSignIn {
             state: None,
             change: ctx.cookie_change.take(),

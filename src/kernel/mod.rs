@@ -109,18 +109,27 @@ impl From<JobFailed> for CoreError {
 /// store error does (the request is served as with the store down), so
 /// that a token an earlier step rotated still reaches the client: the
 /// panic would otherwise take the context, and the new token, with it.
+/// A rotation run before the flow that no step took (it cannot happen
+/// with `Flow::starts_by_rotating`) becomes the context's cookie change
+/// all the same.
 fn advance(
     flow: &crate::flow::Flow,
     state: &mut crate::flow::FlowState,
     ctx: &mut crate::flow::StepContext<'_>,
 ) -> Result<crate::flow::Progress, StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| flow.advance(state, ctx)))
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| flow.advance(state, ctx)))
         .unwrap_or_else(|_| {
             tracing::error!("a step of the login flow panicked");
             Err(StoreError::Query(
                 "a step of the login flow panicked".into(),
             ))
-        })
+        });
+    if let Some(unused) = ctx.prefetched.take()
+        && ctx.cookie_change.is_none()
+    {
+        ctx.cookie_change = unused.rotated_cookie(ctx.now);
+    }
+    ran
 }
 
 /// A flow run's end as a sign-in outcome: `unidentified` for a run that

@@ -159,6 +159,17 @@ pub fn users_on(database: &Database) -> UsersTable {
     UsersTable::open(database.clone()).expect("users table")
 }
 
+/// Cookie `name` as a test service's response sets it.
+pub fn cookie_of(
+    res: &actix_web::dev::ServiceResponse,
+    name: &str,
+) -> Option<actix_web::cookie::Cookie<'static>> {
+    res.response()
+        .cookies()
+        .find(|c| c.name() == name)
+        .map(|c| c.into_owned())
+}
+
 /// The demo site on a loopback port, in its own thread and actix `System`.
 pub struct TestServer {
     pub base: String,
