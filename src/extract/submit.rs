@@ -11,7 +11,9 @@ impl Auth {
     /// Answers the waiting interactive step of the flow `kind` with
     /// credentials and runs the rest of the flow. On completion the session
     /// is signed in (renewed), and a remember-me cookie is issued if the
-    /// token step ran. Argon2 and the database run on a blocking thread.
+    /// token step ran; a token issued by a run that does not complete (a
+    /// later step fails, refuses or waits for input) is withdrawn, never
+    /// sent. Argon2 and the database run on a blocking thread.
     pub async fn submit(
         &self,
         kind: FlowKind,
@@ -40,7 +42,7 @@ impl Auth {
             );
             return Ok(SubmitOutcome::Throttled { retry_after_secs });
         }
-        let state = self.continued_state(name, kind)?;
+        let state = self.continued_state(name, kind, &credentials)?;
         let started_at = state.position();
         let mut visit = self.visit();
         visit.device = crate::middleware::trusted_device(&self.req, shared.config());
@@ -74,22 +76,35 @@ impl Auth {
     }
 
     /// The flow state this submit continues: the session's, if it is of
-    /// this kind (and, for a step-up, of the user signed in now and without
-    /// a password already claimed), else a fresh one.
-    fn continued_state(&self, name: &str, kind: FlowKind) -> Result<FlowState, AuthError> {
+    /// this kind (and, for a step-up, of the user signed in now), else a
+    /// fresh one. A password posted to a state whose password was verified
+    /// already starts afresh: the user began again (went back to the
+    /// password form while a second factor waited).
+    fn continued_state(
+        &self,
+        name: &str,
+        kind: FlowKind,
+        credentials: &Credentials,
+    ) -> Result<FlowState, AuthError> {
         let stored: Option<FlowState> = self.session.get(FLOW_KEY).ok().flatten();
         let state = match stored {
-            // A step-up never continues from a state that claims the
-            // password already: it must check one now.
             Some(state)
                 if state.flow_name() == name
-                    && !(kind == FlowKind::StepUp
-                        && state.tags().contains(&Tag::PASSWORD_VERIFIED)) =>
+                    && (credentials.password.is_empty() || state.password_at().is_none()) =>
             {
                 state
             }
             _ => return self.start_state(name),
         };
+        // A step-up checks a password now: it continues only from a state
+        // whose password this flow verified (paused after it, at a step of
+        // the app's own), never from one that claims it otherwise.
+        if kind == FlowKind::StepUp
+            && state.tags().contains(&Tag::PASSWORD_VERIFIED)
+            && state.password_at().is_none()
+        {
+            return self.start_state(name);
+        }
         // A state the flow would refuse (stopped at a step that no longer
         // stands at its position: the flow's steps moved, or the state is
         // older than states that name their step) starts afresh; resumed,

@@ -114,13 +114,21 @@ impl Core {
                         tracing::warn!(%error, "API flow failed after its token rotated");
                         Ok(Err(FailedAfterRotation { error, change }))
                     }
-                    _ => Err(error),
+                    change => {
+                        self.withdraw_issued(visit, change, state.user());
+                        Err(error)
+                    }
                 };
             }
         };
+        // Only a completed flow hands out a token it issued.
+        let cookie_change = match (&progress, epoch) {
+            (Progress::Complete { .. }, Some(_)) => ctx.cookie_change,
+            _ => self.withdraw_issued(visit, ctx.cookie_change, state.user()),
+        };
         Ok(Ok(Ran {
             progress,
-            cookie_change: ctx.cookie_change,
+            cookie_change,
             epoch,
             password_at: ctx.password_at,
             device_key: ctx.device_key,

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::cookie::{drop_foreign_series, new_auth_state};
 use super::{Core, Visit};
-use crate::flow::{CookieChange, RememberMeIssueStep, Step as _, StepOutcome, Tag};
+use crate::flow::{CookieChange, RememberMeIssueStep, Step as _, StepContext, StepOutcome, Tag};
 use crate::session::{AuthState, SignInMethod};
 use crate::store::{AuditKind, StoreError, UserId};
 
@@ -99,31 +99,59 @@ impl Core {
                 StepOutcome::Success { .. }
             );
         }
-        drop_foreign_series(&mut ctx, user)?;
-        let mut tags = BTreeSet::from([Tag::WEAK_AUTHENTICATION]);
-        if how.strong {
-            tags.insert(Tag::PASSWORD_VERIFIED);
-        }
-        let series = match &ctx.cookie_change {
-            Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
-            _ => None,
-        };
-        let password_at = ctx.password_at;
-        let state = new_auth_state(&mut ctx, user, tags, SignInMethod::App, series)?.map(|state| {
-            AuthState {
-                password_at,
-                ..state
+        let built = app_session(&mut ctx, user, how.strong);
+        let change = ctx.cookie_change.take();
+        let state = match built {
+            Ok(Some(state)) => state,
+            // The user is gone, or the store failed, after a token was
+            // issued: it is withdrawn, never handed out.
+            Ok(None) => {
+                let change = self.withdraw_issued(visit, change, Some(user));
+                return Ok(SignInById {
+                    state: None,
+                    change,
+                    remembered: false,
+                });
             }
-        });
+            Err(error) => {
+                self.withdraw_issued(visit, change, Some(user));
+                return Err(error);
+            }
+        };
         self.stores
             .audit(visit.event(AuditKind::AppSignIn, Some(user), &how.detail));
         crate::telemetry::sign_in("app", "success");
         Ok(SignInById {
-            state,
-            change: ctx.cookie_change,
+            state: Some(state),
+            change,
             remembered,
         })
     }
+}
+
+/// The session state of a sign-in by the app (after its token, if any,
+/// was issued): a series of another user the browser carries revoked.
+fn app_session(
+    ctx: &mut StepContext<'_>,
+    user: &UserId,
+    strong: bool,
+) -> Result<Option<AuthState>, StoreError> {
+    drop_foreign_series(ctx, user)?;
+    let mut tags = BTreeSet::from([Tag::WEAK_AUTHENTICATION]);
+    if strong {
+        tags.insert(Tag::PASSWORD_VERIFIED);
+    }
+    let series = match &ctx.cookie_change {
+        Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
+        _ => None,
+    };
+    let password_at = ctx.password_at;
+    Ok(
+        new_auth_state(ctx, user, tags, SignInMethod::App, series)?.map(|state| AuthState {
+            password_at,
+            ..state
+        }),
+    )
 }
 
 #[cfg(feature = "testing")]

@@ -57,37 +57,87 @@ impl Core {
         ctx.inputs = std::mem::take(&mut credentials.inputs);
         ctx.credentials = Some(credentials);
         let started_at = state.position();
-        let progress = flow.advance(&mut state, &mut ctx)?;
         let method = match kind {
             FlowKind::Login => "password",
             FlowKind::StepUp => "step_up",
         };
-        let paused_later = state.position() > started_at;
-        super::count_flow_end(method, &progress, paused_later, "invalid");
-        let new_state = match &progress {
-            Progress::Complete { user, tags } => {
-                let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;
+        let ran = super::advance(flow, &mut state, &mut ctx).and_then(|progress| {
+            let paused_later = state.position() > started_at;
+            super::count_flow_end(method, &progress, paused_later, "invalid");
+            let Progress::Complete { user, tags } = &progress else {
+                return Ok((progress, None));
+            };
+            let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;
+            if new_state.is_some() {
                 let audit = match kind {
                     FlowKind::Login => AuditKind::PasswordSignIn,
                     FlowKind::StepUp => AuditKind::StepUp,
                 };
                 // The app's own flows are named in the row.
-                let detail = if flow.name() == kind.name() {
-                    ""
-                } else {
-                    flow.name()
-                };
-                self.stores.audit(visit.event(audit, Some(user), detail));
-                new_state
+                let detail = Some(flow.name()).filter(|name| *name != kind.name());
+                let event = visit.event(audit, Some(user), detail.unwrap_or_default());
+                self.stores.audit(event);
             }
-            _ => None,
+            Ok((progress, new_state))
+        });
+        let change = ctx.cookie_change.take();
+        let (progress, new_state) = match ran {
+            Ok(ran) => ran,
+            Err(error) => {
+                self.withdraw_issued(visit, change, state.user());
+                return Err(error);
+            }
+        };
+        let change = match new_state {
+            Some(_) => change,
+            None => self.withdraw_issued(visit, change, state.user()),
         };
         Ok(Submitted {
             progress,
             state,
-            change: ctx.cookie_change,
+            change,
             new_state,
         })
+    }
+
+    /// A token issued by a flow that did not complete (a later step
+    /// failed, refused, paused, panicked, or the store failed after the
+    /// issuing step) is never handed out, and its row is deleted rather
+    /// than left to wait unseen in the store until it expires. A rotation
+    /// of the token the client presented is kept: the client must get it.
+    /// What is left to send.
+    pub(super) fn withdraw_issued(
+        &self,
+        visit: &Visit,
+        change: Option<CookieChange>,
+        user: Option<&UserId>,
+    ) -> Option<CookieChange> {
+        let issued = match change {
+            Some(CookieChange::Set { ref cookie, .. })
+                if !change
+                    .as_ref()
+                    .is_some_and(|c| c.rotates(visit.cookie.as_deref())) =>
+            {
+                cookie.series.hash()
+            }
+            other => return other,
+        };
+        match self.stores.tokens.delete_series(&issued) {
+            Ok(_) => {
+                tracing::info!(user_id = ?user, "remember-me token withdrawn: its sign-in did not complete");
+                self.stores.audit(visit.event(
+                    AuditKind::TokenRevoked,
+                    user,
+                    "withdrawn: the sign-in did not complete",
+                ));
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                user_id = ?user,
+                "a token of a sign-in that did not complete could not be withdrawn"
+            ),
+        }
+        None
     }
 }
 

@@ -159,6 +159,24 @@ pub fn users_on(database: &Database) -> UsersTable {
     UsersTable::open(database.clone()).expect("users table")
 }
 
+/// Waits (up to 5 s: some audit rows are written after the response)
+/// until `stores` have an audit row of `kind` whose detail starts with
+/// `detail`.
+pub async fn audit_written(stores: &Stores, kind: &str, detail: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let events = stores.audit.list(None, None, None, 1000).expect("audit");
+        if events
+            .iter()
+            .any(|e| e.kind == kind && e.detail.starts_with(detail))
+        {
+            return true;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Cookie `name` as a test service's response sets it.
 pub fn cookie_of(
     res: &actix_web::dev::ServiceResponse,
@@ -338,14 +356,7 @@ impl TestServer {
     /// Waits (up to 5 s) until an audit event of `kind` exists: some events
     /// are written after the response.
     pub async fn wait_for_audit(&self, kind: &str) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if self.audit_kinds().iter().any(|k| k == kind) {
-                return true;
-            }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+        audit_written(self.stores(), kind, "").await
     }
 
     pub fn audit_kinds(&self) -> Vec<String> {

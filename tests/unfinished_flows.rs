@@ -1,0 +1,392 @@
+//! Flows that do not run straight through.
+//!
+//! A token issued by a flow that then fails, panics, pauses or is refused
+//! is never handed out (no cookie, no API token) and does not wait in the
+//! store: its row is deleted (both backends, browser and API). A step-up
+//! paused after its password at a step of the app's own (a second factor)
+//! resumes there, and a password typed again while such a step waits
+//! starts the flow afresh instead of being answered "wrong password".
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, test, web};
+use common::{TestDb, cookie_of};
+use rememberme::clock::ManualClock;
+use rememberme::extract::{StrongAuth, SubmitOutcome};
+use rememberme::flow::{
+    Condition, Credentials, Flow, FlowKind, ISSUE, PASSWORD, PasswordStep, RememberMeIssueStep,
+    Step, StepContext, StepDef, StepOutcome, Tag,
+};
+use rememberme::store::{StoreError, UserId};
+use rememberme::{Auth, AuthError, Database, RememberMe, RememberMeConfig, Stores};
+
+const RM: &str = "__Host-remember_me";
+const SESSION: &str = "__Host-session";
+
+on_both_backends!(
+    a_form_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none,
+    a_form_sign_in_panicking_after_its_token_was_issued_hands_out_and_keeps_none,
+    a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_none,
+    an_api_sign_in_refused_after_its_token_was_issued_keeps_none,
+);
+
+/// The issuing step wrapped by the app: `Flow::step` moves a step added
+/// after the crate's own issuing step before it, but not after a wrapper.
+struct Issuing;
+
+impl Step for Issuing {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn run(
+        &self,
+        ctx: &mut StepContext<'_>,
+        user: Option<&UserId>,
+    ) -> Result<StepOutcome, StoreError> {
+        RememberMeIssueStep.run(ctx, user)
+    }
+}
+
+/// A step of the app's after the issuing one, which does what `run` does.
+#[derive(Clone, Copy)]
+struct After(fn() -> Result<StepOutcome, StoreError>);
+
+impl Step for After {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn run(&self, _: &mut StepContext<'_>, _: Option<&UserId>) -> Result<StepOutcome, StoreError> {
+        (self.0)()
+    }
+}
+
+/// A login flow: the password (the box activates the issuing step), the
+/// app's wrapped issuing step, then `after`.
+fn issuing_then(after: StepDef) -> Flow {
+    Flow::new(FlowKind::Login)
+        .step(
+            StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
+                .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
+        )
+        .step(
+            StepDef::new(ISSUE, Issuing)
+                .only_when_activated()
+                .precondition(Condition::has(Tag::PASSWORD_VERIFIED)),
+        )
+        .step(after)
+}
+
+fn stores_with_alice(db: &TestDb) -> (Database, Stores, UserId) {
+    let database = Database::connect(&db.url, 4).unwrap();
+    let stores = common::stores_on(&database);
+    let alice = common::users_on(&database)
+        .create("alice", "alice-password", false)
+        .unwrap();
+    (database, stores, alice)
+}
+
+fn outcome_name(outcome: SubmitOutcome) -> HttpResponse {
+    HttpResponse::Ok().body(match outcome {
+        SubmitOutcome::SignedIn(_) => "signed in",
+        SubmitOutcome::NeedsInput { .. } => "needs input",
+        SubmitOutcome::InvalidCredentials => "invalid",
+        _ => "other",
+    })
+}
+
+/// `/password` submits alice's password to the login flow (the box
+/// ticked), `/step-up/password` to the step-up flow, `/step-up/code` and
+/// `/code` the code; `/strong` answers only a strong session.
+fn routes(cfg: &mut web::ServiceConfig) {
+    async fn submit(
+        auth: Auth,
+        kind: FlowKind,
+        credentials: Credentials,
+    ) -> Result<HttpResponse, AuthError> {
+        Ok(outcome_name(auth.submit(kind, credentials).await?))
+    }
+    fn password(user: &str, password: &str) -> Credentials {
+        Credentials {
+            username: user.into(),
+            password: password.into(),
+            remember_me: true,
+            ..Default::default()
+        }
+    }
+    fn code() -> Credentials {
+        Credentials {
+            inputs: BTreeMap::from([("code".to_owned(), "123456".to_owned())]),
+            ..Default::default()
+        }
+    }
+    cfg.route(
+        "/password",
+        web::post()
+            .to(|auth: Auth| submit(auth, FlowKind::Login, password("alice", "alice-password"))),
+    )
+    .route(
+        "/wrong-password",
+        web::post().to(|auth: Auth| submit(auth, FlowKind::Login, password("alice", "nope"))),
+    )
+    .route(
+        "/code",
+        web::post().to(|auth: Auth| submit(auth, FlowKind::Login, code())),
+    )
+    .route(
+        "/step-up/password",
+        web::post().to(|auth: Auth| submit(auth, FlowKind::StepUp, password("", "alice-password"))),
+    )
+    .route(
+        "/step-up/code",
+        web::post().to(|auth: Auth| submit(auth, FlowKind::StepUp, code())),
+    )
+    .route(
+        "/strong",
+        web::get().to(|_: StrongAuth| async { HttpResponse::Ok().body("strong") }),
+    );
+}
+
+/// A POST (or GET) of `uri` with the session cookie, if any.
+fn request(
+    method: &str,
+    uri: &str,
+    session: &Option<actix_web::cookie::Cookie<'static>>,
+) -> test::TestRequest {
+    let req = match method {
+        "GET" => test::TestRequest::get(),
+        _ => test::TestRequest::post(),
+    }
+    .uri(uri);
+    match session {
+        Some(cookie) => req.cookie(cookie.clone()),
+        None => req,
+    }
+}
+
+/// A form sign-in with `login` and the box ticked: the answer's status and
+/// body, and whether it set the remember-me cookie; then checks that no
+/// token of alice's is left and that the issued one was withdrawn.
+async fn form_sign_in_keeps_no_token(db: TestDb, login: Flow) -> (u16, String) {
+    let (database, stores, alice) = stores_with_alice(&db);
+    let layer = RememberMe::with_flows(
+        stores.clone(),
+        RememberMeConfig::default(),
+        login,
+        Flow::step_up(),
+    );
+    let app = test::init_service(
+        App::new().configure(routes).wrap(
+            layer
+                .clone()
+                .with_session(actix_web::cookie::Key::generate()),
+        ),
+    )
+    .await;
+    let res = test::call_service(&app, request("POST", "/password", &None).to_request()).await;
+    let status = res.status().as_u16();
+    assert!(
+        cookie_of(&res, RM).is_none(),
+        "a remember-me cookie from a flow that did not complete"
+    );
+    let body = String::from_utf8_lossy(&test::read_body(res).await).into_owned();
+    // The issuing step ran: its row is written, then withdrawn.
+    assert!(
+        common::audit_written(&stores, "token_issued", "").await,
+        "the token was issued"
+    );
+    assert!(
+        common::audit_written(&stores, "token_revoked", "withdrawn").await,
+        "the withdrawal is audited"
+    );
+    assert!(
+        stores.tokens.list_for_user(&alice).unwrap().is_empty(),
+        "the withdrawn token is deleted"
+    );
+    drop(app);
+    assert!(layer.close(Duration::from_secs(5)));
+    drop(stores);
+    assert!(database.close(Duration::from_secs(5)));
+    (status, body)
+}
+
+/// The app's step after the issuing one refuses the sign-in: "invalid",
+/// no cookie, no token left.
+async fn a_form_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none(db: TestDb) {
+    let fails = After(|| {
+        Ok(StepOutcome::Failed(
+            rememberme::flow::Failure::InvalidCredentials,
+        ))
+    });
+    let (status, body) =
+        form_sign_in_keeps_no_token(db, issuing_then(StepDef::new("check", fails))).await;
+    assert_eq!((status, body.as_str()), (200, "invalid"));
+}
+
+/// The app's step after the issuing one panics: an error page (503),
+/// no cookie, no token left.
+async fn a_form_sign_in_panicking_after_its_token_was_issued_hands_out_and_keeps_none(db: TestDb) {
+    let panics = After(|| panic!("the app's step has a bug"));
+    let (status, _) =
+        form_sign_in_keeps_no_token(db, issuing_then(StepDef::new("check", panics))).await;
+    assert_eq!(status, 503);
+}
+
+/// The app's interactive step after the issuing one pauses the flow: the
+/// token issued before it would skip that step, so none is kept.
+async fn a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_none(db: TestDb) {
+    let code = common::CodeStep {
+        input: "code",
+        code: Some("123456"),
+    };
+    let (status, body) =
+        form_sign_in_keeps_no_token(db, issuing_then(StepDef::new("code", code))).await;
+    assert_eq!((status, body.as_str()), (200, "needs input"));
+}
+
+/// The API's password sign-in whose step after the issuing one refuses
+/// (a precondition the flow does not meet): 401, no token in the answer,
+/// and none left in the store.
+async fn an_api_sign_in_refused_after_its_token_was_issued_keeps_none(db: TestDb) {
+    let (database, stores, alice) = stores_with_alice(&db);
+    let config = RememberMeConfig::builder()
+        .access_token_secret(&[7; 32])
+        .build();
+    let refuses = StepDef::new("check", After(|| unreachable!()))
+        .precondition(Condition::has(Tag::new("SECOND_FACTOR")));
+    let layer = RememberMe::with_flows(
+        stores.clone(),
+        config.clone(),
+        issuing_then(refuses),
+        Flow::step_up(),
+    );
+    let app = test::init_service(
+        App::new()
+            .service(rememberme::api::scope())
+            .wrap(layer.clone())
+            .wrap(rememberme::session_middleware(
+                actix_web::cookie::Key::generate(),
+                &config,
+            )),
+    )
+    .await;
+    let req = test::TestRequest::post()
+        .uri("/api/v1/login")
+        .set_json(serde_json::json!({
+            "username": "alice", "password": "alice-password",
+            "remember_me": true, "device_key": "phone",
+        }))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status().as_u16(), 401);
+    let body: serde_json::Value = test::read_body_json(res).await;
+    assert!(body.get("long_lived_token").is_none(), "{body}");
+    assert!(
+        common::audit_written(&stores, "token_issued", "").await,
+        "the token was issued"
+    );
+    assert!(
+        stores.tokens.list_for_user(&alice).unwrap().is_empty(),
+        "the withdrawn token is deleted"
+    );
+    drop(app);
+    assert!(layer.close(Duration::from_secs(5)));
+    drop(stores);
+    assert!(database.close(Duration::from_secs(5)));
+}
+
+/// A login flow with the app's code step after the password, and a
+/// step-up flow with the same code step after its password.
+fn with_codes(db: &TestDb, clock: &ManualClock) -> (Database, RememberMe) {
+    let (database, stores, _) = stores_with_alice(db);
+    let code = || {
+        StepDef::new(
+            "code",
+            common::CodeStep {
+                input: "code",
+                code: Some("123456"),
+            },
+        )
+    };
+    let config = RememberMeConfig::builder()
+        .clock(clock.clone())
+        .reauth_window(Duration::from_secs(15 * 60))
+        .build();
+    let layer = RememberMe::with_flows(
+        stores,
+        config,
+        Flow::login().step(code()),
+        Flow::step_up().step(code()),
+    );
+    (database, layer)
+}
+
+/// Signed in with the password and the code, twenty minutes ago: the
+/// session is no longer strong. The step-up's password pauses at the code
+/// step, and the code then completes it: the session is strong again.
+/// (The step-up used to discard any state claiming a password, so the
+/// code was answered as a fresh step-up without one: "invalid".)
+#[actix_web::test]
+async fn a_step_up_resumes_at_the_apps_step_after_its_password() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (_database, layer) = with_codes(&db, &clock);
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let mut session = None;
+    let mut step = async |method: &str, uri: &str| {
+        let res = test::call_service(&app, request(method, uri, &session).to_request()).await;
+        if let Some(renewed) = cookie_of(&res, SESSION) {
+            session = Some(renewed);
+        }
+        let status = res.status().as_u16();
+        (
+            status,
+            String::from_utf8_lossy(&test::read_body(res).await).into_owned(),
+        )
+    };
+    assert_eq!(step("POST", "/password").await.1, "needs input");
+    assert_eq!(step("POST", "/code").await.1, "signed in");
+    assert_eq!(step("GET", "/strong").await, (200, "strong".to_owned()));
+    clock.advance(Duration::from_secs(20 * 60));
+    assert_ne!(step("GET", "/strong").await.0, 200, "no longer strong");
+    assert_eq!(step("POST", "/step-up/password").await.1, "needs input");
+    assert_eq!(step("POST", "/step-up/code").await.1, "signed in");
+    assert_eq!(step("GET", "/strong").await, (200, "strong".to_owned()));
+}
+
+/// The password, then (the code form left) the password again: the flow
+/// starts afresh and pauses at the code again, where it used to answer
+/// the code step without a code, "invalid". A wrong password then is
+/// still wrong, and the code still completes the flow.
+#[actix_web::test]
+async fn a_password_typed_again_while_a_code_waits_starts_afresh() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (_database, layer) = with_codes(&db, &clock);
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let mut session = None;
+    let mut post = async |uri: &str| {
+        let res = test::call_service(&app, request("POST", uri, &session).to_request()).await;
+        if let Some(renewed) = cookie_of(&res, SESSION) {
+            session = Some(renewed);
+        }
+        String::from_utf8_lossy(&test::read_body(res).await).into_owned()
+    };
+    assert_eq!(post("/password").await, "needs input");
+    assert_eq!(post("/password").await, "needs input");
+    assert_eq!(post("/wrong-password").await, "invalid");
+    assert_eq!(post("/password").await, "needs input");
+    assert_eq!(post("/code").await, "signed in");
+}
