@@ -11,7 +11,7 @@
 //! | `rememberme_thefts_total` | counter | `kind` (`possible`: a token one back after the grace window, its series ended; `certain`: an older one, every token of the user revoked) | replayed tokens |
 //! | `rememberme_remember_me_rejected_total` | counter | `reason` (`malformed`, `unknown`, `expired`, `user_gone`) | cookies removed without a sign-in |
 //! | `rememberme_throttled_total` | counter | `scope` (`account`, `device`: the budget of a trusted device, `address`) | password checks refused for too many failures |
-//! | `rememberme_store_seconds` | histogram | | time a store job runs on a store thread |
+//! | `rememberme_store_seconds` | histogram | | time a store job runs on a store thread (the rest of a sign-in by cookie after its batch included) |
 //! | `rememberme_store_wait_seconds` | histogram | | time a store job waits in the queue |
 //! | `rememberme_store_queue_depth` | gauge | | store jobs waiting for a thread |
 //! | `rememberme_unavailable_total` | counter | | answers 503 because the store failed or its queue was full |
@@ -76,6 +76,14 @@ pub(crate) fn count(name: &'static str) {
 /// A store job: how long it waited and ran, and the queue it leaves.
 pub(crate) fn store_job(waited: std::time::Duration, ran: std::time::Duration, queued: usize) {
     metrics::histogram!(STORE_WAIT_SECONDS).record(waited.as_secs_f64());
+    metrics::histogram!(STORE_SECONDS).record(ran.as_secs_f64());
+    metrics::gauge!(STORE_QUEUE_DEPTH).set(queued as f64);
+}
+
+/// The rest of a sign-in by cookie, run on a store thread after its batch
+/// (not a store job of its own: it waited for its batch, not in the
+/// queue), and the store threads' queue it leaves.
+pub(crate) fn store_ran(ran: std::time::Duration, queued: usize) {
     metrics::histogram!(STORE_SECONDS).record(ran.as_secs_f64());
     metrics::gauge!(STORE_QUEUE_DEPTH).set(queued as f64);
 }

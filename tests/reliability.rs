@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use actix_web::{App, HttpResponse, test, web};
 use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
@@ -21,6 +23,7 @@ on_both_backends!(
     a_step_failing_after_the_rotation_still_sends_the_rotated_cookie,
     a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie,
     a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie,
+    a_directory_panicking_after_the_rotation_still_sends_the_rotated_cookie,
     an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token,
     without_an_access_token_secret_the_api_changes_no_token,
     theft_handling_is_all_or_nothing,
@@ -294,6 +297,55 @@ async fn without_an_access_token_secret_the_api_changes_no_token(db: TestDb) {
     drop(app);
     assert!(layer.close(std::time::Duration::from_secs(5)));
     drop(stores);
+    assert!(database.close(std::time::Duration::from_secs(5)));
+}
+
+/// The app's directory panics when the sign-in by cookie reads the user,
+/// after the rotation committed (on the store thread that ran the
+/// rotation's batch, since the rest of the sign-in runs there): the
+/// request is served as with the store down, and its rotated cookie goes
+/// out. With the batched Diesel store and with a store that rotates one
+/// by one.
+async fn a_directory_panicking_after_the_rotation_still_sends_the_rotated_cookie(db: TestDb) {
+    use rememberme::store::{StoreError, User, UserDirectory, UserId};
+    struct Panicking(Arc<dyn UserDirectory>);
+    impl UserDirectory for Panicking {
+        fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+            self.0.find_by_username(username)
+        }
+        fn find_by_id(&self, _: &UserId) -> Result<Option<User>, StoreError> {
+            panic!("the app's directory has a bug")
+        }
+    }
+    let (database, batched, alice) = stores_with_alice(&db);
+    let one_by_one = common::stores_one_by_one(&database);
+    for mut stores in [batched, one_by_one] {
+        let config = RememberMeConfig::default();
+        let minted = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+        stores.users = Arc::new(Panicking(stores.users.clone()));
+        let layer = RememberMe::new(stores.clone(), config.clone());
+        let app = test::init_service(
+            App::new()
+                .route("/", web::get().to(|| async { HttpResponse::Ok().finish() }))
+                .wrap(layer.clone())
+                .wrap(rememberme::session_middleware(
+                    actix_web::cookie::Key::generate(),
+                    &config,
+                )),
+        )
+        .await;
+        let req = test::TestRequest::get()
+            .uri("/")
+            .insert_header(("cookie", format!("{RM}={}", minted.value())))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status().as_u16(), 200);
+        let rotated = common::cookie_of(&res, RM).expect("the rotated cookie");
+        assert_ne!(rotated.value(), minted.value());
+        assert_newest(&stores, rotated.value(), "a panicking directory");
+        drop((res, app));
+        assert!(layer.close(std::time::Duration::from_secs(5)));
+    }
     assert!(database.close(std::time::Duration::from_secs(5)));
 }
 

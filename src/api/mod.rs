@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessClaims, AccessError};
 use crate::extract::request_auth;
-use crate::flow::Prefetched;
 use crate::flow::{ClientInfo, CookieChange, Credentials, Failure, FlowKind, Progress, Tag};
 use crate::kernel::{API_REFRESH, FailedAfterRotation, FlowInput, Ran, Visit};
 use crate::limits::ip_throttled;
@@ -131,12 +130,6 @@ fn valid_device_key(key: Option<&str>) -> Result<Option<String>, ApiError> {
 /// error carries it (see [`ApiError::with_token`]).
 async fn run_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Result<Ran, ApiError> {
     let shared = &auth.shared;
-    // A token rotated in a batch before the flow: should the job that runs
-    // the flow fail as a whole (no store thread free), the error carries it.
-    let rotated = input
-        .prefetched
-        .as_ref()
-        .and_then(|p| p.rotated_cookie(visit.now));
     let ran = if input.credentials.is_some() {
         shared
             .password(move |core| core.run_flow(&visit, input))
@@ -149,16 +142,33 @@ async fn run_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Result<
         Ok(Err(FailedAfterRotation { error, change })) => {
             Err(ApiError::from(error).with_token(Some(change)))
         }
-        Err(error) => Err(ApiError::from(error).with_token(rotated)),
+        Err(error) => Err(ApiError::from(error)),
     }
 }
 
-/// A refresh's rotation, run in a batch before its flow when the store
-/// rotates in batches (see [`crate::middleware::rotate_first`]): the
-/// request waits for the batch without holding a store thread. A store
-/// failure ends the refresh here (a 503).
-async fn rotate_first(auth: &RequestAuth, visit: &Visit) -> Result<Option<Prefetched>, ApiError> {
-    Ok(crate::middleware::rotate_first(&auth.shared, visit, API_REFRESH).await?)
+/// A refresh's flow. When the store rotates in batches, the token's
+/// rotation runs in one (the request waits for it without holding a store
+/// thread) and the flow runs where the batch ran, as soon as it has: one
+/// hand-off to the store threads, not two. A batch that fails ends the
+/// refresh (a 503, nothing written); a failure after the rotation carries
+/// the new token (see [`ApiError::with_token`]).
+async fn refresh_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Result<Ran, ApiError> {
+    let core = auth.shared.core_handle();
+    let Some((rotation, attempt)) = core.prepare_cookie_rotation(&visit, API_REFRESH) else {
+        return run_flow(auth, input, visit).await;
+    };
+    let ran = auth
+        .shared
+        .rotations
+        .rotate_then(attempt, move |outcome| {
+            core.finish_refresh(&visit, input, rotation, outcome)
+        })
+        .await
+        .and_then(|ran| ran)
+        .map_err(ApiError::from)?;
+    ran.map_err(|FailedAfterRotation { error, change }| {
+        ApiError::from(error).with_token(Some(change))
+    })
 }
 
 /// What an access token about to be issued says, beside the user.
@@ -257,8 +267,7 @@ async fn refresh(req: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpR
     };
     let mut input = FlowInput::new(FlowKind::Login);
     input.identify_by_token = true;
-    input.prefetched = rotate_first(&auth, &visit).await?;
-    let ran = run_flow(&auth, input, visit).await?;
+    let ran = refresh_flow(&auth, input, visit).await?;
     match (ran.progress, ran.epoch) {
         // Nothing fallible between the committed rotation and the answer
         // that carries it: the token's device came with the flow, the

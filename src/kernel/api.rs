@@ -5,8 +5,10 @@
 use std::collections::BTreeSet;
 
 use super::{Core, Visit};
-use crate::flow::{CookieChange, Credentials, FlowKind, ISSUE, Prefetched, Progress, Tag};
-use crate::store::{StoreError, UserId};
+use crate::flow::{
+    CookieChange, Credentials, FlowKind, ISSUE, Prefetched, Progress, Rotation, Tag,
+};
+use crate::store::{FoundSeries, StoreError, UserId};
 use crate::token::SecretHash;
 
 /// The audit detail of a sign-in by long-lived token.
@@ -134,6 +136,29 @@ impl Core {
             device_key: ctx.device_key,
             audited: ctx.sign_in_audited,
         }))
+    }
+
+    /// The rest of a refresh once its rotation's batch has run
+    /// (`outcome`): [`Core::run_flow`] with it, on the store thread the
+    /// batch left it to. A batch that failed ends it (nothing was
+    /// written); past the rotation, a failure or a panic comes back with
+    /// the rotated token.
+    pub fn finish_refresh(
+        &self,
+        visit: &Visit,
+        mut input: FlowInput,
+        rotation: Rotation,
+        outcome: Result<Option<FoundSeries>, StoreError>,
+    ) -> Result<Result<Ran, FailedAfterRotation>, StoreError> {
+        let ran = super::cookie::after_rotation(visit, rotation, outcome, |prefetched| {
+            input.prefetched = Some(prefetched);
+            self.run_flow(visit, input)
+        });
+        match ran {
+            Ok(ran) => Ok(ran),
+            Err((error, Some(change))) => Ok(Err(FailedAfterRotation { error, change })),
+            Err((error, None)) => Err(error),
+        }
     }
 
     /// The epoch of the user a completed flow identified: the step's, if it

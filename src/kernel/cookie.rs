@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::{Core, Visit};
 use crate::flow::{CookieChange, Prefetched, Progress, Rotation, StepContext, Tag};
 use crate::session::{AuthState, SignInMethod, random_id};
-use crate::store::{OwnedRotation, StoreError, User, UserId};
+use crate::store::{FoundSeries, OwnedRotation, StoreError, User, UserId};
 use crate::token::{RememberCookie, SecretHash};
 
 /// What a sign-in by cookie gave.
@@ -95,6 +95,31 @@ impl Core {
         Ok(signed_in)
     }
 
+    /// The rest of a sign-in by cookie once its rotation's batch has run
+    /// (`outcome`), on the store thread the batch left it to (see
+    /// `RotationQueue::rotate_then`). A batch that failed ends it (nothing
+    /// was written); past the rotation, a failure or a panic still hands
+    /// back the rotated cookie, in [`CookieSignIn::failed`].
+    pub fn finish_cookie_sign_in(
+        &self,
+        visit: &Visit,
+        rotation: Rotation,
+        outcome: Result<Option<FoundSeries>, StoreError>,
+    ) -> Result<CookieSignIn, StoreError> {
+        after_rotation(visit, rotation, outcome, |prefetched| {
+            self.cookie_sign_in(visit, Some(prefetched))
+        })
+        .or_else(|(error, rotated)| match rotated {
+            Some(change) => Ok(CookieSignIn {
+                state: None,
+                change: Some(change),
+                audited: false,
+                failed: Some(error),
+            }),
+            None => Err(error),
+        })
+    }
+
     /// The rotation a sign-in by the visit's cookie starts with, worked out
     /// without the store (on an async worker), to be run in a batch before
     /// the flow (`RotationQueue::rotate`): `None` if the visit carries no
@@ -145,6 +170,34 @@ impl Core {
         // The app's user as it is now: gone, or its roles changed.
         Ok(stores.users.find_by_id(user)?.map(|owner| (owner, epoch)))
     }
+}
+
+/// Runs `rest` (the flow that a rotation, already run in a batch, starts)
+/// with the batch's `outcome`. A batch that failed ends it here: nothing
+/// was written. Should `rest` fail or panic, the error comes back with
+/// the rotated cookie, if the rotation rotated the token: the client must
+/// get it all the same.
+pub(crate) fn after_rotation<T>(
+    visit: &Visit,
+    rotation: Rotation,
+    outcome: Result<Option<FoundSeries>, StoreError>,
+    rest: impl FnOnce(Prefetched) -> Result<T, StoreError>,
+) -> Result<T, (StoreError, Option<CookieChange>)> {
+    if let Err(error) = outcome {
+        return Err((error, None));
+    }
+    let prefetched = Prefetched {
+        raw: visit.cookie.clone().unwrap_or_default(),
+        rotation,
+        outcome,
+    };
+    let rotated = prefetched.rotated_cookie(visit.now);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rest(prefetched)))
+        .unwrap_or_else(|_| {
+            tracing::error!("the sign-in by long-lived token panicked after its rotation");
+            Err(StoreError::Query("the sign-in panicked".into()))
+        })
+        .map_err(|error| (error, rotated))
 }
 
 /// The session state of a user who just completed a flow.

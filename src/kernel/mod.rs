@@ -304,6 +304,11 @@ impl Shared {
         &self.core
     }
 
+    /// A handle on the core, for work to run on a store thread later.
+    pub fn core_handle(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
     /// Runs core work on the store threads, at most `store_concurrency`
     /// calls at once: the others wait in the queue, in async land, without
     /// a thread. A full queue is [`CoreError::Store`] (503) for every caller.

@@ -9,9 +9,12 @@
 //! attempt is prepared on the async worker (the cookie decoded and hashed,
 //! the next token drawn and sealed), queued, and awaited in async land;
 //! one job on a store thread at a time runs the queue's batches and hands
-//! each attempt its outcome. The rest of the sign-in (the user read
-//! through the app's directory, the steps after the identifying one) then
-//! runs as a store job of its own.
+//! each attempt its outcome, to the work that continues the sign-in (the
+//! user read through the app's directory, the steps after the identifying
+//! one): the leading job runs it itself, on the thread that ran the
+//! batch, while that stays quick (see [`INLINE_BUDGET`]); beyond, it hands
+//! the rest to other store threads. A sign-in by cookie then costs one
+//! hand-off to the store threads and one back, not two of each.
 //!
 //! An attempt whose request has gone before a batch takes it is dropped
 //! unrun (its cookie stays good: no browser would receive the next one).
@@ -25,6 +28,8 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -32,6 +37,11 @@ use tokio::sync::oneshot;
 
 use crate::store::{FoundSeries, MAX_ROTATION_BATCH, OwnedRotation, StoreError, TokenStore};
 use crate::threads::Submitter;
+use reply::{Reply, Then};
+
+/// Past [`INLINE_BUDGET`], the leading job hands sign-ins to other store
+/// threads only while fewer jobs than this wait in their queue.
+const HAND_OFF_QUEUED: usize = 2;
 
 /// The longest an attempt waits for a batch to take it.
 pub(crate) const ROTATION_WAIT: Duration = Duration::from_secs(5);
@@ -45,12 +55,22 @@ pub(crate) const MAX_WAITING: usize = 4096;
 /// One attempt's outcome (see [`TokenStore::find_and_rotate`]).
 pub(crate) type Outcome = Result<Option<FoundSeries>, StoreError>;
 
+/// How long the leading job may spend after a batch continuing its
+/// attempts' sign-ins itself: it runs the next one only if, at the cost
+/// of the last one run, it would end within this. A directory that
+/// answers slowly (over the network, say) has its reads handed to the
+/// other store threads, in parallel, instead of run one after another.
+pub(crate) const INLINE_BUDGET: Duration = Duration::from_millis(1);
+
 /// The sign-ins by cookie waiting for a batch, and what runs the batches.
 pub(crate) struct RotationQueue {
     state: Mutex<State>,
     tokens: Arc<dyn TokenStore>,
     threads: Submitter,
     max_wait: Duration,
+    /// How long the last continuation took, in nanoseconds (see
+    /// [`INLINE_BUDGET`]).
+    last_cost: AtomicU64,
     /// Test fault: the leading job unwinds after its next batch, as a bug
     /// in this module would (see `LeadGuard`).
     #[cfg(test)]
@@ -69,7 +89,7 @@ struct State {
 struct Waiting {
     id: u64,
     attempt: OwnedRotation,
-    reply: oneshot::Sender<Outcome>,
+    reply: Box<dyn Reply>,
 }
 
 impl RotationQueue {
@@ -81,6 +101,7 @@ impl RotationQueue {
             tokens,
             threads,
             max_wait,
+            last_cost: AtomicU64::new(0),
             #[cfg(test)]
             unwind_after_batch: false.into(),
         })
@@ -88,13 +109,34 @@ impl RotationQueue {
 
     /// Rotates `attempt` in the next batch and returns its outcome, waiting
     /// in async land.
+    #[cfg(test)]
     pub async fn rotate(self: &Arc<Self>, attempt: OwnedRotation) -> Outcome {
+        self.rotate_then(attempt, |outcome| outcome).await?
+    }
+
+    /// Rotates `attempt` in the next batch and continues with `then` on
+    /// the store thread that ran the batch (or, past [`INLINE_BUDGET`],
+    /// on another store thread), waiting in async land for what it
+    /// returns. An error is an attempt that failed before any batch ran
+    /// it: nothing of it was written. `then` must not panic once the
+    /// rotation committed, or the rotated cookie is lost with it: catch
+    /// what the rest of the sign-in may raise.
+    pub async fn rotate_then<T: Send + 'static>(
+        self: &Arc<Self>,
+        attempt: OwnedRotation,
+        then: impl FnOnce(Outcome) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let reply = Box::new(Then {
+            reply,
+            then,
+            queued: Instant::now(),
+        });
         let (id, lead) = {
             let mut state = self.state.lock();
             if state.waiting.len() >= MAX_WAITING {
                 // Requests gone while their attempts waited hold no place.
-                state.waiting.retain(|w| !w.reply.is_closed());
+                state.waiting.retain(|w| !w.reply.is_gone());
             }
             if state.waiting.len() >= MAX_WAITING {
                 return Err(StoreError::Unavailable(
@@ -109,15 +151,16 @@ impl RotationQueue {
         if lead {
             self.start_batch();
         }
-        let queued = Instant::now();
-        let outcome = self.answer(id, answer).await;
-        let _ = std::panic::catch_unwind(|| crate::telemetry::rotation_wait(queued.elapsed()));
-        outcome
+        self.answer(id, answer).await
     }
 
-    /// Attempt `id`'s outcome, once its batch has run; unavailable if no
-    /// batch took it within `max_wait`.
-    async fn answer(&self, id: u64, mut answer: oneshot::Receiver<Outcome>) -> Outcome {
+    /// Attempt `id`'s answer, once its batch has run and its sign-in
+    /// continued; unavailable if no batch took it within `max_wait`.
+    async fn answer<T>(
+        &self,
+        id: u64,
+        mut answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let gone = |_| {
             Err(StoreError::Query(
                 "the rotation batch did not answer".into(),
@@ -126,9 +169,13 @@ impl RotationQueue {
         match tokio::time::timeout(self.max_wait, &mut answer).await {
             Ok(answer) => answer.unwrap_or_else(gone),
             // Untaken: it gives up, unwritten. Taken: it waits for its batch.
-            Err(_) if self.withdraw(id) => Err(StoreError::Unavailable(
-                "no turn for the sign-in by cookie in time".into(),
-            )),
+            Err(_) if self.withdraw(id) => {
+                let waited = self.max_wait;
+                let _ = std::panic::catch_unwind(|| crate::telemetry::rotation_wait(waited));
+                Err(StoreError::Unavailable(
+                    "no turn for the sign-in by cookie in time".into(),
+                ))
+            }
             Err(_) => answer.await.unwrap_or_else(gone),
         }
     }
@@ -165,7 +212,7 @@ impl RotationQueue {
             );
         }
         for w in waiting {
-            let _ = w.reply.send(Err(StoreError::Unavailable(why.to_owned())));
+            w.reply.fail(StoreError::Unavailable(why.to_owned()));
         }
     }
 
@@ -215,7 +262,7 @@ impl RotationQueue {
     /// none waits.
     fn take_batch(&self) -> Option<Vec<Waiting>> {
         let mut state = self.state.lock();
-        state.waiting.retain(|w| !w.reply.is_closed());
+        state.waiting.retain(|w| !w.reply.is_gone());
         if state.waiting.is_empty() {
             state.leading = false;
             return None;
@@ -235,9 +282,11 @@ impl RotationQueue {
         state.leading
     }
 
-    /// Runs one batch and hands each attempt its outcome. A panic in the
-    /// store fails the batch's attempts, not the thread.
-    fn run_batch(&self, batch: Vec<Waiting>) {
+    /// Runs one batch and hands each attempt its outcome, continuing its
+    /// sign-in here while that stays within [`INLINE_BUDGET`], then on
+    /// other store threads. A panic in the store fails the batch's
+    /// attempts, not the thread.
+    fn run_batch(self: &Arc<Self>, batch: Vec<Waiting>) {
         let started = Instant::now();
         let attempts: Vec<_> = batch.iter().map(|w| w.attempt.borrowed()).collect();
         let outcomes = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -254,6 +303,7 @@ impl RotationQueue {
                 "the rotation batch did not answer every attempt"
             );
         }
+        let inline_until = Instant::now() + INLINE_BUDGET;
         let mut outcomes = outcomes.into_iter();
         for w in batch {
             let outcome = match outcomes.next() {
@@ -273,7 +323,47 @@ impl RotationQueue {
                     "the remember-me rotation batch did not finish".into(),
                 )),
             };
-            let _ = w.reply.send(outcome);
+            // Handed off only to threads that are free to take it at once:
+            // a queue that holds jobs already (the store threads all busy)
+            // would gain nothing from more, and room in it must be left for
+            // the next batch (see `run_batches`).
+            let cost = Duration::from_nanos(self.last_cost.load(Relaxed));
+            if Instant::now() + cost <= inline_until || self.threads.queued() >= HAND_OFF_QUEUED {
+                self.continue_attempt(w.reply, outcome);
+            } else {
+                self.hand_off(w.reply, outcome);
+            }
+        }
+    }
+
+    /// Continues an attempt's sign-in on this thread, and times it.
+    fn continue_attempt(&self, reply: Box<dyn Reply>, outcome: Outcome) {
+        let started = Instant::now();
+        if std::panic::catch_unwind(AssertUnwindSafe(|| reply.answer(outcome))).is_err() {
+            tracing::error!("the sign-in after a rotation panicked");
+        }
+        let ran = started.elapsed();
+        let queued = self.threads.queued();
+        let _ = std::panic::catch_unwind(|| crate::telemetry::store_ran(ran, queued));
+        let cost = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX);
+        self.last_cost.store(cost, Relaxed);
+    }
+
+    /// Continues an attempt's sign-in on another store thread; on this
+    /// one after all if none can take it (its rotation has committed: its
+    /// cookie must go out).
+    fn hand_off(self: &Arc<Self>, reply: Box<dyn Reply>, outcome: Outcome) {
+        let slot = Arc::new(Mutex::new(Some((reply, outcome))));
+        let (queue, job) = (self.clone(), slot.clone());
+        let handed = self.threads.submit(move || {
+            if let Some((reply, outcome)) = job.lock().take() {
+                queue.continue_attempt(reply, outcome);
+            }
+        });
+        if handed.is_err()
+            && let Some((reply, outcome)) = slot.lock().take()
+        {
+            self.continue_attempt(reply, outcome);
         }
     }
 }
@@ -290,5 +380,6 @@ impl Drop for LeadGuard<'_> {
     }
 }
 
+mod reply;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,6 @@
 //! layer sets.
 
 use super::*;
-use crate::flow::Prefetched;
 use crate::kernel::{CookieSignIn, CoreError};
 
 /// A sign-in by remember-me cookie for a request without a session: the
@@ -15,28 +14,36 @@ pub(super) async fn cookie_sign_in(
     visit: Visit,
 ) -> Result<(Option<AuthState>, Option<CookieChange>), (CoreError, Option<CookieChange>)> {
     let visit = Arc::new(visit);
-    let prefetched = rotate_first(shared, &visit, "")
-        .await
-        .map_err(|e| (e, None))?;
-    // Once a rotation has committed, its cookie goes out even if the rest
-    // of the sign-in cannot run: a token the browser never receives would
-    // read as a lost response, or theft, on its next visit.
-    let rotated = prefetched
-        .as_ref()
-        .and_then(|p| p.rotated_cookie(visit.now));
     let job = visit.clone();
-    let signed_in = shared
-        .store(move |core| core.cookie_sign_in(&job, prefetched))
-        .await;
+    let signed_in = match shared.core().prepare_cookie_rotation(&visit, "") {
+        // The rest of the sign-in runs where the rotation's batch ran, as
+        // soon as it has: one hand-off to the store threads, not two.
+        Some((rotation, attempt)) => {
+            let core = shared.core_handle();
+            shared
+                .rotations
+                .rotate_then(attempt, move |outcome| {
+                    core.finish_cookie_sign_in(&job, rotation, outcome)
+                })
+                .await
+                .and_then(|signed_in| signed_in)
+                .map_err(CoreError::Store)
+        }
+        None => {
+            shared
+                .store(move |core| core.cookie_sign_in(&job, None))
+                .await
+        }
+    };
+    // Once a rotation has committed, its cookie goes out even if the rest
+    // of the sign-in cannot run (`failed`): a token the browser never
+    // receives would read as a lost response, or theft, on its next visit.
     let CookieSignIn {
         state,
         change,
         audited,
         failed,
-    } = match (signed_in, rotated) {
-        (Ok(signed_in), _) => signed_in,
-        (Err(error), rotated) => return Err((error, rotated)),
-    };
+    } = signed_in.map_err(|error| (error, None))?;
     if let Some(error) = failed {
         return Err((CoreError::Store(error), change));
     }
@@ -53,29 +60,6 @@ pub(super) async fn cookie_sign_in(
         start_session(session, new_state);
     }
     Ok((state, change))
-}
-
-/// The cookie's rotation, run in a batch before the login flow if the flow
-/// starts with it: the request waits for the batch without holding a
-/// store thread. A store failure ends the sign-in here (a 503). `detail`
-/// is the sign-in's audit detail.
-pub(crate) async fn rotate_first(
-    shared: &Arc<Shared>,
-    visit: &Visit,
-    detail: &'static str,
-) -> Result<Option<Prefetched>, CoreError> {
-    let Some((rotation, attempt)) = shared.core().prepare_cookie_rotation(visit, detail) else {
-        return Ok(None);
-    };
-    let outcome = shared.rotations.rotate(attempt).await;
-    if let Err(error) = &outcome {
-        return Err(CoreError::Store(error.clone()));
-    }
-    Ok(Some(Prefetched {
-        raw: visit.cookie.clone().unwrap_or_default(),
-        rotation,
-        outcome,
-    }))
 }
 
 /// Puts a freshly signed-in state into a session. The old session content is

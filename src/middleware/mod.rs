@@ -304,6 +304,6 @@ mod cookies;
 
 use check::{Check, session_state};
 pub(crate) use cookies::{
-    client_info, raw_cookie, remember_cookie, rotate_first, start_session, trusted_device, visit,
+    client_info, raw_cookie, remember_cookie, start_session, trusted_device, visit,
 };
 use cookies::{cookie_sign_in, device_cookie};

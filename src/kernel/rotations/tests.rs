@@ -567,3 +567,107 @@ fn a_leader_that_unwinds_fails_the_waiting_attempts_and_the_next_one_leads() {
     assert_eq!(id_of(&third), Some(3));
     assert_eq!(store.log(), vec![vec![1], vec![3]], "2 was never written");
 }
+
+/// A store that records the thread of each batch.
+#[derive(Default)]
+struct ThreadsOfBatches(parking_lot::Mutex<Vec<std::thread::ThreadId>>);
+
+impl TokenStore for ThreadsOfBatches {
+    fn find_and_rotate(
+        &self,
+        attempt: RotationAttempt<'_>,
+    ) -> Result<Option<FoundSeries>, StoreError> {
+        self.0.lock().push(std::thread::current().id());
+        Ok(Some(found(&attempt)))
+    }
+
+    unused_methods!();
+}
+
+/// The rest of a sign-in runs on the thread that ran its batch, with the
+/// batch's outcome for its own attempt: no second store job.
+#[test]
+fn a_quick_continuation_runs_on_the_thread_that_ran_the_batch() {
+    let store = Arc::new(ThreadsOfBatches::default());
+    let threads = Threads::start("test-rotations", 4, 64).unwrap();
+    let queue = RotationQueue::new(store.clone(), threads.submitter(), Duration::from_secs(10));
+    for series in 1..=5 {
+        let (ran_on, outcome) = block_on(queue.rotate_then(attempt(series), |outcome| {
+            (std::thread::current().id(), outcome)
+        }))
+        .unwrap();
+        assert_eq!(id_of(&outcome), Some(i64::from(series)));
+        assert_eq!(Some(&ran_on), store.0.lock().last(), "sign-in {series}");
+    }
+}
+
+/// Continuations that take long (a directory over the network) are not
+/// run one after another by the leader: past the inline budget it hands
+/// them to the other store threads, which run them side by side.
+#[test]
+fn slow_continuations_are_handed_to_other_store_threads() {
+    use std::sync::atomic::AtomicUsize;
+    let (store, on_enter, release) = GatedStore::new();
+    let threads = Threads::start("test-rotations", 4, 64).unwrap();
+    let queue = queue(&store, &threads, Duration::from_secs(10));
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let slow = |series: u8| {
+        let (queue, running, most) = (queue.clone(), running.clone(), most.clone());
+        tokio::spawn(async move {
+            queue
+                .rotate_then(attempt(series), move |outcome| {
+                    let now = running.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
+                    running.fetch_sub(1, SeqCst);
+                    outcome
+                })
+                .await
+        })
+    };
+    let outcomes = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        let rest: Vec<_> = (2..=4).map(slow).collect();
+        until(|| queue.state.lock().waiting.len() == 3).await;
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        let mut outcomes = Vec::new();
+        for handle in rest {
+            outcomes.push(handle.await.unwrap().unwrap());
+        }
+        outcomes
+    });
+    assert_eq!(store.log(), vec![vec![1], vec![2, 3, 4]]);
+    for (series, outcome) in (2..=4).zip(outcomes) {
+        assert_eq!(id_of(&outcome), Some(series));
+    }
+    assert!(
+        most.load(SeqCst) >= 2,
+        "the slow continuations ran one by one"
+    );
+}
+
+/// A continuation that panics fails its own request (an error, not a
+/// hang) and neither the thread nor the next sign-in.
+#[test]
+fn a_panicking_continuation_fails_its_request_only() {
+    let (store, _on_enter, release) = GatedStore::new();
+    release.send(()).unwrap();
+    let threads = Threads::start("test-rotations", 1, 64).unwrap();
+    let queue = queue(&store, &threads, Duration::from_secs(10));
+    let (panicked, next) = block_on(async {
+        let panicked = queue
+            .rotate_then(attempt(1), |_| -> Outcome {
+                panic!("the sign-in has a bug")
+            })
+            .await;
+        (panicked, queue.rotate(attempt(2)).await)
+    });
+    assert!(
+        matches!(panicked, Err(StoreError::Query(_))),
+        "{panicked:?}"
+    );
+    assert_eq!(id_of(&next), Some(2));
+}
