@@ -90,6 +90,8 @@ pub(crate) struct Threads {
     jobs: Option<Arc<SyncSender<Job>>>,
     /// Jobs queued and not yet taken by a thread.
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Room for this many jobs waiting.
+    capacity: usize,
     ended: Ended,
     name: String,
 }
@@ -170,6 +172,7 @@ impl Threads {
         Ok(Self {
             jobs: Some(Arc::new(jobs)),
             queued: Arc::default(),
+            capacity,
             ended,
             name: name.to_owned(),
         })
@@ -188,6 +191,7 @@ impl Threads {
         Submitter {
             jobs: self.jobs.as_ref().map_or_else(Weak::new, Arc::downgrade),
             queued: self.queued.clone(),
+            capacity: self.capacity,
         }
     }
 
@@ -245,6 +249,7 @@ impl Threads {
 pub(crate) struct Submitter {
     jobs: Weak<SyncSender<Job>>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    capacity: usize,
 }
 
 impl Submitter {
@@ -271,6 +276,13 @@ impl Submitter {
     /// Jobs queued and not yet taken by a thread.
     pub fn queued(&self) -> usize {
         self.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the queue is less than half full: room for jobs that could
+    /// as well run where they are (see `RotationQueue`), leaving the rest
+    /// to jobs that cannot.
+    pub fn has_room(&self) -> bool {
+        self.queued() < self.capacity / 2
     }
 }
 

@@ -39,10 +39,6 @@ use crate::store::{FoundSeries, MAX_ROTATION_BATCH, OwnedRotation, StoreError, T
 use crate::threads::Submitter;
 use reply::{Reply, Then};
 
-/// Past [`INLINE_BUDGET`], the leading job hands sign-ins to other store
-/// threads only while fewer jobs than this wait in their queue.
-const HAND_OFF_QUEUED: usize = 2;
-
 /// The longest an attempt waits for a batch to take it.
 pub(crate) const ROTATION_WAIT: Duration = Duration::from_secs(5);
 
@@ -57,10 +53,14 @@ pub(crate) type Outcome = Result<Option<FoundSeries>, StoreError>;
 
 /// How long the leading job may spend after a batch continuing its
 /// attempts' sign-ins itself: it runs the next one only if, at the cost
-/// of the last one run, it would end within this. A directory that
-/// answers slowly (over the network, say) has its reads handed to the
-/// other store threads, in parallel, instead of run one after another.
-pub(crate) const INLINE_BUDGET: Duration = Duration::from_millis(1);
+/// of the last one run, it would end within this. The rest go to the
+/// other store threads, in parallel: a directory that answers slowly
+/// (over the network, say) is not read one attempt after another, and
+/// the next batch does not wait long for the leader. (Measured against
+/// 1 ms and 0, bench/layer_notes.md: 1 ms did better on SQLite at 64
+/// connections, where the CPU bounds, and worse on PostgreSQL, where the
+/// round trips of the directory's reads, one after another, do.)
+pub(crate) const INLINE_BUDGET: Duration = Duration::from_micros(250);
 
 /// The sign-ins by cookie waiting for a batch, and what runs the batches.
 pub(crate) struct RotationQueue {
@@ -323,12 +323,11 @@ impl RotationQueue {
                     "the remember-me rotation batch did not finish".into(),
                 )),
             };
-            // Handed off only to threads that are free to take it at once:
-            // a queue that holds jobs already (the store threads all busy)
-            // would gain nothing from more, and room in it must be left for
-            // the next batch (see `run_batches`).
+            // Handed off only while the store threads' queue is less than
+            // half full: room in it must be left for the next batch (see
+            // `run_batches`) and for other store jobs.
             let cost = Duration::from_nanos(self.last_cost.load(Relaxed));
-            if Instant::now() + cost <= inline_until || self.threads.queued() >= HAND_OFF_QUEUED {
+            if Instant::now() + cost <= inline_until || !self.threads.has_room() {
                 self.continue_attempt(w.reply, outcome);
             } else {
                 self.hand_off(w.reply, outcome);
