@@ -31,6 +31,7 @@ on_both_backends!(
     a_form_sign_in_panicking_after_its_token_was_issued_hands_out_and_keeps_none,
     a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_none,
     an_api_sign_in_refused_after_its_token_was_issued_keeps_none,
+    a_cookie_whose_series_a_withdrawn_token_replaced_is_removed,
 );
 
 /// The issuing step wrapped by the app: `Flow::step` moves a step added
@@ -244,6 +245,47 @@ async fn a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_no
     let (status, body) =
         form_sign_in_keeps_no_token(db, issuing_then(StepDef::new("code", code))).await;
     assert_eq!((status, body.as_str()), (200, "needs input"));
+}
+
+/// A browser that still carries its own valid cookie signs in with the
+/// box ticked, and the app's step after the issuing one refuses: the
+/// issuing step deleted the browser's series to make way for the new one
+/// (one per browser), and the new one is withdrawn, so the old cookie is
+/// dead. It is removed, not left to fail on the next visit.
+async fn a_cookie_whose_series_a_withdrawn_token_replaced_is_removed(db: TestDb) {
+    let (database, stores, alice) = stores_with_alice(&db);
+    let config = RememberMeConfig::default();
+    let held = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+    let fails = After(|| {
+        Ok(StepOutcome::Failed(
+            rememberme::flow::Failure::InvalidCredentials,
+        ))
+    });
+    let login = issuing_then(StepDef::new("check", fails));
+    let layer = RememberMe::with_flows(stores.clone(), config, login, Flow::step_up());
+    let app = test::init_service(
+        App::new().configure(routes).wrap(
+            layer
+                .clone()
+                .with_session(actix_web::cookie::Key::generate()),
+        ),
+    )
+    .await;
+    let req = request("POST", "/password", &None)
+        .insert_header(("cookie", format!("{RM}={}", held.value())))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    let removed = cookie_of(&res, RM).expect("the dead cookie is removed");
+    assert!(removed.value().is_empty(), "{removed:?}");
+    assert_eq!(test::read_body(res).await, "invalid");
+    assert!(
+        stores.tokens.list_for_user(&alice).unwrap().is_empty(),
+        "the browser's series was replaced, the new one withdrawn"
+    );
+    drop(app);
+    assert!(layer.close(Duration::from_secs(5)));
+    drop(stores);
+    assert!(database.close(Duration::from_secs(5)));
 }
 
 /// The API's password sign-in whose step after the issuing one refuses

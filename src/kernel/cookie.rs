@@ -194,7 +194,7 @@ pub(crate) fn after_rotation<T>(
     let rotated = prefetched.rotated_cookie(visit.now);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rest(prefetched)))
         .unwrap_or_else(|_| {
-            tracing::error!("the sign-in by long-lived token panicked after its rotation");
+            tracing::error!("a sign-in by cookie or long-lived token panicked after its rotation");
             Err(StoreError::Query("the sign-in panicked".into()))
         })
         .map_err(|error| (error, rotated))

@@ -217,8 +217,8 @@ impl RotationQueue {
     }
 
     /// On a store thread: runs batches while attempts wait. When other
-    /// store jobs wait too (the sign-ins a batch answered continue in jobs
-    /// of their own), the next batch queues behind them instead: batch
+    /// store jobs wait too (session checks, sign-outs, the sign-ins a
+    /// batch handed off), the next batch queues behind them instead: batch
     /// after batch must not keep them from a thread. With no room in the
     /// queue for it, this thread leads one more batch; still no room after
     /// it, the attempts waiting fail (503s): the jobs queued, which may

@@ -90,6 +90,7 @@ impl Core {
         };
         ctx.password_at = how.strong.then_some(visit.now);
         ctx.user = Some(found);
+        let had_series = ctx.browser_series.is_some();
         let mut remembered = false;
         if how.remember_me {
             // The built-in rule holds here too: the issuing step refuses
@@ -101,12 +102,14 @@ impl Core {
         }
         let built = app_session(&mut ctx, user, how.strong);
         let change = ctx.cookie_change.take();
+        // The issuing step deleted the browser's series (one per browser).
+        let replaced = remembered && had_series;
         let state = match built {
             Ok(Some(state)) => state,
             // The user is gone, or the store failed, after a token was
             // issued: it is withdrawn, never handed out.
             Ok(None) => {
-                let change = self.withdraw_issued(visit, change, Some(user));
+                let change = self.withdraw_issued(visit, change, Some(user), replaced);
                 return Ok(SignInById {
                     state: None,
                     change,
@@ -114,7 +117,7 @@ impl Core {
                 });
             }
             Err(error) => {
-                self.withdraw_issued(visit, change, Some(user));
+                self.withdraw_issued(visit, change, Some(user), replaced);
                 return Err(error);
             }
         };

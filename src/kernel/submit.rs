@@ -56,6 +56,7 @@ impl Core {
         };
         ctx.inputs = std::mem::take(&mut credentials.inputs);
         ctx.credentials = Some(credentials);
+        let had_series = ctx.browser_series.is_some();
         let started_at = state.position();
         let method = match kind {
             FlowKind::Login => "password",
@@ -81,16 +82,18 @@ impl Core {
             Ok((progress, new_state))
         });
         let change = ctx.cookie_change.take();
+        // The issuing step deleted the browser's series (one per browser).
+        let replaced = had_series && ctx.browser_series.is_none();
         let (progress, new_state) = match ran {
             Ok(ran) => ran,
             Err(error) => {
-                self.withdraw_issued(visit, change, state.user());
+                self.withdraw_issued(visit, change, state.user(), replaced);
                 return Err(error);
             }
         };
         let change = match new_state {
             Some(_) => change,
-            None => self.withdraw_issued(visit, change, state.user()),
+            None => self.withdraw_issued(visit, change, state.user(), replaced),
         };
         Ok(Submitted {
             progress,
@@ -106,11 +109,16 @@ impl Core {
     /// than left to wait unseen in the store until it expires. A rotation
     /// of the token the client presented is kept: the client must get it.
     /// What is left to send.
+    ///
+    /// `replaced` says whether the issuing step deleted the browser's own
+    /// series to make way for the new one: that cookie is dead, so it is
+    /// removed rather than left to fail on the next visit.
     pub(super) fn withdraw_issued(
         &self,
         visit: &Visit,
         change: Option<CookieChange>,
         user: Option<&UserId>,
+        replaced: bool,
     ) -> Option<CookieChange> {
         let issued = match change {
             Some(CookieChange::Set { ref cookie, .. })
@@ -137,7 +145,7 @@ impl Core {
                 "a token of a sign-in that did not complete could not be withdrawn"
             ),
         }
-        None
+        replaced.then_some(CookieChange::Remove)
     }
 }
 
