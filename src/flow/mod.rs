@@ -73,6 +73,12 @@ pub const ISSUE: StepId = "remember_me_issue";
 
 /// What a form posted to the flow: the password step's fields, and the
 /// inputs of the app's own interactive steps (a one-time code, say).
+///
+/// A step of the app's reads its input from [`Credentials::inputs`], not
+/// from `password`: a browser submit ([`Auth::submit`](crate::Auth::submit))
+/// that posts a password to a flow whose password was already verified
+/// (paused at a later step) starts the flow afresh, taking it for the user
+/// going back to the sign-in form.
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// The username typed (ignored when the flow already knows the user).
