@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, test, web};
-use common::cookie_of;
+use common::{cookie_of, outcome_name};
 use rememberme::clock::ManualClock;
-use rememberme::extract::SubmitOutcome;
 use rememberme::flow::{
     Credentials, Flow, FlowKind, IDENTIFY, PASSWORD, PasswordStep, RememberMeIdentifyStep, StepDef,
     Tag,
@@ -26,15 +25,6 @@ use rememberme::{
 struct Remember {
     #[serde(default)]
     remember: bool,
-}
-
-fn outcome_name(outcome: SubmitOutcome) -> HttpResponse {
-    HttpResponse::Ok().body(match outcome {
-        SubmitOutcome::SignedIn(_) => "signed in",
-        SubmitOutcome::NeedsInput { .. } => "needs input",
-        SubmitOutcome::InvalidCredentials => "invalid",
-        _ => "other",
-    })
 }
 
 async fn password(auth: Auth, remember: web::Query<Remember>) -> Result<HttpResponse, AuthError> {

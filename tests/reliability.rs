@@ -12,8 +12,8 @@ use actix_web::{App, HttpResponse, test, web};
 use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
 
-use common::{TestDb, TestServer};
-use rememberme::{Database, RememberMe, RememberMeConfig, Stores};
+use common::{After, TestDb, TestServer, database_with_alice, shut_down};
+use rememberme::{RememberMe, RememberMeConfig, Stores};
 
 const RM: &str = "__Host-remember_me";
 const SESSION: &str = "__Host-session";
@@ -24,39 +24,9 @@ on_both_backends!(
     a_step_panicking_after_the_rotation_still_sends_the_rotated_cookie,
     a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie,
     a_directory_panicking_after_the_rotation_still_sends_the_rotated_cookie,
-    an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token,
     without_an_access_token_secret_the_api_changes_no_token,
     theft_handling_is_all_or_nothing,
 );
-
-/// The stores on `db`, and a user `alice` (no password: these tests sign
-/// in by cookie only).
-fn stores_with_alice(db: &TestDb) -> (Database, Stores, rememberme::store::UserId) {
-    let database = Database::connect(&db.url, 4).unwrap();
-    let stores = common::stores_on(&database);
-    let alice = common::users_on(&database)
-        .create("alice", "alice-password", false)
-        .unwrap();
-    (database, stores, alice)
-}
-
-/// A step of the app's after the identifying one, which fails as `run`
-/// does.
-#[derive(Clone, Copy)]
-struct After(fn() -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError>);
-
-impl rememberme::flow::Step for After {
-    fn is_interactive(&self) -> bool {
-        false
-    }
-    fn run(
-        &self,
-        _: &mut rememberme::flow::StepContext<'_>,
-        _: Option<&rememberme::store::UserId>,
-    ) -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError> {
-        (self.0)()
-    }
-}
 
 /// A custom login flow whose step after the identifying one fails: the
 /// rotation committed, so its cookie reaches the client all the same.
@@ -94,7 +64,7 @@ async fn a_step_refusing_after_the_rotation_still_sends_the_rotated_cookie(db: T
 /// runs in batches before the flow, and with a store that rotates one by
 /// one, inside the flow.
 async fn rotated_cookie_survives(db: TestDb, after: After, private: u16, api: (u16, &str)) {
-    let (database, batched, alice) = stores_with_alice(&db);
+    let (database, batched, alice) = database_with_alice(&db);
     let one_by_one = common::stores_one_by_one(&database);
     assert!(batched.tokens.rotates_in_batches() && !one_by_one.tokens.rotates_in_batches());
     for stores in [batched, one_by_one] {
@@ -167,92 +137,11 @@ async fn rotated_token_survives_on(
     assert!(layer.close(std::time::Duration::from_secs(5)));
 }
 
-/// A step after the issuing one that fails: the API's password sign-in
-/// answers 503 without the long-lived token (only a rotation of a token
-/// the client holds goes out with an error: a new series' token from a
-/// flow that did not complete would skip that step).
-async fn an_api_sign_in_failing_after_its_token_was_issued_hands_out_no_token(db: TestDb) {
-    use rememberme::flow::{
-        Condition, Flow, FlowKind, ISSUE, PASSWORD, PasswordStep, RememberMeIssueStep, Step,
-        StepContext, StepDef, StepOutcome, Tag,
-    };
-    use rememberme::store::{StoreError, UserId};
-    /// The issuing step, wrapped by the app (`Flow::step` would put a step
-    /// added after the crate's own issuing step before it).
-    struct Issuing;
-    impl Step for Issuing {
-        fn is_interactive(&self) -> bool {
-            false
-        }
-        fn run(
-            &self,
-            ctx: &mut StepContext<'_>,
-            user: Option<&UserId>,
-        ) -> Result<StepOutcome, StoreError> {
-            RememberMeIssueStep.run(ctx, user)
-        }
-    }
-    let (database, stores, alice) = stores_with_alice(&db);
-    let config = RememberMeConfig::builder()
-        .access_token_secret(&[7; 32])
-        .build();
-    let fails = After(|| {
-        Err(rememberme::store::StoreError::Query(
-            "the app's step failed".into(),
-        ))
-    });
-    let login = Flow::new(FlowKind::Login)
-        .step(
-            StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
-                .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
-        )
-        .step(
-            StepDef::new(ISSUE, Issuing)
-                .only_when_activated()
-                .precondition(Condition::has(Tag::PASSWORD_VERIFIED)),
-        )
-        .step(StepDef::new("fails", fails));
-    let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());
-    let app = test::init_service(
-        App::new()
-            .service(rememberme::api::scope())
-            .wrap(layer.clone())
-            .wrap(rememberme::session_middleware(
-                actix_web::cookie::Key::generate(),
-                &config,
-            )),
-    )
-    .await;
-    let req = test::TestRequest::post()
-        .uri("/api/v1/login")
-        .set_json(serde_json::json!({
-            "username": "alice", "password": "alice-password",
-            "remember_me": true, "device_key": "phone",
-        }))
-        .to_request();
-    let res = test::call_service(&app, req).await;
-    assert_eq!(res.status().as_u16(), 503);
-    let body: serde_json::Value = test::read_body_json(res).await;
-    assert_eq!(body["error"], "unavailable");
-    assert!(body.get("long_lived_token").is_none(), "{body}");
-    // The issuing step did run, so the test would see a token handed out
-    // if one were; the token was then withdrawn (tests/unfinished_flows.rs).
-    assert!(
-        common::audit_written(&stores, "token_issued", "").await,
-        "the token was issued"
-    );
-    assert!(stores.tokens.list_for_user(&alice).unwrap().is_empty());
-    drop(app);
-    assert!(layer.close(std::time::Duration::from_secs(5)));
-    drop(stores);
-    assert!(database.close(std::time::Duration::from_secs(5)));
-}
-
 /// Without an access-token secret the API can answer nothing but a 500:
 /// it finds out before it rotates or issues a token, so the client's token
 /// stays the newest and no token is stored that no client holds.
 async fn without_an_access_token_secret_the_api_changes_no_token(db: TestDb) {
-    let (database, stores, alice) = stores_with_alice(&db);
+    let (database, stores, alice) = database_with_alice(&db);
     let config = RememberMeConfig::default();
     let layer = RememberMe::new(stores.clone(), config.clone());
     let app = test::init_service(
@@ -295,9 +184,7 @@ async fn without_an_access_token_secret_the_api_changes_no_token(db: TestDb) {
         "only the browser's token"
     );
     drop(app);
-    assert!(layer.close(std::time::Duration::from_secs(5)));
-    drop(stores);
-    assert!(database.close(std::time::Duration::from_secs(5)));
+    shut_down(layer, stores, database);
 }
 
 /// The app's directory panics when the sign-in by cookie reads the user,
@@ -317,7 +204,7 @@ async fn a_directory_panicking_after_the_rotation_still_sends_the_rotated_cookie
             panic!("the app's directory has a bug")
         }
     }
-    let (database, batched, alice) = stores_with_alice(&db);
+    let (database, batched, alice) = database_with_alice(&db);
     let one_by_one = common::stores_one_by_one(&database);
     for mut stores in [batched, one_by_one] {
         let config = RememberMeConfig::default();
@@ -375,7 +262,7 @@ async fn an_error_page_still_carries_the_rotated_cookie(db: TestDb) {
         #[allow(dead_code)]
         q: u32,
     }
-    let (database, stores, alice) = stores_with_alice(&db);
+    let (database, stores, alice) = database_with_alice(&db);
     let config = RememberMeConfig::default();
     let layer = RememberMe::new(stores.clone(), config.clone());
     let key = actix_web::cookie::Key::generate();
@@ -409,9 +296,7 @@ async fn an_error_page_still_carries_the_rotated_cookie(db: TestDb) {
         assert!(!rotated.value().is_empty(), "{path}");
     }
     drop(app);
-    assert!(layer.close(std::time::Duration::from_secs(5)));
-    drop(stores);
-    assert!(database.close(std::time::Duration::from_secs(5)));
+    shut_down(layer, stores, database);
 }
 
 /// Certain theft deletes every token, bumps the epoch and writes its audit

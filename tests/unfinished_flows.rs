@@ -12,16 +12,18 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use actix_web::cookie::Cookie;
 use actix_web::{App, HttpResponse, test, web};
-use common::{TestDb, cookie_of};
-use rememberme::clock::ManualClock;
-use rememberme::extract::{StrongAuth, SubmitOutcome};
-use rememberme::flow::{
-    Condition, Credentials, Flow, FlowKind, ISSUE, PASSWORD, PasswordStep, RememberMeIssueStep,
-    Step, StepContext, StepDef, StepOutcome, Tag,
+use common::{
+    After, TestDb, cookie_of, database_with_alice, issuing_then, outcome_name, shut_down,
 };
-use rememberme::store::{StoreError, UserId};
-use rememberme::{Auth, AuthError, Database, RememberMe, RememberMeConfig, Stores};
+use rememberme::clock::ManualClock;
+use rememberme::extract::StrongAuth;
+use rememberme::flow::{
+    Condition, Credentials, Failure, Flow, FlowKind, StepDef, StepOutcome, Tag,
+};
+use rememberme::store::StoreError;
+use rememberme::{Auth, AuthError, Database, RememberMe, RememberMeConfig};
 
 const RM: &str = "__Host-remember_me";
 const SESSION: &str = "__Host-session";
@@ -30,72 +32,17 @@ on_both_backends!(
     a_form_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none,
     a_form_sign_in_panicking_after_its_token_was_issued_hands_out_and_keeps_none,
     a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_none,
-    an_api_sign_in_refused_after_its_token_was_issued_keeps_none,
     a_cookie_whose_series_a_withdrawn_token_replaced_is_removed,
+    an_api_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none,
+    an_api_sign_in_refused_after_its_token_was_issued_keeps_none,
 );
 
-/// The issuing step wrapped by the app: `Flow::step` moves a step added
-/// after the crate's own issuing step before it, but not after a wrapper.
-struct Issuing;
-
-impl Step for Issuing {
-    fn is_interactive(&self) -> bool {
-        false
-    }
-    fn run(
-        &self,
-        ctx: &mut StepContext<'_>,
-        user: Option<&UserId>,
-    ) -> Result<StepOutcome, StoreError> {
-        RememberMeIssueStep.run(ctx, user)
-    }
-}
-
-/// A step of the app's after the issuing one, which does what `run` does.
-#[derive(Clone, Copy)]
-struct After(fn() -> Result<StepOutcome, StoreError>);
-
-impl Step for After {
-    fn is_interactive(&self) -> bool {
-        false
-    }
-    fn run(&self, _: &mut StepContext<'_>, _: Option<&UserId>) -> Result<StepOutcome, StoreError> {
-        (self.0)()
-    }
-}
-
-/// A login flow: the password (the box activates the issuing step), the
-/// app's wrapped issuing step, then `after`.
-fn issuing_then(after: StepDef) -> Flow {
-    Flow::new(FlowKind::Login)
-        .step(
-            StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
-                .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
-        )
-        .step(
-            StepDef::new(ISSUE, Issuing)
-                .only_when_activated()
-                .precondition(Condition::has(Tag::PASSWORD_VERIFIED)),
-        )
-        .step(after)
-}
-
-fn stores_with_alice(db: &TestDb) -> (Database, Stores, UserId) {
-    let database = Database::connect(&db.url, 4).unwrap();
-    let stores = common::stores_on(&database);
-    let alice = common::users_on(&database)
-        .create("alice", "alice-password", false)
-        .unwrap();
-    (database, stores, alice)
-}
-
-fn outcome_name(outcome: SubmitOutcome) -> HttpResponse {
-    HttpResponse::Ok().body(match outcome {
-        SubmitOutcome::SignedIn(_) => "signed in",
-        SubmitOutcome::NeedsInput { .. } => "needs input",
-        SubmitOutcome::InvalidCredentials => "invalid",
-        _ => "other",
-    })
+/// A step after the issuing one that refuses the sign-in.
+fn refuses() -> StepDef {
+    StepDef::new(
+        "check",
+        After(|| Ok(StepOutcome::Failed(Failure::InvalidCredentials))),
+    )
 }
 
 /// `/password` submits alice's password to the login flow (the box
@@ -167,33 +114,33 @@ fn request(
     }
 }
 
-/// A form sign-in with `login` and the box ticked: the answer's status and
-/// body, and whether it set the remember-me cookie; then checks that no
-/// token of alice's is left and that the issued one was withdrawn.
-async fn form_sign_in_keeps_no_token(db: TestDb, login: Flow) -> (u16, String) {
-    let (database, stores, alice) = stores_with_alice(&db);
-    let layer = RememberMe::with_flows(
-        stores.clone(),
-        RememberMeConfig::default(),
-        login,
-        Flow::step_up(),
-    );
+/// A form sign-in with `login` and the box ticked, by a browser that
+/// carries its own valid remember-me cookie if `held`: the answer's
+/// status, body and remember-me cookie. Checks that the issuing step ran
+/// and its token was withdrawn (audited, no token of alice's left).
+async fn form_sign_in_keeps_no_token(
+    db: TestDb,
+    login: Flow,
+    held: bool,
+) -> (u16, String, Option<Cookie<'static>>) {
+    let (database, stores, alice) = database_with_alice(&db);
+    let config = RememberMeConfig::default();
+    let mut req = request("POST", "/password", &None);
+    if held {
+        let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+        req = req.insert_header(("cookie", format!("{RM}={}", cookie.value())));
+    }
+    let layer = RememberMe::with_flows(stores.clone(), config, login, Flow::step_up());
+    let key = actix_web::cookie::Key::generate();
     let app = test::init_service(
-        App::new().configure(routes).wrap(
-            layer
-                .clone()
-                .with_session(actix_web::cookie::Key::generate()),
-        ),
+        App::new()
+            .configure(routes)
+            .wrap(layer.clone().with_session(key)),
     )
     .await;
-    let res = test::call_service(&app, request("POST", "/password", &None).to_request()).await;
-    let status = res.status().as_u16();
-    assert!(
-        cookie_of(&res, RM).is_none(),
-        "a remember-me cookie from a flow that did not complete"
-    );
+    let res = test::call_service(&app, req.to_request()).await;
+    let (status, remember) = (res.status().as_u16(), cookie_of(&res, RM));
     let body = String::from_utf8_lossy(&test::read_body(res).await).into_owned();
-    // The issuing step ran: its row is written, then withdrawn.
     assert!(
         common::audit_written(&stores, "token_issued", "").await,
         "the token was issued"
@@ -204,35 +151,35 @@ async fn form_sign_in_keeps_no_token(db: TestDb, login: Flow) -> (u16, String) {
     );
     assert!(
         stores.tokens.list_for_user(&alice).unwrap().is_empty(),
-        "the withdrawn token is deleted"
+        "the withdrawn token is deleted (and a held one replaced)"
     );
     drop(app);
-    assert!(layer.close(Duration::from_secs(5)));
-    drop(stores);
-    assert!(database.close(Duration::from_secs(5)));
-    (status, body)
+    shut_down(layer, stores, database);
+    (status, body, remember)
 }
 
 /// The app's step after the issuing one refuses the sign-in: "invalid",
 /// no cookie, no token left.
 async fn a_form_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none(db: TestDb) {
-    let fails = After(|| {
-        Ok(StepOutcome::Failed(
-            rememberme::flow::Failure::InvalidCredentials,
-        ))
-    });
-    let (status, body) =
-        form_sign_in_keeps_no_token(db, issuing_then(StepDef::new("check", fails))).await;
+    let (status, body, remember) =
+        form_sign_in_keeps_no_token(db, issuing_then(refuses()), false).await;
     assert_eq!((status, body.as_str()), (200, "invalid"));
+    assert!(
+        remember.is_none(),
+        "a cookie from a flow that did not complete"
+    );
 }
 
 /// The app's step after the issuing one panics: an error page (503),
 /// no cookie, no token left.
 async fn a_form_sign_in_panicking_after_its_token_was_issued_hands_out_and_keeps_none(db: TestDb) {
-    let panics = After(|| panic!("the app's step has a bug"));
-    let (status, _) =
-        form_sign_in_keeps_no_token(db, issuing_then(StepDef::new("check", panics))).await;
+    let panics = StepDef::new("check", After(|| panic!("the app's step has a bug")));
+    let (status, _, remember) = form_sign_in_keeps_no_token(db, issuing_then(panics), false).await;
     assert_eq!(status, 503);
+    assert!(
+        remember.is_none(),
+        "a cookie from a flow that did not complete"
+    );
 }
 
 /// The app's interactive step after the issuing one pauses the flow: the
@@ -242,9 +189,13 @@ async fn a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_no
         input: "code",
         code: Some("123456"),
     };
-    let (status, body) =
-        form_sign_in_keeps_no_token(db, issuing_then(StepDef::new("code", code))).await;
+    let login = issuing_then(StepDef::new("code", code));
+    let (status, body, remember) = form_sign_in_keeps_no_token(db, login, false).await;
     assert_eq!((status, body.as_str()), (200, "needs input"));
+    assert!(
+        remember.is_none(),
+        "a cookie from a flow that did not complete"
+    );
 }
 
 /// A browser that still carries its own valid cookie signs in with the
@@ -253,65 +204,29 @@ async fn a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_no
 /// (one per browser), and the new one is withdrawn, so the old cookie is
 /// dead. It is removed, not left to fail on the next visit.
 async fn a_cookie_whose_series_a_withdrawn_token_replaced_is_removed(db: TestDb) {
-    let (database, stores, alice) = stores_with_alice(&db);
-    let config = RememberMeConfig::default();
-    let held = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
-    let fails = After(|| {
-        Ok(StepOutcome::Failed(
-            rememberme::flow::Failure::InvalidCredentials,
-        ))
-    });
-    let login = issuing_then(StepDef::new("check", fails));
-    let layer = RememberMe::with_flows(stores.clone(), config, login, Flow::step_up());
-    let app = test::init_service(
-        App::new().configure(routes).wrap(
-            layer
-                .clone()
-                .with_session(actix_web::cookie::Key::generate()),
-        ),
-    )
-    .await;
-    let req = request("POST", "/password", &None)
-        .insert_header(("cookie", format!("{RM}={}", held.value())))
-        .to_request();
-    let res = test::call_service(&app, req).await;
-    let removed = cookie_of(&res, RM).expect("the dead cookie is removed");
+    let (_, body, remember) = form_sign_in_keeps_no_token(db, issuing_then(refuses()), true).await;
+    assert_eq!(body, "invalid");
+    let removed = remember.expect("the dead cookie is removed");
     assert!(removed.value().is_empty(), "{removed:?}");
-    assert_eq!(test::read_body(res).await, "invalid");
-    assert!(
-        stores.tokens.list_for_user(&alice).unwrap().is_empty(),
-        "the browser's series was replaced, the new one withdrawn"
-    );
-    drop(app);
-    assert!(layer.close(Duration::from_secs(5)));
-    drop(stores);
-    assert!(database.close(Duration::from_secs(5)));
 }
 
-/// The API's password sign-in whose step after the issuing one refuses
-/// (a precondition the flow does not meet): 401, no token in the answer,
-/// and none left in the store.
-async fn an_api_sign_in_refused_after_its_token_was_issued_keeps_none(db: TestDb) {
-    let (database, stores, alice) = stores_with_alice(&db);
+/// The API's password sign-in through `issuing_then(after)`, with the
+/// box ticked: the answer's status and body. Checks that no long-lived
+/// token is in the answer, that the issuing step ran (so a token handed
+/// out would show) and that its token was withdrawn.
+async fn api_sign_in_keeps_no_token(db: TestDb, after: StepDef) -> (u16, serde_json::Value) {
+    let (database, stores, alice) = database_with_alice(&db);
     let config = RememberMeConfig::builder()
         .access_token_secret(&[7; 32])
         .build();
-    let refuses = StepDef::new("check", After(|| unreachable!()))
-        .precondition(Condition::has(Tag::new("SECOND_FACTOR")));
-    let layer = RememberMe::with_flows(
-        stores.clone(),
-        config.clone(),
-        issuing_then(refuses),
-        Flow::step_up(),
-    );
+    let login = issuing_then(after);
+    let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());
+    let key = actix_web::cookie::Key::generate();
     let app = test::init_service(
         App::new()
             .service(rememberme::api::scope())
             .wrap(layer.clone())
-            .wrap(rememberme::session_middleware(
-                actix_web::cookie::Key::generate(),
-                &config,
-            )),
+            .wrap(rememberme::session_middleware(key, &config)),
     )
     .await;
     let req = test::TestRequest::post()
@@ -322,7 +237,7 @@ async fn an_api_sign_in_refused_after_its_token_was_issued_keeps_none(db: TestDb
         }))
         .to_request();
     let res = test::call_service(&app, req).await;
-    assert_eq!(res.status().as_u16(), 401);
+    let status = res.status().as_u16();
     let body: serde_json::Value = test::read_body_json(res).await;
     assert!(body.get("long_lived_token").is_none(), "{body}");
     assert!(
@@ -334,15 +249,35 @@ async fn an_api_sign_in_refused_after_its_token_was_issued_keeps_none(db: TestDb
         "the withdrawn token is deleted"
     );
     drop(app);
-    assert!(layer.close(Duration::from_secs(5)));
-    drop(stores);
-    assert!(database.close(Duration::from_secs(5)));
+    shut_down(layer, stores, database);
+    (status, body)
+}
+
+/// A step after the issuing one that fails: the API's password sign-in
+/// answers 503 without the long-lived token (only a rotation of a token
+/// the client holds goes out with an error: a new series' token from a
+/// flow that did not complete would skip that step).
+async fn an_api_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none(db: TestDb) {
+    let fails = After(|| Err(StoreError::Query("the app's step failed".into())));
+    let (status, body) = api_sign_in_keeps_no_token(db, StepDef::new("fails", fails)).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "unavailable");
+}
+
+/// The API's password sign-in whose step after the issuing one refuses
+/// (a precondition the flow does not meet): 401, no token in the answer,
+/// and none left in the store.
+async fn an_api_sign_in_refused_after_its_token_was_issued_keeps_none(db: TestDb) {
+    let refused = StepDef::new("check", After(|| unreachable!()))
+        .precondition(Condition::has(Tag::new("SECOND_FACTOR")));
+    let (status, _) = api_sign_in_keeps_no_token(db, refused).await;
+    assert_eq!(status, 401);
 }
 
 /// A login flow with the app's code step after the password, and a
 /// step-up flow with the same code step after its password.
 fn with_codes(db: &TestDb, clock: &ManualClock) -> (Database, RememberMe) {
-    let (database, stores, _) = stores_with_alice(db);
+    let (database, stores, _) = database_with_alice(db);
     let code = || {
         StepDef::new(
             "code",

@@ -6,7 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::flow::CookieChange;
-use crate::kernel::CoreError;
+use crate::kernel::{CoreError, FailedAfterRotation};
 use crate::store::StoreError;
 
 /// An API error: a status and `{error, message}`.
@@ -75,6 +75,14 @@ impl From<CoreError> for ApiError {
             CoreError::Store(error) => error.into(),
             CoreError::Internal(error) => internal(error),
         }
+    }
+}
+
+/// A failure after the presented long-lived token rotated: the error,
+/// carrying the new token.
+impl From<FailedAfterRotation> for ApiError {
+    fn from(FailedAfterRotation { error, change }: FailedAfterRotation) -> Self {
+        Self::from(error).with_token(Some(change))
     }
 }
 

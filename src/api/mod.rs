@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{AccessClaims, AccessError};
 use crate::extract::request_auth;
 use crate::flow::{ClientInfo, CookieChange, Credentials, Failure, FlowKind, Progress, Tag};
-use crate::kernel::{API_REFRESH, FailedAfterRotation, FlowInput, Ran, Visit};
+use crate::kernel::{API_REFRESH, FlowInput, Ran, Visit};
 use crate::limits::ip_throttled;
 use crate::middleware::{RequestAuth, client_info};
 use crate::session::SignInMethod;
@@ -137,13 +137,7 @@ async fn run_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Result<
     } else {
         shared.store(move |core| core.run_flow(&visit, input)).await
     };
-    match ran {
-        Ok(Ok(ran)) => Ok(ran),
-        Ok(Err(FailedAfterRotation { error, change })) => {
-            Err(ApiError::from(error).with_token(Some(change)))
-        }
-        Err(error) => Err(ApiError::from(error)),
-    }
+    Ok(ran??)
 }
 
 /// A refresh's flow. When the store rotates in batches, the token's
@@ -164,11 +158,8 @@ async fn refresh_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Res
             core.finish_refresh(&visit, input, rotation, outcome)
         })
         .await
-        .and_then(|ran| ran)
-        .map_err(ApiError::from)?;
-    ran.map_err(|FailedAfterRotation { error, change }| {
-        ApiError::from(error).with_token(Some(change))
-    })
+        .and_then(|ran| ran)?;
+    Ok(ran?)
 }
 
 /// What an access token about to be issued says, beside the user.

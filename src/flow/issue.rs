@@ -35,6 +35,7 @@ impl Step for RememberMeIssueStep {
         }
         if let Some(old) = ctx.browser_series.take() {
             ctx.stores.tokens.delete_series(&old)?;
+            ctx.replaced_series = true;
         }
         let cookie = RememberCookie::generate();
         // `validity` is at most `MAX_TOKEN_LIFETIME`: no overflow.

@@ -188,6 +188,10 @@ pub struct StepContext<'a> {
     /// The rotation of the cookie, if the layer ran it before the steps
     /// (see [`Flow::starts_by_rotating`]); taken by the identifying step.
     pub(crate) prefetched: Option<Prefetched>,
+    /// Set by the issuing step when it deleted the browser's own series to
+    /// make way for its token: should the run not complete, that cookie is
+    /// dead and is removed.
+    pub(crate) replaced_series: bool,
 }
 
 impl<'a> StepContext<'a> {
@@ -217,6 +221,7 @@ impl<'a> StepContext<'a> {
             sign_in_detail: "",
             sign_in_audited: false,
             prefetched: None,
+            replaced_series: false,
         }
     }
 }

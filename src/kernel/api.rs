@@ -117,7 +117,7 @@ impl Core {
                         Ok(Err(FailedAfterRotation { error, change }))
                     }
                     change => {
-                        self.withdraw_issued(visit, change, state.user(), false);
+                        self.withdraw_issued(visit, change, state.user(), ctx.replaced_series);
                         Err(error)
                     }
                 };
@@ -126,7 +126,7 @@ impl Core {
         // Only a completed flow hands out a token it issued.
         let cookie_change = match (&progress, epoch) {
             (Progress::Complete { .. }, Some(_)) => ctx.cookie_change,
-            _ => self.withdraw_issued(visit, ctx.cookie_change, state.user(), false),
+            _ => self.withdraw_issued(visit, ctx.cookie_change, state.user(), ctx.replaced_series),
         };
         Ok(Ok(Ran {
             progress,

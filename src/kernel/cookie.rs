@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::{Core, Visit};
 use crate::flow::{CookieChange, Prefetched, Progress, Rotation, StepContext, Tag};
 use crate::session::{AuthState, SignInMethod, random_id};
-use crate::store::{FoundSeries, OwnedRotation, StoreError, User, UserId};
+use crate::store::{AuditKind, FoundSeries, OwnedRotation, StoreError, User, UserId};
 use crate::token::{RememberCookie, SecretHash};
 
 /// What a sign-in by cookie gave.
@@ -146,6 +146,49 @@ impl Core {
         let rotation = Rotation::prepare(&ctx, raw)?;
         let attempt = OwnedRotation::new(&rotation.attempt(&ctx));
         Some((rotation, attempt))
+    }
+
+    /// A token issued by a flow that did not complete (a later step
+    /// failed, refused, paused, panicked, or the store failed after the
+    /// issuing step) is never handed out, and its row is deleted rather
+    /// than left to wait unseen in the store until it expires. A rotation
+    /// of the token the client presented is kept: the client must get it.
+    /// What is left to send.
+    ///
+    /// `replaced` says whether the issuing step deleted the browser's own
+    /// series to make way for the new one: that cookie is dead, so it is
+    /// removed rather than left to fail on the next visit.
+    pub(crate) fn withdraw_issued(
+        &self,
+        visit: &Visit,
+        change: Option<CookieChange>,
+        user: Option<&UserId>,
+        replaced: bool,
+    ) -> Option<CookieChange> {
+        let issued = match &change {
+            Some(set @ CookieChange::Set { cookie, .. })
+                if !set.rotates(visit.cookie.as_deref()) =>
+            {
+                cookie.series.hash()
+            }
+            _ => return change,
+        };
+        match self.stores.tokens.delete_series(&issued) {
+            Ok(_) => {
+                tracing::info!(user_id = ?user, "remember-me token withdrawn: its sign-in did not complete");
+                self.stores.audit(visit.event(
+                    AuditKind::TokenRevoked,
+                    user,
+                    "withdrawn: the sign-in did not complete",
+                ));
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                user_id = ?user,
+                "a token of a sign-in that did not complete could not be withdrawn"
+            ),
+        }
+        replaced.then_some(CookieChange::Remove)
     }
 
     /// An open session's check: the user as the app's directory has it now

@@ -90,7 +90,6 @@ impl Core {
         };
         ctx.password_at = how.strong.then_some(visit.now);
         ctx.user = Some(found);
-        let had_series = ctx.browser_series.is_some();
         let mut remembered = false;
         if how.remember_me {
             // The built-in rule holds here too: the issuing step refuses
@@ -101,9 +100,7 @@ impl Core {
             );
         }
         let built = app_session(&mut ctx, user, how.strong);
-        let change = ctx.cookie_change.take();
-        // The issuing step deleted the browser's series (one per browser).
-        let replaced = remembered && had_series;
+        let (change, replaced) = (ctx.cookie_change.take(), ctx.replaced_series);
         let state = match built {
             Ok(Some(state)) => state,
             // The user is gone, or the store failed, after a token was

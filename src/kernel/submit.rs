@@ -56,7 +56,6 @@ impl Core {
         };
         ctx.inputs = std::mem::take(&mut credentials.inputs);
         ctx.credentials = Some(credentials);
-        let had_series = ctx.browser_series.is_some();
         let started_at = state.position();
         let method = match kind {
             FlowKind::Login => "password",
@@ -81,9 +80,7 @@ impl Core {
             }
             Ok((progress, new_state))
         });
-        let change = ctx.cookie_change.take();
-        // The issuing step deleted the browser's series (one per browser).
-        let replaced = had_series && ctx.browser_series.is_none();
+        let (change, replaced) = (ctx.cookie_change.take(), ctx.replaced_series);
         let (progress, new_state) = match ran {
             Ok(ran) => ran,
             Err(error) => {
@@ -101,51 +98,6 @@ impl Core {
             change,
             new_state,
         })
-    }
-
-    /// A token issued by a flow that did not complete (a later step
-    /// failed, refused, paused, panicked, or the store failed after the
-    /// issuing step) is never handed out, and its row is deleted rather
-    /// than left to wait unseen in the store until it expires. A rotation
-    /// of the token the client presented is kept: the client must get it.
-    /// What is left to send.
-    ///
-    /// `replaced` says whether the issuing step deleted the browser's own
-    /// series to make way for the new one: that cookie is dead, so it is
-    /// removed rather than left to fail on the next visit.
-    pub(super) fn withdraw_issued(
-        &self,
-        visit: &Visit,
-        change: Option<CookieChange>,
-        user: Option<&UserId>,
-        replaced: bool,
-    ) -> Option<CookieChange> {
-        let issued = match change {
-            Some(CookieChange::Set { ref cookie, .. })
-                if !change
-                    .as_ref()
-                    .is_some_and(|c| c.rotates(visit.cookie.as_deref())) =>
-            {
-                cookie.series.hash()
-            }
-            other => return other,
-        };
-        match self.stores.tokens.delete_series(&issued) {
-            Ok(_) => {
-                tracing::info!(user_id = ?user, "remember-me token withdrawn: its sign-in did not complete");
-                self.stores.audit(visit.event(
-                    AuditKind::TokenRevoked,
-                    user,
-                    "withdrawn: the sign-in did not complete",
-                ));
-            }
-            Err(error) => tracing::warn!(
-                %error,
-                user_id = ?user,
-                "a token of a sign-in that did not complete could not be withdrawn"
-            ),
-        }
-        replaced.then_some(CookieChange::Remove)
     }
 }
 

@@ -791,3 +791,90 @@ impl rememberme::flow::Step for CodeStep {
         })
     }
 }
+
+/// A fresh pool on `db` (4 connections), the stores on it, and a user
+/// `alice` (password `alice-password`).
+pub fn database_with_alice(db: &TestDb) -> (Database, Stores, UserId) {
+    let database = Database::connect(&db.url, 4).expect("database");
+    let stores = stores_on(&database);
+    let alice = users_on(&database)
+        .create("alice", "alice-password", false)
+        .expect("alice");
+    (database, stores, alice)
+}
+
+/// Ends a test's layer, then its database, as an app does at exit: drop
+/// the service (and any response) first, or the layer cannot close.
+pub fn shut_down(layer: rememberme::RememberMe, stores: Stores, database: Database) {
+    assert!(layer.close(Duration::from_secs(5)), "the layer closes");
+    drop(stores);
+    assert!(
+        database.close(Duration::from_secs(5)),
+        "the database closes"
+    );
+}
+
+/// A step of the app's, not interactive, that does what its function does
+/// (fails, panics, refuses).
+#[derive(Clone, Copy)]
+pub struct After(pub fn() -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError>);
+
+impl rememberme::flow::Step for After {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn run(
+        &self,
+        _: &mut rememberme::flow::StepContext<'_>,
+        _: Option<&UserId>,
+    ) -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError> {
+        (self.0)()
+    }
+}
+
+/// The issuing step wrapped by the app: `Flow::step` moves a step added
+/// after the crate's own issuing step before it, but not after a wrapper.
+pub struct Issuing;
+
+impl rememberme::flow::Step for Issuing {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn run(
+        &self,
+        ctx: &mut rememberme::flow::StepContext<'_>,
+        user: Option<&UserId>,
+    ) -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError> {
+        rememberme::flow::RememberMeIssueStep.run(ctx, user)
+    }
+}
+
+/// A login flow: the password (the box activates the issuing step), the
+/// app's wrapped issuing step, then `after`.
+pub fn issuing_then(after: rememberme::flow::StepDef) -> rememberme::flow::Flow {
+    use rememberme::flow::{
+        Condition, Flow, FlowKind, ISSUE, PASSWORD, PasswordStep, StepDef, Tag,
+    };
+    Flow::new(FlowKind::Login)
+        .step(
+            StepDef::new(PASSWORD, PasswordStep::new().activate_on_remember(ISSUE))
+                .tags_on_success([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]),
+        )
+        .step(
+            StepDef::new(ISSUE, Issuing)
+                .only_when_activated()
+                .precondition(Condition::has(Tag::PASSWORD_VERIFIED)),
+        )
+        .step(after)
+}
+
+/// A submit's outcome as a one-word body, for the flow tests' handlers.
+pub fn outcome_name(outcome: rememberme::extract::SubmitOutcome) -> actix_web::HttpResponse {
+    use rememberme::extract::SubmitOutcome;
+    actix_web::HttpResponse::Ok().body(match outcome {
+        SubmitOutcome::SignedIn(_) => "signed in",
+        SubmitOutcome::NeedsInput { .. } => "needs input",
+        SubmitOutcome::InvalidCredentials => "invalid",
+        _ => "other",
+    })
+}
