@@ -64,7 +64,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             ..Default::default()
         }
     }
-    fn code() -> Credentials {
+    fn code_input() -> Credentials {
         Credentials {
             inputs: BTreeMap::from([("code".to_owned(), "123456".to_owned())]),
             ..Default::default()
@@ -81,7 +81,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route(
         "/code",
-        web::post().to(|auth: Auth| submit(auth, FlowKind::Login, code())),
+        web::post().to(|auth: Auth| submit(auth, FlowKind::Login, code_input())),
     )
     .route(
         "/step-up/password",
@@ -89,8 +89,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route(
         "/step-up/code",
-        web::post().to(|auth: Auth| submit(auth, FlowKind::StepUp, code())),
+        web::post().to(|auth: Auth| submit(auth, FlowKind::StepUp, code_input())),
     )
+    .route("/plant-step-up", web::post().to(plant_step_up_claim))
     .route(
         "/strong",
         web::get().to(|_: StrongAuth| async { HttpResponse::Ok().body("strong") }),
@@ -274,19 +275,36 @@ async fn an_api_sign_in_refused_after_its_token_was_issued_keeps_none(db: TestDb
     assert_eq!(status, 401);
 }
 
+/// The app's code step: `123456` passes.
+fn code() -> StepDef {
+    StepDef::new(
+        "code",
+        common::CodeStep {
+            input: "code",
+            code: Some("123456"),
+        },
+    )
+}
+
+/// A step-up state of the signed-in user stopped at the code step and
+/// claiming `PASSWORD_VERIFIED`, but without the time of a password this
+/// flow verified, as no state the layer saves would be (a forged or
+/// otherwise planted one).
+async fn plant_step_up_claim(auth: Auth, session: actix_session::Session) -> HttpResponse {
+    let user = auth.user().expect("signed in").id;
+    let tags = std::collections::BTreeSet::from([Tag::WEAK_AUTHENTICATION, Tag::PASSWORD_VERIFIED]);
+    let start = Flow::step_up().step(code()).start(Some((user, &tags)));
+    let mut state = serde_json::to_value(start).unwrap();
+    state["position"] = 1.into();
+    state["waiting"] = "code".into();
+    session.insert("rm.flow", state).unwrap();
+    HttpResponse::Ok().finish()
+}
+
 /// A login flow with the app's code step after the password, and a
 /// step-up flow with the same code step after its password.
 fn with_codes(db: &TestDb, clock: &ManualClock) -> (Database, RememberMe) {
     let (database, stores, _) = database_with_alice(db);
-    let code = || {
-        StepDef::new(
-            "code",
-            common::CodeStep {
-                input: "code",
-                code: Some("123456"),
-            },
-        )
-    };
     let config = RememberMeConfig::builder()
         .clock(clock.clone())
         .reauth_window(Duration::from_secs(15 * 60))
@@ -307,6 +325,23 @@ fn with_codes(db: &TestDb, clock: &ManualClock) -> (Database, RememberMe) {
 /// code was answered as a fresh step-up without one: "invalid".)
 #[actix_web::test]
 async fn a_step_up_resumes_at_the_apps_step_after_its_password() {
+    let answers = step_up_with_code("/step-up/password").await;
+    assert_eq!(answers, ["needs input", "signed in", "strong"]);
+}
+
+/// The same, but instead of the step-up's password, a state that claims
+/// one without the time this flow verified it: the code alone must not
+/// complete the step-up (it starts afresh and asks for the password).
+#[actix_web::test]
+async fn a_step_up_state_claiming_a_password_it_did_not_verify_starts_afresh() {
+    let answers = step_up_with_code("/plant-step-up").await;
+    assert_eq!(answers, ["", "invalid", "not strong"]);
+}
+
+/// Signs alice in (password and code), lets twenty minutes pass, posts
+/// `first`, then the step-up's code, then asks for a strong page: the
+/// three answers' bodies (the last "not strong" unless it is 200).
+async fn step_up_with_code(first: &str) -> [String; 3] {
     let db = TestDb::sqlite();
     let clock = ManualClock::new();
     let (_database, layer) = with_codes(&db, &clock);
@@ -333,9 +368,13 @@ async fn a_step_up_resumes_at_the_apps_step_after_its_password() {
     assert_eq!(step("GET", "/strong").await, (200, "strong".to_owned()));
     clock.advance(Duration::from_secs(20 * 60));
     assert_ne!(step("GET", "/strong").await.0, 200, "no longer strong");
-    assert_eq!(step("POST", "/step-up/password").await.1, "needs input");
-    assert_eq!(step("POST", "/step-up/code").await.1, "signed in");
-    assert_eq!(step("GET", "/strong").await, (200, "strong".to_owned()));
+    let first = step("POST", first).await.1;
+    let code = step("POST", "/step-up/code").await.1;
+    let strong = match step("GET", "/strong").await {
+        (200, body) => body,
+        _ => "not strong".to_owned(),
+    };
+    [first, code, strong]
 }
 
 /// The password, then (the code form left) the password again: the flow
