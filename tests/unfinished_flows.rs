@@ -84,6 +84,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(|auth: Auth| submit(auth, FlowKind::Login, code_input())),
     )
     .route(
+        "/code-as-password",
+        web::post().to(|auth: Auth| submit(auth, FlowKind::Login, password("", "123456"))),
+    )
+    .route(
         "/step-up/password",
         web::post().to(|auth: Auth| submit(auth, FlowKind::StepUp, password("", "alice-password"))),
     )
@@ -304,6 +308,15 @@ async fn plant_step_up_claim(auth: Auth, session: actix_session::Session) -> Htt
 /// A login flow with the app's code step after the password, and a
 /// step-up flow with the same code step after its password.
 fn with_codes(db: &TestDb, clock: &ManualClock) -> (Database, RememberMe) {
+    with_code_step(db, clock, code)
+}
+
+/// [`with_codes`] with the code step `code`.
+fn with_code_step(
+    db: &TestDb,
+    clock: &ManualClock,
+    code: fn() -> StepDef,
+) -> (Database, RememberMe) {
     let (database, stores, _) = database_with_alice(db);
     let config = RememberMeConfig::builder()
         .clock(clock.clone())
@@ -405,4 +418,61 @@ async fn a_password_typed_again_while_a_code_waits_starts_afresh() {
     assert_eq!(post("/wrong-password").await, "invalid");
     assert_eq!(post("/password").await, "needs input");
     assert_eq!(post("/code").await, "signed in");
+}
+
+/// A code step of the app's that takes its code from the password field
+/// (`Step::has_input`'s default: any credentials): `123456` passes.
+struct CodeInPasswordField;
+
+impl rememberme::flow::Step for CodeInPasswordField {
+    fn is_interactive(&self) -> bool {
+        true
+    }
+    fn run(
+        &self,
+        ctx: &mut rememberme::flow::StepContext<'_>,
+        user: Option<&rememberme::store::UserId>,
+    ) -> Result<StepOutcome, StoreError> {
+        let code = ctx.credentials.take().map(|c| c.password);
+        Ok(match user {
+            Some(user) if code.as_deref() == Some("123456") => StepOutcome::Success {
+                user: user.clone(),
+                activate: Vec::new(),
+            },
+            _ => StepOutcome::Failed(Failure::InvalidCredentials),
+        })
+    }
+}
+
+/// A step that says a posted password is its input is answered by it: the
+/// flow does not start afresh (it used to, on any password posted after
+/// the flow's own, so such a step could never complete: "invalid"). And a
+/// post it takes as its answer is still checked: a wrong code is refused.
+#[actix_web::test]
+async fn a_password_posted_to_a_step_that_takes_it_as_its_input_answers_that_step() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (_database, layer) =
+        with_code_step(&db, &clock, || StepDef::new("code", CodeInPasswordField));
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let mut session = None;
+    let mut post = async |uri: &str| {
+        let res = test::call_service(&app, request("POST", uri, &session).to_request()).await;
+        if let Some(renewed) = cookie_of(&res, SESSION) {
+            session = Some(renewed);
+        }
+        String::from_utf8_lossy(&test::read_body(res).await).into_owned()
+    };
+    assert_eq!(post("/password").await, "needs input");
+    assert_eq!(
+        post("/wrong-password").await,
+        "invalid",
+        "taken as a wrong code"
+    );
+    assert_eq!(post("/code-as-password").await, "signed in");
 }

@@ -42,14 +42,22 @@ impl Auth {
             );
             return Ok(SubmitOutcome::Throttled { retry_after_secs });
         }
-        let state = self.continued_state(name, kind, &credentials)?;
-        let started_at = state.position();
+        let state = self.continued_state(name, kind)?;
+        // A password posted to a state whose password was verified already
+        // may be the user beginning again (back at the password form while
+        // a second factor waits): the flow starts afresh unless the post
+        // answers the waiting step (`Core::submit` asks the step).
+        let restart = match credentials.password.is_empty() || state.password_at().is_none() {
+            true => None,
+            false => Some(self.start_state(name)?),
+        };
         let mut visit = self.visit();
         visit.device = crate::middleware::trusted_device(&self.req, shared.config());
         let now = visit.now;
         let submit = Submit {
             flow: name.to_owned(),
             state,
+            restart,
             credentials,
             previous: self
                 .auth
@@ -63,6 +71,7 @@ impl Auth {
         let Submitted {
             progress,
             state,
+            paused_later,
             change,
             new_state,
         } = shared
@@ -71,29 +80,16 @@ impl Auth {
         if let Some(change) = change {
             *self.auth.cookie_change.borrow_mut() = Some(change);
         }
-        let paused_later = state.position() > started_at;
         self.outcome(progress, &state, new_state, paused_later, now)
     }
 
     /// The flow state this submit continues: the session's, if it is of
     /// this kind (and, for a step-up, of the user signed in now), else a
-    /// fresh one. A password posted to a state whose password was verified
-    /// already starts afresh: the user began again (went back to the
-    /// password form while a second factor waited).
-    fn continued_state(
-        &self,
-        name: &str,
-        kind: FlowKind,
-        credentials: &Credentials,
-    ) -> Result<FlowState, AuthError> {
+    /// fresh one.
+    fn continued_state(&self, name: &str, kind: FlowKind) -> Result<FlowState, AuthError> {
         let stored: Option<FlowState> = self.session.get(FLOW_KEY).ok().flatten();
         let state = match stored {
-            Some(state)
-                if state.flow_name() == name
-                    && (credentials.password.is_empty() || state.password_at().is_none()) =>
-            {
-                state
-            }
+            Some(state) if state.flow_name() == name => state,
             _ => return self.start_state(name),
         };
         // A step-up checks a password now: it continues only from a state

@@ -191,6 +191,19 @@ impl Flow {
                 || self.steps.get(state.position).map(|d| d.id) == state.waiting.as_deref())
     }
 
+    /// Whether the run `ctx` carries answers the interactive step `state`
+    /// waits at: the step says it has its input
+    /// ([`Step::has_input`](super::Step::has_input)). `false` for a state
+    /// that waits at no interactive step.
+    pub(crate) fn answers_waiting_step(&self, state: &FlowState, ctx: &StepContext<'_>) -> bool {
+        self.may_advance(state)
+            && state.position > 0
+            && self
+                .steps
+                .get(state.position)
+                .is_some_and(|def| def.step.is_interactive() && def.step.has_input(ctx))
+    }
+
     /// Runs steps from where `state` stands until the flow completes, fails,
     /// is refused, or an interactive step has no input. Blocking.
     pub fn advance(
@@ -237,6 +250,7 @@ impl Flow {
                 });
             }
             if def.step.is_interactive() && !def.step.has_input(ctx) {
+                warn_if_issued_before(self.name, def.id, ctx);
                 return Ok(Progress::NeedsInput { step: def.id });
             }
             match def.step.run(ctx, state.user.as_ref())? {
@@ -272,6 +286,24 @@ impl Flow {
             // Every step passed over and nobody identified: nobody signs in.
             None => Progress::NeedsInput { step: "" },
         })
+    }
+}
+
+/// A flow that pauses after issuing a token (a token step of the app's
+/// own put before an interactive step) has its token withdrawn: only a
+/// completed run hands one out, and the run that completes the flow later
+/// does not issue again. "Keep me logged in" then gives nothing, which the
+/// app's developer must hear about.
+fn warn_if_issued_before(flow: &str, step: StepId, ctx: &StepContext<'_>) {
+    if let Some(change @ CookieChange::Set { .. }) = &ctx.cookie_change
+        && !change.rotates(ctx.remember_cookie)
+    {
+        tracing::warn!(
+            flow,
+            step,
+            "a remember-me token was issued before this interactive step: it is withdrawn, and \
+             the sign-in will complete without one; issue tokens after every interactive step"
+        );
     }
 }
 

@@ -74,11 +74,13 @@ pub const ISSUE: StepId = "remember_me_issue";
 /// What a form posted to the flow: the password step's fields, and the
 /// inputs of the app's own interactive steps (a one-time code, say).
 ///
-/// A step of the app's reads its input from [`Credentials::inputs`], not
-/// from `password`: a browser submit ([`Auth::submit`](crate::Auth::submit))
-/// that posts a password to a flow whose password was already verified
-/// (paused at a later step) starts the flow afresh, taking it for the user
-/// going back to the sign-in form.
+/// A step of the app's reads its input from [`Credentials::inputs`] and
+/// says so in [`Step::has_input`]: a browser submit
+/// ([`Auth::submit`](crate::Auth::submit)) that posts a password to a flow
+/// whose password was already verified (paused at a later step) is an
+/// answer to that step only if the step has its input in it; otherwise it
+/// starts the flow afresh, taken for the user going back to the sign-in
+/// form.
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// The username typed (ignored when the flow already knows the user).
@@ -268,7 +270,9 @@ pub trait Step: Send + Sync {
     /// Whether this run carries the input this interactive step needs: the
     /// flow pauses before it otherwise ([`Progress::NeedsInput`]). The
     /// default: credentials not yet taken by an earlier step. A step of the
-    /// app's own looks for its input in [`StepContext::inputs`].
+    /// app's own looks for its input in [`StepContext::inputs`]; with the
+    /// default, a password posted while the step waits is its answer, never
+    /// a new start (see [`Credentials`]).
     fn has_input(&self, ctx: &StepContext<'_>) -> bool {
         ctx.credentials.is_some()
     }

@@ -21,15 +21,21 @@ pub(crate) type Previous = Option<(SignInMethod, Option<SecretHash>, i64)>;
 pub(crate) struct Submit {
     pub flow: String,
     pub state: FlowState,
+    /// The state to run instead of `state` should the post not answer
+    /// the step `state` waits at (a password posted again while a second
+    /// factor waits: the user began again).
+    pub restart: Option<FlowState>,
     pub credentials: Credentials,
     pub previous: Previous,
 }
 
-/// What a submit gave: the flow's progress and its state after the run, the
-/// cookie change, and the new session state if it completed.
+/// What a submit gave: the flow's progress and its state after the run,
+/// whether it stopped past where it started, the cookie change, and the
+/// new session state if it completed.
 pub(crate) struct Submitted {
     pub progress: Progress,
     pub state: FlowState,
+    pub paused_later: bool,
     pub change: Option<CookieChange>,
     pub new_state: Option<AuthState>,
 }
@@ -42,27 +48,28 @@ impl Core {
         let Submit {
             flow,
             mut state,
-            mut credentials,
+            restart,
+            credentials,
             previous,
         } = submit;
         let flow = self
             .flow_named(&flow)
             .ok_or(StoreError::Unsupported("a flow of that name"))?;
         let kind = flow.kind();
-        let mut ctx = self.context(visit);
-        ctx.browser_series = match &visit.cookie {
-            Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
-            None => None,
-        };
-        ctx.inputs = std::mem::take(&mut credentials.inputs);
-        ctx.credentials = Some(credentials);
+        let mut ctx = self.submit_context(visit, credentials)?;
+        if let Some(fresh) = restart
+            && !flow.answers_waiting_step(&state, &ctx)
+        {
+            state = fresh;
+        }
         let started_at = state.position();
         let method = match kind {
             FlowKind::Login => "password",
             FlowKind::StepUp => "step_up",
         };
+        let mut paused_later = false;
         let ran = super::advance(flow, &mut state, &mut ctx).and_then(|progress| {
-            let paused_later = state.position() > started_at;
+            paused_later = state.position() > started_at;
             super::count_flow_end(method, &progress, paused_later, "invalid");
             let Progress::Complete { user, tags } = &progress else {
                 return Ok((progress, None));
@@ -95,9 +102,29 @@ impl Core {
         Ok(Submitted {
             progress,
             state,
+            paused_later,
             change,
             new_state,
         })
+    }
+}
+
+impl Core {
+    /// The context of a submit's run: the posted input, and the browser's
+    /// series if its cookie still proves its token.
+    fn submit_context<'a>(
+        &'a self,
+        visit: &'a Visit,
+        mut credentials: Credentials,
+    ) -> Result<StepContext<'a>, StoreError> {
+        let mut ctx = self.context(visit);
+        ctx.browser_series = match &visit.cookie {
+            Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
+            None => None,
+        };
+        ctx.inputs = std::mem::take(&mut credentials.inputs);
+        ctx.credentials = Some(credentials);
+        Ok(ctx)
     }
 }
 
