@@ -97,6 +97,14 @@ fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/plant-step-up", web::post().to(plant_step_up_claim))
     .route(
+        "/style.css",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .insert_header(("Cache-Control", "public, max-age=3600"))
+                .body("body {}")
+        }),
+    )
+    .route(
         "/strong",
         web::get().to(|_: StrongAuth| async { HttpResponse::Ok().body("strong") }),
     );
@@ -475,4 +483,44 @@ async fn a_password_posted_to_a_step_that_takes_it_as_its_input_answers_that_ste
         "taken as a wrong code"
     );
     assert_eq!(post("/code-as-password").await, "signed in");
+}
+
+/// A sign-in by cookie that pauses at the app's code step rotates the token
+/// but makes no session: the response carries the next token, and must not
+/// be kept by a shared cache even where its handler says `public` (the next
+/// visitor would be handed the token). It used to keep the handler's
+/// `public, max-age=3600`.
+#[actix_web::test]
+async fn a_response_carrying_a_rotated_token_is_never_cacheable() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (_database, layer) = with_codes(&db, &clock);
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let res = test::call_service(&app, request("POST", "/password", &None).to_request()).await;
+    let session = cookie_of(&res, SESSION);
+    let res = test::call_service(&app, request("POST", "/code", &session).to_request()).await;
+    let remembered = cookie_of(&res, RM).expect("the box was ticked: a remember-me cookie");
+    assert_eq!(test::read_body(res).await, "signed in".as_bytes());
+
+    let res = test::call_service(
+        &app,
+        request("GET", "/style.css", &Some(remembered.clone())).to_request(),
+    )
+    .await;
+    let rotated = cookie_of(&res, RM).expect("the token rotated");
+    assert_ne!(rotated.value(), remembered.value());
+    assert!(
+        cookie_of(&res, SESSION).is_none(),
+        "paused at the code: no session"
+    );
+    assert_eq!(
+        res.headers().get("cache-control").unwrap(),
+        "no-store",
+        "a response carrying a token is never cacheable"
+    );
 }

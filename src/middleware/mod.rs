@@ -278,25 +278,43 @@ where
             // one skips it, and no such middleware should sit between the
             // handlers and this layer.
             let mut res = service.call(req).await?;
-            if let Some(change) = auth.cookie_change.borrow_mut().take() {
-                let cookie = remember_cookie(shared.config(), &change);
-                res.response_mut().add_cookie(&cookie)?;
-            }
-            if let Some(value) = auth.device_cookie.borrow_mut().take() {
-                res.response_mut()
-                    .add_cookie(&device_cookie(shared.config(), value))?;
-            }
-            if auth.state.borrow().is_some() {
-                // Signed-in pages must not be kept by shared caches or the
-                // back button after sign-out.
-                res.headers_mut().insert(
-                    actix_web::http::header::CACHE_CONTROL,
-                    actix_web::http::header::HeaderValue::from_static("no-store"),
-                );
-            }
+            add_cookies(&shared, &auth, &mut res)?;
             Ok(res)
         })
     }
+}
+
+/// Adds the layer's cookies to a response: the remember-me change and the
+/// device cookie, and `Cache-Control: no-store` to a signed-in page or any
+/// response that carries such a cookie.
+fn add_cookies<B>(
+    shared: &Shared,
+    auth: &RequestAuth,
+    res: &mut ServiceResponse<B>,
+) -> Result<(), Error> {
+    let mut sets_cookie = false;
+    if let Some(change) = auth.cookie_change.borrow_mut().take() {
+        let cookie = remember_cookie(shared.config(), &change);
+        res.response_mut().add_cookie(&cookie)?;
+        sets_cookie = true;
+    }
+    if let Some(value) = auth.device_cookie.borrow_mut().take() {
+        res.response_mut()
+            .add_cookie(&device_cookie(shared.config(), value))?;
+        sets_cookie = true;
+    }
+    if sets_cookie || auth.state.borrow().is_some() {
+        // Signed-in pages must not be kept by shared caches or the
+        // back button after sign-out; nor may any response that
+        // carries a cookie of the layer's (a rotated token on a
+        // stylesheet whose handler says `public`), whatever the
+        // handler said.
+        res.headers_mut().insert(
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(())
 }
 
 mod check;
