@@ -9,10 +9,19 @@
 //! that never signed in as that user, while the user's own browsers (and
 //! app devices) keep signing in.
 //!
-//! The cookie is `d2.<user>.<issued_at>.<nonce>.<mac>`: the user id (base64url) and the
-//! issue time in decimal, a 128-bit random nonce in unpadded base64url, and
-//! an HMAC-SHA256 over the rest with a key only the server knows. Nothing
-//! is stored for it; it holds no secret of the user.
+//! A device cookie also names the user's auth epoch when it was issued,
+//! and gives a budget only while the epoch is still the user's: a password
+//! change, "sign out everywhere" or a detected theft voids every device
+//! cookie of the user. Otherwise whoever once knew the password could keep
+//! a thousand of them and, after the user changed it, guess the new one
+//! with a thousand budgets.
+//!
+//! The cookie is `d3.<user>.<issued_at>.<epoch>.<nonce>.<mac>`: the user id
+//! (base64url), the issue time and the epoch in decimal, a 128-bit random
+//! nonce in unpadded base64url, and an HMAC-SHA256 over the rest with a key
+//! only the server knows. Nothing is stored for it; it holds no secret of
+//! the user. (0.1's `d2.` cookies, without an epoch, are no longer
+//! honoured: the next sign-in hands out a `d3.` one.)
 //!
 //! The failure counters themselves live in the database (see
 //! [`UserStore::failures`](crate::store::StateStore::failures)), keyed by a
@@ -31,7 +40,7 @@ use sha2::Sha256;
 pub use crate::store::ThrottleKey;
 use crate::store::UserId;
 
-const PREFIX: &str = "d2.";
+const PREFIX: &str = "d3.";
 /// Longest cookie value looked at.
 const MAX_LEN: usize = 256;
 /// How long a device cookie is honoured: a year. A browser that signs in
@@ -52,11 +61,15 @@ impl fmt::Debug for DeviceCookies {
     }
 }
 
-/// A device cookie that verified: the client once signed in as `user`.
+/// A device cookie that verified: the client once signed in as `user`,
+/// under the auth epoch `epoch`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TrustedDevice {
     /// The user the cookie names.
     pub user: UserId,
+    /// The user's auth epoch when the cookie was issued: the cookie gives
+    /// a budget of its own only while it is still the user's.
+    pub epoch: i64,
     nonce: [u8; 16],
 }
 
@@ -64,6 +77,7 @@ impl fmt::Debug for TrustedDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrustedDevice")
             .field("user", &self.user)
+            .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
 }
@@ -95,11 +109,12 @@ impl DeviceCookies {
         <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length")
     }
 
-    /// A new device cookie value for `user`, issued at `now`.
-    pub fn issue(&self, user: &UserId, now: i64) -> String {
+    /// A new device cookie value for `user`, whose auth epoch is `epoch`,
+    /// issued at `now`.
+    pub fn issue(&self, user: &UserId, epoch: i64, now: i64) -> String {
         let mut nonce = [0u8; 16];
         rand::fill(&mut nonce);
-        let mut out = format!("{PREFIX}{}.{now}.", user.to_field());
+        let mut out = format!("{PREFIX}{}.{now}.{epoch}.", user.to_field());
         URL_SAFE_NO_PAD.encode_string(nonce, &mut out);
         let mut mac = self.mac();
         mac.update(out.as_bytes());
@@ -110,6 +125,8 @@ impl DeviceCookies {
 
     /// The device a cookie value proves, if its MAC matches (constant time)
     /// and it was issued within [`DEVICE_COOKIE_LIFETIME_SECS`] before `now`.
+    /// Whether its epoch is still the user's is for the caller to check,
+    /// with the store.
     pub fn verify(&self, value: &[u8], now: i64) -> Option<TrustedDevice> {
         let value = std::str::from_utf8(value).ok()?;
         if value.len() > MAX_LEN || !value.starts_with(PREFIX) {
@@ -120,9 +137,10 @@ impl DeviceCookies {
         let mut mac = self.mac();
         mac.update(signed.as_bytes());
         mac.verify_slice(&tag).ok()?;
-        let mut parts = signed[PREFIX.len()..].splitn(3, '.');
+        let mut parts = signed[PREFIX.len()..].splitn(4, '.');
         let user = UserId::from_field(parts.next()?)?;
         let issued_at: i64 = parts.next()?.parse().ok()?;
+        let epoch: i64 = parts.next()?.parse().ok()?;
         let nonce: [u8; 16] = URL_SAFE_NO_PAD
             .decode(parts.next()?)
             .ok()?
@@ -131,7 +149,7 @@ impl DeviceCookies {
         let age = now.checked_sub(issued_at)?;
         (-crate::clock::CLOCK_SKEW_SECS..=DEVICE_COOKIE_LIFETIME_SECS)
             .contains(&age)
-            .then_some(TrustedDevice { user, nonce })
+            .then_some(TrustedDevice { user, epoch, nonce })
     }
 }
 

@@ -110,7 +110,7 @@ fn password_grant(
 ) -> Grant {
     audit(auth, AuditKind::PasswordSignIn, &user, client, "api");
     let config = &auth.shared.config();
-    let device_token = config.device_cookies.issue(&user, config.now());
+    let device_token = config.device_cookies.issue(&user, epoch, config.now());
     Grant {
         user,
         epoch,

@@ -3,9 +3,10 @@ use super::*;
 #[test]
 fn a_device_cookie_verifies_for_its_user_until_it_is_a_year_old() {
     let signer = DeviceCookies::from_secret(b"secret");
-    let value = signer.issue(&UserId::from(7), 1000);
+    let value = signer.issue(&UserId::from(7), 3, 1000);
     let device = signer.verify(value.as_bytes(), 1000).expect("valid");
     assert_eq!(device.user, UserId::from(7));
+    assert_eq!(device.epoch, 3);
     assert!(
         signer.verify(value.as_bytes(), 940).is_some(),
         "a clock a minute behind"
@@ -20,7 +21,7 @@ fn a_device_cookie_verifies_for_its_user_until_it_is_a_year_old() {
         signer.verify(value.as_bytes(), last + 1).is_none(),
         "too old"
     );
-    let other = signer.issue(&UserId::from(7), 1000);
+    let other = signer.issue(&UserId::from(7), 3, 1000);
     assert_ne!(
         signer
             .verify(other.as_bytes(), 1000)
@@ -34,10 +35,10 @@ fn a_device_cookie_verifies_for_its_user_until_it_is_a_year_old() {
 #[test]
 fn forged_foreign_and_malformed_device_cookies_are_refused() {
     let signer = DeviceCookies::from_secret(b"secret");
-    let value = signer.issue(&UserId::from(7), 1000);
+    let value = signer.issue(&UserId::from(7), 3, 1000);
     let (signed, tag) = value.rsplit_once('.').unwrap();
-    let other_user = format!("{}.{tag}", signed.replacen("d2.Nw.", "d2.OA.", 1));
-    let foreign = DeviceCookies::from_secret(b"other").issue(&UserId::from(7), 1000);
+    let other_user = format!("{}.{tag}", signed.replacen("d3.Nw.", "d3.OA.", 1));
+    let foreign = DeviceCookies::from_secret(b"other").issue(&UserId::from(7), 3, 1000);
     let mut flipped = value.clone().into_bytes();
     flipped[6] ^= 1;
     for bad in [
@@ -45,8 +46,8 @@ fn forged_foreign_and_malformed_device_cookies_are_refused() {
         foreign.into_bytes(),
         flipped,
         Vec::new(),
-        b"d2.".to_vec(),
-        b"d2.Nw.1000.AAAA.AAAA".to_vec(),
+        b"d3.".to_vec(),
+        b"d3.Nw.1000.3.AAAA.AAAA".to_vec(),
         vec![0xff; 40],
         "d".repeat(5000).into_bytes(),
     ] {

@@ -74,7 +74,7 @@ impl Auth {
         visit.device = crate::middleware::trusted_device(&self.req, shared.config());
         let now = visit.now;
         let job = PasswordChangeJob {
-            user,
+            user: user.clone(),
             epoch,
             current_password,
             new_password,
@@ -90,6 +90,11 @@ impl Auth {
             }
             Some(Ok(new_epoch)) => {
                 self.restamp_or_end(Some(((), new_epoch)))?;
+                // The new epoch voids the user's device cookies (see
+                // `device`); this client just typed the password.
+                let config = shared.config();
+                *self.auth.device_cookie.borrow_mut() =
+                    Some(config.device_cookies.issue(&user, new_epoch, now));
                 if let Some(state) = self.auth.state.borrow_mut().as_mut() {
                     state.password_at = Some(now);
                     let _ = self.session.insert(AUTH_KEY, &*state);

@@ -45,8 +45,11 @@ impl Auth {
         }
         let state = state.ok_or(AuthError::Forbidden)?;
         if state.password_at.is_some() {
-            *self.auth.device_cookie.borrow_mut() =
-                Some(shared.config().device_cookies.issue(&state.user_id, now));
+            *self.auth.device_cookie.borrow_mut() = Some(shared.config().device_cookies.issue(
+                &state.user_id,
+                state.epoch,
+                now,
+            ));
         }
         start_session(&self.session, &state);
         let user = AuthenticatedUser::from(&state);

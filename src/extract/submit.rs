@@ -141,8 +141,11 @@ impl Auth {
                     // This client typed the right password: from now on its
                     // failures spend a budget of their own (see `device`).
                     let config = &self.auth.shared.config();
-                    *self.auth.device_cookie.borrow_mut() =
-                        Some(config.device_cookies.issue(&new_state.user_id, now));
+                    *self.auth.device_cookie.borrow_mut() = Some(config.device_cookies.issue(
+                        &new_state.user_id,
+                        new_state.epoch,
+                        now,
+                    ));
                 }
                 start_session(&self.session, &new_state);
                 let user = AuthenticatedUser::from(&new_state);

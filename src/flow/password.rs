@@ -91,6 +91,28 @@ pub(crate) enum PasswordCheck {
     },
 }
 
+/// The budget a password check spends: a device's own, if the client
+/// carries a device cookie for this user whose epoch is still the user's
+/// (see `device`; then `true`), else the account's, by the name as typed.
+fn throttle_key(
+    ctx: &StepContext<'_>,
+    user: Option<&User>,
+    who: Who<'_>,
+) -> Result<(ThrottleKey, bool), StoreError> {
+    if let (Some(device), Some(user)) = (&ctx.device, user)
+        && device.user == user.id
+        && ctx.stores.state.auth_epoch(&user.id)? == device.epoch
+    {
+        return Ok((device.throttle_key(), true));
+    }
+    let key = match (user, who) {
+        (Some(user), Who::Known(_)) => ThrottleKey::account(&user.username),
+        (_, Who::Named(name)) => ThrottleKey::account(name),
+        (None, Who::Known(id)) => ThrottleKey::account(&format!("#{id}")),
+    };
+    Ok((key, false))
+}
+
 /// The one path of every password check: sign-in, step-up, password change
 /// and API sign-in get the same throttling, the same constant work for
 /// unknown users and the same audit rows. Blocking (Argon2 and the store).
@@ -113,12 +135,7 @@ pub(crate) fn check_password(
         Who::Known(id) => users.find_by_id(id)?,
         Who::Named(name) => users.find_by_username(name)?,
     };
-    let key = match (&ctx.device, &user, who) {
-        (Some(device), Some(user), _) if device.user == user.id => device.throttle_key(),
-        (_, Some(user), Who::Known(_)) => ThrottleKey::account(&user.username),
-        (_, _, Who::Named(name)) => ThrottleKey::account(name),
-        (_, None, Who::Known(id)) => ThrottleKey::account(&format!("#{id}")),
-    };
+    let (key, trusted) = throttle_key(ctx, user.as_ref(), who)?;
     // Throttle before any Argon2 work, and the same way whether or not the
     // account exists. The check is counted as a failure before it runs, so
     // parallel guesses (on any instance) cannot all read a count below the
@@ -133,14 +150,10 @@ pub(crate) fn check_password(
         tracing::info!(
             user_id = user.as_ref().map(|u| tracing::field::display(&u.id)),
             retry_after_secs,
-            trusted_device = ctx.device.is_some(),
+            trusted_device = trusted,
             "password check throttled"
         );
-        crate::telemetry::throttled(if ctx.device.is_some() {
-            "device"
-        } else {
-            "account"
-        });
+        crate::telemetry::throttled(if trusted { "device" } else { "account" });
         return Ok(PasswordCheck::Throttled { retry_after_secs });
     }
     let verified = verify_password_work(users, user.as_ref(), password);
