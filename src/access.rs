@@ -5,7 +5,11 @@
 //! only the server knows. Nothing is stored. A token is refused when its MAC
 //! is wrong, when it expired (15 minutes by default), or when the user's auth
 //! epoch moved on (revoke-all, password change, theft): the API checks the
-//! epoch on every request, so revocation is immediate.
+//! epoch on every request, so revocation is immediate. A token issued with
+//! a long-lived token, or derived from one, names that token's series (its
+//! SHA-256, as the table holds it) and lives only as long as the series:
+//! signing the device out, or revoking it on the devices page, ends its
+//! access tokens too, as it ends a browser's session.
 
 use std::fmt;
 
@@ -17,6 +21,7 @@ use sha2::Sha256;
 
 use crate::session::{SignInMethod, Tag};
 use crate::store::UserId;
+use crate::token::SecretHash;
 
 const PREFIX: &str = "at1.";
 /// Longest token looked at; anything longer is refused unread.
@@ -43,6 +48,46 @@ pub struct AccessClaims {
     /// however often tokens are exchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pwd_at: Option<i64>,
+    /// The series of the long-lived token this token came with or from
+    /// (its SHA-256): the token is refused once that series is revoked.
+    /// `None` for a token of a sign-in that issued no long-lived token.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "series")]
+    pub series: Option<SecretHash>,
+}
+
+/// [`AccessClaims::series`] in unpadded URL-safe base64.
+mod series {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::token::SecretHash;
+
+    // serde's `with` hands the field by reference.
+    #[allow(clippy::ref_option)]
+    pub fn serialize<S: Serializer>(
+        series: &Option<SecretHash>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match series {
+            Some(hash) => serializer.serialize_str(&URL_SAFE_NO_PAD.encode(hash.as_bytes())),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SecretHash>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(serde::de::Error::custom)?;
+        SecretHash::from_slice(&bytes)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("not a series hash"))
+    }
 }
 
 /// Why an access token was refused.

@@ -18,6 +18,7 @@ on_both_backends!(
     a_caller_with_only_a_long_lived_token_cannot_get_another_without_the_password,
     the_forever_option_keeps_refreshing_past_the_absolute_validity,
     logout_revokes_the_devices_token,
+    an_access_token_dies_with_the_long_lived_token_it_came_with,
     access_tokens_are_refused_after_revoke_all,
     malformed_inputs_get_json_4xx_answers,
     app_tokens_are_listed_beside_browser_tokens,
@@ -367,6 +368,70 @@ async fn logout_revokes_the_devices_token(db: TestDb) {
         .await;
     assert_eq!(status, 204);
     assert_eq!(server.tokens_of(&alice).len(), 2, "Alice's tokens stay");
+}
+
+/// From an attack review: the access token of a device that was signed
+/// out (or revoked on the devices page) kept working for its lifetime and,
+/// within the re-auth window, minted the device a new long-lived token. An
+/// access token issued with, or refreshed from, a long-lived token now
+/// lives only as long as that token's series, as a browser's session does.
+async fn an_access_token_dies_with_the_long_lived_token_it_came_with(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let phone = app_login(&app, "phone").await;
+    let laptop = app_login(&app, "laptop").await;
+    let copied = phone["access_token"].as_str().unwrap();
+    let (_, refreshed) = refresh(&app, laptop["long_lived_token"].as_str().unwrap()).await;
+    let laptops = refreshed["access_token"].as_str().unwrap();
+    for token in [copied, laptops] {
+        let (status, _, body) = app.api("GET", "/api/v1/me", Some(token), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // The phone signs out; the laptop is revoked on the devices page.
+    let (status, _, _) = app.api("POST", "/api/v1/logout", Some(copied), None).await;
+    assert_eq!(status, 204);
+    let laptop_id = server.tokens_of(&alice)[0].id;
+    let mut browser = server.browser();
+    assert_eq!(
+        browser.login("alice", "correct horse", false).await.status,
+        303
+    );
+    let form = browser.get("/account/devices").await;
+    let res = browser
+        .post(
+            &format!("/account/devices/{laptop_id}/revoke"),
+            &[("csrf_token", &form.csrf())],
+        )
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert!(server.tokens_of(&alice).is_empty());
+
+    for token in [copied, laptops] {
+        let (status, _, body) = app.api("GET", "/api/v1/me", Some(token), None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("token_revoked"))
+        );
+    }
+    let mint = json!({"remember_me": true, "device_key": "phone"}).to_string();
+    let (status, _, body) = app
+        .api("POST", "/api/v1/login", Some(copied), Some(&mint))
+        .await;
+    assert_eq!(status, 401, "no new token for a signed-out device: {body}");
+    assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
+
+    // A token of a sign-in without a long-lived token is bound to none.
+    let (status, _, plain) = app
+        .api(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("alice", "correct horse", false, None)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let token = plain["access_token"].as_str().unwrap();
+    assert_eq!(app.api("GET", "/api/v1/me", Some(token), None).await.0, 200);
 }
 
 async fn access_tokens_are_refused_after_revoke_all(db: TestDb) {

@@ -9,6 +9,7 @@ fn claims(exp: i64) -> AccessClaims {
         device: Some("phone".into()),
         exp,
         pwd_at: None,
+        series: None,
     }
 }
 

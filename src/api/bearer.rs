@@ -11,7 +11,8 @@ pub(super) fn bearer(req: &HttpRequest) -> Option<String> {
     Some(token.trim().to_owned())
 }
 
-/// Signature, expiry, and the user's current auth epoch.
+/// Signature, expiry, the user's current auth epoch, and, for a token
+/// bound to a long-lived token's series, that the series still stands.
 pub(super) async fn verify_bearer(
     auth: &RequestAuth,
     token: &str,
@@ -27,12 +28,22 @@ pub(super) async fn verify_bearer(
         }
         _ => ApiError::unauthorized("invalid_token", "The access token is not valid."),
     })?;
-    let sub = claims.sub.clone();
+    let (sub, series) = (claims.sub.clone(), claims.series.clone());
+    // One query either way: the series' row joined with the epoch, or the
+    // epoch alone. A series gone (or another user's) reads as revoked.
     let epoch = auth
         .shared
-        .store(move |core| core.stores.state.auth_epoch(&sub))
+        .store(move |core| match &series {
+            Some(series) => Ok(core
+                .stores
+                .tokens
+                .find_by_series_with_epoch(series)?
+                .filter(|(token, _)| token.user_id == sub)
+                .map(|(_, epoch)| epoch)),
+            None => core.stores.state.auth_epoch(&sub).map(Some),
+        })
         .await?;
-    if epoch != claims.epoch {
+    if epoch != Some(claims.epoch) {
         return Err(ApiError::unauthorized(
             "token_revoked",
             "The access token was revoked. Sign in again.",

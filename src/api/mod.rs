@@ -198,6 +198,11 @@ fn token_response(
     let exp = grant
         .not_after
         .map_or(now + lifetime, |at| at.min(now + lifetime));
+    // Bound to the long-lived token it comes with: revoked with it.
+    let series = match &change {
+        Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
+        _ => None,
+    };
     let access_token = signer.issue(&AccessClaims {
         sub: grant.user,
         epoch: grant.epoch,
@@ -206,6 +211,7 @@ fn token_response(
         device: grant.device,
         exp,
         pwd_at: grant.pwd_at,
+        series,
     });
     let (long_lived_token, long_lived_expires_in) = match change {
         Some(CookieChange::Set {
