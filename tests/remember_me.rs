@@ -32,6 +32,8 @@ on_both_backends!(
     parallel_requests_with_one_cookie_rotate_it_exactly_once_without_theft,
     parallel_sign_ins_of_one_user_stay_within_the_token_cap,
     an_old_copy_of_a_cookie_cannot_sign_its_owner_out,
+    logging_out_with_a_forked_cookie_ends_the_series_and_records_possible_theft,
+    signing_in_again_over_a_forked_cookie_ends_the_forked_series,
     an_expired_session_is_replaced_by_a_cookie_sign_in_on_the_same_request,
     absolute_expiry_survives_rotations_and_sliding_expiry_moves_with_them,
     a_user_the_app_deleted_is_signed_out_and_their_cookie_refused,
@@ -145,6 +147,62 @@ async fn an_old_copy_of_a_cookie_cannot_sign_its_owner_out(db: TestDb) {
     );
     victim.drop_cookie(SESSION);
     assert_eq!(victim.get("/").await.status, 200);
+}
+
+/// From an attack review: a copy of the cookie, used while the owner's
+/// session kept the owner's browser from presenting its own, forked the
+/// series; the owner's logout then found its cookie stale, deleted
+/// nothing, recorded nothing and dropped the cookie, the only sign of the
+/// fork, and the copy's holder kept the series for its whole validity.
+/// Now a stale cookie of the session's own series is judged as the
+/// identifying step judges it: one back, the series ends (`possible_theft`),
+/// and the copy's session with it.
+async fn logging_out_with_a_forked_cookie_ends_the_series_and_records_possible_theft(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut victim = server.browser();
+    victim.login("alice", "correct horse", true).await;
+    let mut thief = server.browser();
+    thief.set_cookie(RM, &victim.cookie(RM).unwrap());
+    assert_eq!(thief.get("/").await.status, 200, "the copy signs in");
+    server.clock.advance(Duration::from_secs(120));
+    let home = victim.get("/").await;
+    assert_eq!(home.status, 200, "the victim's session goes on");
+    victim
+        .post("/logout", &[("csrf_token", &home.csrf())])
+        .await;
+    assert!(
+        server.tokens_of(&alice).is_empty(),
+        "the forked series ends"
+    );
+    assert!(server.wait_for_audit("possible_theft").await);
+    server.clock.advance(Duration::from_secs(61));
+    assert_eq!(thief.get("/").await.status, 303, "and the copy's session");
+}
+
+/// The same fork, met when the owner signs in again with the box ticked:
+/// the new series replaces the stale cookie, and the forked one ends.
+async fn signing_in_again_over_a_forked_cookie_ends_the_forked_series(db: TestDb) {
+    let server = TestServer::start(db);
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut victim = server.browser();
+    victim.login("alice", "correct horse", true).await;
+    let mut thief = server.browser();
+    thief.set_cookie(RM, &victim.cookie(RM).unwrap());
+    assert_eq!(thief.get("/").await.status, 200, "the copy signs in");
+    server.clock.advance(Duration::from_secs(120));
+    assert_eq!(
+        victim.login("alice", "correct horse", true).await.status,
+        303
+    );
+    assert_eq!(server.tokens_of(&alice).len(), 1, "only the new series");
+    assert!(server.wait_for_audit("possible_theft").await);
+    thief.drop_cookie(SESSION);
+    assert_eq!(
+        thief.get("/").await.status,
+        303,
+        "the copy signs in no more"
+    );
 }
 
 async fn an_expired_session_is_replaced_by_a_cookie_sign_in_on_the_same_request(db: TestDb) {

@@ -292,9 +292,15 @@ impl Auth {
     pub async fn logout(&self) -> Result<(), AuthError> {
         let visit = self.visit();
         let user = self.user().map(|u| u.id);
+        let own = self
+            .auth
+            .state
+            .borrow()
+            .as_ref()
+            .and_then(|s| s.series.clone());
         self.auth
             .shared
-            .store(move |core| core.logout(&visit, user.as_ref()))
+            .store(move |core| core.logout(&visit, user.as_ref(), own.as_ref()))
             .await?;
         *self.auth.cookie_change.borrow_mut() = Some(CookieChange::Remove);
         *self.auth.state.borrow_mut() = None;

@@ -284,6 +284,49 @@ pub(crate) fn verified_series(
     }))
 }
 
+/// A browser whose session is bound to the series `own` presents a cookie
+/// of that series whose token no longer proves it (neither current nor the
+/// one just replaced within the grace window): someone rotated the series
+/// past this browser, with a copy of its cookie used while the session
+/// kept the browser from presenting its own. On logout or a new sign-in
+/// the browser's cookie is about to go, and with it the only sign of the
+/// fork, so the series is judged now as the identifying step judges such a
+/// token: one back, the series ends (`possible_theft`); older, everything
+/// of the user (`theft_detected`). Blocking.
+pub(crate) fn judge_stale_own_series(
+    ctx: &mut StepContext<'_>,
+    raw: &[u8],
+    own: &SecretHash,
+) -> Result<(), StoreError> {
+    let Ok(cookie) = RememberCookie::decode(raw) else {
+        return Ok(());
+    };
+    let series = cookie.series.hash();
+    let presented = cookie.token.hash();
+    if !series.ct_eq(own.as_bytes()) {
+        return Ok(());
+    }
+    let Some(record) = ctx.stores.tokens.find_by_series(&series)? else {
+        return Ok(());
+    };
+    let one_back = record
+        .previous_token_hash
+        .as_ref()
+        .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
+    let skew = crate::clock::CLOCK_SKEW_SECS;
+    if record.token_hash.ct_eq(presented.as_bytes())
+        || (one_back && in_grace(&record, ctx.now, ctx.config, skew))
+        || record.expires_at <= ctx.now
+    {
+        return Ok(());
+    }
+    match one_back {
+        true => end_series(ctx, &series, &record)?,
+        false => revoke_everything(ctx, &record)?,
+    };
+    Ok(())
+}
+
 /// The cookie identified its owner: the app's directory says who that is
 /// now. A user the app deleted signs in no more: the series ends.
 fn signed_in(

@@ -27,7 +27,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use identify::RememberMeIdentifyStep;
-pub(crate) use identify::{Prefetched, Rotation, verified_series};
+pub(crate) use identify::{Prefetched, Rotation, judge_stale_own_series, verified_series};
 pub use issue::RememberMeIssueStep;
 pub(crate) use password::{PasswordCheck, Who, check_password};
 pub use password::{PasswordStep, argon2_peak_concurrency, argon2_verifications};

@@ -2,8 +2,9 @@
 //! everywhere, changing the password.
 
 use super::{Core, Visit};
-use crate::flow::{PasswordCheck, Who, check_password, verified_series};
+use crate::flow::{PasswordCheck, Who, check_password, judge_stale_own_series, verified_series};
 use crate::store::{AuditKind, StoreError, Stores, UserId};
+use crate::token::SecretHash;
 
 /// A password change: whose, under which epoch, and the two passwords.
 pub(crate) struct PasswordChangeJob {
@@ -31,8 +32,19 @@ pub(crate) type PasswordChanged = Option<Result<i64, Refused>>;
 impl Core {
     /// Signs out: deletes the row of the visit's cookie (only if it still
     /// proves its token: an old copy must not quietly sign its owner's
-    /// browser out) and records the logout of `user`, if any.
-    pub fn logout(&self, visit: &Visit, user: Option<&UserId>) -> Result<(), StoreError> {
+    /// browser out) and records the logout of `user`, if any. A cookie of
+    /// the session's own series (`own`) that no longer proves its token
+    /// shows a fork, judged before the cookie goes (see
+    /// `judge_stale_own_series`).
+    pub fn logout(
+        &self,
+        visit: &Visit,
+        user: Option<&UserId>,
+        own: Option<&SecretHash>,
+    ) -> Result<(), StoreError> {
+        if let (Some(raw), Some(own)) = (&visit.cookie, own) {
+            judge_stale_own_series(&mut self.context(visit), raw, own)?;
+        }
         let series = match &visit.cookie {
             Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
             None => None,

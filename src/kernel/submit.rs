@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use super::cookie::{drop_foreign_series, new_auth_state};
 use super::{Core, Visit};
 use crate::flow::{
-    CookieChange, Credentials, FlowKind, FlowState, Progress, StepContext, Tag, verified_series,
+    CookieChange, Credentials, FlowKind, FlowState, Progress, StepContext, Tag,
+    judge_stale_own_series, verified_series,
 };
 use crate::session::{AuthState, SignInMethod};
 use crate::store::{AuditKind, StoreError, UserId};
@@ -56,7 +57,7 @@ impl Core {
             .flow_named(&flow)
             .ok_or(StoreError::Unsupported("a flow of that name"))?;
         let kind = flow.kind();
-        let mut ctx = self.submit_context(visit, credentials)?;
+        let mut ctx = self.submit_context(visit, credentials, &previous)?;
         if let Some(fresh) = restart
             && !flow.answers_waiting_step(&state, &ctx)
         {
@@ -111,13 +112,22 @@ impl Core {
 
 impl Core {
     /// The context of a submit's run: the posted input, and the browser's
-    /// series if its cookie still proves its token.
+    /// series if its cookie still proves its token. A cookie of the
+    /// session's own series (`previous`'s) that no longer does shows a fork,
+    /// judged before a new sign-in replaces the cookie (see
+    /// `judge_stale_own_series`).
     fn submit_context<'a>(
         &'a self,
         visit: &'a Visit,
         mut credentials: Credentials,
+        previous: &Previous,
     ) -> Result<StepContext<'a>, StoreError> {
         let mut ctx = self.context(visit);
+        if let (Some(raw), Some((_, Some(own), _))) = (&visit.cookie, previous) {
+            // A series it ends leaves `Remove` for the cookie, unless the
+            // run issues a new one.
+            judge_stale_own_series(&mut ctx, raw, own)?;
+        }
         ctx.browser_series = match &visit.cookie {
             Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
             None => None,
