@@ -383,6 +383,9 @@ async fn sign_out_all_other_devices_keeps_the_current_one(db: TestDb) {
         .map(|t| t.series_hash)
         .collect::<Vec<_>>();
 
+    // A copy of this browser's cookie (what a user who suspects theft
+    // signs everything out for) ends too: it used to stay current.
+    let copy = here.cookie(RM).unwrap();
     let csrf = here.get("/account/devices").await.csrf();
     let res = here
         .post("/account/devices/sign-out-others", &[("csrf_token", &csrf)])
@@ -390,7 +393,14 @@ async fn sign_out_all_other_devices_keeps_the_current_one(db: TestDb) {
     assert_eq!(res.status, 303);
     let left = server.tokens_of(&alice);
     assert_eq!(left.len(), 1, "only this browser's token stays");
-    assert!(keep.contains(&left[0].series_hash));
+    assert!(
+        !keep.contains(&left[0].series_hash),
+        "replaced by a new series"
+    );
+    let mut thief = server.browser();
+    thief.set_cookie(RM, &copy);
+    assert_eq!(thief.get("/").await.status, 303, "the copy is dead");
+    assert_eq!(server.tokens_of(&alice).len(), 1);
     assert_eq!(here.get("/").await.status, 200, "this session stays");
     assert_eq!(other.get("/").await.status, 303, "other sessions end");
     assert_eq!(no_box.get("/").await.status, 303);
@@ -406,6 +416,7 @@ async fn a_password_change_ends_other_sessions_and_tokens(db: TestDb) {
     let server = TestServer::start(db);
     let alice = server.add_user("alice", "correct horse", false);
     let mut here = remembered(&server, "alice", "correct horse").await;
+    let copy = here.cookie(RM).unwrap();
     let mut other = remembered(&server, "alice", "correct horse").await;
 
     // A remembered-only session must step up first.
@@ -450,6 +461,18 @@ async fn a_password_change_ends_other_sessions_and_tokens(db: TestDb) {
         server.tokens_of(&alice).len(),
         1,
         "only this browser's token stays"
+    );
+    // A copy of this browser's cookie from before the change is dead (it
+    // used to stay current), and the browser's own new cookie works.
+    let mut thief = server.browser();
+    thief.set_cookie(RM, &copy);
+    assert_eq!(thief.get("/").await.status, 303, "the copy is dead");
+    let mut own = server.browser();
+    own.set_cookie(RM, &here.cookie(RM).unwrap());
+    assert_eq!(
+        own.get("/").await.status,
+        200,
+        "this browser's new cookie works"
     );
 
     let mut fresh = server.browser();

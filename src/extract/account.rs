@@ -39,16 +39,28 @@ impl Auth {
 
     /// Signs the current user out of every other device: their other tokens
     /// are deleted and the epoch bumped (other sessions end), while this
-    /// browser's token and session stay.
+    /// browser's session stays and its remember-me token is replaced by a
+    /// new one, so that a copy of its cookie ends too (without a password
+    /// within the re-auth window the token just ends). Callers should
+    /// demand [`StrongAuth`].
     pub async fn sign_out_other_devices(&self) -> Result<usize, AuthError> {
         let (user, epoch) = self.user_and_epoch()?;
+        let password_at = self
+            .auth
+            .state
+            .borrow()
+            .as_ref()
+            .and_then(|s| s.password_at);
         let visit = self.visit();
         let done = self
             .auth
             .shared
-            .store(move |core| core.sign_out_other_devices(&visit, &user, epoch))
+            .store(move |core| core.sign_out_other_devices(&visit, &user, epoch, password_at))
             .await?;
-        self.restamp_or_end(done).map(|(n, _)| n)
+        let done = done.map(|(n, epoch, change)| ((n, change), epoch));
+        let ((n, change), _) = self.restamp_or_end(done)?;
+        self.adopt_series(change);
+        Ok(n)
     }
 
     /// Changes the current user's password (Argon2id on a blocking thread)
@@ -88,8 +100,9 @@ impl Auth {
             Some(Err(Refused::Throttled { retry_after_secs })) => {
                 Ok(PasswordChange::Throttled { retry_after_secs })
             }
-            Some(Ok(new_epoch)) => {
+            Some(Ok((new_epoch, change))) => {
                 self.restamp_or_end(Some(((), new_epoch)))?;
+                self.adopt_series(change);
                 // The new epoch voids the user's device cookies (see
                 // `device`); this client just typed the password.
                 let config = shared.config();
@@ -105,6 +118,22 @@ impl Auth {
                 .restamp_or_end::<()>(None)
                 .map(|_| PasswordChange::WrongPassword),
         }
+    }
+
+    /// This browser's remember-me token was replaced (or ended): the
+    /// cookie follows, and the session is bound to the new series.
+    fn adopt_series(&self, change: Option<CookieChange>) {
+        let Some(change) = change else { return };
+        if let Some(state) = self.auth.state.borrow_mut().as_mut() {
+            state.series = match &change {
+                CookieChange::Set { cookie, .. } => Some(cookie.series.hash()),
+                CookieChange::Remove => None,
+            };
+            if let Err(error) = self.session.insert(AUTH_KEY, &*state) {
+                tracing::error!(%error, "could not update the session");
+            }
+        }
+        *self.auth.cookie_change.borrow_mut() = Some(change);
     }
 
     fn user_and_epoch(&self) -> Result<(UserId, i64), AuthError> {

@@ -2,7 +2,10 @@
 //! everywhere, changing the password.
 
 use super::{Core, Visit};
-use crate::flow::{PasswordCheck, Who, check_password, judge_stale_own_series, verified_series};
+use crate::flow::{
+    CookieChange, PasswordCheck, RememberMeIssueStep, Step as _, StepOutcome, Who, check_password,
+    judge_stale_own_series, verified_series,
+};
 use crate::store::{AuditKind, StoreError, Stores, UserId};
 use crate::token::SecretHash;
 
@@ -26,8 +29,13 @@ pub(crate) enum Refused {
 }
 
 /// What a password change gave: `None` if the session had been revoked
-/// meanwhile (nothing changed), else the new epoch or why not.
-pub(crate) type PasswordChanged = Option<Result<i64, Refused>>;
+/// meanwhile (nothing changed), else the new epoch and this browser's
+/// cookie change (see [`Core::replace_visit_series`]), or why not.
+pub(crate) type PasswordChanged = Option<Result<(i64, Option<CookieChange>), Refused>>;
+
+/// What signing out the other devices gave: the tokens revoked, the new
+/// epoch, and this browser's cookie change.
+pub(crate) type OthersSignedOut = (usize, i64, Option<CookieChange>);
 
 impl Core {
     /// Signs out: deletes the row of the visit's cookie (only if it still
@@ -96,23 +104,25 @@ impl Core {
     }
 
     /// The user's other devices signed out: the epoch moves on from
-    /// `epoch` (`None`: it had moved on already, the session was revoked)
-    /// and every token but the visit's is deleted. The number revoked and
-    /// the new epoch.
+    /// `epoch` (`None`: it had moved on already, the session was revoked),
+    /// every token but the visit's is deleted, and the visit's is replaced
+    /// by a new one (with `password_at`, the session's password time; see
+    /// [`Core::replace_visit_series`]).
     pub fn sign_out_other_devices(
         &self,
         visit: &Visit,
         user: &UserId,
         epoch: i64,
-    ) -> Result<Option<(usize, i64)>, StoreError> {
+        password_at: Option<i64>,
+    ) -> Result<Option<OthersSignedOut>, StoreError> {
         let Some(new_epoch) = self.stores.state.bump_epoch_from(user, epoch)? else {
             return Ok(None);
         };
-        let n = self.delete_tokens_except_visit(visit, user)?;
+        let (n, change) = self.end_other_tokens(visit, user, password_at)?;
         let detail = format!("other devices: {n} token(s) revoked");
         self.stores
             .audit(visit.event(AuditKind::SignOutEverywhere, Some(user), &detail));
-        Ok(Some((n, new_epoch)))
+        Ok(Some((n, new_epoch, change)))
     }
 
     /// Checks the current password (throttled and audited like every
@@ -139,25 +149,58 @@ impl Core {
         };
         // The app's directory hashes and stores it, in its scheme.
         self.stores.users.set_password(user, &job.new_password)?;
-        let n = self.delete_tokens_except_visit(visit, user)?;
+        let (n, change) = self.end_other_tokens(visit, user, Some(visit.now))?;
         let detail = format!("{n} other token(s) revoked");
         self.stores
             .audit(visit.event(AuditKind::PasswordChanged, Some(user), &detail));
-        Ok(Some(Ok(new_epoch)))
+        Ok(Some(Ok((new_epoch, change))))
     }
 
     /// Deletes every token of `user` except the one the visit's cookie
-    /// still proves.
-    fn delete_tokens_except_visit(
+    /// still proves, which [`Core::replace_visit_series`] then replaces.
+    /// The number deleted, and the browser's cookie change.
+    fn end_other_tokens(
         &self,
         visit: &Visit,
         user: &UserId,
-    ) -> Result<usize, StoreError> {
+        password_at: Option<i64>,
+    ) -> Result<(usize, Option<CookieChange>), StoreError> {
         let keep = match &visit.cookie {
             Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
             None => None,
         };
-        delete_tokens_except(&self.stores, user, keep.as_ref())
+        let n = delete_tokens_except(&self.stores, user, keep.as_ref())?;
+        let change = match keep {
+            Some(series) => Some(self.replace_visit_series(visit, user, series, password_at)?),
+            None => None,
+        };
+        Ok((n, change))
+    }
+
+    /// This browser's series, kept while every other token of `user` went,
+    /// replaced by a new one: a copy of this browser's cookie (what a user
+    /// who suspects theft changes the password for) must die with the
+    /// rest, and a rotation would leave it the grace window and the seal.
+    /// The new token is issued as after a password typed at `password_at`
+    /// (the issuing step's own rule: within the re-auth window); without
+    /// one, the series just ends and the cookie goes.
+    fn replace_visit_series(
+        &self,
+        visit: &Visit,
+        user: &UserId,
+        series: SecretHash,
+        password_at: Option<i64>,
+    ) -> Result<CookieChange, StoreError> {
+        let mut ctx = self.context(visit);
+        ctx.browser_series = Some(series.clone());
+        ctx.password_at = password_at;
+        if let StepOutcome::Success { .. } = RememberMeIssueStep.run(&mut ctx, Some(user))?
+            && let Some(change @ CookieChange::Set { .. }) = ctx.cookie_change.take()
+        {
+            return Ok(change);
+        }
+        self.stores.tokens.delete_series(&series)?;
+        Ok(CookieChange::Remove)
     }
 }
 
