@@ -101,7 +101,9 @@ impl Step for TotpStep {
 }
 
 /// This browser is trusted for the user: the app's handler verified its
-/// signed trust cookie and passed the user it names as `trusted_for`.
+/// signed trust cookie and passed the user it names as the fact
+/// `trusted_for` (in `verified`, never in `inputs`: those are the client's,
+/// and the JSON API fills them from the request's body).
 struct TrustedBrowserStep;
 
 impl Step for TrustedBrowserStep {
@@ -114,7 +116,7 @@ impl Step for TrustedBrowserStep {
         ctx: &mut StepContext<'_>,
         known_user: Option<&UserId>,
     ) -> Result<StepOutcome, StoreError> {
-        match (known_user, ctx.inputs.get("trusted_for")) {
+        match (known_user, ctx.verified.get("trusted_for")) {
             (Some(user), Some(trusted)) if user.as_str() == trusted => Ok(StepOutcome::Success {
                 user: user.clone(),
                 activate: Vec::new(),
@@ -228,15 +230,16 @@ async fn login(
     key: web::Data<TrustKey>,
     CsrfForm(form): CsrfForm<support::LoginForm>,
 ) -> Result<HttpResponse, AuthError> {
-    let mut inputs = BTreeMap::new();
+    let mut verified = BTreeMap::new();
     if let Some(user) = trusted_for(&req, &key) {
-        inputs.insert("trusted_for".to_owned(), user);
+        verified.insert("trusted_for".to_owned(), user);
     }
     let credentials = Credentials {
         username: form.username,
         password: form.password,
         remember_me: form.remember_me.is_some(),
-        inputs,
+        verified,
+        ..Default::default()
     };
     let outcome = auth.submit(FlowKind::Login, credentials).await?;
     Ok(answer(&auth, outcome, StatusCode::FORBIDDEN))

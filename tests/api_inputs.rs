@@ -118,4 +118,77 @@ async fn an_api_login_takes_the_apps_step_inputs_with_the_password(db: TestDb) {
     );
 }
 
-on_both_backends!(an_api_login_takes_the_apps_step_inputs_with_the_password);
+/// A step that skips the code for a browser the app's handler trusts,
+/// reading the fact from `verified`, as `examples/custom_step.rs` does.
+struct TrustedBrowser;
+
+impl rememberme::flow::Step for TrustedBrowser {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn run(
+        &self,
+        ctx: &mut rememberme::flow::StepContext<'_>,
+        user: Option<&rememberme::store::UserId>,
+    ) -> Result<rememberme::flow::StepOutcome, rememberme::store::StoreError> {
+        use rememberme::flow::StepOutcome;
+        Ok(match (user, ctx.verified.get("trusted_for")) {
+            (Some(user), Some(trusted)) if user.as_str() == trusted => StepOutcome::Success {
+                user: user.clone(),
+                activate: Vec::new(),
+            },
+            _ => StepOutcome::NotApplicable,
+        })
+    }
+}
+
+/// From an attack review: the example's trusted-browser step read the
+/// fact its handler had checked from `inputs`, which the JSON API fills
+/// from the request's body, so a client that knew the password posted
+/// `"inputs":{"trusted_for":"<id>"}` and skipped the second factor. Facts
+/// now travel in `verified`, which the API never fills from the client.
+async fn a_client_cannot_post_a_fact_the_app_verifies_itself(db: TestDb) {
+    use rememberme::flow::{Condition, Tag};
+    const TRUSTED: Tag = Tag::new("TRUSTED_BROWSER");
+    let database = Database::connect(&db.url, 2).unwrap();
+    let users = UsersTable::open(database.clone()).unwrap();
+    let alice = users.create("alice", "alice-password", false).unwrap();
+    let config = RememberMeConfig::builder()
+        .access_token_secret(&[7; 32])
+        .build();
+    let login = Flow::login()
+        .step(StepDef::new("trusted", TrustedBrowser).tags_on_success([TRUSTED]))
+        .step(
+            StepDef::new(
+                "code",
+                CodeStep {
+                    input: "code",
+                    code: Some("123456"),
+                },
+            )
+            .skip_if(Condition::has(TRUSTED)),
+        );
+    let stores = Stores::new(DieselStore::new(database), users);
+    let layer = RememberMe::with_flows(stores, config, login, Flow::step_up())
+        .with_session(actix_web::cookie::Key::generate());
+    let app =
+        actix_test::init_service(App::new().service(rememberme::api::scope()).wrap(layer)).await;
+    let req = actix_test::TestRequest::post()
+        .uri("/api/v1/login")
+        .set_json(json!({"username": "alice", "password": "alice-password",
+                         "inputs": {"trusted_for": alice.as_str()}}))
+        .to_request();
+    let res = actix_test::call_service(&app, req).await;
+    let status = res.status().as_u16();
+    let body: Value = actix_test::read_body_json(res).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("input_required")),
+        "the code is still wanted: {body}"
+    );
+}
+
+on_both_backends!(
+    an_api_login_takes_the_apps_step_inputs_with_the_password,
+    a_client_cannot_post_a_fact_the_app_verifies_itself,
+);

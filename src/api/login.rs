@@ -145,6 +145,8 @@ async fn login_input(
                 password: password.clone(),
                 remember_me: body.remember_me,
                 inputs: body.inputs.clone(),
+                // Nothing of the client's is a fact.
+                verified: Default::default(),
             });
             Ok((input, None))
         }

@@ -90,8 +90,16 @@ pub struct Credentials {
     /// Whether "Keep me logged in" was ticked.
     pub remember_me: bool,
     /// The app's own inputs, by name, offered to every step of this run as
-    /// [`StepContext::inputs`] (never logged: they may be secrets).
+    /// [`StepContext::inputs`] (never logged: they may be secrets). What
+    /// the client posted: the JSON API fills it from the request's body,
+    /// so a step must check it (a one-time code), never trust it.
     pub inputs: BTreeMap<String, String>,
+    /// Facts the app's handler established itself (the user a signed
+    /// trust cookie names, checked by the handler), offered to every step
+    /// of this run as [`StepContext::verified`]. Never what the client
+    /// posted: the JSON API leaves it empty, so a step that skips work on
+    /// a fact reads it here, not from `inputs`.
+    pub verified: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -101,6 +109,7 @@ impl fmt::Debug for Credentials {
             .field("password", &"[redacted]")
             .field("remember_me", &self.remember_me)
             .field("inputs", &self.inputs.keys().collect::<Vec<_>>())
+            .field("verified", &self.verified.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -162,8 +171,12 @@ pub struct StepContext<'a> {
     /// Input for the next interactive step; taken by the step that uses it.
     pub credentials: Option<Credentials>,
     /// The app's own inputs of this run (from [`Credentials::inputs`]),
-    /// for the app's steps: not taken by any step.
+    /// for the app's steps: not taken by any step. Posted by the client
+    /// (a form, the JSON API's body): to be checked, never trusted.
     pub inputs: BTreeMap<String, String>,
+    /// Facts the app's handler established itself (from
+    /// [`Credentials::verified`]); empty in a JSON API run.
+    pub verified: BTreeMap<String, String>,
     /// Cookie change decided by the steps; applied to the response by the bridge.
     pub cookie_change: Option<CookieChange>,
     /// The user a step loaded on its way (the identifying step with the
@@ -215,6 +228,7 @@ impl<'a> StepContext<'a> {
             device_key: None,
             credentials: None,
             inputs: BTreeMap::new(),
+            verified: BTreeMap::new(),
             cookie_change: None,
             user: None,
             epoch: None,

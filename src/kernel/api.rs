@@ -86,6 +86,7 @@ impl Core {
         let mut credentials = input.credentials;
         if let Some(credentials) = &mut credentials {
             ctx.inputs = std::mem::take(&mut credentials.inputs);
+            ctx.verified = std::mem::take(&mut credentials.verified);
         }
         ctx.credentials = credentials;
         ctx.password_at = input.password_at;

@@ -133,6 +133,7 @@ impl Core {
             None => None,
         };
         ctx.inputs = std::mem::take(&mut credentials.inputs);
+        ctx.verified = std::mem::take(&mut credentials.verified);
         ctx.credentials = Some(credentials);
         Ok(ctx)
     }
