@@ -366,7 +366,9 @@ impl StepDef {
 }
 
 mod engine;
-pub use engine::{Flow, FlowKind, FlowState, Progress};
+mod state;
+pub use engine::{Flow, FlowKind};
+pub use state::{FlowState, Progress};
 
 #[cfg(test)]
 mod tests;
