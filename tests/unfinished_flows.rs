@@ -524,3 +524,105 @@ async fn a_response_carrying_a_rotated_token_is_never_cacheable() {
         "a response carrying a token is never cacheable"
     );
 }
+
+/// Moves alice's auth epoch on, as a password change or "sign out
+/// everywhere" elsewhere would.
+fn bump_alices_epoch(database: &Database) {
+    let stores = common::stores_on(database);
+    let alice = stores
+        .users
+        .find_by_username("alice")
+        .unwrap()
+        .expect("alice")
+        .id;
+    let epoch = stores.state.auth_epoch(&alice).unwrap();
+    assert!(
+        stores
+            .state
+            .bump_epoch_from(&alice, epoch)
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// From an attack review: a sign-in paused after its password (a second
+/// factor waiting) survived a password change. Whoever had checked the old
+/// password could still complete it with a code, for the re-auth window.
+/// A paused state now resumes only under the epoch it paused under.
+#[actix_web::test]
+async fn a_sign_in_paused_after_its_password_dies_with_a_password_change() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (database, layer) = with_codes(&db, &clock);
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let mut session = None;
+    let mut post = async |uri: &str| {
+        let res = test::call_service(&app, request("POST", uri, &session).to_request()).await;
+        if let Some(renewed) = cookie_of(&res, SESSION) {
+            session = Some(renewed);
+        }
+        String::from_utf8_lossy(&test::read_body(res).await).into_owned()
+    };
+    assert_eq!(post("/password").await, "needs input");
+    bump_alices_epoch(&database);
+    assert_eq!(
+        post("/code").await,
+        "invalid",
+        "the code alone signs nobody in"
+    );
+    assert_eq!(
+        post("/password").await,
+        "needs input",
+        "the flow starts afresh"
+    );
+    assert_eq!(post("/code").await, "signed in");
+}
+
+/// A session revoked by an epoch bump that it has not checked yet (it
+/// checks at most once a minute) used to step up and adopt the new epoch,
+/// escaping the revocation. A step-up now completes only under the epoch
+/// of the session it continues.
+#[actix_web::test]
+async fn a_revoked_session_cannot_step_up_into_the_new_epoch() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (database, layer) = with_codes(&db, &clock);
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let mut session = None;
+    let mut step = async |method: &str, uri: &str| {
+        let res = test::call_service(&app, request(method, uri, &session).to_request()).await;
+        if let Some(renewed) = cookie_of(&res, SESSION) {
+            session = Some(renewed);
+        }
+        let status = res.status().as_u16();
+        let body = String::from_utf8_lossy(&test::read_body(res).await).into_owned();
+        (status, body)
+    };
+    assert_eq!(step("POST", "/password").await.1, "needs input");
+    assert_eq!(step("POST", "/code").await.1, "signed in");
+    clock.advance(Duration::from_secs(20 * 60));
+    assert_ne!(
+        step("GET", "/strong").await.0,
+        200,
+        "no longer strong (checked now)"
+    );
+    bump_alices_epoch(&database);
+    assert_eq!(step("POST", "/step-up/password").await.1, "needs input");
+    assert_ne!(step("POST", "/step-up/code").await.1, "signed in");
+    clock.advance(Duration::from_secs(61));
+    assert_ne!(
+        step("GET", "/strong").await.0,
+        200,
+        "and the session ends at its check"
+    );
+}

@@ -4,7 +4,7 @@
 use super::{AuthError, AuthState, AuthenticatedUser, FLOW_KEY, SubmitOutcome};
 use crate::Auth;
 use crate::flow::{Credentials, Failure, FlowKind, FlowState, Progress, Tag};
-use crate::kernel::{Submit, Submitted};
+use crate::kernel::{Previous, Submit, Submitted};
 use crate::middleware::start_session;
 
 impl Auth {
@@ -47,24 +47,18 @@ impl Auth {
         // may be the user beginning again (back at the password form while
         // a second factor waits): the flow starts afresh unless the post
         // answers the waiting step (`Core::submit` asks the step).
-        let restart = match credentials.password.is_empty() || state.password_at().is_none() {
-            true => None,
-            false => Some(self.start_state(name)?),
-        };
+        let restart = !credentials.password.is_empty() && state.password_at().is_some();
+        let fresh = self.start_state(name)?;
         let mut visit = self.visit();
         visit.device = crate::middleware::trusted_device(&self.req, shared.config());
         let now = visit.now;
         let submit = Submit {
             flow: name.to_owned(),
             state,
+            fresh,
             restart,
             credentials,
-            previous: self
-                .auth
-                .state
-                .borrow()
-                .as_ref()
-                .map(|s| (s.method, s.series.clone(), s.signed_in_at)),
+            previous: self.auth.state.borrow().as_ref().map(Previous::of),
         };
         // A password-check permit first (waited for in async land), then
         // Argon2 and the store on a password thread.

@@ -161,6 +161,7 @@ impl Flow {
             tags,
             activated: BTreeSet::new(),
             password_at: None,
+            epoch: None,
         }
     }
 

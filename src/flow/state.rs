@@ -26,6 +26,11 @@ pub struct FlowState {
     /// still sees it.
     #[serde(default)]
     pub(super) password_at: Option<i64>,
+    /// The user's auth epoch when the flow paused after identifying them:
+    /// the state resumes only while it is still the user's (a password
+    /// change voids a sign-in paused after the old password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) epoch: Option<i64>,
 }
 
 impl FlowState {
@@ -52,6 +57,16 @@ impl FlowState {
     /// When a step of this flow verified a password, if one did.
     pub(crate) fn password_at(&self) -> Option<i64> {
         self.password_at
+    }
+
+    /// The user's auth epoch the state paused under, if recorded.
+    pub(crate) fn epoch(&self) -> Option<i64> {
+        self.epoch
+    }
+
+    /// Records the user's auth epoch as the state pauses.
+    pub(crate) fn paused_under(&mut self, epoch: i64) {
+        self.epoch.get_or_insert(epoch);
     }
 
     /// Tags collected so far.

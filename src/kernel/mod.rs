@@ -33,7 +33,7 @@ pub use sign_in::SignIn;
 pub(crate) use sign_in::SignInById;
 #[cfg(feature = "testing")]
 pub(crate) use sign_in::issue_token;
-pub(crate) use submit::{Submit, Submitted};
+pub(crate) use submit::{Previous, Submit, Submitted};
 
 /// Store calls that may wait for a store thread; beyond, requests get a 503
 /// at once (about half a second of work at the benchmark's rates).

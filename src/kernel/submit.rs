@@ -15,19 +15,39 @@ use crate::store::{AuditKind, StoreError, UserId};
 use crate::token::SecretHash;
 
 /// The session this submit continues, for a step-up: how it was signed
-/// in, its series, and when.
-pub(crate) type Previous = Option<(SignInMethod, Option<SecretHash>, i64)>;
+/// in, its series, when, and under which epoch.
+pub(crate) struct Previous {
+    pub method: SignInMethod,
+    pub series: Option<SecretHash>,
+    pub signed_in_at: i64,
+    pub epoch: i64,
+}
+
+impl Previous {
+    /// What a submit needs of the session's state.
+    pub(crate) fn of(state: &AuthState) -> Self {
+        Self {
+            method: state.method,
+            series: state.series.clone(),
+            signed_in_at: state.signed_in_at,
+            epoch: state.epoch,
+        }
+    }
+}
 
 /// A submit: the flow (by name), where it stands, and what was posted.
 pub(crate) struct Submit {
     pub flow: String,
     pub state: FlowState,
-    /// The state to run instead of `state` should the post not answer
-    /// the step `state` waits at (a password posted again while a second
-    /// factor waits: the user began again).
-    pub restart: Option<FlowState>,
+    /// The state a new start of the flow has: run instead of `state` when
+    /// `state` is void (paused under an epoch that has moved on), or when
+    /// `restart` and the post does not answer the step `state` waits at.
+    pub fresh: FlowState,
+    /// A password was posted to a state whose password was verified (the
+    /// user began again while a second factor waited?).
+    pub restart: bool,
     pub credentials: Credentials,
-    pub previous: Previous,
+    pub previous: Option<Previous>,
 }
 
 /// What a submit gave: the flow's progress and its state after the run,
@@ -49,6 +69,7 @@ impl Core {
         let Submit {
             flow,
             mut state,
+            fresh,
             restart,
             credentials,
             previous,
@@ -57,10 +78,8 @@ impl Core {
             .flow_named(&flow)
             .ok_or(StoreError::Unsupported("a flow of that name"))?;
         let kind = flow.kind();
-        let mut ctx = self.submit_context(visit, credentials, &previous)?;
-        if let Some(fresh) = restart
-            && !flow.answers_waiting_step(&state, &ctx)
-        {
+        let mut ctx = self.submit_context(visit, credentials, previous.as_ref())?;
+        if (restart && !flow.answers_waiting_step(&state, &ctx)) || self.is_void(&state)? {
             state = fresh;
         }
         let started_at = state.position();
@@ -77,14 +96,7 @@ impl Core {
             };
             let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;
             if new_state.is_some() {
-                let audit = match kind {
-                    FlowKind::Login => AuditKind::PasswordSignIn,
-                    FlowKind::StepUp => AuditKind::StepUp,
-                };
-                // The app's own flows are named in the row.
-                let detail = Some(flow.name()).filter(|name| *name != kind.name());
-                let event = visit.event(audit, Some(user), detail.unwrap_or_default());
-                self.stores.audit(event);
+                self.audit_completed(visit, flow, user);
             }
             Ok((progress, new_state))
         });
@@ -100,6 +112,10 @@ impl Core {
             Some(_) => change,
             None => self.withdraw_issued(visit, change, state.user(), replaced),
         };
+        if let (Progress::NeedsInput { .. }, Some(user)) = (&progress, state.user()) {
+            let epoch = self.stores.state.auth_epoch(user)?;
+            state.paused_under(epoch);
+        }
         Ok(Submitted {
             progress,
             state,
@@ -111,6 +127,19 @@ impl Core {
 }
 
 impl Core {
+    /// The audit row of a completed sign-in or step-up; the app's own
+    /// flows are named in it.
+    fn audit_completed(&self, visit: &Visit, flow: &crate::flow::Flow, user: &UserId) {
+        let kind = flow.kind();
+        let audit = match kind {
+            FlowKind::Login => AuditKind::PasswordSignIn,
+            FlowKind::StepUp => AuditKind::StepUp,
+        };
+        let detail = Some(flow.name()).filter(|name| *name != kind.name());
+        let event = visit.event(audit, Some(user), detail.unwrap_or_default());
+        self.stores.audit(event);
+    }
+
     /// The context of a submit's run: the posted input, and the browser's
     /// series if its cookie still proves its token. A cookie of the
     /// session's own series (`previous`'s) that no longer does shows a fork,
@@ -120,10 +149,10 @@ impl Core {
         &'a self,
         visit: &'a Visit,
         mut credentials: Credentials,
-        previous: &Previous,
+        previous: Option<&Previous>,
     ) -> Result<StepContext<'a>, StoreError> {
         let mut ctx = self.context(visit);
-        if let (Some(raw), Some((_, Some(own), _))) = (&visit.cookie, previous) {
+        if let (Some(raw), Some(own)) = (&visit.cookie, previous.and_then(|p| p.series.as_ref())) {
             // A series it ends leaves `Remove` for the cookie, unless the
             // run issues a new one.
             judge_stale_own_series(&mut ctx, raw, own)?;
@@ -137,6 +166,16 @@ impl Core {
         ctx.credentials = Some(credentials);
         Ok(ctx)
     }
+
+    /// Whether a state paused under an epoch that has since moved on (a
+    /// password change, "sign out everywhere", a theft): what it verified
+    /// (the old password, say) no longer counts, so it starts afresh.
+    fn is_void(&self, state: &FlowState) -> Result<bool, StoreError> {
+        Ok(match (state.user(), state.epoch()) {
+            (Some(user), Some(epoch)) => self.stores.state.auth_epoch(user)? != epoch,
+            _ => false,
+        })
+    }
 }
 
 /// The session state of a completed flow. A step-up keeps the session's
@@ -145,29 +184,30 @@ impl Core {
 fn completed(
     ctx: &mut StepContext<'_>,
     kind: FlowKind,
-    previous: Previous,
+    previous: Option<Previous>,
     user: &UserId,
     tags: BTreeSet<Tag>,
 ) -> Result<Option<AuthState>, StoreError> {
     drop_foreign_series(ctx, user)?;
-    let (method, series, signed_in_at) = match (kind, previous) {
-        (FlowKind::StepUp, Some((method, series, signed_in_at))) => {
-            (method, series, Some(signed_in_at))
-        }
-        _ => (SignInMethod::Password, None, None),
+    let (method, series, signed_in_at, epoch) = match (kind, previous) {
+        (FlowKind::StepUp, Some(p)) => (p.method, p.series, Some(p.signed_in_at), Some(p.epoch)),
+        _ => (SignInMethod::Password, None, None, None),
     };
     let series = match &ctx.cookie_change {
         Some(CookieChange::Set { cookie, .. }) => Some(cookie.series.hash()),
         _ => series,
     };
     let password_at = ctx.password_at;
-    Ok(
-        new_auth_state(ctx, user, tags, method, series)?.map(|state| AuthState {
+    Ok(new_auth_state(ctx, user, tags, method, series)?
+        // A step-up confirms the session it continues, under that
+        // session's epoch only: a session revoked meanwhile (its epoch
+        // moved on, not yet checked) must not adopt the new one.
+        .filter(|state| epoch.is_none_or(|epoch| epoch == state.epoch))
+        .map(|state| AuthState {
             password_at,
             // A step-up confirms the session; it never restarts its
             // absolute lifetime.
             signed_in_at: signed_in_at.unwrap_or(state.signed_in_at),
             ..state
-        }),
-    )
+        }))
 }
