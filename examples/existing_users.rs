@@ -61,6 +61,9 @@ impl AppUsers {
 }
 
 impl UserDirectory for AppUsers {
+    // An exact match on the address: a lookup that ignored case would say
+    // so in `canonical_username`, so that failed checks of every spelling
+    // count against one budget.
     fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
         self.find(
             users::table

@@ -14,6 +14,7 @@ on_both_backends!(
     behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance,
     the_session_id_changes_at_every_sign_in_and_step_up,
     a_session_ends_on_the_server_after_its_lifetime,
+    a_directory_that_ignores_case_gives_every_spelling_one_budget,
 );
 
 async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
@@ -210,4 +211,87 @@ async fn the_session_id_changes_at_every_sign_in_and_step_up(db: TestDb) {
         .await;
     let stepped_up = session_id(&server, &remembered).unwrap();
     assert_ne!(by_cookie, stepped_up, "new id at step-up");
+}
+
+/// The demo's users table, looked up without regard to case (as e-mail
+/// addresses often are), saying so through `canonical_username`.
+struct IgnoringCase(rememberme::store::UsersTable);
+
+impl rememberme::store::UserDirectory for IgnoringCase {
+    fn find_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
+        self.0.find_by_username(&username.to_lowercase())
+    }
+    fn find_by_id(
+        &self,
+        id: &rememberme::UserId,
+    ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
+        self.0.find_by_id(id)
+    }
+    fn canonical_username<'a>(&self, typed: &'a str) -> std::borrow::Cow<'a, str> {
+        typed.to_lowercase().into()
+    }
+}
+
+/// From an attack review: failures were counted under the name as typed,
+/// so with a directory that ignores case every spelling of a name
+/// (`alice`, `Alice`, `aLiCe`…) had a budget of its own. The directory now
+/// names the form its lookups share, and that form is counted.
+async fn a_directory_that_ignores_case_gives_every_spelling_one_budget(db: TestDb) {
+    use actix_web::{App, HttpResponse, test, web};
+    use rememberme::extract::SubmitOutcome;
+    use rememberme::flow::{Credentials, FlowKind};
+    use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig};
+
+    let database = Database::connect(&db.url, 2).unwrap();
+    let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
+    users.create("alice", "correct horse", false).unwrap();
+    let stores = rememberme::Stores::new(DieselStore::new(database), IgnoringCase(users));
+    let config = RememberMeConfig::builder().max_failed_logins(3).build();
+    let layer = RememberMe::new(stores, config).with_session(actix_web::cookie::Key::generate());
+    async fn sign_in(
+        auth: Auth,
+        path: web::Path<(String, String)>,
+    ) -> Result<HttpResponse, AuthError> {
+        let (username, password) = path.into_inner();
+        let credentials = Credentials {
+            username,
+            password,
+            ..Default::default()
+        };
+        Ok(
+            HttpResponse::Ok().body(match auth.submit(FlowKind::Login, credentials).await? {
+                SubmitOutcome::SignedIn(_) => "signed in",
+                SubmitOutcome::Throttled { .. } => "throttled",
+                _ => "invalid",
+            }),
+        )
+    }
+    let app = test::init_service(
+        App::new()
+            .route("/{user}/{password}", web::post().to(sign_in))
+            .wrap(layer),
+    )
+    .await;
+    let post = async |user: &str, password: &str| {
+        let req = test::TestRequest::post()
+            .uri(&format!("/{user}/{}", password.replace(' ', "%20")))
+            .to_request();
+        String::from_utf8(test::call_and_read_body(&app, req).await.to_vec()).unwrap()
+    };
+    assert_eq!(
+        post("ALICE", "correct horse").await,
+        "signed in",
+        "one user"
+    );
+    for spelling in ["alice", "Alice", "aLiCe"] {
+        assert_eq!(post(spelling, "wrong").await, "invalid");
+    }
+    assert_eq!(
+        post("ALICE", "correct horse").await,
+        "throttled",
+        "three spellings, one budget"
+    );
 }

@@ -93,7 +93,9 @@ pub(crate) enum PasswordCheck {
 
 /// The budget a password check spends: a device's own, if the client
 /// carries a device cookie for this user whose epoch is still the user's
-/// (see `device`; then `true`), else the account's, by the name as typed.
+/// (see `device`; then `true`), else the account's, by the name as typed
+/// in the directory's canonical form
+/// ([`UserDirectory::canonical_username`](crate::store::UserDirectory::canonical_username)).
 fn throttle_key(
     ctx: &StepContext<'_>,
     user: Option<&User>,
@@ -105,9 +107,12 @@ fn throttle_key(
     {
         return Ok((device.throttle_key(), true));
     }
+    let users = &ctx.stores.users;
     let key = match (user, who) {
-        (Some(user), Who::Known(_)) => ThrottleKey::account(&user.username),
-        (_, Who::Named(name)) => ThrottleKey::account(name),
+        (Some(user), Who::Known(_)) => {
+            ThrottleKey::account(&users.canonical_username(&user.username))
+        }
+        (_, Who::Named(name)) => ThrottleKey::account(&users.canonical_username(name)),
         (None, Who::Known(id)) => ThrottleKey::account(&format!("#{id}")),
     };
     Ok((key, false))

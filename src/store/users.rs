@@ -150,6 +150,20 @@ pub trait UserDirectory: Send + Sync + 'static {
     /// The user who signs in as `username`, if any.
     fn find_by_username(&self, username: &str) -> Result<Option<User>, super::StoreError>;
 
+    /// The form of a typed username under which its failed password
+    /// checks are counted: names that [`UserDirectory::find_by_username`]
+    /// takes for one user must give one form, or each spelling gets a
+    /// budget of its own (`alice`, `Alice`, `ALICE`… for a directory that
+    /// ignores case, as e-mail addresses are often looked up). Applied
+    /// alike to names that match no user, so the count tells nothing about
+    /// which exist. The default is the name as typed, right for a
+    /// directory that matches names exactly (as
+    /// [`UsersTable`](crate::store::UsersTable) does). A directory that
+    /// wraps another must forward it.
+    fn canonical_username<'a>(&self, typed: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(typed)
+    }
+
     /// The user with this id, if any. Called at each session check (roles
     /// are re-read) and at each sign-in by remember-me cookie: a user the
     /// app deleted is signed out at the next check.

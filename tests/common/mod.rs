@@ -758,6 +758,9 @@ impl UserDirectory for CountingUsers {
         self.counts.tick("set_password");
         self.inner.set_password(id, password)
     }
+    fn canonical_username<'a>(&self, typed: &'a str) -> std::borrow::Cow<'a, str> {
+        self.inner.canonical_username(typed)
+    }
 }
 
 /// A step of the app's own for the flow tests: interactive, its input named
