@@ -39,8 +39,9 @@ pub(crate) use submit::{Previous, Submit, Submitted};
 /// at once (about half a second of work at the benchmark's rates).
 const STORE_QUEUE: usize = 4096;
 
-/// What a request brings to the core, read from it by the adapter.
-#[derive(Debug, Clone)]
+/// What a request brings to the core, read from it by the adapter. Its
+/// `Debug` leaves the cookie out: it is a secret.
+#[derive(Clone)]
 pub(crate) struct Visit {
     /// Current time, Unix seconds.
     pub now: i64,
@@ -51,6 +52,17 @@ pub(crate) struct Visit {
     pub cookie: Option<Vec<u8>>,
     /// The client's device cookie, if it verified.
     pub device: Option<TrustedDevice>,
+}
+
+impl std::fmt::Debug for Visit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Visit")
+            .field("now", &self.now)
+            .field("client", &self.client)
+            .field("cookie", &self.cookie.as_ref().map(|_| "[redacted]"))
+            .field("device", &self.device)
+            .finish()
+    }
 }
 
 impl Visit {
@@ -379,3 +391,6 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
