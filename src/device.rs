@@ -9,19 +9,22 @@
 //! that never signed in as that user, while the user's own browsers (and
 //! app devices) keep signing in.
 //!
-//! A device cookie also names the user's auth epoch when it was issued,
-//! and gives a budget only while the epoch is still the user's: a password
-//! change, "sign out everywhere" or a detected theft voids every device
-//! cookie of the user. Otherwise whoever once knew the password could keep
-//! a thousand of them and, after the user changed it, guess the new one
-//! with a thousand budgets.
+//! A device cookie is also bound to the user's password as it stands (a
+//! MAC of its stored hash): a password change voids every device cookie of
+//! the user. Otherwise whoever once knew the password could keep a
+//! thousand of them and, after the user changed it, guess the new one with
+//! a thousand budgets. Nothing else voids them: after a detected theft or
+//! "sign out everywhere" the user's own browsers keep their budgets, or
+//! whoever set off the revocation could then lock the user out of all of
+//! them.
 //!
-//! The cookie is `d3.<user>.<issued_at>.<epoch>.<nonce>.<mac>`: the user id
-//! (base64url), the issue time and the epoch in decimal, a 128-bit random
-//! nonce in unpadded base64url, and an HMAC-SHA256 over the rest with a key
-//! only the server knows. Nothing is stored for it; it holds no secret of
-//! the user. (0.1's `d2.` cookies, without an epoch, are no longer
-//! honoured: the next sign-in hands out a `d3.` one.)
+//! The cookie is `d3.<user>.<issued_at>.<password>.<nonce>.<mac>`: the user
+//! id (base64url), the issue time in decimal, 128 bits of an HMAC of the
+//! user's stored password hash and a 128-bit random nonce in unpadded
+//! base64url, and an HMAC-SHA256 over the rest with a key only the server
+//! knows. Nothing is stored for it; it holds no secret of the user (the
+//! password's MAC is keyed: it tells nothing of the hash). 0.1's `d2.`
+//! cookies are no longer honoured: the next sign-in hands out a `d3.` one.
 //!
 //! The failure counters themselves live in the database (see
 //! [`UserStore::failures`](crate::store::StateStore::failures)), keyed by a
@@ -61,15 +64,13 @@ impl fmt::Debug for DeviceCookies {
     }
 }
 
-/// A device cookie that verified: the client once signed in as `user`,
-/// under the auth epoch `epoch`.
+/// A device cookie that verified: the client once signed in as `user`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TrustedDevice {
     /// The user the cookie names.
     pub user: UserId,
-    /// The user's auth epoch when the cookie was issued: the cookie gives
-    /// a budget of its own only while it is still the user's.
-    pub epoch: i64,
+    /// The MAC of the user's password hash when the cookie was issued.
+    password: [u8; 16],
     nonce: [u8; 16],
 }
 
@@ -77,7 +78,6 @@ impl fmt::Debug for TrustedDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrustedDevice")
             .field("user", &self.user)
-            .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +86,19 @@ impl TrustedDevice {
     /// The key of this device's own failure budget.
     pub fn throttle_key(&self) -> ThrottleKey {
         ThrottleKey::derive(b"device", &self.nonce)
+    }
+
+    /// Whether the cookie stands for `user` with the password `user` has
+    /// now (its stored hash, `None` for none): a password changed since
+    /// voids it. Constant time in the MAC.
+    pub fn is_for(
+        &self,
+        user: &UserId,
+        password_hash: Option<&str>,
+        signer: &DeviceCookies,
+    ) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.user == *user && bool::from(signer.password_mac(password_hash).ct_eq(&self.password))
     }
 }
 
@@ -109,12 +122,26 @@ impl DeviceCookies {
         <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length")
     }
 
-    /// A new device cookie value for `user`, whose auth epoch is `epoch`,
-    /// issued at `now`.
-    pub fn issue(&self, user: &UserId, epoch: i64, now: i64) -> String {
+    /// 128 bits of an HMAC of a stored password hash (`None`: the user has
+    /// no password), kept apart from the cookie's own MAC by a label.
+    fn password_mac(&self, password_hash: Option<&str>) -> [u8; 16] {
+        let mut mac = self.mac();
+        mac.update(b"rememberme device cookie password\0");
+        mac.update(password_hash.unwrap_or_default().as_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    /// A new device cookie value for `user`, whose stored password hash is
+    /// `password_hash` (`None`: no password), issued at `now`.
+    pub fn issue(&self, user: &UserId, password_hash: Option<&str>, now: i64) -> String {
         let mut nonce = [0u8; 16];
         rand::fill(&mut nonce);
-        let mut out = format!("{PREFIX}{}.{now}.{epoch}.", user.to_field());
+        let mut out = format!("{PREFIX}{}.{now}.", user.to_field());
+        URL_SAFE_NO_PAD.encode_string(self.password_mac(password_hash), &mut out);
+        out.push('.');
         URL_SAFE_NO_PAD.encode_string(nonce, &mut out);
         let mut mac = self.mac();
         mac.update(out.as_bytes());
@@ -125,8 +152,8 @@ impl DeviceCookies {
 
     /// The device a cookie value proves, if its MAC matches (constant time)
     /// and it was issued within [`DEVICE_COOKIE_LIFETIME_SECS`] before `now`.
-    /// Whether its epoch is still the user's is for the caller to check,
-    /// with the store.
+    /// Whether it stands for the user's password as it is now is for the
+    /// caller to check ([`TrustedDevice::is_for`]).
     pub fn verify(&self, value: &[u8], now: i64) -> Option<TrustedDevice> {
         let value = std::str::from_utf8(value).ok()?;
         if value.len() > MAX_LEN || !value.starts_with(PREFIX) {
@@ -140,16 +167,17 @@ impl DeviceCookies {
         let mut parts = signed[PREFIX.len()..].splitn(4, '.');
         let user = UserId::from_field(parts.next()?)?;
         let issued_at: i64 = parts.next()?.parse().ok()?;
-        let epoch: i64 = parts.next()?.parse().ok()?;
-        let nonce: [u8; 16] = URL_SAFE_NO_PAD
-            .decode(parts.next()?)
-            .ok()?
-            .try_into()
-            .ok()?;
+        let mut bytes =
+            || -> Option<[u8; 16]> { URL_SAFE_NO_PAD.decode(parts.next()?).ok()?.try_into().ok() };
+        let (password, nonce) = (bytes()?, bytes()?);
         let age = now.checked_sub(issued_at)?;
         (-crate::clock::CLOCK_SKEW_SECS..=DEVICE_COOKIE_LIFETIME_SECS)
             .contains(&age)
-            .then_some(TrustedDevice { user, epoch, nonce })
+            .then_some(TrustedDevice {
+                user,
+                password,
+                nonce,
+            })
     }
 }
 

@@ -27,6 +27,7 @@ on_both_backends!(
     f4_a_guesser_cannot_lock_a_user_out_of_a_browser_they_signed_in_with,
     f4_a_device_cookie_for_another_user_or_forged_gives_no_budget,
     f4_device_cookies_from_before_a_password_change_give_no_budget_after_it,
+    f4_a_revocation_leaves_the_users_own_browsers_their_budget,
     f4_an_app_with_its_device_token_keeps_signing_in_during_a_lockout,
     f4_a_locked_account_unlocks_by_itself_and_starts_a_fresh_count,
     f6_a_demoted_admin_loses_the_admin_pages_at_the_next_check,
@@ -367,6 +368,31 @@ async fn f4_device_cookies_from_before_a_password_change_give_no_budget_after_it
         res.status, 303,
         "the user's own browser keeps a budget of its own"
     );
+}
+
+/// A review of the fix above: binding device cookies to the auth epoch
+/// voided them at every revocation too, so whoever set one off (a stale
+/// copy of a cookie presented as theft, say) could then lock the user out
+/// of every browser. Only a password change voids them.
+async fn f4_a_revocation_leaves_the_users_own_browsers_their_budget(db: TestDb) {
+    let server = TestServer::start_with(db, |b| b.max_failed_logins(3));
+    let alice = server.add_user("alice", "correct horse", false);
+    let mut own = server.browser();
+    assert_eq!(own.login("alice", "correct horse", false).await.status, 303);
+    own.logout().await;
+    let epoch = server.stores().state.auth_epoch(&alice).unwrap();
+    assert!(
+        server
+            .stores()
+            .state
+            .bump_epoch_from(&alice, epoch)
+            .unwrap()
+            .is_some(),
+        "everything of alice's revoked"
+    );
+    fail_from_anywhere(&server, "alice", 5).await;
+    let res = own.login("alice", "correct horse", false).await;
+    assert_eq!(res.status, 303, "the user's own browser keeps its budget");
 }
 
 /// Finding 4 for apps: the device token of an API sign-in is the app's

@@ -73,7 +73,7 @@ fn login_answer(
                     client,
                     (user, epoch, tags),
                     device_key,
-                    ran.password_at,
+                    (ran.password_at, ran.device_cookie),
                 ),
             };
             token_response(auth, grant, ran.cookie_change)
@@ -106,11 +106,9 @@ fn password_grant(
     client: &ClientInfo,
     (user, epoch, tags): (UserId, i64, BTreeSet<Tag>),
     device: Option<String>,
-    pwd_at: Option<i64>,
+    (pwd_at, device_token): (Option<i64>, Option<String>),
 ) -> Grant {
     audit(auth, AuditKind::PasswordSignIn, &user, client, "api");
-    let config = &auth.shared.config();
-    let device_token = config.device_cookies.issue(&user, epoch, config.now());
     Grant {
         user,
         epoch,
@@ -119,7 +117,7 @@ fn password_grant(
         device,
         pwd_at,
         not_after: None,
-        device_token: Some(device_token),
+        device_token,
     }
 }
 

@@ -3,10 +3,15 @@ use super::*;
 #[test]
 fn a_device_cookie_verifies_for_its_user_until_it_is_a_year_old() {
     let signer = DeviceCookies::from_secret(b"secret");
-    let value = signer.issue(&UserId::from(7), 3, 1000);
+    let value = signer.issue(&UserId::from(7), Some("$argon2id$old"), 1000);
     let device = signer.verify(value.as_bytes(), 1000).expect("valid");
     assert_eq!(device.user, UserId::from(7));
-    assert_eq!(device.epoch, 3);
+    assert!(device.is_for(&UserId::from(7), Some("$argon2id$old"), &signer));
+    assert!(
+        !device.is_for(&UserId::from(7), Some("$argon2id$new"), &signer),
+        "a changed password voids it"
+    );
+    assert!(!device.is_for(&UserId::from(8), Some("$argon2id$old"), &signer));
     assert!(
         signer.verify(value.as_bytes(), 940).is_some(),
         "a clock a minute behind"
@@ -21,7 +26,7 @@ fn a_device_cookie_verifies_for_its_user_until_it_is_a_year_old() {
         signer.verify(value.as_bytes(), last + 1).is_none(),
         "too old"
     );
-    let other = signer.issue(&UserId::from(7), 3, 1000);
+    let other = signer.issue(&UserId::from(7), Some("$argon2id$old"), 1000);
     assert_ne!(
         signer
             .verify(other.as_bytes(), 1000)
@@ -35,10 +40,11 @@ fn a_device_cookie_verifies_for_its_user_until_it_is_a_year_old() {
 #[test]
 fn forged_foreign_and_malformed_device_cookies_are_refused() {
     let signer = DeviceCookies::from_secret(b"secret");
-    let value = signer.issue(&UserId::from(7), 3, 1000);
+    let value = signer.issue(&UserId::from(7), Some("$argon2id$old"), 1000);
     let (signed, tag) = value.rsplit_once('.').unwrap();
     let other_user = format!("{}.{tag}", signed.replacen("d3.Nw.", "d3.OA.", 1));
-    let foreign = DeviceCookies::from_secret(b"other").issue(&UserId::from(7), 3, 1000);
+    let foreign =
+        DeviceCookies::from_secret(b"other").issue(&UserId::from(7), Some("$argon2id$old"), 1000);
     let mut flipped = value.clone().into_bytes();
     flipped[6] ^= 1;
     for bad in [
@@ -47,7 +53,7 @@ fn forged_foreign_and_malformed_device_cookies_are_refused() {
         flipped,
         Vec::new(),
         b"d3.".to_vec(),
-        b"d3.Nw.1000.3.AAAA.AAAA".to_vec(),
+        b"d3.Nw.1000.AAAA.AAAA.AAAA".to_vec(),
         vec![0xff; 40],
         "d".repeat(5000).into_bytes(),
     ] {

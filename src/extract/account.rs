@@ -86,7 +86,7 @@ impl Auth {
         visit.device = crate::middleware::trusted_device(&self.req, shared.config());
         let now = visit.now;
         let job = PasswordChangeJob {
-            user: user.clone(),
+            user,
             epoch,
             current_password,
             new_password,
@@ -100,14 +100,12 @@ impl Auth {
             Some(Err(Refused::Throttled { retry_after_secs })) => {
                 Ok(PasswordChange::Throttled { retry_after_secs })
             }
-            Some(Ok((new_epoch, change))) => {
-                self.restamp_or_end(Some(((), new_epoch)))?;
-                self.adopt_series(change);
-                // The new epoch voids the user's device cookies (see
-                // `device`); this client just typed the password.
-                let config = shared.config();
-                *self.auth.device_cookie.borrow_mut() =
-                    Some(config.device_cookies.issue(&user, new_epoch, now));
+            Some(Ok(changed)) => {
+                self.restamp_or_end(Some(((), changed.epoch)))?;
+                self.adopt_series(changed.change);
+                // The new password voids the user's device cookies (see
+                // `device`); this client just typed it.
+                *self.auth.device_cookie.borrow_mut() = changed.device_cookie;
                 if let Some(state) = self.auth.state.borrow_mut().as_mut() {
                     state.password_at = Some(now);
                     let _ = self.session.insert(AUTH_KEY, &*state);

@@ -31,12 +31,12 @@ impl Auth {
     pub async fn sign_in(&self, user: &UserId, how: SignIn) -> Result<SignedIn, AuthError> {
         let shared = &self.auth.shared;
         let visit = self.visit();
-        let now = visit.now;
         let user = user.clone();
         let SignInById {
             state,
             change,
             remembered,
+            device_cookie,
         } = shared
             .store(move |core| core.sign_in_by_id(&visit, &user, &how))
             .await?;
@@ -44,12 +44,8 @@ impl Auth {
             *self.auth.cookie_change.borrow_mut() = Some(change);
         }
         let state = state.ok_or(AuthError::Forbidden)?;
-        if state.password_at.is_some() {
-            *self.auth.device_cookie.borrow_mut() = Some(shared.config().device_cookies.issue(
-                &state.user_id,
-                state.epoch,
-                now,
-            ));
+        if device_cookie.is_some() {
+            *self.auth.device_cookie.borrow_mut() = device_cookie;
         }
         start_session(&self.session, &state);
         let user = AuthenticatedUser::from(&state);

@@ -51,7 +51,6 @@ impl Auth {
         let fresh = self.start_state(name)?;
         let mut visit = self.visit();
         visit.device = crate::middleware::trusted_device(&self.req, shared.config());
-        let now = visit.now;
         let submit = Submit {
             flow: name.to_owned(),
             state,
@@ -66,6 +65,7 @@ impl Auth {
             progress,
             state,
             paused_later,
+            device_cookie,
             change,
             new_state,
         } = shared
@@ -74,7 +74,7 @@ impl Auth {
         if let Some(change) = change {
             *self.auth.cookie_change.borrow_mut() = Some(change);
         }
-        self.outcome(progress, &state, new_state, paused_later, now)
+        self.outcome(progress, &state, new_state, paused_later, device_cookie)
     }
 
     /// The flow state this submit continues: the session's, if it is of
@@ -126,20 +126,15 @@ impl Auth {
         state: &FlowState,
         new_state: Option<AuthState>,
         paused_later: bool,
-        now: i64,
+        device_cookie: Option<String>,
     ) -> Result<SubmitOutcome, AuthError> {
         match progress {
             Progress::Complete { .. } => {
                 let new_state = new_state.ok_or(AuthError::Forbidden)?;
-                if new_state.password_at.is_some() {
+                if device_cookie.is_some() {
                     // This client typed the right password: from now on its
                     // failures spend a budget of their own (see `device`).
-                    let config = &self.auth.shared.config();
-                    *self.auth.device_cookie.borrow_mut() = Some(config.device_cookies.issue(
-                        &new_state.user_id,
-                        new_state.epoch,
-                        now,
-                    ));
+                    *self.auth.device_cookie.borrow_mut() = device_cookie;
                 }
                 start_session(&self.session, &new_state);
                 let user = AuthenticatedUser::from(&new_state);

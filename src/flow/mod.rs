@@ -194,6 +194,10 @@ pub struct StepContext<'a> {
     /// The client's device cookie, if it verified (see [`crate::device`]):
     /// its failed password checks spend a budget of its own.
     pub device: Option<crate::device::TrustedDevice>,
+    /// The device cookie a right password earned the client (bound to the
+    /// password as it is stored now), for the bridge to hand out if the
+    /// run completes.
+    pub(crate) device_cookie: Option<String>,
     /// The detail of the `remember_me_sign_in` audit row an identifying
     /// step has the store write with its rotation (`"api refresh"`, say).
     pub sign_in_detail: &'static str,
@@ -234,6 +238,7 @@ impl<'a> StepContext<'a> {
             epoch: None,
             password_at: None,
             device: None,
+            device_cookie: None,
             sign_in_detail: "",
             sign_in_audited: false,
             prefetched: None,

@@ -92,7 +92,7 @@ pub(crate) enum PasswordCheck {
 }
 
 /// The budget a password check spends: a device's own, if the client
-/// carries a device cookie for this user whose epoch is still the user's
+/// carries a device cookie for this user and the password the user has now
 /// (see `device`; then `true`), else the account's, by the name as typed
 /// in the directory's canonical form
 /// ([`UserDirectory::canonical_username`](crate::store::UserDirectory::canonical_username)).
@@ -102,8 +102,11 @@ fn throttle_key(
     who: Who<'_>,
 ) -> Result<(ThrottleKey, bool), StoreError> {
     if let (Some(device), Some(user)) = (&ctx.device, user)
-        && device.user == user.id
-        && ctx.stores.state.auth_epoch(&user.id)? == device.epoch
+        && device.is_for(
+            &user.id,
+            user.password_hash.as_deref(),
+            &ctx.config.device_cookies,
+        )
     {
         return Ok((device.throttle_key(), true));
     }
@@ -166,6 +169,11 @@ pub(crate) fn check_password(
         Some(user) if verified => {
             state.clear_failures(&key)?;
             ctx.password_at = Some(ctx.now);
+            ctx.device_cookie = Some(ctx.config.device_cookies.issue(
+                &user.id,
+                user.password_hash.as_deref(),
+                ctx.now,
+            ));
             Ok(PasswordCheck::Verified(Box::new(user)))
         }
         user => {

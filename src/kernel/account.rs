@@ -29,9 +29,17 @@ pub(crate) enum Refused {
 }
 
 /// What a password change gave: `None` if the session had been revoked
-/// meanwhile (nothing changed), else the new epoch and this browser's
-/// cookie change (see [`Core::replace_visit_series`]), or why not.
-pub(crate) type PasswordChanged = Option<Result<(i64, Option<CookieChange>), Refused>>;
+/// meanwhile (nothing changed), else what changed or why not.
+pub(crate) type PasswordChanged = Option<Result<Changed, Refused>>;
+
+/// A password changed: the new epoch, this browser's cookie change (see
+/// [`Core::replace_visit_series`]), and its device cookie for the new
+/// password (the change voids the old ones).
+pub(crate) struct Changed {
+    pub epoch: i64,
+    pub change: Option<CookieChange>,
+    pub device_cookie: Option<String>,
+}
 
 /// What signing out the other devices gave: the tokens revoked, the new
 /// epoch, and this browser's cookie change.
@@ -153,7 +161,15 @@ impl Core {
         let detail = format!("{n} other token(s) revoked");
         self.stores
             .audit(visit.event(AuditKind::PasswordChanged, Some(user), &detail));
-        Ok(Some(Ok((new_epoch, change))))
+        let device_cookie = self.stores.users.find_by_id(user)?.map(|now| {
+            let hash = now.password_hash.as_deref();
+            self.config.device_cookies.issue(user, hash, visit.now)
+        });
+        Ok(Some(Ok(Changed {
+            epoch: new_epoch,
+            change,
+            device_cookie,
+        })))
     }
 
     /// Deletes every token of `user` except the one the visit's cookie

@@ -57,6 +57,8 @@ pub(crate) struct Ran {
     pub device_key: Option<String>,
     /// Whether the rotation's audit row was written with it.
     pub audited: bool,
+    /// The device cookie a right password earned, if the flow completed.
+    pub device_cookie: Option<String>,
 }
 
 /// A flow run that failed after the presented long-lived token rotated
@@ -136,6 +138,7 @@ impl Core {
             password_at: ctx.password_at,
             device_key: ctx.device_key,
             audited: ctx.sign_in_audited,
+            device_cookie: epoch.and(ctx.device_cookie),
         }))
     }
 

@@ -64,6 +64,9 @@ pub(crate) struct SignInById {
     pub change: Option<CookieChange>,
     /// Whether a remember-me token was issued.
     pub remembered: bool,
+    /// A device cookie, for a strong sign-in (bound to the password the
+    /// user has now, see `device`).
+    pub device_cookie: Option<String>,
 }
 
 impl Core {
@@ -81,8 +84,13 @@ impl Core {
                 state: None,
                 change: None,
                 remembered: false,
+                device_cookie: None,
             });
         };
+        let device_cookie = how.strong.then(|| {
+            let hash = found.password_hash.as_deref();
+            self.config.device_cookies.issue(user, hash, visit.now)
+        });
         let mut ctx = self.context(visit);
         ctx.browser_series = match &visit.cookie {
             Some(raw) => crate::flow::verified_series(&self.stores, &self.config, visit.now, raw)?,
@@ -111,6 +119,7 @@ impl Core {
                     state: None,
                     change,
                     remembered: false,
+                    device_cookie: None,
                 });
             }
             Err(error) => {
@@ -125,6 +134,7 @@ impl Core {
             state: Some(state),
             change,
             remembered,
+            device_cookie,
         })
     }
 }

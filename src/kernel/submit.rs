@@ -57,6 +57,8 @@ pub(crate) struct Submitted {
     pub progress: Progress,
     pub state: FlowState,
     pub paused_later: bool,
+    /// The device cookie the run's right password earned, if it completed.
+    pub device_cookie: Option<String>,
     pub change: Option<CookieChange>,
     pub new_state: Option<AuthState>,
 }
@@ -116,10 +118,12 @@ impl Core {
             let epoch = self.stores.state.auth_epoch(user)?;
             state.paused_under(epoch);
         }
+        let device_cookie = new_state.as_ref().and(ctx.device_cookie.take());
         Ok(Submitted {
             progress,
             state,
             paused_later,
+            device_cookie,
             change,
             new_state,
         })
