@@ -88,6 +88,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(|auth: Auth| submit(auth, FlowKind::Login, password("", "123456"))),
     )
     .route(
+        "/wrong-code-as-password",
+        web::post().to(|auth: Auth| submit(auth, FlowKind::Login, password("", "000000"))),
+    )
+    .route(
         "/step-up/password",
         web::post().to(|auth: Auth| submit(auth, FlowKind::StepUp, password("", "alice-password"))),
     )
@@ -478,7 +482,7 @@ async fn a_password_posted_to_a_step_that_takes_it_as_its_input_answers_that_ste
     };
     assert_eq!(post("/password").await, "needs input");
     assert_eq!(
-        post("/wrong-password").await,
+        post("/wrong-code-as-password").await,
         "invalid",
         "taken as a wrong code"
     );
@@ -625,4 +629,62 @@ async fn a_revoked_session_cannot_step_up_into_the_new_epoch() {
         200,
         "and the session ends at its check"
     );
+}
+
+/// A code step of the app's that reads its code from `inputs` but keeps
+/// `Step::has_input`'s default (any credentials).
+struct CodeWithDefaultInput;
+
+impl rememberme::flow::Step for CodeWithDefaultInput {
+    fn is_interactive(&self) -> bool {
+        true
+    }
+    fn run(
+        &self,
+        ctx: &mut rememberme::flow::StepContext<'_>,
+        user: Option<&rememberme::store::UserId>,
+    ) -> Result<StepOutcome, StoreError> {
+        let code = ctx.inputs.get("code").map(String::as_str);
+        Ok(match user {
+            Some(user) if code == Some("123456") => StepOutcome::Success {
+                user: user.clone(),
+                activate: Vec::new(),
+            },
+            _ => StepOutcome::Failed(Failure::InvalidCredentials),
+        })
+    }
+}
+
+/// A review of the rule above: with such a step, a sign-in form posted
+/// again (someone else at a shared computer, the user starting over) was
+/// taken as the step's answer and refused, for the whole re-auth window.
+/// A password that comes with a username is the sign-in form's: the flow
+/// starts afresh.
+#[actix_web::test]
+async fn the_sign_in_form_posted_again_starts_afresh_whatever_the_waiting_step_says() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (_database, layer) =
+        with_code_step(&db, &clock, || StepDef::new("code", CodeWithDefaultInput));
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let mut session = None;
+    let mut post = async |uri: &str| {
+        let res = test::call_service(&app, request("POST", uri, &session).to_request()).await;
+        if let Some(renewed) = cookie_of(&res, SESSION) {
+            session = Some(renewed);
+        }
+        String::from_utf8_lossy(&test::read_body(res).await).into_owned()
+    };
+    assert_eq!(post("/password").await, "needs input");
+    assert_eq!(
+        post("/password").await,
+        "needs input",
+        "afresh, not refused"
+    );
+    assert_eq!(post("/code").await, "signed in");
 }

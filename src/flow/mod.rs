@@ -77,10 +77,10 @@ pub const ISSUE: StepId = "remember_me_issue";
 /// A step of the app's reads its input from [`Credentials::inputs`] and
 /// says so in [`Step::has_input`]: a browser submit
 /// ([`Auth::submit`](crate::Auth::submit)) that posts a password to a flow
-/// whose password was already verified (paused at a later step) is an
-/// answer to that step only if the step has its input in it; otherwise it
-/// starts the flow afresh, taken for the user going back to the sign-in
-/// form.
+/// whose password was already verified (paused at a later step) starts the
+/// flow afresh, taken for the user going back to the sign-in form, if it
+/// comes with a username or the step does not have its input in it;
+/// otherwise it answers that step.
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// The username typed (ignored when the flow already knows the user).

@@ -81,7 +81,7 @@ impl Core {
             .ok_or(StoreError::Unsupported("a flow of that name"))?;
         let kind = flow.kind();
         let mut ctx = self.submit_context(visit, credentials, previous.as_ref())?;
-        if (restart && !flow.answers_waiting_step(&state, &ctx)) || self.is_void(&state)? {
+        if (restart && began_again(flow, &state, &ctx)) || self.is_void(&state)? {
             state = fresh;
         }
         let started_at = state.position();
@@ -180,6 +180,18 @@ impl Core {
             _ => false,
         })
     }
+}
+
+/// Whether a password posted to a state whose password was verified begins
+/// the flow again: it comes with a username (the sign-in form, not a later
+/// step's), or the step the state waits at does not take it as its input
+/// ([`Step::has_input`](crate::flow::Step::has_input)).
+fn began_again(flow: &crate::flow::Flow, state: &FlowState, ctx: &StepContext<'_>) -> bool {
+    let from_sign_in_form = ctx
+        .credentials
+        .as_ref()
+        .is_some_and(|c| !c.username.is_empty());
+    from_sign_in_form || !flow.answers_waiting_step(state, ctx)
 }
 
 /// The session state of a completed flow. A step-up keeps the session's
