@@ -15,6 +15,7 @@ on_both_backends!(
     the_session_id_changes_at_every_sign_in_and_step_up,
     a_session_ends_on_the_server_after_its_lifetime,
     a_directory_that_ignores_case_gives_every_spelling_one_budget,
+    a_sign_in_with_the_old_password_during_a_change_ends_with_the_change,
 );
 
 async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
@@ -293,5 +294,142 @@ async fn a_directory_that_ignores_case_gives_every_spelling_one_budget(db: TestD
         post("ALICE", "correct horse").await,
         "throttled",
         "three spellings, one budget"
+    );
+}
+
+/// The demo's users table whose `set_password` waits, once entered, until
+/// the test lets it go: a password change held while its new hash is made.
+struct HeldChange {
+    inner: rememberme::store::UsersTable,
+    entered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl rememberme::store::UserDirectory for HeldChange {
+    fn find_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
+        self.inner.find_by_username(username)
+    }
+    fn find_by_id(
+        &self,
+        id: &rememberme::UserId,
+    ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
+        self.inner.find_by_id(id)
+    }
+    fn set_password(
+        &self,
+        id: &rememberme::UserId,
+        password: &str,
+    ) -> Result<(), rememberme::store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.entered.store(true, SeqCst);
+        while !self.release.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.inner.set_password(id, password)
+    }
+}
+
+/// From a review: a password change moved the epoch on before the new
+/// password was hashed and stored, so a sign-in with the old password that
+/// finished meanwhile got a session under the new epoch, and kept it. The
+/// change now moves the epoch on again once the new password is stored,
+/// and a password check's session carries the epoch read before the check.
+async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db: TestDb) {
+    use actix_web::{App, HttpResponse, test, web};
+    use rememberme::clock::ManualClock;
+    use rememberme::extract::{PasswordChange, SubmitOutcome};
+    use rememberme::flow::{Credentials, FlowKind};
+    use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let database = Database::connect(&db.url, 4).unwrap();
+    let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
+    users.create("alice", "correct horse", false).unwrap();
+    let (entered, release) = (Default::default(), Default::default());
+    let directory = HeldChange {
+        inner: users,
+        entered: std::sync::Arc::clone(&entered),
+        release: std::sync::Arc::clone(&release),
+    };
+    let stores = rememberme::Stores::new(DieselStore::new(database), directory);
+    let clock = ManualClock::new();
+    let config = RememberMeConfig::builder()
+        .clock(clock.clone())
+        .password_concurrency(4)
+        .build();
+    let layer = RememberMe::new(stores, config).with_session(actix_web::cookie::Key::generate());
+    async fn sign_in(auth: Auth) -> Result<HttpResponse, AuthError> {
+        let credentials = Credentials {
+            username: "alice".into(),
+            password: "correct horse".into(),
+            ..Default::default()
+        };
+        let outcome = auth.submit(FlowKind::Login, credentials).await?;
+        Ok(HttpResponse::Ok().body(match outcome {
+            SubmitOutcome::SignedIn(_) => "signed in",
+            _ => "not signed in",
+        }))
+    }
+    async fn change(auth: Auth) -> Result<HttpResponse, AuthError> {
+        let changed = auth
+            .change_password("correct horse".into(), "a brand new password".into())
+            .await?;
+        Ok(HttpResponse::Ok().body(match changed {
+            PasswordChange::Changed => "changed",
+            _ => "not changed",
+        }))
+    }
+    async fn me(auth: Auth) -> HttpResponse {
+        HttpResponse::Ok().body(auth.user().map_or("nobody".to_owned(), |u| u.username))
+    }
+    let app = test::init_service(
+        App::new()
+            .route("/sign-in", web::post().to(sign_in))
+            .route("/change", web::post().to(change))
+            .route("/me", web::get().to(me))
+            .wrap(layer),
+    )
+    .await;
+    let session_of = |res: &actix_web::dev::ServiceResponse| {
+        common::cookie_of(res, "__Host-session").expect("a session")
+    };
+    let call = async |method: &str, uri: &str, session: &actix_web::cookie::Cookie<'static>| {
+        let req = match method {
+            "GET" => test::TestRequest::get(),
+            _ => test::TestRequest::post(),
+        };
+        let res = test::call_service(&app, req.uri(uri).cookie(session.clone()).to_request()).await;
+        String::from_utf8(test::read_body(res).await.to_vec()).unwrap()
+    };
+    let res =
+        test::call_service(&app, test::TestRequest::post().uri("/sign-in").to_request()).await;
+    let owner = session_of(&res);
+
+    let changing = call("POST", "/change", &owner);
+    let meanwhile = async {
+        while !entered.load(SeqCst) {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        let req = test::TestRequest::post().uri("/sign-in").to_request();
+        let res = test::call_service(&app, req).await;
+        let other = session_of(&res);
+        release.store(true, SeqCst);
+        other
+    };
+    let (changed, other) = futures_util::future::join(changing, meanwhile).await;
+    assert_eq!(changed, "changed");
+    assert_eq!(
+        call("GET", "/me", &other).await,
+        "alice",
+        "signed in meanwhile"
+    );
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        call("GET", "/me", &other).await,
+        "nobody",
+        "the old password's session ends at its next check"
     );
 }

@@ -144,6 +144,12 @@ pub(crate) fn check_password(
         Who::Named(name) => users.find_by_username(name)?,
     };
     let (key, trusted) = throttle_key(ctx, user.as_ref(), who)?;
+    // The epoch as it was before the check: a session or token that this
+    // check opens carries it, so a password change that lands while the
+    // old password is being checked still ends what it opened.
+    if let Some(user) = &user {
+        ctx.epoch = Some(state.auth_epoch(&user.id)?);
+    }
     // Throttle before any Argon2 work, and the same way whether or not the
     // account exists. The check is counted as a failure before it runs, so
     // parallel guesses (on any instance) cannot all read a count below the

@@ -157,6 +157,13 @@ impl Core {
         };
         // The app's directory hashes and stores it, in its scheme.
         self.stores.users.set_password(user, &job.new_password)?;
+        // A check of the old password that finished while the new one was
+        // hashed may have signed someone in, or paused a sign-in, under
+        // `new_epoch`: move on once more, so that nothing the old password
+        // opened outlives the change. (`None`: revoked meanwhile.)
+        let Some(new_epoch) = self.stores.state.bump_epoch_from(user, new_epoch)? else {
+            return Ok(None);
+        };
         let (n, change) = self.end_other_tokens(visit, user, Some(visit.now))?;
         let detail = format!("{n} other token(s) revoked");
         self.stores

@@ -114,9 +114,8 @@ impl Core {
             Some(_) => change,
             None => self.withdraw_issued(visit, change, state.user(), replaced),
         };
-        if let (Progress::NeedsInput { .. }, Some(user)) = (&progress, state.user()) {
-            let epoch = self.stores.state.auth_epoch(user)?;
-            state.paused_under(epoch);
+        if let Progress::NeedsInput { .. } = progress {
+            self.record_pause(&mut state, ctx.epoch)?;
         }
         let device_cookie = new_state.as_ref().and(ctx.device_cookie.take());
         Ok(Submitted {
@@ -169,6 +168,19 @@ impl Core {
         ctx.verified = std::mem::take(&mut credentials.verified);
         ctx.credentials = Some(credentials);
         Ok(ctx)
+    }
+
+    /// A state that pauses with its user known records the user's epoch:
+    /// `read`, the one read before the password was checked, if it was.
+    fn record_pause(&self, state: &mut FlowState, read: Option<i64>) -> Result<(), StoreError> {
+        if let Some(user) = state.user() {
+            let epoch = match read {
+                Some(epoch) => epoch,
+                None => self.stores.state.auth_epoch(user)?,
+            };
+            state.paused_under(epoch);
+        }
+        Ok(())
     }
 
     /// Whether a state paused under an epoch that has since moved on (a
