@@ -114,6 +114,28 @@ fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The flow tests' app (`routes`) behind `layer`, and a client of it that
+/// keeps the session cookie it is given: `call(method, uri)` answers the
+/// status and the body.
+async fn client(layer: RememberMe) -> impl AsyncFnMut(&str, &str) -> (u16, String) {
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let mut session = None;
+    async move |method: &str, uri: &str| {
+        let res = test::call_service(&app, request(method, uri, &session).to_request()).await;
+        if let Some(renewed) = cookie_of(&res, SESSION) {
+            session = Some(renewed);
+        }
+        let status = res.status().as_u16();
+        let body = String::from_utf8_lossy(&test::read_body(res).await).into_owned();
+        (status, body)
+    }
+}
+
 /// A POST (or GET) of `uri` with the session cookie, if any.
 fn request(
     method: &str,
@@ -370,24 +392,7 @@ async fn step_up_with_code(first: &str) -> [String; 3] {
     let db = TestDb::sqlite();
     let clock = ManualClock::new();
     let (_database, layer) = with_codes(&db, &clock);
-    let app = test::init_service(
-        App::new()
-            .configure(routes)
-            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
-    )
-    .await;
-    let mut session = None;
-    let mut step = async |method: &str, uri: &str| {
-        let res = test::call_service(&app, request(method, uri, &session).to_request()).await;
-        if let Some(renewed) = cookie_of(&res, SESSION) {
-            session = Some(renewed);
-        }
-        let status = res.status().as_u16();
-        (
-            status,
-            String::from_utf8_lossy(&test::read_body(res).await).into_owned(),
-        )
-    };
+    let mut step = client(layer).await;
     assert_eq!(step("POST", "/password").await.1, "needs input");
     assert_eq!(step("POST", "/code").await.1, "signed in");
     assert_eq!(step("GET", "/strong").await, (200, "strong".to_owned()));
@@ -411,20 +416,8 @@ async fn a_password_typed_again_while_a_code_waits_starts_afresh() {
     let db = TestDb::sqlite();
     let clock = ManualClock::new();
     let (_database, layer) = with_codes(&db, &clock);
-    let app = test::init_service(
-        App::new()
-            .configure(routes)
-            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
-    )
-    .await;
-    let mut session = None;
-    let mut post = async |uri: &str| {
-        let res = test::call_service(&app, request("POST", uri, &session).to_request()).await;
-        if let Some(renewed) = cookie_of(&res, SESSION) {
-            session = Some(renewed);
-        }
-        String::from_utf8_lossy(&test::read_body(res).await).into_owned()
-    };
+    let mut call = client(layer).await;
+    let mut post = async |uri: &str| call("POST", uri).await.1;
     assert_eq!(post("/password").await, "needs input");
     assert_eq!(post("/password").await, "needs input");
     assert_eq!(post("/wrong-password").await, "invalid");
@@ -432,11 +425,12 @@ async fn a_password_typed_again_while_a_code_waits_starts_afresh() {
     assert_eq!(post("/code").await, "signed in");
 }
 
-/// A code step of the app's that takes its code from the password field
-/// (`Step::has_input`'s default: any credentials): `123456` passes.
-struct CodeInPasswordField;
+/// A code step of the app's that keeps `Step::has_input`'s default (any
+/// credentials) and reads its code where its function says: `123456`
+/// passes.
+struct DefaultInputCode(fn(&mut rememberme::flow::StepContext<'_>) -> Option<String>);
 
-impl rememberme::flow::Step for CodeInPasswordField {
+impl rememberme::flow::Step for DefaultInputCode {
     fn is_interactive(&self) -> bool {
         true
     }
@@ -445,7 +439,7 @@ impl rememberme::flow::Step for CodeInPasswordField {
         ctx: &mut rememberme::flow::StepContext<'_>,
         user: Option<&rememberme::store::UserId>,
     ) -> Result<StepOutcome, StoreError> {
-        let code = ctx.credentials.take().map(|c| c.password);
+        let code = (self.0)(ctx);
         Ok(match user {
             Some(user) if code.as_deref() == Some("123456") => StepOutcome::Success {
                 user: user.clone(),
@@ -456,6 +450,22 @@ impl rememberme::flow::Step for CodeInPasswordField {
     }
 }
 
+/// The code from the password field.
+fn in_password_field() -> StepDef {
+    StepDef::new(
+        "code",
+        DefaultInputCode(|ctx| ctx.credentials.take().map(|c| c.password)),
+    )
+}
+
+/// The code from the inputs, with `has_input`'s default all the same.
+fn in_inputs_by_default() -> StepDef {
+    StepDef::new(
+        "code",
+        DefaultInputCode(|ctx| ctx.inputs.get("code").cloned()),
+    )
+}
+
 /// A step that says a posted password is its input is answered by it: the
 /// flow does not start afresh (it used to, on any password posted after
 /// the flow's own, so such a step could never complete: "invalid"). And a
@@ -464,22 +474,9 @@ impl rememberme::flow::Step for CodeInPasswordField {
 async fn a_password_posted_to_a_step_that_takes_it_as_its_input_answers_that_step() {
     let db = TestDb::sqlite();
     let clock = ManualClock::new();
-    let (_database, layer) =
-        with_code_step(&db, &clock, || StepDef::new("code", CodeInPasswordField));
-    let app = test::init_service(
-        App::new()
-            .configure(routes)
-            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
-    )
-    .await;
-    let mut session = None;
-    let mut post = async |uri: &str| {
-        let res = test::call_service(&app, request("POST", uri, &session).to_request()).await;
-        if let Some(renewed) = cookie_of(&res, SESSION) {
-            session = Some(renewed);
-        }
-        String::from_utf8_lossy(&test::read_body(res).await).into_owned()
-    };
+    let (_database, layer) = with_code_step(&db, &clock, in_password_field);
+    let mut call = client(layer).await;
+    let mut post = async |uri: &str| call("POST", uri).await.1;
     assert_eq!(post("/password").await, "needs input");
     assert_eq!(
         post("/wrong-code-as-password").await,
@@ -558,20 +555,8 @@ async fn a_sign_in_paused_after_its_password_dies_with_a_password_change() {
     let db = TestDb::sqlite();
     let clock = ManualClock::new();
     let (database, layer) = with_codes(&db, &clock);
-    let app = test::init_service(
-        App::new()
-            .configure(routes)
-            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
-    )
-    .await;
-    let mut session = None;
-    let mut post = async |uri: &str| {
-        let res = test::call_service(&app, request("POST", uri, &session).to_request()).await;
-        if let Some(renewed) = cookie_of(&res, SESSION) {
-            session = Some(renewed);
-        }
-        String::from_utf8_lossy(&test::read_body(res).await).into_owned()
-    };
+    let mut call = client(layer).await;
+    let mut post = async |uri: &str| call("POST", uri).await.1;
     assert_eq!(post("/password").await, "needs input");
     bump_alices_epoch(&database);
     assert_eq!(
@@ -596,22 +581,7 @@ async fn a_revoked_session_cannot_step_up_into_the_new_epoch() {
     let db = TestDb::sqlite();
     let clock = ManualClock::new();
     let (database, layer) = with_codes(&db, &clock);
-    let app = test::init_service(
-        App::new()
-            .configure(routes)
-            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
-    )
-    .await;
-    let mut session = None;
-    let mut step = async |method: &str, uri: &str| {
-        let res = test::call_service(&app, request(method, uri, &session).to_request()).await;
-        if let Some(renewed) = cookie_of(&res, SESSION) {
-            session = Some(renewed);
-        }
-        let status = res.status().as_u16();
-        let body = String::from_utf8_lossy(&test::read_body(res).await).into_owned();
-        (status, body)
-    };
+    let mut step = client(layer).await;
     assert_eq!(step("POST", "/password").await.1, "needs input");
     assert_eq!(step("POST", "/code").await.1, "signed in");
     clock.advance(Duration::from_secs(20 * 60));
@@ -631,30 +601,6 @@ async fn a_revoked_session_cannot_step_up_into_the_new_epoch() {
     );
 }
 
-/// A code step of the app's that reads its code from `inputs` but keeps
-/// `Step::has_input`'s default (any credentials).
-struct CodeWithDefaultInput;
-
-impl rememberme::flow::Step for CodeWithDefaultInput {
-    fn is_interactive(&self) -> bool {
-        true
-    }
-    fn run(
-        &self,
-        ctx: &mut rememberme::flow::StepContext<'_>,
-        user: Option<&rememberme::store::UserId>,
-    ) -> Result<StepOutcome, StoreError> {
-        let code = ctx.inputs.get("code").map(String::as_str);
-        Ok(match user {
-            Some(user) if code == Some("123456") => StepOutcome::Success {
-                user: user.clone(),
-                activate: Vec::new(),
-            },
-            _ => StepOutcome::Failed(Failure::InvalidCredentials),
-        })
-    }
-}
-
 /// A review of the rule above: with such a step, a sign-in form posted
 /// again (someone else at a shared computer, the user starting over) was
 /// taken as the step's answer and refused, for the whole re-auth window.
@@ -664,22 +610,9 @@ impl rememberme::flow::Step for CodeWithDefaultInput {
 async fn the_sign_in_form_posted_again_starts_afresh_whatever_the_waiting_step_says() {
     let db = TestDb::sqlite();
     let clock = ManualClock::new();
-    let (_database, layer) =
-        with_code_step(&db, &clock, || StepDef::new("code", CodeWithDefaultInput));
-    let app = test::init_service(
-        App::new()
-            .configure(routes)
-            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
-    )
-    .await;
-    let mut session = None;
-    let mut post = async |uri: &str| {
-        let res = test::call_service(&app, request("POST", uri, &session).to_request()).await;
-        if let Some(renewed) = cookie_of(&res, SESSION) {
-            session = Some(renewed);
-        }
-        String::from_utf8_lossy(&test::read_body(res).await).into_owned()
-    };
+    let (_database, layer) = with_code_step(&db, &clock, in_inputs_by_default);
+    let mut call = client(layer).await;
+    let mut post = async |uri: &str| call("POST", uri).await.1;
     assert_eq!(post("/password").await, "needs input");
     assert_eq!(
         post("/password").await,
