@@ -117,8 +117,11 @@ fn record_statements() {
 /// SQLite, in-process, a read and two writes in one transaction. The audit
 /// row is written with the rotation (issue 14: a committed rotation always
 /// has its row), nearly free in the batch's commit. A password
-/// sign-in reads the user, reserves a check on its failure counter (so
-/// parallel guesses cannot outrun the limit) and clears it.
+/// sign-in finds the user by name, reads the user's epoch, then the user
+/// (the hash it checks) again by id (so that a password change landing
+/// meanwhile still ends the session: the epoch is read before the hash),
+/// reserves a check on its failure counter (so parallel guesses cannot
+/// outrun the limit) and clears it.
 async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
     record_statements();
     let postgres = db.sqlite_path().is_none();
@@ -140,9 +143,10 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         login,
         [
             "find_by_username",
+            "auth_epoch",
+            "find_by_id",
             "reserve_attempt",
             "clear_failures",
-            "auth_epoch"
         ],
         "password sign-in: {login:?}"
     );

@@ -621,3 +621,30 @@ async fn the_sign_in_form_posted_again_starts_afresh_whatever_the_waiting_step_s
     );
     assert_eq!(post("/code").await, "signed in");
 }
+
+/// From the review of the device cookie's binding: the cookie a right
+/// password earns was issued only by a run that checked the password and
+/// completed, so a sign-in whose second factor came on the next request
+/// never got one (nor its own failure budget). It is kept with the paused
+/// flow and handed out when the flow completes, and never before.
+#[actix_web::test]
+async fn a_sign_in_with_a_second_factor_gets_its_device_cookie_when_it_completes() {
+    const DEVICE: &str = "__Host-device";
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (_database, layer) = with_codes(&db, &clock);
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.with_session(actix_web::cookie::Key::generate())),
+    )
+    .await;
+    let res = test::call_service(&app, request("POST", "/password", &None).to_request()).await;
+    assert!(cookie_of(&res, DEVICE).is_none(), "not before the code");
+    let session = cookie_of(&res, SESSION);
+    let res = test::call_service(&app, request("POST", "/code", &session).to_request()).await;
+    assert!(
+        cookie_of(&res, DEVICE).is_some(),
+        "with the completed sign-in"
+    );
+}

@@ -162,6 +162,7 @@ impl Flow {
             activated: BTreeSet::new(),
             password_at: None,
             epoch: None,
+            device_cookie: None,
         }
     }
 

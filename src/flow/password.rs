@@ -91,6 +91,27 @@ pub(crate) enum PasswordCheck {
     },
 }
 
+/// The user a check is for, and their auth epoch read before the user's
+/// password hash: what the check opens (a session, a token, a paused
+/// state) carries that epoch, so a password change that lands during the
+/// check, or between these reads, still ends it (the change moves the
+/// epoch on after storing the new hash).
+fn user_and_epoch(
+    ctx: &StepContext<'_>,
+    who: Who<'_>,
+) -> Result<(Option<User>, Option<i64>), StoreError> {
+    let (users, state) = (&ctx.stores.users, &ctx.stores.state);
+    let id = match who {
+        Who::Known(id) => id.clone(),
+        Who::Named(name) => match users.find_by_username(name)? {
+            Some(found) => found.id,
+            None => return Ok((None, None)),
+        },
+    };
+    let epoch = state.auth_epoch(&id)?;
+    Ok((users.find_by_id(&id)?, Some(epoch)))
+}
+
 /// The budget a password check spends: a device's own, if the client
 /// carries a device cookie for this user and the password the user has now
 /// (see `device`; then `true`), else the account's, by the name as typed
@@ -137,19 +158,12 @@ pub(crate) fn check_password(
     password: &str,
     detail: &str,
 ) -> Result<PasswordCheck, StoreError> {
-    let users = &ctx.stores.users;
-    let state = &ctx.stores.state;
-    let user = match who {
-        Who::Known(id) => users.find_by_id(id)?,
-        Who::Named(name) => users.find_by_username(name)?,
-    };
-    let (key, trusted) = throttle_key(ctx, user.as_ref(), who)?;
-    // The epoch as it was before the check: a session or token that this
-    // check opens carries it, so a password change that lands while the
-    // old password is being checked still ends what it opened.
-    if let Some(user) = &user {
-        ctx.epoch = Some(state.auth_epoch(&user.id)?);
+    let (users, state) = (&ctx.stores.users, &ctx.stores.state);
+    let (user, epoch) = user_and_epoch(ctx, who)?;
+    if epoch.is_some() {
+        ctx.epoch = epoch;
     }
+    let (key, trusted) = throttle_key(ctx, user.as_ref(), who)?;
     // Throttle before any Argon2 work, and the same way whether or not the
     // account exists. The check is counted as a failure before it runs, so
     // parallel guesses (on any instance) cannot all read a count below the

@@ -31,6 +31,21 @@ pub struct FlowState {
     /// change voids a sign-in paused after the old password).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) epoch: Option<i64>,
+    /// The device cookie a right password of this flow earned, handed out
+    /// when the flow completes (the session is encrypted: it stays secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) device_cookie: Option<HeldCookie>,
+}
+
+/// A device cookie kept with a flow state: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(super) struct HeldCookie(String);
+
+impl fmt::Debug for HeldCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 impl FlowState {
@@ -62,6 +77,17 @@ impl FlowState {
     /// The user's auth epoch the state paused under, if recorded.
     pub(crate) fn epoch(&self) -> Option<i64> {
         self.epoch
+    }
+
+    /// The device cookie an earlier run of this flow earned, taken.
+    pub(crate) fn take_device_cookie(&mut self) -> Option<String> {
+        self.device_cookie.take().map(|held| held.0)
+    }
+
+    /// Keeps the device cookie this run earned (or carried) until the flow
+    /// completes.
+    pub(crate) fn keep_device_cookie(&mut self, cookie: Option<String>) {
+        self.device_cookie = cookie.map(HeldCookie);
     }
 
     /// Records the user's auth epoch as the state pauses.

@@ -152,18 +152,24 @@ impl Core {
                 return Ok(Some(Err(Refused::Throttled { retry_after_secs })));
             }
         }
-        let Some(new_epoch) = self.stores.state.bump_epoch_from(user, job.epoch)? else {
+        // Only a session still under its epoch may change the password.
+        if self
+            .stores
+            .state
+            .bump_epoch_from(user, job.epoch)?
+            .is_none()
+        {
             return Ok(None);
-        };
+        }
         // The app's directory hashes and stores it, in its scheme.
         self.stores.users.set_password(user, &job.new_password)?;
         // A check of the old password that finished while the new one was
         // hashed may have signed someone in, or paused a sign-in, under
-        // `new_epoch`: move on once more, so that nothing the old password
-        // opened outlives the change. (`None`: revoked meanwhile.)
-        let Some(new_epoch) = self.stores.state.bump_epoch_from(user, new_epoch)? else {
-            return Ok(None);
-        };
+        // the epoch just moved to, and such a session may even have moved the epoch on
+        // itself: move on once more, whatever it is now, so that nothing
+        // the old password opened outlives the change.
+        self.stores.state.bump_epoch(user)?;
+        let new_epoch = self.stores.state.auth_epoch(user)?;
         let (n, change) = self.end_other_tokens(visit, user, Some(visit.now))?;
         let detail = format!("{n} other token(s) revoked");
         self.stores

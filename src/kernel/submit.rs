@@ -41,7 +41,7 @@ pub(crate) struct Submit {
     pub state: FlowState,
     /// The state a new start of the flow has: run instead of `state` when
     /// `state` is void (paused under an epoch that has moved on), or when
-    /// `restart` and the post does not answer the step `state` waits at.
+    /// `restart` and the post begins again (see `began_again`).
     pub fresh: FlowState,
     /// A password was posted to a state whose password was verified (the
     /// user began again while a second factor waited?).
@@ -84,6 +84,8 @@ impl Core {
         if (restart && began_again(flow, &state, &ctx)) || self.is_void(&state)? {
             state = fresh;
         }
+        // The device cookie an earlier request of this flow earned.
+        ctx.device_cookie = state.take_device_cookie();
         let started_at = state.position();
         let method = match kind {
             FlowKind::Login => "password",
@@ -114,10 +116,7 @@ impl Core {
             Some(_) => change,
             None => self.withdraw_issued(visit, change, state.user(), replaced),
         };
-        if let Progress::NeedsInput { .. } = progress {
-            self.record_pause(&mut state, ctx.epoch)?;
-        }
-        let device_cookie = new_state.as_ref().and(ctx.device_cookie.take());
+        let device_cookie = self.hold(&progress, &mut state, &mut ctx, new_state.is_some())?;
         Ok(Submitted {
             progress,
             state,
@@ -170,17 +169,31 @@ impl Core {
         Ok(ctx)
     }
 
-    /// A state that pauses with its user known records the user's epoch:
-    /// `read`, the one read before the password was checked, if it was.
-    fn record_pause(&self, state: &mut FlowState, read: Option<i64>) -> Result<(), StoreError> {
-        if let Some(user) = state.user() {
-            let epoch = match read {
+    /// What the state keeps after a run: a state that pauses with its user
+    /// known records the user's epoch (the one read before the password
+    /// was checked, if it was); the device cookie the flow's right password
+    /// earned is handed out if the flow `completed`, and until then (a
+    /// second factor waits, or was wrong) kept with the state in the
+    /// session.
+    fn hold(
+        &self,
+        progress: &Progress,
+        state: &mut FlowState,
+        ctx: &mut StepContext<'_>,
+        completed: bool,
+    ) -> Result<Option<String>, StoreError> {
+        if let (Progress::NeedsInput { .. }, Some(user)) = (progress, state.user()) {
+            let epoch = match ctx.epoch {
                 Some(epoch) => epoch,
                 None => self.stores.state.auth_epoch(user)?,
             };
             state.paused_under(epoch);
         }
-        Ok(())
+        if completed {
+            return Ok(ctx.device_cookie.take());
+        }
+        state.keep_device_cookie(ctx.device_cookie.take());
+        Ok(None)
     }
 
     /// Whether a state paused under an epoch that has since moved on (a

@@ -96,6 +96,12 @@ pub struct User {
     /// [`UserDirectory::verify_password`] checks; `None` for a user who
     /// has no password (signs in only through the app, by
     /// [`Auth::sign_in`](crate::Auth::sign_in)).
+    ///
+    /// Device cookies are bound to it (see [`crate::device`]): it must
+    /// change when the password does (a salted hash does) and stay the same
+    /// otherwise. A directory that rehashes on sign-in voids its users'
+    /// device cookies each time; one that gives a fixed placeholder (the
+    /// password checked elsewhere) keeps them past a password change.
     pub password_hash: Option<String>,
 }
 
