@@ -16,6 +16,7 @@ on_both_backends!(
     a_session_ends_on_the_server_after_its_lifetime,
     a_directory_that_ignores_case_gives_every_spelling_one_budget,
     a_sign_in_with_the_old_password_during_a_change_ends_with_the_change,
+    a_token_of_an_old_password_checked_during_a_change_is_not_kept,
 );
 
 async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
@@ -432,4 +433,139 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
         "nobody",
         "the old password's session ends at its next check"
     );
+}
+
+/// The demo's users table whose first read of a user by id, once armed,
+/// waits with the user it read until the test lets it go: a sign-in that
+/// read the old password's hash, held while a password change runs. (Held
+/// here, on the sign-in's own thread, not in `verify_password`, which runs
+/// on the Argon2 threads that the change needs too.)
+struct HeldCheck {
+    inner: rememberme::store::UsersTable,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    entered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl rememberme::store::UserDirectory for HeldCheck {
+    fn find_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
+        self.inner.find_by_username(username)
+    }
+    fn find_by_id(
+        &self,
+        id: &rememberme::UserId,
+    ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let found = self.inner.find_by_id(id);
+        if self.armed.swap(false, SeqCst) {
+            self.entered.store(true, SeqCst);
+            while !self.release.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        found
+    }
+    fn set_password(
+        &self,
+        id: &rememberme::UserId,
+        password: &str,
+    ) -> Result<(), rememberme::store::StoreError> {
+        self.inner.set_password(id, password)
+    }
+}
+
+/// From a review: a sign-in with "keep me logged in" whose check of the old
+/// password spans a whole password change inserted its token after the
+/// change had deleted the user's tokens, and the token then signed the old
+/// password's holder back in. The issuing step now checks, after its
+/// insert, that the epoch is still the one the password was checked under.
+async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: TestDb) {
+    use actix_web::{App, HttpResponse, test, web};
+    use rememberme::extract::{PasswordChange, SubmitOutcome};
+    use rememberme::flow::{Credentials, FlowKind};
+    use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let database = Database::connect(&db.url, 4).unwrap();
+    let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
+    let alice = users.create("alice", "correct horse", false).unwrap();
+    let (armed, entered, release) = (
+        std::sync::Arc::<std::sync::atomic::AtomicBool>::default(),
+        std::sync::Arc::<std::sync::atomic::AtomicBool>::default(),
+        std::sync::Arc::<std::sync::atomic::AtomicBool>::default(),
+    );
+    let directory = HeldCheck {
+        inner: users,
+        armed: armed.clone(),
+        entered: entered.clone(),
+        release: release.clone(),
+    };
+    let stores = rememberme::Stores::new(DieselStore::new(database), directory);
+    let config = RememberMeConfig::builder().password_concurrency(4).build();
+    let layer =
+        RememberMe::new(stores.clone(), config).with_session(actix_web::cookie::Key::generate());
+    async fn sign_in(auth: Auth) -> Result<HttpResponse, AuthError> {
+        let credentials = Credentials {
+            username: "alice".into(),
+            password: "correct horse".into(),
+            remember_me: true,
+            ..Default::default()
+        };
+        let outcome = auth.submit(FlowKind::Login, credentials).await?;
+        Ok(HttpResponse::Ok().body(match outcome {
+            SubmitOutcome::SignedIn(_) => "signed in",
+            _ => "not signed in",
+        }))
+    }
+    async fn change(auth: Auth) -> Result<HttpResponse, AuthError> {
+        let changed = auth
+            .change_password("correct horse".into(), "a brand new password".into())
+            .await?;
+        Ok(HttpResponse::Ok().body(match changed {
+            PasswordChange::Changed => "changed",
+            _ => "not changed",
+        }))
+    }
+    let app = test::init_service(
+        App::new()
+            .route("/sign-in", web::post().to(sign_in))
+            .route("/change", web::post().to(change))
+            .wrap(layer),
+    )
+    .await;
+    let body = async |req: test::TestRequest| {
+        let res = test::call_service(&app, req.to_request()).await;
+        let session = common::cookie_of(&res, "__Host-session");
+        let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+        (body, session)
+    };
+    let (signed_in, owner) = body(test::TestRequest::post().uri("/sign-in")).await;
+    assert_eq!(signed_in, "signed in");
+    let owner = owner.expect("a session");
+    let tokens = || stores.tokens.list_for_user(&alice).unwrap().len();
+    assert_eq!(tokens(), 1);
+
+    armed.store(true, SeqCst);
+    let racing = body(test::TestRequest::post().uri("/sign-in"));
+    let meanwhile = async {
+        while !entered.load(SeqCst) {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        let req = test::TestRequest::post()
+            .uri("/change")
+            .cookie(owner.clone());
+        let (changed, _) = body(req).await;
+        release.store(true, SeqCst);
+        changed
+    };
+    let ((raced, _), changed) = futures_util::future::join(racing, meanwhile).await;
+    assert_eq!(changed, "changed");
+    assert_eq!(raced, "not signed in", "its password was the old one");
+    // The change ended every token (its request carried none of its own),
+    // and the racing sign-in's, inserted after, did not stay.
+    let kept: Vec<_> = stores.tokens.list_for_user(&alice).unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
 }

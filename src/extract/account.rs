@@ -101,11 +101,13 @@ impl Auth {
                 Ok(PasswordChange::Throttled { retry_after_secs })
             }
             Some(Ok(changed)) => {
-                self.restamp_or_end(Some(((), changed.epoch)))?;
-                self.adopt_series(changed.change);
                 // The new password voids the user's device cookies (see
-                // `device`); this client just typed it.
+                // `device`); this client just typed it. First: a session
+                // that must sign in again (the epoch moved during the
+                // change) keeps it.
                 *self.auth.device_cookie.borrow_mut() = changed.device_cookie;
+                self.restamp_or_end(changed.epoch.map(|epoch| ((), epoch)))?;
+                self.adopt_series(changed.change);
                 if let Some(state) = self.auth.state.borrow_mut().as_mut() {
                     state.password_at = Some(now);
                     let _ = self.session.insert(AUTH_KEY, &*state);

@@ -53,6 +53,19 @@ impl Step for RememberMeIssueStep {
             },
             ctx.config.max_tokens_per_user,
         )?;
+        // The epoch this run's password was checked under (read before the
+        // hash): moved on since (a password change landed while the old
+        // password was being checked), the change may already have deleted
+        // the user's tokens, and this one must not outlive it. Checked
+        // after the insert: a change that moves the epoch later deletes
+        // the token itself.
+        if let Some(epoch) = ctx.epoch
+            && ctx.stores.state.auth_epoch(user)? != epoch
+        {
+            ctx.stores.tokens.delete_series(&cookie.series.hash())?;
+            tracing::warn!(user_id = %user, "token not issued: the user's epoch moved during the sign-in");
+            return Ok(StepOutcome::Failed(Failure::PasswordRequired));
+        }
         tracing::info!(user_id = %user, token_id = id, "remember-me token issued");
         ctx.stores.audit(NewAuditEvent {
             at: ctx.now,

@@ -32,11 +32,12 @@ pub(crate) enum Refused {
 /// meanwhile (nothing changed), else what changed or why not.
 pub(crate) type PasswordChanged = Option<Result<Changed, Refused>>;
 
-/// A password changed: the new epoch, this browser's cookie change (see
-/// [`Core::replace_visit_series`]), and its device cookie for the new
-/// password (the change voids the old ones).
+/// A password changed: the new epoch for this session (`None`: the epoch
+/// moved meanwhile, and the session must sign in again), this browser's
+/// cookie change (see [`Core::replace_visit_series`]), and its device
+/// cookie for the new password (the change voids the old ones).
 pub(crate) struct Changed {
-    pub epoch: i64,
+    pub epoch: Option<i64>,
     pub change: Option<CookieChange>,
     pub device_cookie: Option<String>,
 }
@@ -153,23 +154,26 @@ impl Core {
             }
         }
         // Only a session still under its epoch may change the password.
-        if self
-            .stores
-            .state
-            .bump_epoch_from(user, job.epoch)?
-            .is_none()
-        {
+        let Some(moved) = self.stores.state.bump_epoch_from(user, job.epoch)? else {
             return Ok(None);
-        }
+        };
         // The app's directory hashes and stores it, in its scheme.
         self.stores.users.set_password(user, &job.new_password)?;
         // A check of the old password that finished while the new one was
         // hashed may have signed someone in, or paused a sign-in, under
-        // the epoch just moved to, and such a session may even have moved the epoch on
-        // itself: move on once more, whatever it is now, so that nothing
-        // the old password opened outlives the change.
-        self.stores.state.bump_epoch(user)?;
-        let new_epoch = self.stores.state.auth_epoch(user)?;
+        // `moved`: move on once more, so that nothing the old password
+        // opened outlives the change. Should the epoch have moved meanwhile
+        // (a revocation, or a session the old password opened moving it
+        // itself), move on past it all the same, but this session does not
+        // adopt the result: a revoked session never does; it signs in
+        // again, with the new password.
+        let new_epoch = match self.stores.state.bump_epoch_from(user, moved)? {
+            Some(epoch) => Some(epoch),
+            None => {
+                self.stores.state.bump_epoch(user)?;
+                None
+            }
+        };
         let (n, change) = self.end_other_tokens(visit, user, Some(visit.now))?;
         let detail = format!("{n} other token(s) revoked");
         self.stores

@@ -84,8 +84,10 @@ impl Core {
         if (restart && began_again(flow, &state, &ctx)) || self.is_void(&state)? {
             state = fresh;
         }
-        // The device cookie an earlier request of this flow earned.
+        // What an earlier request of this flow earned: its device cookie,
+        // and the epoch its password was checked under (checked above).
         ctx.device_cookie = state.take_device_cookie();
+        ctx.epoch = state.epoch();
         let started_at = state.position();
         let method = match kind {
             FlowKind::Login => "password",
