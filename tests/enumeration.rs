@@ -138,7 +138,27 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         .filter(|c| *c != "record")
         .collect();
     // The failure counter is reserved before any Argon2 work (throttling)
-    // and cleared by the right password.
+    // and cleared by the right password. An unknown name makes the same
+    // calls before Argon2 (and then no clearing: it fails).
+    let mut stranger = server.browser();
+    stranger
+        .login("nobody-by-this-name", "correct horse", false)
+        .await;
+    let unknown: Vec<_> = counts
+        .take_log()
+        .into_iter()
+        .filter(|c| *c != "record")
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            "find_by_username",
+            "auth_epoch",
+            "find_by_id",
+            "reserve_attempt"
+        ],
+        "unknown name: {unknown:?}"
+    );
     assert_eq!(
         login,
         [
