@@ -298,15 +298,52 @@ async fn a_directory_that_ignores_case_gives_every_spelling_one_budget(db: TestD
     );
 }
 
-/// The demo's users table whose `set_password` waits, once entered, until
-/// the test lets it go: a password change held while its new hash is made.
-struct HeldChange {
-    inner: rememberme::store::UsersTable,
-    entered: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+/// Where a test holds a call of the users table: an armed call, once
+/// entered, waits until the test opens the gate.
+#[derive(Default)]
+struct Gate {
+    /// Hold the next `set_password` (a change held while its new hash is
+    /// made).
+    set_password: std::sync::atomic::AtomicBool,
+    /// Hold the next `find_by_id`, after its read (a sign-in held with the
+    /// old password's hash). Not `verify_password`: that runs on the Argon2
+    /// threads, which the change needs too.
+    find_by_id: std::sync::atomic::AtomicBool,
+    entered: std::sync::atomic::AtomicBool,
+    open: std::sync::atomic::AtomicBool,
 }
 
-impl rememberme::store::UserDirectory for HeldChange {
+impl Gate {
+    /// Waits here if `armed` (disarming it), until the gate opens.
+    fn pass(&self, armed: &std::sync::atomic::AtomicBool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if armed.swap(false, SeqCst) {
+            self.entered.store(true, SeqCst);
+            while !self.open.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Once a held call waits.
+    async fn entered(&self) {
+        while !self.entered.load(std::sync::atomic::Ordering::SeqCst) {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The demo's users table with a [`Gate`].
+struct Gated {
+    inner: rememberme::store::UsersTable,
+    gate: std::sync::Arc<Gate>,
+}
+
+impl rememberme::store::UserDirectory for Gated {
     fn find_by_username(
         &self,
         username: &str,
@@ -317,18 +354,16 @@ impl rememberme::store::UserDirectory for HeldChange {
         &self,
         id: &rememberme::UserId,
     ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
-        self.inner.find_by_id(id)
+        let found = self.inner.find_by_id(id);
+        self.gate.pass(&self.gate.find_by_id);
+        found
     }
     fn set_password(
         &self,
         id: &rememberme::UserId,
         password: &str,
     ) -> Result<(), rememberme::store::StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.entered.store(true, SeqCst);
-        while !self.release.load(SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.gate.pass(&self.gate.set_password);
         self.inner.set_password(id, password)
     }
 }
@@ -349,11 +384,11 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
     let database = Database::connect(&db.url, 4).unwrap();
     let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
     users.create("alice", "correct horse", false).unwrap();
-    let (entered, release) = (Default::default(), Default::default());
-    let directory = HeldChange {
+    let gate = std::sync::Arc::new(Gate::default());
+    gate.set_password.store(true, SeqCst);
+    let directory = Gated {
         inner: users,
-        entered: std::sync::Arc::clone(&entered),
-        release: std::sync::Arc::clone(&release),
+        gate: gate.clone(),
     };
     let stores = rememberme::Stores::new(DieselStore::new(database), directory);
     let clock = ManualClock::new();
@@ -411,13 +446,11 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
 
     let changing = call("POST", "/change", &owner);
     let meanwhile = async {
-        while !entered.load(SeqCst) {
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
+        gate.entered().await;
         let req = test::TestRequest::post().uri("/sign-in").to_request();
         let res = test::call_service(&app, req).await;
         let other = session_of(&res);
-        release.store(true, SeqCst);
+        gate.open();
         other
     };
     let (changed, other) = futures_util::future::join(changing, meanwhile).await;
@@ -435,48 +468,6 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
     );
 }
 
-/// The demo's users table whose first read of a user by id, once armed,
-/// waits with the user it read until the test lets it go: a sign-in that
-/// read the old password's hash, held while a password change runs. (Held
-/// here, on the sign-in's own thread, not in `verify_password`, which runs
-/// on the Argon2 threads that the change needs too.)
-struct HeldCheck {
-    inner: rememberme::store::UsersTable,
-    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    entered: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl rememberme::store::UserDirectory for HeldCheck {
-    fn find_by_username(
-        &self,
-        username: &str,
-    ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
-        self.inner.find_by_username(username)
-    }
-    fn find_by_id(
-        &self,
-        id: &rememberme::UserId,
-    ) -> Result<Option<rememberme::store::User>, rememberme::store::StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let found = self.inner.find_by_id(id);
-        if self.armed.swap(false, SeqCst) {
-            self.entered.store(true, SeqCst);
-            while !self.release.load(SeqCst) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        found
-    }
-    fn set_password(
-        &self,
-        id: &rememberme::UserId,
-        password: &str,
-    ) -> Result<(), rememberme::store::StoreError> {
-        self.inner.set_password(id, password)
-    }
-}
-
 /// From a review: a sign-in with "keep me logged in" whose check of the old
 /// password spans a whole password change inserted its token after the
 /// change had deleted the user's tokens, and the token then signed the old
@@ -492,16 +483,10 @@ async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: Test
     let database = Database::connect(&db.url, 4).unwrap();
     let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
     let alice = users.create("alice", "correct horse", false).unwrap();
-    let (armed, entered, release) = (
-        std::sync::Arc::<std::sync::atomic::AtomicBool>::default(),
-        std::sync::Arc::<std::sync::atomic::AtomicBool>::default(),
-        std::sync::Arc::<std::sync::atomic::AtomicBool>::default(),
-    );
-    let directory = HeldCheck {
+    let gate = std::sync::Arc::new(Gate::default());
+    let directory = Gated {
         inner: users,
-        armed: armed.clone(),
-        entered: entered.clone(),
-        release: release.clone(),
+        gate: gate.clone(),
     };
     let stores = rememberme::Stores::new(DieselStore::new(database), directory);
     let config = RememberMeConfig::builder().password_concurrency(4).build();
@@ -548,17 +533,15 @@ async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: Test
     let tokens = || stores.tokens.list_for_user(&alice).unwrap().len();
     assert_eq!(tokens(), 1);
 
-    armed.store(true, SeqCst);
+    gate.find_by_id.store(true, SeqCst);
     let racing = body(test::TestRequest::post().uri("/sign-in"));
     let meanwhile = async {
-        while !entered.load(SeqCst) {
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
+        gate.entered().await;
         let req = test::TestRequest::post()
             .uri("/change")
             .cookie(owner.clone());
         let (changed, _) = body(req).await;
-        release.store(true, SeqCst);
+        gate.open();
         changed
     };
     let ((raced, _), changed) = futures_util::future::join(racing, meanwhile).await;
