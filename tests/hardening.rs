@@ -17,6 +17,7 @@ on_both_backends!(
     a_directory_that_ignores_case_gives_every_spelling_one_budget,
     a_sign_in_with_the_old_password_during_a_change_ends_with_the_change,
     a_token_of_an_old_password_checked_during_a_change_is_not_kept,
+    a_session_revoked_during_its_own_password_change_signs_in_again,
 );
 
 async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
@@ -551,4 +552,109 @@ async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: Test
     // and the racing sign-in's, inserted after, did not stay.
     let kept: Vec<_> = stores.tokens.list_for_user(&alice).unwrap();
     assert!(kept.is_empty(), "{kept:?}");
+}
+
+/// A password change whose epoch moves while the new password is hashed
+/// and stored (here "sign out everywhere" from another device; the same
+/// for a theft's revocation): the change completes, the epoch moves on past
+/// both, but the changing session does not adopt the result. A revoked
+/// session never does: it ends now, and signs in again with the new
+/// password.
+async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: TestDb) {
+    use actix_web::{App, HttpResponse, test, web};
+    use rememberme::extract::{PasswordChange, SubmitOutcome};
+    use rememberme::flow::{Credentials, FlowKind};
+    use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let database = Database::connect(&db.url, 4).unwrap();
+    let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
+    let alice = users.create("alice", "correct horse", false).unwrap();
+    let gate = std::sync::Arc::new(Gate::default());
+    let directory = Gated {
+        inner: users,
+        gate: gate.clone(),
+    };
+    let stores = rememberme::Stores::new(DieselStore::new(database), directory);
+    let clock = rememberme::clock::ManualClock::new();
+    let config = RememberMeConfig::builder()
+        .clock(clock.clone())
+        .password_concurrency(4)
+        .build();
+    let layer =
+        RememberMe::new(stores.clone(), config).with_session(actix_web::cookie::Key::generate());
+    async fn sign_in(auth: Auth, password: web::Path<String>) -> Result<HttpResponse, AuthError> {
+        let credentials = Credentials {
+            username: "alice".into(),
+            password: password.into_inner(),
+            ..Default::default()
+        };
+        let outcome = auth.submit(FlowKind::Login, credentials).await?;
+        Ok(HttpResponse::Ok().body(match outcome {
+            SubmitOutcome::SignedIn(_) => "signed in",
+            _ => "not signed in",
+        }))
+    }
+    async fn change(auth: Auth) -> Result<HttpResponse, AuthError> {
+        let changed = auth.change_password("old".into(), "new".into()).await?;
+        Ok(HttpResponse::Ok().body(match changed {
+            PasswordChange::Changed => "changed",
+            _ => "not changed",
+        }))
+    }
+    async fn me(auth: Auth) -> HttpResponse {
+        HttpResponse::Ok().body(auth.user().map_or("nobody".to_owned(), |u| u.username))
+    }
+    let app = test::init_service(
+        App::new()
+            .route("/sign-in/{password}", web::post().to(sign_in))
+            .route("/change", web::post().to(change))
+            .route("/me", web::get().to(me))
+            .wrap(layer),
+    )
+    .await;
+    let call = async |req: test::TestRequest| {
+        let res = test::call_service(&app, req.to_request()).await;
+        let session = common::cookie_of(&res, "__Host-session");
+        let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+        (body, session)
+    };
+    stores.users.set_password(&alice, "old").unwrap();
+    let (signed_in, owner) = call(test::TestRequest::post().uri("/sign-in/old")).await;
+    assert_eq!(signed_in, "signed in");
+    let owner = owner.expect("a session");
+
+    gate.set_password.store(true, SeqCst);
+    let changing = call(
+        test::TestRequest::post()
+            .uri("/change")
+            .cookie(owner.clone()),
+    );
+    let meanwhile = async {
+        gate.entered().await;
+        // Another device signs alice out everywhere while the change waits.
+        stores.state.bump_epoch(&alice).unwrap();
+        gate.open();
+    };
+    let ((changed, cleared), ()) = futures_util::future::join(changing, meanwhile).await;
+    assert_ne!(
+        changed, "changed",
+        "the session was revoked before its change completed"
+    );
+    let kept = cleared.expect("the answer sets the session cookie");
+    let (me, _) = call(test::TestRequest::get().uri("/me").cookie(kept)).await;
+    assert_eq!(
+        me, "nobody",
+        "the session the answer leaves is signed out, not restamped into the new epoch"
+    );
+    // A copy of the old session cookie (a cookie session lives in the
+    // cookie) dies at its next check, under the old epoch.
+    clock.advance(Duration::from_secs(61));
+    let (me, _) = call(test::TestRequest::get().uri("/me").cookie(owner)).await;
+    assert_eq!(me, "nobody");
+    // The change itself stands: the new password signs in, the old does not.
+    let (with_old, _) = call(test::TestRequest::post().uri("/sign-in/old")).await;
+    assert_eq!(with_old, "not signed in");
+    let (with_new, _) = call(test::TestRequest::post().uri("/sign-in/new")).await;
+    assert_eq!(with_new, "signed in");
 }

@@ -648,3 +648,49 @@ async fn a_sign_in_with_a_second_factor_gets_its_device_cookie_when_it_completes
         "with the completed sign-in"
     );
 }
+
+/// The app's code step, with a password change landing as it passes: it
+/// moves the user's epoch before it answers.
+struct CodeThenChange;
+
+impl rememberme::flow::Step for CodeThenChange {
+    fn is_interactive(&self) -> bool {
+        true
+    }
+    fn has_input(&self, ctx: &rememberme::flow::StepContext<'_>) -> bool {
+        ctx.inputs.contains_key("code")
+    }
+    fn run(
+        &self,
+        ctx: &mut rememberme::flow::StepContext<'_>,
+        user: Option<&rememberme::UserId>,
+    ) -> Result<StepOutcome, StoreError> {
+        let user = user.expect("the password identified the user");
+        ctx.stores.state.bump_epoch(user)?;
+        Ok(StepOutcome::Success {
+            user: user.clone(),
+            activate: Vec::new(),
+        })
+    }
+}
+
+/// A sign-in paused at a second factor resumes under the epoch its
+/// password was checked under, and its issuing step holds the token to
+/// that epoch: a password change that lands while the code is checked
+/// (after the resumed state was found still valid) leaves no token of
+/// the old password, and signs nobody in.
+#[actix_web::test]
+async fn a_resumed_sign_in_keeps_no_token_when_a_password_change_lands_during_its_code() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (database, layer) = with_code_step(&db, &clock, || StepDef::new("code", CodeThenChange));
+    let mut call = client(layer).await;
+    let mut post = async |uri: &str| call("POST", uri).await.1;
+    assert_eq!(post("/password").await, "needs input");
+    let answer = post("/code").await;
+    let stores = common::stores_on(&database);
+    let alice = stores.users.find_by_username("alice").unwrap().unwrap().id;
+    let kept = stores.tokens.list_for_user(&alice).unwrap();
+    assert!(kept.is_empty(), "a token outlives the change: {kept:?}");
+    assert_ne!(answer, "signed in");
+}

@@ -429,8 +429,17 @@ impl crate::store::TokenStore for ClaimsRotated {
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
-    fn insert(&self, _: crate::store::NewToken<'_>, _: u32) -> Result<i64, StoreError> {
+    fn insert(&self, _: crate::store::NewToken<'_>) -> Result<i64, StoreError> {
         Ok(1)
+    }
+    fn retire_replaced(
+        &self,
+        _: &UserId,
+        _: i64,
+        _: Option<&str>,
+        _: u32,
+    ) -> Result<usize, StoreError> {
+        Ok(0)
     }
     fn find_owner(&self, _: i64) -> Result<Option<UserId>, StoreError> {
         Ok(None)
@@ -640,4 +649,77 @@ fn an_app_step_goes_before_the_token_issuing_step() {
         .step(StepDef::new("notify", scripted(false, ok(9, &[])).0));
     let ids: Vec<_> = flow.steps.iter().map(|d| d.id).collect();
     assert_eq!(ids, [IDENTIFY, PASSWORD, "code", "notify", ISSUE]);
+}
+
+/// A token step of the app's own: sets a new remember-me cookie.
+struct IssuesOwnToken;
+
+impl Step for IssuesOwnToken {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn run(
+        &self,
+        ctx: &mut StepContext<'_>,
+        _: Option<&UserId>,
+    ) -> Result<StepOutcome, StoreError> {
+        ctx.cookie_change = Some(CookieChange::Set {
+            cookie: crate::token::RememberCookie::generate(),
+            max_age_secs: 60,
+        });
+        Ok(ok(9, &[]))
+    }
+}
+
+/// What the engine logs at `warn` and above while `f` runs on this thread.
+fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "rememberme::flow::engine=warn",
+        ))
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    (out, logged)
+}
+
+/// A flow that issues a token of the app's own before an interactive step
+/// pauses with the token (which the bridge withdraws: "Keep me logged in"
+/// then gives nothing), and the app's developer hears of it: a warning
+/// naming the flow and the step. A pause with no token issued is silent.
+#[test]
+fn a_token_issued_before_an_interactive_step_is_warned_about() {
+    let flow = Flow::new(FlowKind::Login)
+        .step(StepDef::new("my_token", IssuesOwnToken))
+        .step(StepDef::new("code", scripted(true, ok(9, &[])).0));
+    let mut state = flow.start(None);
+    let (progress, logged) = warnings_of(|| with_ctx(false, |ctx| flow.advance(&mut state, ctx)));
+    assert_eq!(progress.unwrap(), Progress::NeedsInput { step: "code" });
+    assert!(
+        logged.contains("WARN")
+            && logged.contains("issued before this interactive step")
+            && logged.contains("code"),
+        "{logged:?}"
+    );
+
+    let quiet = Flow::new(FlowKind::Login).step(StepDef::new("code", scripted(true, ok(9, &[])).0));
+    let mut state = quiet.start(None);
+    let (progress, logged) = warnings_of(|| with_ctx(false, |ctx| quiet.advance(&mut state, ctx)));
+    assert_eq!(progress.unwrap(), Progress::NeedsInput { step: "code" });
+    assert_eq!(logged, "", "no token, no warning");
 }
