@@ -36,19 +36,16 @@ fn seed(db: &TestDb) -> Stores {
         let cookie = RememberCookie::generate();
         stores
             .tokens
-            .insert(
-                NewToken {
-                    user_id: &user,
-                    series_hash: &cookie.series.hash(),
-                    token_hash: &cookie.token.hash(),
-                    now: now() - 100,
-                    expires_at,
-                    user_agent: None,
-                    ip: None,
-                    device_key: None,
-                },
-                20,
-            )
+            .insert(NewToken {
+                user_id: &user,
+                series_hash: &cookie.series.hash(),
+                token_hash: &cookie.token.hash(),
+                now: now() - 100,
+                expires_at,
+                user_agent: None,
+                ip: None,
+                device_key: None,
+            })
             .unwrap();
     }
     for at in [now(), now() - 100 * 24 * 3600] {

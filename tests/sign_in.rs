@@ -97,6 +97,17 @@ async fn signs_in_a_user_the_app_authenticated(db: TestDb) {
     let res = test::call_service(&app, get("/strong".into(), vec![session])).await;
     assert_eq!(res.status(), 200, "a strong sign-in passes strong pages");
     assert_eq!(stores.tokens.list_for_user(&alice).unwrap().len(), 1);
+    // Again, by the browser that carries the cookie: its token is
+    // replaced, not added to (one per browser).
+    let uri = format!("/sign-in?id={alice}&strong=true&remember=true");
+    let res = test::call_service(&app, get(uri, vec![remember])).await;
+    assert_eq!(res.status(), 200);
+    let remember = cookie_of(&res, "remember_me").expect("a new remember-me cookie");
+    assert_eq!(
+        stores.tokens.list_for_user(&alice).unwrap().len(),
+        1,
+        "the browser's token replaced"
+    );
     // The cookie alone signs alice in again, weakly.
     let res = test::call_service(&app, get("/strong".into(), vec![remember])).await;
     assert_eq!(res.status(), 303, "a cookie sign-in is weak: step-up first");
@@ -121,7 +132,7 @@ async fn signs_in_a_user_the_app_authenticated(db: TestDb) {
         .list(Some("app_sign_in"), Some(&alice), None, 10)
         .unwrap();
     let details: Vec<_> = events.iter().map(|e| e.detail.as_str()).collect();
-    assert_eq!(details, ["test link", "test provider"]);
+    assert_eq!(details, ["test link", "test provider", "test provider"]);
 }
 
 on_both_backends!(signs_in_a_user_the_app_authenticated);

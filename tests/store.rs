@@ -156,19 +156,16 @@ fn user_with_token(
     // The crate keeps no users: the app's id, whatever it is.
     let user = UserId::from(name);
     store
-        .insert(
-            NewToken {
-                user_id: &user,
-                series_hash: &hash(series),
-                token_hash: &hash(token),
-                now: NOW - DAY,
-                expires_at,
-                user_agent: None,
-                ip: None,
-                device_key: None,
-            },
-            10,
-        )
+        .insert(NewToken {
+            user_id: &user,
+            series_hash: &hash(series),
+            token_hash: &hash(token),
+            now: NOW - DAY,
+            expires_at,
+            user_agent: None,
+            ip: None,
+            device_key: None,
+        })
         .unwrap();
     user
 }

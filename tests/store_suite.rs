@@ -84,8 +84,17 @@ mod mutants {
             self.inner
                 .rotate(id, &expected, new, sealed, now, expires_at)
         }
-        fn insert(&self, t: NewToken<'_>, cap: u32) -> Result<i64, StoreError> {
-            self.inner.insert(t, cap)
+        fn insert(&self, t: NewToken<'_>) -> Result<i64, StoreError> {
+            self.inner.insert(t)
+        }
+        fn retire_replaced(
+            &self,
+            u: &UserId,
+            kept: i64,
+            device: Option<&str>,
+            cap: u32,
+        ) -> Result<usize, StoreError> {
+            self.inner.retire_replaced(u, kept, device, cap)
         }
         fn find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError> {
             self.inner.find_owner(id)

@@ -32,7 +32,7 @@ on_both_backends!(
     a_form_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none,
     a_form_sign_in_panicking_after_its_token_was_issued_hands_out_and_keeps_none,
     a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_none,
-    a_cookie_whose_series_a_withdrawn_token_replaced_is_removed,
+    a_withdrawn_sign_in_leaves_the_browsers_own_token_alive,
     an_api_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none,
     an_api_sign_in_refused_after_its_token_was_issued_keeps_none,
 );
@@ -155,20 +155,28 @@ fn request(
 
 /// A form sign-in with `login` and the box ticked, by a browser that
 /// carries its own valid remember-me cookie if `held`: the answer's
-/// status, body and remember-me cookie. Checks that the issuing step ran
-/// and its token was withdrawn (audited, no token of alice's left).
+/// status, body and remember-me cookie. Alice has a token on another
+/// device too, and the cap leaves no room for the new token beside the
+/// ones she has. Checks that the issuing step ran, that its token was
+/// withdrawn (audited, deleted), and that what it would have replaced
+/// (the browser's series, the least recently used beyond the cap) is
+/// left as it was: the sign-in did not complete.
 async fn form_sign_in_keeps_no_token(
     db: TestDb,
     login: Flow,
     held: bool,
 ) -> (u16, String, Option<Cookie<'static>>) {
     let (database, stores, alice) = database_with_alice(&db);
-    let config = RememberMeConfig::default();
+    let config = RememberMeConfig::builder()
+        .max_tokens_per_user(if held { 2 } else { 1 })
+        .build();
+    rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
     let mut req = request("POST", "/password", &None);
     if held {
         let cookie = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
         req = req.insert_header(("cookie", format!("{RM}={}", cookie.value())));
     }
+    let before = series_of(&stores, &alice);
     let layer = RememberMe::with_flows(stores.clone(), config, login, Flow::step_up());
     let key = actix_web::cookie::Key::generate();
     let app = test::init_service(
@@ -188,13 +196,23 @@ async fn form_sign_in_keeps_no_token(
         common::audit_written(&stores, "token_revoked", "withdrawn").await,
         "the withdrawal is audited"
     );
-    assert!(
-        stores.tokens.list_for_user(&alice).unwrap().is_empty(),
-        "the withdrawn token is deleted (and a held one replaced)"
+    assert_eq!(
+        series_of(&stores, &alice),
+        before,
+        "the withdrawn token is deleted, and it replaced nothing"
     );
     drop(app);
     shut_down(layer, stores, database);
     (status, body, remember)
+}
+
+/// The series of `user`'s tokens, most recently used first.
+fn series_of(stores: &rememberme::store::Stores, user: &rememberme::store::UserId) -> Vec<String> {
+    let tokens = stores.tokens.list_for_user(user).unwrap();
+    tokens
+        .iter()
+        .map(|t| format!("{:?}", t.series_hash.as_bytes()))
+        .collect()
 }
 
 /// The app's step after the issuing one refuses the sign-in: "invalid",
@@ -238,15 +256,17 @@ async fn a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_no
 }
 
 /// A browser that still carries its own valid cookie signs in with the
-/// box ticked, and the app's step after the issuing one refuses: the
-/// issuing step deleted the browser's series to make way for the new one
-/// (one per browser), and the new one is withdrawn, so the old cookie is
-/// dead. It is removed, not left to fail on the next visit.
-async fn a_cookie_whose_series_a_withdrawn_token_replaced_is_removed(db: TestDb) {
+/// box ticked, and the app's step after the issuing one refuses: the new
+/// token would have replaced the browser's (one per browser), but only a
+/// completed sign-in replaces anything. The browser keeps its cookie (no
+/// change sent), and its series stays (checked by the helper).
+async fn a_withdrawn_sign_in_leaves_the_browsers_own_token_alive(db: TestDb) {
     let (_, body, remember) = form_sign_in_keeps_no_token(db, issuing_then(refuses()), true).await;
     assert_eq!(body, "invalid");
-    let removed = remember.expect("the dead cookie is removed");
-    assert!(removed.value().is_empty(), "{removed:?}");
+    assert!(
+        remember.is_none(),
+        "the browser's cookie is left: {remember:?}"
+    );
 }
 
 /// The API's password sign-in through `issuing_then(after)`, with the
@@ -258,6 +278,23 @@ async fn api_sign_in_keeps_no_token(db: TestDb, after: StepDef) -> (u16, serde_j
     let config = RememberMeConfig::builder()
         .access_token_secret(&[7; 32])
         .build();
+    // The phone's token from an earlier sign-in: a new one for the same
+    // device would replace it, once its sign-in completed.
+    let phone = rememberme::token::RememberCookie::generate();
+    stores
+        .tokens
+        .insert(rememberme::store::NewToken {
+            user_id: &alice,
+            series_hash: &phone.series.hash(),
+            token_hash: &phone.token.hash(),
+            now: config.now(),
+            expires_at: config.now() + 3600,
+            user_agent: None,
+            ip: None,
+            device_key: Some("phone"),
+        })
+        .unwrap();
+    let before = series_of(&stores, &alice);
     let login = issuing_then(after);
     let layer = RememberMe::with_flows(stores.clone(), config.clone(), login, Flow::step_up());
     let key = actix_web::cookie::Key::generate();
@@ -283,9 +320,10 @@ async fn api_sign_in_keeps_no_token(db: TestDb, after: StepDef) -> (u16, serde_j
         common::audit_written(&stores, "token_issued", "").await,
         "the token was issued"
     );
-    assert!(
-        stores.tokens.list_for_user(&alice).unwrap().is_empty(),
-        "the withdrawn token is deleted"
+    assert_eq!(
+        series_of(&stores, &alice),
+        before,
+        "the withdrawn token is deleted, and the phone's earlier one left"
     );
     drop(app);
     shut_down(layer, stores, database);

@@ -259,74 +259,6 @@ fn in_grace(record: &TokenRecord, now: i64, config: &RememberMeConfig, skew: i64
         .is_some_and(|at| grace.contains(&now.saturating_sub(at)))
 }
 
-/// The series of a browser's cookie if the cookie still proves it: its token
-/// is current, or the one just replaced within the grace window. Logout and
-/// sign-in act on the browser's series only then, so an old copy of a
-/// cookie cannot be used to delete its owner's token quietly. Blocking.
-pub(crate) fn verified_series(
-    stores: &crate::store::Stores,
-    config: &RememberMeConfig,
-    now: i64,
-    raw: &[u8],
-) -> Result<Option<SecretHash>, StoreError> {
-    let Ok(cookie) = RememberCookie::decode(raw) else {
-        return Ok(None);
-    };
-    let series = cookie.series.hash();
-    let presented = cookie.token.hash();
-    Ok(stores.tokens.find_by_series(&series)?.and_then(|record| {
-        let one_back_in_grace = record
-            .previous_token_hash
-            .as_ref()
-            .is_some_and(|previous| previous.ct_eq(presented.as_bytes()))
-            && in_grace(&record, now, config, crate::clock::CLOCK_SKEW_SECS);
-        (record.token_hash.ct_eq(presented.as_bytes()) || one_back_in_grace).then_some(series)
-    }))
-}
-
-/// A browser whose session is bound to the series `own` presents a cookie
-/// of that series whose token no longer proves it (neither current nor the
-/// one just replaced within the grace window): someone rotated the series
-/// past this browser, with a copy of its cookie used while the session
-/// kept the browser from presenting its own. On logout or a new sign-in
-/// the browser's cookie is about to go, and with it the only sign of the
-/// fork, so the series is judged now as the identifying step judges such a
-/// token: one back, the series ends (`possible_theft`); older, everything
-/// of the user (`theft_detected`). Blocking.
-pub(crate) fn judge_stale_own_series(
-    ctx: &mut StepContext<'_>,
-    raw: &[u8],
-    own: &SecretHash,
-) -> Result<(), StoreError> {
-    let Ok(cookie) = RememberCookie::decode(raw) else {
-        return Ok(());
-    };
-    let series = cookie.series.hash();
-    let presented = cookie.token.hash();
-    if !series.ct_eq(own.as_bytes()) {
-        return Ok(());
-    }
-    let Some(record) = ctx.stores.tokens.find_by_series(&series)? else {
-        return Ok(());
-    };
-    let one_back = record
-        .previous_token_hash
-        .as_ref()
-        .is_some_and(|previous| previous.ct_eq(presented.as_bytes()));
-    let skew = crate::clock::CLOCK_SKEW_SECS;
-    if record.token_hash.ct_eq(presented.as_bytes())
-        || (one_back && in_grace(&record, ctx.now, ctx.config, skew))
-        || record.expires_at <= ctx.now
-    {
-        return Ok(());
-    }
-    match one_back {
-        true => end_series(ctx, &series, &record)?,
-        false => revoke_everything(ctx, &record)?,
-    };
-    Ok(())
-}
-
 /// The cookie identified its owner: the app's directory says who that is
 /// now. A user the app deleted signs in no more: the series ends.
 fn signed_in(
@@ -380,7 +312,9 @@ fn expiry_on_use(ctx: &StepContext<'_>) -> ExpiryOnUse {
     }
 }
 
+mod browser;
 mod rotation;
+pub(crate) use browser::{browser_series, verified_series};
 pub(crate) use rotation::{Prefetched, Rotation};
 
 #[cfg(test)]

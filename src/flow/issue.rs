@@ -2,11 +2,14 @@
 
 use super::{CookieChange, Failure, Step, StepContext, StepOutcome};
 use crate::store::{AuditKind, NewAuditEvent, NewToken, StoreError, UserId};
-use crate::token::RememberCookie;
+use crate::token::{RememberCookie, SecretHash};
 
 /// Issues a new series/token cookie for the identified user and stores its
-/// hashes. The browser's previous series, if it carries one, is deleted
-/// first: one token per browser.
+/// hashes. What the new token replaces (the browser's previous series, if
+/// it carries one: one token per browser; the app device's other token;
+/// the user's least recently used tokens beyond the cap) goes only once
+/// the sign-in completes: one that stops at a later step (a second factor
+/// that never comes) leaves the user's devices as they were.
 ///
 /// The built-in flows give it the precondition `PASSWORD_VERIFIED`, and
 /// the step checks for itself that a password was typed within the re-auth
@@ -33,26 +36,19 @@ impl Step for RememberMeIssueStep {
             tracing::warn!(user_id = %user, "token not issued: no recent password");
             return Ok(StepOutcome::Failed(Failure::PasswordRequired));
         }
-        if let Some(old) = ctx.browser_series.take() {
-            ctx.stores.tokens.delete_series(&old)?;
-            ctx.replaced_series = true;
-        }
         let cookie = RememberCookie::generate();
         // `validity` is at most `MAX_TOKEN_LIFETIME`: no overflow.
         let expires_at = ctx.now + ctx.config.validity.as_secs() as i64;
-        let id = ctx.stores.tokens.insert(
-            NewToken {
-                user_id: user,
-                series_hash: &cookie.series.hash(),
-                token_hash: &cookie.token.hash(),
-                now: ctx.now,
-                expires_at,
-                user_agent: ctx.client.user_agent.as_deref(),
-                ip: ctx.client.ip.as_deref(),
-                device_key: ctx.device_key.as_deref(),
-            },
-            ctx.config.max_tokens_per_user,
-        )?;
+        let id = ctx.stores.tokens.insert(NewToken {
+            user_id: user,
+            series_hash: &cookie.series.hash(),
+            token_hash: &cookie.token.hash(),
+            now: ctx.now,
+            expires_at,
+            user_agent: ctx.client.user_agent.as_deref(),
+            ip: ctx.client.ip.as_deref(),
+            device_key: ctx.device_key.as_deref(),
+        })?;
         // The epoch this run's password was checked under (read before the
         // hash): moved on since (a password change landed while the old
         // password was being checked), the change may already have deleted
@@ -75,6 +71,11 @@ impl Step for RememberMeIssueStep {
             user_agent: ctx.client.user_agent.as_deref(),
             detail: &format!("token #{id}"),
         });
+        ctx.issued = Some(Issued {
+            id,
+            user: user.clone(),
+            replaces: ctx.browser_series.take(),
+        });
         ctx.cookie_change = Some(CookieChange::Set {
             cookie,
             max_age_secs: expires_at - ctx.now,
@@ -84,4 +85,35 @@ impl Step for RememberMeIssueStep {
             activate: Vec::new(),
         })
     }
+}
+
+/// A token the issuing step inserted (row `id`, of `user`), and the
+/// browser's series it replaces, if any.
+#[derive(Debug)]
+pub(crate) struct Issued {
+    id: i64,
+    user: UserId,
+    replaces: Option<SecretHash>,
+}
+
+/// What a completed run's new token replaces goes: the browser's previous
+/// series, the app device's other token, the user's least recently used
+/// tokens beyond the cap ([`TokenStore::retire_replaced`](crate::store::TokenStore::retire_replaced)).
+/// Each place a run completes calls it, once the session is built; a run
+/// that does not complete withdraws its token instead, and replaces
+/// nothing.
+pub(crate) fn retire_replaced(ctx: &mut StepContext<'_>) -> Result<(), StoreError> {
+    let Some(issued) = ctx.issued.take() else {
+        return Ok(());
+    };
+    if let Some(old) = &issued.replaces {
+        ctx.stores.tokens.delete_series(old)?;
+    }
+    ctx.stores.tokens.retire_replaced(
+        &issued.user,
+        issued.id,
+        ctx.device_key.as_deref(),
+        ctx.config.max_tokens_per_user,
+    )?;
+    Ok(())
 }

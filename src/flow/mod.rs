@@ -27,8 +27,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use identify::RememberMeIdentifyStep;
-pub(crate) use identify::{Prefetched, Rotation, judge_stale_own_series, verified_series};
+pub(crate) use identify::{Prefetched, Rotation, browser_series, verified_series};
 pub use issue::RememberMeIssueStep;
+pub(crate) use issue::retire_replaced;
 pub(crate) use password::{PasswordCheck, Who, check_password};
 pub use password::{PasswordStep, argon2_peak_concurrency, argon2_verifications};
 
@@ -207,10 +208,9 @@ pub struct StepContext<'a> {
     /// The rotation of the cookie, if the layer ran it before the steps
     /// (see [`Flow::starts_by_rotating`]); taken by the identifying step.
     pub(crate) prefetched: Option<Prefetched>,
-    /// Set by the issuing step when it deleted the browser's own series to
-    /// make way for its token: should the run not complete, that cookie is
-    /// dead and is removed.
-    pub(crate) replaced_series: bool,
+    /// The token the issuing step inserted, and what it replaces once the
+    /// run completes (see [`retire_replaced`]).
+    pub(crate) issued: Option<issue::Issued>,
 }
 
 impl<'a> StepContext<'a> {
@@ -242,7 +242,7 @@ impl<'a> StepContext<'a> {
             sign_in_detail: "",
             sign_in_audited: false,
             prefetched: None,
-            replaced_series: false,
+            issued: None,
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use super::{Core, Visit};
 use crate::flow::{
-    CookieChange, PasswordCheck, RememberMeIssueStep, Step as _, StepOutcome, Who, check_password,
-    judge_stale_own_series, verified_series,
+    CookieChange, PasswordCheck, RememberMeIssueStep, Step as _, StepOutcome, Who, browser_series,
+    check_password, verified_series,
 };
 use crate::store::{AuditKind, StoreError, Stores, UserId};
 use crate::token::SecretHash;
@@ -52,18 +52,15 @@ impl Core {
     /// browser out) and records the logout of `user`, if any. A cookie of
     /// the session's own series (`own`) that no longer proves its token
     /// shows a fork, judged before the cookie goes (see
-    /// `judge_stale_own_series`).
+    /// `browser_series`).
     pub fn logout(
         &self,
         visit: &Visit,
         user: Option<&UserId>,
         own: Option<&SecretHash>,
     ) -> Result<(), StoreError> {
-        if let (Some(raw), Some(own)) = (&visit.cookie, own) {
-            judge_stale_own_series(&mut self.context(visit), raw, own)?;
-        }
         let series = match &visit.cookie {
-            Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
+            Some(raw) => browser_series(&mut self.context(visit), raw, own)?,
             None => None,
         };
         if let Some(series) = series {
@@ -230,6 +227,7 @@ impl Core {
         if let StepOutcome::Success { .. } = RememberMeIssueStep.run(&mut ctx, Some(user))?
             && let Some(change @ CookieChange::Set { .. }) = ctx.cookie_change.take()
         {
+            crate::flow::retire_replaced(&mut ctx)?;
             return Ok(change);
         }
         self.stores.tokens.delete_series(&series)?;

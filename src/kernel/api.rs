@@ -103,7 +103,7 @@ impl Core {
             };
             let paused_later = state.position() > started_at;
             super::count_flow_end(method, &progress, paused_later, unidentified);
-            let epoch = self.epoch_of(&progress, ctx.epoch.take())?;
+            let epoch = self.completed(&progress, &mut ctx)?;
             Ok((progress, epoch))
         });
         let (progress, epoch) = match ran {
@@ -120,7 +120,7 @@ impl Core {
                         Ok(Err(FailedAfterRotation { error, change }))
                     }
                     change => {
-                        self.withdraw_issued(visit, change, state.user(), ctx.replaced_series);
+                        self.withdraw_issued(visit, change, state.user());
                         Err(error)
                     }
                 };
@@ -129,7 +129,7 @@ impl Core {
         // Only a completed flow hands out a token it issued.
         let cookie_change = match (&progress, epoch) {
             (Progress::Complete { .. }, Some(_)) => ctx.cookie_change,
-            _ => self.withdraw_issued(visit, ctx.cookie_change, state.user(), ctx.replaced_series),
+            _ => self.withdraw_issued(visit, ctx.cookie_change, state.user()),
         };
         Ok(Ok(Ran {
             progress,
@@ -167,19 +167,30 @@ impl Core {
 
     /// The epoch of the user a completed flow identified: the step's, if it
     /// read the user (with the token, or with the credentials), else read
-    /// now. `None` for a flow that did not complete or a user who is gone.
-    fn epoch_of(&self, progress: &Progress, read: Option<i64>) -> Result<Option<i64>, StoreError> {
+    /// now. `None` for a flow that did not complete or a user who is gone;
+    /// else what the run's new token replaces goes
+    /// ([`retire_replaced`](crate::flow::retire_replaced)).
+    fn completed(
+        &self,
+        progress: &Progress,
+        ctx: &mut crate::flow::StepContext<'_>,
+    ) -> Result<Option<i64>, StoreError> {
         let Progress::Complete { user, .. } = progress else {
             return Ok(None);
         };
-        if read.is_some() {
-            return Ok(read);
+        let epoch = match ctx.epoch.take() {
+            Some(epoch) => Some(epoch),
+            None => self
+                .stores
+                .users
+                .find_by_id(user)?
+                .map(|_| self.stores.state.auth_epoch(user))
+                .transpose()?,
+        };
+        if epoch.is_some() {
+            crate::flow::retire_replaced(ctx)?;
         }
-        self.stores
-            .users
-            .find_by_id(user)?
-            .map(|_| self.stores.state.auth_epoch(user))
-            .transpose()
+        Ok(epoch)
     }
 
     /// An app's logout: revokes the named long-lived token (by its series),

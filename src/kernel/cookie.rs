@@ -153,17 +153,15 @@ impl Core {
     /// issuing step) is never handed out, and its row is deleted rather
     /// than left to wait unseen in the store until it expires. A rotation
     /// of the token the client presented is kept: the client must get it.
-    /// What is left to send.
-    ///
-    /// `replaced` says whether the issuing step deleted the browser's own
-    /// series to make way for the new one: that cookie is dead, so it is
-    /// removed rather than left to fail on the next visit.
+    /// What is left to send. What the token would have replaced (the
+    /// browser's own series, say) was left alone (see
+    /// [`retire_replaced`](crate::flow::retire_replaced)): the browser
+    /// keeps its cookie.
     pub(crate) fn withdraw_issued(
         &self,
         visit: &Visit,
         change: Option<CookieChange>,
         user: Option<&UserId>,
-        replaced: bool,
     ) -> Option<CookieChange> {
         let issued = match &change {
             Some(set @ CookieChange::Set { cookie, .. })
@@ -188,7 +186,7 @@ impl Core {
                 "a token of a sign-in that did not complete could not be withdrawn"
             ),
         }
-        replaced.then_some(CookieChange::Remove)
+        None
     }
 
     /// An open session's check: the user as the app's directory has it now

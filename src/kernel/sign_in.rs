@@ -107,14 +107,19 @@ impl Core {
                 StepOutcome::Success { .. }
             );
         }
-        let built = app_session(&mut ctx, user, how.strong);
-        let (change, replaced) = (ctx.cookie_change.take(), ctx.replaced_series);
+        let built = app_session(&mut ctx, user, how.strong).and_then(|state| {
+            if state.is_some() {
+                crate::flow::retire_replaced(&mut ctx)?;
+            }
+            Ok(state)
+        });
+        let change = ctx.cookie_change.take();
         let state = match built {
             Ok(Some(state)) => state,
             // The user is gone, or the store failed, after a token was
             // issued: it is withdrawn, never handed out.
             Ok(None) => {
-                let change = self.withdraw_issued(visit, change, Some(user), replaced);
+                let change = self.withdraw_issued(visit, change, Some(user));
                 return Ok(SignInById {
                     state: None,
                     change,
@@ -123,7 +128,7 @@ impl Core {
                 });
             }
             Err(error) => {
-                self.withdraw_issued(visit, change, Some(user), replaced);
+                self.withdraw_issued(visit, change, Some(user));
                 return Err(error);
             }
         };
@@ -176,7 +181,7 @@ pub(crate) fn issue_token(
     let mut ctx = super::context(stores, config, visit);
     ctx.password_at = Some(visit.now);
     match RememberMeIssueStep.run(&mut ctx, Some(user))? {
-        StepOutcome::Success { .. } => {}
+        StepOutcome::Success { .. } => crate::flow::retire_replaced(&mut ctx)?,
         other => return Err(StoreError::Query(format!("token not issued: {other:?}"))),
     }
     match ctx.cookie_change {

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use super::cookie::{drop_foreign_series, new_auth_state};
 use super::{Core, Visit};
 use crate::flow::{
-    CookieChange, Credentials, FlowKind, FlowState, Progress, StepContext, Tag,
-    judge_stale_own_series, verified_series,
+    CookieChange, Credentials, FlowKind, FlowState, Progress, StepContext, Tag, browser_series,
+    retire_replaced,
 };
 use crate::session::{AuthState, SignInMethod};
 use crate::store::{AuditKind, StoreError, UserId};
@@ -102,21 +102,22 @@ impl Core {
             };
             let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;
             if new_state.is_some() {
+                retire_replaced(&mut ctx)?;
                 self.audit_completed(visit, flow, user);
             }
             Ok((progress, new_state))
         });
-        let (change, replaced) = (ctx.cookie_change.take(), ctx.replaced_series);
+        let change = ctx.cookie_change.take();
         let (progress, new_state) = match ran {
             Ok(ran) => ran,
             Err(error) => {
-                self.withdraw_issued(visit, change, state.user(), replaced);
+                self.withdraw_issued(visit, change, state.user());
                 return Err(error);
             }
         };
         let change = match new_state {
             Some(_) => change,
-            None => self.withdraw_issued(visit, change, state.user(), replaced),
+            None => self.withdraw_issued(visit, change, state.user()),
         };
         let device_cookie = self.hold(&progress, &mut state, &mut ctx, new_state.is_some())?;
         Ok(Submitted {
@@ -148,7 +149,7 @@ impl Core {
     /// series if its cookie still proves its token. A cookie of the
     /// session's own series (`previous`'s) that no longer does shows a fork,
     /// judged before a new sign-in replaces the cookie (see
-    /// `judge_stale_own_series`).
+    /// `browser_series`).
     fn submit_context<'a>(
         &'a self,
         visit: &'a Visit,
@@ -156,13 +157,11 @@ impl Core {
         previous: Option<&Previous>,
     ) -> Result<StepContext<'a>, StoreError> {
         let mut ctx = self.context(visit);
-        if let (Some(raw), Some(own)) = (&visit.cookie, previous.and_then(|p| p.series.as_ref())) {
-            // A series it ends leaves `Remove` for the cookie, unless the
-            // run issues a new one.
-            judge_stale_own_series(&mut ctx, raw, own)?;
-        }
+        // A series it ends leaves `Remove` for the cookie, unless the run
+        // issues a new one.
+        let own = previous.and_then(|p| p.series.as_ref());
         ctx.browser_series = match &visit.cookie {
-            Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
+            Some(raw) => browser_series(&mut ctx, raw, own)?,
             None => None,
         };
         ctx.inputs = std::mem::take(&mut credentials.inputs);

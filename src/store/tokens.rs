@@ -65,7 +65,8 @@ pub struct NewToken<'a> {
     /// Client's IP.
     pub ip: Option<&'a str>,
     /// The app device; a new token for the same `(user, device_key)`
-    /// replaces the old one. `None` for a browser cookie.
+    /// replaces the old one ([`TokenStore::retire_replaced`]). `None` for
+    /// a browser cookie.
     pub device_key: Option<&'a str>,
 }
 
@@ -297,10 +298,28 @@ pub trait TokenStore: Send + Sync {
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError>;
 
-    /// Inserts a token (first deleting the user's token of the same
-    /// `device_key`, if any), then deletes the user's least recently used
-    /// tokens beyond `max_per_user`. Returns the new row's id.
-    fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError>;
+    /// Inserts a token and returns its row's id. It deletes nothing: the
+    /// tokens a new one replaces go with [`TokenStore::retire_replaced`],
+    /// once the sign-in that issued it has completed (a sign-in that stops
+    /// half-way, at a second factor say, must leave the user's other
+    /// devices as they were). A series that exists already is
+    /// [`StoreError::AlreadyExists`].
+    fn insert(&self, token: NewToken<'_>) -> Result<i64, StoreError>;
+
+    /// What a completed sign-in's new token `kept` (of `user`) replaces:
+    /// the user's other tokens of the same `device_key`, if it has one (one
+    /// token per app device), then the least recently used beyond
+    /// `max_per_user`, never `kept` itself. Returns how many went.
+    /// Concurrent calls for one user must leave at most `max_per_user`
+    /// (serialize them: the Diesel store locks the user's state row on
+    /// PostgreSQL).
+    fn retire_replaced(
+        &self,
+        user: &UserId,
+        kept: i64,
+        device_key: Option<&str>,
+        max_per_user: u32,
+    ) -> Result<usize, StoreError>;
 
     /// The owner of a token, by id.
     fn find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;

@@ -117,7 +117,7 @@ impl TokenStore for MemoryStore {
         Ok(true)
     }
 
-    fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError> {
+    fn insert(&self, token: NewToken<'_>) -> Result<i64, StoreError> {
         let mut inner = self.inner.lock();
         if inner
             .tokens
@@ -125,11 +125,6 @@ impl TokenStore for MemoryStore {
             .any(|t| t.series_hash == *token.series_hash)
         {
             return Err(StoreError::AlreadyExists);
-        }
-        if let Some(device) = token.device_key {
-            inner.tokens.retain(|t| {
-                !(t.user_id == *token.user_id && t.device_key.as_deref() == Some(device))
-            });
         }
         let id = inner.id();
         inner.tokens.push(TokenRecord {
@@ -147,21 +142,36 @@ impl TokenStore for MemoryStore {
             device_key: token.device_key.map(str::to_owned),
             sealed_token: None,
         });
-        // Beyond the cap, the least recently used go.
-        let mut mine: Vec<(i64, i64)> = inner
+        Ok(id)
+    }
+
+    fn retire_replaced(
+        &self,
+        user: &UserId,
+        kept: i64,
+        device_key: Option<&str>,
+        max_per_user: u32,
+    ) -> Result<usize, StoreError> {
+        let mut inner = self.inner.lock();
+        let before = inner.tokens.len();
+        if let Some(device) = device_key {
+            inner.tokens.retain(|t| {
+                t.id == kept || !(t.user_id == *user && t.device_key.as_deref() == Some(device))
+            });
+        }
+        // Beyond the cap, the least recently used go (the new token counts
+        // as one).
+        let mut others: Vec<(i64, i64)> = inner
             .tokens
             .iter()
-            .filter(|t| t.user_id == *token.user_id)
+            .filter(|t| t.user_id == *user && t.id != kept)
             .map(|t| (t.last_used_at, t.id))
             .collect();
-        mine.sort_unstable_by(|a, b| b.cmp(a));
-        let excess: Vec<i64> = mine
-            .iter()
-            .skip(max_per_user as usize)
-            .map(|&(_, id)| id)
-            .collect();
+        others.sort_unstable_by(|a, b| b.cmp(a));
+        let room = (max_per_user as usize).saturating_sub(1);
+        let excess: Vec<i64> = others.iter().skip(room).map(|&(_, id)| id).collect();
         inner.tokens.retain(|t| !excess.contains(&t.id));
-        Ok(id)
+        Ok(before - inner.tokens.len())
     }
 
     fn find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError> {

@@ -36,7 +36,8 @@ where
     only_the_current_unexpired_token_rotates(&*store);
     racing_rotations_of_one_token_rotate_it_once(store.clone());
     batch::a_batch_answers_each_attempt_as_alone(&*store);
-    the_cap_and_the_device_key_bound_a_users_tokens(&*store);
+    cap::the_cap_and_the_device_key_bound_a_users_tokens(&*store);
+    cap::a_new_token_replaces_others_only_once_retired(&*store);
     deletions_are_scoped(&*store);
     epochs_start_at_zero_and_move_only_from_the_expected_value(store.clone());
     failure_counters_reserve_atomically_and_decay(store.clone());
@@ -65,21 +66,22 @@ fn insert<S: TokenStore + ?Sized>(
     device: Option<&str>,
     cap: u32,
 ) -> i64 {
+    let id = store
+        .insert(NewToken {
+            user_id: owner,
+            series_hash: series,
+            token_hash: token,
+            now,
+            expires_at: now + DAY,
+            user_agent: Some("suite"),
+            ip: Some("192.0.2.1"),
+            device_key: device,
+        })
+        .expect("insert");
     store
-        .insert(
-            NewToken {
-                user_id: owner,
-                series_hash: series,
-                token_hash: token,
-                now,
-                expires_at: now + DAY,
-                user_agent: Some("suite"),
-                ip: Some("192.0.2.1"),
-                device_key: device,
-            },
-            cap,
-        )
-        .expect("insert")
+        .retire_replaced(owner, id, device, cap)
+        .expect("retire_replaced");
+    id
 }
 
 fn attempt<'a>(
@@ -270,61 +272,6 @@ fn racing_rotations_of_one_token_rotate_it_once<S: TokenStore + 'static>(store: 
     );
 }
 
-fn the_cap_and_the_device_key_bound_a_users_tokens<S: TokenStore + ?Sized>(store: &S) {
-    let dave = user(4, "dave");
-    let ids: Vec<i64> = (0..4)
-        .map(|i| {
-            insert(
-                store,
-                &dave,
-                (&hash(4, i), &hash(4, 100 + i)),
-                NOW + i64::from(i),
-                None,
-                3,
-            )
-        })
-        .collect();
-    let left: Vec<i64> = store
-        .list_for_user(&dave)
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
-    assert_eq!(
-        left,
-        [ids[3], ids[2], ids[1]],
-        "beyond the cap the least recently used go"
-    );
-    let tablet = insert(
-        store,
-        &dave,
-        (&hash(4, 10), &hash(4, 110)),
-        NOW + 10,
-        Some("tablet"),
-        10,
-    );
-    let again = insert(
-        store,
-        &dave,
-        (&hash(4, 11), &hash(4, 111)),
-        NOW + 11,
-        Some("tablet"),
-        10,
-    );
-    let devices: Vec<i64> = store
-        .list_for_user(&dave)
-        .unwrap()
-        .iter()
-        .filter(|t| t.device_key.as_deref() == Some("tablet"))
-        .map(|t| t.id)
-        .collect();
-    assert_eq!(
-        devices,
-        [again],
-        "a device holds one token: #{tablet} replaced"
-    );
-}
-
 fn deletions_are_scoped<S: TokenStore + ?Sized>(store: &S) {
     let (erin, frank) = (user(5, "erin"), user(5, "frank"));
     let e1 = insert(store, &erin, (&hash(5, 1), &hash(5, 2)), NOW, None, 10);
@@ -366,6 +313,7 @@ fn deletions_are_scoped<S: TokenStore + ?Sized>(store: &S) {
 }
 
 mod batch;
+mod cap;
 mod state;
 use state::{
     audit_rows_read_back_as_written, epochs_start_at_zero_and_move_only_from_the_expected_value,

@@ -75,7 +75,16 @@ macro_rules! unused_methods {
         ) -> Result<bool, StoreError> {
             unreachable!()
         }
-        fn insert(&self, _: NewToken<'_>, _: u32) -> Result<i64, StoreError> {
+        fn insert(&self, _: NewToken<'_>) -> Result<i64, StoreError> {
+            unreachable!()
+        }
+        fn retire_replaced(
+            &self,
+            _: &UserId,
+            _: i64,
+            _: Option<&str>,
+            _: u32,
+        ) -> Result<usize, StoreError> {
             unreachable!()
         }
         fn find_owner(&self, _: i64) -> Result<Option<UserId>, StoreError> {

@@ -11,19 +11,16 @@ fn user_with_token(store: &DieselStore, name: &str, series: u8, token: u8) -> Us
     // The crate keeps no users: any id will do.
     let user = UserId::from(name);
     store
-        .insert(
-            NewToken {
-                user_id: &user,
-                series_hash: &hash(series),
-                token_hash: &hash(token),
-                now: 1_000,
-                expires_at: 1_000_000,
-                user_agent: None,
-                ip: None,
-                device_key: None,
-            },
-            10,
-        )
+        .insert(NewToken {
+            user_id: &user,
+            series_hash: &hash(series),
+            token_hash: &hash(token),
+            now: 1_000,
+            expires_at: 1_000_000,
+            user_agent: None,
+            ip: None,
+            device_key: None,
+        })
         .unwrap();
     user
 }

@@ -83,70 +83,85 @@ impl TokenStore for DieselStore {
         })
     }
 
-    fn insert(&self, token: NewToken<'_>, max_per_user: u32) -> Result<i64, StoreError> {
+    fn insert(&self, token: NewToken<'_>) -> Result<i64, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            diesel::insert_into(t::remember_tokens)
+                .values(NewTokenRow {
+                    series_hash: token.series_hash.as_bytes(),
+                    token_hash: token.token_hash.as_bytes(),
+                    user_id: token.user_id.as_str(),
+                    created_at: token.now,
+                    last_used_at: token.now,
+                    expires_at: token.expires_at,
+                    user_agent: token.user_agent,
+                    ip: token.ip,
+                    device_key: token.device_key,
+                })
+                .execute(conn)?;
+            t::remember_tokens
+                .filter(t::series_hash.eq(token.series_hash.as_bytes().as_slice()))
+                .select(t::id)
+                .get_result(conn)
+        })
+    }
+
+    fn retire_replaced(
+        &self,
+        user: &UserId,
+        kept: i64,
+        device_key: Option<&str>,
+        max_per_user: u32,
+    ) -> Result<usize, StoreError> {
         use remember_tokens::dsl as t;
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 // Serialize the user's concurrent sign-ins so the cap below
                 // holds exactly. PostgreSQL needs a row lock (READ COMMITTED
-                // lets two inserts each trim only the rows they saw): the
+                // lets two trims each count only the rows they saw): the
                 // user's state row, made if missing; SQLite already
                 // serializes writers on the database lock.
                 // FOR NO KEY UPDATE, not FOR UPDATE: it serializes the
-                // inserts all the same, and blocks no plain read.
+                // trims all the same, and blocks no plain read.
                 #[cfg(feature = "postgres")]
                 #[allow(irrefutable_let_patterns)] // a PostgreSQL-only build
                 if let AnyConnection::Postgresql(pg) = conn {
                     diesel::insert_into(user_state::table)
                         .values((
-                            user_state::user_id.eq(token.user_id.as_str()),
+                            user_state::user_id.eq(user.as_str()),
                             user_state::auth_epoch.eq(0),
                         ))
                         .on_conflict_do_nothing()
                         .execute(pg)?;
                     user_state::table
-                        .find(token.user_id.as_str())
+                        .find(user.as_str())
                         .select(user_state::auth_epoch)
                         .for_no_key_update()
                         .get_result::<i64>(pg)?;
                 }
-                // One token per app device: a new one replaces the old.
-                if let Some(device) = token.device_key {
-                    diesel::delete(
-                        t::remember_tokens
-                            .filter(t::user_id.eq(token.user_id.as_str()))
-                            .filter(t::device_key.eq(device)),
-                    )
-                    .execute(conn)?;
-                }
-                diesel::insert_into(t::remember_tokens)
-                    .values(NewTokenRow {
-                        series_hash: token.series_hash.as_bytes(),
-                        token_hash: token.token_hash.as_bytes(),
-                        user_id: token.user_id.as_str(),
-                        created_at: token.now,
-                        last_used_at: token.now,
-                        expires_at: token.expires_at,
-                        user_agent: token.user_agent,
-                        ip: token.ip,
-                        device_key: token.device_key,
-                    })
-                    .execute(conn)?;
-                // Bounded growth: beyond the limit the least recently used go.
-                let ids: Vec<i64> = t::remember_tokens
-                    .filter(t::user_id.eq(token.user_id.as_str()))
+                let mine = t::remember_tokens
+                    .filter(t::user_id.eq(user.as_str()))
+                    .filter(t::id.ne(kept));
+                // One token per app device: the new one replaces the old.
+                let mut gone = match device_key {
+                    Some(device) => {
+                        diesel::delete(mine.filter(t::device_key.eq(device))).execute(conn)?
+                    }
+                    None => 0,
+                };
+                // Bounded growth: beyond the limit the least recently used
+                // go (the new token counts as one).
+                let others: Vec<i64> = mine
                     .order((t::last_used_at.desc(), t::id.desc()))
                     .select(t::id)
                     .load(conn)?;
-                let excess: Vec<i64> = ids.iter().skip(max_per_user as usize).copied().collect();
+                let room = (max_per_user as usize).saturating_sub(1);
+                let excess: Vec<i64> = others.iter().skip(room).copied().collect();
                 if !excess.is_empty() {
-                    diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess)))
+                    gone += diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess)))
                         .execute(conn)?;
                 }
-                t::remember_tokens
-                    .filter(t::series_hash.eq(token.series_hash.as_bytes().as_slice()))
-                    .select(t::id)
-                    .get_result(conn)
+                Ok(gone)
             })
         })
     }
