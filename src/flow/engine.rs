@@ -82,8 +82,9 @@ impl Flow {
     }
 
     /// Adds a step: last, or, if the flow already has the token issuing
-    /// step ([`RememberMeIssueStep`] itself, not a step of the app's that
-    /// wraps it), just before it. A remember-me token is thus issued only
+    /// step ([`RememberMeIssueStep`] itself, or a step of the app's marked
+    /// with [`StepDef::issues_token`], such as one that wraps it), just
+    /// before it. A remember-me token is thus issued only
     /// once every step of the app's has passed (or been skipped):
     /// `Flow::login().step(totp)` checks the one-time code before the
     /// token, as a second factor must (after it, a right password would

@@ -316,7 +316,8 @@ pub struct StepDef {
     needs_activation: bool,
     /// Whether the step is [`RememberMeIdentifyStep`] itself.
     identifies_by_cookie: bool,
-    /// Whether the step is [`RememberMeIssueStep`] itself.
+    /// Whether the step is [`RememberMeIssueStep`] itself, or marked as a
+    /// step that issues a token ([`StepDef::issues_token`]).
     issues_token: bool,
 }
 
@@ -334,6 +335,17 @@ impl StepDef {
             precondition: Condition::default(),
             needs_activation: false,
         }
+    }
+
+    /// Marks the step as one that issues a remember-me token, as
+    /// [`RememberMeIssueStep`] is (a step of the app's that wraps it, say,
+    /// which [`Flow::step`] cannot recognise by its type): steps added to
+    /// the flow after it then go before it, so that the token comes only
+    /// once every other step has passed.
+    #[must_use]
+    pub fn issues_token(mut self) -> Self {
+        self.issues_token = true;
+        self
     }
 
     /// Tags added when the step succeeds.

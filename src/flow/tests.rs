@@ -723,3 +723,20 @@ fn a_token_issued_before_an_interactive_step_is_warned_about() {
     assert_eq!(progress.unwrap(), Progress::NeedsInput { step: "code" });
     assert_eq!(logged, "", "no token, no warning");
 }
+
+/// A step of the app's that wraps the issuing step is not recognised by
+/// its type; marked with `StepDef::issues_token`, it is, and a step added
+/// after it goes before it.
+#[test]
+fn a_step_marked_as_issuing_a_token_stays_last() {
+    let wrapped = Flow::new(FlowKind::Login)
+        .step(StepDef::new("my_issue", IssuesOwnToken))
+        .step(StepDef::new("code", scripted(true, ok(9, &[])).0));
+    let ids: Vec<_> = wrapped.steps.iter().map(|d| d.id).collect();
+    assert_eq!(ids, ["my_issue", "code"], "unmarked: in the order added");
+    let marked = Flow::new(FlowKind::Login)
+        .step(StepDef::new("my_issue", IssuesOwnToken).issues_token())
+        .step(StepDef::new("code", scripted(true, ok(9, &[])).0));
+    let ids: Vec<_> = marked.steps.iter().map(|d| d.id).collect();
+    assert_eq!(ids, ["code", "my_issue"]);
+}
