@@ -23,7 +23,7 @@ on_both_backends!(the_diesel_store_passes_the_acceptance_suite);
 /// The suite can fail: a store that breaks one rule is caught.
 mod mutants {
     use rememberme::store::{
-        AuditEvent, AuditLog, NewAuditEvent, NewToken, Reservation, StateStore, StoreError,
+        AuditEvent, AuditLog, NewAuditEvent, NewToken, Reservation, Retire, StateStore, StoreError,
         ThrottleKey, TokenRecord, TokenStore, UserId,
     };
     use rememberme::testing::{MemoryStore, store_acceptance_suite};
@@ -87,14 +87,8 @@ mod mutants {
         fn insert(&self, t: NewToken<'_>) -> Result<i64, StoreError> {
             self.inner.insert(t)
         }
-        fn retire_replaced(
-            &self,
-            u: &UserId,
-            kept: i64,
-            device: Option<&str>,
-            cap: u32,
-        ) -> Result<usize, StoreError> {
-            self.inner.retire_replaced(u, kept, device, cap)
+        fn retire_replaced(&self, retire: Retire<'_>) -> Result<usize, StoreError> {
+            self.inner.retire_replaced(retire)
         }
         fn find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError> {
             self.inner.find_owner(id)

@@ -33,6 +33,7 @@ on_both_backends!(
     a_form_sign_in_panicking_after_its_token_was_issued_hands_out_and_keeps_none,
     a_form_sign_in_paused_after_its_token_was_issued_hands_out_and_keeps_none,
     a_withdrawn_sign_in_leaves_the_browsers_own_token_alive,
+    a_second_issuing_step_supersedes_the_first,
     an_api_sign_in_failing_after_its_token_was_issued_hands_out_and_keeps_none,
     an_api_sign_in_refused_after_its_token_was_issued_keeps_none,
 );
@@ -731,4 +732,45 @@ async fn a_resumed_sign_in_keeps_no_token_when_a_password_change_lands_during_it
     let kept = stores.tokens.list_for_user(&alice).unwrap();
     assert!(kept.is_empty(), "a token outlives the change: {kept:?}");
     assert_ne!(answer, "signed in");
+}
+
+/// A login flow with two issuing steps (the crate's, then the app's own,
+/// marked with `StepDef::issues_token`) and the box ticked, by a browser
+/// that carries its own cookie: the second token supersedes the first,
+/// whose row goes, and replaces what the first would have (the browser's
+/// series). One token is left, the one handed out.
+async fn a_second_issuing_step_supersedes_the_first(db: TestDb) {
+    let (database, stores, alice) = database_with_alice(&db);
+    let config = RememberMeConfig::default();
+    let held = rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+    let again = StepDef::new("again", common::Issuing)
+        .issues_token()
+        .precondition(Condition::has(Tag::PASSWORD_VERIFIED));
+    let login = Flow::login().step(again);
+    let layer = RememberMe::with_flows(stores.clone(), config, login, Flow::step_up());
+    let key = actix_web::cookie::Key::generate();
+    let app = test::init_service(
+        App::new()
+            .configure(routes)
+            .wrap(layer.clone().with_session(key)),
+    )
+    .await;
+    let req = request("POST", "/password", &None)
+        .insert_header(("cookie", format!("{RM}={}", held.value())));
+    let res = test::call_service(&app, req.to_request()).await;
+    let issued = cookie_of(&res, RM).expect("a remember-me cookie");
+    assert_eq!(test::read_body(res).await, "signed in".as_bytes());
+    let handed_out = rememberme::token::RememberCookie::decode(issued.value().as_bytes())
+        .unwrap()
+        .series
+        .hash();
+    let left = stores.tokens.list_for_user(&alice).unwrap();
+    let left: Vec<_> = left.iter().map(|t| &t.series_hash).collect();
+    assert_eq!(
+        left,
+        [&handed_out],
+        "neither the first token nor the browser's"
+    );
+    drop(app);
+    shut_down(layer, stores, database);
 }

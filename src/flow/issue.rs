@@ -1,7 +1,7 @@
 //! The remember-me token generating step.
 
 use super::{CookieChange, Failure, Step, StepContext, StepOutcome};
-use crate::store::{AuditKind, NewAuditEvent, NewToken, StoreError, UserId};
+use crate::store::{AuditKind, NewAuditEvent, NewToken, Retire, StoreError, UserId};
 use crate::token::{RememberCookie, SecretHash};
 
 /// Issues a new series/token cookie for the identified user and stores its
@@ -71,10 +71,21 @@ impl Step for RememberMeIssueStep {
             user_agent: ctx.client.user_agent.as_deref(),
             detail: &format!("token #{id}"),
         });
+        // A second issuing step in one run (the app's after the crate's)
+        // supersedes the first: its token goes, and what it replaced is
+        // replaced by this one.
+        let replaces = match ctx.issued.take() {
+            Some(earlier) => {
+                ctx.stores.tokens.delete_by_id(earlier.id, None)?;
+                earlier.replaces
+            }
+            None => ctx.browser_series.take(),
+        };
         ctx.issued = Some(Issued {
             id,
             user: user.clone(),
-            replaces: ctx.browser_series.take(),
+            replaces,
+            device_key: ctx.device_key.clone(),
         });
         ctx.cookie_change = Some(CookieChange::Set {
             cookie,
@@ -87,33 +98,38 @@ impl Step for RememberMeIssueStep {
     }
 }
 
-/// A token the issuing step inserted (row `id`, of `user`), and the
-/// browser's series it replaces, if any.
+/// A token the issuing step inserted (row `id`, of `user`, for the app
+/// device `device_key`), and the browser's series it replaces, if any.
 #[derive(Debug)]
 pub(crate) struct Issued {
     id: i64,
     user: UserId,
     replaces: Option<SecretHash>,
+    device_key: Option<String>,
 }
 
-/// What a completed run's new token replaces goes: the browser's previous
-/// series, the app device's other token, the user's least recently used
-/// tokens beyond the cap ([`TokenStore::retire_replaced`](crate::store::TokenStore::retire_replaced)).
-/// Each place a run completes calls it, once the session is built; a run
-/// that does not complete withdraws its token instead, and replaces
-/// nothing.
-pub(crate) fn retire_replaced(ctx: &mut StepContext<'_>) -> Result<(), StoreError> {
-    let Some(issued) = ctx.issued.take() else {
-        return Ok(());
-    };
-    if let Some(old) = &issued.replaces {
-        ctx.stores.tokens.delete_series(old)?;
+impl StepContext<'_> {
+    /// Once a run has completed and its session is built: what the token
+    /// its issuing step inserted replaces goes, in one transaction (the
+    /// browser's previous series, the app device's other token, the user's
+    /// least recently used tokens beyond the cap; see
+    /// [`TokenStore::retire_replaced`](crate::store::TokenStore::retire_replaced)).
+    /// Until then a token replaces nothing, so a run that stops half-way
+    /// (its token withdrawn) signs no device out. The layer calls it
+    /// wherever a run completes; an app that drives a flow itself
+    /// ([`Flow::advance`](super::Flow::advance)) calls it on completion.
+    /// Nothing to do if no token was issued.
+    pub fn retire_replaced(&mut self) -> Result<(), StoreError> {
+        let Some(issued) = self.issued.take() else {
+            return Ok(());
+        };
+        self.stores.tokens.retire_replaced(Retire {
+            user: &issued.user,
+            kept: issued.id,
+            browser_series: issued.replaces.as_ref(),
+            device_key: issued.device_key.as_deref(),
+            max_per_user: self.config.max_tokens_per_user,
+        })?;
+        Ok(())
     }
-    ctx.stores.tokens.retire_replaced(
-        &issued.user,
-        issued.id,
-        ctx.device_key.as_deref(),
-        ctx.config.max_tokens_per_user,
-    )?;
-    Ok(())
 }

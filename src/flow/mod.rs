@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 pub use identify::RememberMeIdentifyStep;
 pub(crate) use identify::{Prefetched, Rotation, browser_series, verified_series};
 pub use issue::RememberMeIssueStep;
-pub(crate) use issue::retire_replaced;
 pub(crate) use password::{PasswordCheck, Who, check_password};
 pub use password::{PasswordStep, argon2_peak_concurrency, argon2_verifications};
 
@@ -164,8 +163,10 @@ pub struct StepContext<'a> {
     pub client: &'a ClientInfo,
     /// The raw remember-me cookie, offered to identifying steps.
     pub remember_cookie: Option<&'a [u8]>,
-    /// The series the browser carries, if its cookie decodes: issuing steps
-    /// replace it rather than adding a second token for one browser.
+    /// The series the browser carries, if its cookie still proves it: the
+    /// issuing step's token replaces it rather than adding a second token
+    /// for one browser, once the run completes
+    /// ([`StepContext::retire_replaced`]).
     pub browser_series: Option<SecretHash>,
     /// The app device a token step issues for (`None`: a browser cookie).
     pub device_key: Option<String>,
@@ -209,7 +210,7 @@ pub struct StepContext<'a> {
     /// (see [`Flow::starts_by_rotating`]); taken by the identifying step.
     pub(crate) prefetched: Option<Prefetched>,
     /// The token the issuing step inserted, and what it replaces once the
-    /// run completes (see [`retire_replaced`]).
+    /// run completes (see [`StepContext::retire_replaced`]).
     pub(crate) issued: Option<issue::Issued>,
 }
 

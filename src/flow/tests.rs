@@ -432,13 +432,7 @@ impl crate::store::TokenStore for ClaimsRotated {
     fn insert(&self, _: crate::store::NewToken<'_>) -> Result<i64, StoreError> {
         Ok(1)
     }
-    fn retire_replaced(
-        &self,
-        _: &UserId,
-        _: i64,
-        _: Option<&str>,
-        _: u32,
-    ) -> Result<usize, StoreError> {
+    fn retire_replaced(&self, _: crate::store::Retire<'_>) -> Result<usize, StoreError> {
         Ok(0)
     }
     fn find_owner(&self, _: i64) -> Result<Option<UserId>, StoreError> {

@@ -211,9 +211,10 @@ impl Core {
     /// replaced by a new one: a copy of this browser's cookie (what a user
     /// who suspects theft changes the password for) must die with the
     /// rest, and a rotation would leave it the grace window and the seal.
-    /// The new token is issued as after a password typed at `password_at`
-    /// (the issuing step's own rule: within the re-auth window); without
-    /// one, the series just ends and the cookie goes.
+    /// The series goes first, whatever follows. The new token is issued
+    /// as after a password typed at `password_at` (the issuing step's own
+    /// rule: within the re-auth window); without one, or should issuing
+    /// it fail, the cookie goes.
     fn replace_visit_series(
         &self,
         visit: &Visit,
@@ -221,17 +222,24 @@ impl Core {
         series: SecretHash,
         password_at: Option<i64>,
     ) -> Result<CookieChange, StoreError> {
-        let mut ctx = self.context(visit);
-        ctx.browser_series = Some(series.clone());
-        ctx.password_at = password_at;
-        if let StepOutcome::Success { .. } = RememberMeIssueStep.run(&mut ctx, Some(user))?
-            && let Some(change @ CookieChange::Set { .. }) = ctx.cookie_change.take()
-        {
-            crate::flow::retire_replaced(&mut ctx)?;
-            return Ok(change);
-        }
         self.stores.tokens.delete_series(&series)?;
-        Ok(CookieChange::Remove)
+        let mut ctx = self.context(visit);
+        ctx.password_at = password_at;
+        let issued =
+            RememberMeIssueStep
+                .run(&mut ctx, Some(user))
+                .and_then(|outcome| match outcome {
+                    StepOutcome::Success { .. } => ctx.retire_replaced().map(|()| true),
+                    _ => Ok(false),
+                });
+        match (issued, ctx.cookie_change.take()) {
+            (Ok(true), Some(change @ CookieChange::Set { .. })) => Ok(change),
+            (Ok(_), _) => Ok(CookieChange::Remove),
+            (Err(error), change) => {
+                self.withdraw_issued(visit, change, Some(user));
+                Err(error)
+            }
+        }
     }
 }
 

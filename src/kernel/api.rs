@@ -169,7 +169,7 @@ impl Core {
     /// read the user (with the token, or with the credentials), else read
     /// now. `None` for a flow that did not complete or a user who is gone;
     /// else what the run's new token replaces goes
-    /// ([`retire_replaced`](crate::flow::retire_replaced)).
+    /// ([`StepContext::retire_replaced`](crate::flow::StepContext::retire_replaced)).
     fn completed(
         &self,
         progress: &Progress,
@@ -188,7 +188,7 @@ impl Core {
                 .transpose()?,
         };
         if epoch.is_some() {
-            crate::flow::retire_replaced(ctx)?;
+            ctx.retire_replaced()?;
         }
         Ok(epoch)
     }

@@ -155,7 +155,7 @@ impl Core {
     /// of the token the client presented is kept: the client must get it.
     /// What is left to send. What the token would have replaced (the
     /// browser's own series, say) was left alone (see
-    /// [`retire_replaced`](crate::flow::retire_replaced)): the browser
+    /// [`StepContext::retire_replaced`]): the browser
     /// keeps its cookie.
     pub(crate) fn withdraw_issued(
         &self,

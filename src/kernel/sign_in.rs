@@ -109,7 +109,7 @@ impl Core {
         }
         let built = app_session(&mut ctx, user, how.strong).and_then(|state| {
             if state.is_some() {
-                crate::flow::retire_replaced(&mut ctx)?;
+                ctx.retire_replaced()?;
             }
             Ok(state)
         });
@@ -181,7 +181,7 @@ pub(crate) fn issue_token(
     let mut ctx = super::context(stores, config, visit);
     ctx.password_at = Some(visit.now);
     match RememberMeIssueStep.run(&mut ctx, Some(user))? {
-        StepOutcome::Success { .. } => crate::flow::retire_replaced(&mut ctx)?,
+        StepOutcome::Success { .. } => ctx.retire_replaced()?,
         other => return Err(StoreError::Query(format!("token not issued: {other:?}"))),
     }
     match ctx.cookie_change {

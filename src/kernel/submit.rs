@@ -8,7 +8,6 @@ use super::cookie::{drop_foreign_series, new_auth_state};
 use super::{Core, Visit};
 use crate::flow::{
     CookieChange, Credentials, FlowKind, FlowState, Progress, StepContext, Tag, browser_series,
-    retire_replaced,
 };
 use crate::session::{AuthState, SignInMethod};
 use crate::store::{AuditKind, StoreError, UserId};
@@ -102,7 +101,7 @@ impl Core {
             };
             let new_state = completed(&mut ctx, kind, previous, user, tags.clone())?;
             if new_state.is_some() {
-                retire_replaced(&mut ctx)?;
+                ctx.retire_replaced()?;
                 self.audit_completed(visit, flow, user);
             }
             Ok((progress, new_state))

@@ -40,8 +40,8 @@ pub use throttle::ThrottleKey;
 #[cfg(feature = "sqlite")]
 pub(crate) use tokens::rotate_if_current;
 pub use tokens::{
-    ExpiryOnUse, FoundSeries, NewToken, RotationAttempt, SignInAudit, TokenRecord, TokenStore,
-    find_then_rotate,
+    ExpiryOnUse, FoundSeries, NewToken, Retire, RotationAttempt, SignInAudit, TokenRecord,
+    TokenStore, find_then_rotate,
 };
 pub use users::{User, UserDirectory, UserId};
 #[cfg(feature = "users-table")]

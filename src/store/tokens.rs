@@ -70,6 +70,25 @@ pub struct NewToken<'a> {
     pub device_key: Option<&'a str>,
 }
 
+/// What a completed sign-in's new token replaces
+/// ([`TokenStore::retire_replaced`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Retire<'a> {
+    /// The new token's owner.
+    pub user: &'a UserId,
+    /// The new token's row: never deleted, and nothing newer is touched.
+    pub kept: i64,
+    /// The series the signing-in browser carried, whoever's it is: one
+    /// token per browser.
+    pub browser_series: Option<&'a SecretHash>,
+    /// The new token's app device, if any: the user's other tokens of that
+    /// device go.
+    pub device_key: Option<&'a str>,
+    /// The most tokens the user keeps, the new one included: beyond, the
+    /// least recently used go.
+    pub max_per_user: u32,
+}
+
 /// How a rotation moves a token's expiry (from [`crate::config::Expiry`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiryOnUse {
@@ -306,20 +325,18 @@ pub trait TokenStore: Send + Sync {
     /// [`StoreError::AlreadyExists`].
     fn insert(&self, token: NewToken<'_>) -> Result<i64, StoreError>;
 
-    /// What a completed sign-in's new token `kept` (of `user`) replaces:
-    /// the user's other tokens of the same `device_key`, if it has one (one
-    /// token per app device), then the least recently used beyond
-    /// `max_per_user`, never `kept` itself. Returns how many went.
-    /// Concurrent calls for one user must leave at most `max_per_user`
-    /// (serialize them: the Diesel store locks the user's state row on
-    /// PostgreSQL).
-    fn retire_replaced(
-        &self,
-        user: &UserId,
-        kept: i64,
-        device_key: Option<&str>,
-        max_per_user: u32,
-    ) -> Result<usize, StoreError>;
+    /// What a completed sign-in's new token replaces goes, in one
+    /// transaction (see [`Retire`]): the browser's previous series, the
+    /// user's other tokens of the same device, then the user's least
+    /// recently used beyond the cap. Only rows older than the new one
+    /// (a smaller id) are touched: a newer one belongs to a sign-in still
+    /// running, which retires or withdraws its own (two parallel sign-ins
+    /// of one device must not each delete the other's new token). Returns
+    /// how many went. Concurrent calls for one user must leave at most the
+    /// cap (serialize them: the Diesel store locks the user's state row on
+    /// PostgreSQL, before its tokens, as every transaction that touches
+    /// both does).
+    fn retire_replaced(&self, retire: Retire<'_>) -> Result<usize, StoreError>;
 
     /// The owner of a token, by id.
     fn find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use parking_lot::Mutex;
 
 use crate::store::{
-    AuditEvent, AuditLog, NewAuditEvent, NewToken, Reservation, StateStore, StoreError,
+    AuditEvent, AuditLog, NewAuditEvent, NewToken, Reservation, Retire, StateStore, StoreError,
     ThrottleKey, TokenRecord, TokenStore, UserId,
 };
 use crate::token::SecretHash;
@@ -145,31 +145,28 @@ impl TokenStore for MemoryStore {
         Ok(id)
     }
 
-    fn retire_replaced(
-        &self,
-        user: &UserId,
-        kept: i64,
-        device_key: Option<&str>,
-        max_per_user: u32,
-    ) -> Result<usize, StoreError> {
+    fn retire_replaced(&self, retire: Retire<'_>) -> Result<usize, StoreError> {
         let mut inner = self.inner.lock();
         let before = inner.tokens.len();
-        if let Some(device) = device_key {
-            inner.tokens.retain(|t| {
-                t.id == kept || !(t.user_id == *user && t.device_key.as_deref() == Some(device))
-            });
-        }
+        // Older rows only: newer ones are sign-ins still running.
+        inner.tokens.retain(|t| {
+            let browser = retire.browser_series == Some(&t.series_hash);
+            let device = t.user_id == *retire.user
+                && retire.device_key.is_some()
+                && t.device_key.as_deref() == retire.device_key;
+            t.id >= retire.kept || !(browser || device)
+        });
         // Beyond the cap, the least recently used go (the new token counts
         // as one).
-        let mut others: Vec<(i64, i64)> = inner
+        let mut older: Vec<(i64, i64)> = inner
             .tokens
             .iter()
-            .filter(|t| t.user_id == *user && t.id != kept)
+            .filter(|t| t.user_id == *retire.user && t.id < retire.kept)
             .map(|t| (t.last_used_at, t.id))
             .collect();
-        others.sort_unstable_by(|a, b| b.cmp(a));
-        let room = (max_per_user as usize).saturating_sub(1);
-        let excess: Vec<i64> = others.iter().skip(room).map(|&(_, id)| id).collect();
+        older.sort_unstable_by(|a, b| b.cmp(a));
+        let room = (retire.max_per_user as usize).saturating_sub(1);
+        let excess: Vec<i64> = older.iter().skip(room).map(|&(_, id)| id).collect();
         inner.tokens.retain(|t| !excess.contains(&t.id));
         Ok(before - inner.tokens.len())
     }

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Barrier};
 
 use crate::store::{
-    AuditKind, AuditLog, ExpiryOnUse, NewAuditEvent, NewToken, Reservation, RotationAttempt,
-    StateStore, Stores, ThrottleKey, TokenRecord, TokenStore, UserId,
+    AuditKind, AuditLog, ExpiryOnUse, NewAuditEvent, NewToken, Reservation, Retire,
+    RotationAttempt, StateStore, Stores, ThrottleKey, TokenRecord, TokenStore, UserId,
 };
 use crate::token::SecretHash;
 
@@ -38,6 +38,7 @@ where
     batch::a_batch_answers_each_attempt_as_alone(&*store);
     cap::the_cap_and_the_device_key_bound_a_users_tokens(&*store);
     cap::a_new_token_replaces_others_only_once_retired(&*store);
+    cap::parallel_sign_ins_do_not_retire_each_others_tokens(&*store);
     deletions_are_scoped(&*store);
     epochs_start_at_zero_and_move_only_from_the_expected_value(store.clone());
     failure_counters_reserve_atomically_and_decay(store.clone());
@@ -78,9 +79,14 @@ fn insert<S: TokenStore + ?Sized>(
             device_key: device,
         })
         .expect("insert");
-    store
-        .retire_replaced(owner, id, device, cap)
-        .expect("retire_replaced");
+    let retire = Retire {
+        user: owner,
+        kept: id,
+        browser_series: None,
+        device_key: device,
+        max_per_user: cap,
+    };
+    store.retire_replaced(retire).expect("retire_replaced");
     id
 }
 

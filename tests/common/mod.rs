@@ -670,8 +670,8 @@ impl CountingStore {
 
 use rememberme::store::ThrottleKey;
 use rememberme::store::{
-    AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, RotationAttempt,
-    StateStore, StoreError, TokenRecord, TokenStore, User, UserDirectory,
+    AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, Retire,
+    RotationAttempt, StateStore, StoreError, TokenRecord, TokenStore, User, UserDirectory,
 };
 use rememberme::token::SecretHash;
 
@@ -692,7 +692,7 @@ impl TokenStore for CountingStore {
         find_and_rotate_all(&self, attempts: &[RotationAttempt<'_>]) -> Vec<Result<Option<FoundSeries>, StoreError>>;
         rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, sealed: &[u8], now: i64, expires_at: Option<i64>) -> Result<bool, StoreError>;
         insert(&self, token: NewToken<'_>) -> Result<i64, StoreError>;
-        retire_replaced(&self, user: &UserId, kept: i64, device_key: Option<&str>, max: u32) -> Result<usize, StoreError>;
+        retire_replaced(&self, retire: Retire<'_>) -> Result<usize, StoreError>;
         find_owner(&self, id: i64) -> Result<Option<UserId>, StoreError>;
         delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
         delete_by_id(&self, id: i64, owner: Option<&UserId>) -> Result<bool, StoreError>;

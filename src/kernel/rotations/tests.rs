@@ -78,13 +78,7 @@ macro_rules! unused_methods {
         fn insert(&self, _: NewToken<'_>) -> Result<i64, StoreError> {
             unreachable!()
         }
-        fn retire_replaced(
-            &self,
-            _: &UserId,
-            _: i64,
-            _: Option<&str>,
-            _: u32,
-        ) -> Result<usize, StoreError> {
+        fn retire_replaced(&self, _: crate::store::Retire<'_>) -> Result<usize, StoreError> {
             unreachable!()
         }
         fn find_owner(&self, _: i64) -> Result<Option<UserId>, StoreError> {

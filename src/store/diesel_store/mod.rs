@@ -15,8 +15,8 @@ use super::rotation_batch::Outcome;
 use super::rotation_batch::{self, BatchResult, RotationBatches, every_attempt, run_batch};
 use super::schema::{audit_events, login_failures, remember_tokens, user_state};
 use super::{
-    AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, RotationAttempt,
-    StateStore, StoreError, ThrottleKey, TokenRecord, TokenStore, UserId,
+    AuditEvent, AuditLog, FoundSeries, NewAuditEvent, NewToken, Reservation, Retire,
+    RotationAttempt, StateStore, StoreError, ThrottleKey, TokenRecord, TokenStore, UserId,
 };
 #[cfg(feature = "sqlite")]
 use super::{AuditKind, rotate_if_current};
@@ -320,6 +320,7 @@ pub use purge::PURGE_BATCH;
 use audit::audit_row;
 #[cfg(feature = "sqlite")]
 use audit::{InsertAudit, sign_in_row};
+use purge::write_transaction;
 use rotate::{Stamp, rotate_on};
 use state::{bump_epoch_on, token_with_epoch};
 

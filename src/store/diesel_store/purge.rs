@@ -85,7 +85,7 @@ impl DieselStore {
 
 /// Runs `f` in a transaction: on SQLite an immediate one (see
 /// [`sqlite_immediate_transaction`]), on PostgreSQL a plain one.
-fn write_transaction<T>(
+pub(super) fn write_transaction<T>(
     conn: &mut AnyConnection,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
 ) -> Result<T, DieselError> {

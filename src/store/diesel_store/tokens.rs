@@ -106,57 +106,64 @@ impl TokenStore for DieselStore {
         })
     }
 
-    fn retire_replaced(
-        &self,
-        user: &UserId,
-        kept: i64,
-        device_key: Option<&str>,
-        max_per_user: u32,
-    ) -> Result<usize, StoreError> {
+    fn retire_replaced(&self, retire: Retire<'_>) -> Result<usize, StoreError> {
         use remember_tokens::dsl as t;
+        let (user, kept) = (retire.user.as_str(), retire.kept);
         self.with_write_conn(|conn| {
-            conn.transaction(|conn| {
+            write_transaction(conn, |conn| {
                 // Serialize the user's concurrent sign-ins so the cap below
                 // holds exactly. PostgreSQL needs a row lock (READ COMMITTED
                 // lets two trims each count only the rows they saw): the
-                // user's state row, made if missing; SQLite already
-                // serializes writers on the database lock.
+                // user's state row, made if missing, and taken before the
+                // tokens, as a revocation takes them; SQLite's immediate
+                // transaction holds the database's write lock throughout.
                 // FOR NO KEY UPDATE, not FOR UPDATE: it serializes the
                 // trims all the same, and blocks no plain read.
                 #[cfg(feature = "postgres")]
                 #[allow(irrefutable_let_patterns)] // a PostgreSQL-only build
                 if let AnyConnection::Postgresql(pg) = conn {
                     diesel::insert_into(user_state::table)
-                        .values((
-                            user_state::user_id.eq(user.as_str()),
-                            user_state::auth_epoch.eq(0),
-                        ))
+                        .values((user_state::user_id.eq(user), user_state::auth_epoch.eq(0)))
                         .on_conflict_do_nothing()
                         .execute(pg)?;
                     user_state::table
-                        .find(user.as_str())
+                        .find(user)
                         .select(user_state::auth_epoch)
                         .for_no_key_update()
                         .get_result::<i64>(pg)?;
                 }
-                let mine = t::remember_tokens
-                    .filter(t::user_id.eq(user.as_str()))
-                    .filter(t::id.ne(kept));
-                // One token per app device: the new one replaces the old.
-                let mut gone = match device_key {
-                    Some(device) => {
-                        diesel::delete(mine.filter(t::device_key.eq(device))).execute(conn)?
-                    }
-                    None => 0,
-                };
+                // Older rows only (see the trait): newer ones are sign-ins
+                // still running.
+                let mut gone = 0;
+                // One token per browser, whoever's the series is.
+                if let Some(series) = retire.browser_series {
+                    gone += diesel::delete(
+                        t::remember_tokens
+                            .filter(t::id.lt(kept))
+                            .filter(t::series_hash.eq(series.as_bytes().as_slice())),
+                    )
+                    .execute(conn)?;
+                }
+                // One token per app device.
+                if let Some(device) = retire.device_key {
+                    gone += diesel::delete(
+                        t::remember_tokens
+                            .filter(t::id.lt(kept))
+                            .filter(t::user_id.eq(user))
+                            .filter(t::device_key.eq(device)),
+                    )
+                    .execute(conn)?;
+                }
                 // Bounded growth: beyond the limit the least recently used
                 // go (the new token counts as one).
-                let others: Vec<i64> = mine
+                let older: Vec<i64> = t::remember_tokens
+                    .filter(t::id.lt(kept))
+                    .filter(t::user_id.eq(user))
                     .order((t::last_used_at.desc(), t::id.desc()))
                     .select(t::id)
                     .load(conn)?;
-                let room = (max_per_user as usize).saturating_sub(1);
-                let excess: Vec<i64> = others.iter().skip(room).copied().collect();
+                let room = (retire.max_per_user as usize).saturating_sub(1);
+                let excess: Vec<i64> = older.iter().skip(room).copied().collect();
                 if !excess.is_empty() {
                     gone += diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess)))
                         .execute(conn)?;
@@ -220,9 +227,12 @@ impl TokenStore for DieselStore {
         use remember_tokens::dsl as t;
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                // The user's state row before the tokens, as
+                // `retire_replaced` takes them: the opposite order could
+                // deadlock with a sign-in's trim on PostgreSQL.
+                bump_epoch_on(conn, user)?;
                 let n = diesel::delete(t::remember_tokens.filter(t::user_id.eq(user.as_str())))
                     .execute(conn)?;
-                bump_epoch_on(conn, user)?;
                 diesel::insert_into(audit_events::table)
                     .values(audit_row(event))
                     .execute(conn)?;

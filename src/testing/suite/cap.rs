@@ -60,43 +60,97 @@ pub(super) fn the_cap_and_the_device_key_bound_a_users_tokens<S: TokenStore + ?S
 
 /// An insert alone deletes nothing (a sign-in that stops half-way must
 /// leave the user's devices as they were); the completed sign-in's
-/// `retire_replaced` then keeps its own token, however old its use.
+/// `retire_replaced` then takes the browser's series, the device's other
+/// token and the least recently used beyond the cap, and keeps its own
+/// token, however old its use.
 pub(super) fn a_new_token_replaces_others_only_once_retired<S: TokenStore + ?Sized>(store: &S) {
     let dora = user(4, "dora");
-    let ids: Vec<i64> = (0..3)
+    let ids: Vec<i64> = (0..4)
         .map(|i| {
             let device = (i == 0).then_some("tablet");
             let pair = (&hash(4, 20 + i), &hash(4, 120 + i));
             insert(store, &dora, pair, NOW + i64::from(i), device, 10)
         })
         .collect();
-    let pending = store
-        .insert(NewToken {
-            user_id: &dora,
-            series_hash: &hash(4, 30),
-            token_hash: &hash(4, 130),
-            now: NOW - 100,
-            expires_at: NOW + DAY,
-            user_agent: None,
-            ip: None,
-            device_key: Some("tablet"),
-        })
-        .expect("insert");
-    let all = |store: &S| -> Vec<i64> {
-        let tokens = store.list_for_user(&dora).unwrap();
-        tokens.iter().map(|t| t.id).collect()
-    };
+    let pending = pending(store, &dora, (4, 30), NOW - 100, Some("tablet"));
+    let all = |store: &S| ids_of(store, &dora);
     assert_eq!(
         all(store),
-        [ids[2], ids[1], ids[0], pending],
+        [ids[3], ids[2], ids[1], ids[0], pending],
         "an insert deletes nothing: not the device's token, not beyond the cap"
     );
     let gone = store
-        .retire_replaced(&dora, pending, Some("tablet"), 2)
+        .retire_replaced(Retire {
+            user: &dora,
+            kept: pending,
+            browser_series: Some(&hash(4, 21)),
+            device_key: Some("tablet"),
+            max_per_user: 2,
+        })
         .expect("retire_replaced");
     assert_eq!(
         (gone, all(store)),
-        (2, vec![ids[2], pending]),
-        "the device's other token and the least recently used beyond the cap go, never the new one"
+        (3, vec![ids[3], pending]),
+        "the browser's series, the device's other token and the least recently used \
+         beyond the cap go, never the new one"
     );
+}
+
+/// Two sign-ins of one device, in parallel: each inserts, then each
+/// retires. Neither deletes the other's token while it runs (a newer row
+/// is a sign-in still running); the later's retire then takes the earlier
+/// one. Some token of the device survives whatever the order.
+pub(super) fn parallel_sign_ins_do_not_retire_each_others_tokens<S: TokenStore + ?Sized>(
+    store: &S,
+) {
+    let dirk = user(4, "dirk");
+    let first = pending(store, &dirk, (4, 40), NOW, Some("phone"));
+    let second = pending(store, &dirk, (4, 41), NOW, Some("phone"));
+    let retire = |kept| Retire {
+        user: &dirk,
+        kept,
+        browser_series: None,
+        device_key: Some("phone"),
+        max_per_user: 1,
+    };
+    store
+        .retire_replaced(retire(first))
+        .expect("retire_replaced");
+    assert_eq!(
+        ids_of(store, &dirk),
+        [second, first],
+        "the first to retire leaves the newer token of a sign-in still running"
+    );
+    store
+        .retire_replaced(retire(second))
+        .expect("retire_replaced");
+    assert_eq!(ids_of(store, &dirk), [second], "one token per device");
+}
+
+/// A token inserted as by an issuing step, not yet retired.
+fn pending<S: TokenStore + ?Sized>(
+    store: &S,
+    owner: &UserId,
+    (check, item): (u8, u8),
+    now: i64,
+    device_key: Option<&str>,
+) -> i64 {
+    store
+        .insert(NewToken {
+            user_id: owner,
+            series_hash: &hash(check, item),
+            token_hash: &hash(check, item + 100),
+            now,
+            expires_at: NOW + DAY,
+            user_agent: None,
+            ip: None,
+            device_key,
+        })
+        .expect("insert")
+}
+
+/// The ids of `owner`'s tokens, most recently used first.
+fn ids_of<S: TokenStore + ?Sized>(store: &S, owner: &UserId) -> Vec<i64> {
+    let tokens = store.list_for_user(owner).unwrap();
+    tokens.iter().map(|t| t.id).collect()
 }
