@@ -587,6 +587,7 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
         let credentials = Credentials {
             username: "alice".into(),
             password: password.into_inner(),
+            remember_me: true,
             ..Default::default()
         };
         let outcome = auth.submit(FlowKind::Login, credentials).await?;
@@ -616,19 +617,21 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
     let call = async |req: test::TestRequest| {
         let res = test::call_service(&app, req.to_request()).await;
         let session = common::cookie_of(&res, "__Host-session");
+        let remembered = common::cookie_of(&res, "__Host-remember_me");
         let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-        (body, session)
+        (body, session, remembered)
     };
     stores.users.set_password(&alice, "old").unwrap();
-    let (signed_in, owner) = call(test::TestRequest::post().uri("/sign-in/old")).await;
+    let (signed_in, owner, remembered) = call(test::TestRequest::post().uri("/sign-in/old")).await;
     assert_eq!(signed_in, "signed in");
-    let owner = owner.expect("a session");
+    let (owner, remembered) = (owner.expect("a session"), remembered.expect("a token"));
 
     gate.set_password.store(true, SeqCst);
     let changing = call(
         test::TestRequest::post()
             .uri("/change")
-            .cookie(owner.clone()),
+            .cookie(owner.clone())
+            .cookie(remembered),
     );
     let meanwhile = async {
         gate.entered().await;
@@ -636,13 +639,13 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
         stores.state.bump_epoch(&alice).unwrap();
         gate.open();
     };
-    let ((changed, cleared), ()) = futures_util::future::join(changing, meanwhile).await;
+    let ((changed, cleared, _), ()) = futures_util::future::join(changing, meanwhile).await;
     assert_ne!(
         changed, "changed",
         "the session was revoked before its change completed"
     );
     let kept = cleared.expect("the answer sets the session cookie");
-    let (me, _) = call(test::TestRequest::get().uri("/me").cookie(kept)).await;
+    let (me, ..) = call(test::TestRequest::get().uri("/me").cookie(kept)).await;
     assert_eq!(
         me, "nobody",
         "the session the answer leaves is signed out, not restamped into the new epoch"
@@ -650,11 +653,15 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
     // A copy of the old session cookie (a cookie session lives in the
     // cookie) dies at its next check, under the old epoch.
     clock.advance(Duration::from_secs(61));
-    let (me, _) = call(test::TestRequest::get().uri("/me").cookie(owner)).await;
+    let (me, ..) = call(test::TestRequest::get().uri("/me").cookie(owner)).await;
     assert_eq!(me, "nobody");
+    // This browser's token went with the rest, and none was made for a
+    // session that must sign in again (nobody would hold it).
+    let left = stores.tokens.list_for_user(&alice).unwrap();
+    assert!(left.is_empty(), "{left:?}");
     // The change itself stands: the new password signs in, the old does not.
-    let (with_old, _) = call(test::TestRequest::post().uri("/sign-in/old")).await;
+    let (with_old, ..) = call(test::TestRequest::post().uri("/sign-in/old")).await;
     assert_eq!(with_old, "not signed in");
-    let (with_new, _) = call(test::TestRequest::post().uri("/sign-in/new")).await;
+    let (with_new, ..) = call(test::TestRequest::post().uri("/sign-in/new")).await;
     assert_eq!(with_new, "signed in");
 }

@@ -37,11 +37,12 @@ impl Step for RememberMeIssueStep {
             return Ok(StepOutcome::Failed(Failure::PasswordRequired));
         }
         let cookie = RememberCookie::generate();
+        let series = cookie.series.hash();
         // `validity` is at most `MAX_TOKEN_LIFETIME`: no overflow.
         let expires_at = ctx.now + ctx.config.validity.as_secs() as i64;
         let id = ctx.stores.tokens.insert(NewToken {
             user_id: user,
-            series_hash: &cookie.series.hash(),
+            series_hash: &series,
             token_hash: &cookie.token.hash(),
             now: ctx.now,
             expires_at,
@@ -49,6 +50,28 @@ impl Step for RememberMeIssueStep {
             ip: ctx.client.ip.as_deref(),
             device_key: ctx.device_key.as_deref(),
         })?;
+        // From here the run's cookie change names the new token: should
+        // anything below fail, the run withdraws it. A second issuing step
+        // in one run (the app's after the crate's) supersedes the first:
+        // its token goes, and what it replaced is replaced by this one.
+        let earlier = ctx.issued.take();
+        let replaces = match &earlier {
+            Some(earlier) => earlier.replaces.clone(),
+            None => ctx.browser_series.take(),
+        };
+        let before = ctx.cookie_change.replace(CookieChange::Set {
+            cookie,
+            max_age_secs: expires_at - ctx.now,
+        });
+        ctx.issued = Some(Issued {
+            id,
+            user: user.clone(),
+            replaces,
+            device_key: ctx.device_key.clone(),
+        });
+        if let Some(earlier) = earlier {
+            ctx.stores.tokens.delete_by_id(earlier.id, Some(user))?;
+        }
         // The epoch this run's password was checked under (read before the
         // hash): moved on since (a password change landed while the old
         // password was being checked), the change may already have deleted
@@ -58,7 +81,8 @@ impl Step for RememberMeIssueStep {
         if let Some(epoch) = ctx.epoch
             && ctx.stores.state.auth_epoch(user)? != epoch
         {
-            ctx.stores.tokens.delete_series(&cookie.series.hash())?;
+            ctx.stores.tokens.delete_series(&series)?;
+            (ctx.cookie_change, ctx.issued) = (before, None);
             tracing::warn!(user_id = %user, "token not issued: the user's epoch moved during the sign-in");
             return Ok(StepOutcome::Failed(Failure::PasswordRequired));
         }
@@ -70,26 +94,6 @@ impl Step for RememberMeIssueStep {
             ip: ctx.client.ip.as_deref(),
             user_agent: ctx.client.user_agent.as_deref(),
             detail: &format!("token #{id}"),
-        });
-        // A second issuing step in one run (the app's after the crate's)
-        // supersedes the first: its token goes, and what it replaced is
-        // replaced by this one.
-        let replaces = match ctx.issued.take() {
-            Some(earlier) => {
-                ctx.stores.tokens.delete_by_id(earlier.id, None)?;
-                earlier.replaces
-            }
-            None => ctx.browser_series.take(),
-        };
-        ctx.issued = Some(Issued {
-            id,
-            user: user.clone(),
-            replaces,
-            device_key: ctx.device_key.clone(),
-        });
-        ctx.cookie_change = Some(CookieChange::Set {
-            cookie,
-            max_age_secs: expires_at - ctx.now,
         });
         Ok(StepOutcome::Success {
             user: user.clone(),

@@ -6,7 +6,7 @@ use crate::flow::{
     CookieChange, PasswordCheck, RememberMeIssueStep, Step as _, StepOutcome, Who, browser_series,
     check_password, verified_series,
 };
-use crate::store::{AuditKind, StoreError, Stores, UserId};
+use crate::store::{AuditKind, StoreError, UserId};
 use crate::token::SecretHash;
 
 /// A password change: whose, under which epoch, and the two passwords.
@@ -124,7 +124,7 @@ impl Core {
         let Some(new_epoch) = self.stores.state.bump_epoch_from(user, epoch)? else {
             return Ok(None);
         };
-        let (n, change) = self.end_other_tokens(visit, user, password_at)?;
+        let (n, change) = self.end_other_tokens(visit, user, password_at, Some(new_epoch))?;
         let detail = format!("other devices: {n} token(s) revoked");
         self.stores
             .audit(visit.event(AuditKind::SignOutEverywhere, Some(user), &detail));
@@ -171,7 +171,10 @@ impl Core {
                 None
             }
         };
-        let (n, change) = self.end_other_tokens(visit, user, Some(visit.now))?;
+        // A session that signs in again (`new_epoch` is `None`) gets no
+        // new token: nobody would hold it.
+        let password_at = new_epoch.map(|_| visit.now);
+        let (n, change) = self.end_other_tokens(visit, user, password_at, new_epoch)?;
         let detail = format!("{n} other token(s) revoked");
         self.stores
             .audit(visit.event(AuditKind::PasswordChanged, Some(user), &detail));
@@ -186,25 +189,35 @@ impl Core {
         })))
     }
 
-    /// Deletes every token of `user` except the one the visit's cookie
-    /// still proves, which [`Core::replace_visit_series`] then replaces.
-    /// The number deleted, and the browser's cookie change.
+    /// Deletes every token of `user`, in one statement (a failure cannot
+    /// leave some alive), then gives the browser a new one in place of
+    /// the one its cookie still proved (see [`Core::replace_visit_series`]).
+    /// The number of the user's other tokens deleted, and the browser's
+    /// cookie change.
     fn end_other_tokens(
         &self,
         visit: &Visit,
         user: &UserId,
         password_at: Option<i64>,
+        epoch: Option<i64>,
     ) -> Result<(usize, Option<CookieChange>), StoreError> {
         let keep = match &visit.cookie {
             Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
             None => None,
         };
-        let n = delete_tokens_except(&self.stores, user, keep.as_ref())?;
+        let mine = self.stores.tokens.list_for_user(user)?;
+        let others = mine
+            .iter()
+            .filter(|t| keep.as_ref() != Some(&t.series_hash))
+            .count();
+        self.stores.tokens.delete_all_for_user(user)?;
         let change = match keep {
-            Some(series) => Some(self.replace_visit_series(visit, user, series, password_at)?),
+            Some(series) => {
+                Some(self.replace_visit_series(visit, user, series, password_at, epoch)?)
+            }
             None => None,
         };
-        Ok((n, change))
+        Ok((others, change))
     }
 
     /// This browser's series, kept while every other token of `user` went,
@@ -213,18 +226,21 @@ impl Core {
     /// rest, and a rotation would leave it the grace window and the seal.
     /// The series goes first, whatever follows. The new token is issued
     /// as after a password typed at `password_at` (the issuing step's own
-    /// rule: within the re-auth window); without one, or should issuing
-    /// it fail, the cookie goes.
+    /// rule: within the re-auth window), under `epoch` (the step deletes
+    /// it again if a revocation moved the epoch on meanwhile); without a
+    /// password, or should issuing it fail, the cookie goes.
     fn replace_visit_series(
         &self,
         visit: &Visit,
         user: &UserId,
         series: SecretHash,
         password_at: Option<i64>,
+        epoch: Option<i64>,
     ) -> Result<CookieChange, StoreError> {
         self.stores.tokens.delete_series(&series)?;
         let mut ctx = self.context(visit);
         ctx.password_at = password_at;
+        ctx.epoch = epoch;
         let issued =
             RememberMeIssueStep
                 .run(&mut ctx, Some(user))
@@ -241,18 +257,4 @@ impl Core {
             }
         }
     }
-}
-
-fn delete_tokens_except(
-    stores: &Stores,
-    user: &UserId,
-    keep: Option<&crate::token::SecretHash>,
-) -> Result<usize, StoreError> {
-    let mut n = 0;
-    for token in stores.tokens.list_for_user(user)? {
-        if keep != Some(&token.series_hash) && stores.tokens.delete_by_id(token.id, Some(user))? {
-            n += 1;
-        }
-    }
-    Ok(n)
 }

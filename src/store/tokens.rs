@@ -322,7 +322,9 @@ pub trait TokenStore: Send + Sync {
     /// once the sign-in that issued it has completed (a sign-in that stops
     /// half-way, at a second factor say, must leave the user's other
     /// devices as they were). A series that exists already is
-    /// [`StoreError::AlreadyExists`].
+    /// [`StoreError::AlreadyExists`]. One user's ids must become visible
+    /// in the order they are drawn (`retire_replaced` leaves newer ids
+    /// alone): the Diesel store inserts under the lock its trims take.
     fn insert(&self, token: NewToken<'_>) -> Result<i64, StoreError>;
 
     /// What a completed sign-in's new token replaces goes, in one

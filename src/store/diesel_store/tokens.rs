@@ -86,23 +86,30 @@ impl TokenStore for DieselStore {
     fn insert(&self, token: NewToken<'_>) -> Result<i64, StoreError> {
         use remember_tokens::dsl as t;
         self.with_write_conn(|conn| {
-            diesel::insert_into(t::remember_tokens)
-                .values(NewTokenRow {
-                    series_hash: token.series_hash.as_bytes(),
-                    token_hash: token.token_hash.as_bytes(),
-                    user_id: token.user_id.as_str(),
-                    created_at: token.now,
-                    last_used_at: token.now,
-                    expires_at: token.expires_at,
-                    user_agent: token.user_agent,
-                    ip: token.ip,
-                    device_key: token.device_key,
-                })
-                .execute(conn)?;
-            t::remember_tokens
-                .filter(t::series_hash.eq(token.series_hash.as_bytes().as_slice()))
-                .select(t::id)
-                .get_result(conn)
+            write_transaction(conn, |conn| {
+                // Under the user's lock on PostgreSQL, so that one user's ids
+                // commit in the order they are drawn: `retire_replaced` leaves
+                // newer ids alone, and one drawn earlier but committed later
+                // would escape every trim.
+                lock_user_state(conn, token.user_id.as_str())?;
+                diesel::insert_into(t::remember_tokens)
+                    .values(NewTokenRow {
+                        series_hash: token.series_hash.as_bytes(),
+                        token_hash: token.token_hash.as_bytes(),
+                        user_id: token.user_id.as_str(),
+                        created_at: token.now,
+                        last_used_at: token.now,
+                        expires_at: token.expires_at,
+                        user_agent: token.user_agent,
+                        ip: token.ip,
+                        device_key: token.device_key,
+                    })
+                    .execute(conn)?;
+                t::remember_tokens
+                    .filter(t::series_hash.eq(token.series_hash.as_bytes().as_slice()))
+                    .select(t::id)
+                    .get_result(conn)
+            })
         })
     }
 
@@ -112,26 +119,8 @@ impl TokenStore for DieselStore {
         self.with_write_conn(|conn| {
             write_transaction(conn, |conn| {
                 // Serialize the user's concurrent sign-ins so the cap below
-                // holds exactly. PostgreSQL needs a row lock (READ COMMITTED
-                // lets two trims each count only the rows they saw): the
-                // user's state row, made if missing, and taken before the
-                // tokens, as a revocation takes them; SQLite's immediate
-                // transaction holds the database's write lock throughout.
-                // FOR NO KEY UPDATE, not FOR UPDATE: it serializes the
-                // trims all the same, and blocks no plain read.
-                #[cfg(feature = "postgres")]
-                #[allow(irrefutable_let_patterns)] // a PostgreSQL-only build
-                if let AnyConnection::Postgresql(pg) = conn {
-                    diesel::insert_into(user_state::table)
-                        .values((user_state::user_id.eq(user), user_state::auth_epoch.eq(0)))
-                        .on_conflict_do_nothing()
-                        .execute(pg)?;
-                    user_state::table
-                        .find(user)
-                        .select(user_state::auth_epoch)
-                        .for_no_key_update()
-                        .get_result::<i64>(pg)?;
-                }
+                // holds exactly (see `lock_user_state`).
+                lock_user_state(conn, user)?;
                 // Older rows only (see the trait): newer ones are sign-ins
                 // still running.
                 let mut gone = 0;
@@ -321,4 +310,29 @@ pub(super) fn delete_still_expired(
     use remember_tokens::dsl as t;
     let still = t::id.eq_any(ids).and(t::expires_at.le(now));
     diesel::delete(t::remember_tokens.filter(still)).execute(conn)
+}
+
+/// Serializes the token writes of one user's sign-ins (inserts, trims)
+/// within the caller's transaction. PostgreSQL needs a row lock (READ
+/// COMMITTED lets two trims each count only the rows they saw): the user's
+/// state row, made if missing, and taken before the tokens, as a
+/// revocation takes them. FOR NO KEY UPDATE, not FOR UPDATE: it serializes
+/// them all the same, and blocks no plain read. SQLite's immediate
+/// transaction already holds the database's write lock.
+fn lock_user_state(conn: &mut AnyConnection, user: &str) -> Result<(), DieselError> {
+    #[cfg(feature = "postgres")]
+    #[allow(irrefutable_let_patterns)] // a PostgreSQL-only build
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::insert_into(user_state::table)
+            .values((user_state::user_id.eq(user), user_state::auth_epoch.eq(0)))
+            .on_conflict_do_nothing()
+            .execute(pg)?;
+        user_state::table
+            .find(user)
+            .select(user_state::auth_epoch)
+            .for_no_key_update()
+            .get_result::<i64>(pg)?;
+    }
+    let _ = (conn, user);
+    Ok(())
 }

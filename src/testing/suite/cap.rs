@@ -125,6 +125,16 @@ pub(super) fn parallel_sign_ins_do_not_retire_each_others_tokens<S: TokenStore +
         .retire_replaced(retire(second))
         .expect("retire_replaced");
     assert_eq!(ids_of(store, &dirk), [second], "one token per device");
+    // The other order: the later sign-in retires first.
+    let third = pending(store, &dirk, (4, 42), NOW, Some("phone"));
+    let fourth = pending(store, &dirk, (4, 43), NOW, Some("phone"));
+    store
+        .retire_replaced(retire(fourth))
+        .expect("retire_replaced");
+    store
+        .retire_replaced(retire(third))
+        .expect("retire_replaced");
+    assert_eq!(ids_of(store, &dirk), [fourth], "the newer token stays");
 }
 
 /// A token inserted as by an issuing step, not yet retired.
