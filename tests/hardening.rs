@@ -369,39 +369,64 @@ impl rememberme::store::UserDirectory for Gated {
     }
 }
 
-/// From a review: a password change moved the epoch on before the new
-/// password was hashed and stored, so a sign-in with the old password that
-/// finished meanwhile got a session under the new epoch, and kept it. The
-/// change now moves the epoch on again once the new password is stored,
-/// and a password check's session carries the epoch read before the check.
-async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db: TestDb) {
-    use actix_web::{App, HttpResponse, test, web};
-    use rememberme::clock::ManualClock;
-    use rememberme::extract::{PasswordChange, SubmitOutcome};
-    use rememberme::flow::{Credentials, FlowKind};
-    use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig};
-    use std::sync::atomic::Ordering::SeqCst;
+/// Alice's password before and after the races' change.
+const OLD: &str = "old-password";
+const NEW: &str = "new-password";
 
+/// A password-change race: alice (password [`OLD`]) in the users table
+/// behind a [`Gate`], the stores over it, and a layer with a manual clock.
+struct Race {
+    stores: rememberme::Stores,
+    alice: rememberme::UserId,
+    gate: std::sync::Arc<Gate>,
+    clock: rememberme::clock::ManualClock,
+    layer: rememberme::Layer,
+}
+
+fn race(db: &TestDb) -> Race {
+    use rememberme::{Database, DieselStore, RememberMe, RememberMeConfig};
     let database = Database::connect(&db.url, 4).unwrap();
     let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
-    users.create("alice", "correct horse", false).unwrap();
+    let alice = users.create("alice", OLD, false).unwrap();
     let gate = std::sync::Arc::new(Gate::default());
-    gate.set_password.store(true, SeqCst);
     let directory = Gated {
         inner: users,
         gate: gate.clone(),
     };
     let stores = rememberme::Stores::new(DieselStore::new(database), directory);
-    let clock = ManualClock::new();
+    let clock = rememberme::clock::ManualClock::new();
     let config = RememberMeConfig::builder()
         .clock(clock.clone())
         .password_concurrency(4)
         .build();
-    let layer = RememberMe::new(stores, config).with_session(actix_web::cookie::Key::generate());
-    async fn sign_in(auth: Auth) -> Result<HttpResponse, AuthError> {
+    let layer =
+        RememberMe::new(stores.clone(), config).with_session(actix_web::cookie::Key::generate());
+    Race {
+        stores,
+        alice,
+        gate,
+        clock,
+        layer,
+    }
+}
+
+/// The races' routes: `POST /sign-in/{password}/{remember|once}` (alice,
+/// "Keep me logged in" ticked or not), `POST /change` ([`OLD`] to
+/// [`NEW`]), `GET /me` (who the session is).
+fn race_routes(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::{HttpResponse, web};
+    use rememberme::extract::{PasswordChange, SubmitOutcome};
+    use rememberme::flow::{Credentials, FlowKind};
+    use rememberme::{Auth, AuthError};
+    async fn sign_in(
+        auth: Auth,
+        path: web::Path<(String, String)>,
+    ) -> Result<HttpResponse, AuthError> {
+        let (password, remember) = path.into_inner();
         let credentials = Credentials {
             username: "alice".into(),
-            password: "correct horse".into(),
+            password,
+            remember_me: remember == "remember",
             ..Default::default()
         };
         let outcome = auth.submit(FlowKind::Login, credentials).await?;
@@ -411,9 +436,7 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
         }))
     }
     async fn change(auth: Auth) -> Result<HttpResponse, AuthError> {
-        let changed = auth
-            .change_password("correct horse".into(), "a brand new password".into())
-            .await?;
+        let changed = auth.change_password(OLD.into(), NEW.into()).await?;
         Ok(HttpResponse::Ok().body(match changed {
             PasswordChange::Changed => "changed",
             _ => "not changed",
@@ -422,48 +445,59 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
     async fn me(auth: Auth) -> HttpResponse {
         HttpResponse::Ok().body(auth.user().map_or("nobody".to_owned(), |u| u.username))
     }
-    let app = test::init_service(
-        App::new()
-            .route("/sign-in", web::post().to(sign_in))
-            .route("/change", web::post().to(change))
-            .route("/me", web::get().to(me))
-            .wrap(layer),
-    )
-    .await;
-    let session_of = |res: &actix_web::dev::ServiceResponse| {
-        common::cookie_of(res, "__Host-session").expect("a session")
-    };
-    let call = async |method: &str, uri: &str, session: &actix_web::cookie::Cookie<'static>| {
-        let req = match method {
-            "GET" => test::TestRequest::get(),
-            _ => test::TestRequest::post(),
-        };
-        let res = test::call_service(&app, req.uri(uri).cookie(session.clone()).to_request()).await;
-        String::from_utf8(test::read_body(res).await.to_vec()).unwrap()
-    };
-    let res =
-        test::call_service(&app, test::TestRequest::post().uri("/sign-in").to_request()).await;
-    let owner = session_of(&res);
+    cfg.route("/sign-in/{password}/{remember}", web::post().to(sign_in))
+        .route("/change", web::post().to(change))
+        .route("/me", web::get().to(me));
+}
 
-    let changing = call("POST", "/change", &owner);
+/// What a race's request set: the body, the session cookie, the
+/// remember-me cookie.
+type Answer = (
+    String,
+    Option<actix_web::cookie::Cookie<'static>>,
+    Option<actix_web::cookie::Cookie<'static>>,
+);
+
+/// From a review: a password change moved the epoch on before the new
+/// password was hashed and stored, so a sign-in with the old password that
+/// finished meanwhile got a session under the new epoch, and kept it. The
+/// change now moves the epoch on again once the new password is stored,
+/// and a password check's session carries the epoch read before the check.
+async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db: TestDb) {
+    use actix_web::{App, test};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let Race {
+        gate, clock, layer, ..
+    } = race(&db);
+    gate.set_password.store(true, SeqCst);
+    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
+    let call = async |req: test::TestRequest| -> Answer {
+        let res = test::call_service(&app, req.to_request()).await;
+        let session = common::cookie_of(&res, "__Host-session");
+        let remembered = common::cookie_of(&res, "__Host-remember_me");
+        let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+        (body, session, remembered)
+    };
+    let sign_in = || test::TestRequest::post().uri(&format!("/sign-in/{OLD}/once"));
+    let me = |session: &actix_web::cookie::Cookie<'static>| {
+        test::TestRequest::get().uri("/me").cookie(session.clone())
+    };
+    let owner = call(sign_in()).await.1.expect("a session");
+
+    let changing = call(test::TestRequest::post().uri("/change").cookie(owner));
     let meanwhile = async {
         gate.entered().await;
-        let req = test::TestRequest::post().uri("/sign-in").to_request();
-        let res = test::call_service(&app, req).await;
-        let other = session_of(&res);
+        let other = call(sign_in()).await.1.expect("a session");
         gate.open();
         other
     };
-    let (changed, other) = futures_util::future::join(changing, meanwhile).await;
+    let ((changed, ..), other) = futures_util::future::join(changing, meanwhile).await;
     assert_eq!(changed, "changed");
-    assert_eq!(
-        call("GET", "/me", &other).await,
-        "alice",
-        "signed in meanwhile"
-    );
+    assert_eq!(call(me(&other)).await.0, "alice", "signed in meanwhile");
     clock.advance(Duration::from_secs(61));
     assert_eq!(
-        call("GET", "/me", &other).await,
+        call(me(&other)).await.0,
         "nobody",
         "the old password's session ends at its next check"
     );
@@ -475,77 +509,45 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
 /// password's holder back in. The issuing step now checks, after its
 /// insert, that the epoch is still the one the password was checked under.
 async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: TestDb) {
-    use actix_web::{App, HttpResponse, test, web};
-    use rememberme::extract::{PasswordChange, SubmitOutcome};
-    use rememberme::flow::{Credentials, FlowKind};
-    use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig};
+    use actix_web::{App, test};
     use std::sync::atomic::Ordering::SeqCst;
 
-    let database = Database::connect(&db.url, 4).unwrap();
-    let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
-    let alice = users.create("alice", "correct horse", false).unwrap();
-    let gate = std::sync::Arc::new(Gate::default());
-    let directory = Gated {
-        inner: users,
-        gate: gate.clone(),
-    };
-    let stores = rememberme::Stores::new(DieselStore::new(database), directory);
-    let config = RememberMeConfig::builder().password_concurrency(4).build();
-    let layer =
-        RememberMe::new(stores.clone(), config).with_session(actix_web::cookie::Key::generate());
-    async fn sign_in(auth: Auth) -> Result<HttpResponse, AuthError> {
-        let credentials = Credentials {
-            username: "alice".into(),
-            password: "correct horse".into(),
-            remember_me: true,
-            ..Default::default()
-        };
-        let outcome = auth.submit(FlowKind::Login, credentials).await?;
-        Ok(HttpResponse::Ok().body(match outcome {
-            SubmitOutcome::SignedIn(_) => "signed in",
-            _ => "not signed in",
-        }))
-    }
-    async fn change(auth: Auth) -> Result<HttpResponse, AuthError> {
-        let changed = auth
-            .change_password("correct horse".into(), "a brand new password".into())
-            .await?;
-        Ok(HttpResponse::Ok().body(match changed {
-            PasswordChange::Changed => "changed",
-            _ => "not changed",
-        }))
-    }
-    let app = test::init_service(
-        App::new()
-            .route("/sign-in", web::post().to(sign_in))
-            .route("/change", web::post().to(change))
-            .wrap(layer),
-    )
-    .await;
-    let body = async |req: test::TestRequest| {
+    let Race {
+        stores,
+        alice,
+        gate,
+        layer,
+        ..
+    } = race(&db);
+    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
+    let call = async |req: test::TestRequest| -> Answer {
         let res = test::call_service(&app, req.to_request()).await;
         let session = common::cookie_of(&res, "__Host-session");
+        let remembered = common::cookie_of(&res, "__Host-remember_me");
         let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-        (body, session)
+        (body, session, remembered)
     };
-    let (signed_in, owner) = body(test::TestRequest::post().uri("/sign-in")).await;
+    let sign_in = || test::TestRequest::post().uri(&format!("/sign-in/{OLD}/remember"));
+    let (signed_in, owner, _) = call(sign_in()).await;
     assert_eq!(signed_in, "signed in");
     let owner = owner.expect("a session");
     let tokens = || stores.tokens.list_for_user(&alice).unwrap().len();
     assert_eq!(tokens(), 1);
 
     gate.find_by_id.store(true, SeqCst);
-    let racing = body(test::TestRequest::post().uri("/sign-in"));
+    let racing = call(sign_in());
     let meanwhile = async {
         gate.entered().await;
-        let req = test::TestRequest::post()
-            .uri("/change")
-            .cookie(owner.clone());
-        let (changed, _) = body(req).await;
+        let (changed, ..) = call(
+            test::TestRequest::post()
+                .uri("/change")
+                .cookie(owner.clone()),
+        )
+        .await;
         gate.open();
         changed
     };
-    let ((raced, _), changed) = futures_util::future::join(racing, meanwhile).await;
+    let ((raced, ..), changed) = futures_util::future::join(racing, meanwhile).await;
     assert_eq!(changed, "changed");
     assert_eq!(raced, "not signed in", "its password was the old one");
     // The change ended every token (its request carried none of its own),
@@ -561,68 +563,27 @@ async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: Test
 /// session never does: it ends now, and signs in again with the new
 /// password.
 async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: TestDb) {
-    use actix_web::{App, HttpResponse, test, web};
-    use rememberme::extract::{PasswordChange, SubmitOutcome};
-    use rememberme::flow::{Credentials, FlowKind};
-    use rememberme::{Auth, AuthError, Database, DieselStore, RememberMe, RememberMeConfig};
+    use actix_web::{App, test};
     use std::sync::atomic::Ordering::SeqCst;
 
-    let database = Database::connect(&db.url, 4).unwrap();
-    let users = rememberme::store::UsersTable::open(database.clone()).unwrap();
-    let alice = users.create("alice", "correct horse", false).unwrap();
-    let gate = std::sync::Arc::new(Gate::default());
-    let directory = Gated {
-        inner: users,
-        gate: gate.clone(),
-    };
-    let stores = rememberme::Stores::new(DieselStore::new(database), directory);
-    let clock = rememberme::clock::ManualClock::new();
-    let config = RememberMeConfig::builder()
-        .clock(clock.clone())
-        .password_concurrency(4)
-        .build();
-    let layer =
-        RememberMe::new(stores.clone(), config).with_session(actix_web::cookie::Key::generate());
-    async fn sign_in(auth: Auth, password: web::Path<String>) -> Result<HttpResponse, AuthError> {
-        let credentials = Credentials {
-            username: "alice".into(),
-            password: password.into_inner(),
-            remember_me: true,
-            ..Default::default()
-        };
-        let outcome = auth.submit(FlowKind::Login, credentials).await?;
-        Ok(HttpResponse::Ok().body(match outcome {
-            SubmitOutcome::SignedIn(_) => "signed in",
-            _ => "not signed in",
-        }))
-    }
-    async fn change(auth: Auth) -> Result<HttpResponse, AuthError> {
-        let changed = auth.change_password("old".into(), "new".into()).await?;
-        Ok(HttpResponse::Ok().body(match changed {
-            PasswordChange::Changed => "changed",
-            _ => "not changed",
-        }))
-    }
-    async fn me(auth: Auth) -> HttpResponse {
-        HttpResponse::Ok().body(auth.user().map_or("nobody".to_owned(), |u| u.username))
-    }
-    let app = test::init_service(
-        App::new()
-            .route("/sign-in/{password}", web::post().to(sign_in))
-            .route("/change", web::post().to(change))
-            .route("/me", web::get().to(me))
-            .wrap(layer),
-    )
-    .await;
-    let call = async |req: test::TestRequest| {
+    let Race {
+        stores,
+        alice,
+        gate,
+        clock,
+        layer,
+    } = race(&db);
+    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
+    let call = async |req: test::TestRequest| -> Answer {
         let res = test::call_service(&app, req.to_request()).await;
         let session = common::cookie_of(&res, "__Host-session");
         let remembered = common::cookie_of(&res, "__Host-remember_me");
         let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
         (body, session, remembered)
     };
-    stores.users.set_password(&alice, "old").unwrap();
-    let (signed_in, owner, remembered) = call(test::TestRequest::post().uri("/sign-in/old")).await;
+    let sign_in =
+        |password: &str| test::TestRequest::post().uri(&format!("/sign-in/{password}/remember"));
+    let (signed_in, owner, remembered) = call(sign_in(OLD)).await;
     assert_eq!(signed_in, "signed in");
     let (owner, remembered) = (owner.expect("a session"), remembered.expect("a token"));
 
@@ -660,8 +621,6 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
     let left = stores.tokens.list_for_user(&alice).unwrap();
     assert!(left.is_empty(), "{left:?}");
     // The change itself stands: the new password signs in, the old does not.
-    let (with_old, ..) = call(test::TestRequest::post().uri("/sign-in/old")).await;
-    assert_eq!(with_old, "not signed in");
-    let (with_new, ..) = call(test::TestRequest::post().uri("/sign-in/new")).await;
-    assert_eq!(with_new, "signed in");
+    assert_eq!(call(sign_in(OLD)).await.0, "not signed in");
+    assert_eq!(call(sign_in(NEW)).await.0, "signed in");
 }

@@ -59,15 +59,37 @@ fn user(check: u8, name: &str) -> UserId {
     UserId::from(format!("suite-{check}-{name}"))
 }
 
+/// Inserts a token as the issuing step does, then retires what it
+/// replaces as a completed sign-in does.
 fn insert<S: TokenStore + ?Sized>(
+    store: &S,
+    owner: &UserId,
+    pair: (&SecretHash, &SecretHash),
+    now: i64,
+    device: Option<&str>,
+    cap: u32,
+) -> i64 {
+    let id = insert_only(store, owner, pair, now, device);
+    let retire = Retire {
+        user: owner,
+        kept: id,
+        browser_series: None,
+        device_key: device,
+        max_per_user: cap,
+    };
+    store.retire_replaced(retire).expect("retire_replaced");
+    id
+}
+
+/// Inserts a token as the issuing step does: a sign-in still running.
+fn insert_only<S: TokenStore + ?Sized>(
     store: &S,
     owner: &UserId,
     (series, token): (&SecretHash, &SecretHash),
     now: i64,
     device: Option<&str>,
-    cap: u32,
 ) -> i64 {
-    let id = store
+    store
         .insert(NewToken {
             user_id: owner,
             series_hash: series,
@@ -78,16 +100,7 @@ fn insert<S: TokenStore + ?Sized>(
             ip: Some("192.0.2.1"),
             device_key: device,
         })
-        .expect("insert");
-    let retire = Retire {
-        user: owner,
-        kept: id,
-        browser_series: None,
-        device_key: device,
-        max_per_user: cap,
-    };
-    store.retire_replaced(retire).expect("retire_replaced");
-    id
+        .expect("insert")
 }
 
 fn attempt<'a>(

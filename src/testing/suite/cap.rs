@@ -72,7 +72,13 @@ pub(super) fn a_new_token_replaces_others_only_once_retired<S: TokenStore + ?Siz
             insert(store, &dora, pair, NOW + i64::from(i), device, 10)
         })
         .collect();
-    let pending = pending(store, &dora, (4, 30), NOW - 100, Some("tablet"));
+    let pending = insert_only(
+        store,
+        &dora,
+        (&hash(4, 30), &hash(4, 130)),
+        NOW - 100,
+        Some("tablet"),
+    );
     let all = |store: &S| ids_of(store, &dora);
     assert_eq!(
         all(store),
@@ -104,8 +110,20 @@ pub(super) fn parallel_sign_ins_do_not_retire_each_others_tokens<S: TokenStore +
     store: &S,
 ) {
     let dirk = user(4, "dirk");
-    let first = pending(store, &dirk, (4, 40), NOW, Some("phone"));
-    let second = pending(store, &dirk, (4, 41), NOW, Some("phone"));
+    let first = insert_only(
+        store,
+        &dirk,
+        (&hash(4, 40), &hash(4, 140)),
+        NOW,
+        Some("phone"),
+    );
+    let second = insert_only(
+        store,
+        &dirk,
+        (&hash(4, 41), &hash(4, 141)),
+        NOW,
+        Some("phone"),
+    );
     let retire = |kept| Retire {
         user: &dirk,
         kept,
@@ -126,8 +144,20 @@ pub(super) fn parallel_sign_ins_do_not_retire_each_others_tokens<S: TokenStore +
         .expect("retire_replaced");
     assert_eq!(ids_of(store, &dirk), [second], "one token per device");
     // The other order: the later sign-in retires first.
-    let third = pending(store, &dirk, (4, 42), NOW, Some("phone"));
-    let fourth = pending(store, &dirk, (4, 43), NOW, Some("phone"));
+    let third = insert_only(
+        store,
+        &dirk,
+        (&hash(4, 42), &hash(4, 142)),
+        NOW,
+        Some("phone"),
+    );
+    let fourth = insert_only(
+        store,
+        &dirk,
+        (&hash(4, 43), &hash(4, 143)),
+        NOW,
+        Some("phone"),
+    );
     store
         .retire_replaced(retire(fourth))
         .expect("retire_replaced");
@@ -135,28 +165,6 @@ pub(super) fn parallel_sign_ins_do_not_retire_each_others_tokens<S: TokenStore +
         .retire_replaced(retire(third))
         .expect("retire_replaced");
     assert_eq!(ids_of(store, &dirk), [fourth], "the newer token stays");
-}
-
-/// A token inserted as by an issuing step, not yet retired.
-fn pending<S: TokenStore + ?Sized>(
-    store: &S,
-    owner: &UserId,
-    (check, item): (u8, u8),
-    now: i64,
-    device_key: Option<&str>,
-) -> i64 {
-    store
-        .insert(NewToken {
-            user_id: owner,
-            series_hash: &hash(check, item),
-            token_hash: &hash(check, item + 100),
-            now,
-            expires_at: NOW + DAY,
-            user_agent: None,
-            ip: None,
-            device_key,
-        })
-        .expect("insert")
 }
 
 /// The ids of `owner`'s tokens, most recently used first.
