@@ -337,7 +337,10 @@ pub trait TokenStore: Send + Sync {
     /// how many went. Concurrent calls for one user must leave at most the
     /// cap (serialize them: the Diesel store locks the user's state row on
     /// PostgreSQL, before its tokens, as every transaction that touches
-    /// both does).
+    /// both does). A token being rotated at that moment is in use, whatever
+    /// its row still says: the Diesel store keeps it, counted in the cap,
+    /// rather than wait for it (the rotation may be waiting for the
+    /// browser's series this call has just deleted).
     fn retire_replaced(&self, retire: Retire<'_>) -> Result<usize, StoreError>;
 
     /// The owner of a token, by id.

@@ -248,6 +248,63 @@ fn a_row_locked_elsewhere_fails_only_its_attempt_on_postgres() {
     });
 }
 
+/// A sign-in's trim beyond the cap does not wait for a token that a
+/// rotation holds locked: that token is in use, so it is kept, counted in
+/// the room, and the next least recently used goes instead. Waiting
+/// deadlocked: the trim's transaction had deleted the browser's series,
+/// which the rotation's batch (holding the token) could be waiting for.
+/// The transaction standing in for the batch here rotates the token, then
+/// deletes the series: it would block on the trim, and the trim on it.
+#[test]
+fn a_trim_passes_over_a_token_a_rotation_holds_on_postgres() {
+    use diesel::Connection as _;
+    on_postgres(|url| {
+        let db =
+            Database::connect_with_timeout(url, 2, std::time::Duration::from_millis(500)).unwrap();
+        let store = DieselStore::new(db);
+        let alice = user_with_token(&store, "alice", 1, 10);
+        let ids = |store: &DieselStore| -> Vec<i64> {
+            let mut ids: Vec<i64> = store
+                .list_for_user(&alice)
+                .unwrap()
+                .iter()
+                .map(|t| t.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let held = ids(&store)[0];
+        for series in 2..=4 {
+            user_with_token(&store, "alice", series, series * 10);
+        }
+        let newest = user_with_token(&store, "alice", 5, 50);
+        let [_, next, third, browser, kept] = ids(&store)[..] else {
+            unreachable!("five tokens")
+        };
+
+        let mut rotation = diesel::PgConnection::establish(url).unwrap();
+        rotation
+            .batch_execute(&format!(
+                "BEGIN; UPDATE remember_tokens SET last_used_at = 2000 WHERE id = {held}"
+            ))
+            .unwrap();
+        let gone = store.retire_replaced(crate::store::Retire {
+            user: &newest,
+            kept,
+            browser_series: Some(&hash(4)),
+            device_key: None,
+            max_per_user: 3,
+        });
+        rotation
+            .batch_execute(&format!(
+                "DELETE FROM remember_tokens WHERE id = {browser}; COMMIT"
+            ))
+            .expect("the rotation's transaction does not deadlock");
+        assert_eq!(gone.expect("the trim did not wait"), 2);
+        assert_eq!(ids(&store), [held, third, kept], "{next} went, not {held}");
+    });
+}
+
 /// A purge batch deletes only what is still stale when it deletes: a token
 /// whose expiry a sign-in by cookie extended, and a failure counter that
 /// failed again, between the batch's select and its delete, are kept

@@ -145,18 +145,8 @@ impl TokenStore for DieselStore {
                 }
                 // Bounded growth: beyond the limit the least recently used
                 // go (the new token counts as one).
-                let older: Vec<i64> = t::remember_tokens
-                    .filter(t::id.lt(kept))
-                    .filter(t::user_id.eq(user))
-                    .order((t::last_used_at.desc(), t::id.desc()))
-                    .select(t::id)
-                    .load(conn)?;
                 let room = (retire.max_per_user as usize).saturating_sub(1);
-                let excess: Vec<i64> = older.iter().skip(room).copied().collect();
-                if !excess.is_empty() {
-                    gone += diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess)))
-                        .execute(conn)?;
-                }
+                gone += trim_beyond(conn, user, kept, room)?;
                 Ok(gone)
             })
         })
@@ -310,6 +300,50 @@ pub(super) fn delete_still_expired(
     use remember_tokens::dsl as t;
     let still = t::id.eq_any(ids).and(t::expires_at.le(now));
     diesel::delete(t::remember_tokens.filter(still)).execute(conn)
+}
+
+/// Deletes `user`'s least recently used tokens older than `kept` beyond
+/// the `room` most recent. On PostgreSQL a token a rotation holds locked
+/// right now is in use, the most recent of all whatever its row still
+/// says: it is kept, counted in the room, and not waited for. Waiting could
+/// deadlock: a rotation batch holding that token while it waits for the
+/// browser's series this transaction has just deleted. SQLite's immediate
+/// transaction has the database to itself.
+fn trim_beyond(
+    conn: &mut AnyConnection,
+    user: &str,
+    kept: i64,
+    room: usize,
+) -> Result<usize, DieselError> {
+    use remember_tokens::dsl as t;
+    let mine = || {
+        t::remember_tokens
+            .filter(t::id.lt(kept))
+            .filter(t::user_id.eq(user))
+    };
+    let older = || {
+        mine()
+            .order((t::last_used_at.desc(), t::id.desc()))
+            .select(t::id)
+    };
+    let (all, free): (i64, Vec<i64>) = match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(pg) => (
+            mine().count().get_result(pg)?,
+            older().for_update().skip_locked().load(pg)?,
+        ),
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(lite) => {
+            let free: Vec<i64> = older().load(lite)?;
+            (free.len() as i64, free)
+        }
+    };
+    let busy = (all as usize).saturating_sub(free.len());
+    let excess: Vec<i64> = free.into_iter().skip(room.saturating_sub(busy)).collect();
+    if excess.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(t::remember_tokens.filter(t::id.eq_any(excess))).execute(conn)
 }
 
 /// Serializes the token writes of one user's sign-ins (inserts, trims)
