@@ -18,6 +18,8 @@ on_both_backends!(
     a_sign_in_with_the_old_password_during_a_change_ends_with_the_change,
     a_token_of_an_old_password_checked_during_a_change_is_not_kept,
     a_session_revoked_during_its_own_password_change_signs_in_again,
+    a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_copy_alive,
+    a_revocation_just_before_a_password_changes_new_token_keeps_no_token,
 );
 
 async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
@@ -379,6 +381,8 @@ struct Race {
     stores: rememberme::Stores,
     alice: rememberme::UserId,
     gate: std::sync::Arc<Gate>,
+    /// The token store's calls, to set traps on.
+    calls: std::sync::Arc<common::CallCounts>,
     clock: rememberme::clock::ManualClock,
     layer: rememberme::Layer,
 }
@@ -393,7 +397,8 @@ fn race(db: &TestDb) -> Race {
         inner: users,
         gate: gate.clone(),
     };
-    let stores = rememberme::Stores::new(DieselStore::new(database), directory);
+    let (store, calls) = common::CountingStore::new(DieselStore::new(database));
+    let stores = rememberme::Stores::new(store, directory);
     let clock = rememberme::clock::ManualClock::new();
     let config = RememberMeConfig::builder()
         .clock(clock.clone())
@@ -405,6 +410,7 @@ fn race(db: &TestDb) -> Race {
         stores,
         alice,
         gate,
+        calls,
         clock,
         layer,
     }
@@ -458,6 +464,23 @@ type Answer = (
     Option<actix_web::cookie::Cookie<'static>>,
 );
 
+/// `async |req: TestRequest| -> Answer` on a race's `app`.
+macro_rules! caller {
+    ($app:ident) => {
+        async |req: actix_web::test::TestRequest| -> Answer {
+            let res = actix_web::test::call_service(&$app, req.to_request()).await;
+            let session = common::cookie_of(&res, "__Host-session");
+            let remembered = common::cookie_of(&res, "__Host-remember_me");
+            let body = actix_web::test::read_body(res).await;
+            (
+                String::from_utf8(body.to_vec()).unwrap(),
+                session,
+                remembered,
+            )
+        }
+    };
+}
+
 /// From a review: a password change moved the epoch on before the new
 /// password was hashed and stored, so a sign-in with the old password that
 /// finished meanwhile got a session under the new epoch, and kept it. The
@@ -472,13 +495,7 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
     } = race(&db);
     gate.set_password.store(true, SeqCst);
     let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = async |req: test::TestRequest| -> Answer {
-        let res = test::call_service(&app, req.to_request()).await;
-        let session = common::cookie_of(&res, "__Host-session");
-        let remembered = common::cookie_of(&res, "__Host-remember_me");
-        let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-        (body, session, remembered)
-    };
+    let call = caller!(app);
     let sign_in = || test::TestRequest::post().uri(&format!("/sign-in/{OLD}/once"));
     let me = |session: &actix_web::cookie::Cookie<'static>| {
         test::TestRequest::get().uri("/me").cookie(session.clone())
@@ -520,13 +537,7 @@ async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: Test
         ..
     } = race(&db);
     let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = async |req: test::TestRequest| -> Answer {
-        let res = test::call_service(&app, req.to_request()).await;
-        let session = common::cookie_of(&res, "__Host-session");
-        let remembered = common::cookie_of(&res, "__Host-remember_me");
-        let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-        (body, session, remembered)
-    };
+    let call = caller!(app);
     let sign_in = || test::TestRequest::post().uri(&format!("/sign-in/{OLD}/remember"));
     let (signed_in, owner, _) = call(sign_in()).await;
     assert_eq!(signed_in, "signed in");
@@ -572,15 +583,10 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
         gate,
         clock,
         layer,
+        ..
     } = race(&db);
     let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = async |req: test::TestRequest| -> Answer {
-        let res = test::call_service(&app, req.to_request()).await;
-        let session = common::cookie_of(&res, "__Host-session");
-        let remembered = common::cookie_of(&res, "__Host-remember_me");
-        let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-        (body, session, remembered)
-    };
+    let call = caller!(app);
     let sign_in =
         |password: &str| test::TestRequest::post().uri(&format!("/sign-in/{password}/remember"));
     let (signed_in, owner, remembered) = call(sign_in(OLD)).await;
@@ -623,4 +629,97 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
     // The change itself stands: the new password signs in, the old does not.
     assert_eq!(call(sign_in(OLD)).await.0, "not signed in");
     assert_eq!(call(sign_in(NEW)).await.0, "signed in");
+}
+
+/// A password change whose new token for this browser cannot be stored
+/// (the database fails right then) answers an error, and leaves no copy
+/// of the browser's old cookie alive: the change deletes this browser's
+/// series with the user's other tokens before it issues the new one.
+/// What had happened stands: the new password is the password.
+async fn a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_copy_alive(
+    db: TestDb,
+) {
+    use actix_web::{App, test};
+    use rememberme::store::StoreError;
+
+    let Race {
+        stores,
+        alice,
+        calls,
+        layer,
+        ..
+    } = race(&db);
+    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
+    let call = caller!(app);
+    let (_, owner, remembered) =
+        call(test::TestRequest::post().uri(&format!("/sign-in/{OLD}/remember"))).await;
+    let (owner, remembered) = (owner.expect("a session"), remembered.expect("a token"));
+
+    calls.trap("insert", || Err(StoreError::Unavailable("cut".into())));
+    let change = test::TestRequest::post()
+        .uri("/change")
+        .cookie(owner)
+        .cookie(remembered.clone());
+    let res = test::call_service(&app, change.to_request()).await;
+    assert_eq!(
+        res.status(),
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let left = stores.tokens.list_for_user(&alice).unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    let copy = test::TestRequest::get().uri("/me").cookie(remembered);
+    assert_eq!(
+        call(copy).await.0,
+        "nobody",
+        "the old cookie's copy is dead"
+    );
+    let sign_in =
+        |password: &str| test::TestRequest::post().uri(&format!("/sign-in/{password}/once"));
+    assert_eq!(call(sign_in(OLD)).await.0, "not signed in");
+    assert_eq!(call(sign_in(NEW)).await.0, "signed in");
+}
+
+/// "Sign out everywhere" from another device that lands after a password
+/// change has ended the user's tokens, and before it stores this
+/// browser's new one: the new token is deleted again (it was issued under
+/// an epoch that has ended), its cookie does not sign in, and the changing
+/// session ends at its next check like every other.
+async fn a_revocation_just_before_a_password_changes_new_token_keeps_no_token(db: TestDb) {
+    use actix_web::{App, test};
+
+    let Race {
+        stores,
+        alice,
+        calls,
+        clock,
+        layer,
+        ..
+    } = race(&db);
+    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
+    let call = caller!(app);
+    let (_, owner, remembered) =
+        call(test::TestRequest::post().uri(&format!("/sign-in/{OLD}/remember"))).await;
+    let (owner, remembered) = (owner.expect("a session"), remembered.expect("a token"));
+
+    let (elsewhere, whom) = (stores.clone(), alice.clone());
+    calls.trap("insert", move || elsewhere.state.bump_epoch(&whom));
+    let change = test::TestRequest::post()
+        .uri("/change")
+        .cookie(owner)
+        .cookie(remembered);
+    let (changed, session, token) = call(change).await;
+    assert_eq!(changed, "changed", "the change itself completed");
+
+    let left = stores.tokens.list_for_user(&alice).unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        token.as_ref().is_none_or(|c| c.value().is_empty()),
+        "no token handed out: {token:?}"
+    );
+    clock.advance(Duration::from_secs(61));
+    let me = test::TestRequest::get()
+        .uri("/me")
+        .cookie(session.expect("a session"));
+    assert_eq!(call(me).await.0, "nobody", "revoked after its change");
 }

@@ -627,13 +627,19 @@ pub fn raw_parts(value: &str) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-/// How often each kind of store call was made.
-#[derive(Default, Debug)]
+/// What a trap does when its call comes: anything first (another
+/// request's work, say), then the call fails with its error or goes on.
+type Trap = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+
+/// How often each kind of store call was made, and the traps set on the
+/// next calls of a kind.
+#[derive(Default)]
 pub struct CallCounts {
     pub total: std::sync::atomic::AtomicU64,
     pub auth_epoch: std::sync::atomic::AtomicU64,
     /// Every call's method name, in order.
     pub log: std::sync::Mutex<Vec<&'static str>>,
+    traps: std::sync::Mutex<Vec<(&'static str, Trap)>>,
 }
 
 impl CallCounts {
@@ -643,9 +649,26 @@ impl CallCounts {
     pub fn auth_epoch(&self) -> u64 {
         self.auth_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
-    fn tick(&self, name: &'static str) {
+    /// Counts a call, and springs the first trap set on its kind.
+    fn tick(&self, name: &'static str) -> Result<(), StoreError> {
         self.total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.log.lock().unwrap().push(name);
+        let trap = {
+            let mut traps = self.traps.lock().unwrap();
+            let first = traps.iter().position(|(kind, _)| *kind == name);
+            first.map(|i| traps.remove(i).1)
+        };
+        trap.map_or(Ok(()), |trap| trap())
+    }
+    /// Sets a trap on the next call named `name` (a method of the store or
+    /// of the users table): `trap` runs before the call, and an error it
+    /// returns is the call's.
+    pub fn trap(
+        &self,
+        name: &'static str,
+        trap: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
+    ) {
+        self.traps.lock().unwrap().push((name, Box::new(trap)));
     }
     /// The names of the calls made since the last `take_log`.
     pub fn take_log(&self) -> Vec<&'static str> {
@@ -663,8 +686,19 @@ pub struct CountingStore {
 }
 
 impl CountingStore {
-    fn tick(&self, name: &'static str) {
-        self.counts.tick(name);
+    /// `inner` with its calls counted (and trapped: [`CallCounts::trap`]).
+    pub fn new(inner: DieselStore) -> (Self, std::sync::Arc<CallCounts>) {
+        let counts = std::sync::Arc::new(CallCounts::default());
+        let store = Self {
+            inner,
+            counts: counts.clone(),
+            batches: true,
+        };
+        (store, counts)
+    }
+
+    fn tick(&self, name: &'static str) -> Result<(), StoreError> {
+        self.counts.tick(name)
     }
 }
 
@@ -678,7 +712,7 @@ use rememberme::token::SecretHash;
 macro_rules! counted {
     ($tr:ident; $($name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         $(fn $name(&self $(, $arg: $ty)*) -> $ret {
-            self.tick(stringify!($name));
+            self.tick(stringify!($name))?;
             <DieselStore as $tr>::$name(&self.inner $(, $arg)*)
         })*
     };
@@ -689,7 +723,6 @@ impl TokenStore for CountingStore {
         find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError>;
         find_by_series_with_epoch(&self, series: &SecretHash) -> Result<Option<(TokenRecord, i64)>, StoreError>;
         find_and_rotate(&self, attempt: RotationAttempt<'_>) -> Result<Option<FoundSeries>, StoreError>;
-        find_and_rotate_all(&self, attempts: &[RotationAttempt<'_>]) -> Vec<Result<Option<FoundSeries>, StoreError>>;
         rotate(&self, id: i64, expected: &SecretHash, new_token: &SecretHash, sealed: &[u8], now: i64, expires_at: Option<i64>) -> Result<bool, StoreError>;
         insert(&self, token: NewToken<'_>) -> Result<i64, StoreError>;
         retire_replaced(&self, retire: Retire<'_>) -> Result<usize, StoreError>;
@@ -701,6 +734,16 @@ impl TokenStore for CountingStore {
         list_for_user(&self, user: &UserId) -> Result<Vec<TokenRecord>, StoreError>;
         list(&self, user: Option<&UserId>, before: Option<i64>, limit: i64) -> Result<Vec<TokenRecord>, StoreError>;
         purge_expired(&self, now: i64) -> Result<usize, StoreError>;
+    }
+
+    fn find_and_rotate_all(
+        &self,
+        attempts: &[RotationAttempt<'_>],
+    ) -> Vec<Result<Option<FoundSeries>, StoreError>> {
+        match self.tick("find_and_rotate_all") {
+            Ok(()) => self.inner.find_and_rotate_all(attempts),
+            Err(error) => attempts.iter().map(|_| Err(error.clone())).collect(),
+        }
     }
 
     // A property, asked on every sign-in by cookie: forwarded (unless
@@ -723,7 +766,7 @@ impl StateStore for CountingStore {
     }
 
     fn auth_epoch(&self, id: &UserId) -> Result<i64, StoreError> {
-        self.tick("auth_epoch");
+        self.tick("auth_epoch")?;
         self.counts
             .auth_epoch
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -748,15 +791,15 @@ pub struct CountingUsers {
 
 impl UserDirectory for CountingUsers {
     fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        self.counts.tick("find_by_username");
+        self.counts.tick("find_by_username")?;
         self.inner.find_by_username(username)
     }
     fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.counts.tick("find_by_id");
+        self.counts.tick("find_by_id")?;
         self.inner.find_by_id(id)
     }
     fn set_password(&self, id: &UserId, password: &str) -> Result<(), StoreError> {
-        self.counts.tick("set_password");
+        self.counts.tick("set_password")?;
         self.inner.set_password(id, password)
     }
     fn canonical_username<'a>(&self, typed: &'a str) -> std::borrow::Cow<'a, str> {
