@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use common::{Browser, TestDb, TestServer};
+use rememberme::store::StoreError;
 
 on_both_backends!(
     login_without_remember_me_gives_only_an_access_token,
@@ -23,6 +24,8 @@ on_both_backends!(
     malformed_inputs_get_json_4xx_answers,
     app_tokens_are_listed_beside_browser_tokens,
     api_sign_ins_are_throttled_like_the_form,
+    a_bearer_minting_a_token_as_everything_is_revoked_gets_nothing,
+    a_bearer_minting_a_token_as_its_device_is_revoked_gets_nothing,
 );
 
 async fn api_sign_ins_are_throttled_like_the_form(db: TestDb) {
@@ -606,4 +609,84 @@ async fn app_tokens_are_listed_beside_browser_tokens(db: TestDb) {
         page.body
     );
     assert!(page.body.contains("Browser cookie"));
+}
+
+/// A bearer's step-up to a long-lived token for its device (`phone`, signed
+/// in with the box ticked or not), with `revoke` landing as the store is
+/// about to insert the new token: after the bearer's own check. The
+/// answer's status and error, and whether the old bearer still works.
+async fn mint_while_revoked(
+    db: TestDb,
+    remembered: bool,
+    revoke: impl FnOnce(&rememberme::Stores, &rememberme::UserId) -> Result<(), StoreError>
+    + Send
+    + 'static,
+) -> (TestServer, rememberme::UserId, u16, Value) {
+    let (server, calls) = TestServer::start_counting(db, |b| b);
+    let alice = server.add_user("alice", "correct horse", false);
+    let app = server.browser();
+    let signed_in = login_body("alice", "correct horse", remembered, Some("phone"));
+    let (status, _, body) = app
+        .api("POST", "/api/v1/login", None, Some(&signed_in))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let bearer = body["access_token"].as_str().unwrap().to_owned();
+    let (stores, whom) = (server.stores().clone(), alice.clone());
+    calls.trap("insert", move || revoke(&stores, &whom));
+    let mint = json!({"remember_me": true, "device_key": "phone"}).to_string();
+    let (status, _, minted) = app
+        .api("POST", "/api/v1/login", Some(&bearer), Some(&mint))
+        .await;
+    let (old, _, _) = app.api("GET", "/api/v1/me", Some(&bearer), None).await;
+    assert_eq!(old, 401, "the bearer itself is revoked");
+    (server, alice, status, minted)
+}
+
+/// From an attack review: a copied access token asked for a long-lived
+/// token of its device while "sign out everywhere" (or a password change:
+/// the same epoch move) landed after its check. The issuing step did not
+/// know the bearer's epoch, and the new tokens were stamped with the new
+/// one: a 30-day token and an access token that outlived the revocation.
+/// The run now holds the bearer's epoch: the issuing step deletes its token
+/// once the epoch has moved, and nothing is handed out.
+async fn a_bearer_minting_a_token_as_everything_is_revoked_gets_nothing(db: TestDb) {
+    let (server, alice, status, minted) = mint_while_revoked(db, false, |stores, alice| {
+        let event = rememberme::store::NewAuditEvent {
+            at: 0,
+            kind: rememberme::store::AuditKind::SignOutEverywhere,
+            user_id: Some(alice),
+            ip: None,
+            user_agent: None,
+            detail: "every token revoked by the test",
+        };
+        stores.revoke_everything(alice, event).map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        (status, minted["error"].as_str()),
+        (403, Some("password_required"))
+    );
+    assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
+}
+
+/// The same with the bearer's device signed out (its long-lived token
+/// revoked, the user's other devices and the epoch untouched): the run
+/// checks, after its insert, that the series the bearer came from still
+/// stands, and withdraws its token otherwise.
+async fn a_bearer_minting_a_token_as_its_device_is_revoked_gets_nothing(db: TestDb) {
+    let (server, alice, status, minted) = mint_while_revoked(db, true, |stores, alice| {
+        let [device] = &stores.tokens.list_for_user(alice)?[..] else {
+            panic!("one token: the device's");
+        };
+        stores
+            .tokens
+            .delete_by_id(device.id, Some(alice))
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        (status, minted["error"].as_str()),
+        (403, Some("password_required"))
+    );
+    assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
 }

@@ -169,6 +169,7 @@ async fn login_input(
             input.known = Some((claims.sub.clone(), claims.tags.iter().cloned().collect()));
             input.activate_issue = true;
             input.password_at = claims.pwd_at;
+            input.bearer = Some((claims.epoch, claims.series.clone()));
             Ok((input, Some(claims)))
         }
         _ => Err(ApiError::bad_request("username and password are required.")),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::{Core, Visit};
 use crate::flow::{
-    CookieChange, Credentials, FlowKind, ISSUE, Prefetched, Progress, Rotation, Tag,
+    CookieChange, Credentials, FlowKind, ISSUE, Prefetched, Progress, Rotation, StepContext, Tag,
 };
 use crate::store::{FoundSeries, StoreError, UserId};
 use crate::token::SecretHash;
@@ -29,6 +29,10 @@ pub(crate) struct FlowInput {
     /// The long-lived token's rotation, already run in a batch (see
     /// [`Core::prepare_cookie_rotation`]).
     pub prefetched: Option<Prefetched>,
+    /// What a bearer's step-up stands on, checked once more where the run
+    /// issues and completes (a revocation may land after the bearer's own
+    /// check): the epoch its claims carry, and the series it came from.
+    pub bearer: Option<(i64, Option<SecretHash>)>,
 }
 
 impl FlowInput {
@@ -42,6 +46,7 @@ impl FlowInput {
             device_key: None,
             password_at: None,
             prefetched: None,
+            bearer: None,
         }
     }
 }
@@ -73,27 +78,19 @@ impl Core {
     pub fn run_flow(
         &self,
         visit: &Visit,
-        input: FlowInput,
+        mut input: FlowInput,
     ) -> Result<Result<Ran, FailedAfterRotation>, StoreError> {
         let flow = self.flow(input.kind);
         let mut state = flow.start(input.known.as_ref().map(|(u, t)| (u.clone(), t)));
         if input.activate_issue {
             state.activate(ISSUE);
         }
-        let mut ctx = self.context(visit);
-        if input.identify_by_token {
-            ctx.remember_cookie = visit.cookie.as_deref();
-        }
-        ctx.device_key = input.device_key;
-        let mut credentials = input.credentials;
-        if let Some(credentials) = &mut credentials {
-            ctx.inputs = std::mem::take(&mut credentials.inputs);
-            ctx.verified = std::mem::take(&mut credentials.verified);
-        }
-        ctx.credentials = credentials;
-        ctx.password_at = input.password_at;
-        ctx.sign_in_detail = API_REFRESH;
-        ctx.prefetched = input.prefetched;
+        let (epoch, series) = input.bearer.take().unzip();
+        let mut ctx = self.api_context(visit, &mut input);
+        // The issuing step keeps no token once the bearer's epoch has
+        // moved on, and the new access token carries that epoch.
+        ctx.epoch = epoch;
+        let series = series.flatten();
         let started_at = state.position();
         let ran = super::advance(flow, &mut state, &mut ctx).and_then(|progress| {
             let (method, unidentified) = match (input.identify_by_token, input.kind) {
@@ -103,6 +100,7 @@ impl Core {
             };
             let paused_later = state.position() > started_at;
             super::count_flow_end(method, &progress, paused_later, unidentified);
+            let progress = self.unless_series_gone(progress, series.as_ref())?;
             let epoch = self.completed(&progress, &mut ctx)?;
             Ok((progress, epoch))
         });
@@ -165,6 +163,54 @@ impl Core {
         }
     }
 
+    /// The context of an API run: the visit's long-lived token if it
+    /// identifies, and what `input` brings.
+    fn api_context<'a>(&'a self, visit: &'a Visit, input: &mut FlowInput) -> StepContext<'a> {
+        let mut ctx = self.context(visit);
+        if input.identify_by_token {
+            ctx.remember_cookie = visit.cookie.as_deref();
+        }
+        ctx.device_key = input.device_key.take();
+        let mut credentials = input.credentials.take();
+        if let Some(credentials) = &mut credentials {
+            ctx.inputs = std::mem::take(&mut credentials.inputs);
+            ctx.verified = std::mem::take(&mut credentials.verified);
+        }
+        ctx.credentials = credentials;
+        ctx.password_at = input.password_at;
+        ctx.sign_in_detail = API_REFRESH;
+        ctx.prefetched = input.prefetched.take();
+        ctx
+    }
+
+    /// A completed bearer's step-up whose series (the device's long-lived
+    /// token the bearer came from) has gone since the bearer was checked
+    /// is refused, and its new token withdrawn: a revoked device mints
+    /// nothing. Checked after the issuing step's insert, so a revocation
+    /// that lands later finds the new token listed.
+    fn unless_series_gone(
+        &self,
+        progress: Progress,
+        series: Option<&SecretHash>,
+    ) -> Result<Progress, StoreError> {
+        let (Progress::Complete { user, .. }, Some(series)) = (&progress, series) else {
+            return Ok(progress);
+        };
+        let stands = self
+            .stores
+            .tokens
+            .find_by_series(series)?
+            .is_some_and(|token| token.user_id == *user);
+        if stands {
+            return Ok(progress);
+        }
+        tracing::warn!(user_id = %user, "bearer's long-lived token revoked during its step-up: nothing issued");
+        Ok(Progress::Refused {
+            step: ISSUE,
+            missing: Vec::new(),
+        })
+    }
+
     /// The epoch of the user a completed flow identified: the step's, if it
     /// read the user (with the token, or with the credentials), else read
     /// now. `None` for a flow that did not complete or a user who is gone;
@@ -173,7 +219,7 @@ impl Core {
     fn completed(
         &self,
         progress: &Progress,
-        ctx: &mut crate::flow::StepContext<'_>,
+        ctx: &mut StepContext<'_>,
     ) -> Result<Option<i64>, StoreError> {
         let Progress::Complete { user, .. } = progress else {
             return Ok(None);
