@@ -85,6 +85,14 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(|auth: Auth| submit(auth, FlowKind::Login, code_input())),
     )
     .route(
+        "/password-and-wrong-code",
+        web::post().to(|auth: Auth| {
+            let mut both = password("alice", "alice-password");
+            both.inputs = BTreeMap::from([("code".to_owned(), "000000".to_owned())]);
+            submit(auth, FlowKind::Login, both)
+        }),
+    )
+    .route(
         "/code-as-password",
         web::post().to(|auth: Auth| submit(auth, FlowKind::Login, password("", "123456"))),
     )
@@ -609,6 +617,33 @@ async fn a_sign_in_paused_after_its_password_dies_with_a_password_change() {
         "the flow starts afresh"
     );
     assert_eq!(post("/code").await, "signed in");
+}
+
+/// From an attack review: the same with a wrong code posted beside the
+/// right password (a form that asks for both at once). The run failed at
+/// the code step, and the state kept for the form to be answered again
+/// held no epoch: a right code after a password change signed in, with a
+/// new remember-me token. Every state kept with its user now holds the
+/// epoch it was checked under. (Without the change, the code completes it.)
+#[actix_web::test]
+async fn a_sign_in_whose_code_failed_beside_its_password_dies_with_a_password_change() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (database, layer) = with_codes(&db, &clock);
+    let mut call = client(layer.clone()).await;
+    let mut post = async |uri: &str| call("POST", uri).await.1;
+    assert_eq!(post("/password-and-wrong-code").await, "invalid");
+    assert_eq!(post("/code").await, "signed in", "kept to be answered");
+
+    let mut call = client(layer).await;
+    let mut post = async |uri: &str| call("POST", uri).await.1;
+    assert_eq!(post("/password-and-wrong-code").await, "invalid");
+    bump_alices_epoch(&database);
+    assert_eq!(
+        post("/code").await,
+        "invalid",
+        "the code alone signs nobody in"
+    );
 }
 
 /// A session revoked by an epoch bump that it has not checked yet (it

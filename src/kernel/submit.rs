@@ -118,7 +118,7 @@ impl Core {
             Some(_) => change,
             None => self.withdraw_issued(visit, change, state.user()),
         };
-        let device_cookie = self.hold(&progress, &mut state, &mut ctx, new_state.is_some())?;
+        let device_cookie = self.hold(&mut state, &mut ctx, new_state.is_some())?;
         Ok(Submitted {
             progress,
             state,
@@ -169,20 +169,20 @@ impl Core {
         Ok(ctx)
     }
 
-    /// What the state keeps after a run: a state that pauses with its user
-    /// known records the user's epoch (the one read before the password
-    /// was checked, if it was); the device cookie the flow's right password
-    /// earned is handed out if the flow `completed`, and until then (a
-    /// second factor waits, or was wrong) kept with the state in the
-    /// session.
+    /// What the state keeps after a run: a state that did not complete
+    /// with its user known records the user's epoch (the one read before
+    /// the password was checked, if it was), whether it pauses or failed at
+    /// a later step (a wrong code posted with a right password), since
+    /// either is kept in the session to be answered again; the device
+    /// cookie the flow's right password earned is handed out if the flow
+    /// `completed`, and until then kept with the state in the session.
     fn hold(
         &self,
-        progress: &Progress,
         state: &mut FlowState,
         ctx: &mut StepContext<'_>,
         completed: bool,
     ) -> Result<Option<String>, StoreError> {
-        if let (Progress::NeedsInput { .. }, Some(user)) = (progress, state.user()) {
+        if let (false, Some(user)) = (completed, state.user()) {
             let epoch = match ctx.epoch {
                 Some(epoch) => epoch,
                 None => self.stores.state.auth_epoch(user)?,
@@ -198,11 +198,14 @@ impl Core {
 
     /// Whether a state paused under an epoch that has since moved on (a
     /// password change, "sign out everywhere", a theft): what it verified
-    /// (the old password, say) no longer counts, so it starts afresh.
+    /// (the old password, say) no longer counts, so it starts afresh. So
+    /// does a state with a verified password and no epoch to hold it to
+    /// (kept by an earlier version).
     fn is_void(&self, state: &FlowState) -> Result<bool, StoreError> {
         Ok(match (state.user(), state.epoch()) {
             (Some(user), Some(epoch)) => self.stores.state.auth_epoch(user)? != epoch,
-            _ => false,
+            (Some(_), None) => state.password_at().is_some(),
+            (None, _) => false,
         })
     }
 }
