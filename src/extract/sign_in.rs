@@ -24,7 +24,9 @@ impl Auth {
     /// renewed (no fixation), the sign-in audited (`app_sign_in`), and, for
     /// a strong sign-in with [`SignIn::remember_me`], a remember-me token
     /// issued exactly as after a password with the box ticked. A series of
-    /// another user that this browser still carries is revoked.
+    /// another user that this browser still carries is revoked, and a
+    /// stale cookie of the series the session is bound to (a copy rotated
+    /// it past this browser) is judged as a sign-in by it would be.
     ///
     /// [`AuthError::Forbidden`] if the app's directory does not know the
     /// user. Blocking work runs on the layer's threads.
@@ -32,13 +34,19 @@ impl Auth {
         let shared = &self.auth.shared;
         let visit = self.visit();
         let user = user.clone();
+        let own = self
+            .auth
+            .state
+            .borrow()
+            .as_ref()
+            .and_then(|s| s.series.clone());
         let SignInById {
             state,
             change,
             remembered,
             device_cookie,
         } = shared
-            .store(move |core| core.sign_in_by_id(&visit, &user, &how))
+            .store(move |core| core.sign_in_by_id(&visit, &user, &how, own.as_ref()))
             .await?;
         if let Some(change) = change {
             *self.auth.cookie_change.borrow_mut() = Some(change);

@@ -10,6 +10,7 @@ use super::{Core, Visit};
 use crate::flow::{CookieChange, RememberMeIssueStep, Step as _, StepContext, StepOutcome, Tag};
 use crate::session::{AuthState, SignInMethod};
 use crate::store::{AuditKind, StoreError, UserId};
+use crate::token::SecretHash;
 
 /// How the app authenticated the user it signs in with
 /// [`Auth::sign_in`](crate::Auth::sign_in).
@@ -71,12 +72,16 @@ pub(crate) struct SignInById {
 
 impl Core {
     /// Signs in `user`, whom the app authenticated itself. A series of
-    /// another user that the visit's cookie still proves is revoked.
+    /// another user that the visit's cookie still proves is revoked; a
+    /// cookie of `own`, the series the visit's session is bound to, that
+    /// no longer proves its token is a fork, judged before the cookie is
+    /// replaced.
     pub fn sign_in_by_id(
         &self,
         visit: &Visit,
         user: &UserId,
         how: &SignIn,
+        own: Option<&SecretHash>,
     ) -> Result<SignInById, StoreError> {
         let Some(found) = self.stores.users.find_by_id(user)? else {
             crate::telemetry::sign_in("app", "rejected");
@@ -93,7 +98,7 @@ impl Core {
         });
         let mut ctx = self.context(visit);
         ctx.browser_series = match &visit.cookie {
-            Some(raw) => crate::flow::verified_series(&self.stores, &self.config, visit.now, raw)?,
+            Some(raw) => crate::flow::browser_series(&mut ctx, raw, own)?,
             None => None,
         };
         ctx.password_at = how.strong.then_some(visit.now);
