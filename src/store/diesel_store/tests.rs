@@ -305,6 +305,64 @@ fn a_trim_passes_over_a_token_a_rotation_holds_on_postgres() {
     });
 }
 
+/// The other side of the rule above (from a review of it): a token being
+/// deleted (a logout, a revocation not yet committed) is going, so the
+/// trim does not count it in the room: it leaves the cap's worth of the
+/// user's other tokens, not one fewer. (Counted as in use, the deletion
+/// and the trim both took a token, and a device was signed out for
+/// nothing.)
+#[test]
+fn a_trim_beside_a_logout_keeps_the_cap_on_postgres() {
+    use diesel::Connection as _;
+    on_postgres(|url| {
+        let store = DieselStore::new(Database::connect(url, 2).unwrap());
+        let alice = UserId::from("alice");
+        let ids: Vec<i64> = (1..=5u8)
+            .map(|n| {
+                let used = 1_000 * i64::from(n);
+                store
+                    .insert(NewToken {
+                        user_id: &alice,
+                        series_hash: &hash(n),
+                        token_hash: &hash(100 + n),
+                        now: used,
+                        expires_at: 1_000_000,
+                        user_agent: None,
+                        ip: None,
+                        device_key: None,
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let [logging_out, second, third, fourth, kept] = ids[..] else {
+            unreachable!("five tokens")
+        };
+        let mut logout = diesel::PgConnection::establish(url).unwrap();
+        logout
+            .batch_execute(&format!(
+                "BEGIN; DELETE FROM remember_tokens WHERE id = {logging_out}"
+            ))
+            .unwrap();
+        let gone = store.retire_replaced(crate::store::Retire {
+            user: &alice,
+            kept,
+            browser_series: None,
+            device_key: None,
+            max_per_user: 3,
+        });
+        logout.batch_execute("COMMIT").unwrap();
+        assert_eq!(gone.expect("the trim did not wait"), 1);
+        let mut left: Vec<i64> = store
+            .list_for_user(&alice)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        left.sort_unstable();
+        assert_eq!(left, [third, fourth, kept], "{second} went");
+    });
+}
+
 /// A purge batch deletes only what is still stale when it deletes: a token
 /// whose expiry a sign-in by cookie extended, and a failure counter that
 /// failed again, between the batch's select and its delete, are kept

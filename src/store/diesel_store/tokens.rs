@@ -303,12 +303,15 @@ pub(super) fn delete_still_expired(
 }
 
 /// Deletes `user`'s least recently used tokens older than `kept` beyond
-/// the `room` most recent. On PostgreSQL a token a rotation holds locked
-/// right now is in use, the most recent of all whatever its row still
-/// says: it is kept, counted in the room, and not waited for. Waiting could
-/// deadlock: a rotation batch holding that token while it waits for the
-/// browser's series this transaction has just deleted. SQLite's immediate
-/// transaction has the database to itself.
+/// the `room` most recent. On PostgreSQL neither kind of row another
+/// transaction holds is waited for. A token a rotation holds (an update
+/// of no key column) is in use right now, the most recent of all whatever
+/// its row still says: it is kept and counted in the room. Waiting for it
+/// could deadlock: the rotation's batch may be waiting for the browser's
+/// series this transaction has just deleted. A token being deleted (a
+/// logout, a revocation) is going: it is not counted, so the trim does
+/// not sign out another device to make room the deletion makes anyway.
+/// SQLite's immediate transaction has the database to itself.
 fn trim_beyond(
     conn: &mut AnyConnection,
     user: &str,
@@ -326,19 +329,26 @@ fn trim_beyond(
             .order((t::last_used_at.desc(), t::id.desc()))
             .select(t::id)
     };
-    let (all, free): (i64, Vec<i64>) = match conn {
+    // The rows that stay, and those of them free to delete (in order).
+    let (standing, free): (Vec<i64>, Vec<i64>) = match conn {
         #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(pg) => (
-            mine().count().get_result(pg)?,
+            // A deletion's lock conflicts with FOR KEY SHARE, a rotation's
+            // (FOR NO KEY UPDATE) does not.
+            mine()
+                .select(t::id)
+                .for_key_share()
+                .skip_locked()
+                .load(pg)?,
             older().for_update().skip_locked().load(pg)?,
         ),
         #[cfg(feature = "sqlite")]
         AnyConnection::Sqlite(lite) => {
             let free: Vec<i64> = older().load(lite)?;
-            (free.len() as i64, free)
+            (free.clone(), free)
         }
     };
-    let busy = (all as usize).saturating_sub(free.len());
+    let busy = standing.len().saturating_sub(free.len());
     let excess: Vec<i64> = free.into_iter().skip(room.saturating_sub(busy)).collect();
     if excess.is_empty() {
         return Ok(0);
