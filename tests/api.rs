@@ -26,6 +26,7 @@ on_both_backends!(
     api_sign_ins_are_throttled_like_the_form,
     a_bearer_minting_a_token_as_everything_is_revoked_gets_nothing,
     a_bearer_minting_a_token_as_its_device_is_revoked_gets_nothing,
+    a_bearer_minting_a_token_as_its_device_logs_out_keeps_nothing,
 );
 
 async fn api_sign_ins_are_throttled_like_the_form(db: TestDb) {
@@ -611,16 +612,25 @@ async fn app_tokens_are_listed_beside_browser_tokens(db: TestDb) {
     assert!(page.body.contains("Browser cookie"));
 }
 
+/// What a revocation that races a bearer's step-up works with: the
+/// stores, the user, the server, the bearer and its long-lived token.
+struct Minting {
+    stores: rememberme::Stores,
+    alice: rememberme::UserId,
+    base: String,
+    bearer: String,
+    long_lived: Option<String>,
+}
+
 /// A bearer's step-up to a long-lived token for its device (`phone`, signed
 /// in with the box ticked or not), with `revoke` landing as the store is
-/// about to insert the new token: after the bearer's own check. The
-/// answer's status and error, and whether the old bearer still works.
+/// about to make the call `at` (after the bearer's own check). The
+/// answer's status and body; the old bearer is checked revoked.
 async fn mint_while_revoked(
     db: TestDb,
     remembered: bool,
-    revoke: impl FnOnce(&rememberme::Stores, &rememberme::UserId) -> Result<(), StoreError>
-    + Send
-    + 'static,
+    at: &'static str,
+    revoke: impl FnOnce(Minting) -> Result<(), StoreError> + Send + 'static,
 ) -> (TestServer, rememberme::UserId, u16, Value) {
     let (server, calls) = TestServer::start_counting(db, |b| b);
     let alice = server.add_user("alice", "correct horse", false);
@@ -631,8 +641,14 @@ async fn mint_while_revoked(
         .await;
     assert_eq!(status, 200, "{body}");
     let bearer = body["access_token"].as_str().unwrap().to_owned();
-    let (stores, whom) = (server.stores().clone(), alice.clone());
-    calls.trap("insert", move || revoke(&stores, &whom));
+    let minting = Minting {
+        stores: server.stores().clone(),
+        alice: alice.clone(),
+        base: server.base.clone(),
+        bearer: bearer.clone(),
+        long_lived: body["long_lived_token"].as_str().map(str::to_owned),
+    };
+    calls.trap(at, move || revoke(minting));
     let mint = json!({"remember_me": true, "device_key": "phone"}).to_string();
     let (status, _, minted) = app
         .api("POST", "/api/v1/login", Some(&bearer), Some(&mint))
@@ -650,16 +666,16 @@ async fn mint_while_revoked(
 /// The run now holds the bearer's epoch: the issuing step deletes its token
 /// once the epoch has moved, and nothing is handed out.
 async fn a_bearer_minting_a_token_as_everything_is_revoked_gets_nothing(db: TestDb) {
-    let (server, alice, status, minted) = mint_while_revoked(db, false, |stores, alice| {
+    let (server, alice, status, minted) = mint_while_revoked(db, false, "insert", |m| {
         let event = rememberme::store::NewAuditEvent {
             at: 0,
             kind: rememberme::store::AuditKind::SignOutEverywhere,
-            user_id: Some(alice),
+            user_id: Some(&m.alice),
             ip: None,
             user_agent: None,
             detail: "every token revoked by the test",
         };
-        stores.revoke_everything(alice, event).map(|_| ())
+        m.stores.revoke_everything(&m.alice, event).map(|_| ())
     })
     .await;
     assert_eq!(
@@ -674,13 +690,13 @@ async fn a_bearer_minting_a_token_as_everything_is_revoked_gets_nothing(db: Test
 /// checks, after its insert, that the series the bearer came from still
 /// stands, and withdraws its token otherwise.
 async fn a_bearer_minting_a_token_as_its_device_is_revoked_gets_nothing(db: TestDb) {
-    let (server, alice, status, minted) = mint_while_revoked(db, true, |stores, alice| {
-        let [device] = &stores.tokens.list_for_user(alice)?[..] else {
+    let (server, alice, status, minted) = mint_while_revoked(db, true, "insert", |m| {
+        let [device] = &m.stores.tokens.list_for_user(&m.alice)?[..] else {
             panic!("one token: the device's");
         };
-        stores
+        m.stores
             .tokens
-            .delete_by_id(device.id, Some(alice))
+            .delete_by_id(device.id, Some(&m.alice))
             .map(|_| ())
     })
     .await;
@@ -689,4 +705,37 @@ async fn a_bearer_minting_a_token_as_its_device_is_revoked_gets_nothing(db: Test
         (403, Some("password_required"))
     );
     assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
+}
+
+/// From a review of the check above: the app logs the device out by its
+/// long-lived token (`POST /api/v1/logout`) just after the step-up found
+/// that token standing. The logout deleted the named token only, and the
+/// device's new one lived on. A logout by a token now ends its device's
+/// every token, in one statement: the new one goes with it.
+async fn a_bearer_minting_a_token_as_its_device_logs_out_keeps_nothing(db: TestDb) {
+    let (server, alice, _, minted) = mint_while_revoked(db, true, "retire_replaced", |m| {
+        let body = json!({ "long_lived_token": m.long_lived.expect("a token") }).to_string();
+        // The app's own request, from another thread: this one is the
+        // server's store thread, held here.
+        let status = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = Browser::new(&m.base);
+                let logout = app.api("POST", "/api/v1/logout", Some(&m.bearer), Some(&body));
+                logout.await.0
+            })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(status, 204, "the device signed out");
+        Ok(())
+    })
+    .await;
+    assert!(server.tokens_of(&alice).is_empty(), "nothing left");
+    if let Some(access) = minted["access_token"].as_str() {
+        let (status, _, _) = server
+            .browser()
+            .api("GET", "/api/v1/me", Some(access), None)
+            .await;
+        assert_eq!(status, 401, "the answer's access token is dead");
+    }
 }

@@ -239,23 +239,35 @@ impl Core {
         Ok(epoch)
     }
 
-    /// An app's logout: revokes the named long-lived token (by its series),
-    /// or, without one, the bearer's device's tokens. The number revoked.
+    /// An app's logout: revokes the named long-lived token (by its series)
+    /// and, with it, every token of its device (one token per device: a
+    /// bearer's step-up may have stored its successor a moment ago); or,
+    /// without one, the bearer's device's tokens. The number revoked.
     pub fn api_logout(
         &self,
         user: &UserId,
         series: Option<&SecretHash>,
         device: Option<&str>,
     ) -> Result<usize, StoreError> {
-        let mut revoked = 0;
-        for token in self.stores.tokens.list_for_user(user)? {
-            let named = series == Some(&token.series_hash);
-            let this_device =
-                series.is_none() && device.is_some() && token.device_key.as_deref() == device;
-            if (named || this_device) && self.stores.tokens.delete_by_id(token.id, Some(user))? {
-                revoked += 1;
-            }
+        let Some(series) = series else {
+            return match device {
+                Some(device) => self.stores.tokens.delete_device(user, device),
+                None => Ok(0),
+            };
+        };
+        let named = self
+            .stores
+            .tokens
+            .find_by_series(series)?
+            .filter(|token| token.user_id == *user);
+        match named {
+            Some(token) => match token.device_key.as_deref() {
+                Some(device) => self.stores.tokens.delete_device(user, device),
+                None => Ok(usize::from(
+                    self.stores.tokens.delete_by_id(token.id, Some(user))?,
+                )),
+            },
+            None => Ok(0),
         }
-        Ok(revoked)
     }
 }

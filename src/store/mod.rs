@@ -15,6 +15,7 @@ pub(crate) mod audit_queue;
 mod conn;
 mod diesel_store;
 mod models;
+mod rotation;
 mod rotation_batch;
 pub(crate) use rotation_batch::Attempt as OwnedRotation;
 
@@ -35,14 +36,12 @@ use std::sync::Arc;
 pub use audit::{AuditEvent, AuditKind, AuditLog, NewAuditEvent};
 pub use conn::{AnyConnection, Backend, Database, DatabaseBuilder, DatabaseError};
 pub use diesel_store::{DieselStore, PURGE_BATCH};
+#[cfg(feature = "sqlite")]
+pub(crate) use rotation::rotate_if_current;
+pub use rotation::{ExpiryOnUse, FoundSeries, RotationAttempt, SignInAudit, find_then_rotate};
 pub use state::{Reservation, StateStore};
 pub use throttle::ThrottleKey;
-#[cfg(feature = "sqlite")]
-pub(crate) use tokens::rotate_if_current;
-pub use tokens::{
-    ExpiryOnUse, FoundSeries, NewToken, Retire, RotationAttempt, SignInAudit, TokenRecord,
-    TokenStore, find_then_rotate,
-};
+pub use tokens::{NewToken, Retire, TokenRecord, TokenStore};
 pub use users::{User, UserDirectory, UserId};
 #[cfg(feature = "users-table")]
 pub use users_table::UsersTable;

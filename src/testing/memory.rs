@@ -203,6 +203,15 @@ impl TokenStore for MemoryStore {
         Ok(before - inner.tokens.len())
     }
 
+    fn delete_device(&self, user: &UserId, device_key: &str) -> Result<usize, StoreError> {
+        let mut inner = self.inner.lock();
+        let before = inner.tokens.len();
+        inner
+            .tokens
+            .retain(|t| t.user_id != *user || t.device_key.as_deref() != Some(device_key));
+        Ok(before - inner.tokens.len())
+    }
+
     fn revoke_all_atomically(
         &self,
         user: &UserId,

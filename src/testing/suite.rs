@@ -39,6 +39,7 @@ where
     cap::the_cap_and_the_device_key_bound_a_users_tokens(&*store);
     cap::a_new_token_replaces_others_only_once_retired(&*store);
     cap::parallel_sign_ins_do_not_retire_each_others_tokens(&*store);
+    cap::an_apps_logout_ends_its_devices_tokens_only(&*store);
     deletions_are_scoped(&*store);
     epochs_start_at_zero_and_move_only_from_the_expected_value(store.clone());
     failure_counters_reserve_atomically_and_decay(store.clone());

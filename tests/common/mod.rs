@@ -730,6 +730,7 @@ impl TokenStore for CountingStore {
         delete_series(&self, series: &SecretHash) -> Result<bool, StoreError>;
         delete_by_id(&self, id: i64, owner: Option<&UserId>) -> Result<bool, StoreError>;
         delete_all_for_user(&self, user: &UserId) -> Result<usize, StoreError>;
+        delete_device(&self, user: &UserId, device_key: &str) -> Result<usize, StoreError>;
         revoke_all_atomically(&self, user: &UserId, event: &NewAuditEvent<'_>) -> Result<Option<usize>, StoreError>;
         list_for_user(&self, user: &UserId) -> Result<Vec<TokenRecord>, StoreError>;
         list(&self, user: Option<&UserId>, before: Option<i64>, limit: i64) -> Result<Vec<TokenRecord>, StoreError>;

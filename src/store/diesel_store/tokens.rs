@@ -198,6 +198,18 @@ impl TokenStore for DieselStore {
         })
     }
 
+    fn delete_device(&self, user: &UserId, device_key: &str) -> Result<usize, StoreError> {
+        use remember_tokens::dsl as t;
+        self.with_write_conn(|conn| {
+            diesel::delete(
+                t::remember_tokens
+                    .filter(t::user_id.eq(user.as_str()))
+                    .filter(t::device_key.eq(device_key)),
+            )
+            .execute(conn)
+        })
+    }
+
     fn revoke_all_atomically(
         &self,
         user: &UserId,

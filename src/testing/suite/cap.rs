@@ -167,6 +167,20 @@ pub(super) fn parallel_sign_ins_do_not_retire_each_others_tokens<S: TokenStore +
     assert_eq!(ids_of(store, &dirk), [fourth], "the newer token stays");
 }
 
+/// An app's logout ([`TokenStore::delete_device`]) ends the device's
+/// tokens, and only its user's.
+pub(super) fn an_apps_logout_ends_its_devices_tokens_only<S: TokenStore + ?Sized>(store: &S) {
+    let (gail, hank) = (user(7, "gail"), user(7, "hank"));
+    let browser = insert(store, &gail, (&hash(7, 1), &hash(7, 2)), NOW, None, 10);
+    for (item, who) in [(3, &gail), (5, &hank)] {
+        let token = (&hash(7, item), &hash(7, item + 1));
+        insert(store, who, token, NOW + 1, Some("tablet"), 10);
+    }
+    assert_eq!(store.delete_device(&gail, "tablet").unwrap(), 1);
+    assert_eq!(ids_of(store, &gail), [browser], "her browser stays");
+    assert_eq!(ids_of(store, &hank).len(), 1, "another user's device stays");
+}
+
 /// The ids of `owner`'s tokens, most recently used first.
 fn ids_of<S: TokenStore + ?Sized>(store: &S, owner: &UserId) -> Vec<i64> {
     let tokens = store.list_for_user(owner).unwrap();
