@@ -292,12 +292,7 @@ impl Auth {
     pub async fn logout(&self) -> Result<(), AuthError> {
         let visit = self.visit();
         let user = self.user().map(|u| u.id);
-        let own = self
-            .auth
-            .state
-            .borrow()
-            .as_ref()
-            .and_then(|s| s.series.clone());
+        let own = self.own_series();
         self.auth
             .shared
             .store(move |core| core.logout(&visit, user.as_ref(), own.as_ref()))
@@ -306,6 +301,13 @@ impl Auth {
         *self.auth.state.borrow_mut() = None;
         self.session.purge();
         Ok(())
+    }
+
+    /// The series this session is bound to (it came from, or was issued,
+    /// that remember-me token), if any.
+    fn own_series(&self) -> Option<crate::token::SecretHash> {
+        let state = self.auth.state.borrow();
+        state.as_ref().and_then(|s| s.series.clone())
     }
 
     /// What this request brings to the core.

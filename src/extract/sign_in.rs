@@ -34,12 +34,7 @@ impl Auth {
         let shared = &self.auth.shared;
         let visit = self.visit();
         let user = user.clone();
-        let own = self
-            .auth
-            .state
-            .borrow()
-            .as_ref()
-            .and_then(|s| s.series.clone());
+        let own = self.own_series();
         let SignInById {
             state,
             change,

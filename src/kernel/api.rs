@@ -196,12 +196,7 @@ impl Core {
         let (Progress::Complete { user, .. }, Some(series)) = (&progress, series) else {
             return Ok(progress);
         };
-        let stands = self
-            .stores
-            .tokens
-            .find_by_series(series)?
-            .is_some_and(|token| token.user_id == *user);
-        if stands {
+        if self.token_of(user, series)?.is_some() {
             return Ok(progress);
         }
         tracing::warn!(user_id = %user, "bearer's long-lived token revoked during its step-up: nothing issued");
@@ -209,6 +204,17 @@ impl Core {
             step: ISSUE,
             missing: Vec::new(),
         })
+    }
+
+    /// `user`'s token of `series`, if there is one (another user's is
+    /// none).
+    fn token_of(
+        &self,
+        user: &UserId,
+        series: &SecretHash,
+    ) -> Result<Option<crate::store::TokenRecord>, StoreError> {
+        let token = self.stores.tokens.find_by_series(series)?;
+        Ok(token.filter(|token| token.user_id == *user))
     }
 
     /// The epoch of the user a completed flow identified: the step's, if it
@@ -255,12 +261,7 @@ impl Core {
                 None => Ok(0),
             };
         };
-        let named = self
-            .stores
-            .tokens
-            .find_by_series(series)?
-            .filter(|token| token.user_id == *user);
-        match named {
+        match self.token_of(user, series)? {
             Some(token) => match token.device_key.as_deref() {
                 Some(device) => self.stores.tokens.delete_device(user, device),
                 None => Ok(usize::from(
