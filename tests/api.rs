@@ -27,6 +27,7 @@ on_both_backends!(
     a_bearer_minting_a_token_as_everything_is_revoked_gets_nothing,
     a_bearer_minting_a_token_as_its_device_is_revoked_gets_nothing,
     a_bearer_minting_a_token_as_its_device_logs_out_keeps_nothing,
+    a_logout_whose_token_a_step_up_just_replaced_ends_the_successor,
 );
 
 async fn api_sign_ins_are_throttled_like_the_form(db: TestDb) {
@@ -738,4 +739,45 @@ async fn a_bearer_minting_a_token_as_its_device_logs_out_keeps_nothing(db: TestD
             .await;
         assert_eq!(status, 401, "the answer's access token is dead");
     }
+}
+
+/// The same race the other way round (from a third review): the app's
+/// logout by its long-lived token passes its bearer check, then a step-up
+/// of the same device stores a successor and retires the named token, and
+/// only then does the logout look the named token up. It found nothing
+/// and revoked nothing: the successor lived. A named token already gone
+/// that is the bearer's own now ends the bearer's device.
+async fn a_logout_whose_token_a_step_up_just_replaced_ends_the_successor(db: TestDb) {
+    let (server, calls) = TestServer::start_counting(db, |b| b);
+    let alice = server.add_user("alice", "correct horse", false);
+    let app = server.browser();
+    let body = app_login(&app, "phone").await;
+    let bearer = body["access_token"].as_str().unwrap().to_owned();
+    let long_lived = body["long_lived_token"].as_str().unwrap().to_owned();
+    let (base, minting) = (server.base.clone(), bearer.clone());
+    calls.trap("find_by_series", move || {
+        // The step-up, from another thread: this one is the server's store
+        // thread, held here.
+        let minted = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let mint = json!({"remember_me": true, "device_key": "phone"}).to_string();
+                let app = Browser::new(&base);
+                let answer = app.api("POST", "/api/v1/login", Some(&minting), Some(&mint));
+                answer.await.0
+            })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(minted, 200, "the step-up stored a successor");
+        Ok(())
+    });
+    let logout = json!({ "long_lived_token": long_lived }).to_string();
+    let (status, _, _) = app
+        .api("POST", "/api/v1/logout", Some(&bearer), Some(&logout))
+        .await;
+    assert_eq!(status, 204);
+    assert!(
+        server.tokens_of(&alice).is_empty(),
+        "the successor went too"
+    );
 }

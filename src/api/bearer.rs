@@ -83,10 +83,17 @@ pub(super) async fn logout(
         ),
         None => None,
     };
-    let (user, device) = (claims.sub.clone(), claims.device.clone());
+    let (user, own, device) = (
+        claims.sub.clone(),
+        claims.series.clone(),
+        claims.device.clone(),
+    );
     let revoked = auth
         .shared
-        .store(move |core| core.api_logout(&user, series.as_ref(), device.as_deref()))
+        .store(move |core| {
+            let bearer = (own.as_ref(), device.as_deref());
+            core.api_logout(&user, series.as_ref(), bearer)
+        })
         .await?;
     tracing::info!(user_id = %claims.sub, revoked, "API logout");
     audit(

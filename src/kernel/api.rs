@@ -248,26 +248,32 @@ impl Core {
     /// An app's logout: revokes the named long-lived token (by its series)
     /// and, with it, every token of its device (one token per device: a
     /// bearer's step-up may have stored its successor a moment ago); or,
-    /// without one, the bearer's device's tokens. The number revoked.
+    /// without one, the bearer's device's tokens. A named token already
+    /// gone that is the bearer's own (`bearer`: its series and device) was
+    /// replaced by such a step-up between the bearer's check and now: the
+    /// bearer's device's tokens go. The number revoked.
     pub fn api_logout(
         &self,
         user: &UserId,
-        series: Option<&SecretHash>,
-        device: Option<&str>,
+        named: Option<&SecretHash>,
+        bearer: (Option<&SecretHash>, Option<&str>),
     ) -> Result<usize, StoreError> {
-        let Some(series) = series else {
-            return match device {
-                Some(device) => self.stores.tokens.delete_device(user, device),
-                None => Ok(0),
-            };
+        let (bearer_series, device) = bearer;
+        let of_device = |device: Option<&str>| match device {
+            Some(device) => self.stores.tokens.delete_device(user, device),
+            None => Ok(0),
         };
-        match self.token_of(user, series)? {
+        let Some(named) = named else {
+            return of_device(device);
+        };
+        match self.token_of(user, named)? {
             Some(token) => match token.device_key.as_deref() {
-                Some(device) => self.stores.tokens.delete_device(user, device),
+                Some(device) => of_device(Some(device)),
                 None => Ok(usize::from(
                     self.stores.tokens.delete_by_id(token.id, Some(user))?,
                 )),
             },
+            None if bearer_series == Some(named) => of_device(device),
             None => Ok(0),
         }
     }
