@@ -28,6 +28,7 @@ on_both_backends!(
     a_bearer_minting_a_token_as_its_device_is_revoked_gets_nothing,
     a_bearer_minting_a_token_as_its_device_logs_out_keeps_nothing,
     a_logout_whose_token_a_step_up_just_replaced_ends_the_successor,
+    a_bearer_of_a_user_the_app_deleted_mints_nothing,
 );
 
 async fn api_sign_ins_are_throttled_like_the_form(db: TestDb) {
@@ -780,4 +781,25 @@ async fn a_logout_whose_token_a_step_up_just_replaced_ends_the_successor(db: Tes
         server.tokens_of(&alice).is_empty(),
         "the successor went too"
     );
+}
+
+/// The app deletes a user while a copy of their access token (a password
+/// sign-in, within the re-auth window) asks for a long-lived token. The
+/// step-up holds the bearer's epoch, so no step reads the user: the run
+/// checks the app's directory itself before it hands anything out.
+async fn a_bearer_of_a_user_the_app_deleted_mints_nothing(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let signed_in = login_body("alice", "correct horse", false, Some("phone"));
+    let (status, _, body) = app
+        .api("POST", "/api/v1/login", None, Some(&signed_in))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let bearer = body["access_token"].as_str().unwrap();
+    common::delete_user_row(&server.db, "alice");
+    let mint = json!({"remember_me": true, "device_key": "phone"}).to_string();
+    let (status, _, minted) = app
+        .api("POST", "/api/v1/login", Some(bearer), Some(&mint))
+        .await;
+    assert_ne!(status, 200, "{minted}");
+    assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
 }

@@ -43,8 +43,6 @@ on_both_backends!(
 /// ends at its next check and a remember-me cookie of theirs is refused
 /// (its series deleted), though the crate's tables still held the token.
 async fn a_user_the_app_deleted_is_signed_out_and_their_cookie_refused(db: TestDb) {
-    use diesel::connection::SimpleConnection as _;
-    use diesel::{Connection as _, PgConnection, SqliteConnection};
     let server = TestServer::start(db); // checks the epoch on every request
     let alice = server.add_user("alice", "correct horse", false);
     let mut session = server.browser();
@@ -53,16 +51,7 @@ async fn a_user_the_app_deleted_is_signed_out_and_their_cookie_refused(db: TestD
     let cookie =
         rememberme::testing::remember_me_cookie(server.stores(), &server.config, &alice).unwrap();
 
-    let delete = "DELETE FROM users WHERE username = 'alice'";
-    match server.db.sqlite_path() {
-        Some(path) => SqliteConnection::establish(path.to_str().unwrap())
-            .unwrap()
-            .batch_execute(delete),
-        None => PgConnection::establish(&server.db.url)
-            .unwrap()
-            .batch_execute(delete),
-    }
-    .unwrap();
+    common::delete_user_row(&server.db, "alice");
 
     assert_eq!(session.get("/").await.status, 303, "the session ended");
     let mut browser = server.browser();

@@ -85,12 +85,11 @@ impl Core {
         if input.activate_issue {
             state.activate(ISSUE);
         }
-        let (epoch, series) = input.bearer.take().unzip();
+        let (epoch, bearer) = input.bearer.take().unzip();
         let mut ctx = self.api_context(visit, &mut input);
         // The issuing step keeps no token once the bearer's epoch has
         // moved on, and the new access token carries that epoch.
         ctx.epoch = epoch;
-        let series = series.flatten();
         let started_at = state.position();
         let ran = super::advance(flow, &mut state, &mut ctx).and_then(|progress| {
             let (method, unidentified) = match (input.identify_by_token, input.kind) {
@@ -100,7 +99,7 @@ impl Core {
             };
             let paused_later = state.position() > started_at;
             super::count_flow_end(method, &progress, paused_later, unidentified);
-            let progress = self.unless_series_gone(progress, series.as_ref())?;
+            let progress = self.unless_bearer_revoked(progress, bearer.as_ref())?;
             let epoch = self.completed(&progress, &mut ctx)?;
             Ok((progress, epoch))
         });
@@ -183,23 +182,29 @@ impl Core {
         ctx
     }
 
-    /// A completed bearer's step-up whose series (the device's long-lived
-    /// token the bearer came from) has gone since the bearer was checked
-    /// is refused, and its new token withdrawn: a revoked device mints
-    /// nothing. Checked after the issuing step's insert, so a revocation
-    /// that lands later finds the new token listed.
-    fn unless_series_gone(
+    /// A completed bearer's step-up (`bearer`: the series the bearer came
+    /// from, if any) whose series has gone since the bearer was checked,
+    /// or whose user the app's directory no longer knows, is refused, and
+    /// its new token withdrawn: a revoked device mints nothing. (The run
+    /// holds the bearer's epoch, so no step read the user.) Checked after
+    /// the issuing step's insert, so a revocation that lands later finds
+    /// the new token listed.
+    fn unless_bearer_revoked(
         &self,
         progress: Progress,
-        series: Option<&SecretHash>,
+        bearer: Option<&Option<SecretHash>>,
     ) -> Result<Progress, StoreError> {
-        let (Progress::Complete { user, .. }, Some(series)) = (&progress, series) else {
+        let (Progress::Complete { user, .. }, Some(series)) = (&progress, bearer) else {
             return Ok(progress);
         };
-        if self.token_of(user, series)?.is_some() {
+        let series_stands = match series {
+            Some(series) => self.token_of(user, series)?.is_some(),
+            None => true,
+        };
+        if series_stands && self.stores.users.find_by_id(user)?.is_some() {
             return Ok(progress);
         }
-        tracing::warn!(user_id = %user, "bearer's long-lived token revoked during its step-up: nothing issued");
+        tracing::warn!(user_id = %user, "bearer revoked during its step-up: nothing issued");
         Ok(Progress::Refused {
             step: ISSUE,
             missing: Vec::new(),

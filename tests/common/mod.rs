@@ -139,6 +139,22 @@ pub fn stores_on(database: &Database) -> Stores {
     Stores::new(DieselStore::new(database.clone()), users)
 }
 
+/// Deletes `username`'s row of the demo's users table behind the crate's
+/// back, as an app deletes one of its users.
+pub fn delete_user_row(db: &TestDb, username: &str) {
+    use diesel::SqliteConnection;
+    let delete = format!("DELETE FROM users WHERE username = '{username}'");
+    match db.sqlite_path() {
+        Some(path) => SqliteConnection::establish(path.to_str().unwrap())
+            .unwrap()
+            .batch_execute(&delete),
+        None => PgConnection::establish(&db.url)
+            .unwrap()
+            .batch_execute(&delete),
+    }
+    .unwrap();
+}
+
 /// The stores on `database` with a token store that does not rotate in
 /// batches (a store of the app's own, say): every sign-in by cookie runs
 /// its rotation inside its flow, on a store thread.
