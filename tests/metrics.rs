@@ -113,3 +113,103 @@ async fn the_demo_serves_its_metrics_when_asked(db: TestDb) {
 }
 
 on_both_backends!(the_demo_serves_its_metrics_when_asked);
+
+/// A recorder of the counters, in this test process (the test above reads
+/// the demo's own over HTTP): `name{label=value,…}` to its value.
+mod counted {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use metrics::{Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, SharedString};
+
+    static COUNTS: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+
+    fn counts() -> &'static Mutex<HashMap<String, u64>> {
+        COUNTS.get_or_init(Default::default)
+    }
+
+    struct Count(String);
+
+    impl CounterFn for Count {
+        fn increment(&self, by: u64) {
+            *counts().lock().unwrap().entry(self.0.clone()).or_default() += by;
+        }
+        fn absolute(&self, value: u64) {
+            counts().lock().unwrap().insert(self.0.clone(), value);
+        }
+    }
+
+    struct Recorder;
+
+    impl metrics::Recorder for Recorder {
+        fn describe_counter(&self, _: KeyName, _: Option<metrics::Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<metrics::Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<metrics::Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Counter::from_arc(Arc::new(Count(name)))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    /// Installs the recorder (once a process).
+    pub fn install() {
+        static ONCE: OnceLock<()> = OnceLock::new();
+        ONCE.get_or_init(|| metrics::set_global_recorder(Recorder).expect("the only recorder"));
+    }
+
+    /// The counter `name` with its labels sorted, as rendered above.
+    pub fn value(name: &str) -> u64 {
+        counts().lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+/// From a review: a bearer's step-up refused by the check after its insert
+/// (its device revoked meanwhile) answered 403 but was counted a success:
+/// the flow's end was counted before that check.
+#[actix_web::test]
+async fn a_step_up_refused_after_its_insert_counts_as_refused() {
+    use serde_json::json;
+    counted::install();
+    let step_ups = |outcome: &str| {
+        counted::value(&format!(
+            "rememberme_sign_ins_total{{method=api_step_up,outcome={outcome}}}"
+        ))
+    };
+    let (server, calls) = common::TestServer::start_counting(TestDb::sqlite(), |b| b);
+    let alice = server.add_user("alice", "correct horse", false);
+    let app = server.browser();
+    let signed_in = json!({"username": "alice", "password": "correct horse",
+        "remember_me": true, "device_key": "phone"});
+    let (status, _, body) = app
+        .api("POST", "/api/v1/login", None, Some(&signed_in.to_string()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let bearer = body["access_token"].as_str().unwrap().to_owned();
+    let (stores, user) = (server.stores().clone(), alice.clone());
+    calls.trap("insert", move || {
+        let [device] = &stores.tokens.list_for_user(&user)?[..] else {
+            panic!("one token: the device's")
+        };
+        stores
+            .tokens
+            .delete_by_id(device.id, Some(&user))
+            .map(|_| ())
+    });
+    let mint = json!({"remember_me": true, "device_key": "phone"}).to_string();
+    let (status, _, _) = app
+        .api("POST", "/api/v1/login", Some(&bearer), Some(&mint))
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!((step_ups("success"), step_ups("refused")), (0, 1));
+}

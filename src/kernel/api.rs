@@ -98,8 +98,10 @@ impl Core {
                 (false, FlowKind::StepUp) => ("api_step_up", "refused"),
             };
             let paused_later = state.position() > started_at;
-            super::count_flow_end(method, &progress, paused_later, unidentified);
+            // Counted as answered: a step-up refused by its bearer's check
+            // is no success.
             let progress = self.unless_bearer_revoked(progress, bearer.as_ref())?;
+            super::count_flow_end(method, &progress, paused_later, unidentified);
             let epoch = self.completed(&progress, &mut ctx)?;
             Ok((progress, epoch))
         });
