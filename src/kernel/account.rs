@@ -205,26 +205,22 @@ impl Core {
             Some(raw) => verified_series(&self.stores, &self.config, visit.now, raw)?,
             None => None,
         };
-        let mine = self.stores.tokens.list_for_user(user)?;
-        let others = mine
-            .iter()
-            .filter(|t| keep.as_ref() != Some(&t.series_hash))
-            .count();
-        self.stores.tokens.delete_all_for_user(user)?;
+        // This browser's token (its series proved a moment ago) went with
+        // the others: not counted among them.
+        let gone = self.stores.tokens.delete_all_for_user(user)?;
+        let others = gone.saturating_sub(usize::from(keep.is_some()));
         let change = match keep {
-            Some(series) => {
-                Some(self.replace_visit_series(visit, user, series, password_at, epoch)?)
-            }
+            Some(_) => Some(self.replace_visit_series(visit, user, password_at, epoch)?),
             None => None,
         };
         Ok((others, change))
     }
 
-    /// This browser's series, kept while every other token of `user` went,
-    /// replaced by a new one: a copy of this browser's cookie (what a user
-    /// who suspects theft changes the password for) must die with the
-    /// rest, and a rotation would leave it the grace window and the seal.
-    /// The series goes first, whatever follows. The new token is issued
+    /// This browser's series, deleted with every other token of `user`
+    /// (before this, whatever follows), replaced by a new one: a copy of
+    /// this browser's cookie (what a user who suspects theft changes the
+    /// password for) must die with the rest, and a rotation would leave it
+    /// the grace window and the seal. The new token is issued
     /// as after a password typed at `password_at` (the issuing step's own
     /// rule: within the re-auth window), under `epoch` (the step deletes
     /// it again if a revocation moved the epoch on meanwhile); without a
@@ -233,11 +229,9 @@ impl Core {
         &self,
         visit: &Visit,
         user: &UserId,
-        series: SecretHash,
         password_at: Option<i64>,
         epoch: Option<i64>,
     ) -> Result<CookieChange, StoreError> {
-        self.stores.tokens.delete_series(&series)?;
         let mut ctx = self.context(visit);
         ctx.password_at = password_at;
         ctx.epoch = epoch;
