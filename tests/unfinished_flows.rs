@@ -109,6 +109,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(|auth: Auth| submit(auth, FlowKind::StepUp, code_input())),
     )
     .route("/plant-step-up", web::post().to(plant_step_up_claim))
+    .route("/strip-epoch", web::post().to(strip_epoch))
     .route(
         "/style.css",
         web::get().to(|| async {
@@ -386,6 +387,19 @@ async fn plant_step_up_claim(auth: Auth, session: actix_session::Session) -> Htt
     HttpResponse::Ok().finish()
 }
 
+/// Takes the epoch out of the flow state kept in the session, as a
+/// version that recorded none kept it.
+async fn strip_epoch(session: actix_session::Session) -> HttpResponse {
+    let mut state: serde_json::Value = session.get("rm.flow").unwrap().expect("a kept state");
+    state
+        .as_object_mut()
+        .unwrap()
+        .remove("epoch")
+        .expect("an epoch");
+    session.insert("rm.flow", state).unwrap();
+    HttpResponse::Ok().finish()
+}
+
 /// A login flow with the app's code step after the password, and a
 /// step-up flow with the same code step after its password.
 fn with_codes(db: &TestDb, clock: &ManualClock) -> (Database, RememberMe) {
@@ -639,6 +653,25 @@ async fn a_sign_in_whose_code_failed_beside_its_password_dies_with_a_password_ch
     let mut post = async |uri: &str| call("POST", uri).await.1;
     assert_eq!(post("/password-and-wrong-code").await, "invalid");
     bump_alices_epoch(&database);
+    assert_eq!(
+        post("/code").await,
+        "invalid",
+        "the code alone signs nobody in"
+    );
+}
+
+/// A state kept by an earlier version, with a verified password and no
+/// epoch beside it, starts afresh: nothing would hold it to the password
+/// it checked (a password change since would not void it).
+#[actix_web::test]
+async fn a_kept_state_without_an_epoch_starts_afresh() {
+    let db = TestDb::sqlite();
+    let clock = ManualClock::new();
+    let (_database, layer) = with_codes(&db, &clock);
+    let mut call = client(layer).await;
+    let mut post = async |uri: &str| call("POST", uri).await.1;
+    assert_eq!(post("/password").await, "needs input");
+    post("/strip-epoch").await;
     assert_eq!(
         post("/code").await,
         "invalid",
