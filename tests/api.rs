@@ -660,6 +660,21 @@ async fn mint_while_revoked(
     (server, alice, status, minted)
 }
 
+/// A step-up answered `403 password_required`, with no token of the user
+/// left behind.
+fn refused_and_nothing_kept(
+    server: &TestServer,
+    alice: &rememberme::UserId,
+    status: u16,
+    minted: &Value,
+) {
+    assert_eq!(
+        (status, minted["error"].as_str()),
+        (403, Some("password_required"))
+    );
+    assert!(server.tokens_of(alice).is_empty(), "nothing minted");
+}
+
 /// From an attack review: a copied access token asked for a long-lived
 /// token of its device while "sign out everywhere" (or a password change:
 /// the same epoch move) landed after its check. The issuing step did not
@@ -680,11 +695,7 @@ async fn a_bearer_minting_a_token_as_everything_is_revoked_gets_nothing(db: Test
         m.stores.revoke_everything(&m.alice, event).map(|_| ())
     })
     .await;
-    assert_eq!(
-        (status, minted["error"].as_str()),
-        (403, Some("password_required"))
-    );
-    assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
+    refused_and_nothing_kept(&server, &alice, status, &minted);
 }
 
 /// The same with the bearer's device signed out (its long-lived token
@@ -702,11 +713,7 @@ async fn a_bearer_minting_a_token_as_its_device_is_revoked_gets_nothing(db: Test
             .map(|_| ())
     })
     .await;
-    assert_eq!(
-        (status, minted["error"].as_str()),
-        (403, Some("password_required"))
-    );
-    assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
+    refused_and_nothing_kept(&server, &alice, status, &minted);
 }
 
 /// From a review of the check above: the app logs the device out by its
