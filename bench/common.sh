@@ -43,6 +43,21 @@ thread_cpu() {
     END {printf "async=%.2f store=%.2f other=%.2f", a / t, s / t, (total - a - s) / t}'
 }
 
+# form_session BASE USER PASSWORD: signs USER in through BASE/login's form
+# (its CSRF token and pre-session first); prints the `__Host-session`
+# cookie's value the sign-in sets. (USER and PASSWORD as form-encoded.)
+form_session() {
+  local base=$1 csrf session
+  curl -sS -D "$WORK/h-form" -o "$WORK/b-form" "$base/login" || true
+  csrf=$(sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' "$WORK/b-form" | head -n1)
+  session=$(tr -d '\r' <"$WORK/h-form" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
+  curl -sS -o /dev/null -D "$WORK/h-post" -H "Cookie: __Host-session=$session" \
+    --data "username=$2&password=$3&csrf_token=$csrf" "$base/login"
+  session=$(tr -d '\r' <"$WORK/h-post" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
+  [ -n "$session" ] || die "no session from $base/login"
+  echo "$session"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

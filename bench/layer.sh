@@ -58,16 +58,10 @@ start() {
 
 # The session cookie a sign-in at $1 sets (its form's CSRF token first, if any).
 session_of() {
-  local base=$1 csrf="" session="" body
-  curl -sS -D "$WORK/h-form" -o "$WORK/b-form" "$base/login" || true
-  csrf=$(sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' "$WORK/b-form" | head -n1)
-  session=$(tr -d '\r' <"$WORK/h-form" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
-  body="username=alice&password=alice-password&csrf_token=$csrf"
-  curl -sS -o /dev/null -D "$WORK/h-post" -H "Cookie: __Host-session=$session" --data "$body" "$base/login"
-  session=$(tr -d '\r' <"$WORK/h-post" | sed -n 's/^[Ss]et-[Cc]ookie: __Host-session=\([^;]*\).*/\1/p' | head -n1)
-  [ -n "$session" ] || die "no session from $base/login"
-  [ "$(curl -sS -H "Cookie: __Host-session=$session" "$base/")" = "hello alice" ] \
-    || die "$base/ does not greet alice with the session"
+  local session
+  session=$(form_session "$1" alice alice-password)
+  [ "$(curl -sS -H "Cookie: __Host-session=$session" "$1/")" = "hello alice" ] \
+    || die "$1/ does not greet alice with the session"
   echo "$session"
 }
 

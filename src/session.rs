@@ -144,12 +144,15 @@ const BY_COOKIE: u8 = 8;
 const BY_APP: u8 = 16;
 
 impl AuthState {
-    /// `a3.<user>.<epoch>.<checked_at>.<signed_in_at>.<password_at>.<flags>.<sid>.<series>.<tags>.<username>`:
-    /// integers in decimal (`password_at` empty when none), the flags a bit
-    /// set (the crate's two tags among them), the user id, `sid` and
-    /// `series` (SHA-256, or empty) in unpadded base64url, the app's own
-    /// tags by name, comma-separated, and the username last, so that it may
-    /// hold any character. Inside the encrypted session cookie.
+    /// `a4.<user>.<epoch>.<signed_in_at>.<checked_at>.<password_at>.<flags>.<sid>.<series>.<tags>.<username>`:
+    /// integers in decimal, `checked_at` and `password_at` as seconds after
+    /// `signed_in_at` (usually `0` or a few digits: the cookie is read on
+    /// every request, and its length costs on each), `password_at` empty
+    /// when none, the flags a bit set (the crate's two tags among them),
+    /// the user id, `sid` and `series` (SHA-256, or empty) in unpadded
+    /// base64url, the app's own tags by name, comma-separated, and the
+    /// username last, so that it may hold any character. Inside the
+    /// encrypted session cookie.
     fn encode(&self) -> String {
         use base64::Engine as _;
         let mut flags = 0;
@@ -177,43 +180,59 @@ impl AuthState {
             .as_ref()
             .map(|s| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s.as_bytes()))
             .unwrap_or_default();
-        let password_at = self.password_at.map(|t| t.to_string()).unwrap_or_default();
+        // Offsets that wrap: exact for any two times, however far apart.
+        let after = |t: i64| t.wrapping_sub(self.signed_in_at);
+        let password_at = self
+            .password_at
+            .map(|t| after(t).to_string())
+            .unwrap_or_default();
         format!(
-            "a3.{}.{}.{}.{}.{password_at}.{flags}.{}.{series}.{own}.{}",
+            "a4.{}.{}.{}.{}.{password_at}.{flags}.{}.{series}.{own}.{}",
             self.user_id.to_field(),
             self.epoch,
-            self.checked_at,
             self.signed_in_at,
+            after(self.checked_at),
             self.sid,
             self.username
         )
     }
 
-    /// The state `encode` wrote, or 0.1 wrote (`a2.`, the same with the
-    /// user id in decimal); `None` for anything else (another version, a
-    /// damaged value), which reads as "not signed in".
+    /// The state `encode` wrote; or an earlier layout: `a3.` (0.2's
+    /// development versions, the times absolute and `checked_at` before
+    /// `signed_in_at`) or `a2.` (0.1: that, with the user id in decimal and
+    /// no tags field); `None` for anything else (another version, a damaged
+    /// value), which reads as "not signed in".
     fn decode(value: &str) -> Option<Self> {
         use base64::Engine as _;
-        let mut parts = value.splitn(11, '.');
-        let (user_id, with_own_tags) = match parts.next()? {
-            "a3" => (UserId::from_field(parts.next()?)?, true),
-            "a2" => (UserId::from(parts.next()?.parse::<i64>().ok()?), false),
+        let mut fields = Fields(value);
+        let version = fields.next()?;
+        let user_id = match version {
+            "a4" | "a3" => UserId::from_field(fields.next()?)?,
+            "a2" => UserId::from(fields.next()?.parse::<i64>().ok()?),
             _ => return None,
         };
-        let mut int = || parts.next()?.parse::<i64>().ok();
-        let (epoch, checked_at, signed_in_at) = (int()?, int()?, int()?);
-        let password_at = match parts.next()? {
+        let mut int = || fields.next()?.parse::<i64>().ok();
+        let (epoch, first, second) = (int()?, int()?, int()?);
+        let password_at = match fields.next()? {
             "" => None,
             at => Some(at.parse::<i64>().ok()?),
         };
-        let flags: u8 = parts.next()?.parse().ok()?;
+        let (signed_in_at, checked_at, password_at) = match version {
+            "a4" => (
+                first,
+                first.wrapping_add(second),
+                password_at.map(|t| first.wrapping_add(t)),
+            ),
+            _ => (second, first, password_at),
+        };
+        let flags: u8 = fields.next()?.parse().ok()?;
         if flags & !(ADMIN | WEAK | PASSWORD | BY_COOKIE | BY_APP) != 0
             || flags & (BY_COOKIE | BY_APP) == BY_COOKIE | BY_APP
         {
             return None;
         }
-        let sid = parts.next()?.to_owned();
-        let series = match parts.next()? {
+        let sid = fields.next()?.to_owned();
+        let series = match fields.next()? {
             "" => None,
             b64 => {
                 // Into a buffer on the stack: this runs on every request.
@@ -224,13 +243,14 @@ impl AuthState {
                 Some(SecretHash::from_slice(&hash[..len])?)
             }
         };
-        let tags = tags_of(flags, with_own_tags.then(|| parts.next()).flatten())?;
-        let username = match with_own_tags {
-            true => parts.next()?.to_owned(),
-            // 0.1's layout: the username after the series, split at its
-            // dots (one part more for a3's tags): join them back.
-            false => parts.collect::<Vec<_>>().join("."),
+        let own = match version {
+            "a2" => "",
+            _ => fields.next()?,
         };
+        let tags = tags_of(flags, own)?;
+        // The username is the rest, dots and all (0.1's layout, `a2`, had
+        // no tags field before it).
+        let username = fields.0.to_owned();
         Some(AuthState {
             user_id,
             username,
@@ -249,20 +269,34 @@ impl AuthState {
 
 /// The tags of an encoded state: the crate's two from their flag bits, the
 /// app's from their names (`own`, comma-separated); `None` for a name that
-/// is not a tag's.
-fn tags_of(flags: u8, own: Option<&str>) -> Option<BTreeSet<Tag>> {
-    let mut tags: BTreeSet<Tag> = [
-        (WEAK, Tag::WEAK_AUTHENTICATION),
-        (PASSWORD, Tag::PASSWORD_VERIFIED),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| flags & bit != 0)
-    .map(|(_, tag)| tag)
-    .collect();
-    for name in own.unwrap_or_default().split(',').filter(|n| !n.is_empty()) {
+/// is not a tag's. Inserted one by one: a set of one tag is one allocation.
+fn tags_of(flags: u8, own: &str) -> Option<BTreeSet<Tag>> {
+    let mut tags = BTreeSet::new();
+    if flags & WEAK != 0 {
+        tags.insert(Tag::WEAK_AUTHENTICATION);
+    }
+    if flags & PASSWORD != 0 {
+        tags.insert(Tag::PASSWORD_VERIFIED);
+    }
+    for name in own.split(',').filter(|n| !n.is_empty()) {
         tags.insert(Tag::parse(name)?);
     }
     Some(tags)
+}
+
+/// The fields of an encoded state, taken one at a time up to the next `.`;
+/// what is left after the last (the username, which may hold dots) is
+/// `.0`. A byte scan: `str::splitn`'s searcher cost more than the fields'
+/// parsing on this path, which runs on every request.
+struct Fields<'a>(&'a str);
+
+impl<'a> Fields<'a> {
+    fn next(&mut self) -> Option<&'a str> {
+        let end = self.0.bytes().position(|b| b == b'.')?;
+        let field = &self.0[..end];
+        self.0 = &self.0[end + 1..];
+        Some(field)
+    }
 }
 
 /// The sign-in method an encoded state's flags name.

@@ -17,30 +17,48 @@ pub(super) enum Check {
     Unavailable,
 }
 
+/// What the session says before any store call.
+pub(super) enum Quick {
+    /// Settled: the state (if any) and how far it was checked.
+    Done(Option<AuthState>, Check),
+    /// A state past its check interval (by the seconds given): its epoch
+    /// must be compared with the database ([`check_epoch`]).
+    Check(AuthState, i64),
+}
+
 /// The session's auth state if it is still good: within its lifetime and, at
 /// most every `epoch_check_interval`, still under the user's current epoch
-/// (the same query re-reads the user's roles). A check that cannot run
-/// keeps the session only for twice the interval since the last good one.
-pub(super) async fn session_state(
-    session: &Session,
-    shared: &Shared,
-    now: i64,
-) -> (Option<AuthState>, Check) {
-    let Some(mut state) = session.get::<AuthState>(AUTH_KEY).ok().flatten() else {
-        return (None, Check::Fresh);
+/// (see [`check_epoch`], which the same query re-reads the user's roles
+/// for). Settled here, with no store call, unless the interval has passed.
+pub(super) fn session_now(session: &Session, shared: &Shared, now: i64) -> Quick {
+    let Some(state) = session.get::<AuthState>(AUTH_KEY).ok().flatten() else {
+        return Quick::Done(None, Check::Fresh);
     };
     let config = &shared.config();
     if now - state.signed_in_at >= config.session_lifetime.as_secs() as i64 {
         // `clear`, not `purge`: a remember-me cookie may sign the user in
         // again on this same request, and a purged session keeps nothing.
         session.clear();
-        return (None, Check::Fresh);
+        return Quick::Done(None, Check::Fresh);
     }
-    let interval = config.epoch_check_interval.as_secs() as i64;
     let since = now - state.checked_at;
-    if (0..interval).contains(&since) {
-        return (Some(state), Check::Fresh);
+    if (0..config.epoch_check_interval.as_secs() as i64).contains(&since) {
+        return Quick::Done(Some(state), Check::Fresh);
     }
+    Quick::Check(state, since)
+}
+
+/// The epoch check of a state [`session_now`] found past its interval. A
+/// check that cannot run keeps the session only for twice the interval
+/// since the last good one.
+pub(super) async fn check_epoch(
+    session: &Session,
+    shared: &Shared,
+    now: i64,
+    mut state: AuthState,
+    since: i64,
+) -> (Option<AuthState>, Check) {
+    let interval = shared.config().epoch_check_interval.as_secs() as i64;
     let (user_id, series) = (state.user_id.clone(), state.series.clone());
     let checked = shared
         .store(move |core| core.check_session(&user_id, series.as_ref()))

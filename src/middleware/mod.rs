@@ -21,12 +21,16 @@ use crate::kernel::{Shared, Visit};
 use crate::session::{AUTH_KEY, AuthState};
 use crate::store::{AuditKind, Stores};
 
-/// Per-request data the middleware leaves in the request extensions.
+/// Per-request data the middleware leaves in the request extensions: one
+/// allocation, shared by the middleware and the extractors (a clone is a
+/// reference count).
 #[derive(Clone)]
-pub(crate) struct RequestAuth {
+pub(crate) struct RequestAuth(Rc<RequestAuthInner>);
+
+pub(crate) struct RequestAuthInner {
     pub shared: Arc<Shared>,
-    pub state: Rc<RefCell<Option<AuthState>>>,
-    pub cookie_change: Rc<RefCell<Option<CookieChange>>>,
+    pub state: RefCell<Option<AuthState>>,
+    pub cookie_change: RefCell<Option<CookieChange>>,
     pub signed_in_by_cookie: bool,
     /// A remember-me cookie or an open session could not be checked because
     /// the store did not answer: pages that need a user answer 503, not
@@ -36,7 +40,15 @@ pub(crate) struct RequestAuth {
     /// strong pages refuse it (503) until a check succeeds.
     pub unchecked: bool,
     /// A device cookie to set on the response (after a right password).
-    pub device_cookie: Rc<RefCell<Option<String>>>,
+    pub device_cookie: RefCell<Option<String>>,
+}
+
+impl std::ops::Deref for RequestAuth {
+    type Target = RequestAuthInner;
+
+    fn deref(&self) -> &RequestAuthInner {
+        &self.0
+    }
 }
 
 /// The remember-me middleware. Wrap it **inside** actix-session's
@@ -224,74 +236,124 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let service = self.service.clone();
         let shared = self.shared.clone();
-        Box::pin(async move {
-            let session = req.get_session();
-            let now = shared.config().now();
-            let (mut state, check) = session_state(&session, &shared, now).await;
-            let mut cookie_change = None;
-            let mut signed_in_by_cookie = false;
-            let mut store_unavailable = check == Check::Unavailable;
-            if state.is_none()
-                && let Some(raw) = raw_cookie(req.request(), &shared.config().cookie_name())
-            {
-                let visit = Visit {
-                    now,
-                    client: client_info(req.request(), shared.config()),
-                    cookie: Some(raw),
-                    device: None,
-                };
-                match cookie_sign_in(&shared, &session, visit).await {
-                    Ok((signed_in, change)) => {
-                        cookie_change = change;
-                        signed_in_by_cookie = signed_in.is_some();
-                        state = signed_in;
-                    }
-                    // The database did not answer: the cookie may well be
-                    // valid, so keep it and serve the visitor anonymously;
-                    // if its rotation committed, with the rotated cookie.
-                    Err((error, rotated)) => {
-                        tracing::warn!(%error, rotated = rotated.is_some(), "remember-me check skipped: store unavailable");
-                        cookie_change = rotated;
-                        store_unavailable = true;
-                    }
-                }
+        let session = req.get_session();
+        let now = shared.config().now();
+        let quick = session_now(&session, &shared, now);
+        let cookie = match &quick {
+            Quick::Done(Some(_), _) => None,
+            _ => raw_cookie(req.request(), &shared.config().cookie_name()),
+        };
+        match (quick, cookie) {
+            // Most requests: a session within its check interval, or a
+            // visitor with neither session nor cookie. No store call, and
+            // a small future (not the sign-in's) to allocate.
+            (Quick::Done(state, check), None) => respond(
+                &*self.service,
+                request_auth(shared, state, check, None, false),
+                req,
+            ),
+            (quick, cookie) => {
+                let service = self.service.clone();
+                Box::pin(async move {
+                    let auth = check_or_sign_in(shared, &session, now, quick, cookie, &req).await;
+                    respond(&*service, auth, req).await
+                })
             }
-
-            let auth = RequestAuth {
-                shared: shared.clone(),
-                state: Rc::new(RefCell::new(state)),
-                cookie_change: Rc::new(RefCell::new(cookie_change)),
-                signed_in_by_cookie,
-                store_unavailable,
-                unchecked: check == Check::Unchecked,
-                device_cookie: Rc::new(RefCell::new(None)),
-            };
-            req.extensions_mut().insert(auth.clone());
-
-            // A rotation the database committed must reach the client on
-            // every response path, or its next visit presents a token one
-            // rotation back. Handlers' and extractors' errors arrive here as
-            // responses (actix's handler service renders them), so they get
-            // the cookie below; only an error of a middleware *inside* this
-            // one skips it, and no such middleware should sit between the
-            // handlers and this layer.
-            let mut res = service.call(req).await?;
-            add_cookies(&shared, &auth, &mut res)?;
-            Ok(res)
-        })
+        }
     }
+}
+
+/// Hands the request on with `auth` in its extensions, and adds the layer's
+/// cookies to the response.
+///
+/// A rotation the database committed must reach the client on every
+/// response path, or its next visit presents a token one rotation back.
+/// Handlers' and extractors' errors arrive here as responses (actix's
+/// handler service renders them), so they get the cookie; only an error of
+/// a middleware *inside* this one skips it, and no such middleware should
+/// sit between the handlers and this layer.
+fn respond<S, B>(
+    service: &S,
+    auth: RequestAuth,
+    req: ServiceRequest,
+) -> LocalBoxFuture<'static, Result<ServiceResponse<B>, Error>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    req.extensions_mut().insert(auth.clone());
+    let response = service.call(req);
+    Box::pin(async move {
+        let mut res = response.await?;
+        add_cookies(&auth, &mut res)?;
+        Ok(res)
+    })
+}
+
+/// The request's auth when the session alone did not settle it: the epoch
+/// check of a session past its interval, then, with no session left, the
+/// sign-in by the remember-me cookie `cookie`.
+async fn check_or_sign_in(
+    shared: Arc<Shared>,
+    session: &Session,
+    now: i64,
+    quick: Quick,
+    cookie: Option<Vec<u8>>,
+    req: &ServiceRequest,
+) -> RequestAuth {
+    let (state, mut check) = match quick {
+        Quick::Done(state, check) => (state, check),
+        Quick::Check(state, since) => check_epoch(session, &shared, now, state, since).await,
+    };
+    let (Some(raw), None) = (cookie, &state) else {
+        return request_auth(shared, state, check, None, false);
+    };
+    let visit = Visit {
+        now,
+        client: client_info(req.request(), shared.config()),
+        cookie: Some(raw),
+        device: None,
+    };
+    let (state, cookie_change) = match cookie_sign_in(&shared, session, visit).await {
+        Ok((signed_in, change)) => (signed_in, change),
+        // The database did not answer: the cookie may well be valid, so
+        // keep it and serve the visitor anonymously; if its rotation
+        // committed, with the rotated cookie.
+        Err((error, rotated)) => {
+            tracing::warn!(%error, rotated = rotated.is_some(), "remember-me check skipped: store unavailable");
+            check = Check::Unavailable;
+            (None, rotated)
+        }
+    };
+    let by_cookie = state.is_some();
+    request_auth(shared, state, check, cookie_change, by_cookie)
+}
+
+/// The request's auth data, as the middleware leaves it for the extractors.
+fn request_auth(
+    shared: Arc<Shared>,
+    state: Option<AuthState>,
+    check: Check,
+    cookie_change: Option<CookieChange>,
+    signed_in_by_cookie: bool,
+) -> RequestAuth {
+    RequestAuth(Rc::new(RequestAuthInner {
+        shared,
+        state: RefCell::new(state),
+        cookie_change: RefCell::new(cookie_change),
+        signed_in_by_cookie,
+        store_unavailable: check == Check::Unavailable,
+        unchecked: check == Check::Unchecked,
+        device_cookie: RefCell::new(None),
+    }))
 }
 
 /// Adds the layer's cookies to a response: the remember-me change and the
 /// device cookie, and `Cache-Control: no-store` to a signed-in page or any
 /// response that carries such a cookie.
-fn add_cookies<B>(
-    shared: &Shared,
-    auth: &RequestAuth,
-    res: &mut ServiceResponse<B>,
-) -> Result<(), Error> {
+fn add_cookies<B>(auth: &RequestAuth, res: &mut ServiceResponse<B>) -> Result<(), Error> {
+    let shared = &auth.shared;
     let mut sets_cookie = false;
     if let Some(change) = auth.cookie_change.borrow_mut().take() {
         let cookie = remember_cookie(shared.config(), &change);
@@ -320,7 +382,7 @@ fn add_cookies<B>(
 mod check;
 mod cookies;
 
-use check::{Check, session_state};
+use check::{Check, Quick, check_epoch, session_now};
 pub(crate) use cookies::{
     client_info, raw_cookie, remember_cookie, start_session, trusted_device, visit,
 };

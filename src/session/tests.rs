@@ -22,7 +22,10 @@ fn the_auth_state_round_trips_through_the_session_whatever_the_username() {
         for series in [None, SecretHash::from_slice(&[7u8; 32])] {
             let original = state(name, series);
             let json = serde_json::to_string(&original).unwrap();
-            assert!(json.starts_with("\"a3.NDIuYS9i.3."), "{json}");
+            assert!(
+                json.starts_with("\"a4.NDIuYS9i.3.-5.1764000128.1764000005."),
+                "{json}"
+            );
             let back: AuthState = serde_json::from_str(&json).unwrap();
             assert_eq!(back, original);
         }
@@ -44,6 +47,32 @@ fn the_auth_state_round_trips_through_the_session_whatever_the_username() {
 }
 
 #[test]
+fn states_written_by_earlier_versions_still_read() {
+    // (0.1's `a2.`: a_session_of_0_1_still_reads.)
+    let mut earlier = state("a.b", SecretHash::from_slice(&[7u8; 32]));
+    earlier.tags.insert(Tag::new("SECOND_FACTOR"));
+    let sid = earlier.sid.clone();
+    // 0.2's development versions: absolute times, `checked_at` first.
+    let series = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc";
+    let a3 = format!("a3.NDIuYS9i.3.1764000123.-5.1764000000.11.{sid}.{series}.SECOND_FACTOR.a.b");
+    assert_eq!(AuthState::decode(&a3), Some(earlier));
+}
+
+#[test]
+fn times_far_apart_round_trip_exactly() {
+    let mut far = state("alice", None);
+    for (signed_in_at, checked_at, password_at) in [
+        (i64::MIN, i64::MAX, Some(i64::MAX)),
+        (i64::MAX, i64::MIN, Some(0)),
+        (0, -1, None),
+    ] {
+        (far.signed_in_at, far.checked_at, far.password_at) =
+            (signed_in_at, checked_at, password_at);
+        assert_eq!(AuthState::decode(&far.encode()), Some(far.clone()));
+    }
+}
+
+#[test]
 fn a_damaged_or_foreign_auth_state_reads_as_signed_out() {
     let good = state("alice", SecretHash::from_slice(&[1u8; 32])).encode();
     let series = |bytes: usize| {
@@ -54,11 +83,11 @@ fn a_damaged_or_foreign_auth_state_reads_as_signed_out() {
     assert!(AuthState::decode(&series(32)).is_some());
     assert!(AuthState::decode(&good).is_some());
     let bad = [
-        good.replacen("a3", "a1", 1), // an older layout
+        good.replacen("a4", "a1", 1), // an older layout
         good.replacen(".NDIuYS9i.", ".!.", 1),
         good.replacen(".NDIuYS9i.", ".gA.", 1), // not UTF-8
         good.replacen(".3.", ".", 1),
-        good.replacen(".1764000000.", ".soon.", 1),
+        good.replacen(".-5.", ".soon.", 1),
         "a2.1.2.3.4..32.sid..alice".to_owned(), // unknown flag bit
         "a2.1.2.3.4..24.sid..alice".to_owned(), // two methods at once
         "a2.x.2.3.4..0.sid..alice".to_owned(),  // 0.1's ids are integers
