@@ -363,6 +363,29 @@ def main():
     w("| `753c164` | a failed batch retried alone only when that can help; expiry capped (error paths only) | 0.75 / 0.78 | 16,407 / 14,583 | 128 / 123 | 10.0 / 10.8 | 60 / 60 |")
     w("| `9010a42` | lock waits bounded by the connection timeout (error paths only) | 0.80 / 0.79 | 18,023 / 14,575 | 127 / 124 | 11.1 / 10.0 | 60 / 60 |")
     w("| `499a46a` | issues 13–15 (sudo mode, durable rotations with `synchronous=FULL`, the sealed next token, the app's own users; see the bisect in the layer notes); the storm on one account | 0.76 / 0.79 | 5,656 / 5,574 | 84 / 72 | 7.6 / 11.0 | 62 / 61 |")
+    w("| `23908c5` | issue 16's harness and metrics; attempts still held a store thread while their batch gathered (an Intel Xeon VM about three times as fast as this run's) | 0.74 / 0.80 | 7,581 / 10,229 | 129 / 132 | 7.95 / 9.16 | 63 / 61 |")
+    w("")
+    w("The run of `176bda4` (2026-12-03) was made on an AMD EPYC VM about three times "
+      "slower than that of `23908c5`: (a) cost 30 µs of server CPU a request against 10, "
+      "and one Argon2 verification 29.6 ms against 14.7 (its minimum 19.7 ms: the "
+      "single-thread figure the ceiling comes from moved by half within the minute), so "
+      "only ratios compare. Two verdicts turned. PostgreSQL's (d) came out at 0.86 × the "
+      "ceiling and 0.71 × Argon2 alone on both cores, SQLite's 1.09 and 0.91 in the same "
+      "run; the storm signs in without ticking the box, so the work beside Argon2 is "
+      "what it was at `23908c5` (PostgreSQL used 2.0 ms of CPU a sign-in against 0.86, "
+      "in proportion to the machine); a rerun on a steadier machine comes before any "
+      "conclusion. SQLite's peak RSS came out at 67 MiB (63 at `23908c5`). Measured "
+      "apart (a fresh server, one sign-in, (c) at 64 connections for 10 s, then 40 "
+      "sign-ins eight at a time), the builds of `5863410` and `176bda4` both peak at "
+      "about 64–65 MiB, so it predates `176bda4`. What is resident at that peak "
+      "(`/proc/PID/smaps`): the two Argon2 threads' blocks, 2 × 19 MiB; the binary's "
+      "text, 5.8 MiB; glibc's malloc arenas, 0.6–1.3 MiB for each of nine threads, "
+      "and the main heap 1.7 MiB, which hold SQLite's page caches (2 MiB a connection at "
+      "most, 8 connections). Two levers measured there: `PRAGMA cache_size = -512` "
+      "peaked at 63.1–63.3 MiB (−1.6) with as many re-authentications a second, and "
+      "`MALLOC_ARENA_MAX=1` took 3 MiB off (c) alone. Neither is kept yet: a smaller "
+      "page cache must first pass the 10^7-token run of `bench/scale.sh` (the series "
+      "index's interior pages), and the number of arenas is the operator's setting.")
     w("")
     w("Since `9010a42`: a clean exit (the layer and the pool close at shutdown, a "
       "`connect_timeout` default for PostgreSQL URLs) — shutdown and connection paths "

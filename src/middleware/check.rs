@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// How far [`session_state`] could check the session.
+/// How far [`session_now`] and [`check_epoch`] could check the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Check {
     /// Checked now or within the check interval (or no session).

@@ -88,10 +88,11 @@ fn a_damaged_or_foreign_auth_state_reads_as_signed_out() {
         good.replacen(".NDIuYS9i.", ".gA.", 1), // not UTF-8
         good.replacen(".3.", ".", 1),
         good.replacen(".-5.", ".soon.", 1),
-        "a2.1.2.3.4..32.sid..alice".to_owned(), // unknown flag bit
-        "a2.1.2.3.4..24.sid..alice".to_owned(), // two methods at once
-        "a2.x.2.3.4..0.sid..alice".to_owned(),  // 0.1's ids are integers
-        "a2.1.2.3.4..0.sid.AAAA.alice".to_owned(), // series not 32 bytes
+        good.replacen(".1764000005.", ".later.", 1), // the password's offset
+        "a2.1.2.3.4..32.sid..alice".to_owned(),      // unknown flag bit
+        "a2.1.2.3.4..24.sid..alice".to_owned(),      // two methods at once
+        "a2.x.2.3.4..0.sid..alice".to_owned(),       // 0.1's ids are integers
+        "a2.1.2.3.4..0.sid.AAAA.alice".to_owned(),   // series not 32 bytes
         series(31),
         series(33),
         series(34),
