@@ -161,17 +161,9 @@ reauth() {
     -s "$ROOT/bench/wrk.lua" "$QUICKSTART/" 2>&1 | grep '^BENCH_RESULT' || echo "BENCH_RESULT failed=1"
 }
 
-# Signs $ADMIN in at $1; prints the session cookie.
+# Signs $ADMIN in at $1; prints the session cookie, `name=value`.
 admin_session() {
-  local base=$1 csrf session
-  curl -sS -D "$WORK/h-form" -o "$WORK/b-form" "$base/login"
-  csrf=$(sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' "$WORK/b-form" | head -n1)
-  session=$(tr -d '\r' <"$WORK/h-form" | sed -n 's/^[Ss]et-[Cc]ookie: \([^=]*session\)=\([^;]*\).*/\1=\2/p' | head -n1)
-  curl -sS -o /dev/null -D "$WORK/h-post" -H "Cookie: $session" \
-    --data "username=$ADMIN&password=$ADMIN_PASSWORD&csrf_token=$csrf" "$base/login"
-  session=$(tr -d '\r' <"$WORK/h-post" | sed -n 's/^[Ss]et-[Cc]ookie: \([^=]*session\)=\([^;]*\).*/\1=\2/p' | head -n1)
-  [ -n "$session" ] || die "no admin session from $base/login"
-  echo "$session"
+  echo "__Host-session=$(form_session "$1" "$ADMIN" "$ADMIN_PASSWORD")"
 }
 
 # schema SIZE: the PostgreSQL schema of that size's table.

@@ -316,7 +316,7 @@ async fn check_or_sign_in(
         device: None,
     };
     let (state, cookie_change) = match cookie_sign_in(&shared, session, visit).await {
-        Ok((signed_in, change)) => (signed_in, change),
+        Ok(signed_in) => signed_in,
         // The database did not answer: the cookie may well be valid, so
         // keep it and serve the visitor anonymously; if its rotation
         // committed, with the rotated cookie.
