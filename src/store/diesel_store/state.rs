@@ -56,14 +56,26 @@ impl StateStore for DieselStore {
         let key = key.as_bytes().as_slice();
         let stale = now.saturating_sub(window_secs);
         let max = i32::try_from(max).unwrap_or(i32::MAX);
-        // Single statements instead of one upsert (`MultiConnection` builds
-        // none), each atomic on its own, tried in turn until one decides:
-        // the `WHERE` of the increment is what keeps concurrent
-        // reservations from passing `max` (PostgreSQL re-checks it on the
-        // row a racing statement just wrote). A lost race (a row restarted
-        // or inserted under us) goes round again; three rounds always do.
+        // Single statements instead of one upsert with a `WHERE` on its
+        // update (`MultiConnection` builds none), each atomic on its own,
+        // tried in turn until one decides. The insert comes first: a sign-in
+        // with no failure on record (most) is one statement. The `WHERE` of
+        // the increment is what keeps concurrent reservations from passing
+        // `max` (PostgreSQL re-checks it on the row a racing statement just
+        // wrote). A lost race (a row restarted, deleted or inserted under
+        // us) goes round again; three rounds always do.
         self.with_write_conn(|conn| {
             for _ in 0..3 {
+                let insert = diesel::insert_into(login_failures::table)
+                    .values((
+                        login_failures::key.eq(key),
+                        login_failures::failures.eq(1),
+                        login_failures::last_failed_at.eq(now),
+                    ))
+                    .on_conflict_do_nothing();
+                if per_backend!(conn, |c| insert.execute(c))? == 1 {
+                    return Ok(Reservation::Allowed);
+                }
                 let counted = diesel::update(login_failures::table.find(key))
                     .filter(login_failures::last_failed_at.gt(stale))
                     .filter(login_failures::failures.lt(max))
@@ -90,25 +102,11 @@ impl StateStore for DieselStore {
                     .select((login_failures::failures, login_failures::last_failed_at))
                     .get_result::<(i32, i64)>(conn)
                     .optional()?;
-                match row {
-                    Some((failures, at)) if failures >= max && at > stale => {
-                        return Ok(Reservation::Throttled { last_failed_at: at });
-                    }
-                    Some(_) => continue,
-                    None => {}
-                }
-                match diesel::insert_into(login_failures::table)
-                    .values((
-                        login_failures::key.eq(key),
-                        login_failures::failures.eq(1),
-                        login_failures::last_failed_at.eq(now),
-                    ))
-                    .execute(conn)
+                if let Some((failures, at)) = row
+                    && failures >= max
+                    && at > stale
                 {
-                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                        continue;
-                    }
-                    inserted => return inserted.map(|_| Reservation::Allowed),
+                    return Ok(Reservation::Throttled { last_failed_at: at });
                 }
             }
             Err(DieselError::QueryBuilderError(
