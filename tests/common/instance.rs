@@ -87,7 +87,7 @@ pub fn start(db: &TestDb, key_file: &std::path::Path) -> Instance {
 pub fn start_with(db: &TestDb, key_file: &std::path::Path, args: &[&str]) -> Instance {
     let mut child = binary()
         .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-        .args(["--db-pool-size", "4"])
+        .args(["--db-pool-size", "2"])
         .args(args)
         .arg("--session-key-file")
         .arg(key_file)

@@ -155,9 +155,10 @@ pub(crate) struct ServeArgs {
     /// Seconds between purges of expired tokens and old audit events (0: never).
     #[arg(long, env = "REMEMBERME_PURGE_INTERVAL_SECS", default_value_t = 3600)]
     pub purge_interval_secs: u64,
-    /// Database connections in the pool.
-    #[arg(long, env = "REMEMBERME_DB_POOL_SIZE", default_value_t = 8)]
-    pub db_pool_size: u32,
+    /// Database connections in the pool (and the layer's store threads)
+    /// [default: 2 on SQLite, 8 on PostgreSQL]
+    #[arg(long, env = "REMEMBERME_DB_POOL_SIZE")]
+    pub db_pool_size: Option<u32>,
     /// Create the demo users `alice` (password `alice-password`) and `admin`
     /// (password `admin-password`, an admin) if they do not exist. For trying
     /// the demo only: never on a site with real users.

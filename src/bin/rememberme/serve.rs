@@ -80,6 +80,19 @@ fn layer_config(args: &ServeArgs) -> RememberMeConfig {
         .build()
 }
 
+/// The pool size without `--db-pool-size`. SQLite writes one at a time
+/// whatever the pool, and each connection keeps a page cache of up to
+/// 2 MiB: with 2 instead of 8, re-authentications ran as fast or faster and
+/// the peak RSS of `bench/run.sh`'s cases fell by 4–5 MiB
+/// (bench/layer_notes.md, 2026-12-03).
+fn default_pool_size(url: &str) -> u32 {
+    if Backend::from_url(url).sqlite_path().is_some() {
+        2
+    } else {
+        8
+    }
+}
+
 /// The database (migrated), the demo's users (seeded if asked) and the
 /// session key (created on first start).
 fn open_site(url: &str, args: &ServeArgs) -> Result<(Database, UsersTable, Key), String> {
@@ -89,7 +102,7 @@ fn open_site(url: &str, args: &ServeArgs) -> Result<(Database, UsersTable, Key),
         .unwrap_or_else(|| default_key_path(url));
     let database = Database::connect_with_timeout(
         url,
-        args.db_pool_size,
+        args.db_pool_size.unwrap_or_else(|| default_pool_size(url)),
         Duration::from_secs(args.db_timeout_secs.max(1)),
     )
     .map_err(|e| e.to_string())?;
