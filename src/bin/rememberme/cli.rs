@@ -155,7 +155,7 @@ pub(crate) struct ServeArgs {
     /// Seconds between purges of expired tokens and old audit events (0: never).
     #[arg(long, env = "REMEMBERME_PURGE_INTERVAL_SECS", default_value_t = 3600)]
     pub purge_interval_secs: u64,
-    /// Database connections in the pool (and the layer's store threads)
+    /// Database connections in the pool (also the default of `--store-threads`)
     /// [default: 2 on SQLite, 8 on PostgreSQL]
     #[arg(long, env = "REMEMBERME_DB_POOL_SIZE")]
     pub db_pool_size: Option<u32>,
