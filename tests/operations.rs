@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use common::instance::{cli, prepare, start, start_with};
+use common::instance::{cli, prepare, start, start_as_shipped, start_with};
 use common::{Browser, TestDb};
 use rememberme::Database;
 
@@ -112,4 +112,33 @@ fn debug_output_never_shows_a_hash_or_a_secret() {
         assert!(!shown.contains(&cookie.encode()), "{shown}");
     }
     assert!(format!("{new_user:?}").contains("alice"), "still useful");
+}
+
+on_both_backends!(the_pool_size_defaults_to_two_on_sqlite_and_eight_on_postgresql);
+
+/// `rememberme serve` without `--db-pool-size` opens 2 connections on
+/// SQLite (one writer at a time; each connection a page cache) and 8 on
+/// PostgreSQL; the flag overrides either. Read back from the pool itself,
+/// through the start-up log.
+async fn the_pool_size_defaults_to_two_on_sqlite_and_eight_on_postgresql(db: TestDb) {
+    let (_dir, key_file) = prepare(&db);
+    let pool_size = |args: &[&str]| {
+        let server = start_as_shipped(&db, &key_file, args);
+        let log = server.log.lock().unwrap().clone();
+        let line = log
+            .iter()
+            .find(|line| line.contains("database ready"))
+            .unwrap_or_else(|| panic!("no start-up line in {log:?}"));
+        let at = line.find("pool_size=").expect("pool_size field") + "pool_size=".len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let expected = if db.backend == "postgres" { 8 } else { 2 };
+    assert_eq!(pool_size(&["--purge-interval-secs", "0"]), expected);
+    let flagged = ["--purge-interval-secs", "0", "--db-pool-size", "3"];
+    assert_eq!(pool_size(&flagged), 3);
 }

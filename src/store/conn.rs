@@ -252,8 +252,9 @@ impl Database {
         crate::threads::wait_until_only(&self.last, deadline) && self.last.close(deadline)
     }
 
-    /// The pool's most connections.
-    pub(crate) fn max_size(&self) -> u32 {
+    /// The pool's most connections: the `max_size` given to
+    /// [`Database::connect`] or [`DatabaseBuilder::max_size`].
+    pub fn max_size(&self) -> u32 {
         self.pool.max_size()
     }
 

@@ -83,11 +83,18 @@ pub fn start(db: &TestDb, key_file: &std::path::Path) -> Instance {
 }
 
 /// Starts `rememberme serve` on `db` with the session key in `key_file` (it
-/// is created if missing) and the flags `args`.
+/// is created if missing), 2 connections and the flags `args`.
 pub fn start_with(db: &TestDb, key_file: &std::path::Path, args: &[&str]) -> Instance {
+    let mut all = vec!["--db-pool-size", "2"];
+    all.extend_from_slice(args);
+    start_as_shipped(db, key_file, &all)
+}
+
+/// [`start_with`] without the tests' own pool size: the defaults are the
+/// binary's.
+pub fn start_as_shipped(db: &TestDb, key_file: &std::path::Path, args: &[&str]) -> Instance {
     let mut child = binary()
         .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-        .args(["--db-pool-size", "2"])
         .args(args)
         .arg("--session-key-file")
         .arg(key_file)

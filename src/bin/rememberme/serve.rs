@@ -106,6 +106,11 @@ fn open_site(url: &str, args: &ServeArgs) -> Result<(Database, UsersTable, Key),
         Duration::from_secs(args.db_timeout_secs.max(1)),
     )
     .map_err(|e| e.to_string())?;
+    let backend = match database.backend().sqlite_path() {
+        Some(_) => "sqlite",
+        None => "postgres",
+    };
+    tracing::info!(backend, pool_size = database.max_size(), "database ready");
     let users = UsersTable::open(database.clone()).map_err(|e| e.to_string())?;
     let key = session_key(&key_path)?;
     if args.seed_demo_users {
