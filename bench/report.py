@@ -364,6 +364,25 @@ def main():
     w("| `9010a42` | lock waits bounded by the connection timeout (error paths only) | 0.80 / 0.79 | 18,023 / 14,575 | 127 / 124 | 11.1 / 10.0 | 60 / 60 |")
     w("| `499a46a` | issues 13–15 (sudo mode, durable rotations with `synchronous=FULL`, the sealed next token, the app's own users; see the bisect in the layer notes); the storm on one account | 0.76 / 0.79 | 5,656 / 5,574 | 84 / 72 | 7.6 / 11.0 | 62 / 61 |")
     w("| `23908c5` | issue 16's harness and metrics; attempts still held a store thread while their batch gathered (an Intel Xeon VM about three times as fast as this run's) | 0.74 / 0.80 | 7,581 / 10,229 | 129 / 132 | 7.95 / 9.16 | 63 / 61 |")
+    w("| `176bda4` | the layer's signed-in path a third fewer instructions; attempts wait for their batch without a thread (an AMD EPYC VM about three times slower than `23908c5`'s) | 0.70 / 0.76 | 8,096 / 4,325 | 74 / 58 | 15.5 / 20.3 | 67 / 59 |")
+    w("")
+    w("The run above (`2d761ad`, 2026-12-04) was made on an AMD EPYC VM faster than "
+      "`176bda4`'s: (a) cost 19 µs of server CPU a request against 30, and one Argon2 "
+      "verification 18.7 ms against 29.6. Since `176bda4`: a sign-in with no failure on "
+      "record reserves its password check in one statement instead of four (`568c054`), "
+      "and `rememberme serve` opens 2 SQLite connections unless told otherwise "
+      "(`f85997d`; 8 on PostgreSQL, as before). Every sign-in verdict is met on both "
+      "backends. PostgreSQL's (d) came out at 0.93 × the ceiling and 1.11 × Argon2 "
+      "alone on both cores (0.86 and 0.71 at `176bda4`), at 18.0 ms of server CPU and "
+      "1.1 ms of PostgreSQL's a sign-in (2.0 ms at `176bda4`, on the slower machine). "
+      "The miss of `176bda4` did not recur: in that run one verification's own time "
+      "moved by half within the minute, and the quick checks of `568c054` on an Intel "
+      "VM had already found PostgreSQL's (d) at 0.95–1.02 × Argon2 alone (the section "
+      "\"Sign-ins and peak memory, measured apart\" above). SQLite's peak RSS "
+      "is 63 MiB (67 at `176bda4`): (c) peaked at 62 MiB against 67, the six "
+      "connections fewer. (b)/(a) is 0.78 / 0.85 against 0.70 / 0.76: the same code "
+      "on the signed-in path, and a machine whose loopback HTTP is cheaper beside the "
+      "session's work.")
     w("")
     w("The run of `176bda4` (2026-12-03) was made on an AMD EPYC VM about three times "
       "slower than that of `23908c5`: (a) cost 30 µs of server CPU a request against 10, "
