@@ -481,6 +481,31 @@ macro_rules! caller {
     };
 }
 
+/// Alice signed in with the old password and the box ticked, through
+/// `call` (a [`caller!`]): her session cookie and her remember-me cookie.
+async fn signed_in_remembered(
+    call: &impl AsyncFn(actix_web::test::TestRequest) -> Answer,
+) -> (
+    actix_web::cookie::Cookie<'static>,
+    actix_web::cookie::Cookie<'static>,
+) {
+    let sign_in = actix_web::test::TestRequest::post().uri(&format!("/sign-in/{OLD}/remember"));
+    let (signed_in, owner, remembered) = call(sign_in).await;
+    assert_eq!(signed_in, "signed in");
+    (owner.expect("a session"), remembered.expect("a token"))
+}
+
+/// The password change stands: the new password signs in, the old does not.
+async fn only_the_new_password_signs_in(
+    call: &impl AsyncFn(actix_web::test::TestRequest) -> Answer,
+) {
+    let sign_in = |password: &str| {
+        actix_web::test::TestRequest::post().uri(&format!("/sign-in/{password}/once"))
+    };
+    assert_eq!(call(sign_in(OLD)).await.0, "not signed in");
+    assert_eq!(call(sign_in(NEW)).await.0, "signed in");
+}
+
 /// From a review: a password change moved the epoch on before the new
 /// password was hashed and stored, so a sign-in with the old password that
 /// finished meanwhile got a session under the new epoch, and kept it. The
@@ -587,11 +612,7 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
     } = race(&db);
     let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
     let call = caller!(app);
-    let sign_in =
-        |password: &str| test::TestRequest::post().uri(&format!("/sign-in/{password}/remember"));
-    let (signed_in, owner, remembered) = call(sign_in(OLD)).await;
-    assert_eq!(signed_in, "signed in");
-    let (owner, remembered) = (owner.expect("a session"), remembered.expect("a token"));
+    let (owner, remembered) = signed_in_remembered(&call).await;
 
     gate.set_password.store(true, SeqCst);
     let changing = call(
@@ -626,9 +647,7 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
     // session that must sign in again (nobody would hold it).
     let left = stores.tokens.list_for_user(&alice).unwrap();
     assert!(left.is_empty(), "{left:?}");
-    // The change itself stands: the new password signs in, the old does not.
-    assert_eq!(call(sign_in(OLD)).await.0, "not signed in");
-    assert_eq!(call(sign_in(NEW)).await.0, "signed in");
+    only_the_new_password_signs_in(&call).await;
 }
 
 /// A password change whose new token for this browser cannot be stored
@@ -651,9 +670,7 @@ async fn a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_co
     } = race(&db);
     let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
     let call = caller!(app);
-    let (_, owner, remembered) =
-        call(test::TestRequest::post().uri(&format!("/sign-in/{OLD}/remember"))).await;
-    let (owner, remembered) = (owner.expect("a session"), remembered.expect("a token"));
+    let (owner, remembered) = signed_in_remembered(&call).await;
 
     calls.trap("insert", || Err(StoreError::Unavailable("cut".into())));
     let change = test::TestRequest::post()
@@ -674,10 +691,7 @@ async fn a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_co
         "nobody",
         "the old cookie's copy is dead"
     );
-    let sign_in =
-        |password: &str| test::TestRequest::post().uri(&format!("/sign-in/{password}/once"));
-    assert_eq!(call(sign_in(OLD)).await.0, "not signed in");
-    assert_eq!(call(sign_in(NEW)).await.0, "signed in");
+    only_the_new_password_signs_in(&call).await;
 }
 
 /// "Sign out everywhere" from another device that lands after a password
@@ -698,9 +712,7 @@ async fn a_revocation_just_before_a_password_changes_new_token_keeps_no_token(db
     } = race(&db);
     let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
     let call = caller!(app);
-    let (_, owner, remembered) =
-        call(test::TestRequest::post().uri(&format!("/sign-in/{OLD}/remember"))).await;
-    let (owner, remembered) = (owner.expect("a session"), remembered.expect("a token"));
+    let (owner, remembered) = signed_in_remembered(&call).await;
 
     let (elsewhere, whom) = (stores.clone(), alice.clone());
     calls.trap("insert", move || elsewhere.state.bump_epoch(&whom));
