@@ -29,6 +29,8 @@ on_both_backends!(
     a_bearer_minting_a_token_as_its_device_logs_out_keeps_nothing,
     a_logout_whose_token_a_step_up_just_replaced_ends_the_successor,
     a_bearer_of_a_user_the_app_deleted_mints_nothing,
+    an_old_copy_of_a_long_lived_token_cannot_log_its_device_out,
+    a_stale_copy_of_the_bearers_own_token_at_logout_is_judged_as_a_fork,
 );
 
 async fn api_sign_ins_are_throttled_like_the_form(db: TestDb) {
@@ -809,4 +811,83 @@ async fn a_bearer_of_a_user_the_app_deleted_mints_nothing(db: TestDb) {
         .await;
     assert_ne!(status, 200, "{minted}");
     assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
+}
+
+/// `POST /api/v1/logout` naming `long_lived_token`, with `bearer`'s
+/// access token: the status.
+async fn logout_naming(app: &Browser, bearer: &Value, long_lived_token: &str) -> u16 {
+    let body = json!({ "long_lived_token": long_lived_token }).to_string();
+    let (status, _, _) = app
+        .api(
+            "POST",
+            "/api/v1/logout",
+            bearer["access_token"].as_str(),
+            Some(&body),
+        )
+        .await;
+    status
+}
+
+/// The long-lived token of a login or refresh answer.
+fn long_lived(answer: &Value) -> String {
+    answer["long_lived_token"].as_str().unwrap().to_owned()
+}
+
+/// From a review: a logout took the named long-lived token's series
+/// without asking whether the token still proved it, so an old copy of
+/// another device's token, with any access token of the user, signed that
+/// device out quietly, where the same copy at `/token/refresh` reads as
+/// theft. As a browser's old cookie cannot sign its owner out, the named
+/// token must now be current (or just replaced, within the grace window).
+async fn an_old_copy_of_a_long_lived_token_cannot_log_its_device_out(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let phone = app_login(&app, "phone").await;
+    let tablet = app_login(&app, "tablet").await;
+    let copy = long_lived(&phone);
+    let (_, once) = refresh(&app, &copy).await;
+    let (_, twice) = refresh(&app, &long_lived(&once)).await;
+
+    assert_eq!(logout_naming(&app, &tablet, &copy).await, 204);
+    server.clock.advance(Duration::from_secs(61));
+    assert_eq!(logout_naming(&app, &tablet, &long_lived(&once)).await, 204);
+    assert_eq!(server.tokens_of(&alice).len(), 2, "both devices stay");
+    let (status, _) = refresh(&app, &long_lived(&twice)).await;
+    assert_eq!(status, 200, "the phone's current token still works");
+    let audit = server.audit_kinds();
+    assert!(
+        !audit.iter().any(|k| k.contains("theft")),
+        "another device's series is not judged at this logout: {audit:?}"
+    );
+}
+
+/// A stale copy of the bearer's own series, named at its logout, shows that
+/// someone rotated the series past this client: judged as the refresh
+/// judges it. One back after the grace window, the series ends
+/// (`possible_theft`); older, everything of the user (`theft_detected`).
+async fn a_stale_copy_of_the_bearers_own_token_at_logout_is_judged_as_a_fork(db: TestDb) {
+    let (server, alice, app) = setup(db);
+    let tablet = app_login(&app, "tablet").await;
+    let phone = app_login(&app, "phone").await;
+    let (_, rotated) = refresh(&app, &long_lived(&phone)).await;
+    server.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        logout_naming(&app, &rotated, &long_lived(&phone)).await,
+        204
+    );
+    let left = server.tokens_of(&alice);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].device_key.as_deref(), Some("tablet"));
+    assert!(server.audit_kinds().contains(&"possible_theft".to_owned()));
+    assert!(!server.audit_kinds().contains(&"theft_detected".to_owned()));
+
+    let copy = long_lived(&tablet);
+    let (_, once) = refresh(&app, &copy).await;
+    let (_, twice) = refresh(&app, &long_lived(&once)).await;
+    app_login(&app, "laptop").await;
+    assert_eq!(logout_naming(&app, &twice, &copy).await, 204);
+    assert!(
+        server.tokens_of(&alice).is_empty(),
+        "two back: every token of the user goes"
+    );
+    assert!(server.audit_kinds().contains(&"theft_detected".to_owned()));
 }

@@ -74,14 +74,20 @@ pub(super) async fn logout(
     let auth = layer(&req)?;
     let claims = bearer_claims(&req, &auth).await?;
     let body = body.map(web::Json::into_inner).unwrap_or_default();
-    let series = match body.long_lived_token {
-        Some(token) => Some(
-            RememberCookie::decode(token.as_bytes())
-                .map_err(|_| ApiError::bad_request("long_lived_token is malformed."))?
-                .series
-                .hash(),
-        ),
-        None => None,
+    let named = body.long_lived_token.map(String::into_bytes);
+    if named
+        .as_deref()
+        .is_some_and(|raw| RememberCookie::decode(raw).is_err())
+    {
+        return Err(ApiError::bad_request("long_lived_token is malformed."));
+    }
+    let config = auth.shared.config();
+    let client = client_info(&req, config);
+    let visit = Visit {
+        now: config.now(),
+        client: client.clone(),
+        cookie: named,
+        device: None,
     };
     let (user, own, device) = (
         claims.sub.clone(),
@@ -92,17 +98,11 @@ pub(super) async fn logout(
         .shared
         .store(move |core| {
             let bearer = (own.as_ref(), device.as_deref());
-            core.api_logout(&user, series.as_ref(), bearer)
+            core.api_logout(&visit, &user, bearer)
         })
         .await?;
     tracing::info!(user_id = %claims.sub, revoked, "API logout");
-    audit(
-        &auth,
-        AuditKind::Logout,
-        &claims.sub,
-        &client_info(&req, auth.shared.config()),
-        "api",
-    );
+    audit(&auth, AuditKind::Logout, &claims.sub, &client, "api");
     Ok(HttpResponse::NoContent().finish())
 }
 

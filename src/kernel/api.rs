@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use super::{Core, Visit};
 use crate::flow::{
     CookieChange, Credentials, FlowKind, ISSUE, Prefetched, Progress, Rotation, StepContext, Tag,
+    browser_series,
 };
 use crate::store::{FoundSeries, StoreError, UserId};
-use crate::token::SecretHash;
+use crate::token::{RememberCookie, SecretHash};
 
 /// The audit detail of a sign-in by long-lived token.
 pub(crate) const API_REFRESH: &str = "api refresh";
@@ -252,17 +253,22 @@ impl Core {
         Ok(epoch)
     }
 
-    /// An app's logout: revokes the named long-lived token (by its series)
-    /// and, with it, every token of its device (one token per device: a
-    /// bearer's step-up may have stored its successor a moment ago); or,
-    /// without one, the bearer's device's tokens. A named token already
-    /// gone that is the bearer's own (`bearer`: its series and device) was
-    /// replaced by such a step-up between the bearer's check and now: the
-    /// bearer's device's tokens go. The number revoked.
+    /// An app's logout: revokes the long-lived token the visit carries
+    /// (`cookie`, named in the request) and, with it, every token of its
+    /// device (one token per device: a bearer's step-up may have stored its
+    /// successor a moment ago); or, without one, the bearer's device's
+    /// tokens. The named token must still prove its series, as a browser's
+    /// cookie must at its logout ([`browser_series`]): an old copy revokes
+    /// nothing quietly, and one of the bearer's own series is judged as a
+    /// fork (one back, the series ends; older, everything of the user). A
+    /// named token already gone that is the bearer's own (`bearer`: its
+    /// series and device) was replaced by such a step-up between the
+    /// bearer's check and now: the bearer's device's tokens go. The number
+    /// revoked.
     pub fn api_logout(
         &self,
+        visit: &Visit,
         user: &UserId,
-        named: Option<&SecretHash>,
         bearer: (Option<&SecretHash>, Option<&str>),
     ) -> Result<usize, StoreError> {
         let (bearer_series, device) = bearer;
@@ -270,18 +276,27 @@ impl Core {
             Some(device) => self.stores.tokens.delete_device(user, device),
             None => Ok(0),
         };
-        let Some(named) = named else {
+        let Some(raw) = &visit.cookie else {
             return of_device(device);
         };
-        match self.token_of(user, named)? {
-            Some(token) => match token.device_key.as_deref() {
-                Some(device) => of_device(Some(device)),
-                None => Ok(usize::from(
-                    self.stores.tokens.delete_by_id(token.id, Some(user))?,
-                )),
-            },
-            None if bearer_series == Some(named) => of_device(device),
-            None => Ok(0),
+        let Ok(named) = RememberCookie::decode(raw) else {
+            return Ok(0);
+        };
+        let named = named.series.hash();
+        let Some(token) = self.token_of(user, &named)? else {
+            return match bearer_series == Some(&named) {
+                true => of_device(device),
+                false => Ok(0),
+            };
+        };
+        if browser_series(&mut self.context(visit), raw, bearer_series)?.is_none() {
+            return Ok(0);
+        }
+        match token.device_key.as_deref() {
+            Some(device) => of_device(Some(device)),
+            None => Ok(usize::from(
+                self.stores.tokens.delete_by_id(token.id, Some(user))?,
+            )),
         }
     }
 }
