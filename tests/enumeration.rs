@@ -238,6 +238,52 @@ async fn a_re_authentication_costs_one_read_and_one_write_on_both_backends() {
     }
 }
 
+/// From a review: an unknown name made the directory calls a wrong
+/// password makes, but the users table answered the placeholder id of an
+/// unknown name without a query, so a known name cost one statement more
+/// before Argon2 (on PostgreSQL over a network, a round trip an attacker
+/// could average out to tell which names exist). A failed sign-in now runs
+/// the same statements either way (their SQL, binds left out; a new
+/// connection's set-up and the audit queue's writes aside).
+async fn an_unknown_name_runs_the_statements_of_a_wrong_password(db: TestDb) {
+    record_statements();
+    let server = TestServer::start(db);
+    server.add_user("alice", "correct horse", false);
+    let failed_sign_in = async |user: &str| {
+        let mut browser = server.browser();
+        STATEMENTS.lock().unwrap().clear();
+        RECORDING.store(true, Ordering::SeqCst);
+        let status = browser.login(user, "wrong password", false).await.status;
+        RECORDING.store(false, Ordering::SeqCst);
+        assert_eq!(status, 401, "{user}");
+        let statements = std::mem::take(&mut *STATEMENTS.lock().unwrap());
+        statements
+            .iter()
+            .map(|sql| sql.split("-- binds").next().unwrap().trim().to_owned())
+            .filter(|sql| {
+                let setup = sql.starts_with("PRAGMA") || sql.starts_with("SET");
+                !(setup || sql.contains("audit_events"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let known = failed_sign_in("alice").await;
+    let unknown = failed_sign_in("nobody-by-this-name").await;
+    assert!(
+        known.iter().any(|sql| sql.contains("users")),
+        "the users table read: {known:#?}"
+    );
+    assert_eq!(unknown, known);
+}
+
+#[actix_web::test]
+async fn an_unknown_name_runs_the_statements_of_a_wrong_password_on_both_backends() {
+    let _serial = SERIAL.lock().await;
+    an_unknown_name_runs_the_statements_of_a_wrong_password(TestDb::sqlite()).await;
+    if let Some(db) = TestDb::postgres() {
+        an_unknown_name_runs_the_statements_of_a_wrong_password(db).await;
+    }
+}
+
 /// Throttling comes before any Argon2 work: a throttled attempt, even with
 /// the right password, costs no verification (for a real account and for an
 /// unknown name alike).
