@@ -20,6 +20,7 @@ on_both_backends!(
     a_session_revoked_during_its_own_password_change_signs_in_again,
     a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_copy_alive,
     a_revocation_just_before_a_password_changes_new_token_keeps_no_token,
+    a_password_change_the_directory_cannot_store_keeps_the_changing_session,
 );
 
 async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
@@ -312,6 +313,8 @@ struct Gate {
     /// old password's hash). Not `verify_password`: that runs on the Argon2
     /// threads, which the change needs too.
     find_by_id: std::sync::atomic::AtomicBool,
+    /// Fail the next `set_password` (a database error as it stores).
+    fail_set_password: std::sync::atomic::AtomicBool,
     entered: std::sync::atomic::AtomicBool,
     open: std::sync::atomic::AtomicBool,
 }
@@ -367,6 +370,10 @@ impl rememberme::store::UserDirectory for Gated {
         password: &str,
     ) -> Result<(), rememberme::store::StoreError> {
         self.gate.pass(&self.gate.set_password);
+        let fail = &self.gate.fail_set_password;
+        if fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(rememberme::store::StoreError::Unavailable("cut".into()));
+        }
         self.inner.set_password(id, password)
     }
 }
@@ -734,4 +741,51 @@ async fn a_revocation_just_before_a_password_changes_new_token_keeps_no_token(db
         .uri("/me")
         .cookie(session.expect("a session"));
     assert_eq!(call(me).await.0, "nobody", "revoked after its change");
+}
+
+/// From a review: a password change whose new password the app's directory
+/// could not store (a database error; a directory without `set_password`)
+/// had moved the user's epoch already. The password stayed, and every
+/// session ended at its next check, the one that had just proved the
+/// password too. That one now moves with the epoch (the answer is still
+/// the error); the others end, as the change had begun.
+async fn a_password_change_the_directory_cannot_store_keeps_the_changing_session(db: TestDb) {
+    use actix_web::{App, test};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let Race {
+        gate, clock, layer, ..
+    } = race(&db);
+    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
+    let call = caller!(app);
+    let (owner, _) = signed_in_remembered(&call).await;
+    let elsewhere = test::TestRequest::post().uri(&format!("/sign-in/{OLD}/once"));
+    let other = call(elsewhere).await.1.expect("a second session");
+
+    gate.fail_set_password.store(true, SeqCst);
+    let change = test::TestRequest::post()
+        .uri("/change")
+        .cookie(owner.clone());
+    let res = test::call_service(&app, change.to_request()).await;
+    assert_eq!(
+        res.status(),
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+    );
+    let kept = common::cookie_of(&res, "__Host-session").unwrap_or(owner);
+    clock.advance(Duration::from_secs(61));
+    let me = |session| test::TestRequest::get().uri("/me").cookie(session);
+    assert_eq!(
+        call(me(kept)).await.0,
+        "alice",
+        "the changing session stays"
+    );
+    assert_eq!(call(me(other)).await.0, "nobody", "the others end");
+    let sign_in =
+        |password: &str| test::TestRequest::post().uri(&format!("/sign-in/{password}/once"));
+    assert_eq!(
+        call(sign_in(OLD)).await.0,
+        "signed in",
+        "the password stayed"
+    );
+    assert_eq!(call(sign_in(NEW)).await.0, "not signed in");
 }

@@ -69,6 +69,15 @@ impl Auth {
     /// current password is checked like every other password (see
     /// [`PasswordStep`](crate::flow::PasswordStep)): throttled per account,
     /// per device and per client address, and a wrong one is audited.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Unavailable`] when the store fails, or when the app's
+    /// directory cannot store the new password
+    /// ([`UserDirectory::set_password`](crate::store::UserDirectory::set_password)):
+    /// then the password stays, this session stays signed in, and the
+    /// user's other sessions end at their next check (the change had
+    /// begun).
     pub async fn change_password(
         &self,
         current_password: String,
@@ -99,6 +108,10 @@ impl Auth {
             Some(Err(Refused::WrongPassword)) => Ok(PasswordChange::WrongPassword),
             Some(Err(Refused::Throttled { retry_after_secs })) => {
                 Ok(PasswordChange::Throttled { retry_after_secs })
+            }
+            Some(Err(Refused::NotStored { epoch, error })) => {
+                self.restamp(Some(epoch));
+                Err(AuthError::Unavailable(error))
             }
             Some(Ok(changed)) => {
                 // The new password voids the user's device cookies (see

@@ -20,12 +20,16 @@ pub(crate) struct PasswordChangeJob {
 }
 
 /// Why a password change changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Refused {
     /// The current password was wrong.
     WrongPassword,
     /// Too many wrong passwords: nothing was checked.
     Throttled { retry_after_secs: u64 },
+    /// The app's directory could not store the new password (`error`)
+    /// after the user had moved on to `epoch`: the session moves with it,
+    /// the user's other sessions end, the password stays.
+    NotStored { epoch: i64, error: StoreError },
 }
 
 /// What a password change gave: `None` if the session had been revoked
@@ -154,8 +158,16 @@ impl Core {
         let Some(moved) = self.stores.state.bump_epoch_from(user, job.epoch)? else {
             return Ok(None);
         };
-        // The app's directory hashes and stores it, in its scheme.
-        self.stores.users.set_password(user, &job.new_password)?;
+        // The app's directory hashes and stores it, in its scheme. Should
+        // that fail, the epoch has moved all the same: this session, which
+        // proved the password, moves with it rather than end with the rest.
+        if let Err(error) = self.stores.users.set_password(user, &job.new_password) {
+            tracing::error!(user_id = %user, %error, "new password not stored");
+            return Ok(Some(Err(Refused::NotStored {
+                epoch: moved,
+                error,
+            })));
+        }
         // A check of the old password that finished while the new one was
         // hashed may have signed someone in, or paused a sign-in, under
         // `moved`: move on once more, so that nothing the old password
