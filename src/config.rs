@@ -32,7 +32,11 @@ impl std::str::FromStr for ForwardedHeader {
 
 /// The longest validity or maximum lifetime a token can be given: 100 years.
 /// Expiry times are Unix seconds in an `i64`, and computed by the database
-/// too; the cap keeps every sum of them far from overflowing.
+/// too; the cap keeps every sum of them far from overflowing. Every other
+/// duration setting (grace window, check interval, session and access-token
+/// lifetimes, lockout, re-auth window) is capped at it too: a longer one
+/// ("lock forever" as `Duration::MAX`) would wrap when read as seconds in an
+/// `i64`, and a lockout that wrapped would lock nobody.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// How a remember-me token's server-side expiry moves when it is used.

@@ -21,6 +21,7 @@ on_both_backends!(
     a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_copy_alive,
     a_revocation_just_before_a_password_changes_new_token_keeps_no_token,
     a_password_change_the_directory_cannot_store_keeps_the_changing_session,
+    a_lockout_of_any_length_locks,
 );
 
 async fn a_session_ends_on_the_server_after_its_lifetime(db: TestDb) {
@@ -788,4 +789,26 @@ async fn a_password_change_the_directory_cannot_store_keeps_the_changing_session
         "the password stayed"
     );
     assert_eq!(call(sign_in(NEW)).await.0, "not signed in");
+}
+
+/// From a review: a lockout meant as "for ever" (`Duration::MAX`, or a
+/// huge `--lockout-secs`) was read as seconds in an `i64` and wrapped to
+/// -1, so every failure counter read as stale and restarted at one: no
+/// account was ever throttled. Durations are capped (100 years) instead.
+async fn a_lockout_of_any_length_locks(db: TestDb) {
+    let server = TestServer::start_with(db, |b| {
+        b.max_failed_logins(3)
+            .lockout(Duration::MAX)
+            .ip_attempts_per_minute(0)
+    });
+    server.add_user("alice", "correct horse", false);
+    for _ in 0..3 {
+        let status = server.browser().login("alice", "wrong", false).await.status;
+        assert_eq!(status, 401);
+    }
+    let right = server
+        .browser()
+        .login("alice", "correct horse", false)
+        .await;
+    assert_eq!(right.status, 429, "locked, even with the right password");
 }

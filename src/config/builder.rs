@@ -55,16 +55,18 @@ impl RememberMeConfigBuilder {
     /// requests of one page load (images, frames, tabs restored together) that
     /// all carry the pre-rotation cookie, short enough that a thief replaying a
     /// copied cookie later is caught.
+    /// At most [`MAX_TOKEN_LIFETIME`] (longer is capped).
     pub fn rotation_grace(mut self, grace: Duration) -> Self {
-        self.config.rotation_grace = grace;
+        self.config.rotation_grace = grace.min(MAX_TOKEN_LIFETIME);
         self
     }
 
     /// How often an open session re-reads the user's auth epoch. Default 60 s:
     /// revocations reach open sessions within a minute without a database
     /// query on every request. Zero checks on every request.
+    /// At most [`MAX_TOKEN_LIFETIME`] (longer is capped).
     pub fn epoch_check_interval(mut self, interval: Duration) -> Self {
-        self.config.epoch_check_interval = interval;
+        self.config.epoch_check_interval = interval.min(MAX_TOKEN_LIFETIME);
         self
     }
 
@@ -72,8 +74,9 @@ impl RememberMeConfigBuilder {
     /// 12 hours: a copied session cookie stops working the same day even though
     /// the session store keeps no server-side list. A remember-me cookie signs
     /// the user in again without a form.
+    /// At most [`MAX_TOKEN_LIFETIME`] (longer is capped).
     pub fn session_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.session_lifetime = lifetime;
+        self.config.session_lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
         self
     }
 
@@ -94,8 +97,9 @@ impl RememberMeConfigBuilder {
     /// next attempt is checked. Default 5 minutes: slows an online guesser
     /// to about a dozen guesses an hour per account, while a user who
     /// mistypes a few times waits minutes, not forever. A success resets it.
+    /// At most [`MAX_TOKEN_LIFETIME`] (longer is capped).
     pub fn lockout(mut self, lockout: Duration) -> Self {
-        self.config.lockout = lockout;
+        self.config.lockout = lockout.min(MAX_TOKEN_LIFETIME);
         self
     }
 
@@ -148,8 +152,9 @@ impl RememberMeConfigBuilder {
     /// Lifetime of an API access token. Default 15 minutes: short enough
     /// that a leaked one is soon worthless, long enough that an app refreshes
     /// rarely.
+    /// At most [`MAX_TOKEN_LIFETIME`] (longer is capped).
     pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.access_token_lifetime = lifetime;
+        self.config.access_token_lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
         self
     }
 
@@ -173,8 +178,9 @@ impl RememberMeConfigBuilder {
     /// browser goes through step-up and the API answers 403
     /// `password_required`. A copied session or access token is then worth
     /// a bounded time for sensitive work, whatever its own lifetime.
+    /// At most [`MAX_TOKEN_LIFETIME`] (longer is capped).
     pub fn reauth_window(mut self, window: Duration) -> Self {
-        self.config.reauth_window = window;
+        self.config.reauth_window = window.min(MAX_TOKEN_LIFETIME);
         self
     }
 

@@ -36,3 +36,28 @@ fn token_lifetimes_are_capped() {
         short
     );
 }
+
+/// Every duration setting is capped like the token lifetimes: read as
+/// seconds in an `i64` (`as_secs() as i64`), `Duration::MAX` would wrap to
+/// -1, and a lockout of -1 s locked nobody.
+#[test]
+fn every_duration_setting_is_capped() {
+    let config = RememberMeConfig::builder()
+        .rotation_grace(Duration::MAX)
+        .epoch_check_interval(Duration::MAX)
+        .session_lifetime(Duration::MAX)
+        .lockout(Duration::MAX)
+        .access_token_lifetime(Duration::MAX)
+        .reauth_window(Duration::MAX)
+        .build();
+    for (name, setting) in [
+        ("rotation_grace", config.rotation_grace),
+        ("epoch_check_interval", config.epoch_check_interval),
+        ("session_lifetime", config.session_lifetime),
+        ("lockout", config.lockout),
+        ("access_token_lifetime", config.access_token_lifetime),
+        ("reauth_window", config.reauth_window),
+    ] {
+        assert_eq!(setting, MAX_TOKEN_LIFETIME, "{name}");
+    }
+}
