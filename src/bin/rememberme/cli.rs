@@ -69,8 +69,15 @@ pub(crate) enum UserCommand {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum TokensCommand {
-    /// Delete expired remember-me tokens.
-    Purge,
+    /// Delete expired remember-me tokens and failure counters that can no
+    /// longer throttle.
+    Purge {
+        /// Seconds a throttled account waits after its last failure, as the
+        /// site is served with (`serve --lockout-secs`, or
+        /// `REMEMBERME_LOCKOUT_SECS`): counters are kept at least this long.
+        #[arg(long)]
+        lockout_secs: Option<u64>,
+    },
     /// List remember-me tokens (never the secrets), newest first.
     List {
         /// Only this user's tokens.

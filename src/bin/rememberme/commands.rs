@@ -1,6 +1,6 @@
 //! The admin commands: users, tokens, migrations.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::BufRead as _;
 
 use rememberme::store::{StoreError, UsersTable};
 use rememberme::{Database, DieselStore, Stores};
@@ -24,21 +24,13 @@ pub(crate) fn add_user(url: &str, name: &str, admin: bool) -> Result<(), String>
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         return Err("a username is 1 to 64 characters, without control characters".into());
     }
-    if atty_stdin() {
-        eprint!("Password for {name}: ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut password = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut password)
-        .map_err(|e| format!("cannot read the password: {e}"))?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    if password.len() < 8 {
+    let password = read_new_password(name)?;
+    // Characters, as the password page counts them.
+    if password.chars().count() < 8 {
         return Err("the password must have at least 8 characters".into());
     }
     let (_, users) = open(url, 1)?;
-    match users.create(name, password, admin) {
+    match users.create(name, &password, admin) {
         Ok(id) => {
             eprintln!(
                 "user {name} created (id {id}{})",
@@ -67,9 +59,27 @@ pub(crate) fn set_admin(url: &str, name: &str, admin: bool) -> Result<(), String
     Ok(())
 }
 
-fn atty_stdin() -> bool {
+/// The new user's password: typed twice at a terminal, without echo (not
+/// left on the screen or in a terminal's scrollback); else the first line
+/// of stdin (a script's pipe).
+fn read_new_password(name: &str) -> Result<String, String> {
     use std::io::IsTerminal as _;
-    std::io::stdin().is_terminal()
+    let failed = |e: std::io::Error| format!("cannot read the password: {e}");
+    if std::io::stdin().is_terminal() {
+        let password =
+            rpassword::prompt_password(format!("Password for {name}: ")).map_err(failed)?;
+        let again = rpassword::prompt_password("The same again: ").map_err(failed)?;
+        return match password == again {
+            true => Ok(password),
+            false => Err("the two passwords differ".into()),
+        };
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .map_err(failed)?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 pub(crate) fn purge(url: &str, lockout_secs: u64) -> Result<(), String> {
@@ -80,7 +90,7 @@ pub(crate) fn purge(url: &str, lockout_secs: u64) -> Result<(), String> {
     // Never a counter that may still throttle (a lockout longer than the
     // retention keeps its counters as long).
     let n = store
-        .purge_failures(now() - FAILURE_RETENTION_SECS.max(lockout_secs as i64))
+        .purge_failures(failure_cutoff(now(), lockout_secs))
         .map_err(|e| e.to_string())?;
     eprintln!("{n} stale failure counter(s) deleted");
     Ok(())
@@ -89,6 +99,14 @@ pub(crate) fn purge(url: &str, lockout_secs: u64) -> Result<(), String> {
 /// Failure counters idle this long are deleted by the purge: far past any
 /// lockout, so no throttle is lifted early.
 pub(crate) const FAILURE_RETENTION_SECS: i64 = 24 * 3600;
+
+/// Failure counters whose last failure is older than this at `now` can
+/// throttle no more: the retention, or the lockout if longer (a lockout
+/// too long for an `i64` keeps them all).
+pub(crate) fn failure_cutoff(now: i64, lockout_secs: u64) -> i64 {
+    let lockout = i64::try_from(lockout_secs).unwrap_or(i64::MAX);
+    now.saturating_sub(FAILURE_RETENTION_SECS.max(lockout))
+}
 
 pub(crate) fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {
     use rememberme::store::{TokenStore as _, UserDirectory as _};

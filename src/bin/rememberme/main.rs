@@ -34,9 +34,10 @@ fn main() -> std::process::ExitCode {
         Some(Command::User(UserCommand::SetAdmin { name, admin })) => {
             set_admin(&cli.database_url, &name, admin)
         }
-        Some(Command::Tokens(TokensCommand::Purge)) => {
-            purge(&cli.database_url, cli.serve.lockout_secs)
-        }
+        Some(Command::Tokens(TokensCommand::Purge { lockout_secs })) => purge(
+            &cli.database_url,
+            lockout_secs.unwrap_or(cli.serve.lockout_secs),
+        ),
         Some(Command::Tokens(TokensCommand::List { user })) => {
             list_tokens(&cli.database_url, user.as_deref())
         }

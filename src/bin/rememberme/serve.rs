@@ -12,7 +12,7 @@ use rememberme::store::{Backend, StoreError, UsersTable};
 use rememberme::{Database, DieselStore, RememberMeConfig, Stores};
 
 use crate::cli::ServeArgs;
-use crate::commands::{FAILURE_RETENTION_SECS, now};
+use crate::commands::{failure_cutoff, now};
 
 /// Loads the session key, creating it (readable by the owner only) on first start.
 fn session_key(path: &Path) -> Result<Key, String> {
@@ -239,7 +239,7 @@ async fn purge_periodically(
             let tokens = stores.tokens.purge_expired(now)?;
             stores
                 .state
-                .purge_failures(now - FAILURE_RETENTION_SECS.max(lockout.as_secs() as i64))?;
+                .purge_failures(failure_cutoff(now, lockout.as_secs()))?;
             let events = stores
                 .audit
                 .purge_before(now - audit_retention.as_secs() as i64)?;
