@@ -91,6 +91,26 @@ async fn refresh(app: &Browser, token: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// `POST /api/v1/logout` naming `long_lived_token`, with `access_token`
+/// as the bearer: the status.
+async fn logout_naming(app: &Browser, access_token: &str, long_lived_token: &str) -> u16 {
+    let body = json!({ "long_lived_token": long_lived_token }).to_string();
+    let (status, _, _) = app
+        .api("POST", "/api/v1/logout", Some(access_token), Some(&body))
+        .await;
+    status
+}
+
+/// The access token of a login or refresh answer.
+fn access(answer: &Value) -> &str {
+    answer["access_token"].as_str().unwrap()
+}
+
+/// The long-lived token of a login or refresh answer.
+fn long_lived(answer: &Value) -> String {
+    answer["long_lived_token"].as_str().unwrap().to_owned()
+}
+
 fn setup(db: TestDb) -> (TestServer, rememberme::UserId, Browser) {
     let server = TestServer::start(db);
     let alice = server.add_user("alice", "correct horse", false);
@@ -203,16 +223,10 @@ async fn a_stale_long_lived_token_converges_in_grace_ends_its_series_after_and_t
     db: TestDb,
 ) {
     let (server, alice, app) = setup(db);
-    let tablet = app_login(&app, "tablet").await["long_lived_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let old = app_login(&app, "phone").await["long_lived_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tablet = long_lived(&app_login(&app, "tablet").await);
+    let old = long_lived(&app_login(&app, "phone").await);
     let (_, rotated) = refresh(&app, &old).await;
-    let new = rotated["long_lived_token"].as_str().unwrap().to_owned();
+    let new = long_lived(&rotated);
     let (status, grace) = refresh(&app, &old).await;
     assert_eq!(status, 200, "accepted in grace");
     assert_eq!(
@@ -235,7 +249,7 @@ async fn a_stale_long_lived_token_converges_in_grace_ends_its_series_after_and_t
 
     // The tablet's chain, two rotations on: its first token is certain theft.
     let (_, once) = refresh(&app, &tablet).await;
-    let once = once["long_lived_token"].as_str().unwrap().to_owned();
+    let once = long_lived(&once);
     let (status, _) = refresh(&app, &once).await;
     assert_eq!(status, 200);
     let (status, _) = refresh(&app, &tablet).await;
@@ -305,15 +319,12 @@ async fn the_forever_option_keeps_refreshing_past_the_absolute_validity(db: Test
     });
     server.add_user("alice", "correct horse", false);
     let app = server.browser();
-    let mut token = app_login(&app, "phone").await["long_lived_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut token = long_lived(&app_login(&app, "phone").await);
     for day in 1..=5 {
         server.clock.advance(Duration::from_secs(24 * 3600));
         let (status, body) = refresh(&app, &token).await;
         assert_eq!(status, 200, "day {day}: {body}");
-        token = body["long_lived_token"].as_str().unwrap().to_owned();
+        token = long_lived(&body);
     }
     server.clock.advance(Duration::from_secs(2 * 24 * 3600 + 1));
     assert_eq!(
@@ -365,15 +376,7 @@ async fn logout_revokes_the_devices_token(db: TestDb) {
     let laptop = server.tokens_of(&alice);
     assert_eq!(laptop.len(), 1);
     let alices = app_login(&app, "tablet").await;
-    let ask = json!({"long_lived_token": alices["long_lived_token"]}).to_string();
-    let (status, _, _) = app
-        .api(
-            "POST",
-            "/api/v1/logout",
-            bob["access_token"].as_str(),
-            Some(&ask),
-        )
-        .await;
+    let status = logout_naming(&app, access(&bob), &long_lived(&alices)).await;
     assert_eq!(status, 204);
     assert_eq!(server.tokens_of(&alice).len(), 2, "Alice's tokens stay");
 }
@@ -763,7 +766,7 @@ async fn a_logout_whose_token_a_step_up_just_replaced_ends_the_successor(db: Tes
     let app = server.browser();
     let body = app_login(&app, "phone").await;
     let bearer = body["access_token"].as_str().unwrap().to_owned();
-    let long_lived = body["long_lived_token"].as_str().unwrap().to_owned();
+    let long_lived = long_lived(&body);
     let (base, minting) = (server.base.clone(), bearer.clone());
     calls.trap("find_by_series", move || {
         // The step-up, from another thread: this one is the server's store
@@ -781,11 +784,7 @@ async fn a_logout_whose_token_a_step_up_just_replaced_ends_the_successor(db: Tes
         assert_eq!(minted, 200, "the step-up stored a successor");
         Ok(())
     });
-    let logout = json!({ "long_lived_token": long_lived }).to_string();
-    let (status, _, _) = app
-        .api("POST", "/api/v1/logout", Some(&bearer), Some(&logout))
-        .await;
-    assert_eq!(status, 204);
+    assert_eq!(logout_naming(&app, &bearer, &long_lived).await, 204);
     assert!(
         server.tokens_of(&alice).is_empty(),
         "the successor went too"
@@ -813,26 +812,6 @@ async fn a_bearer_of_a_user_the_app_deleted_mints_nothing(db: TestDb) {
     assert!(server.tokens_of(&alice).is_empty(), "nothing minted");
 }
 
-/// `POST /api/v1/logout` naming `long_lived_token`, with `bearer`'s
-/// access token: the status.
-async fn logout_naming(app: &Browser, bearer: &Value, long_lived_token: &str) -> u16 {
-    let body = json!({ "long_lived_token": long_lived_token }).to_string();
-    let (status, _, _) = app
-        .api(
-            "POST",
-            "/api/v1/logout",
-            bearer["access_token"].as_str(),
-            Some(&body),
-        )
-        .await;
-    status
-}
-
-/// The long-lived token of a login or refresh answer.
-fn long_lived(answer: &Value) -> String {
-    answer["long_lived_token"].as_str().unwrap().to_owned()
-}
-
 /// From a review: a logout took the named long-lived token's series
 /// without asking whether the token still proved it, so an old copy of
 /// another device's token, with any access token of the user, signed that
@@ -847,9 +826,12 @@ async fn an_old_copy_of_a_long_lived_token_cannot_log_its_device_out(db: TestDb)
     let (_, once) = refresh(&app, &copy).await;
     let (_, twice) = refresh(&app, &long_lived(&once)).await;
 
-    assert_eq!(logout_naming(&app, &tablet, &copy).await, 204);
+    assert_eq!(logout_naming(&app, access(&tablet), &copy).await, 204);
     server.clock.advance(Duration::from_secs(61));
-    assert_eq!(logout_naming(&app, &tablet, &long_lived(&once)).await, 204);
+    assert_eq!(
+        logout_naming(&app, access(&tablet), &long_lived(&once)).await,
+        204
+    );
     assert_eq!(server.tokens_of(&alice).len(), 2, "both devices stay");
     let (status, _) = refresh(&app, &long_lived(&twice)).await;
     assert_eq!(status, 200, "the phone's current token still works");
@@ -871,7 +853,7 @@ async fn a_stale_copy_of_the_bearers_own_token_at_logout_is_judged_as_a_fork(db:
     let (_, rotated) = refresh(&app, &long_lived(&phone)).await;
     server.clock.advance(Duration::from_secs(61));
     assert_eq!(
-        logout_naming(&app, &rotated, &long_lived(&phone)).await,
+        logout_naming(&app, access(&rotated), &long_lived(&phone)).await,
         204
     );
     let left = server.tokens_of(&alice);
@@ -884,7 +866,7 @@ async fn a_stale_copy_of_the_bearers_own_token_at_logout_is_judged_as_a_fork(db:
     let (_, once) = refresh(&app, &copy).await;
     let (_, twice) = refresh(&app, &long_lived(&once)).await;
     app_login(&app, "laptop").await;
-    assert_eq!(logout_naming(&app, &twice, &copy).await, 204);
+    assert_eq!(logout_naming(&app, access(&twice), &copy).await, 204);
     assert!(
         server.tokens_of(&alice).is_empty(),
         "two back: every token of the user goes"

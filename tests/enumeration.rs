@@ -16,6 +16,29 @@ use common::{TestDb, TestServer};
 /// The counters are process-wide: the tests of this file take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// `#[actix_web::test] async fn NAME()`: `TEST` on SQLite, then on
+/// PostgreSQL, holding [`SERIAL`] (the counters are process-wide).
+macro_rules! serially_on_both_backends {
+    ($($name:ident => $test:ident),* $(,)?) => {$(
+        #[actix_web::test]
+        async fn $name() {
+            let _serial = SERIAL.lock().await;
+            $test(TestDb::sqlite()).await;
+            if let Some(db) = TestDb::postgres() {
+                $test(db).await;
+            }
+        }
+    )*};
+}
+
+serially_on_both_backends!(
+    unknown_users_cost_the_same_argon2_work_on_both_backends => unknown_users_cost_one_verification_like_wrong_passwords,
+    the_signed_in_hot_path_touches_neither_database_nor_argon2_on_both_backends => a_signed_in_request_makes_no_store_call_and_no_argon2_call,
+    a_re_authentication_costs_one_read_and_one_write_on_both_backends => a_re_authentication_is_one_read_and_one_write,
+    an_unknown_name_runs_the_statements_of_a_wrong_password_on_both_backends => an_unknown_name_runs_the_statements_of_a_wrong_password,
+    a_throttled_attempt_costs_no_argon2_work_on_both_backends => a_throttled_attempt_costs_no_argon2_work,
+);
+
 async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
     let server = TestServer::start(db);
     server.add_user("alice", "correct horse", false);
@@ -34,15 +57,6 @@ async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
     }
     assert_eq!(answers[0].0, 401);
     assert_eq!(answers[0], answers[1], "same status and page");
-}
-
-#[actix_web::test]
-async fn unknown_users_cost_the_same_argon2_work_on_both_backends() {
-    let _serial = SERIAL.lock().await;
-    unknown_users_cost_one_verification_like_wrong_passwords(TestDb::sqlite()).await;
-    if let Some(db) = TestDb::postgres() {
-        unknown_users_cost_one_verification_like_wrong_passwords(db).await;
-    }
 }
 
 #[actix_web::test]
@@ -77,15 +91,6 @@ async fn a_signed_in_request_makes_no_store_call_and_no_argon2_call(db: TestDb) 
     }
     assert_eq!(counts.total(), calls, "no store call");
     assert_eq!(argon2_verifications(), verifications, "no Argon2 call");
-}
-
-#[actix_web::test]
-async fn the_signed_in_hot_path_touches_neither_database_nor_argon2_on_both_backends() {
-    let _serial = SERIAL.lock().await;
-    a_signed_in_request_makes_no_store_call_and_no_argon2_call(TestDb::sqlite()).await;
-    if let Some(db) = TestDb::postgres() {
-        a_signed_in_request_makes_no_store_call_and_no_argon2_call(db).await;
-    }
 }
 
 /// Whether [`record_statements`]'s instrumentation keeps what runs now.
@@ -229,15 +234,6 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
     );
 }
 
-#[actix_web::test]
-async fn a_re_authentication_costs_one_read_and_one_write_on_both_backends() {
-    let _serial = SERIAL.lock().await;
-    a_re_authentication_is_one_read_and_one_write(TestDb::sqlite()).await;
-    if let Some(db) = TestDb::postgres() {
-        a_re_authentication_is_one_read_and_one_write(db).await;
-    }
-}
-
 /// From a review: an unknown name made the directory calls a wrong
 /// password makes, but the users table answered the placeholder id of an
 /// unknown name without a query, so a known name cost one statement more
@@ -275,15 +271,6 @@ async fn an_unknown_name_runs_the_statements_of_a_wrong_password(db: TestDb) {
     assert_eq!(unknown, known);
 }
 
-#[actix_web::test]
-async fn an_unknown_name_runs_the_statements_of_a_wrong_password_on_both_backends() {
-    let _serial = SERIAL.lock().await;
-    an_unknown_name_runs_the_statements_of_a_wrong_password(TestDb::sqlite()).await;
-    if let Some(db) = TestDb::postgres() {
-        an_unknown_name_runs_the_statements_of_a_wrong_password(db).await;
-    }
-}
-
 /// Throttling comes before any Argon2 work: a throttled attempt, even with
 /// the right password, costs no verification (for a real account and for an
 /// unknown name alike).
@@ -303,14 +290,5 @@ async fn a_throttled_attempt_costs_no_argon2_work(db: TestDb) {
             .status;
         assert_eq!(status, 429, "{user}");
         assert_eq!(argon2_verifications(), before, "no Argon2 work for {user}");
-    }
-}
-
-#[actix_web::test]
-async fn a_throttled_attempt_costs_no_argon2_work_on_both_backends() {
-    let _serial = SERIAL.lock().await;
-    a_throttled_attempt_costs_no_argon2_work(TestDb::sqlite()).await;
-    if let Some(db) = TestDb::postgres() {
-        a_throttled_attempt_costs_no_argon2_work(db).await;
     }
 }
