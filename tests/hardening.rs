@@ -21,6 +21,7 @@ on_both_backends!(
     a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_copy_alive,
     a_revocation_just_before_a_password_changes_new_token_keeps_no_token,
     a_password_change_the_directory_cannot_store_keeps_the_changing_session,
+    a_directory_without_set_password_changes_nothing,
     a_lockout_of_any_length_locks,
 );
 
@@ -316,6 +317,9 @@ struct Gate {
     find_by_id: std::sync::atomic::AtomicBool,
     /// Fail the next `set_password` (a database error as it stores).
     fail_set_password: std::sync::atomic::AtomicBool,
+    /// Act as a directory without `set_password` (its default, which
+    /// refuses) from now on.
+    no_set_password: std::sync::atomic::AtomicBool,
     entered: std::sync::atomic::AtomicBool,
     open: std::sync::atomic::AtomicBool,
 }
@@ -365,11 +369,20 @@ impl rememberme::store::UserDirectory for Gated {
         self.gate.pass(&self.gate.find_by_id);
         found
     }
+    fn sets_passwords(&self) -> bool {
+        !self
+            .gate
+            .no_set_password
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
     fn set_password(
         &self,
         id: &rememberme::UserId,
         password: &str,
     ) -> Result<(), rememberme::store::StoreError> {
+        if !self.sets_passwords() {
+            return Err(rememberme::store::StoreError::Unsupported("set_password"));
+        }
         self.gate.pass(&self.gate.set_password);
         let fail = &self.gate.fail_set_password;
         if fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
@@ -453,6 +466,7 @@ fn race_routes(cfg: &mut actix_web::web::ServiceConfig) {
         let changed = auth.change_password(OLD.into(), NEW.into()).await?;
         Ok(HttpResponse::Ok().body(match changed {
             PasswordChange::Changed => "changed",
+            PasswordChange::Unsupported => "unsupported",
             _ => "not changed",
         }))
     }
@@ -501,6 +515,34 @@ async fn signed_in_remembered(
     let (signed_in, owner, remembered) = call(sign_in).await;
     assert_eq!(signed_in, "signed in");
     (owner.expect("a session"), remembered.expect("a token"))
+}
+
+/// alice signed in twice: this session (remembered) and another's.
+async fn signed_in_here_and_elsewhere(
+    call: &impl AsyncFn(actix_web::test::TestRequest) -> Answer,
+) -> (
+    actix_web::cookie::Cookie<'static>,
+    actix_web::cookie::Cookie<'static>,
+) {
+    let (owner, _) = signed_in_remembered(call).await;
+    let elsewhere = actix_web::test::TestRequest::post().uri(&format!("/sign-in/{OLD}/once"));
+    let other = call(elsewhere).await.1.expect("a second session");
+    (owner, other)
+}
+
+/// No password change stands: the old password signs in, the new does not.
+async fn only_the_old_password_signs_in(
+    call: &impl AsyncFn(actix_web::test::TestRequest) -> Answer,
+) {
+    let sign_in = |password: &str| {
+        actix_web::test::TestRequest::post().uri(&format!("/sign-in/{password}/once"))
+    };
+    assert_eq!(
+        call(sign_in(OLD)).await.0,
+        "signed in",
+        "the password stayed"
+    );
+    assert_eq!(call(sign_in(NEW)).await.0, "not signed in");
 }
 
 /// The password change stands: the new password signs in, the old does not.
@@ -759,9 +801,7 @@ async fn a_password_change_the_directory_cannot_store_keeps_the_changing_session
     } = race(&db);
     let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
     let call = caller!(app);
-    let (owner, _) = signed_in_remembered(&call).await;
-    let elsewhere = test::TestRequest::post().uri(&format!("/sign-in/{OLD}/once"));
-    let other = call(elsewhere).await.1.expect("a second session");
+    let (owner, other) = signed_in_here_and_elsewhere(&call).await;
 
     gate.fail_set_password.store(true, SeqCst);
     let change = test::TestRequest::post()
@@ -781,14 +821,40 @@ async fn a_password_change_the_directory_cannot_store_keeps_the_changing_session
         "the changing session stays"
     );
     assert_eq!(call(me(other)).await.0, "nobody", "the others end");
-    let sign_in =
-        |password: &str| test::TestRequest::post().uri(&format!("/sign-in/{password}/once"));
-    assert_eq!(
-        call(sign_in(OLD)).await.0,
-        "signed in",
-        "the password stayed"
-    );
-    assert_eq!(call(sign_in(NEW)).await.0, "not signed in");
+    only_the_old_password_signs_in(&call).await;
+}
+
+/// From a review: with a directory that does not store passwords (no
+/// `set_password`), a password change moved the user's epoch, then failed
+/// with a 503 ("try again") that could never succeed: every try signed the
+/// user out everywhere else. It is now refused before anything moves.
+async fn a_directory_without_set_password_changes_nothing(db: TestDb) {
+    use actix_web::{App, test};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let Race {
+        gate, clock, layer, ..
+    } = race(&db);
+    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
+    let call = caller!(app);
+    let (owner, other) = signed_in_here_and_elsewhere(&call).await;
+
+    gate.no_set_password.store(true, SeqCst);
+    let change = || {
+        test::TestRequest::post()
+            .uri("/change")
+            .cookie(owner.clone())
+    };
+    for _ in 0..2 {
+        let (body, session, _) = call(change()).await;
+        assert_eq!(body, "unsupported");
+        assert!(session.is_none(), "the session is as it was");
+    }
+    clock.advance(Duration::from_secs(61));
+    let me = |session| test::TestRequest::get().uri("/me").cookie(session);
+    assert_eq!(call(me(owner)).await.0, "alice", "this session stays");
+    assert_eq!(call(me(other)).await.0, "alice", "and so do the others");
+    only_the_old_password_signs_in(&call).await;
 }
 
 /// From a review: a lockout meant as "for ever" (`Duration::MAX`, or a

@@ -1,6 +1,7 @@
 //! `UsersTable`, the ready users table (feature `users-table`), on both
 //! backends: it hashes with Argon2id, takes a ready hash, refuses a name
-//! twice, and answers as a `UserDirectory`.
+//! twice, and answers as a `UserDirectory` (passwords stored only for
+//! users it holds).
 
 mod common;
 
@@ -38,6 +39,18 @@ async fn the_users_table_creates_finds_and_verifies(db: TestDb) {
         None
     );
     assert!(!users.set_admin(&UserId::from(999_999), true).unwrap());
+
+    // It stores passwords, and says so only for a user it holds.
+    assert!(users.sets_passwords());
+    users.set_password(&alice, "alice-new-password").unwrap();
+    let hash = users.find_by_id(&alice).unwrap().unwrap().password_hash;
+    assert!(users.verify_password(&hash.unwrap(), "alice-new-password"));
+    for nobody in [UserId::from("not-a-number"), UserId::from(999_999)] {
+        assert!(
+            users.set_password(&nobody, "whatever-password").is_err(),
+            "{nobody}: nothing stored"
+        );
+    }
     drop(users);
     assert!(database.close(std::time::Duration::from_secs(5)));
 }

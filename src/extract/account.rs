@@ -73,11 +73,13 @@ impl Auth {
     /// # Errors
     ///
     /// [`AuthError::Unavailable`] when the store fails, or when the app's
-    /// directory cannot store the new password
+    /// directory fails to store the new password
     /// ([`UserDirectory::set_password`](crate::store::UserDirectory::set_password)):
     /// then the password stays, this session stays signed in, and the
     /// user's other sessions end at their next check (the change had
-    /// begun).
+    /// begun). A directory that does not store passwords at all
+    /// ([`UserDirectory::sets_passwords`](crate::store::UserDirectory::sets_passwords))
+    /// gives [`PasswordChange::Unsupported`] instead, and nothing changes.
     pub async fn change_password(
         &self,
         current_password: String,
@@ -109,6 +111,7 @@ impl Auth {
             Some(Err(Refused::Throttled { retry_after_secs })) => {
                 Ok(PasswordChange::Throttled { retry_after_secs })
             }
+            Some(Err(Refused::Unsupported)) => Ok(PasswordChange::Unsupported),
             Some(Err(Refused::NotStored { epoch, error })) => {
                 self.restamp(Some(epoch));
                 Err(AuthError::Unavailable(error))

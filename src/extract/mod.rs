@@ -89,6 +89,11 @@ pub enum PasswordChange {
         /// Seconds to wait.
         retry_after_secs: u64,
     },
+    /// The app's directory does not store passwords
+    /// ([`UserDirectory::sets_passwords`](crate::store::UserDirectory::sets_passwords)):
+    /// nothing was checked or changed. Offer no password page (or answer
+    /// 501).
+    Unsupported,
 }
 
 /// What submitting an interactive step gave.

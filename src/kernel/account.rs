@@ -30,6 +30,9 @@ pub(crate) enum Refused {
     /// after the user had moved on to `epoch`: the session moves with it,
     /// the user's other sessions end, the password stays.
     NotStored { epoch: i64, error: StoreError },
+    /// The app's directory does not store passwords: nothing was checked
+    /// or changed.
+    Unsupported,
 }
 
 /// What a password change gave: `None` if the session had been revoked
@@ -145,6 +148,11 @@ impl Core {
         job: &PasswordChangeJob,
     ) -> Result<PasswordChanged, StoreError> {
         let user = &job.user;
+        // Before the epoch moves: a change that cannot be stored must not
+        // end the user's other sessions on every try.
+        if !self.stores.users.sets_passwords() {
+            return Ok(Some(Err(Refused::Unsupported)));
+        }
         let mut ctx = self.context(visit);
         let who = Who::Known(user);
         match check_password(&mut ctx, who, &job.current_password, "password change")? {

@@ -190,10 +190,21 @@ pub trait UserDirectory: Send + Sync + 'static {
         crate::password::dummy_hash()
     }
 
+    /// Whether [`UserDirectory::set_password`] stores passwords. The
+    /// default is `false`, as `set_password`'s default refuses: override
+    /// both, or neither. When `false`,
+    /// [`Auth::change_password`](crate::Auth::change_password) answers
+    /// [`PasswordChange::Unsupported`](crate::extract::PasswordChange::Unsupported)
+    /// before it checks or changes anything (the user's other sessions
+    /// stay). A directory that wraps another must forward it.
+    fn sets_passwords(&self) -> bool {
+        false
+    }
+
     /// Sets a user's password (for the crate's password-change path,
-    /// [`Auth::change_password`](crate::Auth::change_password)). The
-    /// default refuses: an app with its own password page need not
-    /// implement it.
+    /// [`Auth::change_password`](crate::Auth::change_password)), called
+    /// only when [`UserDirectory::sets_passwords`] says so. The default
+    /// refuses: an app with its own password page need not implement it.
     fn set_password(&self, id: &UserId, password: &str) -> Result<(), super::StoreError> {
         let _ = (id, password);
         Err(super::StoreError::Unsupported("set_password"))

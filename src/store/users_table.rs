@@ -180,17 +180,25 @@ impl UserDirectory for UsersTable {
             .map(|row| row.filter(|_| ours).map(User::from))
     }
 
+    fn sets_passwords(&self) -> bool {
+        true
+    }
+
     fn set_password(&self, id: &UserId, password: &str) -> Result<(), StoreError> {
-        let Some(id) = id.as_i64() else {
-            return Ok(());
-        };
+        // A user this table does not hold (an id it never issued, or a row
+        // deleted meanwhile): `Ok` would report a password stored that was
+        // not.
+        let missing = || StoreError::Query(format!("no user with id {id}"));
+        let key = id.as_i64().ok_or_else(missing)?;
         let hash = crate::password::hash_password(password);
-        self.store
-            .with_write_conn(|conn| {
-                diesel::update(users::table.find(id))
-                    .set(users::password_hash.eq(&hash))
-                    .execute(conn)
-            })
-            .map(drop)
+        let changed = self.store.with_write_conn(|conn| {
+            diesel::update(users::table.find(key))
+                .set(users::password_hash.eq(&hash))
+                .execute(conn)
+        })?;
+        if changed == 0 {
+            return Err(missing());
+        }
+        Ok(())
     }
 }

@@ -194,10 +194,10 @@ async fn change_password(
             },
         );
     }
-    let (status, error, retry_after) = match auth
+    let changed = auth
         .change_password(form.current_password, form.new_password)
-        .await?
-    {
+        .await?;
+    let (status, error, retry_after) = match changed {
         PasswordChange::Changed => {
             return Ok(back_with(
                 &session,
@@ -205,16 +205,7 @@ async fn change_password(
                 "Password changed. Every other session and device was signed out.",
             ));
         }
-        PasswordChange::Throttled { retry_after_secs } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many attempts. Try again in {retry_after_secs} seconds."),
-            Some(retry_after_secs),
-        ),
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            "Your current password is not right.".to_owned(),
-            None,
-        ),
+        refused => why_not_changed(refused),
     };
     let mut page = html(
         &auth,
@@ -232,4 +223,26 @@ async fn change_password(
         );
     }
     Ok(page)
+}
+
+/// The password page's status, message and `Retry-After` for a change
+/// that did not happen.
+fn why_not_changed(refused: PasswordChange) -> (StatusCode, String, Option<u64>) {
+    match refused {
+        PasswordChange::Throttled { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many attempts. Try again in {retry_after_secs} seconds."),
+            Some(retry_after_secs),
+        ),
+        PasswordChange::Unsupported => (
+            StatusCode::NOT_IMPLEMENTED,
+            "Passwords cannot be changed on this site.".to_owned(),
+            None,
+        ),
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            "Your current password is not right.".to_owned(),
+            None,
+        ),
+    }
 }

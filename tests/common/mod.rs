@@ -815,6 +815,9 @@ impl UserDirectory for CountingUsers {
         self.counts.tick("find_by_id")?;
         self.inner.find_by_id(id)
     }
+    fn sets_passwords(&self) -> bool {
+        self.inner.sets_passwords()
+    }
     fn set_password(&self, id: &UserId, password: &str) -> Result<(), StoreError> {
         self.counts.tick("set_password")?;
         self.inner.set_password(id, password)
