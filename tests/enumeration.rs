@@ -229,8 +229,9 @@ async fn a_re_authentication_is_one_read_and_one_write(db: TestDb) {
         .collect();
     assert_eq!(
         calls,
-        ["find_and_rotate_all", "find_by_id"],
-        "one lookup-and-rotation with its audit row, then the app's user"
+        ["find_and_rotate_all", "find_by_ids"],
+        "one lookup-and-rotation with its audit row, then the app's user, \
+         read for the whole batch"
     );
 }
 

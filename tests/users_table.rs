@@ -1,7 +1,7 @@
 //! `UsersTable`, the ready users table (feature `users-table`), on both
 //! backends: it hashes with Argon2id, takes a ready hash, refuses a name
-//! twice, and answers as a `UserDirectory` (passwords stored only for
-//! users it holds).
+//! twice, and answers as a `UserDirectory` (many ids in one query;
+//! passwords stored only for users it holds).
 
 mod common;
 
@@ -39,6 +39,28 @@ async fn the_users_table_creates_finds_and_verifies(db: TestDb) {
         None
     );
     assert!(!users.set_admin(&UserId::from(999_999), true).unwrap());
+
+    // Many ids in one query, answered in the order asked, as `find_by_id`
+    // answers each.
+    let asked = [
+        bob.clone(),
+        UserId::from("not-a-number"),
+        alice.clone(),
+        UserId::from(999_999),
+        bob.clone(),
+    ];
+    let found = users.find_by_ids(&asked).unwrap();
+    assert_eq!(found.len(), asked.len());
+    for (id, user) in asked.iter().zip(&found) {
+        let one = users.find_by_id(id).unwrap();
+        assert_eq!(user.as_ref().map(|u| &u.id), one.as_ref().map(|u| &u.id));
+        assert_eq!(
+            user.as_ref().map(|u| &u.username),
+            one.as_ref().map(|u| &u.username)
+        );
+    }
+    assert_eq!(found[0].as_ref().map(|u| u.username.as_str()), Some("bob"));
+    assert!(users.find_by_ids(&[]).unwrap().is_empty());
 
     // It stores passwords, and says so only for a user it holds.
     assert!(users.sets_passwords());

@@ -154,8 +154,8 @@ async fn refresh_flow(auth: &RequestAuth, input: FlowInput, visit: Visit) -> Res
     let ran = auth
         .shared
         .rotations
-        .rotate_then(attempt, move |outcome| {
-            core.finish_refresh(&visit, input, rotation, outcome)
+        .rotate_then(attempt, move |outcome, owner| {
+            core.finish_refresh(&visit, input, rotation, (outcome, owner))
         })
         .await
         .and_then(|ran| ran)?;

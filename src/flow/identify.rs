@@ -4,7 +4,7 @@ use super::{CookieChange, Step, StepContext, StepOutcome};
 use crate::RememberMeConfig;
 use crate::config::Expiry;
 use crate::store::{
-    AuditKind, ExpiryOnUse, FoundSeries, NewAuditEvent, StoreError, TokenRecord, UserId,
+    AuditKind, ExpiryOnUse, FoundSeries, NewAuditEvent, StoreError, TokenRecord, User, UserId,
 };
 use crate::token::{RememberCookie, SecretHash};
 
@@ -49,28 +49,30 @@ impl Step for RememberMeIdentifyStep {
         // the store can, on every re-authentication. The layer may have
         // run it already, in a batch no thread waited for (see
         // `Prefetched`).
-        let (rotation, found) = match ctx.prefetched.take_if(|done| done.raw == raw) {
-            Some(done) => (done.rotation, done.outcome?),
+        let (rotation, found, owner) = match ctx.prefetched.take_if(|done| done.raw == raw) {
+            Some(done) => (done.rotation, done.outcome?, done.owner),
             None => {
                 let Some(rotation) = Rotation::prepare(ctx, raw) else {
                     return Ok(reject(ctx, "malformed"));
                 };
                 let found = ctx.stores.tokens.find_and_rotate(rotation.attempt(ctx))?;
-                (rotation, found)
+                (rotation, found, None)
             }
         };
         let Some(found) = found else {
             return Ok(reject(ctx, "unknown"));
         };
-        conclude(ctx, &rotation, found)
+        conclude(ctx, &rotation, found, owner)
     }
 }
 
-/// The store's answer for a known series.
+/// The store's answer for a known series (and its owner, if the batch
+/// that rotated it read it).
 fn conclude(
     ctx: &mut StepContext<'_>,
     rotation: &Rotation,
     found: FoundSeries,
+    owner: Option<Option<User>>,
 ) -> Result<StepOutcome, StoreError> {
     if let Some(change) = rotation.rotated_cookie(&found, ctx.now) {
         let FoundSeries {
@@ -83,7 +85,7 @@ fn conclude(
         ctx.device_key = record.device_key.take();
         ctx.sign_in_audited = audited;
         crate::telemetry::count(crate::telemetry::ROTATIONS);
-        return signed_in(ctx, record, epoch);
+        return signed_in(ctx, record, epoch, owner);
     }
     let FoundSeries {
         record,
@@ -153,7 +155,7 @@ fn not_current(
             });
             ctx.sign_in_audited = true;
             ctx.device_key = record.device_key.take();
-            signed_in(ctx, record, epoch)
+            signed_in(ctx, record, epoch, None)
         }
         (true, false) => end_series(ctx, series, &record),
         (false, _) => revoke_everything(ctx, &record),
@@ -260,13 +262,19 @@ fn in_grace(record: &TokenRecord, now: i64, config: &RememberMeConfig, skew: i64
 }
 
 /// The cookie identified its owner: the app's directory says who that is
-/// now. A user the app deleted signs in no more: the series ends.
+/// now (`owner`, if the batch that rotated the token read it after its
+/// commit). A user the app deleted signs in no more: the series ends.
 fn signed_in(
     ctx: &mut StepContext<'_>,
     record: TokenRecord,
     epoch: i64,
+    owner: Option<Option<User>>,
 ) -> Result<StepOutcome, StoreError> {
-    let Some(user) = ctx.stores.users.find_by_id(&record.user_id)? else {
+    let owner = match owner {
+        Some(read) if read.as_ref().is_none_or(|user| user.id == record.user_id) => read,
+        _ => ctx.stores.users.find_by_id(&record.user_id)?,
+    };
+    let Some(user) = owner else {
         ctx.stores.tokens.delete_series(&record.series_hash)?;
         tracing::info!(
             user_id = %record.user_id,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use super::rotations::Owner;
 use super::{Core, Visit};
 use crate::flow::{
     CookieChange, Credentials, FlowKind, ISSUE, Prefetched, Progress, Rotation, StepContext, Tag,
@@ -152,9 +153,9 @@ impl Core {
         visit: &Visit,
         mut input: FlowInput,
         rotation: Rotation,
-        outcome: Result<Option<FoundSeries>, StoreError>,
+        (outcome, owner): (Result<Option<FoundSeries>, StoreError>, Owner),
     ) -> Result<Result<Ran, FailedAfterRotation>, StoreError> {
-        let ran = super::cookie::after_rotation(visit, rotation, outcome, |prefetched| {
+        let ran = super::cookie::after_rotation(visit, rotation, (outcome, owner), |prefetched| {
             input.prefetched = Some(prefetched);
             self.run_flow(visit, input)
         });

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use super::rotations::Owner;
 use super::{Core, Visit};
 use crate::flow::{CookieChange, Prefetched, Progress, Rotation, StepContext, Tag};
 use crate::session::{AuthState, SignInMethod, random_id};
@@ -105,8 +106,9 @@ impl Core {
         visit: &Visit,
         rotation: Rotation,
         outcome: Result<Option<FoundSeries>, StoreError>,
+        owner: Owner,
     ) -> Result<CookieSignIn, StoreError> {
-        after_rotation(visit, rotation, outcome, |prefetched| {
+        after_rotation(visit, rotation, (outcome, owner), |prefetched| {
             self.cookie_sign_in(visit, Some(prefetched))
         })
         .or_else(|(error, rotated)| match rotated {
@@ -214,14 +216,14 @@ impl Core {
 }
 
 /// Runs `rest` (the flow that a rotation, already run in a batch, starts)
-/// with the batch's `outcome`. A batch that failed ends it here: nothing
+/// with the batch's `outcome` and the owner it read. A batch that failed ends it here: nothing
 /// was written. Should `rest` fail or panic, the error comes back with
 /// the rotated cookie, if the rotation rotated the token: the client must
 /// get it all the same.
 pub(crate) fn after_rotation<T>(
     visit: &Visit,
     rotation: Rotation,
-    outcome: Result<Option<FoundSeries>, StoreError>,
+    (outcome, owner): (Result<Option<FoundSeries>, StoreError>, Owner),
     rest: impl FnOnce(Prefetched) -> Result<T, StoreError>,
 ) -> Result<T, (StoreError, Option<CookieChange>)> {
     if let Err(error) = outcome {
@@ -231,6 +233,7 @@ pub(crate) fn after_rotation<T>(
         raw: visit.cookie.clone().unwrap_or_default(),
         rotation,
         outcome,
+        owner,
     };
     let rotated = prefetched.rotated_cookie(visit.now);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rest(prefetched)))

@@ -274,6 +274,7 @@ impl Shared {
             password_checks: Arc::new(tokio::sync::Semaphore::new(config.password_concurrency)),
             rotations: RotationQueue::new(
                 stores.tokens.clone(),
+                Some(stores.users.clone()),
                 store_threads.submitter(),
                 rotations::ROTATION_WAIT,
             ),

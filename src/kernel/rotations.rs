@@ -8,12 +8,13 @@
 //! than there were store threads, and each thread costs memory. Here the
 //! attempt is prepared on the async worker (the cookie decoded and hashed,
 //! the next token drawn and sealed), queued, and awaited in async land;
-//! one job on a store thread at a time runs the queue's batches and hands
-//! each attempt its outcome, to the work that continues the sign-in (the
-//! user read through the app's directory, the steps after the identifying
-//! one): the leading job runs it itself, on the thread that ran the
-//! batch, while that stays quick (see [`INLINE_BUDGET`]); beyond, it hands
-//! the rest to other store threads. A sign-in by cookie then costs one
+//! one job on a store thread at a time runs the queue's batches, reads the
+//! owners of the tokens a batch rotated in one call of the app's directory
+//! ([`UserDirectory::find_by_ids`]), and hands each attempt its outcome
+//! and owner, to the work that continues the sign-in (the steps after the
+//! identifying one): the leading job runs it itself, on the thread that
+//! ran the batch, while that stays quick (see [`INLINE_BUDGET`]); beyond,
+//! it hands the rest to other store threads. A sign-in by cookie then costs one
 //! hand-off to the store threads and one back, not two of each.
 //!
 //! An attempt whose request has gone before a batch takes it is dropped
@@ -35,7 +36,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::store::{FoundSeries, MAX_ROTATION_BATCH, OwnedRotation, StoreError, TokenStore};
+use crate::store::{
+    FoundSeries, MAX_ROTATION_BATCH, OwnedRotation, StoreError, TokenStore, UserDirectory,
+};
 use crate::threads::Submitter;
 use reply::{Reply, Then};
 
@@ -50,6 +53,7 @@ pub(crate) const MAX_WAITING: usize = 4096;
 
 /// One attempt's outcome (see [`TokenStore::find_and_rotate`]).
 pub(crate) type Outcome = Result<Option<FoundSeries>, StoreError>;
+pub(crate) use owners::Owner;
 
 /// How long the leading job may spend after a batch continuing its
 /// attempts' sign-ins itself: it runs the next one only if, at the cost
@@ -66,6 +70,8 @@ pub(crate) const INLINE_BUDGET: Duration = Duration::from_micros(250);
 pub(crate) struct RotationQueue {
     state: Mutex<State>,
     tokens: Arc<dyn TokenStore>,
+    /// Where the owners of a batch's rotated tokens are read, if anywhere.
+    users: Option<Arc<dyn UserDirectory>>,
     threads: Submitter,
     max_wait: Duration,
     /// How long the last continuation took, in nanoseconds (see
@@ -93,12 +99,19 @@ struct Waiting {
 }
 
 impl RotationQueue {
-    /// Batches run through `tokens`, as jobs on the threads of `threads`;
-    /// an attempt that no batch took within `max_wait` gives up.
-    pub fn new(tokens: Arc<dyn TokenStore>, threads: Submitter, max_wait: Duration) -> Arc<Self> {
+    /// Batches run through `tokens`, as jobs on the threads of `threads`,
+    /// the owners of their rotated tokens read from `users`; an attempt
+    /// that no batch took within `max_wait` gives up.
+    pub fn new(
+        tokens: Arc<dyn TokenStore>,
+        users: Option<Arc<dyn UserDirectory>>,
+        threads: Submitter,
+        max_wait: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::default(),
             tokens,
+            users,
             threads,
             max_wait,
             last_cost: AtomicU64::new(0),
@@ -111,20 +124,20 @@ impl RotationQueue {
     /// in async land.
     #[cfg(test)]
     pub async fn rotate(self: &Arc<Self>, attempt: OwnedRotation) -> Outcome {
-        self.rotate_then(attempt, |outcome| outcome).await?
+        self.rotate_then(attempt, |outcome, _| outcome).await?
     }
 
-    /// Rotates `attempt` in the next batch and continues with `then` on
-    /// the store thread that ran the batch (or, past [`INLINE_BUDGET`],
-    /// on another store thread), waiting in async land for what it
-    /// returns. An error is an attempt that failed before any batch ran
+    /// Rotates `attempt` in the next batch and continues with `then` (its
+    /// outcome and, if rotated, its owner) on the store thread that ran
+    /// the batch (or, past [`INLINE_BUDGET`], on another store thread),
+    /// waiting in async land for what it returns. An error is an attempt that failed before any batch ran
     /// it: nothing of it was written. `then` must not panic once the
     /// rotation committed, or the rotated cookie is lost with it: catch
     /// what the rest of the sign-in may raise.
     pub async fn rotate_then<T: Send + 'static>(
         self: &Arc<Self>,
         attempt: OwnedRotation,
-        then: impl FnOnce(Outcome) -> T + Send + 'static,
+        then: impl FnOnce(Outcome, Owner) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let reply = Box::new(Then {
@@ -303,9 +316,11 @@ impl RotationQueue {
                 "the rotation batch did not answer every attempt"
             );
         }
+        let mut owners = owners::read(self.users.as_deref(), &outcomes).into_iter();
         let inline_until = Instant::now() + INLINE_BUDGET;
         let mut outcomes = outcomes.into_iter();
         for w in batch {
+            let owner = owners.next().flatten();
             let outcome = match outcomes.next() {
                 // A row of another series (a store that answered out of
                 // order) must not decide this cookie's fate: theft handling
@@ -328,17 +343,17 @@ impl RotationQueue {
             // `run_batches`) and for other store jobs.
             let cost = Duration::from_nanos(self.last_cost.load(Relaxed));
             if Instant::now() + cost <= inline_until || !self.threads.has_room() {
-                self.continue_attempt(w.reply, outcome);
+                self.continue_attempt(w.reply, outcome, owner);
             } else {
-                self.hand_off(w.reply, outcome);
+                self.hand_off(w.reply, outcome, owner);
             }
         }
     }
 
     /// Continues an attempt's sign-in on this thread, and times it.
-    fn continue_attempt(&self, reply: Box<dyn Reply>, outcome: Outcome) {
+    fn continue_attempt(&self, reply: Box<dyn Reply>, outcome: Outcome, owner: Owner) {
         let started = Instant::now();
-        if std::panic::catch_unwind(AssertUnwindSafe(|| reply.answer(outcome))).is_err() {
+        if std::panic::catch_unwind(AssertUnwindSafe(|| reply.answer(outcome, owner))).is_err() {
             tracing::error!("the sign-in after a rotation panicked");
         }
         let ran = started.elapsed();
@@ -351,18 +366,18 @@ impl RotationQueue {
     /// Continues an attempt's sign-in on another store thread; on this
     /// one after all if none can take it (its rotation has committed: its
     /// cookie must go out).
-    fn hand_off(self: &Arc<Self>, reply: Box<dyn Reply>, outcome: Outcome) {
-        let slot = Arc::new(Mutex::new(Some((reply, outcome))));
+    fn hand_off(self: &Arc<Self>, reply: Box<dyn Reply>, outcome: Outcome, owner: Owner) {
+        let slot = Arc::new(Mutex::new(Some((reply, outcome, owner))));
         let (queue, job) = (self.clone(), slot.clone());
         let handed = self.threads.submit(move || {
-            if let Some((reply, outcome)) = job.lock().take() {
-                queue.continue_attempt(reply, outcome);
+            if let Some((reply, outcome, owner)) = job.lock().take() {
+                queue.continue_attempt(reply, outcome, owner);
             }
         });
         if handed.is_err()
-            && let Some((reply, outcome)) = slot.lock().take()
+            && let Some((reply, outcome, owner)) = slot.lock().take()
         {
-            self.continue_attempt(reply, outcome);
+            self.continue_attempt(reply, outcome, owner);
         }
     }
 }
@@ -379,6 +394,7 @@ impl Drop for LeadGuard<'_> {
     }
 }
 
+mod owners;
 mod reply;
 #[cfg(test)]
 mod tests;

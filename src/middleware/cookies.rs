@@ -22,8 +22,8 @@ pub(super) async fn cookie_sign_in(
             let core = shared.core_handle();
             shared
                 .rotations
-                .rotate_then(attempt, move |outcome| {
-                    core.finish_cookie_sign_in(&job, rotation, outcome)
+                .rotate_then(attempt, move |outcome, owner| {
+                    core.finish_cookie_sign_in(&job, rotation, outcome, owner)
                 })
                 .await
                 .and_then(|signed_in| signed_in)

@@ -175,6 +175,18 @@ pub trait UserDirectory: Send + Sync + 'static {
     /// app deleted is signed out at the next check.
     fn find_by_id(&self, id: &UserId) -> Result<Option<User>, super::StoreError>;
 
+    /// The users with these ids, in the order asked (`None` for an id
+    /// that names nobody). Called once for a batch of sign-ins by cookie
+    /// whose tokens rotated together (see
+    /// [`TokenStore::find_and_rotate_all`](super::TokenStore::find_and_rotate_all)),
+    /// instead of [`UserDirectory::find_by_id`] once for each. The default
+    /// calls `find_by_id` for each id; override it with one query (`WHERE
+    /// id IN …`) where each call costs a round trip to a database server.
+    /// It must answer as `find_by_id` would, id by id.
+    fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<Option<User>>, super::StoreError> {
+        ids.iter().map(|id| self.find_by_id(id)).collect()
+    }
+
     /// Whether `password` matches `hash` (a [`User::password_hash`]). The
     /// default checks an Argon2 PHC string ([`crate::password`]).
     fn verify_password(&self, hash: &str, password: &str) -> bool {

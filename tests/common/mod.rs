@@ -815,6 +815,10 @@ impl UserDirectory for CountingUsers {
         self.counts.tick("find_by_id")?;
         self.inner.find_by_id(id)
     }
+    fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<Option<User>>, StoreError> {
+        self.counts.tick("find_by_ids")?;
+        self.inner.find_by_ids(ids)
+    }
     fn sets_passwords(&self) -> bool {
         self.inner.sets_passwords()
     }

@@ -81,6 +81,10 @@ pub(crate) struct Prefetched {
     pub rotation: Rotation,
     /// What the store answered.
     pub outcome: Result<Option<FoundSeries>, StoreError>,
+    /// The owner of the token as the app's directory had it after the
+    /// batch (`Some(None)`: no such user), or `None` if the batch did not
+    /// read it: the step reads it then.
+    pub owner: Option<Option<crate::store::User>>,
 }
 
 impl Prefetched {

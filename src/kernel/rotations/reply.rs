@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::Outcome;
+use super::{Outcome, Owner};
 use crate::store::StoreError;
 
 /// What an attempt's request awaits: its batch's outcome, continued by
@@ -13,9 +13,9 @@ use crate::store::StoreError;
 pub(super) trait Reply: Send {
     /// Whether the request has gone (its client left).
     fn is_gone(&self) -> bool;
-    /// The batch's outcome: continues the sign-in and answers the request.
-    /// On a store thread.
-    fn answer(self: Box<Self>, outcome: Outcome);
+    /// The batch's outcome (and the owner of the token it rotated):
+    /// continues the sign-in and answers the request. On a store thread.
+    fn answer(self: Box<Self>, outcome: Outcome, owner: Owner);
     /// The attempt failed before any batch ran it: nothing was written.
     fn fail(self: Box<Self>, error: StoreError);
 }
@@ -27,12 +27,12 @@ pub(super) struct Then<T, F> {
     pub queued: Instant,
 }
 
-impl<T: Send, F: FnOnce(Outcome) -> T + Send> Reply for Then<T, F> {
+impl<T: Send, F: FnOnce(Outcome, Owner) -> T + Send> Reply for Then<T, F> {
     fn is_gone(&self) -> bool {
         self.reply.is_closed()
     }
 
-    fn answer(self: Box<Self>, outcome: Outcome) {
+    fn answer(self: Box<Self>, outcome: Outcome, owner: Owner) {
         let Then {
             reply,
             then,
@@ -42,7 +42,7 @@ impl<T: Send, F: FnOnce(Outcome) -> T + Send> Reply for Then<T, F> {
         // A request gone since its batch took it: no browser would
         // receive what the rest of its sign-in gives.
         if !reply.is_closed() {
-            let _ = reply.send(Ok(then(outcome)));
+            let _ = reply.send(Ok(then(outcome, owner)));
         }
     }
 

@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc;
 
 use super::*;
-use crate::store::{ExpiryOnUse, NewAuditEvent, NewToken, RotationAttempt, TokenRecord, UserId};
+use crate::store::{
+    ExpiryOnUse, NewAuditEvent, NewToken, RotationAttempt, TokenRecord, User, UserId,
+};
 use crate::threads::Threads;
 use crate::token::SecretHash;
 
@@ -36,7 +38,7 @@ fn found(attempt: &RotationAttempt<'_>) -> FoundSeries {
             token_hash: attempt.token.clone(),
             previous_token_hash: None,
             rotated_at: None,
-            user_id: UserId::from(1),
+            user_id: UserId::from(i64::from(attempt.series.as_bytes()[0])),
             created_at: 0,
             last_used_at: 0,
             expires_at: i64::MAX,
@@ -208,7 +210,7 @@ impl TokenStore for OneByOne {
 }
 
 fn queue(store: &Arc<GatedStore>, threads: &Threads, wait: Duration) -> Arc<RotationQueue> {
-    RotationQueue::new(store.clone(), threads.submitter(), wait)
+    RotationQueue::new(store.clone(), None, threads.submitter(), wait)
 }
 
 /// Runs `f` on a current-thread runtime, as the server's workers do.
@@ -593,9 +595,14 @@ impl TokenStore for ThreadsOfBatches {
 fn a_quick_continuation_runs_on_the_thread_that_ran_the_batch() {
     let store = Arc::new(ThreadsOfBatches::default());
     let threads = Threads::start("test-rotations", 4, 64).unwrap();
-    let queue = RotationQueue::new(store.clone(), threads.submitter(), Duration::from_secs(10));
+    let queue = RotationQueue::new(
+        store.clone(),
+        None,
+        threads.submitter(),
+        Duration::from_secs(10),
+    );
     for series in 1..=5 {
-        let (ran_on, outcome) = block_on(queue.rotate_then(attempt(series), |outcome| {
+        let (ran_on, outcome) = block_on(queue.rotate_then(attempt(series), |outcome, _| {
             (std::thread::current().id(), outcome)
         }))
         .unwrap();
@@ -619,7 +626,7 @@ fn slow_continuations_are_handed_to_other_store_threads() {
         let (queue, running, most) = (queue.clone(), running.clone(), most.clone());
         tokio::spawn(async move {
             queue
-                .rotate_then(attempt(series), move |outcome| {
+                .rotate_then(attempt(series), move |outcome, _| {
                     let now = running.fetch_add(1, SeqCst) + 1;
                     most.fetch_max(now, SeqCst);
                     std::thread::sleep(Duration::from_millis(100));
@@ -662,7 +669,7 @@ fn a_panicking_continuation_fails_its_request_only() {
     let queue = queue(&store, &threads, Duration::from_secs(10));
     let (panicked, next) = block_on(async {
         let panicked = queue
-            .rotate_then(attempt(1), |_| -> Outcome {
+            .rotate_then(attempt(1), |_, _| -> Outcome {
                 panic!("the sign-in has a bug")
             })
             .await;
@@ -673,4 +680,97 @@ fn a_panicking_continuation_fails_its_request_only() {
         "{panicked:?}"
     );
     assert_eq!(id_of(&next), Some(2));
+}
+
+/// A directory that answers only `find_by_ids`, logging each call: user
+/// 2 is gone; with `fail`, every read fails.
+#[derive(Default)]
+struct Directory {
+    calls: parking_lot::Mutex<Vec<Vec<UserId>>>,
+    fail: bool,
+}
+
+impl crate::store::UserDirectory for Directory {
+    fn find_by_username(&self, _: &str) -> Result<Option<User>, StoreError> {
+        unreachable!("the queue reads users by id")
+    }
+    fn find_by_id(&self, _: &UserId) -> Result<Option<User>, StoreError> {
+        panic!("the queue read a user on its own")
+    }
+    fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<Option<User>>, StoreError> {
+        self.calls.lock().push(ids.to_vec());
+        if self.fail {
+            return Err(StoreError::Unavailable("down".into()));
+        }
+        let user = |id: &UserId| (id.as_str() != "2").then(|| User::new(id.clone(), "someone"));
+        Ok(ids.iter().map(user).collect())
+    }
+}
+
+/// Three sign-ins in one batch (one waits behind the gated first batch
+/// with `rotate_then`), with `directory`: each one's owner.
+fn owners_of_a_batch(directory: &Arc<Directory>) -> Vec<Owner> {
+    let (store, on_enter, release) = GatedStore::new();
+    let threads = Threads::start("test-rotations", 2, 64).unwrap();
+    let users: Arc<dyn crate::store::UserDirectory> = directory.clone();
+    let queue = RotationQueue::new(
+        store.clone(),
+        Some(users),
+        threads.submitter(),
+        Duration::from_secs(10),
+    );
+    let owners = block_on(async {
+        let first = spawn_rotate(&queue, 1);
+        entered(&on_enter).await;
+        let rest: Vec<_> = [4, 2, 3, 3]
+            .into_iter()
+            .map(|series| {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    queue
+                        .rotate_then(attempt(series), |_, owner| owner)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        until(|| queue.state.lock().waiting.len() == 4).await;
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        let mut owners = Vec::new();
+        for handle in rest {
+            owners.push(handle.await.unwrap());
+        }
+        owners
+    });
+    assert_eq!(store.log(), vec![vec![1], vec![2, 3, 3, 4]]);
+    owners
+}
+
+/// The owners of a batch's rotated tokens are read in one call of the
+/// directory (each id once), and each sign-in gets its own owner, or
+/// `Some(None)` for a user the directory no longer knows.
+#[test]
+fn a_batch_reads_its_owners_in_one_call() {
+    let directory = Arc::new(Directory::default());
+    let owners = owners_of_a_batch(&directory);
+    let ids = |ids: &[i64]| ids.iter().map(|&id| UserId::from(id)).collect::<Vec<_>>();
+    assert_eq!(*directory.calls.lock(), vec![ids(&[1]), ids(&[2, 3, 4])]);
+    let named = |owner: &Owner| owner.as_ref().map(|o| o.as_ref().map(|u| u.id.clone()));
+    let got: Vec<_> = owners.iter().map(named).collect();
+    let user = |id: i64| Some(Some(UserId::from(id)));
+    assert_eq!(got, vec![user(4), Some(None), user(3), user(3)]);
+}
+
+/// A directory that cannot answer leaves each sign-in to read its owner
+/// itself (`None`), rather than failing sign-ins whose tokens rotated.
+#[test]
+fn a_failed_read_of_the_owners_leaves_each_sign_in_to_read_its_own() {
+    let directory = Arc::new(Directory {
+        fail: true,
+        ..Directory::default()
+    });
+    let owners = owners_of_a_batch(&directory);
+    assert_eq!(directory.calls.lock().len(), 2);
+    assert!(owners.iter().all(Option::is_none), "{}", owners.len());
 }

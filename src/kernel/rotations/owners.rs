@@ -1,0 +1,60 @@
+//! The owners of the tokens a batch rotated, read from the app's
+//! directory in one call.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+use super::Outcome;
+use crate::store::{User, UserDirectory, UserId};
+
+/// The owner of a token its batch rotated, as the app's directory had it
+/// after the batch (`Some(None)`: the directory knows no such user);
+/// `None` where it was not read (no rotation, no directory, or the read
+/// failed): the sign-in then reads it itself.
+pub(crate) type Owner = Option<Option<User>>;
+
+/// The owners of the tokens a batch rotated, one read of the app's
+/// directory for the lot (one round trip, where a read one by one
+/// after the batch cost one each), in the order of `outcomes`. Should
+/// the read fail (or with no directory), each sign-in reads its owner
+/// itself.
+pub(super) fn read(users: Option<&dyn UserDirectory>, outcomes: &[Outcome]) -> Vec<Owner> {
+    let Some(users) = users else {
+        return Vec::new();
+    };
+    let rotated_owner = |outcome: &Outcome| match outcome {
+        Ok(Some(found)) if found.rotated => Some(found.record.user_id.clone()),
+        _ => None,
+    };
+    let mut ids: Vec<UserId> = outcomes.iter().filter_map(rotated_owner).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let read = std::panic::catch_unwind(AssertUnwindSafe(|| users.find_by_ids(&ids)));
+    let found = match read {
+        Ok(Ok(found)) if found.len() == ids.len() => found,
+        Ok(Ok(found)) => {
+            tracing::error!(
+                asked = ids.len(),
+                answered = found.len(),
+                "the directory's find_by_ids did not answer every id"
+            );
+            return Vec::new();
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the owners of a rotation batch could not be read together");
+            return Vec::new();
+        }
+        Err(_) => {
+            tracing::error!("the directory's find_by_ids panicked");
+            return Vec::new();
+        }
+    };
+    let by_id: HashMap<UserId, Option<User>> = ids.into_iter().zip(found).collect();
+    outcomes
+        .iter()
+        .map(|outcome| rotated_owner(outcome).map(|id| by_id.get(&id).cloned().flatten()))
+        .collect()
+}
