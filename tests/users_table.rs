@@ -1,6 +1,6 @@
 //! `UsersTable`, the ready users table (feature `users-table`), on both
 //! backends: it hashes with Argon2id, takes a ready hash, refuses a name
-//! twice, and answers as a `UserDirectory` (many ids in one query;
+//! twice, and answers as a `UserDirectory` (many ids at once;
 //! passwords stored only for users it holds).
 
 mod common;
@@ -40,7 +40,7 @@ async fn the_users_table_creates_finds_and_verifies(db: TestDb) {
     );
     assert!(!users.set_admin(&UserId::from(999_999), true).unwrap());
 
-    // Many ids in one query, answered in the order asked, as `find_by_id`
+    // Many ids at once (one query on PostgreSQL), answered in the order asked, as `find_by_id`
     // answers each.
     let asked = [
         bob.clone(),

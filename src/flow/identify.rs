@@ -270,8 +270,11 @@ fn signed_in(
     epoch: i64,
     owner: Option<Option<User>>,
 ) -> Result<StepOutcome, StoreError> {
+    // The batch's read is taken only for this token's owner; that it
+    // found nobody is checked again before the series ends, so that a
+    // directory answering out of order cannot end a live user's series.
     let owner = match owner {
-        Some(read) if read.as_ref().is_none_or(|user| user.id == record.user_id) => read,
+        Some(Some(user)) if user.id == record.user_id => Some(user),
         _ => ctx.stores.users.find_by_id(&record.user_id)?,
     };
     let Some(user) = owner else {

@@ -463,14 +463,56 @@ impl crate::store::TokenStore for ClaimsRotated {
     }
 }
 
-#[test]
-fn a_store_claiming_a_rotation_cannot_let_a_wrong_or_expired_token_in() {
-    use crate::token::RememberCookie;
-    let cookie = RememberCookie::generate();
-    let raw = cookie.encode();
+/// The row of `cookie`'s series, user 42's, with `token_hash`.
+fn token_of_42(
+    cookie: &crate::token::RememberCookie,
+    token_hash: crate::token::SecretHash,
+    expires_at: i64,
+) -> crate::store::TokenRecord {
+    crate::store::TokenRecord {
+        id: 1,
+        series_hash: cookie.series.hash(),
+        token_hash,
+        previous_token_hash: None,
+        rotated_at: None,
+        user_id: uid(42),
+        created_at: 0,
+        last_used_at: 0,
+        expires_at,
+        user_agent: None,
+        ip: None,
+        device_key: None,
+        sealed_token: None,
+    }
+}
+
+/// A remember-me cookie, and a real store in a temporary SQLite file (kept
+/// while the directory lives).
+fn a_cookie_and_a_store() -> (crate::token::RememberCookie, tempfile::TempDir, DieselStore) {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::connect(dir.path().join("x.db").to_str().unwrap(), 1).unwrap();
-    let real = DieselStore::new(db);
+    (
+        crate::token::RememberCookie::generate(),
+        dir,
+        DieselStore::new(db),
+    )
+}
+
+/// Stores whose tokens claim `record` rotated, over `real`'s state and
+/// audit, with [`Victims`] as the directory.
+fn claiming(record: crate::store::TokenRecord, real: &DieselStore) -> Stores {
+    Stores {
+        tokens: std::sync::Arc::new(ClaimsRotated { record }),
+        state: std::sync::Arc::new(real.clone()),
+        audit: std::sync::Arc::new(real.clone()),
+        users: std::sync::Arc::new(Victims),
+    }
+}
+
+#[test]
+fn a_store_claiming_a_rotation_cannot_let_a_wrong_or_expired_token_in() {
+    let (cookie, _dir, real) = a_cookie_and_a_store();
+    let raw = cookie.encode();
     let now = 1_000;
     for (what, token_hash, expires_at) in [
         (
@@ -480,29 +522,7 @@ fn a_store_claiming_a_rotation_cannot_let_a_wrong_or_expired_token_in() {
         ),
         ("an expired token", cookie.token.hash(), now),
     ] {
-        let lying = ClaimsRotated {
-            record: crate::store::TokenRecord {
-                id: 1,
-                series_hash: cookie.series.hash(),
-                token_hash,
-                previous_token_hash: None,
-                rotated_at: None,
-                user_id: uid(42),
-                created_at: 0,
-                last_used_at: 0,
-                expires_at,
-                user_agent: None,
-                ip: None,
-                device_key: None,
-                sealed_token: None,
-            },
-        };
-        let stores = Stores {
-            tokens: std::sync::Arc::new(lying),
-            state: std::sync::Arc::new(real.clone()),
-            audit: std::sync::Arc::new(real.clone()),
-            users: std::sync::Arc::new(Victims),
-        };
+        let stores = claiming(token_of_42(&cookie, token_hash, expires_at), &real);
         let config = crate::RememberMeConfig::default();
         let client = ClientInfo::default();
         let mut ctx = StepContext::new(&stores, &config, now, &client);
@@ -733,4 +753,52 @@ fn a_step_marked_as_issuing_a_token_stays_last() {
         .step(StepDef::new("code", scripted(true, ok(9, &[])).0));
     let ids: Vec<_> = marked.steps.iter().map(|d| d.id).collect();
     assert_eq!(ids, ["code", "my_issue"]);
+}
+
+/// The owner a rotation batch read is taken only if it is the token's
+/// owner: another user's (a directory answering out of order) is read
+/// again by id, and so is "nobody" before the series would end.
+#[test]
+fn a_batch_owner_is_taken_only_for_the_tokens_own_user() {
+    use crate::flow::{Prefetched, Rotation};
+    use crate::store::{FoundSeries, User};
+    let (cookie, _dir, real) = a_cookie_and_a_store();
+    let raw = cookie.encode();
+    let now = 1_000;
+    let record = token_of_42(&cookie, cookie.token.hash(), now + 10);
+    let stores = claiming(record.clone(), &real);
+    let config = crate::RememberMeConfig::default();
+    let client = ClientInfo::default();
+    for (owner, named) in [
+        (Some(Some(User::new(uid(42), "as read"))), "as read"),
+        (Some(Some(User::new(uid(7), "mallory"))), "victim"),
+        (Some(None), "victim"),
+        (None, "victim"),
+    ] {
+        let mut ctx = StepContext::new(&stores, &config, now, &client);
+        ctx.remember_cookie = Some(raw.as_bytes());
+        let rotation = Rotation::prepare(&ctx, raw.as_bytes()).unwrap();
+        ctx.prefetched = Some(Prefetched {
+            raw: raw.as_bytes().to_vec(),
+            rotation,
+            outcome: Ok(Some(FoundSeries {
+                record: record.clone(),
+                epoch: 0,
+                rotated: true,
+                audited: true,
+                store_now: now,
+            })),
+            owner,
+        });
+        let outcome = crate::flow::RememberMeIdentifyStep
+            .run(&mut ctx, None)
+            .unwrap();
+        assert!(
+            matches!(&outcome, StepOutcome::Success { user, .. } if *user == uid(42)),
+            "{named}: {outcome:?}"
+        );
+        let user = ctx.user.as_ref().expect("the owner");
+        assert_eq!((&user.id, user.username.as_str()), (&uid(42), named));
+        assert!(matches!(ctx.cookie_change, Some(CookieChange::Set { .. })));
+    }
 }

@@ -151,6 +151,11 @@ impl Core {
         // Before the epoch moves: a change that cannot be stored must not
         // end the user's other sessions on every try.
         if !self.stores.users.sets_passwords() {
+            tracing::warn!(
+                user_id = %user,
+                "password change refused: the app's directory does not store passwords \
+                 (UserDirectory::sets_passwords is false)"
+            );
             return Ok(Some(Err(Refused::Unsupported)));
         }
         let mut ctx = self.context(visit);

@@ -171,18 +171,22 @@ pub trait UserDirectory: Send + Sync + 'static {
     }
 
     /// The user with this id, if any. Called at each session check (roles
-    /// are re-read) and at each sign-in by remember-me cookie: a user the
-    /// app deleted is signed out at the next check.
+    /// are re-read), and at a sign-in by remember-me cookie whose owner
+    /// [`UserDirectory::find_by_ids`] did not give (the default
+    /// `find_by_ids` calls it too): a user the app deleted is signed out
+    /// at the next check.
     fn find_by_id(&self, id: &UserId) -> Result<Option<User>, super::StoreError>;
 
     /// The users with these ids, in the order asked (`None` for an id
     /// that names nobody). Called once for a batch of sign-ins by cookie
-    /// whose tokens rotated together (see
+    /// (and API token refreshes) whose tokens rotated together (see
     /// [`TokenStore::find_and_rotate_all`](super::TokenStore::find_and_rotate_all)),
     /// instead of [`UserDirectory::find_by_id`] once for each. The default
     /// calls `find_by_id` for each id; override it with one query (`WHERE
     /// id IN …`) where each call costs a round trip to a database server.
-    /// It must answer as `find_by_id` would, id by id.
+    /// It must answer as `find_by_id` would, id by id; an answer of
+    /// another length is ignored (each sign-in then reads its own user),
+    /// and "nobody" is checked with `find_by_id` before a series ends.
     fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<Option<User>>, super::StoreError> {
         ids.iter().map(|id| self.find_by_id(id)).collect()
     }

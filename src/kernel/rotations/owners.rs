@@ -55,6 +55,6 @@ pub(super) fn read(users: Option<&dyn UserDirectory>, outcomes: &[Outcome]) -> V
     let by_id: HashMap<UserId, Option<User>> = ids.into_iter().zip(found).collect();
     outcomes
         .iter()
-        .map(|outcome| rotated_owner(outcome).map(|id| by_id.get(&id).cloned().flatten()))
+        .map(|outcome| rotated_owner(outcome).and_then(|id| by_id.get(&id).cloned()))
         .collect()
 }
