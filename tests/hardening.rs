@@ -503,6 +503,18 @@ macro_rules! caller {
     };
 }
 
+/// `let app = …; let call = caller!(app);`: the races' routes behind
+/// `layer`, and a caller of them.
+macro_rules! race_app {
+    ($layer:expr => $app:ident, $call:ident) => {
+        let $app = actix_web::test::init_service(
+            actix_web::App::new().configure(race_routes).wrap($layer),
+        )
+        .await;
+        let $call = caller!($app);
+    };
+}
+
 /// Alice signed in with the old password and the box ticked, through
 /// `call` (a [`caller!`]): her session cookie and her remember-me cookie.
 async fn signed_in_remembered(
@@ -562,15 +574,14 @@ async fn only_the_new_password_signs_in(
 /// change now moves the epoch on again once the new password is stored,
 /// and a password check's session carries the epoch read before the check.
 async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db: TestDb) {
-    use actix_web::{App, test};
+    use actix_web::test;
     use std::sync::atomic::Ordering::SeqCst;
 
     let Race {
         gate, clock, layer, ..
     } = race(&db);
     gate.set_password.store(true, SeqCst);
-    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = caller!(app);
+    race_app!(layer => app, call);
     let sign_in = || test::TestRequest::post().uri(&format!("/sign-in/{OLD}/once"));
     let me = |session: &actix_web::cookie::Cookie<'static>| {
         test::TestRequest::get().uri("/me").cookie(session.clone())
@@ -601,7 +612,7 @@ async fn a_sign_in_with_the_old_password_during_a_change_ends_with_the_change(db
 /// password's holder back in. The issuing step now checks, after its
 /// insert, that the epoch is still the one the password was checked under.
 async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: TestDb) {
-    use actix_web::{App, test};
+    use actix_web::test;
     use std::sync::atomic::Ordering::SeqCst;
 
     let Race {
@@ -611,8 +622,7 @@ async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: Test
         layer,
         ..
     } = race(&db);
-    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = caller!(app);
+    race_app!(layer => app, call);
     let sign_in = || test::TestRequest::post().uri(&format!("/sign-in/{OLD}/remember"));
     let (signed_in, owner, _) = call(sign_in()).await;
     assert_eq!(signed_in, "signed in");
@@ -649,7 +659,7 @@ async fn a_token_of_an_old_password_checked_during_a_change_is_not_kept(db: Test
 /// session never does: it ends now, and signs in again with the new
 /// password.
 async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: TestDb) {
-    use actix_web::{App, test};
+    use actix_web::test;
     use std::sync::atomic::Ordering::SeqCst;
 
     let Race {
@@ -660,8 +670,7 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
         layer,
         ..
     } = race(&db);
-    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = caller!(app);
+    race_app!(layer => app, call);
     let (owner, remembered) = signed_in_remembered(&call).await;
 
     gate.set_password.store(true, SeqCst);
@@ -708,7 +717,7 @@ async fn a_session_revoked_during_its_own_password_change_signs_in_again(db: Tes
 async fn a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_copy_alive(
     db: TestDb,
 ) {
-    use actix_web::{App, test};
+    use actix_web::test;
     use rememberme::store::StoreError;
 
     let Race {
@@ -718,8 +727,7 @@ async fn a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_co
         layer,
         ..
     } = race(&db);
-    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = caller!(app);
+    race_app!(layer => app, call);
     let (owner, remembered) = signed_in_remembered(&call).await;
 
     calls.trap("insert", || Err(StoreError::Unavailable("cut".into())));
@@ -750,7 +758,7 @@ async fn a_password_change_that_cannot_issue_the_browsers_new_token_leaves_no_co
 /// an epoch that has ended), its cookie does not sign in, and the changing
 /// session ends at its next check like every other.
 async fn a_revocation_just_before_a_password_changes_new_token_keeps_no_token(db: TestDb) {
-    use actix_web::{App, test};
+    use actix_web::test;
 
     let Race {
         stores,
@@ -760,8 +768,7 @@ async fn a_revocation_just_before_a_password_changes_new_token_keeps_no_token(db
         layer,
         ..
     } = race(&db);
-    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = caller!(app);
+    race_app!(layer => app, call);
     let (owner, remembered) = signed_in_remembered(&call).await;
 
     let (elsewhere, whom) = (stores.clone(), alice.clone());
@@ -793,14 +800,13 @@ async fn a_revocation_just_before_a_password_changes_new_token_keeps_no_token(db
 /// password too. That one now moves with the epoch (the answer is still
 /// the error); the others end, as the change had begun.
 async fn a_password_change_the_directory_cannot_store_keeps_the_changing_session(db: TestDb) {
-    use actix_web::{App, test};
+    use actix_web::test;
     use std::sync::atomic::Ordering::SeqCst;
 
     let Race {
         gate, clock, layer, ..
     } = race(&db);
-    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = caller!(app);
+    race_app!(layer => app, call);
     let (owner, other) = signed_in_here_and_elsewhere(&call).await;
 
     gate.fail_set_password.store(true, SeqCst);
@@ -829,14 +835,13 @@ async fn a_password_change_the_directory_cannot_store_keeps_the_changing_session
 /// with a 503 ("try again") that could never succeed: every try signed the
 /// user out everywhere else. It is now refused before anything moves.
 async fn a_directory_without_set_password_changes_nothing(db: TestDb) {
-    use actix_web::{App, test};
+    use actix_web::test;
     use std::sync::atomic::Ordering::SeqCst;
 
     let Race {
         gate, clock, layer, ..
     } = race(&db);
-    let app = test::init_service(App::new().configure(race_routes).wrap(layer)).await;
-    let call = caller!(app);
+    race_app!(layer => app, call);
     let (owner, other) = signed_in_here_and_elsewhere(&call).await;
 
     gate.no_set_password.store(true, SeqCst);

@@ -72,7 +72,7 @@ fn conclude(
     ctx: &mut StepContext<'_>,
     rotation: &Rotation,
     found: FoundSeries,
-    owner: Option<Option<User>>,
+    owner: Option<User>,
 ) -> Result<StepOutcome, StoreError> {
     if let Some(change) = rotation.rotated_cookie(&found, ctx.now) {
         let FoundSeries {
@@ -268,13 +268,13 @@ fn signed_in(
     ctx: &mut StepContext<'_>,
     record: TokenRecord,
     epoch: i64,
-    owner: Option<Option<User>>,
+    owner: Option<User>,
 ) -> Result<StepOutcome, StoreError> {
-    // The batch's read is taken only for this token's owner; that it
-    // found nobody is checked again before the series ends, so that a
-    // directory answering out of order cannot end a live user's series.
+    // The batch's read is taken only for this token's owner (a directory
+    // answering out of order must not sign in another user); without it,
+    // the user is read here, also before a series of a gone user ends.
     let owner = match owner {
-        Some(Some(user)) if user.id == record.user_id => Some(user),
+        Some(user) if user.id == record.user_id => Some(user),
         _ => ctx.stores.users.find_by_id(&record.user_id)?,
     };
     let Some(user) = owner else {

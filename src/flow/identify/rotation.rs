@@ -82,9 +82,8 @@ pub(crate) struct Prefetched {
     /// What the store answered.
     pub outcome: Result<Option<FoundSeries>, StoreError>,
     /// The owner of the token as the app's directory had it after the
-    /// batch (`Some(None)`: no such user), or `None` if the batch did not
-    /// read it: the step reads it then.
-    pub owner: Option<Option<crate::store::User>>,
+    /// batch, if the batch gave one: the step reads it otherwise.
+    pub owner: Option<crate::store::User>,
 }
 
 impl Prefetched {

@@ -8,10 +8,11 @@ use super::Outcome;
 use crate::store::{User, UserDirectory, UserId};
 
 /// The owner of a token its batch rotated, as the app's directory had it
-/// after the batch (`Some(None)`: the directory knows no such user);
-/// `None` where it was not read (no rotation, no directory, or the read
-/// failed): the sign-in then reads it itself.
-pub(crate) type Owner = Option<Option<User>>;
+/// after the batch; `None` where the batch has no user to give (no
+/// rotation, no directory, a failed read, or a user the directory does
+/// not know): the sign-in then reads it itself, and a user found by
+/// nobody is confirmed gone before the series ends.
+pub(crate) type Owner = Option<User>;
 
 /// The owners of the tokens a batch rotated, one read of the app's
 /// directory for the lot (one round trip, where a read one by one
@@ -55,6 +56,6 @@ pub(super) fn read(users: Option<&dyn UserDirectory>, outcomes: &[Outcome]) -> V
     let by_id: HashMap<UserId, Option<User>> = ids.into_iter().zip(found).collect();
     outcomes
         .iter()
-        .map(|outcome| rotated_owner(outcome).and_then(|id| by_id.get(&id).cloned()))
+        .map(|outcome| rotated_owner(outcome).and_then(|id| by_id.get(&id).cloned().flatten()))
         .collect()
 }
