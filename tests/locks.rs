@@ -14,7 +14,10 @@ use diesel::connection::SimpleConnection as _;
 
 const RM: &str = "__Host-remember_me";
 
-on_both_backends!(a_held_lock_delays_cookie_sign_ins_for_a_bounded_time_only);
+on_both_backends!(
+    a_held_lock_delays_cookie_sign_ins_for_a_bounded_time_only,
+    a_stuck_batch_holds_the_sign_ins_queued_behind_it_no_longer_than_the_timeout,
+);
 
 /// A connection of its own (as another process) that holds the lock the
 /// rotations need, until `release`.
@@ -82,4 +85,109 @@ async fn a_held_lock_delays_cookie_sign_ins_for_a_bounded_time_only(db: TestDb) 
         "signed in by the same cookie once the lock is gone"
     );
     assert!(page.set_cookie(RM).is_some(), "and rotated");
+}
+
+/// A rotation batch stuck in the database (a hung connection, say) holds
+/// the sign-ins by cookie queued behind it for the database's timeout
+/// (here 300 ms), not for the layer's own 5 s: they give up unwritten (a
+/// 503 on a page that needs a sign-in) and keep their cookies, which sign
+/// in once the database answers again.
+async fn a_stuck_batch_holds_the_sign_ins_queued_behind_it_no_longer_than_the_timeout(db: TestDb) {
+    use actix_web::{App, HttpResponse, test, web};
+    use rememberme::{CurrentUser, RememberMe, RememberMeConfig};
+    let (database, stores, calls, alice) = counted_with_timeout(&db, Duration::from_millis(300));
+    let config = RememberMeConfig::builder().build();
+    let layer = RememberMe::new(stores.clone(), config.clone());
+    let app = test::init_service(
+        App::new()
+            .route(
+                "/private",
+                web::get().to(|_: CurrentUser| async { HttpResponse::Ok().finish() }),
+            )
+            .wrap(
+                layer
+                    .clone()
+                    .with_session(actix_web::cookie::Key::generate()),
+            ),
+    )
+    .await;
+    let cookie = || rememberme::testing::remember_me_cookie(&stores, &config, &alice).unwrap();
+    let (first, second) = (cookie(), cookie());
+    let request = |cookie: &actix_web::cookie::Cookie<'_>| {
+        test::TestRequest::get()
+            .uri("/private")
+            .insert_header(("cookie", format!("{RM}={}", cookie.value())))
+            .to_request()
+    };
+
+    let (stuck, release) = hang_next_batch(&calls);
+    let behind = async {
+        while !stuck.load(std::sync::atomic::Ordering::SeqCst) {
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = Instant::now();
+        let res = test::call_service(&app, request(&second)).await;
+        let waited = started.elapsed();
+        release.send(()).unwrap();
+        (res.status().as_u16(), common::cookie_of(&res, RM), waited)
+    };
+    let (held, (status, set, waited)) =
+        futures_util::future::join(test::call_service(&app, request(&first)), behind).await;
+    assert!(
+        waited < Duration::from_millis(2500),
+        "the sign-in behind the stuck batch answered after {waited:?}"
+    );
+    assert_eq!(status, 503, "given up as unavailable");
+    assert!(set.is_none(), "its cookie is kept");
+    assert_eq!(held.status().as_u16(), 200, "the stuck batch's own sign-in");
+
+    // Nothing of the one that gave up was written: its cookie signs in.
+    let res = test::call_service(&app, request(&second)).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(common::cookie_of(&res, RM).is_some(), "and rotates");
+    drop((app, held, res));
+    common::shut_down(layer, stores, database);
+}
+
+/// A pool on `db` that waits `timeout` for a connection, the stores on it
+/// with the token store's calls counted (and trapped), and alice.
+fn counted_with_timeout(
+    db: &TestDb,
+    timeout: Duration,
+) -> (
+    rememberme::Database,
+    rememberme::Stores,
+    std::sync::Arc<common::CallCounts>,
+    rememberme::store::UserId,
+) {
+    let database = rememberme::Database::builder(&db.url)
+        .max_size(4)
+        .timeout(timeout)
+        .connect()
+        .unwrap();
+    let alice = common::users_on(&database)
+        .create("alice", "alice-password", false)
+        .unwrap();
+    let (store, calls) = common::CountingStore::new(rememberme::DieselStore::new(database.clone()));
+    let stores = rememberme::Stores::new(store, common::users_on(&database));
+    (database, stores, calls, alice)
+}
+
+/// Makes the next rotation batch hang in the store until the sender
+/// sends (or 20 s pass); the flag says when it has begun to.
+fn hang_next_batch(
+    calls: &common::CallCounts,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let entered = stuck.clone();
+    calls.trap("find_and_rotate_all", move || {
+        entered.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = released.recv_timeout(Duration::from_secs(20));
+        Ok(())
+    });
+    (stuck, release)
 }

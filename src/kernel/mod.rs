@@ -276,7 +276,10 @@ impl Shared {
                 stores.tokens.clone(),
                 Some(stores.users.clone()),
                 store_threads.submitter(),
-                rotations::ROTATION_WAIT,
+                stores
+                    .tokens
+                    .suggested_wait()
+                    .unwrap_or(rotations::ROTATION_WAIT),
             ),
             store_threads,
             audit_queue: AuditQueue::start(stores.audit.clone()),

@@ -19,9 +19,9 @@
 //!
 //! An attempt whose request has gone before a batch takes it is dropped
 //! unrun (its cookie stays good: no browser would receive the next one).
-//! One that no batch takes within [`ROTATION_WAIT`] gives up as
-//! unavailable (a 503; nothing of it was written); one that a batch has
-//! taken waits for that batch's outcome, which may have rotated its token.
+//! One that no batch takes within [`TokenStore::suggested_wait`] (else
+//! [`ROTATION_WAIT`]) gives up as unavailable (a 503; nothing of it was
+//! written); one that a batch has taken waits for its batch's outcome.
 //!
 //! Hand-written, like [`rotation_batch`](crate::store): a `Mutex` around
 //! a queue, a oneshot channel per attempt, and rules specific to the
@@ -42,7 +42,8 @@ use crate::store::{
 use crate::threads::Submitter;
 use reply::{Reply, Then};
 
-/// The longest an attempt waits for a batch to take it.
+/// The longest an attempt waits for a batch to take it, if the store
+/// suggests no wait.
 pub(crate) const ROTATION_WAIT: Duration = Duration::from_secs(5);
 
 /// The most attempts waiting; beyond, a sign-in by cookie fails at once as
@@ -120,8 +121,7 @@ impl RotationQueue {
         })
     }
 
-    /// Rotates `attempt` in the next batch and returns its outcome, waiting
-    /// in async land.
+    /// Rotates `attempt` in the next batch; its outcome, waited for in async land.
     #[cfg(test)]
     pub async fn rotate(self: &Arc<Self>, attempt: OwnedRotation) -> Outcome {
         self.rotate_then(attempt, |outcome, _| outcome).await?

@@ -769,6 +769,10 @@ impl TokenStore for CountingStore {
     fn rotates_in_batches(&self) -> bool {
         self.batches && self.inner.rotates_in_batches()
     }
+
+    fn suggested_wait(&self) -> Option<Duration> {
+        self.inner.suggested_wait()
+    }
 }
 
 impl StateStore for CountingStore {

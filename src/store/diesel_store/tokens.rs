@@ -12,6 +12,10 @@ impl TokenStore for DieselStore {
         Some(self.db.max_size() as usize)
     }
 
+    fn suggested_wait(&self) -> Option<std::time::Duration> {
+        Some(self.db.timeout())
+    }
+
     fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
         self.with_conn(|conn| {
             per_backend!(conn, |c| remember_tokens::table
