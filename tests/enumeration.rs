@@ -37,6 +37,7 @@ serially_on_both_backends!(
     a_re_authentication_costs_one_read_and_one_write_on_both_backends => a_re_authentication_is_one_read_and_one_write,
     an_unknown_name_runs_the_statements_of_a_wrong_password_on_both_backends => an_unknown_name_runs_the_statements_of_a_wrong_password,
     a_throttled_attempt_costs_no_argon2_work_on_both_backends => a_throttled_attempt_costs_no_argon2_work,
+    a_directory_refusing_the_placeholder_id_tells_nothing_on_both_backends => a_directory_refusing_the_placeholder_id_tells_nothing,
 );
 
 async fn unknown_users_cost_one_verification_like_wrong_passwords(db: TestDb) {
@@ -292,4 +293,32 @@ async fn a_throttled_attempt_costs_no_argon2_work(db: TestDb) {
         assert_eq!(status, 429, "{user}");
         assert_eq!(argon2_verifications(), before, "no Argon2 work for {user}");
     }
+}
+
+/// An unknown name reads the directory by a placeholder id, for the
+/// time of a known name's read. A directory whose ids have a form of
+/// their own (UUIDs, say) refuses that id with an error: the answer is
+/// still a wrong password's, not a 503 that would tell the name unknown.
+async fn a_directory_refusing_the_placeholder_id_tells_nothing(db: TestDb) {
+    let (server, counts) = TestServer::start_counting(db, |b| b);
+    server.add_user("alice", "correct horse", false);
+    let mut answers = Vec::new();
+    for user in ["alice", "nobody-by-this-name"] {
+        if user != "alice" {
+            counts.trap("find_by_id", || {
+                Err(rememberme::store::StoreError::Query(
+                    "invalid input syntax for type uuid".into(),
+                ))
+            });
+        }
+        let res = server.browser().login(user, "wrong password", false).await;
+        assert_eq!(res.status, 401, "{user}: a wrong password's answer");
+        let body = res.body.replace(user, "USER").replace(&res.csrf(), "CSRF");
+        answers.push((res.status, body));
+    }
+    assert_eq!(answers[0], answers[1], "same status and page");
+    assert!(
+        counts.take_log().contains(&"find_by_id"),
+        "the placeholder was read"
+    );
 }

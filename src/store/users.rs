@@ -171,10 +171,14 @@ pub trait UserDirectory: Send + Sync + 'static {
     }
 
     /// The user with this id, if any. Called at each session check (roles
-    /// are re-read), and at a sign-in by remember-me cookie whose owner
-    /// [`UserDirectory::find_by_ids`] did not give (the default
+    /// are re-read), at each password sign-in and step-up (the hash is
+    /// read again by id), and at a sign-in by remember-me cookie whose
+    /// owner [`UserDirectory::find_by_ids`] did not give (the default
     /// `find_by_ids` calls it too): a user the app deleted is signed out
-    /// at the next check.
+    /// at the next check. A sign-in with an unknown name calls it with a
+    /// placeholder id (`rememberme:no-such-user`), so that it takes as
+    /// long as a known name's; its answer is dropped, an error too (a
+    /// directory of UUIDs may well refuse such an id).
     fn find_by_id(&self, id: &UserId) -> Result<Option<User>, super::StoreError>;
 
     /// The users with these ids, in the order asked (`None` for an id
@@ -192,7 +196,11 @@ pub trait UserDirectory: Send + Sync + 'static {
     }
 
     /// Whether `password` matches `hash` (a [`User::password_hash`]). The
-    /// default checks an Argon2 PHC string ([`crate::password`]).
+    /// default checks an Argon2 PHC string ([`crate::password`]). A
+    /// directory with another scheme overrides
+    /// [`UserDirectory::dummy_hash`] with it: the default dummy is Argon2,
+    /// which another scheme's check may refuse at once, so that an unknown
+    /// name would answer faster than a wrong password.
     fn verify_password(&self, hash: &str, password: &str) -> bool {
         crate::password::verify_phc(password.as_bytes(), hash)
     }
@@ -219,8 +227,13 @@ pub trait UserDirectory: Send + Sync + 'static {
 
     /// Sets a user's password (for the crate's password-change path,
     /// [`Auth::change_password`](crate::Auth::change_password)), called
-    /// only when [`UserDirectory::sets_passwords`] says so. The default
-    /// refuses: an app with its own password page need not implement it.
+    /// only when [`UserDirectory::sets_passwords`] says so, with the new
+    /// password as typed: hash it in your scheme and store the hash. The
+    /// default refuses: an app with its own password page need not
+    /// implement it, but that page must end the user's other sessions and
+    /// tokens itself ([`Auth::revoke_all`](crate::Auth::revoke_all), or
+    /// [`Stores::revoke_everything`](crate::Stores::revoke_everything)
+    /// outside a request).
     fn set_password(&self, id: &UserId, password: &str) -> Result<(), super::StoreError> {
         let _ = (id, password);
         Err(super::StoreError::Unsupported("set_password"))
