@@ -1,6 +1,7 @@
 //! The README's wiring in a runnable app: the crate's tables and its ready
-//! users table (Argon2id) on one database, the layer around the app, and
-//! the app's own pages (`support`: `GET /`, a login form, logout).
+//! users table (Argon2id) on one database, the layer around the app, its
+//! purge task, and the app's own pages (`support`: `GET /`, a login form,
+//! logout).
 //!
 //! ```sh
 //! cargo run --example quickstart -- --cookie-secure false
@@ -8,6 +9,8 @@
 //! ```
 
 mod support;
+
+use std::time::Duration;
 
 use actix_web::{App, HttpServer};
 use rememberme::store::UsersTable;
@@ -34,6 +37,10 @@ async fn main() -> std::io::Result<()> {
         settings.config(),
     );
     let layer = remember.with_session(support::session_key(&settings)); // your key, from your secrets
+    // Hourly, the first at once: expired tokens, stale failure counters and
+    // audit rows older than 90 days.
+    let (hour, days_90) = (Duration::from_secs(3600), Duration::from_secs(90 * 86_400));
+    actix_web::rt::spawn(layer.purge_every(hour, days_90));
     let server_layer = layer.clone();
     HttpServer::new(move || {
         App::new()
@@ -44,7 +51,7 @@ async fn main() -> std::io::Result<()> {
     .run()
     .await?;
     // A clean exit: queued audit rows written, the pool closed.
-    let wait = std::time::Duration::from_secs(10);
+    let wait = Duration::from_secs(10);
     layer.close(wait);
     db.close(wait);
     Ok(())

@@ -1,5 +1,5 @@
-//! The demo site: a complete example of wiring the crate into an actix-web
-//! app, built only on the public API, with the crate's pages mounted
+//! The demo site: the crate wired into an actix-web app, with the crate's
+//! pages mounted
 //! ([`crate::pages::configure`]). The binary serves it; the tests drive it.
 //! Library users turn it off with `default-features = false`.
 
@@ -53,6 +53,16 @@ impl Site {
     pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
         self.metrics = Some(handle);
         self
+    }
+
+    /// The remember-me layer's purge task (see
+    /// [`RememberMe::purge_every`]).
+    pub fn purge_every(
+        &self,
+        every: std::time::Duration,
+        audit_retention: std::time::Duration,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        self.layer.purge_every(every, audit_retention)
     }
 
     /// Ends the site's remember-me layer once the server has stopped (see

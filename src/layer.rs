@@ -54,6 +54,23 @@ impl Layer {
     pub fn close(self, timeout: std::time::Duration) -> bool {
         self.remember.close(timeout)
     }
+
+    /// Purges expired tokens and old rows now (see [`RememberMe::purge`]).
+    pub async fn purge(
+        &self,
+        audit_retention: std::time::Duration,
+    ) -> Result<crate::store::Purged, crate::store::StoreError> {
+        self.remember.purge(audit_retention).await
+    }
+
+    /// A task that purges now and then (see [`RememberMe::purge_every`]).
+    pub fn purge_every(
+        &self,
+        every: std::time::Duration,
+        audit_retention: std::time::Duration,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        self.remember.purge_every(every, audit_retention)
+    }
 }
 
 impl<S, B> Transform<S, ServiceRequest> for Layer

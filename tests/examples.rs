@@ -69,6 +69,33 @@ fn start(name: &str, database_url: &str, dir: &std::path::Path) -> Example {
     }
 }
 
+/// The database at `url` (migrated) with one expired token in it, of a
+/// user the examples never make.
+fn an_expired_token(url: &str) -> (rememberme::Database, rememberme::Stores) {
+    let database = rememberme::Database::connect(url, 1).unwrap();
+    let stores = common::stores_on(&database);
+    let cookie = rememberme::token::RememberCookie::generate();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let user = rememberme::UserId::from("someone-gone");
+    stores
+        .tokens
+        .insert(rememberme::store::NewToken {
+            user_id: &user,
+            series_hash: &cookie.series.hash(),
+            token_hash: &cookie.token.hash(),
+            now: now - 100,
+            expires_at: now - 10,
+            user_agent: None,
+            ip: None,
+            device_key: None,
+        })
+        .unwrap();
+    (database, stores)
+}
+
 /// A SQLite file in a fresh folder, or the test PostgreSQL schema.
 fn database(db: &TestDb, dir: &std::path::Path) -> String {
     match db.backend {
@@ -77,10 +104,21 @@ fn database(db: &TestDb, dir: &std::path::Path) -> String {
     }
 }
 
-/// The sign-in form, "Keep me logged in", logout: what every example serves.
+/// The sign-in form, "Keep me logged in", logout: what every example
+/// serves; and the quickstart's purge, which runs at its start.
 async fn the_quickstart_keeps_alice_signed_in_and_signs_her_out(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
-    let app = start("quickstart", &database(&db, dir.path()), dir.path());
+    let url = database(&db, dir.path());
+    let (_database, stores) = an_expired_token(&url);
+    let app = start("quickstart", &url, dir.path());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stores.tokens.list(None, None, 10).unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the expired token was not purged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut browser = Browser::new(&app.base);
     assert_eq!(browser.get("/").await.status, 303, "anonymous: to /login");
     assert_eq!(browser.login("alice", "wrong", false).await.status, 401);

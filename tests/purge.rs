@@ -106,6 +106,47 @@ fn background_purge_on_both_backends() {
     }
 }
 
+/// The library's purge, as an app runs it: on the layer's clock (a token
+/// live on the system's clock goes once the layer's has passed its
+/// expiry), and as a task that neither keeps the layer from closing nor
+/// outlives it.
+async fn the_layer_purges_on_its_clock_and_its_task_ends_with_it(db: TestDb) {
+    use rememberme::{RememberMe, RememberMeConfig};
+    let stores = seed(&db);
+    let clock = rememberme::clock::ManualClock::new();
+    let config = RememberMeConfig::builder().clock(clock.clone()).build();
+    let layer = RememberMe::new(stores.clone(), config);
+    let retention = Duration::from_secs(90 * 24 * 3600);
+
+    let purged = layer.purge(retention).await.unwrap();
+    assert_eq!((purged.tokens, purged.audit_events), (1, 1), "{purged:?}");
+    assert_eq!(
+        counts(&stores),
+        (1, 1),
+        "the live token and the recent event stay"
+    );
+    clock.advance(Duration::from_secs(2 * 3600));
+    let purged = layer.purge(retention).await.unwrap();
+    assert_eq!(purged.tokens, 1, "expired on the layer's clock");
+
+    let task = actix_web::rt::spawn(layer.purge_every(Duration::from_secs(1), retention));
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        layer.close(Duration::from_secs(5)),
+        "the task holds no layer"
+    );
+    let ended = actix_web::rt::time::timeout(Duration::from_secs(5), task).await;
+    assert!(matches!(ended, Ok(Ok(()))), "the task ends with the layer");
+}
+
+#[actix_web::test]
+async fn layer_purge_on_both_backends() {
+    the_layer_purges_on_its_clock_and_its_task_ends_with_it(TestDb::sqlite()).await;
+    if let Some(db) = TestDb::postgres() {
+        the_layer_purges_on_its_clock_and_its_task_ends_with_it(db).await;
+    }
+}
+
 #[test]
 fn cli_purge_on_both_backends() {
     the_cli_purges_expired_tokens(TestDb::sqlite());

@@ -381,6 +381,7 @@ fn add_cookies<B>(auth: &RequestAuth, res: &mut ServiceResponse<B>) -> Result<()
 
 mod check;
 mod cookies;
+mod purge;
 
 use check::{Check, Quick, check_epoch, session_now};
 pub(crate) use cookies::{

@@ -128,6 +128,33 @@ impl Stores {
         Ok(n)
     }
 
+    /// Deletes, as of `now` (Unix seconds), what no request can use any
+    /// more: expired remember-me tokens, failure counters idle for a day
+    /// (or for `lockout`, if longer: no throttle is lifted early) and,
+    /// with `audit_retention`, the audit events older than it. Blocking,
+    /// and long on large tables: [`DieselStore`] deletes in batches of
+    /// [`PURGE_BATCH`] rows, each its own short transaction. Run it off the
+    /// async workers, as [`RememberMe::purge`](crate::RememberMe::purge)
+    /// does. Stops at the first store error, with what was deleted before
+    /// it kept.
+    pub fn purge(
+        &self,
+        now: i64,
+        lockout: std::time::Duration,
+        audit_retention: Option<std::time::Duration>,
+    ) -> Result<Purged, StoreError> {
+        let mut purged = Purged {
+            tokens: self.tokens.purge_expired(now)?,
+            ..Purged::default()
+        };
+        purged.failure_counters = self.state.purge_failures(failure_cutoff(now, lockout))?;
+        if let Some(retention) = audit_retention {
+            let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+            purged.audit_events = self.audit.purge_before(now.saturating_sub(retention))?;
+        }
+        Ok(purged)
+    }
+
     /// Records an audit event; a failure is logged and counted
     /// ([`audit_events_dropped`]), never returned, so a full audit table
     /// cannot lock users out.
@@ -138,4 +165,28 @@ impl Stores {
             audit_queue::count_dropped(1, &error);
         }
     }
+}
+
+/// What one [`Stores::purge`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Purged {
+    /// Expired remember-me tokens.
+    pub tokens: usize,
+    /// Failure counters that could throttle no more.
+    pub failure_counters: usize,
+    /// Audit events older than the retention.
+    pub audit_events: usize,
+}
+
+/// How long a failure counter stays after its last failure at least (a
+/// lockout longer than this keeps it as long): far past any throttle.
+pub const FAILURE_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The last failure before which a counter can throttle no more at `now`:
+/// [`FAILURE_RETENTION`], or `lockout` if longer (one too long for an
+/// `i64` keeps them all).
+fn failure_cutoff(now: i64, lockout: std::time::Duration) -> i64 {
+    let kept = lockout.max(FAILURE_RETENTION).as_secs();
+    now.saturating_sub(i64::try_from(kept).unwrap_or(i64::MAX))
 }

@@ -83,29 +83,18 @@ fn read_new_password(name: &str) -> Result<String, String> {
 }
 
 pub(crate) fn purge(url: &str, lockout_secs: u64) -> Result<(), String> {
-    use rememberme::store::{StateStore as _, TokenStore as _};
-    let (store, _) = open(url, 1)?;
-    let n = store.purge_expired(now()).map_err(|e| e.to_string())?;
-    eprintln!("{n} expired token(s) deleted");
-    // Never a counter that may still throttle (a lockout longer than the
-    // retention keeps its counters as long).
-    let n = store
-        .purge_failures(failure_cutoff(now(), lockout_secs))
+    let (store, users) = open(url, 1)?;
+    // Never a counter that may still throttle (a lockout longer than a
+    // day keeps its counters as long); audit events stay.
+    let purged = rememberme::Stores::new(store, users)
+        .purge(now(), std::time::Duration::from_secs(lockout_secs), None)
         .map_err(|e| e.to_string())?;
-    eprintln!("{n} stale failure counter(s) deleted");
+    eprintln!("{} expired token(s) deleted", purged.tokens);
+    eprintln!(
+        "{} stale failure counter(s) deleted",
+        purged.failure_counters
+    );
     Ok(())
-}
-
-/// Failure counters idle this long are deleted by the purge: far past any
-/// lockout, so no throttle is lifted early.
-pub(crate) const FAILURE_RETENTION_SECS: i64 = 24 * 3600;
-
-/// Failure counters whose last failure is older than this at `now` can
-/// throttle no more: the retention, or the lockout if longer (a lockout
-/// too long for an `i64` keeps them all).
-pub(crate) fn failure_cutoff(now: i64, lockout_secs: u64) -> i64 {
-    let lockout = i64::try_from(lockout_secs).unwrap_or(i64::MAX);
-    now.saturating_sub(FAILURE_RETENTION_SECS.max(lockout))
 }
 
 pub(crate) fn list_tokens(url: &str, user: Option<&str>) -> Result<(), String> {

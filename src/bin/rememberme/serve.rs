@@ -8,11 +8,10 @@ use actix_web::cookie::Key;
 use actix_web::{HttpServer, rt};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rememberme::demo::{Site, app};
-use rememberme::store::{Backend, StoreError, UsersTable};
+use rememberme::store::{Backend, UsersTable};
 use rememberme::{Database, DieselStore, RememberMeConfig, Stores};
 
 use crate::cli::ServeArgs;
-use crate::commands::{failure_cutoff, now};
 
 /// Loads the session key, creating it (readable by the owner only) on first start.
 fn session_key(path: &Path) -> Result<Key, String> {
@@ -138,11 +137,9 @@ pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     let closing = site.clone();
     let served = rt::System::new().block_on(async move {
         if args.purge_interval_secs > 0 {
-            rt::spawn(purge_periodically(
-                stores.clone(),
+            rt::spawn(site.purge_every(
                 Duration::from_secs(args.purge_interval_secs),
-                Duration::from_secs(args.audit_retention_days * 24 * 3600),
-                Duration::from_secs(args.lockout_secs),
+                Duration::from_secs(args.audit_retention_days.saturating_mul(24 * 3600)),
             ));
         }
         if let Some(handle) = metrics {
@@ -221,38 +218,4 @@ fn seed_demo_users(users: &UsersTable) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// Keeps the tables small: expired tokens and audit events past retention.
-async fn purge_periodically(
-    stores: Stores,
-    every: Duration,
-    audit_retention: Duration,
-    lockout: Duration,
-) {
-    let mut interval = rt::time::interval(every);
-    loop {
-        interval.tick().await;
-        let stores = stores.clone();
-        let result = actix_web::web::block(move || {
-            let now = now();
-            let tokens = stores.tokens.purge_expired(now)?;
-            stores
-                .state
-                .purge_failures(failure_cutoff(now, lockout.as_secs()))?;
-            let events = stores
-                .audit
-                .purge_before(now - audit_retention.as_secs() as i64)?;
-            Ok::<_, StoreError>((tokens, events))
-        })
-        .await;
-        match result {
-            Ok(Ok((0, 0))) => {}
-            Ok(Ok((tokens, events))) => {
-                tracing::info!(tokens, events, "purged expired tokens and old audit events")
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "purge failed"),
-            Err(error) => tracing::warn!(%error, "purge task could not run"),
-        }
-    }
 }
