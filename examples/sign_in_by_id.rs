@@ -69,7 +69,8 @@ async fn magic(auth: Auth, query: web::Query<Callback>) -> Result<HttpResponse, 
 }
 
 /// A page that needs a strong session: a magic-link session is sent to
-/// step-up (here: the login form) first.
+/// step-up (`/login/step-up`, which this example does not serve; the
+/// `pages` feature's `rememberme::pages::configure` has a step-up page).
 #[get("/settings")]
 async fn settings_page(rememberme::StrongAuth(user): rememberme::StrongAuth) -> String {
     format!("settings of {}", user.username)

@@ -264,7 +264,8 @@ impl RememberMeConfig {
         &self.step_up_path
     }
 
-    /// Most remember-me tokens one user may hold; issuing one more deletes the oldest.
+    /// Most remember-me tokens one user may hold; issuing one more deletes
+    /// the least recently used.
     pub fn max_tokens_per_user(&self) -> u32 {
         self.max_tokens_per_user
     }

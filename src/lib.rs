@@ -11,8 +11,9 @@
 //! 3. **remember-me token generating** (automatic, only when activated,
 //!    precondition [`PASSWORD_VERIFIED`](flow::Tag::PASSWORD_VERIFIED)): issues a new cookie.
 //!
-//! Pages that need the password typed in this session take [`StrongAuth`]; a
-//! session signed in only by cookie is sent through the step-up flow first. So
+//! Pages that need the password typed in this session, within the re-auth
+//! window (15 minutes by default), take [`StrongAuth`]; any other session (one
+//! signed in only by cookie, say) is sent through the step-up flow first. So
 //! a remember-me cookie can never mint another remember-me cookie by itself.
 //!
 //! # The cookie

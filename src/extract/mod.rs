@@ -341,7 +341,8 @@ impl Auth {
 }
 
 /// actix-session's cookie-store middleware set up as this crate expects: the
-/// cookie named `session`, `HttpOnly`, `SameSite=Lax`, `Secure` as the
+/// cookie named `session` (`__Host-session` with the default `Secure`
+/// cookies and no cookie domain), `HttpOnly`, `SameSite=Lax`, `Secure` as the
 /// remember-me cookie, content encrypted and authenticated with `key`, and a
 /// browser-session lifetime (it dies with the browser; the remember-me cookie
 /// is what survives a restart).
