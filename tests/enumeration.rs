@@ -299,26 +299,36 @@ async fn a_throttled_attempt_costs_no_argon2_work(db: TestDb) {
 /// time of a known name's read. A directory whose ids have a form of
 /// their own (UUIDs, say) refuses that id with an error: the answer is
 /// still a wrong password's, not a 503 that would tell the name unknown.
+/// A directory that is down answers 503 for every name alike.
 async fn a_directory_refusing_the_placeholder_id_tells_nothing(db: TestDb) {
+    use rememberme::store::StoreError;
     let (server, counts) = TestServer::start_counting(db, |b| b);
     server.add_user("alice", "correct horse", false);
     let mut answers = Vec::new();
     for user in ["alice", "nobody-by-this-name"] {
+        counts.take_log();
         if user != "alice" {
             counts.trap("find_by_id", || {
-                Err(rememberme::store::StoreError::Query(
+                Err(StoreError::Query(
                     "invalid input syntax for type uuid".into(),
                 ))
             });
         }
         let res = server.browser().login(user, "wrong password", false).await;
         assert_eq!(res.status, 401, "{user}: a wrong password's answer");
+        assert!(
+            counts.take_log().contains(&"find_by_id"),
+            "{user}: read by id"
+        );
         let body = res.body.replace(user, "USER").replace(&res.csrf(), "CSRF");
         answers.push((res.status, body));
     }
     assert_eq!(answers[0], answers[1], "same status and page");
-    assert!(
-        counts.take_log().contains(&"find_by_id"),
-        "the placeholder was read"
-    );
+    for user in ["alice", "nobody-by-this-name"] {
+        counts.trap("find_by_id", || {
+            Err(StoreError::Unavailable("the directory is down".into()))
+        });
+        let res = server.browser().login(user, "wrong password", false).await;
+        assert_eq!(res.status, 503, "{user}: an outage");
+    }
 }

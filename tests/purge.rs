@@ -114,22 +114,33 @@ async fn the_layer_purges_on_its_clock_and_its_task_ends_with_it(db: TestDb) {
     use rememberme::{RememberMe, RememberMeConfig};
     let stores = seed(&db);
     let clock = rememberme::clock::ManualClock::new();
-    let config = RememberMeConfig::builder().clock(clock.clone()).build();
+    let config = RememberMeConfig::builder()
+        .clock(clock.clone())
+        .lockout(Duration::from_secs(48 * 3600))
+        .build();
     let layer = RememberMe::new(stores.clone(), config);
     let retention = Duration::from_secs(90 * 24 * 3600);
+    // A failure counter past the day a counter is kept, within the lockout.
+    let key = rememberme::store::ThrottleKey::account("alice");
+    let stale = stores
+        .state
+        .reserve_attempt(&key, now() - 25 * 3600, 48 * 3600, 5);
+    stale.unwrap();
 
     let purged = layer.purge(retention).await.unwrap();
     assert_eq!((purged.tokens, purged.audit_events), (1, 1), "{purged:?}");
-    assert_eq!(
-        counts(&stores),
-        (1, 1),
-        "the live token and the recent event stay"
+    let stay = "the live token and the recent event stay";
+    assert_eq!(counts(&stores), (1, 1), "{stay}");
+    assert!(
+        stores.state.failures(&key).unwrap().is_some(),
+        "still locking"
     );
     clock.advance(Duration::from_secs(2 * 3600));
     let purged = layer.purge(retention).await.unwrap();
     assert_eq!(purged.tokens, 1, "expired on the layer's clock");
 
-    let task = actix_web::rt::spawn(layer.purge_every(Duration::from_secs(1), retention));
+    // Every 0 s is every second.
+    let task = actix_web::rt::spawn(layer.purge_every(Duration::ZERO, retention));
     actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     assert!(
         layer.close(Duration::from_secs(5)),

@@ -118,7 +118,11 @@ fn user_and_epoch(
         // The placeholder's read counts for its time only: a directory
         // that refuses an id not of its own form (a UUID column, say) must
         // not turn an unknown name into a 503 where a known one gets 401.
-        false => (None, None),
+        // An outage is an outage for every name: it still answers 503.
+        false => match user {
+            Err(error @ StoreError::Unavailable(_)) => return Err(error),
+            _ => (None, None),
+        },
     })
 }
 

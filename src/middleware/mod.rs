@@ -148,7 +148,7 @@ impl RememberMe {
     #[must_use]
     pub fn with_flow(mut self, flow: Flow) -> Self {
         Arc::get_mut(&mut self.shared)
-            .expect("add flows before the layer is cloned")
+            .expect("add flows before the layer is cloned (or its purge task made)")
             .add_flow(flow);
         self
     }
@@ -171,18 +171,22 @@ impl RememberMe {
     /// clean up at exit), and audit rows still queued would be lost.
     pub fn close(self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        if !crate::threads::wait_until_only(&self.shared, deadline) {
-            return false;
-        }
-        match Arc::try_unwrap(self.shared) {
-            Ok(mut last) => {
-                let threads_ended = last.store_threads.end();
-                let rows_written = last.audit_queue.end();
-                // The password threads too: every thread the crate started.
-                crate::threads::end_argon2();
-                threads_ended && rows_written
+        let mut shared = self.shared;
+        loop {
+            if !crate::threads::wait_until_only(&shared, deadline) {
+                return false;
             }
-            Err(_) => false, // cannot happen: this was the only handle
+            match Arc::try_unwrap(shared) {
+                Ok(mut last) => {
+                    let threads_ended = last.store_threads.end();
+                    let rows_written = last.audit_queue.end();
+                    // The password threads too: every thread the crate started.
+                    crate::threads::end_argon2();
+                    return threads_ended && rows_written;
+                }
+                // A purge task took a handle in between: wait again.
+                Err(back) => shared = back,
+            }
         }
     }
 }

@@ -38,7 +38,9 @@ impl RememberMe {
     /// [`close`](Self::close) and
     /// [`Database::close`](crate::Database::close) do not wait for it
     /// (`Database::close` does for a purge under way); it ends at its next
-    /// turn once the layer has ended.
+    /// turn once the layer has ended. Make it after
+    /// [`with_flow`](Self::with_flow), which panics once the layer has a
+    /// purge task, as it does once the layer is cloned.
     pub fn purge_every(
         &self,
         every: Duration,
@@ -46,7 +48,9 @@ impl RememberMe {
     ) -> impl Future<Output = ()> + 'static {
         let layer = Arc::downgrade(&self.shared);
         async move {
-            let mut interval = actix_web::rt::time::interval(every.max(Duration::from_secs(1)));
+            let mut interval = tokio::time::interval(every.max(Duration::from_secs(1)));
+            // A purge longer than `every` is not followed by the turns it missed.
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
                 let Some((stores, config)) = layer

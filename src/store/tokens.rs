@@ -281,11 +281,12 @@ pub trait TokenStore: Send + Sync {
     /// How long a sign-in by cookie may wait for a batch to take its
     /// rotation (see [`TokenStore::rotates_in_batches`]) before it gives up
     /// as unavailable, nothing of it written, if this store says; else
-    /// 5 s. [`DieselStore`](crate::DieselStore): its database's timeout
-    /// ([`DatabaseBuilder::timeout`](crate::store::DatabaseBuilder::timeout)),
-    /// so a batch stuck in the database holds the sign-ins queued behind
-    /// it no longer than a request would wait for a connection. A store
-    /// that wraps another should forward it.
+    /// 5 s. [`DieselStore`](crate::DieselStore): twice its database's
+    /// timeout
+    /// ([`DatabaseBuilder::timeout`](crate::store::DatabaseBuilder::timeout)):
+    /// the batch ahead may wait that long for a lock and still commit, and
+    /// a batch stuck in the database holds the sign-ins queued behind it
+    /// no longer. A store that wraps another should forward it.
     fn suggested_wait(&self) -> Option<std::time::Duration> {
         None
     }

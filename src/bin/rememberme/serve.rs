@@ -130,7 +130,7 @@ pub(crate) fn serve(url: &str, args: ServeArgs) -> Result<(), String> {
     let stores = Stores::new(DieselStore::new(database.clone()), users);
     // Before the layer: it describes its metrics to the recorder installed.
     let metrics = args.metrics.then(install_metrics).transpose()?;
-    let mut site = Site::new(stores.clone(), config, key);
+    let mut site = Site::new(stores, config, key);
     if let Some(handle) = &metrics {
         site = site.with_metrics(handle.clone());
     }

@@ -81,8 +81,9 @@ impl DatabaseBuilder {
     }
 
     /// The longest wait for a connection (and for a lock: SQLite's busy
-    /// timeout, PostgreSQL's `lock_timeout`; and for a sign-in by cookie,
-    /// for a batch to take its rotation) before a request gets a 503.
+    /// timeout, PostgreSQL's `lock_timeout`; a sign-in by cookie waits
+    /// twice as long for a batch to take its rotation) before a request
+    /// gets a 503.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

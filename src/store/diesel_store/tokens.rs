@@ -13,7 +13,8 @@ impl TokenStore for DieselStore {
     }
 
     fn suggested_wait(&self) -> Option<std::time::Duration> {
-        Some(self.db.timeout())
+        // The batch ahead may wait a timeout for a lock and still commit.
+        Some(self.db.timeout().saturating_mul(2))
     }
 
     fn find_by_series(&self, series: &SecretHash) -> Result<Option<TokenRecord>, StoreError> {
