@@ -150,11 +150,45 @@ async fn the_layer_purges_on_its_clock_and_its_task_ends_with_it(db: TestDb) {
     assert!(matches!(ended, Ok(Ok(()))), "the task ends with the layer");
 }
 
+/// A purge under way holds the stores, not the layer: the layer closes
+/// while it runs (an app's shutdown does not wait for a long purge), and
+/// the task ends once its purge does.
+async fn a_purge_under_way_does_not_hold_the_layer(db: TestDb) {
+    use rememberme::{RememberMe, RememberMeConfig};
+    let database = Database::connect(&db.url, 2).unwrap();
+    let (store, calls) = common::CountingStore::new(rememberme::DieselStore::new(database.clone()));
+    let stores = Stores::new(store, common::users_on(&database));
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let entered = started.clone();
+    calls.trap("purge_expired", move || {
+        entered.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = released.recv_timeout(Duration::from_secs(20));
+        Ok(())
+    });
+    let layer = RememberMe::new(stores, RememberMeConfig::default());
+    let day = Duration::from_secs(86_400);
+    let task = actix_web::rt::spawn(layer.purge_every(Duration::from_secs(1), day));
+    while !started.load(std::sync::atomic::Ordering::SeqCst) {
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let closed = layer.close(Duration::from_millis(500));
+    release.send(()).unwrap();
+    assert!(closed, "the layer closes while its purge runs");
+    let ended = actix_web::rt::time::timeout(Duration::from_secs(5), task).await;
+    assert!(matches!(ended, Ok(Ok(()))), "the task ends after its purge");
+    assert!(database.close(Duration::from_secs(5)));
+}
+
 #[actix_web::test]
 async fn layer_purge_on_both_backends() {
     the_layer_purges_on_its_clock_and_its_task_ends_with_it(TestDb::sqlite()).await;
+    a_purge_under_way_does_not_hold_the_layer(TestDb::sqlite()).await;
     if let Some(db) = TestDb::postgres() {
         the_layer_purges_on_its_clock_and_its_task_ends_with_it(db).await;
+    }
+    if let Some(db) = TestDb::postgres() {
+        a_purge_under_way_does_not_hold_the_layer(db).await;
     }
 }
 
