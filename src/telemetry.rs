@@ -18,6 +18,7 @@
 //! | `rememberme_rotation_batch_size` | histogram | | sign-ins by cookie run together in one database transaction ([`DieselStore`](crate::DieselStore)'s group commit) |
 //! | `rememberme_rotation_batch_seconds` | histogram | | time one such batch runs, commit included: while it runs the next one gathers |
 //! | `rememberme_rotation_wait_seconds` | histogram | | time a sign-in by cookie waits for its rotation (queued without a thread, then its batch) |
+//! | `rememberme_purged_total` | counter | `what` (`tokens`, `failure_counters`, `audit_events`) | rows deleted by the purge ([`Stores::purge`](crate::Stores::purge)) |
 //!
 //! Nothing secret is ever a label: no token, no cookie, no user id.
 
@@ -47,6 +48,8 @@ pub const ROTATION_BATCH_SIZE: &str = "rememberme_rotation_batch_size";
 pub const ROTATION_BATCH_SECONDS: &str = "rememberme_rotation_batch_seconds";
 /// Seconds a sign-in by cookie waits for its rotation, batch included.
 pub const ROTATION_WAIT_SECONDS: &str = "rememberme_rotation_wait_seconds";
+/// Rows deleted by the purge, by `what`.
+pub const PURGED: &str = "rememberme_purged_total";
 
 /// A sign-in attempt's end.
 pub(crate) fn sign_in(method: &'static str, outcome: &'static str) {
@@ -99,6 +102,17 @@ pub(crate) fn rotation_wait(waited: std::time::Duration) {
     metrics::histogram!(ROTATION_WAIT_SECONDS).record(waited.as_secs_f64());
 }
 
+/// What one purge deleted.
+pub(crate) fn purged(purged: &crate::store::Purged) {
+    for (what, n) in [
+        ("tokens", purged.tokens),
+        ("failure_counters", purged.failure_counters),
+        ("audit_events", purged.audit_events),
+    ] {
+        metrics::counter!(PURGED, "what" => what).increment(n as u64);
+    }
+}
+
 /// Describes the metrics to the recorder installed now (at each layer's
 /// start: a recorder installed before the layer gets the help texts).
 pub(crate) fn describe() {
@@ -138,5 +152,6 @@ pub(crate) fn describe() {
             Unit::Seconds,
             "Time a sign-in by cookie waits for its rotation, batch included"
         );
+        describe_counter!(PURGED, "Rows deleted by the purge, by what they were");
     }
 }

@@ -213,3 +213,42 @@ async fn a_step_up_refused_after_its_insert_counts_as_refused() {
     assert_eq!(status, 403);
     assert_eq!((step_ups("success"), step_ups("refused")), (0, 1));
 }
+
+/// The purge counts the rows it deleted, by what they were, however it is
+/// run (here `Stores::purge`, beneath the layer's task and the CLI).
+#[test]
+fn the_purge_counts_what_it_deleted() {
+    counted::install();
+    let purged = |what: &str| counted::value(&format!("rememberme_purged_total{{what={what}}}"));
+    let (tokens, counters) = (purged("tokens"), purged("failure_counters"));
+    let db = TestDb::sqlite();
+    let database = rememberme::Database::connect(&db.url, 1).unwrap();
+    let stores = common::stores_on(&database);
+    let now = rememberme::clock::Clock::now(&rememberme::clock::SystemClock);
+    let cookie = rememberme::token::RememberCookie::generate();
+    let user = rememberme::UserId::from("someone");
+    stores
+        .tokens
+        .insert(rememberme::store::NewToken {
+            user_id: &user,
+            series_hash: &cookie.series.hash(),
+            token_hash: &cookie.token.hash(),
+            now: now - 100,
+            expires_at: now - 10,
+            user_agent: None,
+            ip: None,
+            device_key: None,
+        })
+        .unwrap();
+    let key = rememberme::store::ThrottleKey::account("someone");
+    let stale = stores
+        .state
+        .reserve_attempt(&key, now - 2 * 86_400, 3600, 5);
+    stale.unwrap();
+
+    let hour = std::time::Duration::from_secs(3600);
+    let done = stores.purge(now, hour, None).unwrap();
+    assert_eq!((done.tokens, done.failure_counters), (1, 1), "{done:?}");
+    assert_eq!(purged("tokens") - tokens, 1);
+    assert_eq!(purged("failure_counters") - counters, 1);
+}

@@ -152,6 +152,7 @@ impl Stores {
             let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
             purged.audit_events = self.audit.purge_before(now.saturating_sub(retention))?;
         }
+        crate::telemetry::purged(&purged);
         Ok(purged)
     }
 
