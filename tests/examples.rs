@@ -74,25 +74,7 @@ fn start(name: &str, database_url: &str, dir: &std::path::Path) -> Example {
 fn an_expired_token(url: &str) -> (rememberme::Database, rememberme::Stores) {
     let database = rememberme::Database::connect(url, 1).unwrap();
     let stores = common::stores_on(&database);
-    let cookie = rememberme::token::RememberCookie::generate();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let user = rememberme::UserId::from("someone-gone");
-    stores
-        .tokens
-        .insert(rememberme::store::NewToken {
-            user_id: &user,
-            series_hash: &cookie.series.hash(),
-            token_hash: &cookie.token.hash(),
-            now: now - 100,
-            expires_at: now - 10,
-            user_agent: None,
-            ip: None,
-            device_key: None,
-        })
-        .unwrap();
+    common::insert_expired_token(&stores, "someone-gone");
     (database, stores)
 }
 

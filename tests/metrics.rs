@@ -224,22 +224,7 @@ fn the_purge_counts_what_it_deleted() {
     let db = TestDb::sqlite();
     let database = rememberme::Database::connect(&db.url, 1).unwrap();
     let stores = common::stores_on(&database);
-    let now = rememberme::clock::Clock::now(&rememberme::clock::SystemClock);
-    let cookie = rememberme::token::RememberCookie::generate();
-    let user = rememberme::UserId::from("someone");
-    stores
-        .tokens
-        .insert(rememberme::store::NewToken {
-            user_id: &user,
-            series_hash: &cookie.series.hash(),
-            token_hash: &cookie.token.hash(),
-            now: now - 100,
-            expires_at: now - 10,
-            user_agent: None,
-            ip: None,
-            device_key: None,
-        })
-        .unwrap();
+    let now = common::insert_expired_token(&stores, "someone");
     let key = rememberme::store::ThrottleKey::account("someone");
     let stale = stores
         .state

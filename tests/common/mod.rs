@@ -953,3 +953,24 @@ pub fn outcome_name(outcome: rememberme::extract::SubmitOutcome) -> actix_web::H
         _ => "other",
     })
 }
+
+/// Inserts a token of `user` that expired ten seconds ago; returns the
+/// time it used (now, on the system's clock).
+pub fn insert_expired_token(stores: &Stores, user: &str) -> i64 {
+    let now = rememberme::clock::Clock::now(&rememberme::clock::SystemClock);
+    let cookie = rememberme::token::RememberCookie::generate();
+    stores
+        .tokens
+        .insert(rememberme::store::NewToken {
+            user_id: &UserId::from(user),
+            series_hash: &cookie.series.hash(),
+            token_hash: &cookie.token.hash(),
+            now: now - 100,
+            expires_at: now - 10,
+            user_agent: None,
+            ip: None,
+            device_key: None,
+        })
+        .unwrap();
+    now
+}
