@@ -152,7 +152,11 @@ impl Stores {
             let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
             purged.audit_events = self.audit.purge_before(now.saturating_sub(retention))?;
         }
-        crate::telemetry::purged(&purged);
+        crate::telemetry::purged([
+            ("tokens", purged.tokens),
+            ("failure_counters", purged.failure_counters),
+            ("audit_events", purged.audit_events),
+        ]);
         Ok(purged)
     }
 
