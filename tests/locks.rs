@@ -120,7 +120,7 @@ async fn a_stuck_batch_holds_the_sign_ins_queued_behind_it_no_longer_than_the_ti
             .to_request()
     };
 
-    let (stuck, release) = hang_next_batch(&calls);
+    let (stuck, release) = calls.hang("find_and_rotate_all");
     let behind = async {
         while !stuck.load(std::sync::atomic::Ordering::SeqCst) {
             actix_web::rt::time::sleep(Duration::from_millis(5)).await;
@@ -171,23 +171,4 @@ fn counted_with_timeout(
     let (store, calls) = common::CountingStore::new(rememberme::DieselStore::new(database.clone()));
     let stores = rememberme::Stores::new(store, common::users_on(&database));
     (database, stores, calls, alice)
-}
-
-/// Makes the next rotation batch hang in the store until the sender
-/// sends (or 20 s pass); the flag says when it has begun to.
-fn hang_next_batch(
-    calls: &common::CallCounts,
-) -> (
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    std::sync::mpsc::Sender<()>,
-) {
-    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let entered = stuck.clone();
-    calls.trap("find_and_rotate_all", move || {
-        entered.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = released.recv_timeout(Duration::from_secs(20));
-        Ok(())
-    });
-    (stuck, release)
 }

@@ -158,14 +158,7 @@ async fn a_purge_under_way_does_not_hold_the_layer(db: TestDb) {
     let database = Database::connect(&db.url, 2).unwrap();
     let (store, calls) = common::CountingStore::new(rememberme::DieselStore::new(database.clone()));
     let stores = Stores::new(store, common::users_on(&database));
-    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let entered = started.clone();
-    calls.trap("purge_expired", move || {
-        entered.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = released.recv_timeout(Duration::from_secs(20));
-        Ok(())
-    });
+    let (started, release) = calls.hang("purge_expired");
     let layer = RememberMe::new(stores, RememberMeConfig::default());
     let day = Duration::from_secs(86_400);
     let task = actix_web::rt::spawn(layer.purge_every(Duration::from_secs(1), day));

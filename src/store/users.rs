@@ -178,7 +178,9 @@ pub trait UserDirectory: Send + Sync + 'static {
     /// at the next check. A sign-in with an unknown name calls it with a
     /// placeholder id (`rememberme:no-such-user`), so that it takes as
     /// long as a known name's; its answer is dropped, an error too (a
-    /// directory of UUIDs may well refuse such an id).
+    /// directory of UUIDs may well refuse such an id), but for
+    /// [`StoreError::Unavailable`](super::StoreError::Unavailable): an
+    /// outage answers 503 for every name alike.
     fn find_by_id(&self, id: &UserId) -> Result<Option<User>, super::StoreError>;
 
     /// The users with these ids, in the order asked (`None` for an id

@@ -686,6 +686,25 @@ impl CallCounts {
     ) {
         self.traps.lock().unwrap().push((name, Box::new(trap)));
     }
+    /// Makes the next call named `name` hang until the sender sends (or
+    /// 20 s pass); the flag says when it has begun to.
+    pub fn hang(
+        &self,
+        name: &'static str,
+    ) -> (
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        mpsc::Sender<()>,
+    ) {
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (release, released) = mpsc::channel::<()>();
+        let entered = started.clone();
+        self.trap(name, move || {
+            entered.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = released.recv_timeout(Duration::from_secs(20));
+            Ok(())
+        });
+        (started, release)
+    }
     /// The names of the calls made since the last `take_log`.
     pub fn take_log(&self) -> Vec<&'static str> {
         std::mem::take(&mut *self.log.lock().unwrap())
